@@ -1,0 +1,47 @@
+//! The school-health domain: the only part of vitals that knows about students.
+//!
+//! The schema (sqlx migrations for PostgreSQL and for the embedded SQLite, kept equivalent), the
+//! row types, a deterministic synthetic school, and the import record specs. Everything here holds
+//! PHI: pass it to the component crates as opaque values, never log it.
+//!
+//! # Example
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use vitals::health::{self, SchoolGenerator};
+//! let pool = sqlx::SqlitePool::connect("sqlite::memory:").await?;
+//! health::migrate_sqlite(&pool).await?;
+//! let school = SchoolGenerator::new(200).generate();
+//! health::load_school_sqlite(&pool, &school).await?;
+//! let counts = health::table_counts_sqlite(&pool).await?;
+//! assert_eq!(counts.students, 200);
+//! # Ok(()) }
+//! ```
+
+mod generate;
+mod model;
+pub mod records;
+mod store;
+
+pub use generate::{School, SchoolGenerator};
+pub use model::*;
+pub use store::*;
+
+/// A text that is not one of an enum's values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid {type_name}; expected one of: {expected}")]
+pub struct ParseEnumError {
+    type_name: &'static str,
+    expected: &'static str,
+}
+
+impl ParseEnumError {
+    /// The enum's name, such as `AllergySeverity`.
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+
+    /// The accepted values, space-separated.
+    pub fn expected(&self) -> &'static str {
+        self.expected
+    }
+}

@@ -1,0 +1,1 @@
+//! Import record specs for the healthcare types (issue 6; in progress).
