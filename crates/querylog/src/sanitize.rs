@@ -1,0 +1,924 @@
+//! The SQL sanitiser: a single-pass lexer for PostgreSQL's lexical grammar that
+//! masks every literal, drops comments, collapses lists and normalises layout.
+//!
+//! It is deliberately not a parser: it only needs to know where literals start
+//! and end, which the lexical grammar alone decides. Where the grammar is
+//! ambiguous (a standard string whose closing quote follows a backslash means
+//! different things under `standard_conforming_strings` on and off) or input
+//! ends inside a literal or comment, the rest of the input is masked: the
+//! sanitiser fails closed.
+
+/// What is emitted for any literal, and for any masked remainder.
+const MASK: &str = "?";
+
+/// The kind of the last token written, which decides spacing and list collapse.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tok {
+    /// Nothing written yet.
+    Start,
+    /// A keyword (written upper case).
+    Keyword,
+    /// An identifier (unquoted, folded to lower case, or quoted as written).
+    Ident,
+    /// A masked literal `?` or a parameter `$n`.
+    Value,
+    /// `(` or `[`.
+    Open,
+    /// `)` or `]`.
+    Close,
+    /// `,`.
+    Comma,
+    /// `.` or `::` (no space on either side).
+    Join,
+    /// `;`.
+    Semi,
+    /// Any other operator or punctuation.
+    Op,
+    /// A unary sign that a following number will absorb.
+    Sign,
+}
+
+/// A group opened by `(` or `[`, to collapse repeated sibling groups such as
+/// the rows of `VALUES`.
+#[derive(Clone, Copy)]
+struct Group {
+    /// Offset of the opening bracket in the output.
+    start: usize,
+    /// The previous sibling group closed directly inside this one: its range.
+    prev_sibling: Option<(usize, usize)>,
+}
+
+struct Writer {
+    out: String,
+    last: Tok,
+    /// Output length right after the last value of a list run (`(?` or `(?, ?`).
+    run_end: Option<usize>,
+    /// Where the last string literal's mask ended, to fold adjacent strings.
+    last_string_end: Option<usize>,
+    /// Offset of a pending unary sign, so a number can absorb it.
+    sign_at: Option<usize>,
+    /// The token before a pending unary sign.
+    before_sign: Tok,
+    groups: Vec<Group>,
+    /// Sibling tracking for the top level (outside any bracket).
+    top_prev: Option<(usize, usize)>,
+}
+
+/// Maximum nesting of brackets tracked for list collapse; deeper groups are
+/// still written, just not collapsed (bounded memory on hostile input).
+const MAX_GROUPS: usize = 256;
+
+impl Writer {
+    fn new(cap: usize) -> Self {
+        Self {
+            out: String::with_capacity(cap),
+            last: Tok::Start,
+            run_end: None,
+            last_string_end: None,
+            sign_at: None,
+            before_sign: Tok::Start,
+            groups: Vec::new(),
+            top_prev: None,
+        }
+    }
+
+    /// Writes the separator that the token kinds `self.last` then `next` call for.
+    fn space_before(&mut self, next: Tok, next_is_open_paren: bool) {
+        let space = match (self.last, next) {
+            (Tok::Start, _) => false,
+            (Tok::Open | Tok::Join | Tok::Sign, _) => false,
+            (_, Tok::Close | Tok::Comma | Tok::Join | Tok::Semi) => false,
+            // A function call or a column list: `count(*)`, `students(id, name)`.
+            (Tok::Ident, Tok::Open) if next_is_open_paren => false,
+            _ => true,
+        };
+        if space {
+            self.out.push(' ');
+        }
+    }
+
+    fn push(&mut self, tok: Tok, text: &str) {
+        self.space_before(tok, false);
+        self.out.push_str(text);
+        self.finish(tok);
+    }
+
+    fn finish(&mut self, tok: Tok) {
+        if tok != Tok::Value {
+            // A comma, or a sign a number will absorb, continues a list run.
+            if !matches!(tok, Tok::Comma | Tok::Sign) {
+                self.run_end = None;
+            }
+            self.last_string_end = None;
+        }
+        if tok != Tok::Sign {
+            self.sign_at = None;
+        }
+        self.last = tok;
+    }
+
+    /// Writes a value (`?` or `$n`), collapsing `v, v, v` list runs into `v`.
+    fn value(&mut self, text: &str, is_string: bool) {
+        if let Some(at) = self.sign_at.take() {
+            // `- 5` in unary position: the sign belongs to the literal.
+            self.out.truncate(at);
+            self.last = self.before_sign;
+        }
+        if is_string {
+            if let Some(end) = self.last_string_end {
+                if end == self.out.len() {
+                    // 'a' 'b' (continued string constant): still one literal.
+                    return;
+                }
+            }
+        }
+        if let Some(end) = self.run_end {
+            if self.out.len() == end + 1 && self.out.ends_with(',') {
+                // `(?, ?` → `(?`: drop the comma and this value.
+                self.out.truncate(end);
+                self.last = Tok::Value;
+                if is_string {
+                    self.last_string_end = Some(end);
+                }
+                return;
+            }
+        }
+        let head = matches!(
+            self.last,
+            Tok::Open | Tok::Start | Tok::Keyword | Tok::Comma
+        );
+        self.space_before(Tok::Value, false);
+        self.out.push_str(text);
+        self.last = Tok::Value;
+        self.run_end = if head { Some(self.out.len()) } else { None };
+        self.last_string_end = if is_string {
+            Some(self.out.len())
+        } else {
+            None
+        };
+    }
+
+    fn open(&mut self, text: &str) {
+        if text == "[" && matches!(self.last, Tok::Ident | Tok::Keyword | Tok::Close) {
+            // `ARRAY[`, `col[`, `f(x)[`: no space before a subscript or array.
+        } else {
+            self.space_before(Tok::Open, text == "(");
+        }
+        let start = self.out.len();
+        self.out.push_str(text);
+        if self.groups.len() < MAX_GROUPS {
+            self.groups.push(Group {
+                start,
+                prev_sibling: None,
+            });
+        }
+        self.finish(Tok::Open);
+    }
+
+    fn close(&mut self, text: &str) {
+        self.space_before(Tok::Close, false);
+        self.out.push_str(text);
+        let end = self.out.len();
+        self.finish(Tok::Close);
+        let Some(group) = self.groups.pop() else {
+            return;
+        };
+        let start = group.start;
+        let prev = match self.groups.last_mut() {
+            Some(parent) => &mut parent.prev_sibling,
+            None => &mut self.top_prev,
+        };
+        if let Some((ps, pe)) = *prev {
+            let between = self.out.get(pe..start);
+            if between == Some(", ")
+                && self.out.get(ps..pe).is_some()
+                && self.out.get(ps..pe) == self.out.get(start..end)
+            {
+                // `(?), (?)` → `(?)`: repeated rows become one.
+                self.out.truncate(pe);
+                return;
+            }
+        }
+        *prev = Some((start, end));
+    }
+
+    /// Masks everything from here on (fail closed) and ends the output.
+    fn mask_rest(mut self) -> String {
+        self.sign_at = None;
+        if !(self.last == Tok::Value && self.out.ends_with(MASK)) {
+            self.space_before(Tok::Value, false);
+            self.out.push_str(MASK);
+        }
+        self.out
+    }
+}
+
+#[inline]
+fn is_ident_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
+}
+
+#[inline]
+pub(crate) fn is_ident_cont(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+#[inline]
+fn is_op_char(b: u8) -> bool {
+    matches!(
+        b,
+        b'+' | b'-'
+            | b'*'
+            | b'/'
+            | b'<'
+            | b'>'
+            | b'='
+            | b'~'
+            | b'!'
+            | b'@'
+            | b'#'
+            | b'%'
+            | b'^'
+            | b'&'
+            | b'|'
+            | b'`'
+            | b'?'
+    )
+}
+
+/// Upper-cases `word` into `buf` and says whether it is a keyword we write in
+/// upper case. Words that are not keywords are identifiers (folded to lower case,
+/// as PostgreSQL folds them).
+fn keyword(word: &[u8], buf: &mut [u8; 16]) -> bool {
+    if word.len() > buf.len() {
+        return false;
+    }
+    let up = &mut buf[..word.len()];
+    for (d, s) in up.iter_mut().zip(word) {
+        *d = s.to_ascii_uppercase();
+    }
+    matches!(
+        &*up,
+        b"SELECT"
+            | b"FROM"
+            | b"WHERE"
+            | b"AND"
+            | b"OR"
+            | b"NOT"
+            | b"IN"
+            | b"IS"
+            | b"NULL"
+            | b"AS"
+            | b"ON"
+            | b"JOIN"
+            | b"LEFT"
+            | b"RIGHT"
+            | b"INNER"
+            | b"OUTER"
+            | b"FULL"
+            | b"CROSS"
+            | b"LATERAL"
+            | b"NATURAL"
+            | b"USING"
+            | b"GROUP"
+            | b"ORDER"
+            | b"BY"
+            | b"HAVING"
+            | b"LIMIT"
+            | b"OFFSET"
+            | b"FETCH"
+            | b"FIRST"
+            | b"NEXT"
+            | b"ROWS"
+            | b"ROW"
+            | b"ONLY"
+            | b"ASC"
+            | b"DESC"
+            | b"NULLS"
+            | b"LAST"
+            | b"DISTINCT"
+            | b"ALL"
+            | b"ANY"
+            | b"SOME"
+            | b"EXISTS"
+            | b"BETWEEN"
+            | b"LIKE"
+            | b"ILIKE"
+            | b"SIMILAR"
+            | b"ESCAPE"
+            | b"CASE"
+            | b"WHEN"
+            | b"THEN"
+            | b"ELSE"
+            | b"END"
+            | b"CAST"
+            | b"UNION"
+            | b"INTERSECT"
+            | b"EXCEPT"
+            | b"WITH"
+            | b"RECURSIVE"
+            | b"INSERT"
+            | b"INTO"
+            | b"VALUES"
+            | b"DEFAULT"
+            | b"UPDATE"
+            | b"SET"
+            | b"DELETE"
+            | b"RETURNING"
+            | b"CONFLICT"
+            | b"DO"
+            | b"NOTHING"
+            | b"CREATE"
+            | b"ALTER"
+            | b"DROP"
+            | b"TABLE"
+            | b"INDEX"
+            | b"VIEW"
+            | b"IF"
+            | b"PRIMARY"
+            | b"KEY"
+            | b"FOREIGN"
+            | b"REFERENCES"
+            | b"UNIQUE"
+            | b"CHECK"
+            | b"CONSTRAINT"
+            | b"BEGIN"
+            | b"COMMIT"
+            | b"ROLLBACK"
+            | b"SAVEPOINT"
+            | b"RELEASE"
+            | b"TRANSACTION"
+            | b"FOR"
+            | b"SHARE"
+            | b"NOWAIT"
+            | b"SKIP"
+            | b"LOCKED"
+            | b"OVER"
+            | b"PARTITION"
+            | b"WINDOW"
+            | b"FILTER"
+            | b"ARRAY"
+            | b"COPY"
+            | b"TRUNCATE"
+            | b"EXPLAIN"
+            | b"ANALYZE"
+            | b"SHOW"
+            | b"RESET"
+            | b"LOCAL"
+            | b"DATE"
+            | b"TIME"
+            | b"TIMESTAMP"
+            | b"TIMESTAMPTZ"
+            | b"INTERVAL"
+            | b"ZONE"
+            | b"AT"
+            | b"UESCAPE"
+            | b"COLLATE"
+            | b"MATERIALIZED"
+            | b"REFRESH"
+            | b"OVERLAPS"
+            | b"SYMMETRIC"
+    )
+}
+
+/// Sanitises a SQL statement: every literal becomes `?`, comments are dropped,
+/// lists collapse and layout is normalised. `$n` parameters stay.
+///
+/// Never panics and never returns a literal of the input: input that ends inside
+/// a string, dollar quote, quoted identifier or comment, or a string whose end is
+/// ambiguous, is masked from the start of that construct to the end.
+///
+/// - Strings: `'…'` with `''`, `E'…'` with backslash escapes, `U&'…'`, `B'…'`,
+///   `X'…'`, `N'…'`, dollar-quoted `$tag$…$tag$`, adjacent continued strings.
+/// - Numbers (with a unary sign), `TRUE`/`FALSE`, typed literals (`DATE '…'`
+///   becomes `DATE ?`).
+/// - `--` and nested `/* */` comments are dropped.
+/// - `IN (1, 2, 3)` becomes `IN (?)`; the rows of `VALUES` and the items of
+///   `ARRAY[…]` become one.
+/// - Keywords are written upper case, other unquoted identifiers lower case
+///   (as PostgreSQL folds them); quoted identifiers stay as written.
+///
+/// ```
+/// use vitals_querylog::sanitize_sql;
+///
+/// let sql = "select * FROM students where email = 'ann.lee@example.com' AND id in (1,2,3) -- ann";
+/// assert_eq!(
+///     sanitize_sql(sql),
+///     "SELECT * FROM students WHERE email = ? AND id IN (?)"
+/// );
+/// ```
+#[must_use]
+pub fn sanitize_sql(sql: &str) -> String {
+    let b = sql.as_bytes();
+    let n = b.len();
+    let mut w = Writer::new(n.min(4096));
+    let mut kw = [0u8; 16];
+    let mut i = 0;
+    while i < n {
+        let c = b[i];
+        match c {
+            b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c' => i += 1,
+            b'\'' => match scan_standard_string(b, i + 1) {
+                Some(end) => {
+                    w.value(MASK, true);
+                    i = end;
+                }
+                None => return w.mask_rest(),
+            },
+            b'"' => match scan_quoted(b, i + 1, b'"') {
+                Some(end) => {
+                    w.push(Tok::Ident, &sql[i..end]);
+                    i = end;
+                }
+                None => return w.mask_rest(),
+            },
+            b'$' => {
+                if i + 1 < n && b[i + 1].is_ascii_digit() {
+                    let mut j = i + 1;
+                    while j < n && b[j].is_ascii_digit() {
+                        j += 1;
+                    }
+                    w.value(&sql[i..j], false);
+                    i = j;
+                } else if let Some(tag_end) = dollar_tag(b, i) {
+                    let tag = &b[i..tag_end];
+                    match find(b, tag_end, tag) {
+                        Some(close) => {
+                            w.value(MASK, true);
+                            i = close + tag.len();
+                        }
+                        None => return w.mask_rest(),
+                    }
+                } else {
+                    w.push(Tok::Op, "$");
+                    i += 1;
+                }
+            }
+            b'0'..=b'9' => {
+                i = scan_number(b, i);
+                w.value(MASK, false);
+            }
+            b'.' if i + 1 < n && b[i + 1].is_ascii_digit() => {
+                i = scan_number(b, i);
+                w.value(MASK, false);
+            }
+            b'-' if i + 1 < n && b[i + 1] == b'-' => {
+                while i < n && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if i + 1 < n && b[i + 1] == b'*' => match scan_block_comment(b, i) {
+                Some(end) => i = end,
+                None => return w.mask_rest(),
+            },
+            b'(' => {
+                w.open("(");
+                i += 1;
+            }
+            b'[' => {
+                w.open("[");
+                i += 1;
+            }
+            b')' => {
+                w.close(")");
+                i += 1;
+            }
+            b']' => {
+                w.close("]");
+                i += 1;
+            }
+            b',' => {
+                w.push(Tok::Comma, ",");
+                i += 1;
+            }
+            b';' => {
+                w.push(Tok::Semi, ";");
+                i += 1;
+            }
+            b'.' => {
+                w.push(Tok::Join, ".");
+                i += 1;
+            }
+            b':' => {
+                if i + 1 < n && b[i + 1] == b':' {
+                    w.push(Tok::Join, "::");
+                    i += 2;
+                } else {
+                    w.push(Tok::Op, ":");
+                    i += 1;
+                }
+            }
+            b'?' if i + 1 < n && b[i + 1].is_ascii_digit() => {
+                // SQLite's numbered parameter `?NNN`: a parameter, kept.
+                let mut j = i + 1;
+                while j < n && b[j].is_ascii_digit() {
+                    j += 1;
+                }
+                w.value(&sql[i..j], false);
+                i = j;
+            }
+            _ if is_op_char(c) => {
+                let mut j = i + 1;
+                while j < n && is_op_char(b[j]) {
+                    // A comment starts inside an operator run (`=--x`, `+/*`).
+                    if j + 1 < n
+                        && (b[j] == b'-' && b[j + 1] == b'-' || b[j] == b'/' && b[j + 1] == b'*')
+                    {
+                        break;
+                    }
+                    j += 1;
+                }
+                // PostgreSQL: a multi-character operator ends in `+` or `-` only if it
+                // holds one of ~ ! @ # % ^ & | ` ?; so `=-5` is `=` then `-5`.
+                if !b[i..j].iter().any(|c| b"~!@#%^&|`?".contains(c)) {
+                    while j > i + 1 && matches!(b[j - 1], b'+' | b'-') {
+                        j -= 1;
+                    }
+                }
+                let op = &sql[i..j];
+                let unary = (op == "-" || op == "+")
+                    && matches!(
+                        w.last,
+                        Tok::Start | Tok::Open | Tok::Comma | Tok::Op | Tok::Keyword | Tok::Semi
+                    );
+                if unary {
+                    let at = w.out.len();
+                    w.before_sign = w.last;
+                    w.space_before(Tok::Sign, false);
+                    w.out.push_str(op);
+                    w.finish(Tok::Sign);
+                    w.sign_at = Some(at);
+                } else {
+                    w.push(Tok::Op, op);
+                }
+                i = j;
+            }
+            _ if is_ident_start(c) => {
+                // Literal prefixes: E'…', U&'…', B'…', X'…', N'…' (and U&"…").
+                let next = b.get(i + 1).copied();
+                if next == Some(b'\'') {
+                    match c {
+                        b'E' | b'e' => match scan_escape_string(b, i + 2) {
+                            Some(end) => {
+                                w.value(MASK, true);
+                                i = end;
+                                continue;
+                            }
+                            None => return w.mask_rest(),
+                        },
+                        b'B' | b'b' | b'X' | b'x' | b'N' | b'n' => {
+                            match scan_standard_string(b, i + 2) {
+                                Some(end) => {
+                                    w.value(MASK, true);
+                                    i = end;
+                                    continue;
+                                }
+                                None => return w.mask_rest(),
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if (c == b'U' || c == b'u') && next == Some(b'&') {
+                    match b.get(i + 2) {
+                        Some(b'\'') => match scan_standard_string(b, i + 3) {
+                            Some(end) => {
+                                w.value(MASK, true);
+                                i = end;
+                                continue;
+                            }
+                            None => return w.mask_rest(),
+                        },
+                        Some(b'"') => match scan_quoted(b, i + 3, b'"') {
+                            Some(end) => {
+                                w.push(Tok::Ident, &sql[i..end]);
+                                i = end;
+                                continue;
+                            }
+                            None => return w.mask_rest(),
+                        },
+                        _ => {}
+                    }
+                }
+                let mut j = i + 1;
+                while j < n && is_ident_cont(b[j]) {
+                    j += 1;
+                }
+                let word = &b[i..j];
+                if keyword(word, &mut kw) {
+                    let up = &kw[..word.len()];
+                    // Only ASCII letters were upper-cased, so this is UTF-8.
+                    let text = std::str::from_utf8(up).unwrap_or("?");
+                    w.push(Tok::Keyword, text);
+                } else if word.eq_ignore_ascii_case(b"true") || word.eq_ignore_ascii_case(b"false")
+                {
+                    w.value(MASK, false);
+                } else {
+                    w.space_before(Tok::Ident, false);
+                    let at = w.out.len();
+                    w.out.push_str(&sql[i..j]);
+                    w.out[at..].make_ascii_lowercase();
+                    w.finish(Tok::Ident);
+                }
+                i = j;
+            }
+            _ => {
+                // Any other byte (`\`, `{`, `}`, control characters): one token.
+                // Only ASCII reaches here (bytes >= 0x80 start identifiers).
+                w.space_before(Tok::Op, false);
+                w.out.push(char::from(c));
+                w.finish(Tok::Op);
+                i += 1;
+            }
+        }
+    }
+    if w.sign_at.is_some() {
+        w.sign_at = None;
+    }
+    w.out
+}
+
+/// Scans a standard string body from `i` (just past the opening quote); returns
+/// the offset past the closing quote. `None` when unterminated, or when a quote
+/// follows an odd run of backslashes: with `standard_conforming_strings` off
+/// that quote would not end the string, so where it ends is ambiguous.
+pub(crate) fn scan_standard_string(b: &[u8], mut i: usize) -> Option<usize> {
+    let mut backslashes = 0usize;
+    while i < b.len() {
+        match b[i] {
+            b'\'' => {
+                if backslashes % 2 == 1 {
+                    return None;
+                }
+                if b.get(i + 1) == Some(&b'\'') {
+                    i += 2;
+                    backslashes = 0;
+                    continue;
+                }
+                return Some(i + 1);
+            }
+            b'\\' => backslashes += 1,
+            _ => backslashes = 0,
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Scans an `E'…'` body: backslash escapes any byte, `''` is a quote.
+pub(crate) fn scan_escape_string(b: &[u8], mut i: usize) -> Option<usize> {
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'\'' => {
+                if b.get(i + 1) == Some(&b'\'') {
+                    i += 2;
+                } else {
+                    return Some(i + 1);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Scans a quoted identifier body (`""` escapes the quote).
+pub(crate) fn scan_quoted(b: &[u8], mut i: usize, q: u8) -> Option<usize> {
+    while i < b.len() {
+        if b[i] == q {
+            if b.get(i + 1) == Some(&q) {
+                i += 2;
+                continue;
+            }
+            return Some(i + 1);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Scans a nested `/* */` comment starting at `i`; the offset past its end.
+pub(crate) fn scan_block_comment(b: &[u8], mut i: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    while i + 1 < b.len() {
+        if b[i] == b'/' && b[i + 1] == b'*' {
+            depth += 1;
+            i += 2;
+        } else if b[i] == b'*' && b[i + 1] == b'/' {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return Some(i);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// If a dollar-quote tag (`$$` or `$tag$`) starts at `i`, the offset past it.
+pub(crate) fn dollar_tag(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    if j < b.len() && b[j] == b'$' {
+        return Some(j + 1);
+    }
+    if j < b.len() && is_ident_start(b[j]) {
+        j += 1;
+        while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] >= 0x80) {
+            j += 1;
+        }
+        if j < b.len() && b[j] == b'$' {
+            return Some(j + 1);
+        }
+    }
+    None
+}
+
+/// Finds `needle` in `hay` from `from`.
+pub(crate) fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || from > hay.len() {
+        return None;
+    }
+    hay[from..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+/// Scans a numeric constant (decimal with fraction and exponent, `0x`/`0o`/`0b`,
+/// `_` separators) and any identifier characters glued to it (`123abc` is a
+/// number then junk to PostgreSQL; it is all masked here).
+fn scan_number(b: &[u8], mut i: usize) -> usize {
+    let n = b.len();
+    while i < n {
+        let c = b[i];
+        if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' {
+            if (c == b'e' || c == b'E') && i + 1 < n && (b[i + 1] == b'+' || b[i + 1] == b'-') {
+                i += 2;
+                continue;
+            }
+            // `1..5` (array slice) and `1.x` stop at the dot.
+            if c == b'.' && (i + 1 >= n || !b[i + 1].is_ascii_digit()) {
+                if i + 1 < n && b[i + 1] == b'.' {
+                    break;
+                }
+                i += 1;
+                break;
+            }
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize_sql as s;
+
+    #[test]
+    fn masks_standard_strings_with_doubled_quotes() {
+        assert_eq!(
+            s("SELECT * FROM t WHERE name = 'O''Brien'"),
+            "SELECT * FROM t WHERE name = ?"
+        );
+    }
+
+    #[test]
+    fn masks_escape_unicode_bit_and_hex_strings() {
+        assert_eq!(s(r"SELECT E'it\'s ann\\' AS x"), "SELECT ? AS x");
+        assert_eq!(
+            s("SELECT U&'d\\0061t\\+000061' UESCAPE '!'"),
+            "SELECT ? UESCAPE ?"
+        );
+        assert_eq!(s("SELECT B'1010', X'1F', N'ann'"), "SELECT ?");
+    }
+
+    #[test]
+    fn masks_dollar_quoted_strings() {
+        assert_eq!(s("SELECT $$Ann's 'note'$$, $body$x $$ y$body$"), "SELECT ?");
+        assert_eq!(s("SELECT $1, $2 FROM t"), "SELECT $1 FROM t");
+    }
+
+    #[test]
+    fn masks_numbers_signs_and_booleans() {
+        assert_eq!(
+            s("SELECT * FROM t WHERE a = -5 AND b > 1.5e-3 AND c = 0x1F AND d = true"),
+            "SELECT * FROM t WHERE a = ? AND b > ? AND c = ? AND d = ?"
+        );
+        assert_eq!(s("SELECT a - 5 FROM t"), "SELECT a - ? FROM t");
+    }
+
+    #[test]
+    fn keeps_digits_inside_identifiers() {
+        assert_eq!(
+            s("SELECT col1 FROM table_2024 t2"),
+            "SELECT col1 FROM table_2024 t2"
+        );
+    }
+
+    #[test]
+    fn typed_literals_keep_their_type_name() {
+        assert_eq!(
+            s("SELECT * FROM t WHERE dob = DATE '2011-02-03' AND x = '1'::int"),
+            "SELECT * FROM t WHERE dob = DATE ? AND x = ?::int"
+        );
+    }
+
+    #[test]
+    fn drops_comments_including_nested() {
+        assert_eq!(
+            s("SELECT /* ann /* lee */ smith */ a -- patient ann\nFROM t"),
+            "SELECT a FROM t"
+        );
+    }
+
+    #[test]
+    fn collapses_lists_rows_and_arrays() {
+        assert_eq!(
+            s("SELECT * FROM t WHERE id IN (1, 2, 3)"),
+            s("select * from t where id in (7)")
+        );
+        assert_eq!(
+            s("INSERT INTO t (a, b) VALUES (1, 'x'), (2, 'y'), (3, 'z')"),
+            "INSERT INTO t(a, b) VALUES (?)"
+        );
+        assert_eq!(s("SELECT ARRAY[1, 2, 3]"), "SELECT ARRAY[?]");
+        assert_eq!(s("SELECT ARRAY[[1, 2], [3, 4]]"), "SELECT ARRAY[[?]]");
+        assert_eq!(
+            s("SELECT * FROM t WHERE id IN ($1, $2, $3)"),
+            "SELECT * FROM t WHERE id IN ($1)"
+        );
+    }
+
+    #[test]
+    fn rows_with_expressions_collapse_too() {
+        assert_eq!(
+            s("INSERT INTO t VALUES (1, now()), (2, now())"),
+            "INSERT INTO t VALUES (?, now())"
+        );
+    }
+
+    #[test]
+    fn normalises_whitespace_and_keyword_case() {
+        assert_eq!(
+            s("select\n\t a,b  from   Students\nwhere  x=$1"),
+            "SELECT a, b FROM students WHERE x = $1"
+        );
+    }
+
+    #[test]
+    fn quoted_identifiers_stay() {
+        assert_eq!(
+            s(r#"SELECT "First Name" FROM "Students""#),
+            r#"SELECT "First Name" FROM "Students""#
+        );
+    }
+
+    #[test]
+    fn fails_closed_on_unterminated_constructs() {
+        assert_eq!(
+            s("SELECT * FROM t WHERE n = 'ann lee"),
+            "SELECT * FROM t WHERE n = ?"
+        );
+        assert_eq!(s("SELECT $x$ ann lee"), "SELECT ?");
+        assert_eq!(s("SELECT a /* ann lee"), "SELECT a ?");
+        assert_eq!(s("SELECT \"ann lee"), "SELECT ?");
+        assert_eq!(s("SELECT E'ann\\'"), "SELECT ?");
+    }
+
+    #[test]
+    fn ambiguous_backslash_quote_masks_the_rest() {
+        // With standard_conforming_strings off, `\'` does not end the string and
+        // `ann lee` would be inside it; the sanitiser cannot know, so it masks.
+        assert_eq!(s(r"SELECT 'a\' , ann lee, 'b'"), "SELECT ?");
+        assert_eq!(s(r"SELECT 'a\\' , b"), "SELECT ?, b");
+    }
+
+    #[test]
+    fn comment_start_inside_operator_run() {
+        assert_eq!(s("SELECT a=--ann\n1"), "SELECT a = ?");
+        assert_eq!(s("SELECT 1+/*ann*/2"), "SELECT ? + ?");
+    }
+
+    #[test]
+    fn accented_and_lower_case_names_are_masked() {
+        assert_eq!(
+            s("UPDATE students SET name = 'josé núñez' WHERE id = 42"),
+            "UPDATE students SET name = ? WHERE id = ?"
+        );
+    }
+
+    #[test]
+    fn empty_and_odd_input_does_not_panic() {
+        assert_eq!(s(""), "");
+        for t in [
+            "'", "$", "$$", "/*", "--", "E'", "U&", "U&'", "\"", ".", "-", "- -", "((", "))", "é'",
+        ] {
+            let _ = s(t);
+        }
+    }
+}
