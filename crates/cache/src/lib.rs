@@ -1,1 +1,76 @@
-//! placeholder
+//! A two-tier cache for health data: a bounded in-process LRU (L1) over
+//! Redis (L2), kept coherent across instances by pub/sub invalidations, with
+//! single-flight loads, tags and groups, a circuit breaker that keeps the
+//! service up when Redis is down, lz4 compression of large payloads and
+//! AES-256-GCM encryption of everything written to Redis.
+//!
+//! It caches serialisable values by key; it does not know what the values
+//! are, which queries produce them (the loader and the [`Warmer`] do), or
+//! where its statistics are exposed (the application's endpoints do). Keys
+//! and tags must carry ids, never names or other PHI: they are stored and
+//! broadcast in the clear.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use vitals_cache::{CacheConfig, CacheError, TieredCache};
+//!
+//! # async fn example() -> Result<(), CacheError> {
+//! let cache = TieredCache::builder(CacheConfig::from_env()?).build().await?;
+//! let student = "4f1c";
+//! let allergies: Vec<String> = cache
+//!     .get_or_load(
+//!         &format!("student:{student}:allergies"),
+//!         Duration::from_secs(600),
+//!         &["allergies", &TieredCache::group_tag(student)],
+//!         || async { Ok::<_, CacheError>(vec!["peanut".to_owned()]) },
+//!     )
+//!     .await?;
+//! # let _ = allergies;
+//! // An allergy changed: every instance drops the student's entries.
+//! cache.invalidate_group(student).await;
+//! cache.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod breaker;
+pub mod codec;
+mod config;
+mod error;
+mod l1;
+mod redis_tier;
+mod stats;
+mod tier;
+mod tiered;
+mod warm;
+
+pub use breaker::BreakerState;
+pub use codec::Codec;
+pub use config::{mask_url, CacheConfig, EncryptionKey, Keyring};
+pub use error::{CacheError, ConfigError, ConfigProblem};
+pub use l1::L1Cache;
+pub use redis_tier::RedisTier;
+pub use stats::CacheStats;
+pub use tier::Tier;
+pub use tiered::{TieredCache, TieredCacheBuilder};
+pub use warm::{WarmEntry, WarmError, WarmScheduler, WarmSummary, Warmer};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn shared_types_are_send_sync() {
+        assert_send_sync::<TieredCache>();
+        assert_send_sync::<L1Cache>();
+        assert_send_sync::<RedisTier>();
+        assert_send_sync::<WarmScheduler>();
+        assert_send_sync::<CacheError>();
+        assert_send_sync::<CacheStats>();
+    }
+}

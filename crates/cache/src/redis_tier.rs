@@ -1,0 +1,480 @@
+//! The shared tier: Redis through a `ConnectionManager`, behind a timeout and
+//! a circuit breaker, with tag bookkeeping and invalidation messages.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::breaker::{Breaker, BreakerState};
+use crate::codec::Codec;
+use crate::config::{mask_url, CacheConfig};
+use crate::error::CacheError;
+use crate::tier::Tier;
+
+/// Sets the value, adds the key to each tag's sorted set (score = expiry in
+/// ms), prunes expired members, keeps each tag set alive as long as its
+/// longest-lived member, then publishes the overwrite. Atomic, so an
+/// invalidation of a tag sees the entry either entirely before or entirely
+/// after: an entry written during an invalidation is never orphaned.
+const SET_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+local exp = now + ttl
+for i = 2, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  redis.call('ZADD', KEYS[i], exp, ARGV[3])
+  local top = redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIREAT', KEYS[i], top[2])
+end
+if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+return 1
+";
+
+/// Deletes every live member of a tag and the tag set itself, atomically;
+/// returns the members.
+const INVALIDATE_SCRIPT: &str = r"
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+for _, m in ipairs(members) do redis.call('UNLINK', ARGV[1] .. m) end
+redis.call('UNLINK', KEYS[1])
+return members
+";
+
+/// An invalidation broadcast on the channel: keys to drop from every L1, an
+/// optional tag whose local entries to drop too, or a full clear.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Message {
+    /// Origin instance; an instance ignores its own messages.
+    pub(crate) o: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) k: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) t: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) clear: bool,
+}
+
+pub(crate) struct RedisInner {
+    pub(crate) client: redis::Client,
+    conn: RwLock<Option<ConnectionManager>>,
+    connecting: tokio::sync::Mutex<()>,
+    codec: Codec,
+    prefix: String,
+    pub(crate) channel: String,
+    pub(crate) origin: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+    reconnect_interval: Duration,
+    breaker: Breaker,
+    set_script: redis::Script,
+    invalidate_script: redis::Script,
+    errors: AtomicU64,
+    decode_errors: AtomicU64,
+    used_memory: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    connected_once: AtomicBool,
+    url_masked: String,
+}
+
+/// The Redis tier. Cheap to clone (an `Arc`), `Send + Sync`.
+///
+/// Every command is bounded by the configured timeout and goes through a
+/// circuit breaker: after `breaker_threshold` consecutive failures Redis is
+/// skipped (calls fail at once with [`CacheError::BreakerOpen`]) until the
+/// cool-down ends and a probe succeeds. The connection is made lazily by
+/// [`RedisTier::ensure_connected`]; once made, the `ConnectionManager`
+/// reconnects by itself.
+///
+/// Values are encoded by the [`Codec`] (compression, encryption) on the way
+/// in and decoded on the way out; keys are namespaced as `{prefix}:v:{key}`,
+/// tags as `{prefix}:t:{tag}` (a sorted set of keys scored by expiry), and
+/// invalidations are published on `{prefix}:inval`.
+#[derive(Clone)]
+pub struct RedisTier {
+    pub(crate) inner: Arc<RedisInner>,
+}
+
+impl std::fmt::Debug for RedisTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTier")
+            .field("url", &self.inner.url_masked)
+            .field("prefix", &self.inner.prefix)
+            .field("connected", &self.is_connected())
+            .field("breaker", &self.breaker_state())
+            .finish()
+    }
+}
+
+impl RedisTier {
+    /// A tier for `config.redis_url` (not yet connected).
+    ///
+    /// # Errors
+    /// [`CacheError::Config`] if there is no Redis URL or it is invalid.
+    pub fn new(config: &CacheConfig) -> Result<Self, CacheError> {
+        let Some(url) = &config.redis_url else {
+            return Err(
+                crate::error::ConfigError::new(vec![crate::error::ConfigProblem {
+                    variable: "REDIS_URL".into(),
+                    value: String::new(),
+                    expected: "a redis URL for the Redis tier".into(),
+                }])
+                .into(),
+            );
+        };
+        let client = redis::Client::open(url.as_str()).map_err(|e| {
+            CacheError::Config(crate::error::ConfigError::new(vec![
+                crate::error::ConfigProblem {
+                    variable: "REDIS_URL".into(),
+                    value: mask_url(url),
+                    expected: format!("a redis URL ({e})"),
+                },
+            ]))
+        })?;
+        let origin = format!("{:016x}", rand::random::<u64>());
+        Ok(Self {
+            inner: Arc::new(RedisInner {
+                client,
+                conn: RwLock::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+                codec: Codec::new(config.compress_threshold, config.encryption.clone()),
+                prefix: config.key_prefix.clone(),
+                channel: format!("{}:inval", config.key_prefix),
+                origin,
+                timeout: config.redis_timeout,
+                connect_timeout: config.connect_timeout,
+                reconnect_interval: config.reconnect_interval,
+                breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
+                set_script: redis::Script::new(SET_SCRIPT),
+                invalidate_script: redis::Script::new(INVALIDATE_SCRIPT),
+                errors: AtomicU64::new(0),
+                decode_errors: AtomicU64::new(0),
+                used_memory: AtomicU64::new(u64::MAX),
+                sent: AtomicU64::new(0),
+                connected_once: AtomicBool::new(false),
+                url_masked: mask_url(url),
+            }),
+        })
+    }
+
+    /// Connects if no connection is established yet.
+    ///
+    /// # Errors
+    /// [`CacheError::Redis`] or [`CacheError::Timeout`] if the connection
+    /// can't be made within the connect timeout.
+    pub async fn ensure_connected(&self) -> Result<(), CacheError> {
+        if self.is_connected() {
+            return Ok(());
+        }
+        let _guard = self.inner.connecting.lock().await;
+        if self.is_connected() {
+            return Ok(());
+        }
+        let cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(self.inner.connect_timeout)
+            .set_response_timeout(self.inner.timeout)
+            .set_number_of_retries(1)
+            .set_factor(10)
+            .set_max_delay(self.inner.reconnect_interval.as_millis() as u64);
+        let fut = ConnectionManager::new_with_config(self.inner.client.clone(), cfg);
+        let budget = self.inner.connect_timeout * 3;
+        let cm = match tokio::time::timeout(budget, fut).await {
+            Ok(Ok(cm)) => cm,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(CacheError::Timeout(budget)),
+        };
+        *self
+            .inner
+            .conn
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cm);
+        if !self.inner.connected_once.swap(true, Ordering::Relaxed) {
+            tracing::info!(target: "vitals_cache", url = %self.inner.url_masked, "redis connected");
+        }
+        Ok(())
+    }
+
+    /// Whether a connection (manager) is established.
+    pub fn is_connected(&self) -> bool {
+        self.inner
+            .conn
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// State of the circuit breaker.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.inner.breaker.state()
+    }
+
+    /// Redis errors (failures and timeouts) so far.
+    pub fn errors(&self) -> u64 {
+        self.inner.errors.load(Ordering::Relaxed)
+    }
+
+    /// Payloads that could not be decoded (treated as misses) so far.
+    pub fn decode_errors(&self) -> u64 {
+        self.inner.decode_errors.load(Ordering::Relaxed)
+    }
+
+    /// Redis `used_memory` as last refreshed, if known.
+    pub fn used_memory(&self) -> Option<u64> {
+        match self.inner.used_memory.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            n => Some(n),
+        }
+    }
+
+    /// The Redis key of a cache key.
+    pub fn data_key(&self, key: &str) -> String {
+        format!("{}:v:{key}", self.inner.prefix)
+    }
+
+    fn tag_key(&self, tag: &str) -> String {
+        format!("{}:t:{tag}", self.inner.prefix)
+    }
+
+    /// The pub/sub channel of invalidations.
+    pub fn channel(&self) -> &str {
+        &self.inner.channel
+    }
+
+    /// Runs one command through the breaker and the timeout.
+    async fn run<T, F, Fut>(&self, f: F) -> Result<T, CacheError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        if !self.inner.breaker.allow() {
+            return Err(CacheError::BreakerOpen);
+        }
+        let conn = self
+            .inner
+            .conn
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let Some(conn) = conn else {
+            self.inner.breaker.failure();
+            return Err(CacheError::NotConnected);
+        };
+        match tokio::time::timeout(self.inner.timeout, f(conn)).await {
+            Ok(Ok(v)) => {
+                self.inner.breaker.success();
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                self.inner.errors.fetch_add(1, Ordering::Relaxed);
+                self.inner.breaker.failure();
+                Err(e.into())
+            }
+            Err(_) => {
+                self.inner.errors.fetch_add(1, Ordering::Relaxed);
+                self.inner.breaker.failure();
+                Err(CacheError::Timeout(self.inner.timeout))
+            }
+        }
+    }
+
+    fn message(&self, keys: Vec<String>, tag: Option<String>) -> String {
+        let m = Message {
+            o: self.inner.origin.clone(),
+            k: keys,
+            t: tag,
+            clear: false,
+        };
+        // Serialising a struct of strings can't fail.
+        serde_json::to_string(&m).unwrap_or_default()
+    }
+
+    /// Stores the encoded value and, when `publish`, broadcasts the
+    /// overwrite so other instances drop `key` from their L1.
+    pub(crate) async fn set_inner(
+        &self,
+        key: &str,
+        plain: &[u8],
+        ttl: Duration,
+        tags: &[&str],
+        publish: bool,
+    ) -> Result<(), CacheError> {
+        let payload = self.inner.codec.encode(key, plain)?;
+        let ttl_ms = ttl.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
+        let data_key = self.data_key(key);
+        let tag_keys: Vec<String> = tags.iter().map(|t| self.tag_key(t)).collect();
+        let msg = if publish {
+            self.message(vec![key.to_owned()], None)
+        } else {
+            String::new()
+        };
+        let script = &self.inner.set_script;
+        let channel = &self.inner.channel;
+        self.run(|mut conn| async move {
+            let mut inv = script.key(&data_key);
+            for t in &tag_keys {
+                inv.key(t);
+            }
+            inv.arg(payload)
+                .arg(ttl_ms)
+                .arg(key)
+                .arg(channel)
+                .arg(&msg)
+                .invoke_async::<i64>(&mut conn)
+                .await
+        })
+        .await?;
+        if publish {
+            self.inner.sent.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Deletes keys and broadcasts it.
+    pub(crate) async fn delete_inner(&self, keys: &[&str]) -> Result<u64, CacheError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let data_keys: Vec<String> = keys.iter().map(|k| self.data_key(k)).collect();
+        let msg = self.message(keys.iter().map(|k| (*k).to_owned()).collect(), None);
+        let channel = &self.inner.channel;
+        let (n, _): (u64, i64) = self
+            .run(|mut conn| async move {
+                redis::pipe()
+                    .cmd("DEL")
+                    .arg(&data_keys)
+                    .cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(&msg)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        self.inner.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    pub(crate) async fn invalidate_tag_inner(&self, tag: &str) -> Result<Vec<String>, CacheError> {
+        let tag_key = self.tag_key(tag);
+        let data_prefix = format!("{}:v:", self.inner.prefix);
+        let script = &self.inner.invalidate_script;
+        let members: Vec<String> = self
+            .run(|mut conn| async move {
+                script
+                    .key(&tag_key)
+                    .arg(&data_prefix)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let msg = self.message(members.clone(), Some(tag.to_owned()));
+        let channel = &self.inner.channel;
+        self.run(|mut conn| async move {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(&msg)
+                .query_async::<i64>(&mut conn)
+                .await
+        })
+        .await?;
+        self.inner.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(members)
+    }
+
+    /// The decoded value of `key` and its remaining TTL, in one round trip.
+    pub(crate) async fn get_with_ttl(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Arc<[u8]>, Option<Duration>)>, CacheError> {
+        let data_key = self.data_key(key);
+        let (raw, pttl): (Option<Vec<u8>>, i64) = self
+            .run(|mut conn| async move {
+                redis::pipe()
+                    .cmd("GET")
+                    .arg(&data_key)
+                    .cmd("PTTL")
+                    .arg(&data_key)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let Some(raw) = raw else { return Ok(None) };
+        let ttl = u64::try_from(pttl).ok().map(Duration::from_millis);
+        match self.inner.codec.decode(key, &raw) {
+            Ok(plain) => Ok(Some((Arc::from(plain), ttl))),
+            Err(e) => {
+                self.inner.decode_errors.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads `INFO memory` and keeps `used_memory` for [`RedisTier::used_memory`].
+    ///
+    /// # Errors
+    /// Any Redis error, timeout or open breaker.
+    pub async fn refresh_used_memory(&self) -> Result<u64, CacheError> {
+        let info: String = self
+            .run(|mut conn| async move {
+                redis::cmd("INFO")
+                    .arg("memory")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let used = info
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or(CacheError::Decode("INFO memory without used_memory"))?;
+        self.inner.used_memory.store(used, Ordering::Relaxed);
+        Ok(used)
+    }
+}
+
+impl Tier for RedisTier {
+    async fn get(&self, key: &str) -> Result<Option<Arc<[u8]>>, CacheError> {
+        let data_key = self.data_key(key);
+        let raw: Option<Vec<u8>> = self
+            .run(|mut conn| async move {
+                redis::cmd("GET")
+                    .arg(&data_key)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let Some(raw) = raw else { return Ok(None) };
+        match self.inner.codec.decode(key, &raw) {
+            Ok(plain) => Ok(Some(Arc::from(plain))),
+            Err(e) => {
+                self.inner.decode_errors.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: Arc<[u8]>,
+        ttl: Duration,
+        tags: &[&str],
+    ) -> Result<(), CacheError> {
+        self.set_inner(key, &value, ttl, tags, true).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, CacheError> {
+        Ok(self.delete_inner(&[key]).await? > 0)
+    }
+
+    async fn delete_many(&self, keys: &[&str]) -> Result<u64, CacheError> {
+        self.delete_inner(keys).await
+    }
+
+    async fn invalidate_tag(&self, tag: &str) -> Result<Vec<String>, CacheError> {
+        self.invalidate_tag_inner(tag).await
+    }
+}

@@ -1,0 +1,58 @@
+//! Counters and state of a cache, for health endpoints.
+
+use serde::Serialize;
+
+use crate::breaker::BreakerState;
+
+/// A snapshot of a [`TieredCache`](crate::TieredCache)'s counters and state
+/// (since start). Serialises to JSON for the stats endpoint.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Lookups answered by L1.
+    pub l1_hits: u64,
+    /// Lookups answered by Redis (L1 missed).
+    pub l2_hits: u64,
+    /// `l1_hits + l2_hits`.
+    pub hits: u64,
+    /// Lookups answered by neither tier.
+    pub misses: u64,
+    /// `hits / (hits + misses)`, 0 before any lookup.
+    pub hit_rate: f64,
+    /// Values stored (`set` and loads).
+    pub sets: u64,
+    /// Keys deleted by `delete`/`delete_many`.
+    pub deletes: u64,
+    /// Loader runs in `get_or_load`.
+    pub loads: u64,
+    /// Callers of `get_or_load` that waited on another caller's load.
+    pub coalesced: u64,
+    /// Loader runs that failed.
+    pub load_errors: u64,
+    /// Tag and group invalidations requested here.
+    pub tag_invalidations: u64,
+    /// Entries in L1.
+    pub l1_entries: usize,
+    /// Bytes of keys and values in L1.
+    pub l1_bytes: usize,
+    /// Whether a Redis URL is configured.
+    pub redis_configured: bool,
+    /// Whether a Redis connection is established.
+    pub redis_connected: bool,
+    /// Redis `used_memory` (bytes) at the last refresh.
+    pub redis_used_memory: Option<u64>,
+    /// Redis failures and timeouts.
+    pub redis_errors: u64,
+    /// Redis payloads that failed to decode or decrypt (served as misses).
+    pub decode_errors: u64,
+    /// Circuit breaker state (`None` without Redis).
+    pub breaker: Option<BreakerState>,
+    /// Whether the invalidation subscription is live.
+    pub subscribed: bool,
+    /// Times the subscription dropped (each clears L1).
+    pub subscription_losses: u64,
+    /// Invalidation messages published by this instance.
+    pub invalidations_sent: u64,
+    /// Invalidation messages of other instances applied here.
+    pub invalidations_received: u64,
+}
