@@ -1,1 +1,91 @@
-//! placeholder
+//! A streaming bulk importer: reads CSV, NDJSON or a JSON array with bounded memory,
+//! validates every field, checks foreign keys with one query per referenced table per chunk,
+//! drops duplicates (within the input and against the database) and inserts each record
+//! type with one statement per chunk, then reports on every row by line number.
+//!
+//! The crate is generic: it knows record types only through [`RecordSpec`]s (table,
+//! columns, natural key, foreign keys) gathered in a [`Registry`]. The healthcare types
+//! live in `vitals::health::records`. It leaves the schema (migrations) and the
+//! connection pool to its caller, and writes through a [`Sink`]: [`PgSink`] for
+//! PostgreSQL, [`SqliteSink`] for SQLite.
+//!
+//! Rows move through chunks (5 000 rows by default): parse → validate fields → group by
+//! type → one foreign-key lookup per referenced table → de-duplicate → insert parents
+//! first, in one transaction per chunk. `ON CONFLICT DO NOTHING` stays as the backstop
+//! for concurrent imports; the rows it skips count as duplicates. Reasons in the report
+//! name the problem, never the value, since values may be health information.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use vitals_import::{Column, ImportError, ImportOptions, Importer, KeyPart, PgSink, RecordSpec, Registry, Source};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = Registry::new([
+//!     RecordSpec::new("student", "students")
+//!         .column(Column::uuid("id").required())
+//!         .column(Column::text("last_name").required())
+//!         .natural_key([KeyPart::exact("id")]),
+//!     RecordSpec::new("vaccination", "vaccinations")
+//!         .column(Column::uuid("student_id").required())
+//!         .column(Column::text("vaccine_name").required())
+//!         .column(Column::date("administered_on").required())
+//!         .natural_key([KeyPart::exact("student_id"), KeyPart::exact("vaccine_name"), KeyPart::exact("administered_on")])
+//!         .foreign_key("student_id", "students", "id"),
+//! ])?;
+//! let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1/test").await?;
+//! let importer = Importer::new(registry, ImportOptions::new().chunk_size(5000))?;
+//! let source = Source::open("vaccinations.csv", None)?.with_type("vaccination");
+//! let report = importer.run(source, &mut PgSink::new(pool)).await?;
+//! println!("{}", serde_json::to_string_pretty(&report)?);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Example: validate only
+//!
+//! ```no_run
+//! # use vitals_import::{ImportOptions, Importer, Registry, Source, SqliteSink};
+//! # async fn example(registry: Registry, pool: sqlx::SqlitePool) -> Result<(), vitals_import::ImportError> {
+//! let importer = Importer::new(registry, ImportOptions::new().dry_run(true))?;
+//! let report = importer.run(Source::open("records.ndjson", None)?, &mut SqliteSink::new(pool)).await?;
+//! assert_eq!(report.imported + report.duplicates + report.rejected, report.total);
+//! # Ok(())
+//! # }
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod error;
+mod importer;
+mod report;
+mod sink;
+mod source;
+mod spec;
+mod validate;
+
+pub use error::{ConfigError, ImportError, SpecError};
+pub use importer::{ImportOptions, Importer, Progress, ProgressFn, DEFAULT_CHUNK_SIZE};
+pub use report::{DuplicateOf, DuplicateRow, ImportReport, Rejection, TypeCounts};
+pub use sink::{Lookup, LookupPart, PgSink, Sink, SqliteSink};
+pub use source::{Format, Item, RawRecord, RawValue, Source, MAX_RECORD_BYTES, TYPE_FIELD};
+pub use spec::{
+    Column, ForeignKey, KeyPart, Kind, Normalise, RecordSpec, Registry, Value, DEFAULT_MAX_TEXT,
+};
+pub use validate::{validate, Row};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_types_are_send_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Importer>();
+        assert_send_sync::<Registry>();
+        assert_send_sync::<ImportReport>();
+        assert_send_sync::<PgSink>();
+        assert_send_sync::<SqliteSink>();
+        fn assert_send<T: Send>() {}
+        assert_send::<Source>();
+    }
+}

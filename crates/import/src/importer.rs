@@ -1,0 +1,721 @@
+//! The pipeline: read and validate on a blocking thread, then per chunk check foreign keys,
+//! de-duplicate and insert, parents first, in one transaction.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use crate::error::{ConfigError, ImportError};
+use crate::report::{DuplicateOf, DuplicateRow, ImportReport, Rejection, TypeCounts};
+use crate::sink::{Lookup, LookupPart, Sink};
+use crate::source::{Item, Source};
+use crate::spec::{Normalise, Registry, Value};
+use crate::validate::{validate, Row};
+
+/// Default number of rows per chunk (and per transaction).
+pub const DEFAULT_CHUNK_SIZE: usize = 5000;
+
+/// Progress after a chunk, for a progress bar.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Progress {
+    /// Rows processed so far.
+    pub rows: u64,
+    /// Rows imported so far.
+    pub imported: u64,
+    /// Duplicates so far.
+    pub duplicates: u64,
+    /// Rejected rows so far.
+    pub rejected: u64,
+    /// Input bytes read so far (the reader runs up to two chunks ahead).
+    pub bytes_read: u64,
+    /// Size of the input, when known.
+    pub bytes_total: Option<u64>,
+}
+
+/// A progress callback, called after every chunk.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// How an import runs. Build with [`ImportOptions::new`] and the setters; the
+/// [`Importer`] checks it.
+#[derive(Clone)]
+#[must_use]
+pub struct ImportOptions {
+    chunk_size: usize,
+    all_or_nothing: bool,
+    max_errors: Option<u64>,
+    dry_run: bool,
+    progress: Option<ProgressFn>,
+}
+
+impl fmt::Debug for ImportOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImportOptions")
+            .field("chunk_size", &self.chunk_size)
+            .field("all_or_nothing", &self.all_or_nothing)
+            .field("max_errors", &self.max_errors)
+            .field("dry_run", &self.dry_run)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ImportOptions {
+    /// Defaults: chunks of [`DEFAULT_CHUNK_SIZE`], commit per chunk, no error limit, write.
+    pub fn new() -> Self {
+        Self {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            all_or_nothing: false,
+            max_errors: None,
+            dry_run: false,
+            progress: None,
+        }
+    }
+
+    /// Options from `VITALS_IMPORT_CHUNK_SIZE` and `VITALS_IMPORT_MAX_ERRORS`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every variable that is set but invalid.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_with(|name| std::env::var(name).ok())
+    }
+
+    /// Options from a variable lookup (for tests and other configuration sources).
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every variable that is set but invalid.
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut options = Self::new();
+        let mut problems = Vec::new();
+        if let Some(v) = lookup("VITALS_IMPORT_CHUNK_SIZE") {
+            match v.trim().parse::<usize>() {
+                Ok(n) if n > 0 => options.chunk_size = n,
+                _ => problems.push(format!(
+                    "VITALS_IMPORT_CHUNK_SIZE={v:?}: expected a whole number of rows above 0"
+                )),
+            }
+        }
+        if let Some(v) = lookup("VITALS_IMPORT_MAX_ERRORS") {
+            match v.trim().parse::<u64>() {
+                Ok(n) => options.max_errors = Some(n),
+                _ => problems.push(format!(
+                    "VITALS_IMPORT_MAX_ERRORS={v:?}: expected a whole number of rejected rows"
+                )),
+            }
+        }
+        if problems.is_empty() {
+            Ok(options)
+        } else {
+            Err(ConfigError::new(problems))
+        }
+    }
+
+    /// Rows per chunk: per round of queries and per transaction.
+    pub fn chunk_size(mut self, rows: usize) -> Self {
+        self.chunk_size = rows;
+        self
+    }
+
+    /// Any rejection rolls the whole import back (one transaction for the whole input).
+    /// The rest of the input is still validated, so the report lists every problem.
+    pub fn all_or_nothing(mut self, yes: bool) -> Self {
+        self.all_or_nothing = yes;
+        self
+    }
+
+    /// Stops reading once more than `n` rows are rejected (`stopped_early` in the report).
+    pub fn max_errors(mut self, n: u64) -> Self {
+        self.max_errors = Some(n);
+        self
+    }
+
+    /// Validates only: foreign keys and duplicates are checked, nothing is written.
+    pub fn dry_run(mut self, yes: bool) -> Self {
+        self.dry_run = yes;
+        self
+    }
+
+    /// Calls `f` after every chunk.
+    pub fn progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+}
+
+/// Runs imports of the record types of a [`Registry`].
+///
+/// Cheap to clone (the registry is shared behind an `Arc`); `Send + Sync`; one importer can
+/// run several imports at once, each with its own sink.
+#[derive(Debug, Clone)]
+pub struct Importer {
+    registry: Arc<Registry>,
+    options: ImportOptions,
+    /// (table, column) pairs some foreign key references.
+    referenced: Vec<(&'static str, &'static str)>,
+}
+
+enum Msg {
+    Chunk(Vec<Parsed>),
+    Stopped,
+    Failed(ImportError),
+}
+
+enum Parsed {
+    Row(Row),
+    Bad {
+        type_name: Option<String>,
+        problems: Vec<Rejection>,
+    },
+}
+
+/// 128 bits from two independently keyed SipHashes: collisions (which would mark a row as
+/// a duplicate wrongly) are out of reach for any input size.
+fn hash128(value: &impl Hash) -> u128 {
+    let mut a = DefaultHasher::new();
+    0u8.hash(&mut a);
+    value.hash(&mut a);
+    let mut b = DefaultHasher::new();
+    1u8.hash(&mut b);
+    value.hash(&mut b);
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+}
+
+/// Per-import state that lives across chunks.
+struct State {
+    report: ImportReport,
+    counts: Vec<TypeCounts>,
+    /// Natural key hash → first line, per type.
+    seen: Vec<HashMap<u128, u64>>,
+    /// Hashes of (table, column, value) brought by this import, for foreign keys.
+    brought: HashSet<u128>,
+    in_tx: bool,
+    rolled_back: bool,
+}
+
+impl Importer {
+    /// An importer of the types of `registry`.
+    ///
+    /// # Errors
+    /// [`ImportError::Options`] when the chunk size is 0.
+    pub fn new(
+        registry: impl Into<Arc<Registry>>,
+        options: ImportOptions,
+    ) -> Result<Self, ImportError> {
+        if options.chunk_size == 0 {
+            return Err(ImportError::Options("chunk size must be above 0".into()));
+        }
+        let registry = registry.into();
+        let mut referenced = Vec::new();
+        for spec in registry.specs() {
+            for fk in spec.foreign_keys() {
+                if !referenced.contains(&(fk.table(), fk.referenced())) {
+                    referenced.push((fk.table(), fk.referenced()));
+                }
+            }
+        }
+        Ok(Self {
+            registry,
+            options,
+            referenced,
+        })
+    }
+
+    /// The registry.
+    #[must_use]
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Imports `source` into `sink` and reports on every row.
+    ///
+    /// Reading and field validation run on a blocking thread, at most two chunks ahead of
+    /// the database, so memory stays bounded by the chunk size.
+    ///
+    /// # Errors
+    /// [`ImportError::UnknownType`] when the source's fixed type is not registered,
+    /// [`ImportError::Read`]/[`ImportError::Format`] when the input cannot be read,
+    /// [`ImportError::Database`] when a statement fails: the current chunk (all-or-nothing:
+    /// everything) is rolled back; chunks committed before stay.
+    pub async fn run<S: Sink>(
+        &self,
+        source: Source,
+        sink: &mut S,
+    ) -> Result<ImportReport, ImportError> {
+        let started = Instant::now();
+        if let Some(t) = source.fixed_type() {
+            if self.registry.index(t).is_none() {
+                return Err(ImportError::UnknownType(t.to_owned()));
+            }
+        }
+        let bytes = source.bytes_counter();
+        let size = source.size();
+        let (tx, mut rx) = mpsc::channel::<Msg>(1);
+        let registry = Arc::clone(&self.registry);
+        let chunk_size = self.options.chunk_size;
+        let max_errors = self.options.max_errors;
+        let reader = tokio::task::spawn_blocking(move || {
+            read(source, &registry, chunk_size, max_errors, &tx)
+        });
+
+        let n = self.registry.specs().len();
+        let mut state = State {
+            report: ImportReport {
+                dry_run: self.options.dry_run,
+                ..ImportReport::default()
+            },
+            counts: vec![TypeCounts::default(); n],
+            seen: vec![HashMap::new(); n],
+            brought: HashSet::new(),
+            in_tx: false,
+            rolled_back: false,
+        };
+        let mut result = Ok(());
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Msg::Chunk(chunk) => {
+                    if let Err(e) = self.chunk(chunk, sink, &mut state).await {
+                        result = Err(e);
+                        break;
+                    }
+                    self.report_progress(&state, &bytes, size);
+                    if self
+                        .options
+                        .max_errors
+                        .is_some_and(|m| state.report.rejected > m)
+                    {
+                        state.report.stopped_early = true;
+                        break;
+                    }
+                }
+                Msg::Stopped => state.report.stopped_early = true,
+                Msg::Failed(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(rx);
+        // The reader ends as soon as its channel closes; its errors came through the channel.
+        if let Err(e) = reader.await {
+            result = result.and(Err(ImportError::Reader(e.to_string())));
+        }
+        if let Err(e) = result {
+            if state.in_tx {
+                // Best effort: the error that matters is the one returned.
+                let _ = sink.rollback().await;
+            }
+            return Err(e);
+        }
+        if state.in_tx {
+            let outcome = if state.report.rejected > 0 {
+                sink.rollback().await
+            } else {
+                sink.commit().await
+            };
+            outcome.map_err(|source| ImportError::Database { line: 0, source })?;
+            if state.report.rejected > 0 {
+                state.rolled_back = true;
+            }
+        }
+        let mut report = state.report;
+        if state.rolled_back {
+            report.rolled_back = true;
+            report.rejected += report.imported;
+            report.imported = 0;
+            for c in &mut state.counts {
+                c.rejected += c.imported;
+                c.imported = 0;
+            }
+        }
+        for (spec, counts) in self.registry.specs().iter().zip(state.counts) {
+            if counts.total > 0 {
+                report.by_type.insert(spec.name().to_owned(), counts);
+            }
+        }
+        report.queries = sink.statements();
+        report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::debug!(
+            total = report.total,
+            imported = report.imported,
+            duplicates = report.duplicates,
+            rejected = report.rejected,
+            queries = report.queries,
+            elapsed_ms = report.elapsed_ms,
+            "import finished"
+        );
+        Ok(report)
+    }
+
+    fn report_progress(&self, state: &State, bytes: &AtomicU64, size: Option<u64>) {
+        if let Some(f) = &self.options.progress {
+            let r = &state.report;
+            f(&Progress {
+                rows: r.total,
+                imported: r.imported,
+                duplicates: r.duplicates,
+                rejected: r.rejected,
+                bytes_read: bytes.load(Ordering::Relaxed),
+                bytes_total: size,
+            });
+        }
+    }
+
+    fn writing(&self, state: &State) -> bool {
+        !self.options.dry_run && !state.rolled_back
+    }
+
+    async fn chunk<S: Sink>(
+        &self,
+        chunk: Vec<Parsed>,
+        sink: &mut S,
+        state: &mut State,
+    ) -> Result<(), ImportError> {
+        let first_line = match chunk.first() {
+            Some(Parsed::Row(r)) => r.line,
+            Some(Parsed::Bad { problems, .. }) => problems.first().map_or(0, |p| p.line),
+            None => return Ok(()),
+        };
+        let db = |source| ImportError::Database {
+            line: first_line,
+            source,
+        };
+        let specs = self.registry.specs();
+        let mut rows = Vec::with_capacity(chunk.len());
+        let mut chunk_rejected = false;
+        for parsed in chunk {
+            state.report.total += 1;
+            match parsed {
+                Parsed::Row(row) => {
+                    state.counts[row.spec].total += 1;
+                    rows.push(row);
+                }
+                Parsed::Bad {
+                    type_name,
+                    problems,
+                } => {
+                    chunk_rejected = true;
+                    state.report.rejected += 1;
+                    if let Some(i) = type_name.as_deref().and_then(|t| self.registry.index(t)) {
+                        state.counts[i].total += 1;
+                        state.counts[i].rejected += 1;
+                    }
+                    state.report.rejections.extend(problems);
+                }
+            }
+        }
+        if rows.is_empty() {
+            return self
+                .settle_rejections(chunk_rejected, sink, state)
+                .await
+                .map_err(db);
+        }
+        if self.writing(state) && !state.in_tx {
+            sink.begin().await.map_err(db)?;
+            state.in_tx = true;
+        }
+
+        // Foreign keys: one lookup per referenced (table, column), for values not already
+        // brought by earlier chunks.
+        let mut exists: HashMap<(&'static str, &'static str), HashSet<Value>> = HashMap::new();
+        for &(table, column) in &self.referenced {
+            let mut wanted: Vec<Vec<Value>> = Vec::new();
+            let mut wanted_set = HashSet::new();
+            let mut part = None;
+            for row in &rows {
+                let spec = &specs[row.spec];
+                for fk in spec
+                    .foreign_keys()
+                    .iter()
+                    .filter(|fk| fk.table() == table && fk.referenced() == column)
+                {
+                    let Some(ci) = spec.column_index(fk.column()) else {
+                        continue;
+                    };
+                    let v = &row.values[ci];
+                    if *v == Value::Null || state.brought.contains(&hash128(&(table, column, v))) {
+                        continue;
+                    }
+                    if wanted_set.insert(v.clone()) {
+                        wanted.push(vec![v.clone()]);
+                    }
+                    part.get_or_insert_with(|| {
+                        LookupPart::from_column(&spec.columns()[ci], Normalise::Exact, column)
+                    });
+                }
+            }
+            let Some(part) = part else { continue };
+            let lookup = Lookup {
+                table,
+                parts: vec![part],
+                filter: None,
+                keys: &wanted,
+            };
+            let found = sink.find(&lookup).await.map_err(db)?;
+            let set = exists.entry((table, column)).or_default();
+            for i in found {
+                if let Some(k) = wanted.get(i) {
+                    set.insert(k[0].clone());
+                }
+            }
+        }
+
+        // In line order: foreign keys, then duplicates within the input.
+        let mut candidates: Vec<Vec<usize>> = vec![Vec::new(); specs.len()];
+        let mut keys: Vec<Vec<Vec<Value>>> = vec![Vec::new(); specs.len()];
+        let mut hashes: Vec<u128> = vec![0; rows.len()];
+        for (ri, row) in rows.iter().enumerate() {
+            let spec = &specs[row.spec];
+            let mut problems = Vec::new();
+            for fk in spec.foreign_keys() {
+                let Some(ci) = spec.column_index(fk.column()) else {
+                    continue;
+                };
+                let v = &row.values[ci];
+                let known = *v == Value::Null
+                    || state
+                        .brought
+                        .contains(&hash128(&(fk.table(), fk.referenced(), v)))
+                    || exists
+                        .get(&(fk.table(), fk.referenced()))
+                        .is_some_and(|s| s.contains(v));
+                if !known {
+                    problems.push(Rejection {
+                        line: row.line,
+                        type_name: Some(spec.name().to_owned()),
+                        field: Some(fk.column().to_owned()),
+                        reason: format!("unknown {}", fk.column()),
+                    });
+                }
+            }
+            if !problems.is_empty() {
+                chunk_rejected = true;
+                state.report.rejected += 1;
+                state.counts[row.spec].rejected += 1;
+                state.report.rejections.extend(problems);
+                continue;
+            }
+            let key: Vec<Value> = spec
+                .key()
+                .iter()
+                .map(|k| {
+                    spec.column_index(k.column())
+                        .map_or(Value::Null, |ci| k.apply(&row.values[ci]))
+                })
+                .collect();
+            let h = hash128(&(row.spec, &key));
+            if let Some(&of) = state.seen[row.spec].get(&h) {
+                self.duplicate(state, row, DuplicateOf::Line(of));
+                continue;
+            }
+            state.seen[row.spec].insert(h, row.line);
+            for &(table, column) in &self.referenced {
+                if table == spec.table() {
+                    if let Some(ci) = spec.column_index(column) {
+                        state
+                            .brought
+                            .insert(hash128(&(table, column, &row.values[ci])));
+                    }
+                }
+            }
+            hashes[ri] = h;
+            candidates[row.spec].push(ri);
+            keys[row.spec].push(key);
+        }
+
+        if chunk_rejected && self.options.all_or_nothing && !state.rolled_back {
+            if state.in_tx {
+                sink.rollback().await.map_err(db)?;
+                state.in_tx = false;
+            }
+            state.rolled_back = true;
+        }
+
+        // Per type, parents first: drop keys that exist, insert the rest.
+        for (si, spec) in specs.iter().enumerate() {
+            if candidates[si].is_empty() {
+                continue;
+            }
+            let parts = spec
+                .key()
+                .iter()
+                .filter_map(|k| {
+                    spec.column_index(k.column()).map(|ci| {
+                        LookupPart::from_column(&spec.columns()[ci], k.normalise(), k.column())
+                    })
+                })
+                .collect();
+            let lookup = Lookup {
+                table: spec.table(),
+                parts,
+                filter: spec.filter(),
+                keys: &keys[si],
+            };
+            let found: HashSet<usize> = sink.find(&lookup).await.map_err(db)?.into_iter().collect();
+            let mut fresh = Vec::with_capacity(candidates[si].len());
+            for (i, &ri) in candidates[si].iter().enumerate() {
+                if found.contains(&i) {
+                    self.duplicate(state, &rows[ri], DuplicateOf::Existing);
+                } else {
+                    fresh.push(ri);
+                }
+            }
+            if fresh.is_empty() {
+                continue;
+            }
+            if !self.writing(state) {
+                let n = fresh.len() as u64;
+                state.report.imported += n;
+                state.counts[si].imported += n;
+                continue;
+            }
+            let values: Vec<&[Value]> =
+                fresh.iter().map(|&ri| rows[ri].values.as_slice()).collect();
+            let inserted = sink.insert(spec, &values).await.map_err(db)?;
+            let inserted_len = inserted.len().min(fresh.len());
+            let n = inserted_len as u64;
+            state.report.imported += n;
+            state.counts[si].imported += n;
+            if inserted_len < fresh.len() {
+                // The ON CONFLICT backstop skipped rows another writer brought meanwhile.
+                let mut returned: HashMap<u128, usize> = HashMap::new();
+                for key in inserted {
+                    let key: Vec<Value> = spec
+                        .key()
+                        .iter()
+                        .zip(&key)
+                        .map(|(k, v)| k.apply(v))
+                        .collect();
+                    *returned.entry(hash128(&(si, &key))).or_default() += 1;
+                }
+                // Unmatched rows are the skipped ones; cap at the skipped count in case a
+                // database normalises a key differently from `KeyPart::apply`.
+                let mut skipped = fresh.len() - inserted_len;
+                for &ri in &fresh {
+                    match returned.get_mut(&hashes[ri]) {
+                        Some(c) if *c > 0 => *c -= 1,
+                        _ if skipped > 0 => {
+                            skipped -= 1;
+                            self.duplicate(state, &rows[ri], DuplicateOf::Existing);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if self.writing(state) && state.in_tx && !self.options.all_or_nothing {
+            sink.commit().await.map_err(db)?;
+            state.in_tx = false;
+        }
+        Ok(())
+    }
+
+    async fn settle_rejections<S: Sink>(
+        &self,
+        chunk_rejected: bool,
+        sink: &mut S,
+        state: &mut State,
+    ) -> Result<(), sqlx::Error> {
+        if chunk_rejected && self.options.all_or_nothing && !state.rolled_back {
+            if state.in_tx {
+                sink.rollback().await?;
+                state.in_tx = false;
+            }
+            state.rolled_back = true;
+        }
+        Ok(())
+    }
+
+    fn duplicate(&self, state: &mut State, row: &Row, of: DuplicateOf) {
+        state.report.duplicates += 1;
+        state.counts[row.spec].duplicates += 1;
+        state
+            .report
+            .duplicate_rows
+            .push(DuplicateRow { line: row.line, of });
+    }
+}
+
+/// The reading thread: parse and validate, send chunks, stop when the receiver is gone.
+fn read(
+    mut source: Source,
+    registry: &Registry,
+    chunk_size: usize,
+    max_errors: Option<u64>,
+    tx: &mpsc::Sender<Msg>,
+) {
+    let mut chunk = Vec::with_capacity(chunk_size);
+    let mut rejected = 0u64;
+    loop {
+        let item = match source.next_item() {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(e) => {
+                if !chunk.is_empty()
+                    && tx
+                        .blocking_send(Msg::Chunk(std::mem::take(&mut chunk)))
+                        .is_err()
+                {
+                    return;
+                }
+                let _ = tx.blocking_send(Msg::Failed(e));
+                return;
+            }
+        };
+        let parsed = match item {
+            Item::Record(record) => {
+                let type_name = record.type_name().map(str::to_owned);
+                match validate(registry, record) {
+                    Ok(row) => Parsed::Row(row),
+                    Err(problems) => Parsed::Bad {
+                        type_name,
+                        problems,
+                    },
+                }
+            }
+            Item::Malformed { line, reason } => Parsed::Bad {
+                type_name: None,
+                problems: vec![Rejection {
+                    line,
+                    type_name: None,
+                    field: None,
+                    reason,
+                }],
+            },
+        };
+        if matches!(parsed, Parsed::Bad { .. }) {
+            rejected += 1;
+        }
+        chunk.push(parsed);
+        let over = max_errors.is_some_and(|m| rejected > m);
+        if chunk.len() >= chunk_size || over {
+            if tx
+                .blocking_send(Msg::Chunk(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(chunk_size),
+                )))
+                .is_err()
+            {
+                return;
+            }
+            if over {
+                let _ = tx.blocking_send(Msg::Stopped);
+                return;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.blocking_send(Msg::Chunk(chunk));
+    }
+}

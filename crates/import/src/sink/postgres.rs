@@ -1,0 +1,267 @@
+//! PostgreSQL sink: every call is one statement over typed arrays (`UNNEST`), whatever the
+//! number of rows.
+
+use chrono::NaiveDate;
+use sqlx::postgres::{PgArguments, PgPool, PgRow};
+use sqlx::query::Query;
+use sqlx::{Postgres, Row as _, Transaction};
+use uuid::Uuid;
+
+use super::{Lookup, Sink};
+use crate::spec::{Kind, RecordSpec, Value};
+
+/// Writes to PostgreSQL.
+///
+/// Lookups are `SELECT ord FROM UNNEST($1::t1[], …) WITH ORDINALITY … WHERE EXISTS (…)`;
+/// inserts are `INSERT … SELECT … FROM UNNEST(…) ON CONFLICT DO NOTHING RETURNING key`: one
+/// statement per call and no temporary table, so an import of 100 rows of one type is
+/// `BEGIN`, one foreign-key query, one existing-key query, one insert and `COMMIT`.
+///
+/// Holds a pool (cheap to clone) and at most one open transaction; not shared between
+/// imports.
+#[derive(Debug)]
+pub struct PgSink {
+    pool: PgPool,
+    tx: Option<Transaction<'static, Postgres>>,
+    statements: u64,
+}
+
+impl PgSink {
+    /// A sink writing through `pool`.
+    #[must_use]
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            tx: None,
+            statements: 0,
+        }
+    }
+
+    async fn fetch(
+        &mut self,
+        q: Query<'_, Postgres, PgArguments>,
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        self.statements += 1;
+        match &mut self.tx {
+            Some(tx) => q.fetch_all(&mut **tx).await,
+            None => q.fetch_all(&self.pool).await,
+        }
+    }
+}
+
+/// A column of values bound as one typed array.
+enum PgArray<'a> {
+    Text(Vec<Option<&'a str>>),
+    Int(Vec<Option<i64>>),
+    Date(Vec<Option<NaiveDate>>),
+    Uuid(Vec<Option<Uuid>>),
+}
+
+impl<'a> PgArray<'a> {
+    fn collect(kind: &Kind, values: impl Iterator<Item = &'a Value>) -> Self {
+        match kind {
+            Kind::Text { .. } | Kind::Enum(_) => PgArray::Text(
+                values
+                    .map(|v| {
+                        if let Value::Text(s) = v {
+                            Some(s.as_str())
+                        } else {
+                            None
+                        }
+                    })
+                    .collect(),
+            ),
+            Kind::Int { .. } => PgArray::Int(
+                values
+                    .map(|v| {
+                        if let Value::Int(n) = v {
+                            Some(*n)
+                        } else {
+                            None
+                        }
+                    })
+                    .collect(),
+            ),
+            Kind::Date => PgArray::Date(
+                values
+                    .map(|v| {
+                        if let Value::Date(d) = v {
+                            Some(*d)
+                        } else {
+                            None
+                        }
+                    })
+                    .collect(),
+            ),
+            Kind::Uuid => PgArray::Uuid(
+                values
+                    .map(|v| {
+                        if let Value::Uuid(u) = v {
+                            Some(*u)
+                        } else {
+                            None
+                        }
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    fn bind(self, q: Query<'a, Postgres, PgArguments>) -> Query<'a, Postgres, PgArguments> {
+        match self {
+            PgArray::Text(v) => q.bind(v),
+            PgArray::Int(v) => q.bind(v),
+            PgArray::Date(v) => q.bind(v),
+            PgArray::Uuid(v) => q.bind(v),
+        }
+    }
+}
+
+fn decode(row: &PgRow, i: usize, kind: &Kind) -> Result<Value, sqlx::Error> {
+    Ok(match kind {
+        Kind::Text { .. } | Kind::Enum(_) => Value::Text(row.try_get::<String, _>(i)?),
+        Kind::Int { .. } => Value::Int(row.try_get::<i64, _>(i)?),
+        Kind::Date => Value::Date(row.try_get::<NaiveDate, _>(i)?),
+        Kind::Uuid => Value::Uuid(row.try_get::<Uuid, _>(i)?),
+    })
+}
+
+/// The expression that turns a returned key column into the kind's canonical type.
+fn returned(column: &str, kind: &Kind) -> String {
+    match kind {
+        Kind::Text { .. } | Kind::Enum(_) => format!("{column}::text"),
+        Kind::Int { .. } => format!("{column}::int8"),
+        Kind::Date => format!("{column}::date"),
+        Kind::Uuid => format!("{column}::uuid"),
+    }
+}
+
+impl Sink for PgSink {
+    async fn begin(&mut self) -> Result<(), sqlx::Error> {
+        self.statements += 1;
+        self.tx = Some(self.pool.begin().await?);
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), sqlx::Error> {
+        if let Some(tx) = self.tx.take() {
+            self.statements += 1;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn rollback(&mut self) -> Result<(), sqlx::Error> {
+        if let Some(tx) = self.tx.take() {
+            self.statements += 1;
+            tx.rollback().await?;
+        }
+        Ok(())
+    }
+
+    async fn find(&mut self, lookup: &Lookup<'_>) -> Result<Vec<usize>, sqlx::Error> {
+        if lookup.keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut arrays = Vec::new();
+        let mut names = Vec::new();
+        let mut conditions = Vec::new();
+        for (i, part) in lookup.parts.iter().enumerate() {
+            arrays.push(format!("${}::{}[]", i + 1, part.kind.pg_base()));
+            names.push(format!("k{i}"));
+            let bound = match part.pg_cast {
+                Some(cast) => format!("u.k{i}::{cast}"),
+                None => format!("u.k{i}"),
+            };
+            conditions.push(format!("{} = {bound}", part.sql("t")));
+        }
+        if let Some(filter) = lookup.filter {
+            conditions.push(format!("({filter})"));
+        }
+        let sql = format!(
+            "SELECT u.ord FROM UNNEST({}) WITH ORDINALITY AS u({}, ord) \
+             WHERE EXISTS (SELECT 1 FROM {} t WHERE {})",
+            arrays.join(", "),
+            names.join(", "),
+            lookup.table,
+            conditions.join(" AND ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (i, part) in lookup.parts.iter().enumerate() {
+            q = PgArray::collect(&part.kind, lookup.keys.iter().map(|k| &k[i])).bind(q);
+        }
+        let rows = self.fetch(q).await?;
+        rows.iter()
+            .map(|r| {
+                r.try_get::<i64, _>(0)
+                    .map(|ord| usize::try_from(ord - 1).unwrap_or(usize::MAX))
+            })
+            .collect()
+    }
+
+    async fn insert(
+        &mut self,
+        spec: &RecordSpec,
+        rows: &[&[Value]],
+    ) -> Result<Vec<Vec<Value>>, sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let columns = spec.columns();
+        let names: Vec<&str> = columns.iter().map(|c| c.name()).collect();
+        let arrays: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("${}::{}[]", i + 1, c.kind().pg_base()))
+            .collect();
+        let aliases: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
+        let selected: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c.pg_cast() {
+                Some(cast) => format!("u.c{i}::{cast}"),
+                None => format!("u.c{i}"),
+            })
+            .collect();
+        let key_kinds: Vec<&Kind> = spec
+            .key()
+            .iter()
+            .filter_map(|k| spec.column_index(k.column()).map(|i| columns[i].kind()))
+            .collect();
+        let returning: Vec<String> = spec
+            .key()
+            .iter()
+            .zip(&key_kinds)
+            .map(|(k, kind)| returned(k.column(), kind))
+            .collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) SELECT {} FROM UNNEST({}) AS u({}) ON CONFLICT {} DO NOTHING RETURNING {}",
+            spec.table(),
+            names.join(", "),
+            selected.join(", "),
+            arrays.join(", "),
+            aliases.join(", "),
+            spec.conflict().unwrap_or(""),
+            returning.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (i, c) in columns.iter().enumerate() {
+            q = PgArray::collect(c.kind(), rows.iter().map(|r| &r[i])).bind(q);
+        }
+        let returned_rows = self.fetch(q).await?;
+        returned_rows
+            .iter()
+            .map(|r| {
+                key_kinds
+                    .iter()
+                    .enumerate()
+                    .map(|(i, kind)| decode(r, i, kind))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn statements(&self) -> u64 {
+        self.statements
+    }
+}
