@@ -254,9 +254,10 @@ impl CacheConfig {
             lookup: &lookup,
             problems: Vec::new(),
         };
-        let mut c = CacheConfig::default();
-
-        c.redis_url = r.redis_url();
+        let mut c = CacheConfig {
+            redis_url: r.redis_url(),
+            ..CacheConfig::default()
+        };
         if let Some(p) = r.string("CACHE_KEY_PREFIX") {
             if p.is_empty() || p.len() > 64 || p.chars().any(|ch| ch.is_whitespace()) {
                 r.problem("CACHE_KEY_PREFIX", &p, "1 to 64 characters without spaces");

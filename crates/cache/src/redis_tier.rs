@@ -36,13 +36,16 @@ if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return 1
 ";
 
-/// Deletes every live member of a tag and the tag set itself, atomically;
-/// returns the members.
+/// Deletes every member of a tag and the tag set itself, atomically;
+/// returns the members whose entry still existed.
 const INVALIDATE_SCRIPT: &str = r"
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
-for _, m in ipairs(members) do redis.call('UNLINK', ARGV[1] .. m) end
+local removed = {}
+for _, m in ipairs(members) do
+  if redis.call('UNLINK', ARGV[1] .. m) == 1 then table.insert(removed, m) end
+end
 redis.call('UNLINK', KEYS[1])
-return members
+return removed
 ";
 
 /// An invalidation broadcast on the channel: keys to drop from every L1, an
@@ -410,6 +413,18 @@ impl RedisTier {
                 Err(e)
             }
         }
+    }
+
+    /// Sends a PING (through the breaker and timeout).
+    ///
+    /// # Errors
+    /// Any Redis error, timeout or open breaker.
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        self.run(
+            |mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await },
+        )
+        .await
+        .map(drop)
     }
 
     /// Reads `INFO memory` and keeps `used_memory` for [`RedisTier::used_memory`].

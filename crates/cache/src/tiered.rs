@@ -695,6 +695,14 @@ async fn maintenance(weak: std::sync::Weak<Inner>, redis: RedisTier) {
                 tracing::debug!(target: "vitals_cache", error = %e, "redis still unreachable");
             }
         }
+        let Some(inner) = weak.upgrade() else { return };
+        let subscribed = *inner.subscribed.borrow();
+        drop(inner);
+        if redis.is_connected() && (!subscribed || redis.breaker_state() != BreakerState::Closed) {
+            // Redis looks unwell: a probe lets the connection manager notice a
+            // dead connection and reconnect before callers pay for it.
+            let _ = redis.ping().await;
+        }
         if redis.is_connected()
             && redis.breaker_state() == BreakerState::Closed
             && last_refresh.is_none_or(|t| t.elapsed() >= refresh)
