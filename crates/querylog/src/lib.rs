@@ -1,10 +1,110 @@
-//! placeholder
+//! A PHI-safe query logger for the vitals database layer: a SQL sanitiser that
+//! masks every literal by construction (its own single-pass lexer for
+//! PostgreSQL's lexical grammar, failing closed), a free-text scrubber for
+//! errors and DETAIL lines with typed masks, stable keyed fingerprints, and a
+//! [`QueryLogger`] with statistics per fingerprint (p50/p95/p99), slow tiers
+//! through an alert trait, bounded history, N+1 detection per scope and a
+//! report in text and JSON. [`SqlxQueryLayer`] feeds it from sqlx's own
+//! `tracing` events with no code change.
+//!
+//! It does not time queries itself (sqlx or the caller does), parse SQL beyond
+//! its lexical grammar, export metrics, or choose where logs go: it hands
+//! sanitised records to `tracing` and to a [`SlowQuerySink`] you provide.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use vitals_querylog::{sanitize_sql, LoggerConfig, QueryEvent, QueryLogger};
+//!
+//! # fn example() -> Result<(), vitals_querylog::Error> {
+//! assert_eq!(
+//!     sanitize_sql("SELECT * FROM students WHERE last_name = 'núñez' AND id IN (1, 2, 3)"),
+//!     "SELECT * FROM students WHERE last_name = ? AND id IN (?)"
+//! );
+//!
+//! let logger = QueryLogger::new(LoggerConfig::from_env()?);
+//! {
+//!     let scope = logger.scope("GET /students");
+//!     for id in 0..6 {
+//!         let sql = format!("SELECT * FROM allergies WHERE student_id = {id}");
+//!         scope.record(QueryEvent::new(&sql, Duration::from_millis(2)));
+//!     }
+//! } // the scope ends: six of one statement make an N+1 finding
+//! assert_eq!(logger.n_plus_one_findings()[0].count, 6);
+//! println!("{}", logger.report().to_text());
+//! # Ok(())
+//! # }
+//! # example().unwrap();
+//! ```
+//!
+//! # Example: any sqlx service
+//!
+//! ```no_run
+//! use tracing_subscriber::prelude::*;
+//! use vitals_querylog::{LoggerConfig, QueryLogger, SqlxQueryLayer};
+//!
+//! # fn example() -> Result<(), vitals_querylog::Error> {
+//! let logger = QueryLogger::new(LoggerConfig::from_env()?);
+//! tracing_subscriber::registry()
+//!     .with(tracing_subscriber::fmt::layer().with_filter(SqlxQueryLayer::without_raw_sql()))
+//!     .with(SqlxQueryLayer::new(logger.clone()).with_filter(SqlxQueryLayer::interest()))
+//!     .init();
+//! let _summary = logger.spawn_summary(std::time::Duration::from_secs(300))?;
+//! # Ok(())
+//! # }
+//! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod config;
 mod fingerprint;
+mod layer;
+mod logger;
+mod report;
 mod sanitize;
 mod scrub;
+
+pub use config::{
+    ConfigError, ConfigProblem, LoggerConfig, LoggerConfigBuilder, ENV_FINGERPRINT_KEY,
+    ENV_MAX_FINGERPRINTS, ENV_N_PLUS_ONE_THRESHOLD, ENV_RECENT, ENV_SLOW_CRITICAL_MS,
+    ENV_SLOW_HISTORY, ENV_SLOW_WARN_MS, ENV_SUMMARY_SECS,
+};
 pub use fingerprint::{
     fingerprint, Fingerprint, Fingerprinter, ParseFingerprintError, DEFAULT_FINGERPRINT_KEY,
 };
+pub use layer::{ScopeSpans, SqlxQueryLayer, SQLX_QUERY_TARGET};
+pub use logger::{
+    QueryEvent, QueryLogger, QueryRecord, ScopeGuard, SlowQuerySink, SlowTier, SummaryHandle,
+    TracingSink,
+};
+pub use report::{FingerprintStats, NPlusOneFinding, PerformanceReport, QueryStatistics};
 pub use sanitize::sanitize_sql;
 pub use scrub::{sanitize_any, scrub_log_line, scrub_text};
+
+/// The errors of this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The summary thread could not be started.
+    #[error("cannot start the query summary thread")]
+    SpawnSummary(#[source] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn shared_types_are_send_and_sync() {
+        assert_send_sync::<QueryLogger>();
+        assert_send_sync::<ScopeGuard>();
+        assert_send_sync::<SqlxQueryLayer>();
+        assert_send_sync::<Error>();
+        assert_send_sync::<ConfigError>();
+    }
+}

@@ -1,0 +1,465 @@
+//! The logger's configuration, from code (a builder) or from the environment.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::fingerprint::DEFAULT_FINGERPRINT_KEY;
+
+/// Warning threshold variable (milliseconds, default 1000).
+pub const ENV_SLOW_WARN_MS: &str = "DB_SLOW_QUERY_WARN_MS";
+/// Critical threshold variable (milliseconds, default 5000).
+pub const ENV_SLOW_CRITICAL_MS: &str = "DB_SLOW_QUERY_CRITICAL_MS";
+/// How many recent queries are kept (default 1000; 0 keeps none).
+pub const ENV_RECENT: &str = "DB_QUERYLOG_RECENT";
+/// How many slow queries are kept (default 100; 0 keeps none).
+pub const ENV_SLOW_HISTORY: &str = "DB_QUERYLOG_SLOW_HISTORY";
+/// Cap on distinct fingerprints with statistics (default 1000, at least 1).
+pub const ENV_MAX_FINGERPRINTS: &str = "DB_QUERYLOG_MAX_FINGERPRINTS";
+/// Repeats of one fingerprint in one scope that make an N+1 finding (default 5, at least 2).
+pub const ENV_N_PLUS_ONE_THRESHOLD: &str = "DB_QUERYLOG_N_PLUS_ONE_THRESHOLD";
+/// Period of the summary log line in seconds (default 300; 0 turns it off).
+pub const ENV_SUMMARY_SECS: &str = "DB_QUERYLOG_SUMMARY_SECS";
+/// Fingerprint key: 32 hex digits (default: the built-in key). Masked in errors.
+pub const ENV_FINGERPRINT_KEY: &str = "DB_QUERYLOG_FINGERPRINT_KEY";
+
+/// One bad configuration value: which variable (or setting), its value (masked
+/// when secret) and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The variable or builder setting.
+    pub variable: String,
+    /// The value given (`***` for a secret).
+    pub value: String,
+    /// What a good value looks like.
+    pub expected: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}={:?}: expected {}",
+            self.variable, self.value, self.expected
+        )
+    }
+}
+
+/// The error of building a [`LoggerConfig`]: every bad value at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// One or more values are invalid.
+    #[error("invalid query log configuration: {}", join(.0))]
+    Invalid(Vec<ConfigProblem>),
+}
+
+fn join(problems: &[ConfigProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ConfigError {
+    /// Every problem found.
+    #[must_use]
+    pub fn problems(&self) -> &[ConfigProblem] {
+        match self {
+            Self::Invalid(p) => p,
+        }
+    }
+}
+
+/// The logger's settings. Build one with [`LoggerConfig::builder`], read one
+/// from the environment with [`LoggerConfig::from_env`], or take the defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggerConfig {
+    slow_warn: Duration,
+    slow_critical: Duration,
+    recent_capacity: usize,
+    slow_capacity: usize,
+    max_fingerprints: usize,
+    n_plus_one_threshold: u32,
+    summary_interval: Option<Duration>,
+    fingerprint_key: [u8; 16],
+}
+
+impl Default for LoggerConfig {
+    fn default() -> Self {
+        Self {
+            slow_warn: Duration::from_millis(1000),
+            slow_critical: Duration::from_millis(5000),
+            recent_capacity: 1000,
+            slow_capacity: 100,
+            max_fingerprints: 1000,
+            n_plus_one_threshold: 5,
+            summary_interval: Some(Duration::from_secs(300)),
+            fingerprint_key: DEFAULT_FINGERPRINT_KEY,
+        }
+    }
+}
+
+impl LoggerConfig {
+    /// A builder starting from the defaults.
+    #[must_use]
+    pub fn builder() -> LoggerConfigBuilder {
+        LoggerConfigBuilder {
+            config: Self::default(),
+        }
+    }
+
+    /// Reads the `DB_SLOW_QUERY_*` and `DB_QUERYLOG_*` variables; unset ones take
+    /// their defaults.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] listing every bad variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_with(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env) with a lookup of your own (for tests).
+    ///
+    /// ```
+    /// use vitals_querylog::LoggerConfig;
+    ///
+    /// let config = LoggerConfig::from_env_with(|name| match name {
+    ///     "DB_SLOW_QUERY_WARN_MS" => Some("250".into()),
+    ///     _ => None,
+    /// })
+    /// .unwrap();
+    /// assert_eq!(config.slow_warn().as_millis(), 250);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] listing every bad variable.
+    pub fn from_env_with<F>(lookup: F) -> Result<Self, ConfigError>
+    where
+        F: Fn(&str) -> Option<String>,
+    {
+        let mut problems = Vec::new();
+        let mut b = Self::builder();
+        let mut num = |name: &str, expected: &str| -> Option<u64> {
+            let raw = lookup(name)?;
+            match raw.trim().parse::<u64>() {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    problems.push(ConfigProblem {
+                        variable: name.into(),
+                        value: raw,
+                        expected: expected.into(),
+                    });
+                    None
+                }
+            }
+        };
+        if let Some(v) = num(ENV_SLOW_WARN_MS, "a whole number of milliseconds") {
+            b = b.slow_warn(Duration::from_millis(v));
+        }
+        if let Some(v) = num(ENV_SLOW_CRITICAL_MS, "a whole number of milliseconds") {
+            b = b.slow_critical(Duration::from_millis(v));
+        }
+        if let Some(v) = num(ENV_RECENT, "a whole number of queries") {
+            b = b.recent_capacity(usize::try_from(v).unwrap_or(usize::MAX));
+        }
+        if let Some(v) = num(ENV_SLOW_HISTORY, "a whole number of queries") {
+            b = b.slow_capacity(usize::try_from(v).unwrap_or(usize::MAX));
+        }
+        if let Some(v) = num(
+            ENV_MAX_FINGERPRINTS,
+            "a whole number of fingerprints, at least 1",
+        ) {
+            b = b.max_fingerprints(usize::try_from(v).unwrap_or(usize::MAX));
+        }
+        if let Some(v) = num(
+            ENV_N_PLUS_ONE_THRESHOLD,
+            "a whole number of queries, at least 2",
+        ) {
+            b = b.n_plus_one_threshold(u32::try_from(v).unwrap_or(u32::MAX));
+        }
+        if let Some(v) = num(ENV_SUMMARY_SECS, "a whole number of seconds (0 = off)") {
+            b = b.summary_interval((v > 0).then(|| Duration::from_secs(v)));
+        }
+        if let Some(raw) = lookup(ENV_FINGERPRINT_KEY) {
+            match parse_key(&raw) {
+                Some(key) => b = b.fingerprint_key(key),
+                None => problems.push(ConfigProblem {
+                    variable: ENV_FINGERPRINT_KEY.into(),
+                    value: "***".into(),
+                    expected: "32 hex digits".into(),
+                }),
+            }
+        }
+        match b.build() {
+            Ok(config) if problems.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigError::Invalid(problems)),
+            Err(ConfigError::Invalid(more)) => {
+                // Range problems name the builder setting; say the variable.
+                problems.extend(more.into_iter().map(|mut p| {
+                    p.variable = env_name(&p.variable).to_string();
+                    p
+                }));
+                Err(ConfigError::Invalid(problems))
+            }
+        }
+    }
+
+    /// Duration from which a query is slow (a warning).
+    #[must_use]
+    pub fn slow_warn(&self) -> Duration {
+        self.slow_warn
+    }
+
+    /// Duration from which a slow query is critical.
+    #[must_use]
+    pub fn slow_critical(&self) -> Duration {
+        self.slow_critical
+    }
+
+    /// How many recent queries are kept.
+    #[must_use]
+    pub fn recent_capacity(&self) -> usize {
+        self.recent_capacity
+    }
+
+    /// How many slow queries are kept.
+    #[must_use]
+    pub fn slow_capacity(&self) -> usize {
+        self.slow_capacity
+    }
+
+    /// Cap on distinct fingerprints with statistics.
+    #[must_use]
+    pub fn max_fingerprints(&self) -> usize {
+        self.max_fingerprints
+    }
+
+    /// Repeats of one fingerprint in one scope that make an N+1 finding.
+    #[must_use]
+    pub fn n_plus_one_threshold(&self) -> u32 {
+        self.n_plus_one_threshold
+    }
+
+    /// Period of the summary log line, if any.
+    #[must_use]
+    pub fn summary_interval(&self) -> Option<Duration> {
+        self.summary_interval
+    }
+
+    /// The fingerprint key.
+    #[must_use]
+    pub fn fingerprint_key(&self) -> [u8; 16] {
+        self.fingerprint_key
+    }
+}
+
+fn env_name(setting: &str) -> &str {
+    match setting {
+        "slow_warn" => ENV_SLOW_WARN_MS,
+        "slow_critical" => ENV_SLOW_CRITICAL_MS,
+        "max_fingerprints" => ENV_MAX_FINGERPRINTS,
+        "n_plus_one_threshold" => ENV_N_PLUS_ONE_THRESHOLD,
+        other => other,
+    }
+}
+
+fn parse_key(raw: &str) -> Option<[u8; 16]> {
+    let raw = raw.trim();
+    if raw.len() != 32 || !raw.is_ascii() {
+        return None;
+    }
+    let mut key = [0u8; 16];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(raw.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(key)
+}
+
+/// Builds a [`LoggerConfig`]; [`build`](Self::build) checks it.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct LoggerConfigBuilder {
+    config: LoggerConfig,
+}
+
+impl LoggerConfigBuilder {
+    /// Duration from which a query is slow (default 1 s).
+    pub fn slow_warn(mut self, d: Duration) -> Self {
+        self.config.slow_warn = d;
+        self
+    }
+
+    /// Duration from which a slow query is critical (default 5 s; not below `slow_warn`).
+    pub fn slow_critical(mut self, d: Duration) -> Self {
+        self.config.slow_critical = d;
+        self
+    }
+
+    /// How many recent queries are kept (default 1000; 0 keeps none).
+    pub fn recent_capacity(mut self, n: usize) -> Self {
+        self.config.recent_capacity = n;
+        self
+    }
+
+    /// How many slow queries are kept (default 100; 0 keeps none).
+    pub fn slow_capacity(mut self, n: usize) -> Self {
+        self.config.slow_capacity = n;
+        self
+    }
+
+    /// Cap on distinct fingerprints with statistics (default 1000, at least 1).
+    pub fn max_fingerprints(mut self, n: usize) -> Self {
+        self.config.max_fingerprints = n;
+        self
+    }
+
+    /// Repeats of one fingerprint in one scope that make an N+1 finding (default 5, at least 2).
+    pub fn n_plus_one_threshold(mut self, n: u32) -> Self {
+        self.config.n_plus_one_threshold = n;
+        self
+    }
+
+    /// Period of the summary log line (default 5 min; `None` for none).
+    pub fn summary_interval(mut self, d: Option<Duration>) -> Self {
+        self.config.summary_interval = d;
+        self
+    }
+
+    /// The fingerprint key (default [`DEFAULT_FINGERPRINT_KEY`]).
+    pub fn fingerprint_key(mut self, key: [u8; 16]) -> Self {
+        self.config.fingerprint_key = key;
+        self
+    }
+
+    /// Checks the settings.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] listing every bad setting.
+    pub fn build(self) -> Result<LoggerConfig, ConfigError> {
+        let c = self.config;
+        let mut problems = Vec::new();
+        if c.slow_critical < c.slow_warn {
+            problems.push(ConfigProblem {
+                variable: "slow_critical".into(),
+                value: c.slow_critical.as_millis().to_string(),
+                expected: format!(
+                    "at least the warning threshold ({} ms)",
+                    c.slow_warn.as_millis()
+                ),
+            });
+        }
+        if c.slow_warn.is_zero() {
+            problems.push(ConfigProblem {
+                variable: "slow_warn".into(),
+                value: "0".into(),
+                expected: "more than 0 ms".into(),
+            });
+        }
+        if c.max_fingerprints == 0 {
+            problems.push(ConfigProblem {
+                variable: "max_fingerprints".into(),
+                value: "0".into(),
+                expected: "at least 1".into(),
+            });
+        }
+        if c.n_plus_one_threshold < 2 {
+            problems.push(ConfigProblem {
+                variable: "n_plus_one_threshold".into(),
+                value: c.n_plus_one_threshold.to_string(),
+                expected: "at least 2".into(),
+            });
+        }
+        if problems.is_empty() {
+            Ok(c)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_report() {
+        let c = LoggerConfig::from_env_with(|_| None).unwrap();
+        assert_eq!(c, LoggerConfig::default());
+        assert_eq!(c.slow_warn(), Duration::from_secs(1));
+        assert_eq!(c.slow_critical(), Duration::from_secs(5));
+        assert_eq!(c.slow_capacity(), 100);
+    }
+
+    #[test]
+    fn reads_every_variable() {
+        let c = LoggerConfig::from_env_with(|n| {
+            Some(
+                match n {
+                    ENV_SLOW_WARN_MS => "200",
+                    ENV_SLOW_CRITICAL_MS => "900",
+                    ENV_RECENT => "10",
+                    ENV_SLOW_HISTORY => "5",
+                    ENV_MAX_FINGERPRINTS => "50",
+                    ENV_N_PLUS_ONE_THRESHOLD => "3",
+                    ENV_SUMMARY_SECS => "0",
+                    ENV_FINGERPRINT_KEY => "000102030405060708090a0b0c0d0e0f",
+                    _ => return None,
+                }
+                .into(),
+            )
+        })
+        .unwrap();
+        assert_eq!(c.slow_warn(), Duration::from_millis(200));
+        assert_eq!(c.slow_critical(), Duration::from_millis(900));
+        assert_eq!(
+            (c.recent_capacity(), c.slow_capacity(), c.max_fingerprints()),
+            (10, 5, 50)
+        );
+        assert_eq!(c.n_plus_one_threshold(), 3);
+        assert_eq!(c.summary_interval(), None);
+        assert_eq!(c.fingerprint_key()[15], 15);
+    }
+
+    #[test]
+    fn lists_every_bad_variable_and_masks_the_key() {
+        let err = LoggerConfig::from_env_with(|n| {
+            Some(
+                match n {
+                    ENV_SLOW_WARN_MS => "soon",
+                    ENV_RECENT => "-1",
+                    ENV_MAX_FINGERPRINTS => "0",
+                    ENV_FINGERPRINT_KEY => "secret-key",
+                    _ => return None,
+                }
+                .into(),
+            )
+        })
+        .unwrap_err();
+        let vars: Vec<_> = err.problems().iter().map(|p| p.variable.as_str()).collect();
+        assert_eq!(
+            vars,
+            [
+                ENV_SLOW_WARN_MS,
+                ENV_RECENT,
+                ENV_FINGERPRINT_KEY,
+                ENV_MAX_FINGERPRINTS
+            ]
+        );
+        let text = err.to_string();
+        assert!(text.contains("DB_SLOW_QUERY_WARN_MS=\"soon\""), "{text}");
+        assert!(!text.contains("secret-key"), "{text}");
+    }
+
+    #[test]
+    fn critical_below_warning_is_rejected() {
+        let err = LoggerConfig::builder()
+            .slow_warn(Duration::from_secs(2))
+            .slow_critical(Duration::from_secs(1))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.problems()[0].variable, "slow_critical");
+    }
+}
