@@ -1,1 +1,82 @@
-//! placeholder
+//! Connection-pool configuration from the environment, retry of transient errors, and a pool
+//! monitor that sees waiters.
+//!
+//! [`PoolConfig`] reads the report's variables (`DB_POOL_MIN`, `DB_POOL_MAX`,
+//! `DB_ACQUIRE_TIMEOUT`, `DB_STATEMENT_TIMEOUT`, ...) with development and production
+//! defaults, and opens a sqlx PostgreSQL pool whose every connection carries
+//! `statement_timeout` and `idle_in_transaction_session_timeout`, or an embedded SQLite pool
+//! (WAL, `busy_timeout`, foreign keys on). [`MonitoredPool`] wraps a sqlx pool: it counts
+//! waiters exactly (a cancelled acquire never leaves the count high), times acquire and hold
+//! into histograms, counts timeouts, cancellations and leaked connections, and is an
+//! [`sqlx::Executor`] whose statements a [`QueryObserver`] can see. [`PoolMonitor`] samples any
+//! [`PoolProbe`] (sqlx, bb8 or the monitored handle) into [`PoolMetrics`], raises and clears
+//! [`PoolAlert`]s through an [`AlertSink`], and keeps history and a summary;
+//! [`health_check`] grades `SELECT 1`. [`retry`](retry::retry) runs a unit of work again on
+//! transient errors.
+//!
+//! What it leaves to others: logging statements and their text (the query logger, fed through
+//! [`QueryObserver`]), HTTP endpoints (everything here is `serde::Serialize`), and where
+//! `DATABASE_URL` comes from. It does not replace sqlx's pool; it wraps it.
+//!
+//! # Example
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use vitals_pool::{health_check, PoolConfig, PoolMonitor, TracingAlertSink};
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = PoolConfig::from_env()?;
+//! let pool = config.connect_postgres_monitored("postgres://app@127.0.0.1/app").await?;
+//! let monitor = PoolMonitor::spawn(
+//!     pool.clone(),
+//!     config.monitor_config(),
+//!     Arc::new(TracingAlertSink),
+//! );
+//!
+//! let rows = sqlx::query("SELECT 1").fetch_all(&pool).await?; // counted like any acquire
+//! assert_eq!(rows.len(), 1);
+//!
+//! let report = health_check(&pool, Duration::from_secs(2)).await;
+//! println!("{}", serde_json::to_string(&report)?);
+//! println!("{}", serde_json::to_string(&monitor.summary())?);
+//! monitor.stop().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Example: retry a transaction
+//! ```no_run
+//! # async fn example(pool: vitals_pool::MonitoredPool<sqlx::Postgres>) -> Result<(), vitals_pool::PoolError> {
+//! use vitals_pool::retry::{retry, RetryPolicy};
+//! let policy = RetryPolicy::new(3);
+//! retry(&policy, || async {
+//!     let mut conn = pool.acquire().await?;
+//!     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+//!     sqlx::query("UPDATE stock SET n = n - 1 WHERE id = 1").execute(&mut *tx).await?;
+//!     tx.commit().await?;
+//!     Ok::<_, vitals_pool::PoolError>(())
+//! })
+//! .await?;
+//! # Ok(()) }
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod config;
+mod error;
+mod handle;
+mod health;
+mod monitor;
+mod probe;
+pub mod retry;
+
+pub use config::{ConfigError, ConfigProblem, PoolConfig, PoolConfigBuilder, Profile};
+pub use error::{mask_url, PoolError};
+pub use handle::{
+    HandleStats, LatencySummary, MonitoredConnection, MonitoredPool, MonitoredPoolBuilder,
+    QueryObserver, RowsAffected,
+};
+pub use health::{health_check, HealthReport, HealthStatus, HealthTarget};
+pub use monitor::{
+    AlertKind, AlertSink, AlertState, MonitorConfig, PoolAlert, PoolMetrics, PoolMonitor,
+    PoolSummary, Severity, TracingAlertSink,
+};
+pub use probe::{PoolProbe, PoolState};
+pub use retry::{is_transient, RetryPolicy};

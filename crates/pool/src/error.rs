@@ -1,0 +1,132 @@
+//! The crate's error type.
+
+use std::time::Duration;
+
+/// What can go wrong when connecting or acquiring through this crate.
+///
+/// Messages never contain a password: URLs are masked with [`mask_url`](crate::mask_url)
+/// before they are stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// The database URL could not be parsed.
+    #[error("invalid database url {url}: {source}")]
+    InvalidUrl {
+        /// The URL with its password masked.
+        url: String,
+        /// What sqlx said about it.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The first connection of a new pool could not be opened.
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        /// The URL with its password masked.
+        url: String,
+        /// Why the connection failed.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// No connection became free within the acquire timeout.
+    #[error("no connection free after waiting {waited:?} (acquire timeout)")]
+    AcquireTimeout {
+        /// How long the caller waited.
+        waited: Duration,
+    },
+    /// Acquiring a connection failed for another reason (connect error, pool closed).
+    #[error("cannot acquire a connection: {0}")]
+    Acquire(#[source] sqlx::Error),
+    /// A statement or transaction failed.
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    /// A file or directory for an embedded SQLite database could not be created.
+    #[error("cannot create the directory of sqlite database {path}: {source}")]
+    CreateSqliteDir {
+        /// The directory that could not be created.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl PoolError {
+    /// The underlying sqlx error, if there is one (used by the retry classifier).
+    #[must_use]
+    pub fn as_sqlx(&self) -> Option<&sqlx::Error> {
+        match self {
+            Self::InvalidUrl { source, .. } | Self::Connect { source, .. } => Some(source),
+            Self::Acquire(e) | Self::Sqlx(e) => Some(e),
+            Self::AcquireTimeout { .. } | Self::CreateSqliteDir { .. } => None,
+        }
+    }
+
+    /// True when the error is worth retrying (see [`crate::retry::is_transient`]).
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::AcquireTimeout { .. } => true,
+            Self::InvalidUrl { .. } | Self::CreateSqliteDir { .. } => false,
+            _ => self.as_sqlx().is_some_and(crate::retry::is_transient),
+        }
+    }
+}
+
+/// Masks the password of a database URL (`postgres://user:secret@host/db` becomes
+/// `postgres://user:***@host/db`) and any `password=` query parameter, so that the URL can be
+/// logged or put in an error.
+#[must_use]
+pub fn mask_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let auth_start = scheme_end + 3;
+        let rest = &out[auth_start..];
+        let auth_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..auth_len];
+        if let Some(at) = authority.rfind('@') {
+            let userinfo = &authority[..at];
+            if let Some(colon) = userinfo.find(':') {
+                let start = auth_start + colon + 1;
+                let end = auth_start + at;
+                out.replace_range(start..end, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out = format!("{head}{}", masked.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_url_hides_password_in_userinfo_and_query() {
+        assert_eq!(
+            mask_url("postgres://app:s3cr@t@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(mask_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(
+            mask_url("postgres://db/x?user=a&password=pw&sslmode=require"),
+            "postgres://db/x?user=a&password=***&sslmode=require"
+        );
+        assert_eq!(mask_url("sqlite://data/app.db"), "sqlite://data/app.db");
+    }
+
+    #[test]
+    fn pool_error_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<PoolError>();
+    }
+}

@@ -1,0 +1,90 @@
+//! [`PoolProbe`]: what a pool can tell about itself.
+
+use serde::Serialize;
+
+use crate::handle::{HandleStats, MonitoredPool};
+
+/// A pool's numbers at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PoolState {
+    /// Open connections, busy and idle.
+    pub size: u32,
+    /// Idle connections.
+    pub idle: u32,
+    /// Upper bound of the pool.
+    pub max: u32,
+    /// Tasks waiting for a connection, when the pool can tell.
+    pub waiting: Option<u32>,
+    /// Whether `waiting` is exact (true for [`MonitoredPool`]; bb8's count drifts upward
+    /// when a caller cancels a `get`).
+    pub waiting_exact: bool,
+}
+
+impl PoolState {
+    /// Busy connections (`size - idle`).
+    #[must_use]
+    pub fn active(&self) -> u32 {
+        self.size.saturating_sub(self.idle)
+    }
+}
+
+/// What a pool can tell: the seam between pools and the [`PoolMonitor`](crate::PoolMonitor).
+///
+/// Implemented for `sqlx::Pool<DB>` (no waiter count), `bb8::Pool<M>` (waiters from its
+/// statistics, which drift on cancellation) and [`MonitoredPool`] (exact waiters, latencies).
+pub trait PoolProbe: Send + Sync {
+    /// Size, idle, max and waiting now.
+    fn state(&self) -> PoolState;
+
+    /// Statistics only a monitored handle has; takes the window (see [`HandleStats`]).
+    fn take_handle_stats(&self) -> Option<HandleStats> {
+        None
+    }
+}
+
+impl<DB: sqlx::Database> PoolProbe for sqlx::Pool<DB> {
+    fn state(&self) -> PoolState {
+        PoolState {
+            size: self.size(),
+            idle: u32::try_from(self.num_idle()).unwrap_or(u32::MAX),
+            max: self.options().get_max_connections(),
+            waiting: None,
+            waiting_exact: false,
+        }
+    }
+}
+
+impl<M: bb8::ManageConnection> PoolProbe for bb8::Pool<M> {
+    fn state(&self) -> PoolState {
+        let s = bb8::Pool::state(self);
+        PoolState {
+            size: s.connections,
+            idle: s.idle_connections,
+            max: self.config().max_size,
+            waiting: Some(u32::try_from(s.statistics.pending_gets()).unwrap_or(u32::MAX)),
+            waiting_exact: false,
+        }
+    }
+}
+
+impl<DB: sqlx::Database> PoolProbe for MonitoredPool<DB> {
+    fn state(&self) -> PoolState {
+        let mut s = self.inner().state();
+        s.waiting = Some(u32::try_from(self.waiting()).unwrap_or(u32::MAX));
+        s.waiting_exact = true;
+        s
+    }
+
+    fn take_handle_stats(&self) -> Option<HandleStats> {
+        Some(self.take_stats())
+    }
+}
+
+impl<P: PoolProbe + ?Sized> PoolProbe for std::sync::Arc<P> {
+    fn state(&self) -> PoolState {
+        (**self).state()
+    }
+    fn take_handle_stats(&self) -> Option<HandleStats> {
+        (**self).take_handle_stats()
+    }
+}
