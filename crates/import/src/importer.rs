@@ -330,6 +330,10 @@ impl Importer {
             }
         }
         let mut report = state.report;
+        // Chunks are processed type by type; report in input order (stable: fields stay in
+        // column order).
+        report.rejections.sort_by_key(|r| r.line);
+        report.duplicate_rows.sort_by_key(|d| d.line);
         if state.rolled_back {
             report.rolled_back = true;
             report.rejected += report.imported;
