@@ -1,1 +1,159 @@
-fn main() {}
+//! Imports a file of healthcare records and prints the report as JSON.
+//!
+//! Run with
+//! `cargo run --release -q --example import -- --database-url URL [--type TYPE] [--format csv|ndjson|json] [--all-or-nothing] [--dry-run] FILE`
+//!
+//! `URL` is a PostgreSQL (`postgres://…`) or SQLite (`sqlite://path?mode=rwc`, `sqlite::memory:`)
+//! URL; the migrations are applied first. `TYPE` is `student`, `vaccination`, `allergy` or
+//! `chronic_condition` (without it, every record names its own in a `type` field). The report
+//! goes to standard output, a progress bar to standard error when it is a terminal.
+//!
+//! Exit status: 0 when the import ran (rejections or not), 2 when the input cannot be read at
+//! all (no such file, no header, unknown `--type`), 1 on a database error.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use vitals::health::{self, records};
+use vitals::import::{
+    Format, ImportError, ImportOptions, ImportReport, Importer, PgSink, Source, SqliteSink,
+};
+
+/// Imports healthcare records (CSV, NDJSON or a JSON array) into PostgreSQL or SQLite.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Database URL: postgres://… or sqlite:…
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+    /// Record type of every row: student, vaccination, allergy, chronic_condition.
+    #[arg(long = "type")]
+    record_type: Option<String>,
+    /// Input format (default: from the file's extension).
+    #[arg(long)]
+    format: Option<Format>,
+    /// Roll the whole import back if any row is rejected.
+    #[arg(long)]
+    all_or_nothing: bool,
+    /// Validate only; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Rows per chunk (per transaction).
+    #[arg(long, default_value_t = vitals::import::DEFAULT_CHUNK_SIZE)]
+    chunk_size: usize,
+    /// Stop after this many rejected rows.
+    #[arg(long)]
+    max_errors: Option<u64>,
+    /// The file to import.
+    file: PathBuf,
+}
+
+enum Failure {
+    Input(String),
+    Database(String),
+}
+
+impl From<ImportError> for Failure {
+    fn from(e: ImportError) -> Self {
+        if e.is_input_error() {
+            Failure::Input(e.to_string())
+        } else {
+            Failure::Database(e.to_string())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(report) => match serde_json::to_string_pretty(&report) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot write the report: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Err(Failure::Input(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Database(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<ImportReport, Failure> {
+    let registry = records::registry();
+    let mut source = Source::open(&args.file, args.format)?;
+    if let Some(t) = &args.record_type {
+        if registry.get(t).is_none() {
+            return Err(ImportError::UnknownType(t.clone()).into());
+        }
+        source = source.with_type(t.clone());
+    }
+
+    let mut options = ImportOptions::new()
+        .chunk_size(args.chunk_size)
+        .all_or_nothing(args.all_or_nothing)
+        .dry_run(args.dry_run);
+    if let Some(n) = args.max_errors {
+        options = options.max_errors(n);
+    }
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(source.size().unwrap_or(0));
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {msg} ({elapsed})",
+        ) {
+            bar.set_style(style);
+        }
+        Some(bar)
+    } else {
+        None
+    };
+    if let Some(bar) = bar.clone() {
+        options = options.progress(move |p| {
+            bar.set_position(p.bytes_read);
+            bar.set_message(format!("{} rows, {} rejected", p.rows, p.rejected));
+        });
+    }
+    let importer = Importer::new(registry, options)?;
+
+    // Never print the URL: it may hold a password.
+    let db = |what: &str, e: &dyn std::fmt::Display| Failure::Database(format!("{what}: {e}"));
+    let report = if args.database_url.starts_with("sqlite:") {
+        let options: sqlx::sqlite::SqliteConnectOptions = args
+            .database_url
+            .parse()
+            .map_err(|e| db("bad SQLite URL", &e))?;
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.create_if_missing(true))
+            .await
+            .map_err(|e| db("cannot connect to SQLite", &e))?;
+        health::migrate_sqlite(&pool)
+            .await
+            .map_err(|e| db("migration failed", &e))?;
+        importer.run(source, &mut SqliteSink::new(pool)).await?
+    } else {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&args.database_url)
+            .await
+            .map_err(|e| db("cannot connect to PostgreSQL", &e))?;
+        health::migrate_postgres(&pool)
+            .await
+            .map_err(|e| db("migration failed", &e))?;
+        importer.run(source, &mut PgSink::new(pool)).await?
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(report)
+}
