@@ -111,7 +111,9 @@ pub struct HandleStats {
     pub acquire_timeouts_total: u64,
     /// Acquisitions dropped by their caller before they finished.
     pub cancelled_acquires_total: u64,
-    /// Acquisitions that failed for another reason (mostly: connecting failed).
+    /// Acquisitions that failed because no connection could be opened (an error, or a
+    /// timeout while the pool was below its maximum size: sqlx retries refused connections
+    /// until the acquire deadline).
     pub acquire_errors_total: u64,
     /// Connections released after having been held past the leak threshold.
     pub long_holds_total: u64,
@@ -474,6 +476,13 @@ async fn acquire_monitored<DB: Database>(
         Err(e) => {
             if matches!(e, sqlx::Error::PoolTimedOut) {
                 st.timeouts_total += 1;
+                // sqlx retries refused connections until the deadline and then reports a
+                // timeout; a timeout while the pool is below its maximum means it could not
+                // open a connection, so it counts as a connection error as well.
+                if pool.size() < pool.options().get_max_connections() {
+                    st.errors_total += 1;
+                    st.last_error = Some("timed out opening a connection".to_owned());
+                }
             } else {
                 st.errors_total += 1;
                 st.last_error = Some(error_kind(&e));
@@ -563,7 +572,8 @@ struct Observation<'a, DB: Database> {
     pool: &'a MonitoredPool<DB>,
     sql: &'a str,
     started: Instant,
-    rows: u64,
+    returned: u64,
+    affected: u64,
     done: bool,
 }
 
@@ -571,7 +581,14 @@ impl<DB: Database> Observation<'_, DB> {
     fn finish(&mut self, error: Option<&sqlx::Error>) {
         if !self.done {
             self.done = true;
-            self.pool.observe(self.sql, self.started, self.rows, error);
+            // PostgreSQL reports a SELECT's row count as rows affected too: prefer the rows
+            // returned, and fall back to rows affected for INSERT/UPDATE/DELETE.
+            let rows = if self.returned > 0 {
+                self.returned
+            } else {
+                self.affected
+            };
+            self.pool.observe(self.sql, self.started, rows, error);
         }
     }
 }
@@ -585,7 +602,9 @@ impl<DB: Database> Drop for Observation<'_, DB> {
 /// Each statement acquires through the monitored path, like sqlx's `impl Executor for &Pool`.
 ///
 /// `fetch_many` streams: a producer owning the connection feeds a bounded channel of 8
-/// items, so a large result is not collected in memory.
+/// items, so a large result is not collected in memory. When the caller drops the stream
+/// early, the observer still hears of the statement, with the rows produced so far (up to
+/// the channel's buffer more than the caller read).
 impl<'p, DB: Database> Executor<'p> for &'_ MonitoredPool<DB>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -616,14 +635,15 @@ where
                 pool: &pool,
                 sql,
                 started: Instant::now(),
-                rows: 0,
+                returned: 0,
+                affected: 0,
                 done: false,
             };
             let mut stream = (&mut *conn).fetch_many(query);
             while let Some(item) = stream.next().await {
                 match &item {
-                    Ok(Either::Left(done)) => obs.rows += done.rows_affected(),
-                    Ok(Either::Right(_)) => obs.rows += 1,
+                    Ok(Either::Left(done)) => obs.affected += done.rows_affected(),
+                    Ok(Either::Right(_)) => obs.returned += 1,
                     Err(e) => obs.finish(Some(e)),
                 }
                 if tx.send(item).await.is_err() {
