@@ -70,9 +70,9 @@ pub struct HealthReport {
     pub timeout_ms: u64,
     /// Why it is not healthy (error kind or SQLSTATE, never data).
     pub reason: Option<String>,
-    /// The pool's numbers after the check.
+    /// The pool's numbers when the check started.
     pub pool: PoolState,
-    /// Utilisation after the check, percent.
+    /// Utilisation when the check started, percent.
     pub utilization_percent: f64,
     /// When the check finished.
     pub checked_at: DateTime<Utc>,
@@ -82,10 +82,12 @@ pub struct HealthReport {
 /// or timeout; degraded when it took over half the timeout or utilisation is at least 90 %;
 /// healthy otherwise.
 pub async fn health_check<P: HealthTarget + ?Sized>(pool: &P, timeout: Duration) -> HealthReport {
+    // Read the pool before the check: sqlx returns the check's own connection on a spawned
+    // task, so right after it the pool would look one connection busier than it is.
+    let state = pool.state();
     let start = Instant::now();
     let outcome = tokio::time::timeout(timeout, pool.select_one()).await;
     let elapsed = start.elapsed();
-    let state = pool.state();
     let utilization = if state.max == 0 {
         0.0
     } else {
