@@ -4,7 +4,7 @@
 //! generator, so the same `(students, seed, reference)` gives the same school, byte for byte, on
 //! every machine with this crate's pinned `rand`. No real person's data is involved.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, SubsecRound, Utc};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -48,10 +48,13 @@ impl School {
 ///
 /// # Example
 /// ```
+/// use chrono::{TimeZone, Utc};
 /// use vitals::health::SchoolGenerator;
-/// let school = SchoolGenerator::new(50).seed(7).generate();
+/// let at = Utc.with_ymd_and_hms(2026, 9, 1, 8, 0, 0).unwrap();
+/// let school = SchoolGenerator::new(50).seed(7).reference(at).generate();
 /// assert_eq!(school.students.len(), 50);
-/// assert_eq!(school, SchoolGenerator::new(50).seed(7).generate());
+/// // The same seed and reference give the same school.
+/// assert_eq!(school, SchoolGenerator::new(50).seed(7).reference(at).generate());
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
@@ -133,7 +136,7 @@ impl SchoolGenerator {
         SchoolGenerator {
             students,
             seed: 42,
-            reference: Utc::now(),
+            reference: Utc::now().trunc_subsecs(6),
         }
     }
 
@@ -144,9 +147,10 @@ impl SchoolGenerator {
     }
 
     /// The moment "recent" and "upcoming" are measured from (default: now). Fix it to make
-    /// timestamps reproducible too.
+    /// timestamps reproducible too. Truncated to microseconds, PostgreSQL's precision, so that
+    /// rows read back equal the rows generated.
     pub fn reference(mut self, reference: DateTime<Utc>) -> Self {
-        self.reference = reference;
+        self.reference = reference.trunc_subsecs(6);
         self
     }
 

@@ -19,11 +19,13 @@
 
 mod generate;
 mod model;
+mod queries;
 pub mod records;
 mod store;
 
 pub use generate::{School, SchoolGenerator};
 pub use model::*;
+pub use queries::*;
 pub use store::*;
 
 /// A text that is not one of an enum's values.

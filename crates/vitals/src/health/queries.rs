@@ -1,0 +1,293 @@
+//! The school-health reads behind the cache, the warmer and the dashboard, on PostgreSQL and
+//! SQLite alike (one SQL text each; `$n` parameters bind in order on both engines).
+//!
+//! Every function takes an executor that is `Copy` (`&PgPool`, `&SqlitePool`, or the facade's
+//! monitored pool handle), so independent reads can run at once on separate connections.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{Executor, Postgres, Sqlite};
+use uuid::Uuid;
+
+use super::model::*;
+
+/// Columns of `students`, in [`Student`]'s order.
+const STUDENT_COLUMNS: &str =
+    "id, student_number, first_name, last_name, date_of_birth, grade, active";
+
+/// A count per label, for a chart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct LabelCount {
+    /// The bar's label, such as a vaccine name or a status.
+    pub label: String,
+    /// How many.
+    pub count: i64,
+}
+
+/// The dashboard's recent activity: three independent reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecentActivities {
+    /// The latest medication doses given (at most `limit`).
+    pub medications: Vec<MedicationLog>,
+    /// The latest incidents.
+    pub incidents: Vec<IncidentReport>,
+    /// The next scheduled appointments.
+    pub upcoming_appointments: Vec<Appointment>,
+}
+
+/// The dashboard's charts: four independent aggregates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChartData {
+    /// Vaccinations per vaccine.
+    pub vaccinations_by_vaccine: Vec<LabelCount>,
+    /// Incidents of the last 30 days per severity.
+    pub incidents_by_severity: Vec<LabelCount>,
+    /// Appointments per status.
+    pub appointments_by_status: Vec<LabelCount>,
+    /// Active allergies per severity.
+    pub allergies_by_severity: Vec<LabelCount>,
+}
+
+/// The dashboard's counters: three independent counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityCounts {
+    /// Medication doses given in the last 24 hours.
+    pub medications_today: i64,
+    /// Incidents in the last 7 days.
+    pub incidents_this_week: i64,
+    /// Appointments scheduled in the next 7 days.
+    pub appointments_next_week: i64,
+}
+
+/// Writes a function once per engine (see `store.rs`); here the executor is `Copy`.
+macro_rules! for_each_engine {
+    ($(#[$meta:meta])* fn $pg:ident / $lite:ident ($exec:ident $(, $arg:ident : $ty:ty)*) -> $ret:ty $body:block) => {
+        for_each_engine!(@one Postgres, $(#[$meta])* fn $pg ($exec $(, $arg : $ty)*) -> $ret $body);
+        for_each_engine!(@one Sqlite, $(#[$meta])* fn $lite ($exec $(, $arg : $ty)*) -> $ret $body);
+    };
+    (@one $engine:ident, $(#[$meta:meta])* fn $name:ident ($exec:ident $(, $arg:ident : $ty:ty)*) -> $ret:ty $body:block) => {
+        $(#[$meta])*
+        pub async fn $name<'c, E>($exec: E $(, $arg: $ty)*) -> $ret
+        where
+            E: Executor<'c, Database = $engine> + Copy,
+        {
+            $body
+        }
+    };
+}
+
+for_each_engine! {
+    /// One student, or `None`.
+    ///
+    /// # Errors
+    /// A database error.
+    fn student_postgres / student_sqlite (db, id: Uuid) -> Result<Option<Student>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {STUDENT_COLUMNS} FROM students WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(db)
+            .await
+    }
+}
+
+for_each_engine! {
+    /// A student's vaccinations, newest first.
+    ///
+    /// # Errors
+    /// A database error.
+    fn vaccinations_postgres / vaccinations_sqlite (db, student: Uuid) -> Result<Vec<Vaccination>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, student_id, vaccine_name, dose_number, administered_on, administered_by, lot_number \
+             FROM vaccinations WHERE student_id = $1 ORDER BY administered_on DESC, vaccine_name, dose_number",
+        )
+        .bind(student)
+        .fetch_all(db)
+        .await
+    }
+}
+
+for_each_engine! {
+    /// A student's active allergies, most severe first.
+    ///
+    /// # Errors
+    /// A database error.
+    fn allergies_postgres / allergies_sqlite (db, student: Uuid) -> Result<Vec<Allergy>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, student_id, allergen, severity, reaction, diagnosed_on, active FROM allergies \
+             WHERE student_id = $1 AND active = $2 \
+             ORDER BY CASE severity WHEN 'LIFE_THREATENING' THEN 0 WHEN 'SEVERE' THEN 1 \
+             WHEN 'MODERATE' THEN 2 ELSE 3 END, allergen",
+        )
+        .bind(student)
+        .bind(true)
+        .fetch_all(db)
+        .await
+    }
+}
+
+for_each_engine! {
+    /// A student's chronic conditions.
+    ///
+    /// # Errors
+    /// A database error.
+    fn chronic_conditions_postgres / chronic_conditions_sqlite (db, student: Uuid) -> Result<Vec<ChronicCondition>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, student_id, condition, icd10_code, status, diagnosed_on, notes \
+             FROM chronic_conditions WHERE student_id = $1 ORDER BY status, condition",
+        )
+        .bind(student)
+        .fetch_all(db)
+        .await
+    }
+}
+
+for_each_engine! {
+    /// A student's last `limit` medication doses, newest first.
+    ///
+    /// # Errors
+    /// A database error.
+    fn student_medications_postgres / student_medications_sqlite (db, student: Uuid, limit: i64) -> Result<Vec<MedicationLog>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, student_id, medication, dosage, administered_at, administered_by \
+             FROM medication_logs WHERE student_id = $1 ORDER BY administered_at DESC LIMIT $2",
+        )
+        .bind(student)
+        .bind(limit)
+        .fetch_all(db)
+        .await
+    }
+}
+
+for_each_engine! {
+    /// A student's health summary: the student and four record lists, read one after another
+    /// (the uncached path the cache is measured against). `None` when there is no such student.
+    ///
+    /// # Errors
+    /// A database error.
+    fn health_summary_postgres / health_summary_sqlite (db, student: Uuid) -> Result<Option<HealthSummary>, sqlx::Error> {
+        let Some(found) = sqlx::query_as::<_, Student>(&format!("SELECT {STUDENT_COLUMNS} FROM students WHERE id = $1"))
+            .bind(student)
+            .fetch_optional(db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let (vaccinations, allergies, chronic_conditions, recent_medications) = tokio::try_join!(
+            sqlx::query_as::<_, Vaccination>(
+                "SELECT id, student_id, vaccine_name, dose_number, administered_on, administered_by, lot_number \
+                 FROM vaccinations WHERE student_id = $1 ORDER BY administered_on DESC, vaccine_name, dose_number",
+            ).bind(student).fetch_all(db),
+            sqlx::query_as::<_, Allergy>(
+                "SELECT id, student_id, allergen, severity, reaction, diagnosed_on, active FROM allergies \
+                 WHERE student_id = $1 AND active = $2 \
+                 ORDER BY CASE severity WHEN 'LIFE_THREATENING' THEN 0 WHEN 'SEVERE' THEN 1 \
+                 WHEN 'MODERATE' THEN 2 ELSE 3 END, allergen",
+            ).bind(student).bind(true).fetch_all(db),
+            sqlx::query_as::<_, ChronicCondition>(
+                "SELECT id, student_id, condition, icd10_code, status, diagnosed_on, notes \
+                 FROM chronic_conditions WHERE student_id = $1 ORDER BY status, condition",
+            ).bind(student).fetch_all(db),
+            sqlx::query_as::<_, MedicationLog>(
+                "SELECT id, student_id, medication, dosage, administered_at, administered_by \
+                 FROM medication_logs WHERE student_id = $1 ORDER BY administered_at DESC LIMIT 10",
+            ).bind(student).fetch_all(db),
+        )?;
+        Ok(Some(HealthSummary { student: found, vaccinations, allergies, chronic_conditions, recent_medications }))
+    }
+}
+
+for_each_engine! {
+    /// The dashboard's recent activity, the three reads run at once (each on its own
+    /// connection), like the report's `Promise.all`.
+    ///
+    /// # Errors
+    /// The first database error.
+    fn recent_activities_postgres / recent_activities_sqlite (db, now: DateTime<Utc>, limit: i64) -> Result<RecentActivities, sqlx::Error> {
+        let (medications, incidents, upcoming_appointments) = tokio::try_join!(
+            sqlx::query_as::<_, MedicationLog>(
+                "SELECT id, student_id, medication, dosage, administered_at, administered_by \
+                 FROM medication_logs WHERE administered_at <= $1 ORDER BY administered_at DESC LIMIT $2",
+            ).bind(now).bind(limit).fetch_all(db),
+            sqlx::query_as::<_, IncidentReport>(
+                "SELECT id, student_id, occurred_at, kind, severity, description \
+                 FROM incident_reports WHERE occurred_at <= $1 ORDER BY occurred_at DESC LIMIT $2",
+            ).bind(now).bind(limit).fetch_all(db),
+            sqlx::query_as::<_, Appointment>(
+                "SELECT id, student_id, scheduled_at, kind, status FROM appointments \
+                 WHERE scheduled_at > $1 AND status = 'SCHEDULED' ORDER BY scheduled_at LIMIT $2",
+            ).bind(now).bind(limit).fetch_all(db),
+        )?;
+        Ok(RecentActivities { medications, incidents, upcoming_appointments })
+    }
+}
+
+for_each_engine! {
+    /// The same three reads as `recent_activities_*`, one after another: the report's "before".
+    ///
+    /// # Errors
+    /// The first database error.
+    fn recent_activities_sequential_postgres / recent_activities_sequential_sqlite (db, now: DateTime<Utc>, limit: i64) -> Result<RecentActivities, sqlx::Error> {
+        let medications = sqlx::query_as::<_, MedicationLog>(
+            "SELECT id, student_id, medication, dosage, administered_at, administered_by \
+             FROM medication_logs WHERE administered_at <= $1 ORDER BY administered_at DESC LIMIT $2",
+        ).bind(now).bind(limit).fetch_all(db).await?;
+        let incidents = sqlx::query_as::<_, IncidentReport>(
+            "SELECT id, student_id, occurred_at, kind, severity, description \
+             FROM incident_reports WHERE occurred_at <= $1 ORDER BY occurred_at DESC LIMIT $2",
+        ).bind(now).bind(limit).fetch_all(db).await?;
+        let upcoming_appointments = sqlx::query_as::<_, Appointment>(
+            "SELECT id, student_id, scheduled_at, kind, status FROM appointments \
+             WHERE scheduled_at > $1 AND status = 'SCHEDULED' ORDER BY scheduled_at LIMIT $2",
+        ).bind(now).bind(limit).fetch_all(db).await?;
+        Ok(RecentActivities { medications, incidents, upcoming_appointments })
+    }
+}
+
+for_each_engine! {
+    /// The dashboard's four chart aggregates, run at once (`sequential = false`) or one after
+    /// another (`sequential = true`, the report's "before").
+    ///
+    /// # Errors
+    /// The first database error.
+    fn chart_data_postgres / chart_data_sqlite (db, now: DateTime<Utc>, sequential: bool) -> Result<ChartData, sqlx::Error> {
+        let since = now - Duration::days(30);
+        let by_vaccine = sqlx::query_as::<_, LabelCount>(
+            "SELECT vaccine_name AS label, COUNT(*) AS count FROM vaccinations \
+             GROUP BY vaccine_name ORDER BY count DESC, label",
+        ).fetch_all(db);
+        let incidents = sqlx::query_as::<_, LabelCount>(
+            "SELECT severity AS label, COUNT(*) AS count FROM incident_reports \
+             WHERE occurred_at >= $1 GROUP BY severity ORDER BY label",
+        ).bind(since).fetch_all(db);
+        let appointments = sqlx::query_as::<_, LabelCount>(
+            "SELECT status AS label, COUNT(*) AS count FROM appointments GROUP BY status ORDER BY label",
+        ).fetch_all(db);
+        let allergies = sqlx::query_as::<_, LabelCount>(
+            "SELECT severity AS label, COUNT(*) AS count FROM allergies \
+             WHERE active = $1 GROUP BY severity ORDER BY label",
+        ).bind(true).fetch_all(db);
+        let (vaccinations_by_vaccine, incidents_by_severity, appointments_by_status, allergies_by_severity) = if sequential {
+            (by_vaccine.await?, incidents.await?, appointments.await?, allergies.await?)
+        } else {
+            tokio::try_join!(by_vaccine, incidents, appointments, allergies)?
+        };
+        Ok(ChartData { vaccinations_by_vaccine, incidents_by_severity, appointments_by_status, allergies_by_severity })
+    }
+}
+
+for_each_engine! {
+    /// The dashboard's three counters, run at once.
+    ///
+    /// # Errors
+    /// The first database error.
+    fn activity_counts_postgres / activity_counts_sqlite (db, now: DateTime<Utc>) -> Result<ActivityCounts, sqlx::Error> {
+        let (medications_today, incidents_this_week, appointments_next_week) = tokio::try_join!(
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM medication_logs WHERE administered_at > $1 AND administered_at <= $2")
+                .bind(now - Duration::hours(24)).bind(now).fetch_one(db),
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM incident_reports WHERE occurred_at > $1 AND occurred_at <= $2")
+                .bind(now - Duration::days(7)).bind(now).fetch_one(db),
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM appointments WHERE scheduled_at > $1 AND scheduled_at <= $2")
+                .bind(now).bind(now + Duration::days(7)).fetch_one(db),
+        )?;
+        Ok(ActivityCounts { medications_today, incidents_this_week, appointments_next_week })
+    }
+}
