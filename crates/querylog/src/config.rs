@@ -102,7 +102,6 @@ impl Default for LoggerConfig {
 
 impl LoggerConfig {
     /// A builder starting from the defaults.
-    #[must_use]
     pub fn builder() -> LoggerConfigBuilder {
         LoggerConfigBuilder {
             config: Self::default(),

@@ -623,10 +623,10 @@ impl QueryLogger {
         let logger = self.clone();
         let thread = std::thread::Builder::new()
             .name("querylog-summary".into())
-            .spawn(move || loop {
-                match rx.recv_timeout(interval) {
-                    Err(RecvTimeoutError::Timeout) => logger.log_summary(),
-                    _ => break,
+            .spawn(move || {
+                // Stops when the handle sends or is dropped (disconnected).
+                while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
+                    logger.log_summary();
                 }
             })
             .map_err(crate::Error::SpawnSummary)?;
