@@ -27,10 +27,7 @@ fn parse_args() -> Result<Args, String> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match flag.as_str() {
             "--students" => {
                 let v = value("--students")?;
@@ -70,7 +67,9 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {
-    let school = SchoolGenerator::new(args.students).seed(args.seed).generate();
+    let school = SchoolGenerator::new(args.students)
+        .seed(args.seed)
+        .generate();
     println!(
         "Generated a synthetic school: {} students, {} rows in all (seed {}).",
         school.students.len(),
@@ -79,19 +78,32 @@ async fn run(args: Args) -> Result<(), BoxError> {
     );
     let started = Instant::now();
     let (engine, counts) = match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-        Some(url) => ("PostgreSQL (schema vitals_demo)", load_postgres(&url, &school).await?),
+        Some(url) => (
+            "PostgreSQL (schema vitals_demo)",
+            load_postgres(&url, &school).await?,
+        ),
         None => ("SQLite (embedded)", load_sqlite(&school).await?),
     };
-    println!("Loaded into {engine} in {:.0} ms.", started.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "Loaded into {engine} in {:.0} ms.",
+        started.elapsed().as_secs_f64() * 1e3
+    );
     print_counts(&counts);
     Ok(())
 }
 
 async fn load_postgres(url: &str, school: &health::School) -> Result<TableCounts, BoxError> {
     let options: PgConnectOptions = url.parse()?;
-    let admin = PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
-    sqlx::query("DROP SCHEMA IF EXISTS vitals_demo CASCADE").execute(&admin).await?;
-    sqlx::query("CREATE SCHEMA vitals_demo").execute(&admin).await?;
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await?;
+    sqlx::query("DROP SCHEMA IF EXISTS vitals_demo CASCADE")
+        .execute(&admin)
+        .await?;
+    sqlx::query("CREATE SCHEMA vitals_demo")
+        .execute(&admin)
+        .await?;
     admin.close().await;
     let pool = PgPoolOptions::new()
         .max_connections(10)
@@ -113,7 +125,10 @@ async fn load_sqlite(school: &health::School) -> Result<TableCounts, BoxError> {
         .filename(&path)
         .create_if_missing(true)
         .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
-    let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await?;
     health::migrate_sqlite(&pool).await?;
     health::load_school_sqlite(&pool, school).await?;
     Ok(health::table_counts_sqlite(&pool).await?)

@@ -1,16 +1,35 @@
 //! vitals: the database layer of a school-health service, fast, observable and safe with PHI.
 //!
 //! This facade composes the four component crates for a host service and holds the only code
-//! that knows the healthcare domain ([`health`]). Each component is re-exported under a short
-//! name so a host needs one dependency:
+//! that knows the healthcare domain ([`health`]):
 //!
 //! - [`pool`] (`vitals-pool`): pool configuration, retry of transient errors, a pool monitor.
 //! - [`querylog`] (`vitals-querylog`): PHI-safe query logging, fingerprints, slow tiers, N+1.
 //! - [`cache`] (`vitals-cache`): L1 in-process LRU over L2 Redis, coherent and encrypted.
 //! - [`import`] (`vitals-import`): streaming bulk import with one-query validation.
 //!
-//! What it leaves to others: HTTP serving beyond the health router, authentication, and the
-//! schema of any domain other than school health.
+//! [`Vitals`] owns one of each, configured from one [`Config`] (every crate's variables,
+//! every bad one reported at once), with the pool's statements timed into the query logger.
+//! The `http` feature (on by default) adds the health endpoints, `/metrics` and the cache
+//! invalidation layer for write routes.
+//!
+//! What it leaves to others: serving HTTP beyond the health router, authentication and
+//! authorisation, and the schema of any domain other than school health.
+//!
+//! # Example
+//! ```no_run
+//! # async fn example() -> Result<(), vitals::Error> {
+//! use vitals::{Config, Vitals};
+//! let vitals = Vitals::builder().config(Config::from_env()?).build().await?;
+//! let student: uuid::Uuid = "7b0f4c1e-8a51-4b8e-9d6e-3f1d2c9a4b10".parse().unwrap();
+//! // Through L1, then Redis, then the database; cached 5 minutes.
+//! if let Some(summary) = vitals.health_cache().student_health_summary(student).await? {
+//!     println!("{} active allergies", summary.allergies.len());
+//! }
+//! println!("{}", vitals.query_logger().report().to_text());
+//! vitals.shutdown().await;
+//! # Ok(()) }
+//! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub use vitals_cache as cache;
@@ -18,4 +37,13 @@ pub use vitals_import as import;
 pub use vitals_pool as pool;
 pub use vitals_querylog as querylog;
 
+mod config;
+mod db;
+mod error;
 pub mod health;
+mod vitals;
+
+pub use config::{Config, DEFAULT_SQLITE_URL};
+pub use db::{Db, Engine};
+pub use error::{ConfigError, ConfigProblem, Error};
+pub use vitals::{Vitals, VitalsBuilder};

@@ -16,14 +16,26 @@ macro_rules! health_reads {
 
 macro_rules! paste_engine {
     ($pool:expr, postgres) => {
-        check!($pool, health::load_school_postgres, health::health_summary_postgres,
-            health::recent_activities_postgres, health::recent_activities_sequential_postgres,
-            health::chart_data_postgres, health::activity_counts_postgres)
+        check!(
+            $pool,
+            health::load_school_postgres,
+            health::health_summary_postgres,
+            health::recent_activities_postgres,
+            health::recent_activities_sequential_postgres,
+            health::chart_data_postgres,
+            health::activity_counts_postgres
+        )
     };
     ($pool:expr, sqlite) => {
-        check!($pool, health::load_school_sqlite, health::health_summary_sqlite,
-            health::recent_activities_sqlite, health::recent_activities_sequential_sqlite,
-            health::chart_data_sqlite, health::activity_counts_sqlite)
+        check!(
+            $pool,
+            health::load_school_sqlite,
+            health::health_summary_sqlite,
+            health::recent_activities_sqlite,
+            health::recent_activities_sequential_sqlite,
+            health::chart_data_sqlite,
+            health::activity_counts_sqlite
+        )
     };
 }
 
@@ -36,22 +48,50 @@ macro_rules! check {
 
         // The summary of a student with an allergy holds exactly their active records.
         let allergic = school.allergies[0].student_id;
-        let summary = $summary(&pool, allergic).await.unwrap().expect("student exists");
+        let summary = $summary(&pool, allergic)
+            .await
+            .unwrap()
+            .expect("student exists");
         assert_eq!(summary.student.id, allergic);
-        let expected_allergies = school.allergies.iter().filter(|a| a.student_id == allergic).count();
+        let expected_allergies = school
+            .allergies
+            .iter()
+            .filter(|a| a.student_id == allergic)
+            .count();
         assert_eq!(summary.allergies.len(), expected_allergies);
-        let expected_vaccinations = school.vaccinations.iter().filter(|v| v.student_id == allergic).count();
+        let expected_vaccinations = school
+            .vaccinations
+            .iter()
+            .filter(|v| v.student_id == allergic)
+            .count();
         assert_eq!(summary.vaccinations.len(), expected_vaccinations);
         assert!(summary.recent_medications.len() <= 10);
-        assert!($summary(&pool, uuid::Uuid::new_v4()).await.unwrap().is_none(), "no such student");
+        assert!(
+            $summary(&pool, uuid::Uuid::new_v4())
+                .await
+                .unwrap()
+                .is_none(),
+            "no such student"
+        );
 
         let parallel = $recent(&pool, now, 20).await.unwrap();
         let sequential = $recent_seq(&pool, now, 20).await.unwrap();
         assert_eq!(parallel, sequential);
-        assert_eq!(parallel.medications.len(), school.medication_logs.len().min(20));
-        let newest = school.medication_logs.iter().map(|m| m.administered_at).max().unwrap();
+        assert_eq!(
+            parallel.medications.len(),
+            school.medication_logs.len().min(20)
+        );
+        let newest = school
+            .medication_logs
+            .iter()
+            .map(|m| m.administered_at)
+            .max()
+            .unwrap();
         assert_eq!(parallel.medications[0].administered_at, newest);
-        assert!(parallel.upcoming_appointments.iter().all(|a| a.scheduled_at > now));
+        assert!(parallel
+            .upcoming_appointments
+            .iter()
+            .all(|a| a.scheduled_at > now));
 
         let chart = $chart(&pool, now, false).await.unwrap();
         assert_eq!(chart, $chart(&pool, now, true).await.unwrap());
@@ -62,7 +102,11 @@ macro_rules! check {
 
         let counts = $counts(&pool, now).await.unwrap();
         let day_ago = now - chrono::Duration::hours(24);
-        let expected_today = school.medication_logs.iter().filter(|m| m.administered_at > day_ago).count();
+        let expected_today = school
+            .medication_logs
+            .iter()
+            .filter(|m| m.administered_at > day_ago)
+            .count();
         assert_eq!(counts.medications_today as usize, expected_today);
     }};
 }

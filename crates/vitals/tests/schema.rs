@@ -98,15 +98,27 @@ macro_rules! constraint_checks {
 
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn postgres_migrations_apply_and_constraints_hold(pool: PgPool) {
-    constraint_checks!(pool, health::load_school_postgres, health::table_counts_postgres,
-        unique = "23505", fk = "23503", check = "23514");
+    constraint_checks!(
+        pool,
+        health::load_school_postgres,
+        health::table_counts_postgres,
+        unique = "23505",
+        fk = "23503",
+        check = "23514"
+    );
 }
 
 #[tokio::test]
 async fn sqlite_migrations_apply_and_constraints_hold() {
     // SQLite's extended result codes: 2067 UNIQUE, 787 FOREIGN KEY, 275 CHECK.
-    constraint_checks!(sqlite().await, health::load_school_sqlite, health::table_counts_sqlite,
-        unique = "2067", fk = "787", check = "275");
+    constraint_checks!(
+        sqlite().await,
+        health::load_school_sqlite,
+        health::table_counts_sqlite,
+        unique = "2067",
+        fk = "787",
+        check = "275"
+    );
 }
 
 #[sqlx::test(migrations = "migrations/postgres")]

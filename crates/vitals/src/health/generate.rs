@@ -65,8 +65,8 @@ pub struct SchoolGenerator {
 }
 
 const FIRST_SYLLABLES: &[&str] = &[
-    "Ar", "Bel", "Cor", "Dal", "Eri", "Fen", "Gal", "Hal", "Ira", "Jor", "Kel", "Lun", "Mar", "Nor",
-    "Ose", "Pel", "Quin", "Ros", "Sel", "Tam", "Ul", "Ves", "Wyn", "Xan", "Yor", "Zel",
+    "Ar", "Bel", "Cor", "Dal", "Eri", "Fen", "Gal", "Hal", "Ira", "Jor", "Kel", "Lun", "Mar",
+    "Nor", "Ose", "Pel", "Quin", "Ros", "Sel", "Tam", "Ul", "Ves", "Wyn", "Xan", "Yor", "Zel",
 ];
 const SECOND_SYLLABLES: &[&str] = &[
     "a", "an", "ea", "en", "ia", "ic", "in", "io", "is", "o", "on", "or", "ra", "ri", "us", "yn",
@@ -78,7 +78,9 @@ const LAST_PARTS: &[&str] = &[
 const LAST_SUFFIXES: &[&str] = &[
     "ford", "wick", "more", "by", "ley", "ton", "dale", "well", "hart", "wood",
 ];
-const GRADES: &[&str] = &["K", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"];
+const GRADES: &[&str] = &[
+    "K", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12",
+];
 /// Vaccines with the number of doses a school-age child usually has.
 const VACCINES: &[(&str, i32)] = &[
     ("DTaP", 5),
@@ -345,7 +347,14 @@ mod tests {
         let vaccinations: HashSet<_> = school
             .vaccinations
             .iter()
-            .map(|v| (v.student_id, &v.vaccine_name, v.dose_number, v.administered_on))
+            .map(|v| {
+                (
+                    v.student_id,
+                    &v.vaccine_name,
+                    v.dose_number,
+                    v.administered_on,
+                )
+            })
             .collect();
         assert_eq!(vaccinations.len(), school.vaccinations.len());
         let allergies: HashSet<_> = school

@@ -17,16 +17,33 @@
 //! # Ok(()) }
 //! ```
 
+/// Calls `queries::postgres::NAME` or `queries::sqlite::NAME` with the pool of a [`crate::Db`].
+macro_rules! by_engine {
+    ($db:expr, $name:ident ( $($arg:expr),* )) => {
+        match $db {
+            $crate::Db::Postgres(p) => $crate::health::queries::postgres::$name(p $(, $arg)*).await,
+            $crate::Db::Sqlite(p) => $crate::health::queries::sqlite::$name(p $(, $arg)*).await,
+        }
+    };
+}
+
+mod cache;
+mod dashboard;
 mod generate;
 mod model;
-mod queries;
+pub mod queries;
 pub mod records;
 mod store;
+mod warm;
 
+pub use cache::{student_group, tags, HealthData, HealthDataCache, RECORDS_TTL, SUMMARY_TTL};
+pub use dashboard::{Dashboard, DashboardStats, StatFailure};
 pub use generate::{School, SchoolGenerator};
 pub use model::*;
 pub use queries::*;
+pub use queries::{ActivityCounts, ChartData, LabelCount, RecentActivities};
 pub use store::*;
+pub use warm::{HealthWarmer, RECENT_STUDENTS};
 
 /// A text that is not one of an enum's values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

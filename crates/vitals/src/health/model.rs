@@ -101,7 +101,10 @@ text_enum! {
 impl AllergySeverity {
     /// Severe and life-threatening allergies are the ones a nurse must see first.
     pub fn is_critical(self) -> bool {
-        matches!(self, AllergySeverity::Severe | AllergySeverity::LifeThreatening)
+        matches!(
+            self,
+            AllergySeverity::Severe | AllergySeverity::LifeThreatening
+        )
     }
 }
 

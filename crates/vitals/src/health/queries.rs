@@ -291,3 +291,28 @@ for_each_engine! {
         Ok(ActivityCounts { medications_today, incidents_this_week, appointments_next_week })
     }
 }
+
+/// Each read under its plain name, for PostgreSQL executors.
+pub mod postgres {
+    pub use super::{
+        activity_counts_postgres as activity_counts, allergies_postgres as allergies,
+        chart_data_postgres as chart_data, chronic_conditions_postgres as chronic_conditions,
+        health_summary_postgres as health_summary, recent_activities_postgres as recent_activities,
+        recent_activities_sequential_postgres as recent_activities_sequential,
+        student_medications_postgres as student_medications, student_postgres as student,
+        vaccinations_postgres as vaccinations,
+    };
+}
+
+/// Each read under its plain name, for SQLite executors.
+pub mod sqlite {
+    pub use super::{
+        activity_counts_sqlite as activity_counts, allergies_sqlite as allergies,
+        chart_data_sqlite as chart_data, chronic_conditions_sqlite as chronic_conditions,
+        health_summary_sqlite as health_summary,
+        recent_activities_sequential_sqlite as recent_activities_sequential,
+        recent_activities_sqlite as recent_activities,
+        student_medications_sqlite as student_medications, student_sqlite as student,
+        vaccinations_sqlite as vaccinations,
+    };
+}

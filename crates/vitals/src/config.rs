@@ -1,0 +1,206 @@
+//! One configuration for the whole of vitals, read from the environment in one pass.
+
+use vitals_cache::CacheConfig;
+use vitals_import::ImportOptions;
+use vitals_pool::PoolConfig;
+use vitals_querylog::LoggerConfig;
+
+use crate::error::{ConfigError, ConfigProblem};
+
+/// Where the embedded SQLite database lives when `DATABASE_URL` is not set.
+pub const DEFAULT_SQLITE_URL: &str = "sqlite://vitals.sqlite";
+
+/// Every crate's configuration, plus the facade's own.
+///
+/// # Example
+/// ```
+/// # fn example() -> Result<(), vitals::ConfigError> {
+/// // Reads DATABASE_URL, REDIS_URL, DB_*, CACHE_*, REDIS_* …; reports every bad one at once.
+/// let config = vitals::Config::from_env_with(|name| match name {
+///     "DB_POOL_MAX" => Some("20".into()),
+///     _ => None,
+/// })?;
+/// assert_eq!(config.pool.max_connections(), 20);
+/// assert!(config.database_url.is_none()); // the embedded SQLite default
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// `DATABASE_URL`: a `postgres://` or `sqlite:` URL; `None` runs on embedded SQLite at
+    /// `VITALS_SQLITE_URL` (default [`DEFAULT_SQLITE_URL`]).
+    pub database_url: Option<String>,
+    /// `VITALS_SQLITE_URL`: the embedded database when `DATABASE_URL` is not set.
+    pub sqlite_url: String,
+    /// `VITALS_MIGRATE` (default `true`): apply the school-health migrations at start.
+    pub migrate: bool,
+    /// The pool's (`DB_*`).
+    pub pool: PoolConfig,
+    /// The query logger's (`DB_SLOW_QUERY_*`, `DB_QUERYLOG_*`).
+    pub querylog: LoggerConfig,
+    /// The cache's (`REDIS_*`, `CACHE_*`).
+    pub cache: CacheConfig,
+    /// The importer's (`IMPORT_*`).
+    pub import: ImportOptions,
+}
+
+impl Config {
+    /// The defaults: embedded SQLite, L1 cache only, development pool profile.
+    ///
+    /// # Errors
+    /// Never in practice (the defaults are valid); the crates' builders return `Result`.
+    pub fn defaults() -> Result<Self, ConfigError> {
+        Self::from_env_with(|_| None)
+    }
+
+    /// Reads every variable of every crate from the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every bad variable of every crate at once.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_with(|name| std::env::var(name).ok())
+    }
+
+    /// Reads every variable through `lookup` (a test's map, a secrets store).
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every bad variable of every crate at once.
+    pub fn from_env_with<F>(lookup: F) -> Result<Self, ConfigError>
+    where
+        F: Fn(&str) -> Option<String>,
+    {
+        let mut problems = Vec::new();
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let pool = PoolConfig::from_env_with(get).map_err(|e| {
+            problems.extend(e.problems().iter().map(|p| ConfigProblem {
+                component: "pool",
+                message: p.to_string(),
+            }))
+        });
+        let querylog = LoggerConfig::from_env_with(get).map_err(|e| {
+            problems.extend(e.problems().iter().map(|p| ConfigProblem {
+                component: "querylog",
+                message: p.to_string(),
+            }))
+        });
+        let cache = CacheConfig::from_env_with(get).map_err(|e| {
+            problems.extend(e.problems().iter().map(|p| ConfigProblem {
+                component: "cache",
+                message: p.to_string(),
+            }))
+        });
+        let import = ImportOptions::from_env_with(get).map_err(|e| {
+            problems.extend(e.problems().iter().map(|p| ConfigProblem {
+                component: "import",
+                message: p.clone(),
+            }))
+        });
+
+        let database_url = get("DATABASE_URL");
+        if let Some(url) = &database_url {
+            if !is_postgres(url) && !is_sqlite(url) {
+                problems.push(ConfigProblem {
+                    component: "vitals",
+                    message: format!(
+                        "DATABASE_URL={:?}: expected a postgres:// or sqlite: URL",
+                        vitals_pool::mask_url(url)
+                    ),
+                });
+            }
+        }
+        let sqlite_url = get("VITALS_SQLITE_URL").unwrap_or_else(|| DEFAULT_SQLITE_URL.into());
+        if !is_sqlite(&sqlite_url) {
+            problems.push(ConfigProblem {
+                component: "vitals",
+                message: format!("VITALS_SQLITE_URL={sqlite_url:?}: expected a sqlite: URL"),
+            });
+        }
+        let migrate = match get("VITALS_MIGRATE")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+        {
+            None => true,
+            Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => true,
+            Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => false,
+            Some(v) => {
+                problems.push(ConfigProblem {
+                    component: "vitals",
+                    message: format!("VITALS_MIGRATE={v:?}: expected true or false"),
+                });
+                true
+            }
+        };
+        match (pool, querylog, cache, import) {
+            (Ok(pool), Ok(querylog), Ok(cache), Ok(import)) if problems.is_empty() => Ok(Config {
+                database_url,
+                sqlite_url,
+                migrate,
+                pool,
+                querylog,
+                cache,
+                import,
+            }),
+            _ => Err(ConfigError::new(problems)),
+        }
+    }
+}
+
+pub(crate) fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+pub(crate) fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn defaults_run_embedded() {
+        let config = Config::from_env_with(env(&[])).unwrap();
+        assert!(config.database_url.is_none());
+        assert_eq!(config.sqlite_url, DEFAULT_SQLITE_URL);
+        assert!(config.migrate);
+    }
+
+    #[test]
+    fn every_bad_variable_of_every_crate_is_reported_at_once() {
+        let err = Config::from_env_with(env(&[
+            ("DB_POOL_MAX", "lots"),
+            ("CACHE_L1_MAX_SIZE", "-3"),
+            ("DB_SLOW_QUERY_WARN_MS", "soon"),
+            ("DATABASE_URL", "mysql://root:hunter2@127.0.0.1/x"),
+            ("VITALS_MIGRATE", "perhaps"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "DB_POOL_MAX",
+            "CACHE_L1_MAX_SIZE",
+            "DB_SLOW_QUERY_WARN_MS",
+            "DATABASE_URL",
+            "VITALS_MIGRATE",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from: {text}");
+        }
+        assert!(!text.contains("hunter2"), "a password leaked: {text}");
+        let components: std::collections::BTreeSet<_> =
+            err.problems().iter().map(|p| p.component).collect();
+        assert_eq!(
+            components.into_iter().collect::<Vec<_>>(),
+            ["cache", "pool", "querylog", "vitals"]
+        );
+    }
+}

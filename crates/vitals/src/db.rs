@@ -1,0 +1,143 @@
+//! The instrumented database handle: one monitored pool, PostgreSQL or the embedded SQLite,
+//! whose every statement is timed into the query logger.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{Postgres, Sqlite};
+use vitals_pool::{MonitoredPool, QueryObserver};
+use vitals_querylog::{QueryEvent, QueryLogger};
+
+use crate::Error;
+
+/// Which database engine vitals runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// PostgreSQL (`DATABASE_URL=postgres://…`).
+    Postgres,
+    /// Embedded SQLite (no `DATABASE_URL`, or `sqlite:…`).
+    Sqlite,
+}
+
+impl Engine {
+    /// `"PostgreSQL"` or `"SQLite"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Postgres => "PostgreSQL",
+            Engine::Sqlite => "SQLite",
+        }
+    }
+}
+
+/// The database handle: a [`MonitoredPool`] of either engine.
+///
+/// Host code runs ordinary sqlx queries on the engine's pool:
+/// `sqlx::query("SELECT 1").fetch_all(vitals.db().postgres()?)`; every statement is timed into
+/// the query logger and every acquisition counted by the pool monitor. Code that must run on
+/// both engines uses [`with_db!`](crate::with_db). Cloning is cheap (the pools are shared).
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// A PostgreSQL pool.
+    Postgres(MonitoredPool<Postgres>),
+    /// An SQLite pool.
+    Sqlite(MonitoredPool<Sqlite>),
+}
+
+impl Db {
+    /// The engine.
+    pub fn engine(&self) -> Engine {
+        match self {
+            Db::Postgres(_) => Engine::Postgres,
+            Db::Sqlite(_) => Engine::Sqlite,
+        }
+    }
+
+    /// The PostgreSQL pool.
+    ///
+    /// # Errors
+    /// [`Error::WrongEngine`] when vitals runs on SQLite.
+    pub fn postgres(&self) -> Result<&MonitoredPool<Postgres>, Error> {
+        match self {
+            Db::Postgres(p) => Ok(p),
+            Db::Sqlite(_) => Err(Error::WrongEngine {
+                needed: "PostgreSQL",
+                actual: "SQLite",
+            }),
+        }
+    }
+
+    /// The SQLite pool.
+    ///
+    /// # Errors
+    /// [`Error::WrongEngine`] when vitals runs on PostgreSQL.
+    pub fn sqlite(&self) -> Result<&MonitoredPool<Sqlite>, Error> {
+        match self {
+            Db::Sqlite(p) => Ok(p),
+            Db::Postgres(_) => Err(Error::WrongEngine {
+                needed: "SQLite",
+                actual: "PostgreSQL",
+            }),
+        }
+    }
+
+    /// Connections open now and their ceiling, for a quick look (the monitor has the rest).
+    pub fn size(&self) -> (u32, u32) {
+        with_db!(self, |p| (
+            p.inner().size(),
+            p.inner().options().get_max_connections()
+        ))
+    }
+
+    /// Closes every connection (after the ones in use are returned).
+    pub async fn close(&self) {
+        with_db!(self, |p| p.inner().close().await)
+    }
+}
+
+/// Runs the same code on whichever engine a [`Db`] holds: `$p` is bound to the engine's
+/// `&MonitoredPool<_>` (an sqlx executor) and the body is compiled once per engine, so its SQL
+/// must suit both (positional `$n` parameters do).
+///
+/// # Example
+/// ```no_run
+/// # async fn example(vitals: vitals::Vitals) -> Result<(), vitals::Error> {
+/// let n: i64 = vitals::with_db!(vitals.db(), |db| {
+///     sqlx::query_scalar("SELECT COUNT(*) FROM students").fetch_one(db).await
+/// })?;
+/// # Ok(()) }
+/// ```
+#[macro_export]
+macro_rules! with_db {
+    ($db:expr, |$p:ident| $body:expr) => {
+        match $db {
+            $crate::Db::Postgres($p) => $body,
+            $crate::Db::Sqlite($p) => $body,
+        }
+    };
+}
+pub use with_db;
+
+/// Feeds every statement of the monitored pool to the query logger (the pool's
+/// [`QueryObserver`] seam; the pool crate knows nothing of the logger).
+pub(crate) struct LoggerObserver {
+    pub(crate) logger: QueryLogger,
+}
+
+impl QueryObserver for LoggerObserver {
+    fn on_query(&self, sql: &str, elapsed: Duration, rows: u64, error: Option<&sqlx::Error>) {
+        // The logger sanitises the statement and scrubs the error text before keeping either.
+        let error = error.map(ToString::to_string);
+        let mut event = QueryEvent::new(sql, elapsed).with_rows(rows);
+        if let Some(e) = error.as_deref() {
+            event = event.with_error(e);
+        }
+        self.logger.record(event);
+    }
+}
+
+pub(crate) fn observer(logger: &QueryLogger) -> Arc<dyn QueryObserver> {
+    Arc::new(LoggerObserver {
+        logger: logger.clone(),
+    })
+}

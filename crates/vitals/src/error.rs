@@ -1,0 +1,109 @@
+//! The facade's error type.
+
+use std::fmt;
+
+/// One bad configuration value, from any crate's variables.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConfigProblem {
+    /// The crate that read it (`pool`, `querylog`, `cache`, `import`, `vitals`).
+    pub component: &'static str,
+    /// What is wrong: the variable, its value (masked when secret) and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.component, self.message)
+    }
+}
+
+/// Every bad variable of every crate, found in one pass.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration ({} problem{}): {}", .problems.len(), if .problems.len() == 1 { "" } else { "s" }, list(.problems))]
+pub struct ConfigError {
+    problems: Vec<ConfigProblem>,
+}
+
+fn list(problems: &[ConfigProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ConfigError {
+    pub(crate) fn new(problems: Vec<ConfigProblem>) -> Self {
+        ConfigError { problems }
+    }
+
+    /// Every problem found.
+    pub fn problems(&self) -> &[ConfigProblem] {
+        &self.problems
+    }
+}
+
+/// What can go wrong in the facade.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration has bad values.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The pool could not be opened or used.
+    #[error(transparent)]
+    Pool(#[from] vitals_pool::PoolError),
+    /// The schema migrations failed.
+    #[error("schema migration failed: {0}")]
+    Migrate(String),
+    /// A query failed; the text is scrubbed of PHI.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The cache could not be built.
+    #[error(transparent)]
+    Cache(#[from] vitals_cache::CacheError),
+    /// An import failed as a whole.
+    #[error(transparent)]
+    Import(#[from] vitals_import::ImportError),
+    /// The operation needs the other database engine.
+    #[error("this operation needs {needed}, but vitals runs on {actual}")]
+    WrongEngine {
+        /// The engine the operation needs.
+        needed: &'static str,
+        /// The engine configured.
+        actual: &'static str,
+    },
+}
+
+impl Error {
+    /// A database error with its text passed through the PHI scrubber: PostgreSQL puts row
+    /// values in DETAIL lines (`Key (email)=(…) already exists`), so the raw text never leaves.
+    pub fn database(err: &sqlx::Error) -> Self {
+        Error::Database(vitals_querylog::scrub_text(&err.to_string()))
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        Error::database(&err)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        Error::Migrate(vitals_querylog::scrub_text(&err.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn errors_are_send_and_sync() {
+        assert_send_sync::<Error>();
+        assert_send_sync::<ConfigError>();
+    }
+}

@@ -1,0 +1,256 @@
+//! The report's `HealthDataCache`: a student's health data through the two-tier cache, with
+//! the report's TTLs, tags per data type and a group per student.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use uuid::Uuid;
+use vitals_cache::TieredCache;
+
+use super::model::*;
+use crate::{Db, Error};
+
+/// A student's health summary stays 5 minutes (the report's TTL).
+pub const SUMMARY_TTL: Duration = Duration::from_secs(5 * 60);
+/// Vaccinations, allergies and chronic conditions change less often: 10 minutes.
+pub const RECORDS_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// The tags of the cached data types, as the report's `invalidateTypes` name them.
+pub mod tags {
+    /// A student's health summary.
+    pub const HEALTH_SUMMARY: &str = "health-summary";
+    /// Vaccination lists.
+    pub const VACCINATIONS: &str = "vaccinations";
+    /// Allergy lists.
+    pub const ALLERGIES: &str = "allergies";
+    /// Chronic-condition lists.
+    pub const CHRONIC_CONDITIONS: &str = "chronic-conditions";
+    /// Every type, in the order above.
+    pub const ALL: [&str; 4] = [HEALTH_SUMMARY, VACCINATIONS, ALLERGIES, CHRONIC_CONDITIONS];
+}
+
+/// The kinds of health data cached per student.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HealthData {
+    /// [`HealthSummary`].
+    Summary,
+    /// `Vec<Vaccination>`.
+    Vaccinations,
+    /// `Vec<Allergy>`.
+    Allergies,
+    /// `Vec<ChronicCondition>`.
+    ChronicConditions,
+}
+
+impl HealthData {
+    /// Every kind.
+    pub const ALL: [HealthData; 4] = [
+        HealthData::Summary,
+        HealthData::Vaccinations,
+        HealthData::Allergies,
+        HealthData::ChronicConditions,
+    ];
+
+    /// The tag of this kind (see [`tags`]).
+    pub fn tag(self) -> &'static str {
+        match self {
+            HealthData::Summary => tags::HEALTH_SUMMARY,
+            HealthData::Vaccinations => tags::VACCINATIONS,
+            HealthData::Allergies => tags::ALLERGIES,
+            HealthData::ChronicConditions => tags::CHRONIC_CONDITIONS,
+        }
+    }
+
+    /// The kind a tag names.
+    pub fn from_tag(tag: &str) -> Option<Self> {
+        HealthData::ALL.into_iter().find(|k| k.tag() == tag)
+    }
+
+    /// How long this kind stays cached.
+    pub fn ttl(self) -> Duration {
+        match self {
+            HealthData::Summary => SUMMARY_TTL,
+            _ => RECORDS_TTL,
+        }
+    }
+
+    /// The cache key of this kind for one student: ids only, never a name (keys are visible
+    /// in Redis, unencrypted).
+    pub fn key(self, student: Uuid) -> String {
+        format!("health:{}:{student}", self.tag())
+    }
+
+    /// The kind and student of a key made by [`key`](Self::key).
+    pub fn parse_key(key: &str) -> Option<(HealthData, Uuid)> {
+        let rest = key.strip_prefix("health:")?;
+        let (tag, id) = rest.split_once(':')?;
+        Some((HealthData::from_tag(tag)?, id.parse().ok()?))
+    }
+}
+
+/// The cache group of a student: every key of one student is in it, so
+/// [`HealthDataCache::invalidate_student`] drops them all at once.
+pub fn student_group(student: Uuid) -> String {
+    format!("student:{student}")
+}
+
+/// A student's health data through the cache: get-or-load with the report's TTLs, explicit
+/// puts (the report's `cacheStudentHealthSummary` …), invalidation of one student or one type.
+///
+/// Cloning is cheap (a pool handle and a cache handle); share clones across tasks.
+///
+/// # Example
+/// ```no_run
+/// # async fn example(vitals: vitals::Vitals, id: uuid::Uuid) -> Result<(), vitals::Error> {
+/// let health = vitals.health_cache();
+/// let summary = health.student_health_summary(id).await?; // L1, then L2, then the database
+/// health.invalidate_student(id).await; // after a write of that student's records
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct HealthDataCache {
+    db: Db,
+    cache: TieredCache,
+}
+
+impl HealthDataCache {
+    /// A health cache over `db` and `cache`.
+    pub fn new(db: Db, cache: TieredCache) -> Self {
+        HealthDataCache { db, cache }
+    }
+
+    /// The underlying cache.
+    pub fn cache(&self) -> &TieredCache {
+        &self.cache
+    }
+
+    async fn through<T, F, Fut>(&self, kind: HealthData, student: Uuid, load: F) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        let group = vitals_cache::TieredCache::group_tag(&student_group(student));
+        self.cache
+            .get_or_load(
+                &kind.key(student),
+                kind.ttl(),
+                &[kind.tag(), &group],
+                || async { load().await.map_err(|e| Error::database(&e)) },
+            )
+            .await
+    }
+
+    /// A student's health summary (5 minutes); `None` when there is no such student (not
+    /// cached, so a student created a moment later is found).
+    ///
+    /// # Errors
+    /// A database error on a miss (scrubbed).
+    pub async fn student_health_summary(
+        &self,
+        student: Uuid,
+    ) -> Result<Option<HealthSummary>, Error> {
+        let key = HealthData::Summary.key(student);
+        if let Some(hit) = self.cache.get::<HealthSummary>(&key).await {
+            return Ok(Some(hit));
+        }
+        let found =
+            by_engine!(&self.db, health_summary(student)).map_err(|e| Error::database(&e))?;
+        match found {
+            None => Ok(None),
+            Some(summary) => {
+                self.put(HealthData::Summary, student, &summary).await;
+                Ok(Some(summary))
+            }
+        }
+    }
+
+    /// A student's vaccinations (10 minutes).
+    ///
+    /// # Errors
+    /// A database error on a miss (scrubbed).
+    pub async fn vaccinations(&self, student: Uuid) -> Result<Vec<Vaccination>, Error> {
+        let db = &self.db;
+        self.through(HealthData::Vaccinations, student, || async move {
+            by_engine!(db, vaccinations(student))
+        })
+        .await
+    }
+
+    /// A student's active allergies (10 minutes).
+    ///
+    /// # Errors
+    /// A database error on a miss (scrubbed).
+    pub async fn allergies(&self, student: Uuid) -> Result<Vec<Allergy>, Error> {
+        let db = &self.db;
+        self.through(HealthData::Allergies, student, || async move {
+            by_engine!(db, allergies(student))
+        })
+        .await
+    }
+
+    /// A student's chronic conditions (10 minutes).
+    ///
+    /// # Errors
+    /// A database error on a miss (scrubbed).
+    pub async fn chronic_conditions(&self, student: Uuid) -> Result<Vec<ChronicCondition>, Error> {
+        let db = &self.db;
+        self.through(HealthData::ChronicConditions, student, || async move {
+            by_engine!(db, chronic_conditions(student))
+        })
+        .await
+    }
+
+    /// Caches `value` as `kind` of `student`, with the kind's TTL, tag and the student's group.
+    pub async fn put<T: Serialize + ?Sized>(&self, kind: HealthData, student: Uuid, value: &T) {
+        let group = vitals_cache::TieredCache::group_tag(&student_group(student));
+        if let Err(e) = self
+            .cache
+            .set(&kind.key(student), value, kind.ttl(), &[kind.tag(), &group])
+            .await
+        {
+            tracing::warn!(kind = kind.tag(), error = %e, "could not cache health data");
+        }
+    }
+
+    /// The report's `cacheStudentHealthSummary`.
+    pub async fn cache_student_health_summary(&self, student: Uuid, summary: &HealthSummary) {
+        self.put(HealthData::Summary, student, summary).await;
+    }
+
+    /// The report's `cacheVaccinations`.
+    pub async fn cache_vaccinations(&self, student: Uuid, list: &[Vaccination]) {
+        self.put(HealthData::Vaccinations, student, list).await;
+    }
+
+    /// The report's `cacheAllergies`.
+    pub async fn cache_allergies(&self, student: Uuid, list: &[Allergy]) {
+        self.put(HealthData::Allergies, student, list).await;
+    }
+
+    /// The report's `cacheChronicConditions`.
+    pub async fn cache_chronic_conditions(&self, student: Uuid, list: &[ChronicCondition]) {
+        self.put(HealthData::ChronicConditions, student, list).await;
+    }
+
+    /// Drops everything cached about one student, on every instance (the report's
+    /// `invalidateStudentHealthData`). Returns how many local entries went.
+    pub async fn invalidate_student(&self, student: Uuid) -> usize {
+        self.cache.invalidate_group(&student_group(student)).await
+    }
+
+    /// Drops one kind of one student's data (e.g. after adding a vaccination: the
+    /// vaccinations and the summary).
+    pub async fn invalidate(&self, student: Uuid, kinds: &[HealthData]) {
+        let keys: Vec<String> = kinds.iter().map(|k| k.key(student)).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.cache.delete_many(&keys).await;
+    }
+
+    /// Drops every entry under a tag, on every instance (the report's
+    /// `invalidateByTag('vaccinations')`).
+    pub async fn invalidate_tag(&self, tag: &str) -> usize {
+        self.cache.invalidate_tag(tag).await
+    }
+}

@@ -1,0 +1,168 @@
+//! The report's dashboard: independent reads run at once.
+
+use chrono::{Duration, Utc};
+use serde::Serialize;
+
+use super::queries::{ActivityCounts, ChartData, RecentActivities};
+use crate::{Db, Error};
+
+/// One dashboard figure that could not be read, named, with the (scrubbed) reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatFailure {
+    /// The figure, such as `critical_allergies`.
+    pub stat: &'static str,
+    /// Why, scrubbed of PHI.
+    pub error: String,
+}
+
+/// The dashboard's headline figures. Each is read on its own; one that fails is `None` and
+/// named in `failures`, and the others still arrive (the report's `Promise.allSettled`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DashboardStats {
+    /// Enrolled students.
+    pub active_students: Option<i64>,
+    /// Students with an active severe or life-threatening allergy.
+    pub critical_allergies: Option<i64>,
+    /// Active chronic conditions.
+    pub active_conditions: Option<i64>,
+    /// Vaccinations given in the last 30 days.
+    pub vaccinations_last_30_days: Option<i64>,
+    /// Appointments still to come.
+    pub upcoming_appointments: Option<i64>,
+    /// The figures that failed.
+    pub failures: Vec<StatFailure>,
+}
+
+/// The nurse's dashboard over a [`Db`]. Cloning is cheap.
+///
+/// # Example
+/// ```no_run
+/// # async fn example(vitals: vitals::Vitals) -> Result<(), vitals::Error> {
+/// let dashboard = vitals.dashboard();
+/// let recent = dashboard.recent_activities(20).await?; // 3 queries at once
+/// let stats = dashboard.stats().await; // never fails as a whole
+/// for failure in &stats.failures {
+///     eprintln!("{} unavailable: {}", failure.stat, failure.error);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Dashboard {
+    db: Db,
+}
+
+impl Dashboard {
+    /// A dashboard reading from `db`.
+    pub fn new(db: Db) -> Self {
+        Dashboard { db }
+    }
+
+    /// Recent medication doses, incidents and upcoming appointments (`limit` each), the three
+    /// reads at once.
+    ///
+    /// # Errors
+    /// The first failing read (scrubbed).
+    pub async fn recent_activities(&self, limit: i64) -> Result<RecentActivities, Error> {
+        let now = Utc::now();
+        Ok(by_engine!(&self.db, recent_activities(now, limit))?)
+    }
+
+    /// The same three reads one after another: the report's "before", kept for measuring.
+    ///
+    /// # Errors
+    /// The first failing read (scrubbed).
+    pub async fn recent_activities_sequential(
+        &self,
+        limit: i64,
+    ) -> Result<RecentActivities, Error> {
+        let now = Utc::now();
+        Ok(by_engine!(
+            &self.db,
+            recent_activities_sequential(now, limit)
+        )?)
+    }
+
+    /// The four chart aggregates at once (`sequential = false`) or one after another.
+    ///
+    /// # Errors
+    /// The first failing read (scrubbed).
+    pub async fn chart_data(&self, sequential: bool) -> Result<ChartData, Error> {
+        let now = Utc::now();
+        Ok(by_engine!(&self.db, chart_data(now, sequential))?)
+    }
+
+    /// The three activity counters at once.
+    ///
+    /// # Errors
+    /// The first failing read (scrubbed).
+    pub async fn activity_counts(&self) -> Result<ActivityCounts, Error> {
+        let now = Utc::now();
+        Ok(by_engine!(&self.db, activity_counts(now))?)
+    }
+
+    /// The headline figures, each read at once and on its own; what succeeded is returned
+    /// and each failure is named.
+    pub async fn stats(&self) -> DashboardStats {
+        let now = Utc::now();
+        let since = (now - Duration::days(30)).date_naive();
+        let results: [(&'static str, Result<i64, sqlx::Error>); 5] = crate::with_db!(
+            &self.db,
+            |p| {
+                let (a, b, c, d, e) = tokio::join!(
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM students WHERE active = $1")
+                    .bind(true)
+                    .fetch_one(p),
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(DISTINCT student_id) FROM allergies \
+                     WHERE active = $1 AND severity IN ('SEVERE', 'LIFE_THREATENING')",
+                )
+                .bind(true)
+                .fetch_one(p),
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM chronic_conditions WHERE status = 'ACTIVE'"
+                )
+                .fetch_one(p),
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM vaccinations WHERE administered_on >= $1"
+                )
+                .bind(since)
+                .fetch_one(p),
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM appointments WHERE scheduled_at > $1 AND status = 'SCHEDULED'",
+                )
+                .bind(now)
+                .fetch_one(p),
+            );
+                [
+                    ("active_students", a),
+                    ("critical_allergies", b),
+                    ("active_conditions", c),
+                    ("vaccinations_last_30_days", d),
+                    ("upcoming_appointments", e),
+                ]
+            }
+        );
+        let mut failures = Vec::new();
+        let mut values = [None; 5];
+        for (slot, (stat, result)) in values.iter_mut().zip(results) {
+            match result {
+                Ok(v) => *slot = Some(v),
+                Err(e) => {
+                    let error = vitals_querylog::scrub_text(&e.to_string());
+                    tracing::warn!(stat, error = %error, "dashboard figure unavailable");
+                    failures.push(StatFailure { stat, error });
+                }
+            }
+        }
+        let [active_students, critical_allergies, active_conditions, vaccinations_last_30_days, upcoming_appointments] =
+            values;
+        DashboardStats {
+            active_students,
+            critical_allergies,
+            active_conditions,
+            vaccinations_last_30_days,
+            upcoming_appointments,
+            failures,
+        }
+    }
+}

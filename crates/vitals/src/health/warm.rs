@@ -1,0 +1,129 @@
+//! The report's cache warming: what a nurse will ask for first, loaded before they ask.
+
+use std::collections::BTreeSet;
+
+use chrono::{Duration, Utc};
+use uuid::Uuid;
+use vitals_cache::{TieredCache, WarmEntry, WarmError, Warmer};
+
+use super::cache::{student_group, HealthData};
+use crate::Db;
+
+/// How many recently active students are warmed (the report's "last 500").
+pub const RECENT_STUDENTS: i64 = 500;
+
+/// Students with the most recent health activity (a dose given, an incident, a past
+/// appointment), active ones only, newest first.
+const RECENT_ACTIVITY_SQL: &str = "SELECT r.student_id FROM ( \
+       SELECT student_id, MAX(at) AS last_at FROM ( \
+         SELECT student_id, administered_at AS at FROM medication_logs \
+         UNION ALL SELECT student_id, occurred_at AS at FROM incident_reports \
+         UNION ALL SELECT student_id, scheduled_at AS at FROM appointments WHERE scheduled_at <= $1 \
+       ) activity GROUP BY student_id \
+     ) r JOIN students s ON s.id = r.student_id \
+     WHERE s.active = $2 ORDER BY r.last_at DESC LIMIT $3";
+const CRITICAL_ALLERGY_SQL: &str = "SELECT DISTINCT student_id FROM allergies \
+     WHERE active = $1 AND severity IN ('SEVERE', 'LIFE_THREATENING')";
+const ACTIVE_CONDITION_SQL: &str =
+    "SELECT DISTINCT student_id FROM chronic_conditions WHERE status = 'ACTIVE'";
+const RECENT_VACCINATION_SQL: &str =
+    "SELECT DISTINCT student_id FROM vaccinations WHERE administered_on >= $1";
+
+/// Says what to warm for the school-health service; the cache's `WarmScheduler` runs it in
+/// batches of 50 with bounded concurrency, once after start and then hourly.
+///
+/// Warms: the health summary of the 500 active students with the most recent activity; the
+/// allergies of every student with a critical (severe, life-threatening) allergy; the chronic
+/// conditions of every student with an active one; the vaccinations of every student
+/// vaccinated in the last 6 months.
+#[derive(Debug, Clone)]
+pub struct HealthWarmer {
+    db: Db,
+}
+
+impl HealthWarmer {
+    /// A warmer reading from `db`.
+    pub fn new(db: Db) -> Self {
+        HealthWarmer { db }
+    }
+
+    /// The keys a warming run loads, each once.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn plan(&self) -> Result<Vec<String>, sqlx::Error> {
+        let now = Utc::now();
+        let six_months_ago = (now - Duration::days(183)).date_naive();
+        let (recent, allergic, chronic, vaccinated) = crate::with_db!(&self.db, |p| {
+            tokio::try_join!(
+                sqlx::query_scalar::<_, Uuid>(RECENT_ACTIVITY_SQL)
+                    .bind(now)
+                    .bind(true)
+                    .bind(RECENT_STUDENTS)
+                    .fetch_all(p),
+                sqlx::query_scalar::<_, Uuid>(CRITICAL_ALLERGY_SQL)
+                    .bind(true)
+                    .fetch_all(p),
+                sqlx::query_scalar::<_, Uuid>(ACTIVE_CONDITION_SQL).fetch_all(p),
+                sqlx::query_scalar::<_, Uuid>(RECENT_VACCINATION_SQL)
+                    .bind(six_months_ago)
+                    .fetch_all(p),
+            )
+        })?;
+        let mut keys = BTreeSet::new();
+        keys.extend(recent.into_iter().map(|id| HealthData::Summary.key(id)));
+        keys.extend(allergic.into_iter().map(|id| HealthData::Allergies.key(id)));
+        keys.extend(
+            chronic
+                .into_iter()
+                .map(|id| HealthData::ChronicConditions.key(id)),
+        );
+        keys.extend(
+            vaccinated
+                .into_iter()
+                .map(|id| HealthData::Vaccinations.key(id)),
+        );
+        Ok(keys.into_iter().collect())
+    }
+
+    /// What to cache under one key made by [`HealthData::key`].
+    ///
+    /// # Errors
+    /// A key that is not a health key, a student that no longer exists, or a database error.
+    pub async fn entry(&self, key: &str) -> Result<WarmEntry, WarmError> {
+        let (kind, student) =
+            HealthData::parse_key(key).ok_or_else(|| WarmError::from("not a health cache key"))?;
+        let group = TieredCache::group_tag(&student_group(student));
+        let tags = [kind.tag(), group.as_str()];
+        let db = &self.db;
+        let entry = match kind {
+            HealthData::Summary => {
+                let summary = by_engine!(db, health_summary(student))?
+                    .ok_or_else(|| WarmError::from("no such student"))?;
+                WarmEntry::new(&summary, kind.ttl(), &tags)?
+            }
+            HealthData::Vaccinations => {
+                WarmEntry::new(&by_engine!(db, vaccinations(student))?, kind.ttl(), &tags)?
+            }
+            HealthData::Allergies => {
+                WarmEntry::new(&by_engine!(db, allergies(student))?, kind.ttl(), &tags)?
+            }
+            HealthData::ChronicConditions => WarmEntry::new(
+                &by_engine!(db, chronic_conditions(student))?,
+                kind.ttl(),
+                &tags,
+            )?,
+        };
+        Ok(entry)
+    }
+}
+
+impl Warmer for HealthWarmer {
+    async fn keys(&self) -> Result<Vec<String>, WarmError> {
+        Ok(self.plan().await?)
+    }
+
+    async fn load(&self, key: &str) -> Result<WarmEntry, WarmError> {
+        self.entry(key).await
+    }
+}

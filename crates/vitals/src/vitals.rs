@@ -1,0 +1,426 @@
+//! [`Vitals`]: one handle that owns the pool and its monitor, the query logger, the cache,
+//! the warmer and the importer of a host service.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use vitals_cache::{CacheStats, TieredCache, WarmScheduler, WarmSummary};
+use vitals_import::{Format, ImportOptions, ImportReport, Importer, PgSink, Source, SqliteSink};
+use vitals_pool::{
+    health_check, AlertSink, HealthReport, MonitoredPool, PoolMetrics, PoolMonitor, PoolSummary,
+    TracingAlertSink,
+};
+use vitals_querylog::{QueryLogger, SlowQuerySink, SummaryHandle};
+
+use crate::config::{is_postgres, Config};
+use crate::db::{observer, Db, Engine};
+use crate::health::{self, Dashboard, HealthDataCache, HealthWarmer};
+use crate::Error;
+
+/// The database layer of a school-health service, composed: build one at start, clone it
+/// into every handler (cloning is cheap: one `Arc`), call [`shutdown`](Vitals::shutdown)
+/// at the end.
+///
+/// # Example
+/// ```no_run
+/// # async fn example() -> Result<(), vitals::Error> {
+/// // DATABASE_URL, REDIS_URL, DB_*, CACHE_* … (see docs/configuration.md).
+/// let vitals = vitals::Vitals::builder().config(vitals::Config::from_env()?).build().await?;
+/// let rows = vitals::with_db!(vitals.db(), |db| {
+///     sqlx::query("SELECT id FROM students LIMIT 5").fetch_all(db).await
+/// })?;
+/// println!("{} rows; pool: {:?}", rows.len(), vitals.pool_metrics());
+/// vitals.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Vitals {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    db: Db,
+    logger: QueryLogger,
+    cache: TieredCache,
+    health_cache: HealthDataCache,
+    dashboard: Dashboard,
+    warmer: WarmScheduler,
+    importer: Importer,
+    monitor: Mutex<Option<PoolMonitor>>,
+    summary: Mutex<Option<SummaryHandle>>,
+}
+
+impl std::fmt::Debug for Vitals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vitals")
+            .field("engine", &self.engine())
+            .field("redis", &self.inner.cache.redis().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Vitals`]. Without a configuration it reads none: embedded SQLite, L1 only.
+#[must_use]
+pub struct VitalsBuilder {
+    config: Option<Config>,
+    database_url: Option<Option<String>>,
+    redis_url: Option<Option<String>>,
+    alert_sink: Arc<dyn AlertSink>,
+    slow_query_sink: Option<Arc<dyn SlowQuerySink>>,
+    monitor_interval: Option<Duration>,
+    pool: Option<AnyPool>,
+}
+
+/// A pool the host already has.
+enum AnyPool {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl VitalsBuilder {
+    /// Uses a PostgreSQL pool the host already opened (its options stay as they are; the
+    /// pool configuration's connection settings do not apply to it).
+    pub fn postgres_pool(mut self, pool: sqlx::PgPool) -> Self {
+        self.pool = Some(AnyPool::Postgres(pool));
+        self
+    }
+
+    /// Uses an SQLite pool the host already opened.
+    pub fn sqlite_pool(mut self, pool: sqlx::SqlitePool) -> Self {
+        self.pool = Some(AnyPool::Sqlite(pool));
+        self
+    }
+
+    /// Uses `config` (from [`Config::from_env`] or built in code).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Overrides the database URL (`None`: the embedded SQLite database).
+    pub fn database_url(mut self, url: Option<impl Into<String>>) -> Self {
+        self.database_url = Some(url.map(Into::into));
+        self
+    }
+
+    /// Overrides the Redis URL (`None`: L1 only).
+    pub fn redis_url(mut self, url: Option<impl Into<String>>) -> Self {
+        self.redis_url = Some(url.map(Into::into));
+        self
+    }
+
+    /// Where pool alerts go (default: `tracing`).
+    pub fn alert_sink(mut self, sink: Arc<dyn AlertSink>) -> Self {
+        self.alert_sink = sink;
+        self
+    }
+
+    /// Where slow-query alerts go (default: `tracing`).
+    pub fn slow_query_sink(mut self, sink: Arc<dyn SlowQuerySink>) -> Self {
+        self.slow_query_sink = Some(sink);
+        self
+    }
+
+    /// How often the pool monitor samples (default: the pool configuration's, 30 s).
+    pub fn monitor_interval(mut self, every: Duration) -> Self {
+        self.monitor_interval = Some(every);
+        self
+    }
+
+    /// Opens the database (retrying transient failures with the pool's retry policy), applies
+    /// the migrations (unless `VITALS_MIGRATE=false`), starts the pool monitor, the cache (L2
+    /// when Redis is configured; an unreachable Redis leaves it on L1 and healing), the warming
+    /// schedule (when enabled) and the periodic query summary (when configured).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for bad configuration, [`Error::Pool`] when the database cannot be
+    /// reached after the retries (the URL's password masked), [`Error::Migrate`], or
+    /// [`Error::Cache`] / [`Error::Import`] for their setup.
+    pub async fn build(self) -> Result<Vitals, Error> {
+        let mut config = match self.config {
+            Some(c) => c,
+            None => Config::defaults()?,
+        };
+        if let Some(url) = self.database_url {
+            config.database_url = url;
+        }
+        if let Some(url) = self.redis_url {
+            config.cache = config.cache.with_redis_url(url);
+        }
+        let logger = match self.slow_query_sink {
+            Some(sink) => QueryLogger::with_sink(config.querylog.clone(), sink),
+            None => QueryLogger::new(config.querylog.clone()),
+        };
+        let db = match self.pool {
+            Some(pool) => wrap_pool(&config, &logger, pool),
+            None => open_db(&config, &logger).await?,
+        };
+        if config.migrate {
+            match &db {
+                Db::Postgres(p) => health::migrate_postgres(p.inner()).await?,
+                Db::Sqlite(p) => health::migrate_sqlite(p.inner()).await?,
+            }
+        }
+        let mut monitor_config = config.pool.monitor_config();
+        if let Some(every) = self.monitor_interval {
+            monitor_config = monitor_config.interval(every);
+        }
+        let monitor = crate::with_db!(&db, |p| PoolMonitor::spawn(
+            p.clone(),
+            monitor_config,
+            self.alert_sink.clone()
+        ));
+        let cache = TieredCache::builder(config.cache.clone()).build().await?;
+        let warmer = WarmScheduler::start(&cache, HealthWarmer::new(db.clone()));
+        let importer = Importer::new(health::records::registry(), config.import.clone())?;
+        let summary = match logger.config().summary_interval() {
+            Some(every) => match logger.spawn_summary(every) {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not start the periodic query summary");
+                    None
+                }
+            },
+            None => None,
+        };
+        tracing::info!(
+            engine = db.engine().name(),
+            redis = cache.redis().is_some(),
+            "vitals started"
+        );
+        Ok(Vitals {
+            inner: Arc::new(Inner {
+                health_cache: HealthDataCache::new(db.clone(), cache.clone()),
+                dashboard: Dashboard::new(db.clone()),
+                config,
+                db,
+                logger,
+                cache,
+                warmer,
+                importer,
+                monitor: Mutex::new(Some(monitor)),
+                summary: Mutex::new(summary),
+            }),
+        })
+    }
+}
+
+async fn open_db(config: &Config, logger: &QueryLogger) -> Result<Db, Error> {
+    let pool_config = &config.pool;
+    let pool = match config.database_url.as_deref() {
+        Some(url) if is_postgres(url) => {
+            let policy = pool_config.retry_policy();
+            AnyPool::Postgres(
+                vitals_pool::retry::retry(&policy, || pool_config.connect_postgres(url)).await?,
+            )
+        }
+        other => AnyPool::Sqlite(
+            pool_config
+                .connect_sqlite(other.unwrap_or(config.sqlite_url.as_str()))
+                .await?,
+        ),
+    };
+    Ok(wrap_pool(config, logger, pool))
+}
+
+/// Wraps a pool in the monitored handle whose statements feed the query logger.
+fn wrap_pool(config: &Config, logger: &QueryLogger, pool: AnyPool) -> Db {
+    fn monitored<DB: sqlx::Database>(
+        config: &Config,
+        logger: &QueryLogger,
+        pool: sqlx::Pool<DB>,
+    ) -> MonitoredPool<DB> {
+        MonitoredPool::builder(pool)
+            .leak_threshold(config.pool.leak_threshold())
+            .benchmark(config.pool.benchmark())
+            .observer(observer(logger))
+            .build()
+    }
+    match pool {
+        AnyPool::Postgres(p) => Db::Postgres(monitored(config, logger, p)),
+        AnyPool::Sqlite(p) => Db::Sqlite(monitored(config, logger, p)),
+    }
+}
+
+impl Vitals {
+    /// A builder; see [`VitalsBuilder::build`].
+    pub fn builder() -> VitalsBuilder {
+        VitalsBuilder {
+            config: None,
+            database_url: None,
+            redis_url: None,
+            alert_sink: Arc::new(TracingAlertSink),
+            slow_query_sink: None,
+            monitor_interval: None,
+            pool: None,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The engine vitals runs on.
+    pub fn engine(&self) -> Engine {
+        self.inner.db.engine()
+    }
+
+    /// The instrumented database handle (see [`Db`] and [`with_db!`](crate::with_db)).
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The query logger: statistics, slow queries, the performance report.
+    pub fn query_logger(&self) -> &QueryLogger {
+        &self.inner.logger
+    }
+
+    /// The two-tier cache.
+    pub fn cache(&self) -> &TieredCache {
+        &self.inner.cache
+    }
+
+    /// The school-health cache (the report's `HealthDataCache`).
+    pub fn health_cache(&self) -> &HealthDataCache {
+        &self.inner.health_cache
+    }
+
+    /// The dashboard reads.
+    pub fn dashboard(&self) -> &Dashboard {
+        &self.inner.dashboard
+    }
+
+    /// The warming scheduler (`warm_now()` for the report's on-demand warming).
+    pub fn warmer(&self) -> &WarmScheduler {
+        &self.inner.warmer
+    }
+
+    /// The importer of the school-health record types.
+    pub fn importer(&self) -> &Importer {
+        &self.inner.importer
+    }
+
+    /// Warms the cache now and returns the summary.
+    pub async fn warm_now(&self) -> WarmSummary {
+        self.inner.warmer.warm_now().await
+    }
+
+    /// The cache's statistics.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.stats()
+    }
+
+    fn with_monitor<T>(&self, f: impl FnOnce(&PoolMonitor) -> T) -> Option<T> {
+        let guard = self.inner.monitor.lock().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().map(f)
+    }
+
+    /// A pool sample taken now (also recorded in the monitor's history); `None` after
+    /// [`shutdown`](Self::shutdown).
+    pub fn pool_metrics(&self) -> Option<PoolMetrics> {
+        self.with_monitor(PoolMonitor::sample_now)
+    }
+
+    /// The monitor's recent samples, oldest first.
+    pub fn pool_history(&self) -> Vec<PoolMetrics> {
+        self.with_monitor(PoolMonitor::history).unwrap_or_default()
+    }
+
+    /// The monitor's summary for dashboards (averages, peaks, alerts by kind).
+    pub fn pool_summary(&self) -> Option<PoolSummary> {
+        self.with_monitor(PoolMonitor::summary)
+    }
+
+    /// `SELECT 1` within `timeout`: healthy, degraded or unhealthy, with latency.
+    pub async fn pool_health(&self, timeout: Duration) -> HealthReport {
+        match &self.inner.db {
+            Db::Postgres(p) => health_check(p, timeout).await,
+            Db::Sqlite(p) => health_check(p, timeout).await,
+        }
+    }
+
+    /// Imports a file of school-health records (`student`, `vaccination`, `allergy`,
+    /// `chronic_condition`) with the configured options, or `options` when given.
+    /// `record_type` is the type of every row when the file has no `type` field (CSV).
+    ///
+    /// Imports use the pool underneath the monitored handle: their statements (COPY and bulk
+    /// inserts, a few per chunk) are not timed one by one; the report counts them.
+    ///
+    /// # Errors
+    /// [`Error::Import`] when the file cannot be read at all or the database fails.
+    pub async fn import_file(
+        &self,
+        path: impl AsRef<Path>,
+        format: Option<Format>,
+        record_type: Option<&str>,
+        options: Option<ImportOptions>,
+    ) -> Result<ImportReport, Error> {
+        let mut source = Source::open(path.as_ref(), format)?;
+        if let Some(t) = record_type {
+            source = source.with_type(t);
+        }
+        self.import(source, options).await
+    }
+
+    /// Imports from any [`Source`] (a file, bytes of an upload).
+    ///
+    /// # Errors
+    /// [`Error::Import`] when the source cannot be read at all or the database fails.
+    pub async fn import(
+        &self,
+        source: Source,
+        options: Option<ImportOptions>,
+    ) -> Result<ImportReport, Error> {
+        let custom;
+        let importer = match options {
+            Some(o) => {
+                custom = Importer::new(health::records::registry(), o)?;
+                &custom
+            }
+            None => &self.inner.importer,
+        };
+        let report = match &self.inner.db {
+            Db::Postgres(p) => {
+                importer
+                    .run(source, &mut PgSink::new(p.inner().clone()))
+                    .await?
+            }
+            Db::Sqlite(p) => {
+                importer
+                    .run(source, &mut SqliteSink::new(p.inner().clone()))
+                    .await?
+            }
+        };
+        Ok(report)
+    }
+
+    /// Stops the background tasks (pool monitor, query summary, cache subscription and
+    /// warming) and closes the pool. Idempotent; clones still work for reads that need no
+    /// background task.
+    pub async fn shutdown(&self) {
+        let monitor = self
+            .inner
+            .monitor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(m) = monitor {
+            m.stop().await;
+        }
+        let summary = self
+            .inner
+            .summary
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(s) = summary {
+            s.stop();
+        }
+        self.inner.cache.shutdown().await;
+        self.inner.db.close().await;
+        tracing::info!("vitals stopped");
+    }
+}

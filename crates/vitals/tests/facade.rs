@@ -1,0 +1,233 @@
+//! The facade as a host service uses it, on real PostgreSQL and Redis (and on SQLite): its
+//! queries show in the query report, its reads in the cache stats, a write invalidates the
+//! cached summary, the dashboard degrades figure by figure, and the warmer fills the cache.
+//!
+//! Run with `cargo test -p vitals --test facade`.
+
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use sqlx::PgPool;
+use uuid::Uuid;
+use vitals::health::{self, HealthData, SchoolGenerator};
+use vitals::{Config, Engine, Vitals};
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A configuration with Redis on a key prefix of this test's own.
+fn config(test: &str) -> Config {
+    let mut config = Config::defaults().unwrap();
+    config.cache = config
+        .cache
+        .with_redis_url(Some(redis_url()))
+        .with_key_prefix(format!("vitals-test:{test}:{}", Uuid::new_v4()));
+    config
+}
+
+async fn host_on_postgres(pool: PgPool, test: &str) -> (Vitals, health::School) {
+    let vitals = Vitals::builder()
+        .config(config(test))
+        .postgres_pool(pool)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(vitals.engine(), Engine::Postgres);
+    let school = SchoolGenerator::new(120).seed(5).generate();
+    health::load_school_postgres(vitals.db().postgres().unwrap().inner(), &school)
+        .await
+        .unwrap();
+    (vitals, school)
+}
+
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn host_queries_show_in_the_report_and_reads_in_the_cache_stats(pool: PgPool) {
+    let (vitals, school) = host_on_postgres(pool, "report").await;
+    let student = school.students[7].id;
+
+    // A host's own sqlx query through the instrumented handle.
+    let n: i64 = vitals::with_db!(vitals.db(), |db| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM students WHERE grade = $1")
+            .bind("7")
+            .fetch_one(db)
+            .await
+    })
+    .unwrap();
+    assert!(n >= 0);
+    let stats = vitals.query_logger().statistics();
+    assert!(stats.total_queries >= 1, "{stats:?}");
+    let report = vitals.query_logger().report().to_text();
+    assert!(report.contains("students"), "{report}");
+    assert!(
+        !report.contains("'7'"),
+        "a literal reached the report: {report}"
+    );
+
+    // Miss, then an L1 hit.
+    let first = vitals
+        .health_cache()
+        .student_health_summary(student)
+        .await
+        .unwrap()
+        .unwrap();
+    let second = vitals
+        .health_cache()
+        .student_health_summary(student)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, second);
+    let cache = vitals.cache_stats();
+    assert!(cache.misses >= 1, "{cache:?}");
+    assert!(cache.l1_hits >= 1, "{cache:?}");
+    // The pool monitor saw the acquisitions.
+    let metrics = vitals.pool_metrics().unwrap();
+    assert!(metrics.max_connections >= 1);
+    vitals.shutdown().await;
+}
+
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn a_write_then_invalidation_serves_the_new_summary(pool: PgPool) {
+    let (vitals, school) = host_on_postgres(pool, "invalidate").await;
+    let student = school.students[3].id;
+    let before = vitals
+        .health_cache()
+        .student_health_summary(student)
+        .await
+        .unwrap()
+        .unwrap();
+
+    vitals::with_db!(vitals.db(), |db| {
+        sqlx::query(
+            "INSERT INTO vaccinations (id, student_id, vaccine_name, dose_number, administered_on) \
+             VALUES ($1, $2, 'Dengue', 1, $3)",
+        )
+        .bind(Uuid::new_v4())
+        .bind(student)
+        .bind(NaiveDate::from_ymd_opt(2026, 10, 1).unwrap())
+        .execute(db)
+        .await
+        .map(|r| r.rows_affected())
+    })
+    .unwrap();
+    // Still the cached value until the write is announced.
+    let cached = vitals
+        .health_cache()
+        .student_health_summary(student)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cached, before);
+
+    vitals.health_cache().invalidate_student(student).await;
+    let after = vitals
+        .health_cache()
+        .student_health_summary(student)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.vaccinations.len(), before.vaccinations.len() + 1);
+    assert!(after
+        .vaccinations
+        .iter()
+        .any(|v| v.vaccine_name == "Dengue"));
+    vitals.shutdown().await;
+}
+
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn dashboard_stats_return_what_succeeded_and_name_the_failure(pool: PgPool) {
+    let (vitals, school) = host_on_postgres(pool, "dashboard").await;
+    let stats = vitals.dashboard().stats().await;
+    assert!(stats.failures.is_empty(), "{stats:?}");
+    let active = school.students.iter().filter(|s| s.active).count() as i64;
+    assert_eq!(stats.active_students, Some(active));
+
+    vitals::with_db!(vitals.db(), |db| sqlx::query("DROP TABLE appointments")
+        .execute(db)
+        .await
+        .map(|_| ()))
+    .unwrap();
+    let stats = vitals.dashboard().stats().await;
+    assert_eq!(stats.upcoming_appointments, None);
+    assert_eq!(stats.failures.len(), 1, "{stats:?}");
+    assert_eq!(stats.failures[0].stat, "upcoming_appointments");
+    assert_eq!(
+        stats.active_students,
+        Some(active),
+        "the other figures still arrive"
+    );
+    assert!(stats.critical_allergies.is_some());
+    assert!(vitals.dashboard().recent_activities(10).await.is_err());
+    vitals.shutdown().await;
+}
+
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn warming_fills_the_cache_with_what_a_nurse_asks_for_first(pool: PgPool) {
+    let (vitals, school) = host_on_postgres(pool, "warm").await;
+    let summary = vitals.warm_now().await;
+    assert!(summary.warmed > 0, "{summary:?}");
+    assert_eq!(summary.failed, 0, "{summary:?}");
+
+    // A student with a critical allergy has their allergies in L1 now.
+    let critical = school
+        .allergies
+        .iter()
+        .find(|a| a.severity.is_critical())
+        .expect("the generated school has a critical allergy");
+    let before = vitals.cache_stats();
+    let allergies = vitals
+        .health_cache()
+        .allergies(critical.student_id)
+        .await
+        .unwrap();
+    assert!(allergies.iter().any(|a| a.id == critical.id));
+    let after = vitals.cache_stats();
+    assert_eq!(after.misses, before.misses, "warmed: no miss");
+    assert_eq!(after.l1_hits, before.l1_hits + 1);
+    vitals.shutdown().await;
+}
+
+#[tokio::test]
+async fn on_sqlite_with_no_configuration_the_facade_works_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("vitals.sqlite").display());
+    let vitals = Vitals::builder()
+        .database_url(Some(url))
+        .monitor_interval(Duration::from_secs(3600))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(vitals.engine(), Engine::Sqlite);
+    assert!(
+        vitals.cache().redis().is_none(),
+        "no REDIS_URL given: L1 only"
+    );
+    let school = SchoolGenerator::new(50).seed(9).generate();
+    health::load_school_sqlite(vitals.db().sqlite().unwrap().inner(), &school)
+        .await
+        .unwrap();
+    let student = school.students[0].id;
+    let summary = vitals
+        .health_cache()
+        .student_health_summary(student)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.student.id, student);
+    let key = HealthData::Summary.key(student);
+    assert!(
+        !key.contains(&school.students[0].last_name),
+        "keys carry ids only"
+    );
+    assert!(vitals
+        .health_cache()
+        .student_health_summary(Uuid::new_v4())
+        .await
+        .unwrap()
+        .is_none());
+    let recent = vitals.dashboard().recent_activities(5).await.unwrap();
+    assert!(recent.medications.len() <= 5);
+    assert!(vitals.query_logger().statistics().total_queries > 0);
+    vitals.shutdown().await;
+}
