@@ -41,6 +41,8 @@ mod config;
 mod db;
 mod error;
 pub mod health;
+#[cfg(feature = "http")]
+pub mod http;
 mod vitals;
 
 pub use config::{Config, DEFAULT_SQLITE_URL};

@@ -27,6 +27,8 @@ macro_rules! by_engine {
     };
 }
 
+#[cfg(feature = "http")]
+pub mod api;
 mod cache;
 mod dashboard;
 mod generate;

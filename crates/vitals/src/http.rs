@@ -1,0 +1,520 @@
+//! HTTP for a host service (feature `http`): the health endpoints, `/metrics`, and the
+//! cache-invalidation layers for write routes.
+//!
+//! [`router`] returns an axum `Router` the host merges into its own:
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /api/health/database/pool` | pool metrics now, the monitor's summary, a health check |
+//! | `GET /api/health/cache/stats` | the cache's statistics |
+//! | `GET /api/health/database/performance` | the query performance report (sanitised) |
+//! | `GET /api/health/database/slow-queries?limit=N` | the last slow queries (sanitised) |
+//! | `GET /metrics` | the same figures in Prometheus text format |
+//!
+//! [`InvalidateCacheLayer`] is the report's `@InvalidateCache({studentIdPath,
+//! invalidateTypes})`; [`BulkInvalidateLayer`] its `BulkCacheInvalidationInterceptor`.
+//!
+//! # Example
+//! ```no_run
+//! # async fn example(vitals: vitals::Vitals) -> std::io::Result<()> {
+//! use axum::routing::post;
+//! use vitals::health::HealthData;
+//! use vitals::http::{InvalidateCacheLayer, StudentId};
+//!
+//! async fn add_vaccination() -> &'static str { "ok" }
+//!
+//! let app = axum::Router::new()
+//!     .route(
+//!         "/api/students/{student_id}/vaccinations",
+//!         post(add_vaccination).route_layer(InvalidateCacheLayer::new(
+//!             vitals.health_cache().clone(),
+//!             StudentId::PathParam("student_id"),
+//!             [HealthData::Vaccinations, HealthData::Summary],
+//!         )),
+//!     )
+//!     .merge(vitals::http::router(vitals.clone()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Query, RawPathParams, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tower::{Layer, Service};
+use uuid::Uuid;
+
+use crate::health::{HealthData, HealthDataCache};
+use crate::Vitals;
+
+/// How long `/api/health/database/pool`'s `SELECT 1` may take before the pool is unhealthy.
+pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The health router; merge it into the host's router.
+pub fn router(vitals: Vitals) -> Router {
+    Router::new()
+        .route("/api/health/database/pool", get(pool))
+        .route("/api/health/cache/stats", get(cache_stats))
+        .route("/api/health/database/performance", get(performance))
+        .route("/api/health/database/slow-queries", get(slow_queries))
+        .route("/metrics", get(metrics))
+        .with_state(vitals)
+}
+
+/// The body of `GET /api/health/database/pool`.
+#[derive(Debug, Serialize)]
+pub struct PoolHealth {
+    /// `postgres` or `sqlite`.
+    pub engine: crate::Engine,
+    /// A sample taken now.
+    pub metrics: Option<vitals_pool::PoolMetrics>,
+    /// The monitor's summary (averages, peaks, alerts by kind, active alerts).
+    pub summary: Option<vitals_pool::PoolSummary>,
+    /// `SELECT 1` within 2 s.
+    pub health: vitals_pool::HealthReport,
+}
+
+async fn pool(State(vitals): State<Vitals>) -> Json<PoolHealth> {
+    Json(PoolHealth {
+        engine: vitals.engine(),
+        metrics: vitals.pool_metrics(),
+        summary: vitals.pool_summary(),
+        health: vitals.pool_health(HEALTH_CHECK_TIMEOUT).await,
+    })
+}
+
+async fn cache_stats(State(vitals): State<Vitals>) -> Json<vitals_cache::CacheStats> {
+    Json(vitals.cache_stats())
+}
+
+async fn performance(State(vitals): State<Vitals>) -> Json<vitals_querylog::PerformanceReport> {
+    Json(vitals.query_logger().report())
+}
+
+/// The query of `GET /api/health/database/slow-queries`.
+#[derive(Debug, Deserialize)]
+pub struct SlowQueryParams {
+    /// At most this many, newest first (default 20, at most 100).
+    pub limit: Option<usize>,
+}
+
+/// The body of `GET /api/health/database/slow-queries`.
+#[derive(Debug, Serialize)]
+pub struct SlowQueries {
+    /// Slow queries, sanitised, newest first.
+    pub slow_queries: Vec<vitals_querylog::QueryRecord>,
+    /// The warning threshold, ms.
+    pub warn_ms: u128,
+    /// The critical threshold, ms.
+    pub critical_ms: u128,
+}
+
+async fn slow_queries(
+    State(vitals): State<Vitals>,
+    Query(params): Query<SlowQueryParams>,
+) -> Json<SlowQueries> {
+    let logger = vitals.query_logger();
+    let limit = params.limit.unwrap_or(20).min(100);
+    Json(SlowQueries {
+        slow_queries: logger.slow_queries(limit),
+        warn_ms: logger.config().slow_warn().as_millis(),
+        critical_ms: logger.config().slow_critical().as_millis(),
+    })
+}
+
+async fn metrics(State(vitals): State<Vitals>) -> Response {
+    let body = prometheus_text(&vitals);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The `/metrics` body: pool, cache and query figures in Prometheus text format.
+pub fn prometheus_text(vitals: &Vitals) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    if let Some(m) = vitals.pool_metrics() {
+        metric(
+            "vitals_pool_active_connections",
+            "gauge",
+            "Connections in use.",
+            &[("", f64::from(m.active_connections))],
+        );
+        metric(
+            "vitals_pool_idle_connections",
+            "gauge",
+            "Connections open and idle.",
+            &[("", f64::from(m.idle_connections))],
+        );
+        metric(
+            "vitals_pool_max_connections",
+            "gauge",
+            "The pool's ceiling.",
+            &[("", f64::from(m.max_connections))],
+        );
+        metric(
+            "vitals_pool_waiting_requests",
+            "gauge",
+            "Tasks waiting for a connection.",
+            &[("", f64::from(m.waiting_requests.unwrap_or(0)))],
+        );
+        metric(
+            "vitals_pool_utilization_percent",
+            "gauge",
+            "Active over max, percent.",
+            &[("", m.utilization_percent)],
+        );
+    }
+    if let Some(s) = vitals.pool_summary() {
+        metric(
+            "vitals_pool_alerts_active",
+            "gauge",
+            "Pool alerts raised and not cleared.",
+            &[("", s.active_alerts.len() as f64)],
+        );
+    }
+    let c = vitals.cache_stats();
+    metric(
+        "vitals_cache_hits_total",
+        "counter",
+        "Cache hits by tier.",
+        &[
+            ("{tier=\"l1\"}", c.l1_hits as f64),
+            ("{tier=\"l2\"}", c.l2_hits as f64),
+        ],
+    );
+    metric(
+        "vitals_cache_misses_total",
+        "counter",
+        "Cache misses.",
+        &[("", c.misses as f64)],
+    );
+    metric(
+        "vitals_cache_sets_total",
+        "counter",
+        "Cache writes.",
+        &[("", c.sets as f64)],
+    );
+    metric(
+        "vitals_cache_deletes_total",
+        "counter",
+        "Cache deletes.",
+        &[("", c.deletes as f64)],
+    );
+    metric(
+        "vitals_cache_hit_rate",
+        "gauge",
+        "Hits over lookups, 0 to 1.",
+        &[("", c.hit_rate)],
+    );
+    metric(
+        "vitals_cache_l1_entries",
+        "gauge",
+        "Entries in L1.",
+        &[("", c.l1_entries as f64)],
+    );
+    metric(
+        "vitals_cache_l1_bytes",
+        "gauge",
+        "Bytes of values in L1.",
+        &[("", c.l1_bytes as f64)],
+    );
+    metric(
+        "vitals_cache_redis_errors_total",
+        "counter",
+        "Redis calls that failed.",
+        &[("", c.redis_errors as f64)],
+    );
+    metric(
+        "vitals_cache_redis_up",
+        "gauge",
+        "1 when Redis is configured and connected.",
+        &[("", if c.redis_connected { 1.0 } else { 0.0 })],
+    );
+    if let Some(bytes) = c.redis_used_memory {
+        metric(
+            "vitals_cache_redis_used_memory_bytes",
+            "gauge",
+            "Redis INFO used_memory.",
+            &[("", bytes as f64)],
+        );
+    }
+    metric(
+        "vitals_cache_invalidations_total",
+        "counter",
+        "Invalidations published and received over pub/sub.",
+        &[
+            ("{direction=\"sent\"}", c.invalidations_sent as f64),
+            ("{direction=\"received\"}", c.invalidations_received as f64),
+        ],
+    );
+    let q = vitals.query_logger().statistics();
+    metric(
+        "vitals_queries_total",
+        "counter",
+        "Statements recorded.",
+        &[("", q.total_queries as f64)],
+    );
+    metric(
+        "vitals_slow_queries_total",
+        "counter",
+        "Statements over the slow thresholds.",
+        &[
+            (
+                "{tier=\"warning\"}",
+                q.slow_queries.saturating_sub(q.critical_queries) as f64,
+            ),
+            ("{tier=\"critical\"}", q.critical_queries as f64),
+        ],
+    );
+    metric(
+        "vitals_failed_queries_total",
+        "counter",
+        "Statements that failed.",
+        &[("", q.failed_queries as f64)],
+    );
+    metric(
+        "vitals_query_duration_avg_ms",
+        "gauge",
+        "Average statement time, ms.",
+        &[("", q.avg_duration_ms)],
+    );
+    metric(
+        "vitals_query_duration_max_ms",
+        "gauge",
+        "Longest statement time, ms.",
+        &[("", q.max_duration_ms)],
+    );
+    metric(
+        "vitals_query_n_plus_one_findings_total",
+        "counter",
+        "N+1 patterns found in request scopes.",
+        &[("", q.n_plus_one_findings as f64)],
+    );
+    out
+}
+
+/// Where a write route's student id is (the report's `studentIdPath`).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StudentId {
+    /// A path parameter, such as `student_id` in `/students/{student_id}/vaccinations`
+    /// (the report's `params.studentId`).
+    PathParam(&'static str),
+    /// A header, such as `x-student-id`.
+    Header(&'static str),
+}
+
+impl StudentId {
+    async fn find(&self, parts: &mut axum::http::request::Parts) -> Option<Uuid> {
+        match self {
+            StudentId::PathParam(name) => {
+                let params = RawPathParams::from_request_parts(parts, &()).await.ok()?;
+                params
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .and_then(|(_, v)| v.parse().ok())
+            }
+            StudentId::Header(name) => parts
+                .headers
+                .get(*name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+        }
+    }
+}
+
+/// Drops a student's cached data after a write route succeeds (a 2xx response): the
+/// report's `@InvalidateCache({studentIdPath, invalidateTypes})`. A failed write invalidates
+/// nothing. Apply it with `route_layer` so that path parameters are known.
+#[derive(Debug, Clone)]
+pub struct InvalidateCacheLayer {
+    cache: HealthDataCache,
+    student: StudentId,
+    kinds: Vec<HealthData>,
+}
+
+impl InvalidateCacheLayer {
+    /// Invalidates `kinds` of the student found at `student` (all of the student's data when
+    /// `kinds` is empty).
+    pub fn new(
+        cache: HealthDataCache,
+        student: StudentId,
+        kinds: impl IntoIterator<Item = HealthData>,
+    ) -> Self {
+        InvalidateCacheLayer {
+            cache,
+            student,
+            kinds: kinds.into_iter().collect(),
+        }
+    }
+}
+
+impl<S> Layer<S> for InvalidateCacheLayer {
+    type Service = InvalidateCache<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InvalidateCache {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service of [`InvalidateCacheLayer`].
+#[derive(Debug, Clone)]
+pub struct InvalidateCache<S> {
+    inner: S,
+    layer: InvalidateCacheLayer,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S> Service<Request> for InvalidateCache<S>
+where
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The clone that was polled ready serves this call; the fresh clone waits for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            let student = layer.student.find(&mut parts).await;
+            let response = inner.call(Request::from_parts(parts, body)).await?;
+            if response.status().is_success() {
+                if let Some(id) = student {
+                    if layer.kinds.is_empty() {
+                        layer.cache.invalidate_student(id).await;
+                    } else {
+                        layer.cache.invalidate(id, &layer.kinds).await;
+                    }
+                }
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// The students a bulk write touched; a handler puts it in its response's extensions for
+/// [`BulkInvalidateLayer`].
+#[derive(Debug, Clone, Default)]
+pub struct TouchedStudents(pub Vec<Uuid>);
+
+/// After a successful bulk write (an import), drops the cached data of every student the
+/// response names in its [`TouchedStudents`] extension: the report's
+/// `BulkCacheInvalidationInterceptor`.
+#[derive(Debug, Clone)]
+pub struct BulkInvalidateLayer {
+    cache: HealthDataCache,
+}
+
+impl BulkInvalidateLayer {
+    /// A layer invalidating through `cache`.
+    pub fn new(cache: HealthDataCache) -> Self {
+        BulkInvalidateLayer { cache }
+    }
+}
+
+impl<S> Layer<S> for BulkInvalidateLayer {
+    type Service = BulkInvalidate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BulkInvalidate {
+            inner,
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+/// The service of [`BulkInvalidateLayer`].
+#[derive(Debug, Clone)]
+pub struct BulkInvalidate<S> {
+    inner: S,
+    cache: HealthDataCache,
+}
+
+impl<S> Service<Request> for BulkInvalidate<S>
+where
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let cache = self.cache.clone();
+        Box::pin(async move {
+            let mut response = inner.call(request).await?;
+            if response.status().is_success() {
+                if let Some(TouchedStudents(ids)) = response.extensions_mut().remove() {
+                    for id in ids {
+                        cache.invalidate_student(id).await;
+                    }
+                }
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// A JSON error body for the host's handlers: `{"error": "..."}` with a status.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    /// What went wrong, without PHI.
+    pub error: String,
+}
+
+/// Turns a facade error into a response: 500 with the (already scrubbed) message.
+impl IntoResponse for crate::Error {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            crate::Error::Import(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (
+            status,
+            Json(ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,293 @@
+//! The HTTP surface on real PostgreSQL and Redis: the health endpoints return the documented
+//! JSON, `/metrics` the Prometheus text, writes invalidate after success only, an import
+//! upload invalidates every student it names, and 200 concurrent requests to a server on
+//! loopback all succeed.
+//!
+//! Run with `cargo test -p vitals --test http`.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::Value;
+use sqlx::PgPool;
+use tower::ServiceExt;
+use uuid::Uuid;
+use vitals::health::{self, SchoolGenerator};
+use vitals::{Config, Vitals};
+
+async fn vitals_on(pool: PgPool, test: &str) -> (Vitals, health::School) {
+    let mut config = Config::defaults().unwrap();
+    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    config.cache = config
+        .cache
+        .with_redis_url(Some(redis))
+        .with_key_prefix(format!("vitals-test:http-{test}:{}", Uuid::new_v4()));
+    let vitals = Vitals::builder()
+        .config(config)
+        .postgres_pool(pool)
+        .build()
+        .await
+        .unwrap();
+    let school = SchoolGenerator::new(60).seed(21).generate();
+    health::load_school_postgres(vitals.db().postgres().unwrap().inner(), &school)
+        .await
+        .unwrap();
+    (vitals, school)
+}
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<(&str, String)>,
+) -> (StatusCode, String) {
+    let mut request = Request::builder().method(method).uri(uri);
+    let body = match body {
+        Some((content_type, text)) => {
+            request = request.header("content-type", content_type);
+            Body::from(text)
+        }
+        None => Body::empty(),
+    };
+    let response = app
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+async fn json(app: &axum::Router, uri: &str) -> Value {
+    let (status, body) = call(app, "GET", uri, None).await;
+    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn health_endpoints_return_the_documented_json(pool: PgPool) {
+    let (vitals, school) = vitals_on(pool, "endpoints").await;
+    let app = health::api::router(vitals.clone());
+    // Some traffic first, so every figure has something to say.
+    let student = school.students[0].id;
+    call(
+        &app,
+        "GET",
+        &format!("/api/students/{student}/health-summary"),
+        None,
+    )
+    .await;
+    call(
+        &app,
+        "GET",
+        &format!("/api/students/{student}/health-summary"),
+        None,
+    )
+    .await;
+
+    let pool = json(&app, "/api/health/database/pool").await;
+    assert_eq!(pool["engine"], "postgres");
+    assert!(
+        pool["metrics"]["max_connections"].as_u64().unwrap() >= 1,
+        "{pool}"
+    );
+    for field in [
+        "active_connections",
+        "idle_connections",
+        "total_connections",
+        "utilization_percent",
+        "timestamp",
+    ] {
+        assert!(
+            pool["metrics"].get(field).is_some(),
+            "metrics.{field} missing: {pool}"
+        );
+    }
+    assert_eq!(pool["health"]["status"], "healthy", "{pool}");
+    assert!(
+        pool["summary"].get("peak_utilization_percent").is_some(),
+        "{pool}"
+    );
+
+    let cache = json(&app, "/api/health/cache/stats").await;
+    assert!(cache["l1_hits"].as_u64().unwrap() >= 1, "{cache}");
+    assert!(cache["misses"].as_u64().unwrap() >= 1, "{cache}");
+    assert_eq!(cache["redis_configured"], true, "{cache}");
+
+    let performance = json(&app, "/api/health/database/performance").await;
+    assert!(
+        performance["statistics"]["total_queries"].as_u64().unwrap() >= 5,
+        "{performance}"
+    );
+
+    let slow = json(&app, "/api/health/database/slow-queries?limit=5").await;
+    assert!(slow["slow_queries"].is_array(), "{slow}");
+    assert_eq!(slow["warn_ms"], 1000);
+    assert_eq!(slow["critical_ms"], 5000);
+
+    let (status, metrics) = call(&app, "GET", "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    for name in [
+        "vitals_pool_active_connections",
+        "vitals_pool_utilization_percent",
+        "vitals_cache_hits_total{tier=\"l1\"}",
+        "vitals_cache_misses_total",
+        "vitals_queries_total",
+        "vitals_slow_queries_total{tier=\"critical\"}",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
+    let student_names = school.students.iter().map(|s| s.last_name.as_str());
+    for name in student_names {
+        assert!(
+            !metrics.contains(name) && !performance.to_string().contains(name),
+            "PHI in output"
+        );
+    }
+    vitals.shutdown().await;
+}
+
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn a_write_invalidates_after_success_only(pool: PgPool) {
+    let (vitals, school) = vitals_on(pool, "write").await;
+    let app = health::api::router(vitals.clone());
+    let student = school.students[1].id;
+    let uri = format!("/api/students/{student}/health-summary");
+    let before: Value = json(&app, &uri).await;
+    let doses = before["vaccinations"].as_array().unwrap().len();
+
+    // A refused write (dose 0) leaves the cache as it was: the next read is an L1 hit.
+    let post = format!("/api/students/{student}/vaccinations");
+    let bad = r#"{"vaccine_name":"Rabies","dose_number":0,"administered_on":"2026-11-02"}"#;
+    let (status, _) = call(&app, "POST", &post, Some(("application/json", bad.into()))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let hits = vitals.cache_stats().l1_hits;
+    json(&app, &uri).await;
+    assert_eq!(
+        vitals.cache_stats().l1_hits,
+        hits + 1,
+        "still cached after a failed write"
+    );
+
+    let good = r#"{"vaccine_name":"Rabies","dose_number":1,"administered_on":"2026-11-02"}"#;
+    let (status, body) = call(&app, "POST", &post, Some(("application/json", good.into()))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let after = json(&app, &uri).await;
+    assert_eq!(after["vaccinations"].as_array().unwrap().len(), doses + 1);
+
+    let (status, _) = call(&app, "POST", &post, Some(("application/json", good.into()))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "the same dose twice");
+    let nobody = format!("/api/students/{}/vaccinations", Uuid::new_v4());
+    let (status, _) = call(
+        &app,
+        "POST",
+        &nobody,
+        Some(("application/json", good.into())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    vitals.shutdown().await;
+}
+
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn an_import_upload_invalidates_every_student_it_names(pool: PgPool) {
+    let (vitals, school) = vitals_on(pool, "import").await;
+    let app = health::api::router(vitals.clone());
+    let students = [school.students[2].id, school.students[3].id];
+    for s in students {
+        json(&app, &format!("/api/students/{s}/health-summary")).await;
+    }
+    let csv = format!(
+        "student_id,vaccine_name,dose_number,administered_on,administered_by,lot_number\n\
+         {},Cholera,1,2026-10-01,Nurse Orlen,LOT1\n{},Cholera,1,2026-10-02,,\nnot-a-uuid,Cholera,1,2026-10-02,,\n",
+        students[0], students[1]
+    );
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/api/import?type=vaccination",
+        Some(("text/csv", csv)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["imported"], 2, "{report}");
+    assert_eq!(report["rejected"], 1, "{report}");
+    assert_eq!(report["rejections"][0]["line"], 4, "{report}");
+    for s in students {
+        let summary = json(&app, &format!("/api/students/{s}/health-summary")).await;
+        let names: Vec<&str> = summary["vaccinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v["vaccine_name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"Cholera"),
+            "stale summary for {s}: {names:?}"
+        );
+    }
+    vitals.shutdown().await;
+}
+
+/// Sends one HTTP/1.1 GET over a fresh loopback connection and returns the status code.
+async fn get_status(addr: std::net::SocketAddr, path: &str) -> std::io::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let head = String::from_utf8_lossy(&response[..response.len().min(32)]).to_string();
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {head:?}")))
+}
+
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn two_hundred_concurrent_requests_on_loopback_all_succeed(pool: PgPool) {
+    let (vitals, school) = vitals_on(pool, "load").await;
+    let app = health::api::router(vitals.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let paths: Vec<String> = (0..200)
+        .map(|i| match i % 4 {
+            0 => "/api/health/database/pool".to_string(),
+            1 => "/api/health/cache/stats".to_string(),
+            _ => format!(
+                "/api/students/{}/health-summary",
+                school.students[i % school.students.len()].id
+            ),
+        })
+        .collect();
+    let tasks: Vec<_> = paths
+        .into_iter()
+        .map(|path| tokio::spawn(async move { (get_status(addr, &path).await, path) }))
+        .collect();
+    let mut failures = Vec::new();
+    for task in tasks {
+        let (status, path) = task.await.unwrap();
+        match status {
+            Ok(200) => {}
+            other => failures.push(format!("{path}: {other:?}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 200 failed: {failures:?}",
+        failures.len()
+    );
+    server.abort();
+    vitals.shutdown().await;
+}
