@@ -55,7 +55,10 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let vitals = Vitals::builder().config(Config::from_env()?).build().await?;
+    let vitals = Vitals::builder()
+        .config(Config::from_env()?)
+        .build()
+        .await?;
     if args.demo_students > 0 {
         let existing = health_counts(vitals.db()).await?.students;
         if existing == 0 {
@@ -64,7 +67,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
                 Db::Postgres(p) => health::load_school_postgres(p.inner(), &school).await?,
                 Db::Sqlite(p) => health::load_school_sqlite(p.inner(), &school).await?,
             };
-            eprintln!("loaded a synthetic school of {} students", args.demo_students);
+            eprintln!(
+                "loaded a synthetic school of {} students",
+                args.demo_students
+            );
         }
     }
     let sample: Vec<uuid::Uuid> = vitals::with_db!(vitals.db(), |db| {
@@ -73,7 +79,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
             .await
     })?;
     for id in &sample {
-        eprintln!("try: curl -s http://{}/api/students/{id}/health-summary", args.addr);
+        eprintln!(
+            "try: curl -s http://{}/api/students/{id}/health-summary",
+            args.addr
+        );
     }
     let app = health::api::router(vitals.clone());
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
@@ -81,7 +90,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
         "serving on http://{} ({}, {})",
         listener.local_addr()?,
         vitals.engine().name(),
-        if vitals.cache().redis().is_some() { "Redis L2" } else { "L1 only" }
+        if vitals.cache().redis().is_some() {
+            "Redis L2"
+        } else {
+            "L1 only"
+        }
     );
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
