@@ -49,3 +49,8 @@ pub use config::{Config, DEFAULT_SQLITE_URL};
 pub use db::{Db, Engine};
 pub use error::{ConfigError, ConfigProblem, Error};
 pub use vitals::{Vitals, VitalsBuilder};
+
+/// The README's Rust examples, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

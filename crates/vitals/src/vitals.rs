@@ -27,10 +27,10 @@ use crate::Error;
 /// # async fn example() -> Result<(), vitals::Error> {
 /// // DATABASE_URL, REDIS_URL, DB_*, CACHE_* … (see docs/configuration.md).
 /// let vitals = vitals::Vitals::builder().config(vitals::Config::from_env()?).build().await?;
-/// let rows = vitals::with_db!(vitals.db(), |db| {
-///     sqlx::query("SELECT id FROM students LIMIT 5").fetch_all(db).await
+/// let ids: Vec<uuid::Uuid> = vitals::with_db!(vitals.db(), |db| {
+///     sqlx::query_scalar("SELECT id FROM students LIMIT 5").fetch_all(db).await
 /// })?;
-/// println!("{} rows; pool: {:?}", rows.len(), vitals.pool_metrics());
+/// println!("{} students; pool: {:?}", ids.len(), vitals.pool_metrics());
 /// vitals.shutdown().await;
 /// # Ok(()) }
 /// ```
