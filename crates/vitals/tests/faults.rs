@@ -1,0 +1,621 @@
+//! Faults with real processes, through the facade: a Redis this test starts and kills
+//! mid-load, every PostgreSQL backend of the test's own database terminated mid-load and
+//! mid-import, and a PostgreSQL that is not there at start.
+//!
+//! Run with `DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo test -p vitals --test faults`
+//! (needs `redis-server` on PATH; the main Redis and PostgreSQL are never stopped: only
+//! backends whose `datname = current_database()` are terminated, and only the redis-server
+//! this test started is killed, by its pid).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+use uuid::Uuid;
+use vitals::cache::BreakerState;
+use vitals::health::{self, queries, HealthData, SchoolGenerator};
+use vitals::import::{Format, ImportError, ImportOptions, Source};
+use vitals::pool::retry::retry;
+use vitals::{Config, Error, Vitals};
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes; returns whether it held.
+async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A free loopback port (nothing listens on it once this returns).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A redis-server this test owns on a loopback port; killed by pid on drop.
+struct TestRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl TestRedis {
+    async fn start() -> Self {
+        let mut s = TestRedis {
+            port: free_port(),
+            child: None,
+        };
+        s.restart().await;
+        s
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        self.child = Some(child);
+        let url = self.url();
+        let up = eventually(Duration::from_secs(10), || {
+            let url = url.clone();
+            async move {
+                let Ok(c) = redis::Client::open(url.as_str()) else {
+                    return false;
+                };
+                match c.get_multiplexed_async_connection().await {
+                    Ok(mut conn) => redis::cmd("PING")
+                        .query_async::<String>(&mut conn)
+                        .await
+                        .is_ok(),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await;
+        assert!(up, "redis-server did not start on port {}", self.port);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A configuration with quick Redis timeouts and breaker (failure paths finish fast), no
+/// background warming, and a pool that reconnects quickly.
+fn config(redis_url: Option<&str>, prefix: &str) -> Config {
+    let mut c = Config::from_env_with(|name| match name {
+        "CACHE_WARMING_ENABLED" => Some("false".into()),
+        "DB_RETRY_MAX" => Some("5".into()),
+        "DB_RETRY_BASE_DELAY" => Some("20".into()),
+        "DB_RETRY_MAX_DELAY" => Some("200".into()),
+        _ => None,
+    })
+    .unwrap();
+    c.cache = c
+        .cache
+        .with_redis_url(redis_url)
+        .with_key_prefix(prefix)
+        .with_redis_timeouts(
+            Duration::from_millis(300),
+            Duration::from_millis(300),
+            Duration::from_millis(50),
+        )
+        .with_breaker(2, Duration::from_millis(150));
+    c
+}
+
+fn prefix(name: &str) -> String {
+    format!("vt-faults-{name}-{}", Uuid::new_v4().simple())
+}
+
+/// Terminates every backend of the current database but the caller's own; returns how many.
+async fn terminate_own_database_backends(conn: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+/// Redis dies under 16 readers spread over two instances and comes back on the same port:
+/// no read fails (L1, then the database, serve them), both instances resubscribe, the
+/// breaker closes, and a write on one instance reaches the other's L1 again.
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn redis_stopped_mid_load_and_restarted_no_read_fails_and_coherence_returns(pool: PgPool) {
+    let mut server = TestRedis::start().await;
+    let prefix = prefix("redis");
+    let build = |pool: PgPool| {
+        Vitals::builder()
+            .config(config(Some(&server.url()), &prefix))
+            .postgres_pool(pool)
+            .monitor_interval(Duration::from_secs(3600))
+            .build()
+    };
+    let a = build(pool.clone()).await.unwrap();
+    let b = build(pool.clone()).await.unwrap();
+    assert!(a.cache().wait_subscribed(Duration::from_secs(5)).await);
+    assert!(b.cache().wait_subscribed(Duration::from_secs(5)).await);
+    let school = SchoolGenerator::new(60).seed(11).generate();
+    health::load_school_postgres(&pool, &school).await.unwrap();
+    let ids: Arc<Vec<Uuid>> = Arc::new(school.students.iter().map(|s| s.id).collect());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::new();
+    for t in 0..16usize {
+        let v = if t % 2 == 0 { a.clone() } else { b.clone() };
+        let (stop, ok, ids) = (stop.clone(), ok.clone(), ids.clone());
+        readers.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let mut i = t;
+            while !stop.load(Ordering::Relaxed) {
+                let id = ids[i % ids.len()];
+                i += 7;
+                match v.health_cache().student_health_summary(id).await {
+                    Ok(Some(s)) if s.student.id == id => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => failures.push(format!("{other:?}")),
+                }
+                tokio::task::yield_now().await;
+            }
+            failures
+        }));
+    }
+    let reads_at = |n: u64| {
+        let ok = ok.clone();
+        async move {
+            eventually(Duration::from_secs(10), || {
+                let ok = ok.clone();
+                async move { ok.load(Ordering::Relaxed) >= n }
+            })
+            .await
+        }
+    };
+    assert!(reads_at(300).await, "the load never got going");
+
+    server.kill();
+    // Both lose the subscription (and clear L1); reads go on.
+    for v in [&a, &b] {
+        let c = v.cache().clone();
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                let c = c.clone();
+                async move { !c.is_subscribed() }
+            })
+            .await
+        );
+    }
+    let during = ok.load(Ordering::Relaxed);
+    assert!(
+        reads_at(during + 300).await,
+        "reads stalled while Redis was down"
+    );
+    let breaker_opened = [&a, &b]
+        .iter()
+        .any(|v| v.cache_stats().breaker == Some(BreakerState::Open));
+
+    server.restart().await;
+    assert!(a.cache().wait_subscribed(Duration::from_secs(10)).await);
+    assert!(b.cache().wait_subscribed(Duration::from_secs(10)).await);
+    let after = ok.load(Ordering::Relaxed);
+    assert!(
+        reads_at(after + 300).await,
+        "reads stalled after the restart"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for r in readers {
+        failures.extend(r.await.unwrap());
+    }
+    assert!(failures.is_empty(), "failed reads: {failures:?}");
+
+    // The breaker heals: writes reach the restarted Redis again.
+    for v in [&a, &b] {
+        let v2 = v.clone();
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                let v = v2.clone();
+                async move {
+                    v.cache()
+                        .set("probe", &1, Duration::from_secs(60), &[])
+                        .await
+                        .unwrap();
+                    v.cache_stats().breaker == Some(BreakerState::Closed)
+                        && v.cache_stats().redis_connected
+                }
+            })
+            .await,
+            "breaker never closed: {:?}",
+            v.cache_stats()
+        );
+    }
+
+    // Coherent again: B holds a student's summary in L1; a write announced on A reaches it.
+    let student = ids[5];
+    let before = b
+        .health_cache()
+        .student_health_summary(student)
+        .await
+        .unwrap()
+        .unwrap();
+    let expected = before.vaccinations.len() + 1;
+    let key = HealthData::Summary.key(student);
+    assert!(b.cache().l1().unwrap().contains(&key));
+    sqlx::query(
+        "INSERT INTO vaccinations (id, student_id, vaccine_name, dose_number, administered_on) \
+         VALUES ($1, $2, 'After-restart', 1, $3)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(student)
+    .bind(NaiveDate::from_ymd_opt(2026, 10, 1).unwrap())
+    .execute(&pool)
+    .await
+    .unwrap();
+    a.health_cache().invalidate_student(student).await;
+    let b2 = b.clone();
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let b = b2.clone();
+            async move {
+                b.health_cache()
+                    .student_health_summary(student)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .vaccinations
+                    .len()
+                    == expected
+            }
+        })
+        .await,
+        "B's L1 never saw A's invalidation after the restart"
+    );
+    eprintln!(
+        "redis fault: {} reads ok, 0 failed; breaker opened while down: {breaker_opened}; \
+         subscription losses a={} b={}",
+        ok.load(Ordering::Relaxed),
+        a.cache_stats().subscription_losses,
+        b.cache_stats().subscription_losses
+    );
+    assert!(a.cache_stats().subscription_losses >= 1);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Every backend of the test's database is terminated while 12 tasks query through the
+/// facade's pool with the configured retry policy: no unit of work fails, and the pool
+/// serves later queries on new backends.
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn every_postgres_backend_killed_mid_load_later_queries_succeed(
+    opts: PgPoolOptions,
+    conn: PgConnectOptions,
+) {
+    let pool = opts
+        .max_connections(8)
+        .connect_with(conn.clone())
+        .await
+        .unwrap();
+    let vitals = Vitals::builder()
+        .config(config(None, &prefix("pgload")))
+        .postgres_pool(pool.clone())
+        .monitor_interval(Duration::from_secs(3600))
+        .build()
+        .await
+        .unwrap();
+    let school = SchoolGenerator::new(40).seed(3).generate();
+    health::load_school_postgres(&pool, &school).await.unwrap();
+    let ids: Arc<Vec<Uuid>> = Arc::new(school.students.iter().map(|s| s.id).collect());
+    let policy = vitals.config().pool.retry_policy();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..12usize {
+        let (v, stop, ok, ids, policy) = (
+            vitals.clone(),
+            stop.clone(),
+            ok.clone(),
+            ids.clone(),
+            policy.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let mut i = t;
+            while !stop.load(Ordering::Relaxed) {
+                let id = ids[i % ids.len()];
+                i += 5;
+                let db = v.db().postgres().unwrap();
+                let r = retry(&policy, || queries::health_summary_postgres(db, id)).await;
+                match r {
+                    Ok(Some(_)) => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => failures.push(format!("{other:?}")),
+                }
+            }
+            failures
+        }));
+    }
+    let wait_for = |n: u64| {
+        let ok = ok.clone();
+        async move {
+            eventually(Duration::from_secs(15), || {
+                let ok = ok.clone();
+                async move { ok.load(Ordering::Relaxed) >= n }
+            })
+            .await
+        }
+    };
+    assert!(wait_for(200).await, "the load never got going");
+    let mut killer = conn.connect().await.unwrap();
+    let pids_before: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut killer)
+    .await
+    .unwrap();
+    let killed = terminate_own_database_backends(&mut killer).await;
+    assert!(killed >= 1, "no backend to kill");
+    let at_kill = ok.load(Ordering::Relaxed);
+    assert!(
+        wait_for(at_kill + 300).await,
+        "queries did not resume after the kill"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for t in tasks {
+        failures.extend(t.await.unwrap());
+    }
+    assert!(failures.is_empty(), "units of work failed: {failures:?}");
+    // Later queries run on new backends.
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(vitals.db().postgres().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        !pids_before.contains(&pid),
+        "a terminated backend served a query"
+    );
+    eprintln!(
+        "pg kill mid-load: {killed} backends terminated, {} units of work ok, 0 failed",
+        ok.load(Ordering::Relaxed)
+    );
+    killer.close().await.unwrap();
+    vitals.shutdown().await;
+}
+
+/// NDJSON of `n` students, each followed by one vaccination: 2·n records.
+fn students_with_vaccinations(ids: &[Uuid]) -> String {
+    let mut s = String::new();
+    for (i, id) in ids.iter().enumerate() {
+        s.push_str(&format!(
+            "{{\"type\":\"student\",\"id\":\"{id}\",\"student_number\":\"F-{i}\",\"first_name\":\"Fa{i}\",\"last_name\":\"Ul{i}\",\"date_of_birth\":\"2014-01-01\",\"grade\":\"3\"}}\n\
+             {{\"type\":\"vaccination\",\"student_id\":\"{id}\",\"vaccine_name\":\"MMR\",\"dose_number\":1,\"administered_on\":\"2015-01-01\"}}\n"
+        ));
+    }
+    s
+}
+
+async fn counts(pool: &PgPool) -> (i64, i64) {
+    sqlx::query_as("SELECT (SELECT count(*) FROM students), (SELECT count(*) FROM vaccinations)")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// The import's third chunk is made to wait on a row lock (another session inserted one of
+/// its students and has not committed), then every backend of the database is terminated.
+/// The import reports a database error naming the chunk's first line; the two chunks before
+/// it are committed whole (students and their vaccinations), nothing of the third is; running
+/// the same import again brings in exactly the rest.
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn every_postgres_backend_killed_mid_import_chunks_are_whole_and_a_rerun_completes(
+    opts: PgPoolOptions,
+    conn: PgConnectOptions,
+) {
+    const STUDENTS: usize = 200;
+    const CHUNK: usize = 100; // 50 students + their 50 vaccinations
+    let pool = opts
+        .max_connections(4)
+        .connect_with(conn.clone())
+        .await
+        .unwrap();
+    let vitals = Vitals::builder()
+        .config(config(None, &prefix("pgimport")))
+        .postgres_pool(pool.clone())
+        .monitor_interval(Duration::from_secs(3600))
+        .build()
+        .await
+        .unwrap();
+    let ids: Vec<Uuid> = (0..STUDENTS).map(|_| Uuid::new_v4()).collect();
+    let content = students_with_vaccinations(&ids);
+    let source = move || {
+        Source::from_reader(
+            std::io::Cursor::new(content.clone().into_bytes()),
+            Format::Ndjson,
+        )
+        .unwrap()
+    };
+    let options = || ImportOptions::new().chunk_size(CHUNK);
+
+    // Another session holds an uncommitted insert of a student of the third chunk.
+    let mut blocker = conn.connect().await.unwrap();
+    let mut tx = blocker.begin().await.unwrap();
+    let blocked = ids[2 * CHUNK / 2 + 3];
+    sqlx::query(
+        "INSERT INTO students (id, student_number, first_name, last_name, date_of_birth, grade) \
+         VALUES ($1, 'blocker', 'B', 'B', '2014-01-01', '3')",
+    )
+    .bind(blocked)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+
+    let v = vitals.clone();
+    let first = source();
+    let import = tokio::spawn(async move { v.import(first, Some(options())).await });
+    let mut killer = conn.connect().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let waiting = loop {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut killer)
+        .await
+        .unwrap();
+        if n > 0 || Instant::now() >= deadline {
+            break n > 0;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(waiting, "the import never reached the locked row");
+    let killed = terminate_own_database_backends(&mut killer).await;
+    assert!(
+        killed >= 2,
+        "the import's and the blocker's backends: {killed}"
+    );
+    drop(tx);
+    let _ = blocker.close().await;
+
+    let err = tokio::time::timeout(Duration::from_secs(20), import)
+        .await
+        .expect("the import ended")
+        .unwrap()
+        .unwrap_err();
+    let line = match &err {
+        Error::Import(ImportError::Database { line, .. }) => *line,
+        other => panic!("expected a database error of the import, got {other}"),
+    };
+    assert_eq!(
+        line,
+        (2 * CHUNK + 1) as u64,
+        "the failed chunk is the third: {err}"
+    );
+    assert!(
+        err.to_string().contains("chunk starting on line 201"),
+        "the error says which chunk was not committed: {err}"
+    );
+    // Two chunks committed whole, nothing of the third.
+    assert_eq!(counts(&pool).await, (CHUNK as i64, CHUNK as i64));
+
+    // Running it again completes it.
+    let report = vitals.import(source(), Some(options())).await.unwrap();
+    assert_eq!(report.total, 2 * STUDENTS as u64);
+    assert_eq!(report.duplicates, 2 * CHUNK as u64, "{report:#?}");
+    assert_eq!(
+        report.imported,
+        (2 * STUDENTS - 2 * CHUNK) as u64,
+        "{report:#?}"
+    );
+    assert_eq!(report.rejected, 0, "{report:#?}");
+    assert_eq!(counts(&pool).await, (STUDENTS as i64, STUDENTS as i64));
+    eprintln!("pg kill mid-import: {killed} backends terminated; {err}");
+    killer.close().await.unwrap();
+    vitals.shutdown().await;
+}
+
+/// Everything written through `tracing` while a closure runs on this thread.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+/// Nothing listens where `DATABASE_URL` points: `build` returns a connect error after the
+/// retry policy's attempts (each retry is logged; no panic; bounded time), naming where it
+/// tried, with the password masked in its text, its debug form and the log.
+#[test]
+fn postgres_unreachable_at_start_is_a_clear_error_after_the_retries() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(captured.clone())
+        .finish();
+    // This thread only: the other tests of this binary do not write here.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let port = free_port();
+    let url = format!("postgres://vitals:Sup3rSecretPw@127.0.0.1:{port}/school");
+    let config = Config::from_env_with(|name| match name {
+        "DATABASE_URL" => Some(url.clone()),
+        "DB_RETRY_MAX" => Some("3".into()),
+        "DB_RETRY_BASE_DELAY" => Some("50".into()),
+        "DB_RETRY_MAX_DELAY" => Some("100".into()),
+        "DB_ACQUIRE_TIMEOUT" => Some("1000".into()),
+        _ => None,
+    })
+    .unwrap();
+    let t0 = Instant::now();
+    let err = rt
+        .block_on(Vitals::builder().config(config).build())
+        .unwrap_err();
+    let elapsed = t0.elapsed();
+    let text = err.to_string();
+    let debug = format!("{err:?}");
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    eprintln!("unreachable at start after {elapsed:?}: {text}");
+    assert!(matches!(err, Error::Pool(_)), "{debug}");
+    assert!(text.contains("cannot connect to"), "{text}");
+    assert!(
+        text.contains("127.0.0.1"),
+        "the error names the host: {text}"
+    );
+    let retries = log.matches("retrying the unit of work").count();
+    assert_eq!(retries, 2, "three attempts, two retries logged:\n{log}");
+    for s in [&text, &debug, &log] {
+        assert!(!s.contains("Sup3rSecretPw"), "password leaked: {s}");
+    }
+    // Three attempts, each bounded by the acquire timeout, plus backoff: well under 10 s.
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+}
