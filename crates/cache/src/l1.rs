@@ -3,22 +3,30 @@
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 use lru::LruCache;
 
+use crate::clock;
 use crate::error::CacheError;
 use crate::tier::Tier;
 
 struct Entry {
     value: Arc<[u8]>,
-    expires: Instant,
+    /// Expiry on the coarse clock ([`clock::now_ms`]).
+    expires: u64,
     tags: Box<[Arc<str>]>,
+    /// The shard's insert count when this entry was last moved to the front.
+    promoted: u64,
 }
 
 struct Shard {
     map: LruCache<String, Entry>,
+    /// Inserts so far; an entry hit after more than `promote_after` inserts
+    /// since its last promotion is moved to the front again.
+    inserts: u64,
+    promote_after: u64,
     /// Tag to keys of this shard, only for entries set with tags here.
     tags: HashMap<Arc<str>, HashSet<String>>,
 }
@@ -37,14 +45,21 @@ impl Shard {
 }
 
 /// A bounded in-process cache of serialised values: `shards` LRU maps, each
-/// behind its own mutex, with a TTL per entry (expired entries are dropped
-/// when met). It also implements [`Tier`].
+/// behind its own read-write lock, with a TTL per entry (expired entries are
+/// dropped when met). It also implements [`Tier`].
+///
+/// A hit takes only a read lock: the entry is moved to the front of its LRU
+/// list (under the write lock) only once more than a quarter of the shard's
+/// capacity was inserted since its last move. An entry hit at least that
+/// often is never evicted, so this is LRU as far as eviction can tell, while
+/// concurrent hits don't serialise on a lock. Expiry uses a coarse clock
+/// (2 ms resolution).
 ///
 /// Values are kept as shared bytes (`Arc<[u8]>`), so a hit copies nothing.
 /// `L1Cache` is `Send + Sync`; share it by `Arc` (or through a
 /// [`TieredCache`](crate::TieredCache), which is cheap to clone).
 pub struct L1Cache {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[RwLock<Shard>]>,
     mask: usize,
     max_ttl: Duration,
     entries: AtomicUsize,
@@ -76,9 +91,11 @@ impl L1Cache {
         let shards = (0..n)
             .map(|i| {
                 let cap = base + usize::from(i < extra);
-                Mutex::new(Shard {
+                RwLock::new(Shard {
                     // `cap` >= 1 because n <= max_size.
                     map: LruCache::new(NonZeroUsize::new(cap).unwrap_or(NonZeroUsize::MIN)),
+                    inserts: 0,
+                    promote_after: (cap / 4) as u64,
                     tags: HashMap::new(),
                 })
             })
@@ -92,15 +109,19 @@ impl L1Cache {
         }
     }
 
-    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
-        // FNV-1a: cheap and good enough to spread keys over shards.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in key.as_bytes() {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
+    fn index(&self, key: &str) -> usize {
+        // FxHash-style over 8-byte words: cheap, and enough to spread keys.
+        let mut h: u64 = key.len() as u64;
+        for chunk in key.as_bytes().chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(0x517c_c1b7_2722_0a95);
         }
-        let i = (h ^ (h >> 32)) as usize & self.mask;
-        lock(&self.shards[i])
+        (h >> 32) as usize & self.mask
+    }
+
+    fn shard(&self, key: &str) -> RwLockWriteGuard<'_, Shard> {
+        write(&self.shards[self.index(key)])
     }
 
     fn account_remove(&self, key: &str, e: &Entry) {
@@ -111,25 +132,50 @@ impl L1Cache {
 
     /// The value of `key` if present and not expired; marks it recently used.
     pub fn get(&self, key: &str) -> Option<Arc<[u8]>> {
-        let mut shard = self.shard(key);
-        let e = shard.map.get(key)?;
-        if e.expires > Instant::now() {
-            return Some(e.value.clone());
+        let i = self.index(key);
+        let now = clock::now_ms();
+        let promote = {
+            let shard = read(&self.shards[i]);
+            let e = shard.map.peek(key)?;
+            if e.expires > now {
+                let stale = shard.inserts.wrapping_sub(e.promoted) > shard.promote_after;
+                let v = e.value.clone();
+                if !stale {
+                    return Some(v);
+                }
+                Some(v)
+            } else {
+                None
+            }
+        };
+        let mut shard = write(&self.shards[i]);
+        match promote {
+            Some(v) => {
+                let inserts = shard.inserts;
+                if let Some(e) = shard.map.get_mut(key) {
+                    e.promoted = inserts;
+                }
+                Some(v)
+            }
+            None => {
+                if shard.map.peek(key).is_some_and(|e| e.expires <= now) {
+                    if let Some((k, e)) = shard.map.pop_entry(key) {
+                        shard.forget_tags(&k, &e);
+                        self.account_remove(&k, &e);
+                    }
+                }
+                None
+            }
         }
-        if let Some((k, e)) = shard.map.pop_entry(key) {
-            shard.forget_tags(&k, &e);
-            self.account_remove(&k, &e);
-        }
-        None
     }
 
     /// Whether `key` is present and not expired, without touching recency.
     pub fn contains(&self, key: &str) -> bool {
-        let shard = self.shard(key);
+        let shard = read(&self.shards[self.index(key)]);
         shard
             .map
             .peek(key)
-            .is_some_and(|e| e.expires > Instant::now())
+            .is_some_and(|e| e.expires > clock::now_ms())
     }
 
     /// Stores `value` under `key` for `ttl` (capped by the cache's maximum),
@@ -150,7 +196,7 @@ impl L1Cache {
         tags: &[&str],
         cond: impl FnOnce() -> bool,
     ) -> bool {
-        let expires = Instant::now() + ttl.min(self.max_ttl);
+        let expires = clock::deadline_ms(ttl.min(self.max_ttl));
         let tags: Box<[Arc<str>]> = tags.iter().map(|t| Arc::<str>::from(*t)).collect();
         let size = key.len() + value.len();
         let mut shard = self.shard(key);
@@ -164,10 +210,12 @@ impl L1Cache {
                 .or_default()
                 .insert(key.to_owned());
         }
+        shard.inserts = shard.inserts.wrapping_add(1);
         let entry = Entry {
             value,
             expires,
             tags,
+            promoted: shard.inserts,
         };
         self.entries.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(size, Ordering::Relaxed);
@@ -209,7 +257,7 @@ impl L1Cache {
     pub fn invalidate_tag(&self, tag: &str) -> Vec<String> {
         let mut removed = Vec::new();
         for s in self.shards.iter() {
-            let mut shard = lock(s);
+            let mut shard = write(s);
             let Some(keys) = shard.tags.remove(tag) else {
                 continue;
             };
@@ -227,7 +275,7 @@ impl L1Cache {
     /// Removes every entry.
     pub fn clear(&self) {
         for s in self.shards.iter() {
-            let mut shard = lock(s);
+            let mut shard = write(s);
             for (k, e) in shard.map.iter() {
                 self.entries.fetch_sub(1, Ordering::Relaxed);
                 self.bytes
@@ -259,10 +307,14 @@ impl L1Cache {
     }
 }
 
-/// Locks a shard; a panic while holding it leaves a consistent LRU map (all
-/// updates are single calls), so a poisoned lock is taken over.
-fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+// A panic while holding a shard leaves a consistent LRU map (all updates are
+// single calls), so a poisoned lock is taken over.
+fn read(m: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
+    m.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write(m: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
+    m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Tier for L1Cache {
@@ -316,6 +368,17 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_hit_between_inserts_is_never_evicted() {
+        let c = L1Cache::new(8, Duration::from_secs(60), 1);
+        c.insert("hot", v("x"), Duration::from_secs(60), &[]);
+        for i in 0..1000 {
+            c.insert(&format!("cold{i}"), v("x"), Duration::from_secs(60), &[]);
+            assert!(c.get("hot").is_some(), "evicted after {i} inserts");
+        }
+        assert_eq!(c.len(), 8);
+    }
+
+    #[test]
     fn sharded_capacity_sums_to_max_size() {
         let c = L1Cache::new(1000, Duration::from_secs(60), 16);
         for i in 0..5000 {
@@ -362,7 +425,7 @@ mod tests {
         removed.sort();
         assert_eq!(removed, ["b"]);
         assert!(c.get("c").is_some());
-        let shard = lock(&c.shards[0]);
+        let shard = read(&c.shards[0]);
         assert_eq!(shard.tags.len(), 1, "only vaccinations remains indexed");
     }
 

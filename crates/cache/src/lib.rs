@@ -37,6 +37,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod breaker;
+mod clock;
 pub mod codec;
 mod config;
 mod error;
