@@ -1,10 +1,156 @@
-//! Benchmarks of vitals-pool (placeholder until the crate's issue lands).
-use criterion::{criterion_group, criterion_main, Criterion};
+//! Benchmarks of vitals-pool against real PostgreSQL (DATABASE_URL, default
+//! postgres://postgres@127.0.0.1:5432/test).
+//!
+//! `cargo bench -p vitals-benches --bench pool -- pool/acquire --warm-up-time 1 --measurement-time 3`
+//! compares acquire + release through `MonitoredPool` with the bare sqlx pool, on the same pool.
+//!
+//! `cargo bench -p vitals-benches --bench pool -- pool/sizes` prints throughput and p99 of a
+//! latency-bound and a CPU-bound query at pool sizes 5, 10, 25 and 50 (not a criterion
+//! measurement: a fixed 2 s run per cell with 100 client tasks; it runs only when asked for).
+// criterion_group! generates an undocumented `pub fn benches`.
+#![allow(missing_docs)]
 
-/// Placeholder so that `cargo bench` builds.
-fn placeholder(c: &mut Criterion) {
-    c.bench_function("pool/placeholder", |b| b.iter(|| std::hint::black_box(1 + 1)));
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use sqlx::postgres::PgPoolOptions;
+use vitals_pool::MonitoredPool;
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
-criterion_group!(benches, placeholder);
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Acquire and release one connection, through `MonitoredPool` and through the bare sqlx pool
+/// it wraps (same pool, 4 connections), with sqlx's default ping before acquire and without.
+/// A current-thread runtime keeps cross-thread wake-ups out of the comparison.
+fn acquire_release(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    for ping in [true, false] {
+        let pool = rt.block_on(async {
+            PgPoolOptions::new()
+                .min_connections(4)
+                .max_connections(4)
+                .test_before_acquire(ping)
+                .connect(&database_url())
+                .await
+                .expect("connect to DATABASE_URL")
+        });
+        let monitored = MonitoredPool::new(pool.clone());
+        let label = if ping { "ping" } else { "no_ping" };
+        let mut group = c.benchmark_group(format!("pool/acquire_release/{label}"));
+        group.bench_function("sqlx_pool", |b| {
+            b.to_async(&rt).iter(|| async {
+                let conn = pool.acquire().await.expect("acquire");
+                drop(std::hint::black_box(conn));
+            });
+        });
+        group.bench_function("monitored_pool", |b| {
+            b.to_async(&rt).iter(|| async {
+                let conn = monitored.acquire().await.expect("acquire");
+                drop(std::hint::black_box(conn));
+            });
+        });
+        group.finish();
+        rt.block_on(pool.close());
+    }
+}
+
+struct Cell {
+    queries: usize,
+    p50: Duration,
+    p99: Duration,
+    errors: usize,
+}
+
+async fn run_cell(size: u32, sql: &'static str, clients: usize, run_for: Duration) -> Cell {
+    let pool = PgPoolOptions::new()
+        .min_connections(size)
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(&database_url())
+        .await
+        .expect("connect to DATABASE_URL");
+    let pool = MonitoredPool::new(pool);
+    let deadline = Instant::now() + run_for;
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut errors = 0;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    match sqlx::query(sql).execute(&pool).await {
+                        Ok(_) => lat.push(t.elapsed()),
+                        Err(_) => errors += 1,
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await.expect("client task");
+        all.extend(lat);
+        errors += e;
+    }
+    pool.inner().close().await;
+    all.sort();
+    let q = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Cell {
+        queries: all.len(),
+        p50: q(0.50),
+        p99: q(0.99),
+        errors,
+    }
+}
+
+/// Throughput and p99 of `pg_sleep(0.005)` (latency-bound) and a 200 000-row
+/// `generate_series` count (CPU-bound) with 100 clients at pool sizes 5, 10, 25, 50.
+fn pool_sizes(_c: &mut Criterion) {
+    if !std::env::args().any(|a| a.contains("pool/sizes")) {
+        return;
+    }
+    let rt = runtime();
+    let run_for = Duration::from_secs(2);
+    println!("workload | pool size | queries/s | p50 ms | p99 ms | errors");
+    for (name, sql) in [
+        ("latency-bound pg_sleep(0.005)", "SELECT pg_sleep(0.005)"),
+        (
+            "cpu-bound count(generate_series(1,200000))",
+            "SELECT count(*) FROM generate_series(1, 200000)",
+        ),
+    ] {
+        for size in [5u32, 10, 25, 50] {
+            let cell = rt.block_on(run_cell(size, sql, 100, run_for));
+            println!(
+                "{name} | {size} | {:.0} | {:.1} | {:.1} | {}",
+                cell.queries as f64 / run_for.as_secs_f64(),
+                cell.p50.as_secs_f64() * 1000.0,
+                cell.p99.as_secs_f64() * 1000.0,
+                cell.errors
+            );
+        }
+    }
+}
+
+criterion_group!(benches, acquire_release, pool_sizes);
 criterion_main!(benches);
