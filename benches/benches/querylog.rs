@@ -1,10 +1,187 @@
-//! Benchmarks of vitals-querylog (placeholder until the crate's issue lands).
-use criterion::{criterion_group, criterion_main, Criterion};
+//! Benchmarks of vitals-querylog: the sanitiser beside the performance report's
+//! four regexes (and, with `--features pg-query`, `pg_query::normalize`, the
+//! PostgreSQL parser) on one corpus, in one run; and `QueryLogger::record` beside
+//! a report-style logger (regexes + a map + a history).
+//!
+//! Run: `cargo bench -p vitals-benches --bench querylog -- --warm-up-time 1 --measurement-time 3`
+//! (add `--features pg-query` for the parser peer; it needs libclang to build).
+// criterion_group! generates an undocumented `pub fn benches`.
+#![allow(missing_docs)]
+use std::collections::{HashMap, VecDeque};
+use std::hint::black_box;
+use std::sync::Mutex;
+use std::time::Duration;
 
-/// Placeholder so that `cargo bench` builds.
-fn placeholder(c: &mut Criterion) {
-    c.bench_function("querylog/placeholder", |b| b.iter(|| std::hint::black_box(1 + 1)));
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use regex::Regex;
+use vitals_querylog::{sanitize_sql, LoggerConfig, QueryEvent, QueryLogger};
+
+/// Realistic statements of a school-health service, with the literal values
+/// each holds (checked against every sanitiser's output before timing).
+const CORPUS: &[(&str, &[&str])] = &[
+    ("SELECT s.id, s.first_name, s.last_name FROM students s WHERE s.school_id = 42 AND s.last_name = 'Núñez' ORDER BY s.last_name LIMIT 50", &["Núñez"]),
+    ("SELECT * FROM students WHERE email = 'ann.lee@example.com'", &["ann.lee@example.com"]),
+    ("SELECT * FROM students WHERE ssn = '219099999' OR ssn = '219-09-9999'", &["219099999", "219-09-9999"]),
+    ("INSERT INTO health_records (student_id, record_type, notes, recorded_at) VALUES (1017, 'visit', 'complained of headache; mother (Maria Lopez) called', '2024-03-05 10:12:00'), (1018, 'visit', 'ok', '2024-03-05 10:30:00')", &["Maria Lopez", "headache", "2024-03-05"]),
+    ("UPDATE allergies SET severity = 'severe', reaction = E'anaphylaxis\\nuses epipen' WHERE student_id = 1017 AND allergen = 'peanut'", &["anaphylaxis", "peanut", "epipen"]),
+    ("SELECT v.* FROM vaccinations v JOIN students s ON s.id = v.student_id WHERE s.id IN (1017, 1018, 1019, 1020, 1021, 1022) AND v.administered_on > DATE '2023-09-01'", &["1019", "2023-09-01"]),
+    ("DELETE FROM medications WHERE student_id = 998877 AND name = 'methylphenidate'", &["998877", "methylphenidate"]),
+    ("SELECT count(*) FROM appointments WHERE nurse_id = $1 AND starts_at BETWEEN $2 AND $3", &[]),
+    ("INSERT INTO audit_log (actor, action, detail) VALUES ($1, $2, $$patient 'ann' viewed record$$)", &["patient 'ann' viewed"]),
+    ("/* request 5f3a, user nurse.joy@school.example */ SELECT id FROM students WHERE dob = '2011-02-03'::date -- dob lookup for Ann Lee", &["nurse.joy@school.example", "2011-02-03", "Ann Lee"]),
+    ("SELECT * FROM emergency_contacts WHERE phone = '5558675309' OR phone = '(555) 867-5309'", &["5558675309", "867-5309"]),
+    ("SELECT s.id, json_agg(a.*) FROM students s LEFT JOIN allergies a ON a.student_id = s.id WHERE s.grade = 7 AND s.homeroom = 'B-12' GROUP BY s.id HAVING count(a.id) > 2", &["B-12"]),
+    ("UPDATE students SET first_name = 'josé', last_name = 'garcía', updated_at = now() WHERE id = 55501", &["josé", "garcía", "55501"]),
+    ("SELECT * FROM incidents WHERE description ILIKE '%broken arm%' AND reported_at >= '2024-01-01' AND reported_at < '2024-02-01' ORDER BY reported_at DESC", &["broken arm", "2024-01-01"]),
+    ("INSERT INTO screenings (student_id, kind, result, values) VALUES (777001, 'vision', 'refer', ARRAY[20, 40, 20, 50])", &["777001", "vision"]),
+    ("SELECT id FROM insurance WHERE member_id = 'W123456789' AND group_no = 'GRP-0042'", &["W123456789", "GRP-0042"]),
+];
+
+/// The performance report's four regexes, applied in its order.
+struct ReportRegexes([(Regex, &'static str); 4]);
+
+impl ReportRegexes {
+    fn new() -> Self {
+        let r = |p: &str| Regex::new(p).unwrap();
+        Self([
+            (r(r"'\w+@\w+\.\w+'"), "'[EMAIL]'"),
+            (r(r"'\d{3}-\d{2}-\d{4}'"), "'[SSN]'"),
+            (r(r"'\d{10,}'"), "'[PHONE]'"),
+            (r(r"'[A-Z][a-z]+ [A-Z][a-z]+'"), "'[NAME]'"),
+        ])
+    }
+
+    fn sanitize(&self, sql: &str) -> String {
+        let mut s = sql.to_string();
+        for (re, to) in &self.0 {
+            s = re.replace_all(&s, *to).into_owned();
+        }
+        s
+    }
 }
 
-criterion_group!(benches, placeholder);
+/// Literal values of the corpus that survive in a sanitiser's output.
+fn leaks(sanitize: impl Fn(&str) -> String) -> usize {
+    CORPUS
+        .iter()
+        .map(|(sql, secrets)| {
+            let out = sanitize(sql);
+            secrets.iter().filter(|s| out.contains(*s)).count()
+        })
+        .sum()
+}
+
+#[cfg(feature = "pg-query")]
+fn pg_normalize(sql: &str) -> String {
+    pg_query::normalize(sql).unwrap_or_default()
+}
+
+/// Sanitises the whole corpus once per iteration: vitals' lexer, the report's
+/// four regexes and (feature `pg-query`) `pg_query::normalize`, as bytes/s and
+/// statements/s of the same input.
+fn sanitize(c: &mut Criterion) {
+    let regexes = ReportRegexes::new();
+    assert_eq!(
+        leaks(sanitize_sql),
+        0,
+        "vitals sanitiser leaks a corpus literal"
+    );
+    eprintln!(
+        "corpus: {} statements, {} bytes; literals left: vitals 0, report regexes {}",
+        CORPUS.len(),
+        CORPUS.iter().map(|(s, _)| s.len()).sum::<usize>(),
+        leaks(|s| regexes.sanitize(s)),
+    );
+    #[cfg(feature = "pg-query")]
+    eprintln!("literals left: pg_query::normalize {}", leaks(pg_normalize));
+
+    let bytes: u64 = CORPUS.iter().map(|(s, _)| s.len() as u64).sum();
+    for (name, throughput) in [
+        ("querylog/sanitize_bytes", Throughput::Bytes(bytes)),
+        (
+            "querylog/sanitize_statements",
+            Throughput::Elements(CORPUS.len() as u64),
+        ),
+    ] {
+        let mut g = c.benchmark_group(name);
+        g.throughput(throughput);
+        g.bench_function(BenchmarkId::new("vitals_sanitize_sql", "corpus"), |b| {
+            b.iter(|| {
+                for (sql, _) in CORPUS {
+                    black_box(sanitize_sql(black_box(sql)));
+                }
+            })
+        });
+        g.bench_function(BenchmarkId::new("report_four_regexes", "corpus"), |b| {
+            b.iter(|| {
+                for (sql, _) in CORPUS {
+                    black_box(regexes.sanitize(black_box(sql)));
+                }
+            })
+        });
+        #[cfg(feature = "pg-query")]
+        g.bench_function(BenchmarkId::new("pg_query_normalize", "corpus"), |b| {
+            b.iter(|| {
+                for (sql, _) in CORPUS {
+                    black_box(pg_normalize(black_box(sql)));
+                }
+            })
+        });
+        g.finish();
+    }
+}
+
+/// The report's logger, as its TypeScript does it: regex-sanitise, count per
+/// sanitised text in a map, push to a bounded history, all under one lock.
+struct ReportStyleLogger {
+    regexes: ReportRegexes,
+    state: Mutex<(HashMap<String, (u64, f64)>, VecDeque<(String, f64)>)>,
+}
+
+impl ReportStyleLogger {
+    fn record(&self, sql: &str, d: Duration) {
+        let s = self.regexes.sanitize(sql);
+        let ms = d.as_secs_f64() * 1000.0;
+        let mut st = self.state.lock().unwrap();
+        let e = st.0.entry(s.clone()).or_insert((0, 0.0));
+        e.0 += 1;
+        e.1 += ms;
+        if st.1.len() >= 1000 {
+            st.1.pop_front();
+        }
+        st.1.push_back((s, ms));
+    }
+}
+
+/// One `record()` per iteration, cycling through the corpus: vitals'
+/// `QueryLogger` (sanitise, fingerprint, stats with histogram, history) beside
+/// the report-style logger (four regexes, a map, a history).
+fn record(c: &mut Criterion) {
+    let logger = QueryLogger::new(LoggerConfig::default());
+    let peer = ReportStyleLogger {
+        regexes: ReportRegexes::new(),
+        state: Mutex::new((HashMap::new(), VecDeque::new())),
+    };
+    let mut g = c.benchmark_group("querylog/record");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0usize;
+    g.bench_function("vitals_query_logger", |b| {
+        b.iter(|| {
+            let (sql, _) = CORPUS[i % CORPUS.len()];
+            i += 1;
+            logger.record(QueryEvent::new(black_box(sql), Duration::from_micros(1500)));
+        })
+    });
+    let mut i = 0usize;
+    g.bench_function("report_style_logger", |b| {
+        b.iter(|| {
+            let (sql, _) = CORPUS[i % CORPUS.len()];
+            i += 1;
+            peer.record(black_box(sql), Duration::from_micros(1500));
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, sanitize, record);
 criterion_main!(benches);

@@ -636,6 +636,19 @@ impl QueryLogger {
         })
     }
 
+    /// Starts the summary thread at the configured interval
+    /// (`DB_QUERYLOG_SUMMARY_SECS`); `None` when that is off.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::SpawnSummary`] when the thread cannot be started.
+    pub fn start_configured_summary(&self) -> Result<Option<SummaryHandle>, crate::Error> {
+        match self.inner.config.summary_interval() {
+            Some(interval) => self.spawn_summary(interval).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Opens an N+1 detection scope (e.g. one request). Queries recorded through
     /// the guard are counted per fingerprint; when the guard drops, each
     /// fingerprint seen `n_plus_one_threshold` times or more becomes a finding.

@@ -304,3 +304,13 @@ fn summary_thread_stops_when_asked() {
     let handle = logger.spawn_summary(Duration::from_millis(5)).unwrap();
     handle.stop();
 }
+
+#[test]
+fn configured_summary_can_be_off() {
+    let config = LoggerConfig::builder()
+        .summary_interval(None)
+        .build()
+        .unwrap();
+    let logger = QueryLogger::new(config);
+    assert!(logger.start_configured_summary().unwrap().is_none());
+}
