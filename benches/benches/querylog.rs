@@ -131,11 +131,14 @@ fn sanitize(c: &mut Criterion) {
     }
 }
 
+/// Count and total ms per sanitised text, and the bounded history.
+type ReportState = (HashMap<String, (u64, f64)>, VecDeque<(String, f64)>);
+
 /// The report's logger, as its TypeScript does it: regex-sanitise, count per
 /// sanitised text in a map, push to a bounded history, all under one lock.
 struct ReportStyleLogger {
     regexes: ReportRegexes,
-    state: Mutex<(HashMap<String, (u64, f64)>, VecDeque<(String, f64)>)>,
+    state: Mutex<ReportState>,
 }
 
 impl ReportStyleLogger {
