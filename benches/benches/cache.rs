@@ -1,10 +1,405 @@
-//! Benchmarks of vitals-cache (placeholder until the crate's issue lands).
-use criterion::{criterion_group, criterion_main, Criterion};
+//! Benchmarks of vitals-cache, each beside a peer in the same group.
+//!
+//! Run (short, the machine is shared):
+//! `cargo bench -p vitals-benches --bench cache -- --warm-up-time 1 --measurement-time 3`
+//! Needs Redis at REDIS_URL (default redis://127.0.0.1:6379) for the L2 and
+//! coherence groups. The Zipf hit rates and the single-flight load counts
+//! are printed to stderr.
 
-/// Placeholder so that `cargo bench` builds.
-fn placeholder(c: &mut Criterion) {
-    c.bench_function("cache/placeholder", |b| b.iter(|| std::hint::black_box(1 + 1)));
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
+use rand::{Rng, SeedableRng};
+use vitals_cache::{CacheConfig, L1Cache, Tier as _, TieredCache};
+
+const KEYS: usize = 1000;
+const MIN: Duration = Duration::from_secs(60);
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-criterion_group!(benches, placeholder);
+fn keys() -> Vec<String> {
+    (0..KEYS)
+        .map(|i| format!("student:{i}:allergies"))
+        .collect()
+}
+
+/// A small JSON record like an allergy list entry (~100 bytes).
+fn payload() -> Arc<[u8]> {
+    Arc::from(
+        br#"[{"allergen":"peanut","severity":"LIFE_THREATENING","reaction":"anaphylaxis","verified":true}]"#
+            .as_slice(),
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs `op(thread, i)` `iters` times on each of `threads` threads; returns
+/// the wall time (throughput is set to `threads` elements per iteration).
+fn on_threads<F>(threads: usize, iters: u64, op: F) -> Duration
+where
+    F: Fn(usize, u64) + Sync,
+{
+    let barrier = std::sync::Barrier::new(threads);
+    let start = std::sync::Mutex::new(None::<Instant>);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (op, barrier, start) = (&op, &barrier, &start);
+            s.spawn(move || {
+                if barrier.wait().is_leader() {
+                    *start.lock().unwrap() = Some(Instant::now());
+                }
+                for i in 0..iters {
+                    op(t, i);
+                }
+            });
+        }
+    });
+    let started = *start.lock().unwrap();
+    started.map_or(Duration::ZERO, |s| s.elapsed())
+}
+
+/// An L1 hit (1 000 entries, all present) at 1 and 2 threads: vitals
+/// `L1Cache::get` (16 shards) beside moka's sync cache and quick_cache holding
+/// the same shared bytes.
+fn l1_hit(c: &mut Criterion) {
+    let keys = keys();
+    let l1 = L1Cache::new(KEYS, MIN, 16);
+    let moka: moka::sync::Cache<String, Arc<[u8]>> = moka::sync::Cache::new(KEYS as u64);
+    let quick: quick_cache::sync::Cache<String, Arc<[u8]>> = quick_cache::sync::Cache::new(KEYS);
+    for k in &keys {
+        l1.insert(k, payload(), MIN, &[]);
+        moka.insert(k.clone(), payload());
+        quick.insert(k.clone(), payload());
+    }
+    moka.run_pending_tasks();
+    let mut g = c.benchmark_group("cache/l1_hit");
+    for threads in [1usize, 2] {
+        g.throughput(Throughput::Elements(threads as u64));
+        let idx = |t: usize, i: u64| (i as usize * 7 + t * 501) % KEYS;
+        g.bench_function(BenchmarkId::new("vitals_l1", threads), |b| {
+            b.iter_custom(|n| {
+                on_threads(threads, n, |t, i| {
+                    black_box(l1.get(&keys[idx(t, i)]));
+                })
+            })
+        });
+        g.bench_function(BenchmarkId::new("moka_sync", threads), |b| {
+            b.iter_custom(|n| {
+                on_threads(threads, n, |t, i| {
+                    black_box(moka.get(&keys[idx(t, i)]));
+                })
+            })
+        });
+        g.bench_function(BenchmarkId::new("quick_cache", threads), |b| {
+            b.iter_custom(|n| {
+                on_threads(threads, n, |t, i| {
+                    black_box(quick.get(&keys[idx(t, i)]));
+                })
+            })
+        });
+    }
+    g.finish();
+
+    // The whole TieredCache::get path on an L1 hit, JSON decoding included.
+    let rt = runtime();
+    let cache = rt
+        .block_on(TieredCache::builder(CacheConfig::default()).build())
+        .unwrap();
+    for k in &keys {
+        rt.block_on(cache.set(k, &"peanut, LIFE_THREATENING", MIN, &[]))
+            .unwrap();
+    }
+    let mut g = c.benchmark_group("cache/tiered_get_l1_hit");
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0usize;
+    g.bench_function("vitals_tiered_get_string", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 7) % KEYS;
+            let (cache, k) = (&cache, &keys[i]);
+            async move { black_box(cache.get::<String>(k).await) }
+        })
+    });
+    g.finish();
+}
+
+/// An L2 hit (L1 disabled): vitals `RedisTier::get` (GET + header decode) and
+/// `TieredCache::get` (GET+PTTL pipeline, JSON decode) beside a bare redis-rs
+/// `GET` of the same bytes on a multiplexed connection.
+fn l2_hit(c: &mut Criterion) {
+    let rt = runtime();
+    let prefix = format!("bench-l2-{}", std::process::id());
+    let cfg = CacheConfig::default()
+        .with_redis_url(Some(redis_url()))
+        .with_key_prefix(&prefix)
+        .with_l1(false, 1, MIN);
+    let Ok(cache) = rt.block_on(TieredCache::builder(cfg).build()) else {
+        eprintln!("cache/l2_hit skipped: bad config");
+        return;
+    };
+    if !cache.redis().is_some_and(|r| r.is_connected()) {
+        eprintln!("cache/l2_hit skipped: redis unreachable");
+        return;
+    }
+    let value = String::from_utf8(payload().to_vec()).unwrap();
+    rt.block_on(cache.set("student:1:allergies", &value, MIN, &[]))
+        .unwrap();
+    let tier = cache.redis().unwrap().clone();
+    let data_key = tier.data_key("student:1:allergies");
+    let raw_key = format!("{prefix}:raw");
+    let mut conn = rt.block_on(async {
+        let c = redis::Client::open(redis_url().as_str()).unwrap();
+        c.get_multiplexed_async_connection().await.unwrap()
+    });
+    let stored: Vec<u8> = rt.block_on(async {
+        redis::cmd("GET")
+            .arg(&data_key)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    });
+    rt.block_on(async {
+        redis::cmd("SET")
+            .arg(&raw_key)
+            .arg(&stored)
+            .arg("EX")
+            .arg(60)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap()
+    });
+    let mut g = c.benchmark_group("cache/l2_hit");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("redis_rs_bare_get", |b| {
+        b.to_async(&rt).iter(|| {
+            let mut conn = conn.clone();
+            let k = &raw_key;
+            async move {
+                let v: Vec<u8> = redis::cmd("GET")
+                    .arg(k)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                black_box(v)
+            }
+        })
+    });
+    let mut cm = rt.block_on(async {
+        let c = redis::Client::open(redis_url().as_str()).unwrap();
+        redis::aio::ConnectionManager::new(c).await.unwrap()
+    });
+    g.bench_function("redis_rs_connection_manager_get", |b| {
+        b.to_async(&rt).iter(|| {
+            let mut cm = cm.clone();
+            let k = &raw_key;
+            async move {
+                let v: Vec<u8> = redis::cmd("GET").arg(k).query_async(&mut cm).await.unwrap();
+                black_box(v)
+            }
+        })
+    });
+    g.bench_function("vitals_redis_tier_get", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(tier.get("student:1:allergies").await.unwrap()) })
+    });
+    g.bench_function("vitals_tiered_get_l1_off", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(cache.get::<String>("student:1:allergies").await.unwrap()) })
+    });
+    g.finish();
+    rt.block_on(async {
+        cache.delete("student:1:allergies").await;
+        let _: () = redis::cmd("DEL")
+            .arg(&raw_key)
+            .query_async(&mut cm)
+            .await
+            .unwrap();
+        cache.shutdown().await;
+    });
+}
+
+/// 100 concurrent `get_or_load` misses of one fresh key (L1 only, the loader
+/// yields once): time for all 100 to return; the loader count is printed
+/// (expected: 1 per round).
+fn single_flight(c: &mut Criterion) {
+    let rt = runtime();
+    let cache = rt
+        .block_on(TieredCache::builder(CacheConfig::default()).build())
+        .unwrap();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let mut g = c.benchmark_group("cache/single_flight");
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("vitals_100_concurrent_misses", |b| {
+        b.to_async(&rt).iter(|| {
+            let (cache, loads, rounds) = (cache.clone(), loads.clone(), rounds.clone());
+            async move {
+                let key = format!("k{}", rounds.fetch_add(1, Ordering::Relaxed));
+                let tasks: Vec<_> = (0..100)
+                    .map(|_| {
+                        let (cache, loads, key) = (cache.clone(), loads.clone(), key.clone());
+                        tokio::spawn(async move {
+                            cache
+                                .get_or_load(&key, MIN, &[], || async move {
+                                    loads.fetch_add(1, Ordering::Relaxed);
+                                    tokio::time::sleep(Duration::from_millis(1)).await;
+                                    Ok::<_, std::io::Error>(42u32)
+                                })
+                                .await
+                                .unwrap()
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    black_box(t.await.unwrap());
+                }
+            }
+        })
+    });
+    g.finish();
+    let (l, r) = (
+        loads.load(Ordering::Relaxed),
+        rounds.load(Ordering::Relaxed),
+    );
+    eprintln!("single_flight: {l} loads for {r} rounds of 100 concurrent misses");
+}
+
+/// A Zipf(s = 1.0) trace over 10 000 keys, 200 000 lookups, caches of 1 000
+/// entries (get, insert on miss): time per lookup for vitals L1 beside moka
+/// and quick_cache; hit rates are printed.
+fn zipf(c: &mut Criterion) {
+    const N: usize = 10_000;
+    const LEN: usize = 200_000;
+    let mut cdf = Vec::with_capacity(N);
+    let mut acc = 0.0;
+    for i in 1..=N {
+        acc += 1.0 / i as f64;
+        cdf.push(acc);
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let trace: Vec<String> = (0..LEN)
+        .map(|_| {
+            let u = rng.gen::<f64>() * acc;
+            let k = cdf.partition_point(|&x| x < u);
+            format!("student:{k}")
+        })
+        .collect();
+    let run_l1 = || {
+        let l1 = L1Cache::new(KEYS, MIN, 16);
+        let mut hits = 0usize;
+        for k in &trace {
+            if l1.get(k).is_some() {
+                hits += 1;
+            } else {
+                l1.insert(k, payload(), MIN, &[]);
+            }
+        }
+        hits
+    };
+    let run_moka = || {
+        let m: moka::sync::Cache<String, Arc<[u8]>> = moka::sync::Cache::new(KEYS as u64);
+        let mut hits = 0usize;
+        for k in &trace {
+            if m.get(k).is_some() {
+                hits += 1;
+            } else {
+                m.insert(k.clone(), payload());
+            }
+        }
+        hits
+    };
+    let run_quick = || {
+        let q: quick_cache::sync::Cache<String, Arc<[u8]>> = quick_cache::sync::Cache::new(KEYS);
+        let mut hits = 0usize;
+        for k in &trace {
+            if q.get(k).is_some() {
+                hits += 1;
+            } else {
+                q.insert(k.clone(), payload());
+            }
+        }
+        hits
+    };
+    let pct = |h: usize| 100.0 * h as f64 / LEN as f64;
+    eprintln!(
+        "zipf hit rate (s=1.0, 10k keys, 1k entries, 200k lookups): vitals_l1 {:.1}%, moka {:.1}%, quick_cache {:.1}%",
+        pct(run_l1()),
+        pct(run_moka()),
+        pct(run_quick())
+    );
+    let mut g = c.benchmark_group("cache/zipf_trace");
+    g.throughput(Throughput::Elements(LEN as u64));
+    g.sample_size(10);
+    g.bench_function("vitals_l1", |b| b.iter(|| black_box(run_l1())));
+    g.bench_function("moka_sync", |b| b.iter(|| black_box(run_moka())));
+    g.bench_function("quick_cache", |b| b.iter(|| black_box(run_quick())));
+    g.finish();
+}
+
+/// Coherence delay: time from `set` on instance A to the key leaving
+/// instance B's L1 (pub/sub through the local Redis), B polling every 50 µs.
+fn coherence(c: &mut Criterion) {
+    let rt = runtime();
+    let cfg = CacheConfig::default()
+        .with_redis_url(Some(redis_url()))
+        .with_key_prefix(format!("bench-coh-{}", std::process::id()));
+    let pair = rt.block_on(async {
+        let a = TieredCache::builder(cfg.clone()).build().await.ok()?;
+        let b = TieredCache::builder(cfg).build().await.ok()?;
+        (a.wait_subscribed(Duration::from_secs(2)).await
+            && b.wait_subscribed(Duration::from_secs(2)).await)
+            .then_some((a, b))
+    });
+    let Some((a, b)) = pair else {
+        eprintln!("cache/coherence skipped: redis unreachable");
+        return;
+    };
+    let mut g = c.benchmark_group("cache/coherence");
+    g.sample_size(20);
+    g.bench_function("set_on_a_to_evicted_on_b", |bch| {
+        bch.to_async(&rt).iter_custom(|iters| {
+            let (a, b) = (a.clone(), b.clone());
+            async move {
+                let mut total = Duration::ZERO;
+                for i in 0..iters {
+                    b.l1().unwrap().insert("k", payload(), MIN, &[]);
+                    let t0 = Instant::now();
+                    a.set("k", &i, MIN, &[]).await.unwrap();
+                    while b.l1().unwrap().contains("k") {
+                        tokio::time::sleep(Duration::from_micros(50)).await;
+                    }
+                    total += t0.elapsed();
+                }
+                total
+            }
+        })
+    });
+    g.finish();
+    rt.block_on(async {
+        a.delete("k").await;
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
+
+/// Every cache bench, in one run so each ratio comes from one machine state.
+fn benches() {
+    let mut c = Criterion::default().configure_from_args();
+    l1_hit(&mut c);
+    l2_hit(&mut c);
+    single_flight(&mut c);
+    zipf(&mut c);
+    coherence(&mut c);
+}
+
 criterion_main!(benches);
