@@ -676,6 +676,14 @@ mod tests {
     }
 
     #[test]
+    fn tls_url_without_tls_support_names_redis_url() {
+        let err =
+            CacheConfig::from_env_with(env(&[("REDIS_URL", "rediss://:pw@h:6380/0")])).unwrap_err();
+        assert_eq!(err.problems()[0].variable, "REDIS_URL");
+        assert!(!err.to_string().contains(":pw@"), "{err}");
+    }
+
+    #[test]
     fn mask_url_hides_password_only() {
         assert_eq!(
             mask_url("redis://user:secret@h:1/0"),

@@ -60,6 +60,14 @@ pub(crate) struct Inner {
     closed: AtomicBool,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: stop the background tasks even without
+        // an explicit shutdown (they only hold weak references).
+        self.shutdown.cancel();
+    }
+}
+
 /// A two-tier cache: a bounded in-process LRU ([`L1Cache`]) over Redis
 /// ([`RedisTier`]), kept coherent across instances by pub/sub.
 ///

@@ -94,11 +94,17 @@ impl WarmScheduler {
     /// tokio runtime.
     pub fn start<W: Warmer>(cache: &TieredCache, warmer: W) -> Self {
         let warmer = Arc::new(warmer);
-        let run_cache = cache.clone();
+        // Weak, so a scheduler alone does not keep a dropped cache alive.
+        let weak = Arc::downgrade(&cache.inner);
         let run: Arc<RunFn> = Arc::new(move || {
-            let cache = run_cache.clone();
+            let weak = weak.clone();
             let warmer = warmer.clone();
-            Box::pin(async move { warm(&cache, &*warmer).await })
+            Box::pin(async move {
+                match weak.upgrade() {
+                    Some(inner) => warm(&TieredCache { inner }, &*warmer).await,
+                    None => WarmSummary::default(),
+                }
+            })
         });
         let sched = Self {
             run,

@@ -399,3 +399,30 @@ async fn l2_hit_fills_l1_and_stats_serialise() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn dropping_or_shutting_down_the_cache_ends_its_subscription() {
+    let numsub = |channel: String| async move {
+        let mut c = raw_conn(&redis_url()).await;
+        let v: Vec<(String, u64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        v[0].1
+    };
+    let (a, b) = pair(config("drop", &redis_url())).await;
+    let channel = a.redis().unwrap().channel().to_owned();
+    assert_eq!(numsub(channel.clone()).await, 2);
+    a.shutdown().await;
+    drop(a);
+    drop(b); // no shutdown: dropping the last handle stops the tasks too
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let ch = channel.clone();
+            async move { numsub(ch).await == 0 }
+        })
+        .await
+    );
+}
