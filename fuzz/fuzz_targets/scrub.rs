@@ -1,0 +1,17 @@
+//! The free-text scrubber and the log-line scrubber never panic, and the value of a
+//! PostgreSQL `Key (…)=(…)` DETAIL never survives.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use vitals_querylog::{scrub_log_line, scrub_text};
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let _ = scrub_text(&text);
+    let _ = scrub_log_line(&text);
+    // A DETAIL line's value: anything without a line break or a closing parenthesis.
+    let value: String = text.chars().filter(|c| *c != '\n' && *c != ')').collect();
+    let detail = format!("DETAIL:  Key (email)=(zqMARKqz{value}) already exists.");
+    let out = scrub_text(&detail);
+    assert!(!out.contains("zqMARKqz"), "DETAIL value survived: {detail:?} -> {out:?}");
+});
