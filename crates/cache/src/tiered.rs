@@ -108,8 +108,9 @@ pub struct TieredCacheBuilder {
 }
 
 impl TieredCacheBuilder {
-    /// How long `build` waits for the first Redis connection and subscription
-    /// before starting degraded (default: the connect timeout).
+    /// How long `build` waits for the first Redis connection, and then for
+    /// the subscription, before starting degraded (default: the connect
+    /// timeout; so `build` takes at most twice this).
     pub fn connect_wait(mut self, wait: Duration) -> Self {
         self.connect_wait = Some(wait);
         self
@@ -149,7 +150,12 @@ impl TieredCacheBuilder {
             }),
         };
         if let Some(redis) = &cache.inner.redis {
-            if let Err(e) = redis.ensure_connected().await {
+            let first = tokio::time::timeout(wait, redis.ensure_connected()).await;
+            if let Some(e) = match first {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(CacheError::Timeout(wait)),
+            } {
                 tracing::warn!(
                     target: "vitals_cache",
                     error = %e,

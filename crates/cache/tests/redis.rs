@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{config, eventually, raw_conn, redis_url};
+use common::{config, eventually, raw_conn, received, redis_url};
 use redis::AsyncCommands as _;
 use serde::{Deserialize, Serialize};
 use vitals_cache::{codec, CacheConfig, EncryptionKey, Keyring, TieredCache};
@@ -35,6 +35,7 @@ async fn pair(cfg: CacheConfig) -> (TieredCache, TieredCache) {
 async fn overwrite_on_one_instance_reaches_the_other_instances_l1() {
     let (a, b) = pair(config("coherence", &redis_url())).await;
     a.set("student:1:allergies", &"v1", MIN, &[]).await.unwrap();
+    received(&b, 1).await;
     assert_eq!(
         b.get::<String>("student:1:allergies").await.as_deref(),
         Some("v1")
@@ -163,6 +164,7 @@ async fn tag_and_group_invalidation_reach_every_instance() {
                 .unwrap();
         }
     }
+    received(&b, 4).await;
     for s in ["1", "2"] {
         for kind in ["allergies", "vaccinations"] {
             assert!(b
@@ -377,6 +379,7 @@ async fn l2_hit_fills_l1_and_stats_serialise() {
     cfg.stats_refresh = Duration::from_millis(10);
     let (a, b) = pair(cfg).await;
     a.set("k", &1u32, MIN, &[]).await.unwrap();
+    received(&b, 1).await;
     assert_eq!(b.get::<u32>("k").await, Some(1)); // L2 hit
     assert_eq!(b.get::<u32>("k").await, Some(1)); // L1 hit
     assert_eq!(b.get::<u32>("nope").await, None);

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{config, eventually, free_port, raw_conn, TestRedis};
+use common::{config, eventually, free_port, raw_conn, received, TestRedis};
 use redis::AsyncCommands as _;
 use vitals_cache::{BreakerState, TieredCache};
 
@@ -65,6 +65,7 @@ async fn redis_killed_mid_test_then_restarted_heals_by_itself() {
     let b = TieredCache::builder(cfg).build().await.unwrap();
     assert!(b.wait_subscribed(Duration::from_secs(5)).await);
     a.set("student:3:allergies", &"v1", MIN, &[]).await.unwrap();
+    received(&b, 1).await;
     assert_eq!(
         b.get::<String>("student:3:allergies").await.as_deref(),
         Some("v1")

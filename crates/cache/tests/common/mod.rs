@@ -139,3 +139,18 @@ impl Drop for TestRedis {
         self.kill();
     }
 }
+
+/// Waits until `cache` has applied `n` invalidations of other instances, so a
+/// read that follows can't overlap their delivery (a read that does is not
+/// put in L1, by design).
+pub async fn received(cache: &vitals_cache::TieredCache, n: u64) {
+    let ok = eventually(Duration::from_secs(5), || async {
+        cache.stats().invalidations_received >= n
+    })
+    .await;
+    assert!(
+        ok,
+        "only {} invalidations received",
+        cache.stats().invalidations_received
+    );
+}
