@@ -1,0 +1,61 @@
+//! The `Tier` contract, run on both tiers, and a cache with L1 turned off.
+//! Run with `cargo test -p vitals-cache --test tier` (needs Redis at REDIS_URL).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{config, redis_url};
+use vitals_cache::{L1Cache, RedisTier, Tier, TieredCache};
+
+const MIN: Duration = Duration::from_secs(60);
+
+async fn contract<T: Tier>(tier: &T) {
+    let v: Arc<[u8]> = Arc::from(&b"{\"dose\":2}"[..]);
+    assert_eq!(tier.get("a").await.unwrap(), None);
+    tier.set("a", v.clone(), MIN, &["vaccinations", "group:1"])
+        .await
+        .unwrap();
+    tier.set("b", v.clone(), MIN, &["vaccinations"])
+        .await
+        .unwrap();
+    tier.set("c", v.clone(), MIN, &["group:1"]).await.unwrap();
+    tier.set("d", v.clone(), MIN, &[]).await.unwrap();
+    assert_eq!(tier.get("a").await.unwrap().as_deref(), Some(&v[..]));
+    let mut gone = tier.invalidate_tag("vaccinations").await.unwrap();
+    gone.sort();
+    assert_eq!(gone, ["a", "b"]);
+    assert_eq!(tier.get("a").await.unwrap(), None);
+    assert!(tier.get("c").await.unwrap().is_some());
+    assert!(tier.delete("c").await.unwrap());
+    assert!(!tier.delete("c").await.unwrap());
+    assert_eq!(tier.delete_many(&["c", "d", "zz"]).await.unwrap(), 1);
+    assert!(tier.invalidate_tag("group:1").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn l1_cache_keeps_the_tier_contract() {
+    contract(&L1Cache::new(100, MIN, 4)).await;
+}
+
+#[tokio::test]
+async fn redis_tier_keeps_the_tier_contract() {
+    let tier = RedisTier::new(&config("contract", &redis_url())).unwrap();
+    tier.ensure_connected().await.unwrap();
+    contract(&tier).await;
+}
+
+#[tokio::test]
+async fn with_l1_off_every_read_goes_to_redis() {
+    let cfg = config("nol1", &redis_url()).with_l1(false, 1, MIN);
+    let cache = TieredCache::builder(cfg).build().await.unwrap();
+    assert!(cache.l1().is_none());
+    cache.set("k", &"v", MIN, &[]).await.unwrap();
+    assert_eq!(cache.get::<String>("k").await.as_deref(), Some("v"));
+    assert_eq!(cache.get::<String>("k").await.as_deref(), Some("v"));
+    let s = cache.stats();
+    assert_eq!((s.l1_hits, s.l2_hits, s.l1_entries), (0, 2, 0));
+    assert!(cache.delete("k").await);
+    cache.shutdown().await;
+}
