@@ -11,7 +11,7 @@
 //! Exit status: 0 when the import ran (rejections or not), 2 when the input cannot be read at
 //! all (no such file, no header, unknown `--type`), 1 on a database error.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -68,11 +68,8 @@ impl From<ImportError> for Failure {
 async fn main() -> ExitCode {
     let args = Args::parse();
     match run(args).await {
-        Ok(report) => match serde_json::to_string_pretty(&report) {
-            Ok(json) => {
-                println!("{json}");
-                ExitCode::SUCCESS
-            }
+        Ok(report) => match print(&report) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: cannot write the report: {e}");
                 ExitCode::from(1)
@@ -87,6 +84,12 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn print(report: &ImportReport) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, report)?;
+    writeln!(out)
 }
 
 async fn run(args: Args) -> Result<ImportReport, Failure> {

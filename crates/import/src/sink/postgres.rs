@@ -12,7 +12,8 @@ use crate::spec::{Kind, RecordSpec, Value};
 
 /// Writes to PostgreSQL.
 ///
-/// Lookups are `SELECT ord FROM UNNEST($1::t1[], …) WITH ORDINALITY … WHERE EXISTS (…)`;
+/// Lookups are `SELECT ord FROM UNNEST($1::t1[], …) WITH ORDINALITY u CROSS JOIN LATERAL
+/// (SELECT 1 FROM t WHERE t.k = u.k … LIMIT 1)` (an index probe per key);
 /// inserts are `INSERT … SELECT … FROM UNNEST(…) ON CONFLICT DO NOTHING RETURNING key`: one
 /// statement per call and no temporary table, so an import of 100 rows of one type is
 /// `BEGIN`, one foreign-key query, one existing-key query, one insert and `COMMIT`.
@@ -178,9 +179,12 @@ impl Sink for PgSink {
         if let Some(filter) = lookup.filter {
             conditions.push(format!("({filter})"));
         }
+        // LATERAL … LIMIT 1 rather than EXISTS: PostgreSQL turns EXISTS into a hash semi-join
+        // that scans the whole table for every chunk; this probes the unique index per key,
+        // so a lookup costs the same on a table of a thousand rows or of millions.
         let sql = format!(
             "SELECT u.ord FROM UNNEST({}) WITH ORDINALITY AS u({}, ord) \
-             WHERE EXISTS (SELECT 1 FROM {} t WHERE {})",
+             CROSS JOIN LATERAL (SELECT 1 FROM {} t WHERE {} LIMIT 1) AS hit",
             arrays.join(", "),
             names.join(", "),
             lookup.table,
