@@ -17,27 +17,46 @@ use crate::tier::Tier;
 
 /// Sets the value, adds the key to each tag's sorted set (score = expiry in
 /// ms), prunes expired members, keeps each tag set alive as long as its
-/// longest-lived member, then publishes the overwrite. Atomic, so an
-/// invalidation of a tag sees the entry either entirely before or entirely
-/// after: an entry written during an invalidation is never orphaned.
+/// longest-lived member, bumps the key's generation, then publishes the
+/// overwrite. Atomic, so an invalidation of a tag sees the entry either
+/// entirely before or entirely after: an entry written during an
+/// invalidation is never orphaned.
+///
+/// Conditional form (a loader's result): written only if the generations of
+/// the key and of its tags are still those read before the load, so a value
+/// loaded before an overwrite, delete or tag invalidation on any instance is
+/// not put back into Redis. Returns 1 if written, 0 if not.
+///
+/// KEYS: data, n tag sets, key generation, n tag generations.
+/// ARGV: value, ttl ms, member, channel, message, n, conditional ('1'),
+/// expected generations (n + 1, '' for none).
 const SET_SCRIPT: &str = r"
+local n = tonumber(ARGV[6])
+if ARGV[7] == '1' then
+  for i = 0, n do
+    local cur = redis.call('GET', KEYS[n + 2 + i]) or ''
+    if cur ~= ARGV[8 + i] then return 0 end
+  end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[2])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 local exp = now + ttl
-for i = 2, #KEYS do
+for i = 2, n + 1 do
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
   redis.call('ZADD', KEYS[i], exp, ARGV[3])
   local top = redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')
   redis.call('PEXPIREAT', KEYS[i], top[2])
 end
+redis.call('INCR', KEYS[n + 2])
+redis.call('PEXPIRE', KEYS[n + 2], 60000)
 if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return 1
 ";
 
-/// Deletes every member of a tag and the tag set itself, atomically;
-/// returns the members whose entry still existed.
+/// Deletes every member of a tag and the tag set itself, and bumps the tag's
+/// generation, atomically; returns the members whose entry still existed.
 const INVALIDATE_SCRIPT: &str = r"
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
 local removed = {}
@@ -45,6 +64,8 @@ for _, m in ipairs(members) do
   if redis.call('UNLINK', ARGV[1] .. m) == 1 then table.insert(removed, m) end
 end
 redis.call('UNLINK', KEYS[1])
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], 60000)
 return removed
 ";
 
@@ -297,6 +318,36 @@ impl RedisTier {
 
     /// Stores the encoded value and, when `publish`, broadcasts the
     /// overwrite so other instances drop `key` from their L1.
+    fn gen_key(&self, key: &str) -> String {
+        format!("{}:g:{key}", self.inner.prefix)
+    }
+
+    fn tag_gen_key(&self, tag: &str) -> String {
+        format!("{}:gt:{tag}", self.inner.prefix)
+    }
+
+    /// The generations of `key` and of `tags` (in that order, `""` for
+    /// none), read before a load so its result can be written conditionally.
+    pub(crate) async fn generations(
+        &self,
+        key: &str,
+        tags: &[&str],
+    ) -> Result<Vec<String>, CacheError> {
+        let keys: Vec<String> = std::iter::once(self.gen_key(key))
+            .chain(tags.iter().map(|t| self.tag_gen_key(t)))
+            .collect();
+        let gens: Vec<Option<String>> =
+            self.run(|mut conn| async move {
+                redis::cmd("MGET").arg(&keys).query_async(&mut conn).await
+            })
+            .await?;
+        Ok(gens.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// Stores the encoded value and, when `publish`, broadcasts the
+    /// overwrite so other instances drop `key` from their L1. With
+    /// `expected` generations (from [`RedisTier::generations`]), writes only
+    /// if they did not move; returns whether it wrote.
     pub(crate) async fn set_inner(
         &self,
         key: &str,
@@ -304,11 +355,15 @@ impl RedisTier {
         ttl: Duration,
         tags: &[&str],
         publish: bool,
-    ) -> Result<(), CacheError> {
+        expected: Option<&[String]>,
+    ) -> Result<bool, CacheError> {
         let payload = self.inner.codec.encode(key, plain)?;
         let ttl_ms = ttl.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
         let data_key = self.data_key(key);
         let tag_keys: Vec<String> = tags.iter().map(|t| self.tag_key(t)).collect();
+        let gen_keys: Vec<String> = std::iter::once(self.gen_key(key))
+            .chain(tags.iter().map(|t| self.tag_gen_key(t)))
+            .collect();
         let msg = if publish {
             self.message(vec![key.to_owned()], None)
         } else {
@@ -316,24 +371,30 @@ impl RedisTier {
         };
         let script = &self.inner.set_script;
         let channel = &self.inner.channel;
-        self.run(|mut conn| async move {
-            let mut inv = script.key(&data_key);
-            for t in &tag_keys {
-                inv.key(t);
-            }
-            inv.arg(payload)
-                .arg(ttl_ms)
-                .arg(key)
-                .arg(channel)
-                .arg(&msg)
-                .invoke_async::<i64>(&mut conn)
-                .await
-        })
-        .await?;
-        if publish {
+        let written = self
+            .run(|mut conn| async move {
+                let mut inv = script.key(&data_key);
+                for k in tag_keys.iter().chain(&gen_keys) {
+                    inv.key(k);
+                }
+                inv.arg(payload)
+                    .arg(ttl_ms)
+                    .arg(key)
+                    .arg(channel)
+                    .arg(&msg)
+                    .arg(tags.len())
+                    .arg(if expected.is_some() { "1" } else { "0" });
+                for g in expected.unwrap_or_default() {
+                    inv.arg(g);
+                }
+                inv.invoke_async::<i64>(&mut conn).await
+            })
+            .await?
+            == 1;
+        if publish && written {
             self.inner.sent.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(())
+        Ok(written)
     }
 
     /// Deletes keys and broadcasts it.
@@ -342,18 +403,21 @@ impl RedisTier {
             return Ok(0);
         }
         let data_keys: Vec<String> = keys.iter().map(|k| self.data_key(k)).collect();
+        let gen_keys: Vec<String> = keys.iter().map(|k| self.gen_key(k)).collect();
         let msg = self.message(keys.iter().map(|k| (*k).to_owned()).collect(), None);
         let channel = &self.inner.channel;
-        let (n, _): (u64, i64) = self
+        let (n,): (u64,) = self
             .run(|mut conn| async move {
-                redis::pipe()
-                    .cmd("DEL")
-                    .arg(&data_keys)
-                    .cmd("PUBLISH")
-                    .arg(channel)
-                    .arg(&msg)
-                    .query_async(&mut conn)
-                    .await
+                let mut p = redis::pipe();
+                p.atomic().cmd("DEL").arg(&data_keys);
+                // A delete moves the generation, so in-flight loads don't
+                // write back what was deleted.
+                for g in &gen_keys {
+                    p.cmd("INCR").arg(g).ignore();
+                    p.cmd("PEXPIRE").arg(g).arg(60_000).ignore();
+                }
+                p.cmd("PUBLISH").arg(channel).arg(&msg).ignore();
+                p.query_async(&mut conn).await
             })
             .await?;
         self.inner.sent.fetch_add(1, Ordering::Relaxed);
@@ -362,12 +426,14 @@ impl RedisTier {
 
     pub(crate) async fn invalidate_tag_inner(&self, tag: &str) -> Result<Vec<String>, CacheError> {
         let tag_key = self.tag_key(tag);
+        let tag_gen = self.tag_gen_key(tag);
         let data_prefix = format!("{}:v:", self.inner.prefix);
         let script = &self.inner.invalidate_script;
         let members: Vec<String> = self
             .run(|mut conn| async move {
                 script
                     .key(&tag_key)
+                    .key(&tag_gen)
                     .arg(&data_prefix)
                     .invoke_async(&mut conn)
                     .await
@@ -478,7 +544,9 @@ impl Tier for RedisTier {
         ttl: Duration,
         tags: &[&str],
     ) -> Result<(), CacheError> {
-        self.set_inner(key, &value, ttl, tags, true).await
+        self.set_inner(key, &value, ttl, tags, true, None)
+            .await
+            .map(drop)
     }
 
     async fn delete(&self, key: &str) -> Result<bool, CacheError> {

@@ -31,6 +31,9 @@ pub struct CacheStats {
     pub load_errors: u64,
     /// Tag and group invalidations requested here.
     pub tag_invalidations: u64,
+    /// Loaded values not cached because their key or a tag was overwritten,
+    /// deleted or invalidated during the load.
+    pub stale_loads: u64,
     /// Entries in L1.
     pub l1_entries: usize,
     /// Bytes of keys and values in L1.

@@ -43,6 +43,7 @@ struct Counters {
     received: AtomicU64,
     subscription_losses: AtomicU64,
     tag_invalidations: AtomicU64,
+    stale_loads: AtomicU64,
 }
 
 pub(crate) struct Inner {
@@ -317,7 +318,7 @@ impl TieredCache {
     pub(crate) async fn store(&self, key: &str, bytes: Arc<[u8]>, ttl: Duration, tags: &[&str]) {
         self.inner.counters.sets.fetch_add(1, Ordering::Relaxed);
         if let Some(redis) = &self.inner.redis {
-            if let Err(e) = redis.set_inner(key, &bytes, ttl, tags, true).await {
+            if let Err(e) = redis.set_inner(key, &bytes, ttl, tags, true, None).await {
                 log_redis_error("set", &e);
             }
         }
@@ -329,12 +330,50 @@ impl TieredCache {
         }
     }
 
+    /// Stores a loader's result: in Redis only if no overwrite, delete or
+    /// invalidation of the key or its tags happened since `gens` were read
+    /// (on any instance); in L1 only if Redis took it (or is unavailable).
+    async fn store_loaded(
+        &self,
+        key: &str,
+        bytes: Arc<[u8]>,
+        ttl: Duration,
+        tags: &[&str],
+        gens: Option<Vec<String>>,
+    ) {
+        if let (Some(redis), Some(gens)) = (&self.inner.redis, &gens) {
+            match redis
+                .set_inner(key, &bytes, ttl, tags, true, Some(gens))
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.inner
+                        .counters
+                        .stale_loads
+                        .fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(e) => log_redis_error("set", &e),
+            }
+        }
+        self.inner.counters.sets.fetch_add(1, Ordering::Relaxed);
+        self.bump(key);
+        if let Some(l1) = &self.inner.l1 {
+            l1.insert(key, bytes, ttl, tags);
+        }
+    }
+
     /// The value of `key`, or the loader's, stored for `ttl` under `tags`.
     ///
     /// Any number of concurrent misses of one key run one loader (the others
     /// wait and share its value). If that load fails or is cancelled, one of
     /// the waiters loads next. A value loaded while an invalidation of its key
-    /// arrived is returned but not cached, since it may predate the change.
+    /// arrived is returned but not cached, since it may predate the change:
+    /// locally through the invalidation epochs, and in Redis through
+    /// generations of the key and its tags read before the load and checked
+    /// atomically by the write (so an overwrite, delete or invalidation on
+    /// another instance whose message has not arrived yet also counts).
     ///
     /// # Errors
     /// The loader's error (for the caller whose loader ran).
@@ -401,6 +440,10 @@ impl TieredCache {
             }
         }
         let e0 = self.epoch(key);
+        let gens = match &self.inner.redis {
+            Some(r) => r.generations(key, tags).await.ok(),
+            None => None,
+        };
         self.inner.counters.loads.fetch_add(1, Ordering::Relaxed);
         match loader().await {
             Ok(v) => {
@@ -408,7 +451,12 @@ impl TieredCache {
                     Ok(bytes) => {
                         let bytes: Arc<[u8]> = bytes.into();
                         if self.epoch(key) == e0 {
-                            self.store(key, bytes.clone(), ttl, tags).await;
+                            self.store_loaded(key, bytes.clone(), ttl, tags, gens).await;
+                        } else {
+                            self.inner
+                                .counters
+                                .stale_loads
+                                .fetch_add(1, Ordering::Relaxed);
                         }
                         guard.finish(Flight::Done(bytes));
                     }
@@ -529,6 +577,7 @@ impl TieredCache {
             coalesced: c.coalesced.load(Ordering::Relaxed),
             load_errors: c.load_errors.load(Ordering::Relaxed),
             tag_invalidations: c.tag_invalidations.load(Ordering::Relaxed),
+            stale_loads: c.stale_loads.load(Ordering::Relaxed),
             l1_entries: self.inner.l1.as_ref().map_or(0, L1Cache::len),
             l1_bytes: self.inner.l1.as_ref().map_or(0, L1Cache::bytes),
             redis_configured: redis.is_some(),

@@ -251,7 +251,13 @@ async fn writes_during_tag_invalidation_are_never_orphaned() {
     }
     // ...so one more invalidation leaves nothing.
     cache.invalidate_tag("vaccinations").await;
-    let left: Vec<String> = conn.keys(format!("{prefix}:*")).await.unwrap();
+    // Only generation counters (60 s TTL) remain: no value, no tag set.
+    let mut left: Vec<String> = conn.keys(format!("{prefix}:v:*")).await.unwrap();
+    left.extend(
+        conn.keys::<_, Vec<String>>(format!("{prefix}:t:*"))
+            .await
+            .unwrap(),
+    );
     assert!(left.is_empty(), "{left:?}");
     cache.shutdown().await;
 }
@@ -428,4 +434,74 @@ async fn dropping_or_shutting_down_the_cache_ends_its_subscription() {
         })
         .await
     );
+}
+
+#[tokio::test]
+async fn a_load_overtaken_by_a_change_on_another_instance_is_not_cached() {
+    let cfg = config("stale", &redis_url());
+    let (a, b) = pair(cfg.clone()).await;
+    let reader = TieredCache::builder(cfg.with_l1(false, 1, MIN))
+        .build()
+        .await
+        .unwrap();
+    type R = Result<String, std::io::Error>;
+
+    // Overwritten on B while A loads: A's caller gets its load, nobody caches it.
+    let b1 = b.clone();
+    let v: R = a
+        .get_or_load("student:5:allergies", MIN, &["allergies"], || async move {
+            b1.set("student:5:allergies", &"new", MIN, &["allergies"])
+                .await
+                .unwrap();
+            Ok("old".to_owned())
+        })
+        .await;
+    assert_eq!(v.unwrap(), "old");
+    assert_eq!(
+        reader.get::<String>("student:5:allergies").await.as_deref(),
+        Some("new")
+    );
+    assert_eq!(
+        a.get::<String>("student:5:allergies").await.as_deref(),
+        Some("new")
+    );
+
+    // Tag invalidated on B while A loads.
+    let b2 = b.clone();
+    let v: R = a
+        .get_or_load("student:6:allergies", MIN, &["allergies"], || async move {
+            b2.invalidate_tag("allergies").await;
+            Ok("old".to_owned())
+        })
+        .await;
+    assert_eq!(v.unwrap(), "old");
+    assert_eq!(reader.get::<String>("student:6:allergies").await, None);
+    assert!(!a.l1().unwrap().contains("student:6:allergies"));
+
+    // Deleted on B while A loads.
+    let b3 = b.clone();
+    let v: R = a
+        .get_or_load("student:7:allergies", MIN, &[], || async move {
+            b3.delete("student:7:allergies").await;
+            Ok("old".to_owned())
+        })
+        .await;
+    assert_eq!(v.unwrap(), "old");
+    assert_eq!(reader.get::<String>("student:7:allergies").await, None);
+    assert_eq!(a.stats().stale_loads, 3);
+
+    // An undisturbed load is cached.
+    let v: R = a
+        .get_or_load("student:8:allergies", MIN, &["allergies"], || async {
+            Ok("fresh".to_owned())
+        })
+        .await;
+    assert_eq!(v.unwrap(), "fresh");
+    assert_eq!(
+        reader.get::<String>("student:8:allergies").await.as_deref(),
+        Some("fresh")
+    );
+    for c in [a, b, reader] {
+        c.shutdown().await;
+    }
 }
