@@ -132,6 +132,9 @@ pub struct CacheConfig {
     pub breaker_cooldown: Duration,
     /// How often Redis used memory (INFO memory) is refreshed for stats.
     pub stats_refresh: Duration,
+    /// How often the invalidation subscription is PINGed, so a silently dead
+    /// connection (no FIN) is noticed and L1 cleared.
+    pub subscription_ping: Duration,
     /// Whether scheduled cache warming runs.
     pub warming_enabled: bool,
     /// Delay before the first scheduled warming.
@@ -162,6 +165,7 @@ impl Default for CacheConfig {
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(5),
             stats_refresh: Duration::from_secs(10),
+            subscription_ping: Duration::from_secs(10),
             warming_enabled: true,
             warming_delay: Duration::from_secs(5),
             warming_interval: Duration::from_secs(3600),
@@ -239,6 +243,7 @@ impl CacheConfig {
     /// (`id:base64,...`), `CACHE_KEY_PREFIX`, `CACHE_REDIS_TIMEOUT_MS`,
     /// `CACHE_REDIS_CONNECT_TIMEOUT_MS`, `CACHE_RECONNECT_INTERVAL_MS`,
     /// `CACHE_BREAKER_THRESHOLD`, `CACHE_BREAKER_COOLDOWN_MS`,
+    /// `CACHE_SUBSCRIPTION_PING_MS`, `CACHE_STATS_REFRESH_MS`,
     /// `CACHE_WARMING_ENABLED`, `CACHE_WARMING_DELAY` (s),
     /// `CACHE_WARMING_INTERVAL` (s), `CACHE_WARMING_BATCH_SIZE`,
     /// `CACHE_WARMING_CONCURRENCY`. Unset or empty variables keep their default.
@@ -286,6 +291,8 @@ impl CacheConfig {
         r.number("CACHE_BREAKER_THRESHOLD", &mut threshold, 1);
         c.breaker_threshold = u32::try_from(threshold).unwrap_or(u32::MAX);
         r.millis("CACHE_BREAKER_COOLDOWN_MS", &mut c.breaker_cooldown);
+        r.millis("CACHE_SUBSCRIPTION_PING_MS", &mut c.subscription_ping);
+        r.millis("CACHE_STATS_REFRESH_MS", &mut c.stats_refresh);
         r.boolean("CACHE_WARMING_ENABLED", &mut c.warming_enabled);
         r.secs("CACHE_WARMING_DELAY", &mut c.warming_delay, 0);
         r.secs("CACHE_WARMING_INTERVAL", &mut c.warming_interval, 1);

@@ -54,6 +54,8 @@ pub struct CacheStats {
     pub subscribed: bool,
     /// Times the subscription dropped (each clears L1).
     pub subscription_losses: u64,
+    /// Successful liveness PINGs of the subscription connection.
+    pub subscription_pings: u64,
     /// Invalidation messages published by this instance.
     pub invalidations_sent: u64,
     /// Invalidation messages of other instances applied here.

@@ -44,6 +44,7 @@ struct Counters {
     subscription_losses: AtomicU64,
     tag_invalidations: AtomicU64,
     stale_loads: AtomicU64,
+    subscription_pings: AtomicU64,
 }
 
 pub(crate) struct Inner {
@@ -588,6 +589,7 @@ impl TieredCache {
             breaker: redis.map(RedisTier::breaker_state),
             subscribed: self.is_subscribed(),
             subscription_losses: c.subscription_losses.load(Ordering::Relaxed),
+            subscription_pings: c.subscription_pings.load(Ordering::Relaxed),
             invalidations_sent: redis.map_or(0, |r| r.inner.sent.load(Ordering::Relaxed)),
             invalidations_received: c.received.load(Ordering::Relaxed),
         }
@@ -682,6 +684,10 @@ async fn subscriber(weak: std::sync::Weak<Inner>, redis: RedisTier) {
     let token = inner.shutdown.clone();
     let interval = inner.config.reconnect_interval;
     let connect_timeout = inner.config.connect_timeout;
+    let ping_every = inner
+        .config
+        .subscription_ping
+        .max(Duration::from_millis(10));
     drop(inner);
     let mut lost_before = false;
     loop {
@@ -703,12 +709,27 @@ async fn subscriber(weak: std::sync::Weak<Inner>, redis: RedisTier) {
                 tracing::info!(target: "vitals_cache", "invalidation subscription restored: L1 cleared");
             }
             cache.inner.subscribed.send_replace(true);
-            let mut stream = ps.into_on_message();
+            let (mut sink, mut stream) = ps.split();
             let origin = redis.inner.origin.clone();
             drop(cache);
+            let mut ping =
+                tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
             loop {
                 let msg = tokio::select! {
                     () = token.cancelled() => return,
+                    _ = ping.tick() => {
+                        let pong = tokio::time::timeout(
+                            connect_timeout,
+                            sink.ping::<redis::Value>(),
+                        )
+                        .await;
+                        if !matches!(pong, Ok(Ok(_))) {
+                            break;
+                        }
+                        let Some(inner) = weak.upgrade() else { return };
+                        inner.counters.subscription_pings.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     m = stream.next() => m,
                 };
                 let Some(msg) = msg else { break };

@@ -505,3 +505,25 @@ async fn a_load_overtaken_by_a_change_on_another_instance_is_not_cached() {
         c.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn subscription_is_pinged_and_keeps_delivering() {
+    let mut cfg = config("ping", &redis_url());
+    cfg.subscription_ping = Duration::from_millis(20);
+    let (a, b) = pair(cfg).await;
+    let b1 = b.clone();
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let b = b1.clone();
+            async move { b.stats().subscription_pings >= 3 }
+        })
+        .await
+    );
+    a.set("k", &1, MIN, &[]).await.unwrap();
+    received(&b, 1).await;
+    let s = b.stats();
+    assert_eq!(s.subscription_losses, 0);
+    assert!(s.subscribed);
+    a.shutdown().await;
+    b.shutdown().await;
+}
