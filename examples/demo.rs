@@ -885,10 +885,15 @@ async fn measure_pools(
             ),
         };
         let verdict = if ratio < 1.2 {
+            let how = if ratio < 0.9 {
+                "slower than"
+            } else {
+                "no faster than"
+            };
             let v = format!(
-                "{large} connections: no faster than {small} on this {cores}-core machine \
+                "{large} connections: {how} {small} on this {cores}-core database server \
                  ({ratio:.2}x the throughput) for {name} requests: the database's CPU, not the \
-                 pool, is the limit"
+                 pool, is the limit, and more connections only queue inside it"
             );
             notes.push(format!("Concurrent requests ({name}): {v}."));
             v
