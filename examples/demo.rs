@@ -506,9 +506,15 @@ pub async fn run(args: Args) -> Result<Report, BoxError> {
         Err(e) => Err(e),
     };
 
-    // Leave Redis as we found it (our prefix only), then stop.
+    // Leave Redis as we found it (our prefix only: entries, type tags and student groups; the
+    // cache's own short-lived bookkeeping keys expire by themselves), then stop.
     for tag in health::tags::ALL {
         vitals.health_cache().invalidate_tag(tag).await;
+    }
+    if vitals.cache_stats().redis_connected {
+        for id in ids.iter() {
+            vitals.health_cache().invalidate_student(*id).await;
+        }
     }
     vitals.shutdown().await;
     if let (Target::Postgres(options), true) = (&target, args.drop_schema_after) {
