@@ -101,9 +101,13 @@ impl Keyring {
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct CacheConfig {
-    /// Redis URL (`redis://`, `rediss://` needs the redis TLS feature);
-    /// `None` runs the cache on L1 only.
+    /// Redis URL (`redis://`, or `rediss://` for TLS); `None` runs the cache
+    /// on L1 only.
     pub redis_url: Option<String>,
+    /// PEM file of the certificate authority a `rediss://` server's
+    /// certificate is checked against (`REDIS_TLS_CA_FILE`); `None` uses the
+    /// system's trust store.
+    pub redis_tls_ca: Option<std::path::PathBuf>,
     /// Namespace of every Redis key and of the invalidation channel.
     pub key_prefix: String,
     /// TTL used by callers that have no better one (`REDIS_TTL_DEFAULT`).
@@ -151,6 +155,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             redis_url: None,
+            redis_tls_ca: None,
             key_prefix: "vitals".into(),
             default_ttl: Duration::from_secs(300),
             l1_enabled: true,
@@ -270,6 +275,12 @@ impl CacheConfig {
                 c.key_prefix = p;
             }
         }
+        if let Some(path) = r.string("REDIS_TLS_CA_FILE") {
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => c.redis_tls_ca = Some(path.into()),
+                _ => r.problem("REDIS_TLS_CA_FILE", &path, "a readable PEM file"),
+            }
+        }
         r.secs("REDIS_TTL_DEFAULT", &mut c.default_ttl, 1);
         r.boolean("CACHE_ENABLE_L1", &mut c.l1_enabled);
         r.number("CACHE_L1_MAX_SIZE", &mut c.l1_max_size, 1);
@@ -310,6 +321,14 @@ impl CacheConfig {
     #[must_use]
     pub fn with_redis_url(mut self, url: Option<impl Into<String>>) -> Self {
         self.redis_url = url.map(Into::into);
+        self
+    }
+
+    /// Checks a `rediss://` server's certificate against this PEM file (a
+    /// private CA) instead of the system's trust store.
+    #[must_use]
+    pub fn with_tls_ca(mut self, pem_file: Option<impl Into<std::path::PathBuf>>) -> Self {
+        self.redis_tls_ca = pem_file.map(Into::into);
         self
     }
 
@@ -683,10 +702,15 @@ mod tests {
     }
 
     #[test]
-    fn tls_url_without_tls_support_names_redis_url() {
-        let err =
-            CacheConfig::from_env_with(env(&[("REDIS_URL", "rediss://:pw@h:6380/0")])).unwrap_err();
-        assert_eq!(err.problems()[0].variable, "REDIS_URL");
+    fn tls_urls_are_accepted_and_a_missing_ca_file_is_named() {
+        let c = CacheConfig::from_env_with(env(&[("REDIS_URL", "rediss://:pw@h:6380/0")])).unwrap();
+        assert_eq!(c.redis_url.as_deref(), Some("rediss://:pw@h:6380/0"));
+        let err = CacheConfig::from_env_with(env(&[
+            ("REDIS_URL", "rediss://:pw@h:6380/0"),
+            ("REDIS_TLS_CA_FILE", "/nonexistent/ca.pem"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.problems()[0].variable, "REDIS_TLS_CA_FILE");
         assert!(!err.to_string().contains(":pw@"), "{err}");
     }
 

@@ -150,7 +150,26 @@ impl RedisTier {
                 .into(),
             );
         };
-        let client = redis::Client::open(url.as_str()).map_err(|e| {
+        let client = match &config.redis_tls_ca {
+            Some(ca) if url.starts_with("rediss://") => {
+                let pem = std::fs::read(ca).map_err(|e| {
+                    CacheError::Config(crate::error::ConfigError::new(vec![
+                        crate::error::ConfigProblem {
+                            variable: "REDIS_TLS_CA_FILE".into(),
+                            value: ca.display().to_string(),
+                            expected: format!("a readable PEM file ({e})"),
+                        },
+                    ]))
+                })?;
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                };
+                redis::Client::build_with_tls(url.as_str(), certs)
+            }
+            _ => redis::Client::open(url.as_str()),
+        }
+        .map_err(|e| {
             CacheError::Config(crate::error::ConfigError::new(vec![
                 crate::error::ConfigProblem {
                     variable: "REDIS_URL".into(),

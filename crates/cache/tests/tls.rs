@@ -1,0 +1,217 @@
+//! `rediss://`: the cache talks to a redis-server over TLS, checking the server's certificate
+//! against a private CA given by `REDIS_TLS_CA_FILE`, and refuses a server it cannot verify.
+//! The test makes a self-signed certificate with the `openssl` command and starts its own
+//! TLS-only redis-server on a free loopback port.
+//!
+//! Run with `cargo test -p vitals-cache --test tls`.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{config, eventually, free_port};
+use vitals_cache::TieredCache;
+
+struct TlsRedis {
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+    ca: std::path::PathBuf,
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_tls_redis() -> TlsRedis {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    // A CA and a server certificate it signs: webpki refuses a self-signed CA certificate
+    // presented as the server's own.
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("the openssl command is needed to make test certificates");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=vitals test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        path("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    let (cert, key, ca) = (path("cert.pem"), path("key.pem"), path("ca.pem"));
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--tls-ca-cert-file")
+        .arg(&ca)
+        .args([
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server on PATH");
+    TlsRedis {
+        port,
+        child,
+        ca,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn rediss_with_a_private_ca_stores_reads_and_subscribes() {
+    let server = start_tls_redis();
+    let url = format!("rediss://127.0.0.1:{}", server.port);
+    let cfg = config("tls", &url).with_tls_ca(Some(&server.ca));
+    // The server may take a moment to listen; the cache heals by itself once it does.
+    let cache = TieredCache::builder(cfg.clone()).build().await.unwrap();
+    let other = TieredCache::builder(cfg).build().await.unwrap();
+    let c = cache.clone();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let c = c.clone();
+            async move { c.stats().redis_connected }
+        })
+        .await,
+        "no TLS connection: {:?}",
+        cache.stats()
+    );
+    cache
+        .set(
+            "student:9:summary",
+            &"over tls",
+            Duration::from_secs(60),
+            &[],
+        )
+        .await
+        .unwrap();
+    // Read through the other instance's L2 (its L1 is empty): the value crossed TLS twice.
+    let o = other.clone();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let o = o.clone();
+            async move { o.get::<String>("student:9:summary").await.as_deref() == Some("over tls") }
+        })
+        .await
+    );
+    assert_eq!(other.stats().l2_hits, 1);
+    assert!(
+        other.wait_subscribed(Duration::from_secs(10)).await,
+        "pub/sub over TLS"
+    );
+    cache.shutdown().await;
+    other.shutdown().await;
+}
+
+#[tokio::test]
+async fn rediss_without_the_ca_refuses_the_server_and_serves_from_l1() {
+    let server = start_tls_redis();
+    let url = format!("rediss://127.0.0.1:{}", server.port);
+    // First show the server is up and speaks TLS to a client that trusts its CA.
+    let trusted = TieredCache::builder(config("tls-trusted", &url).with_tls_ca(Some(&server.ca)))
+        .build()
+        .await
+        .unwrap();
+    let t = trusted.clone();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let t = t.clone();
+            async move { t.stats().redis_connected }
+        })
+        .await
+    );
+    // No CA: the system's trust store does not know the private CA, so this client must
+    // never connect (it retries every 50 ms; two seconds is forty attempts).
+    let cache = TieredCache::builder(config("tls-untrusted", &url))
+        .build()
+        .await
+        .unwrap();
+    let v: Result<String, std::io::Error> = cache
+        .get_or_load("k", Duration::from_secs(60), &[], || async {
+            Ok("loaded".into())
+        })
+        .await;
+    assert_eq!(v.unwrap(), "loaded", "no error reaches the caller");
+    let c = cache.clone();
+    let connected = eventually(Duration::from_secs(2), || {
+        let c = c.clone();
+        async move { c.stats().redis_connected }
+    })
+    .await;
+    assert!(
+        !connected,
+        "a server with an unverifiable certificate must not be used"
+    );
+    trusted.shutdown().await;
+    cache.shutdown().await;
+}
