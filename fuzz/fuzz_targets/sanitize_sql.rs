@@ -13,10 +13,19 @@ fuzz_target!(|data: &[u8]| {
     let escaped = text.replace('\'', "''");
     for sql in [
         format!("SELECT * FROM students WHERE last_name = 'zqMARKqz{escaped}'"),
-        format!("UPDATE t SET note = E'zqMARKqz{}' WHERE id = 1", text.replace('\\', "\\\\").replace('\'', "\\'")),
-        format!("INSERT INTO t VALUES ($q$zqMARKqz{}$q$)", text.replace("$q$", "")),
+        format!(
+            "UPDATE t SET note = E'zqMARKqz{}' WHERE id = 1",
+            text.replace('\\', "\\\\").replace('\'', "\\'")
+        ),
+        format!(
+            "INSERT INTO t VALUES ($q$zqMARKqz{}$q$)",
+            text.replace("$q$", "")
+        ),
     ] {
         let out = sanitize_sql(&sql);
-        assert!(!out.contains("zqMARKqz"), "literal survived: {sql:?} -> {out:?}");
+        assert!(
+            !out.contains("zqMARKqz"),
+            "literal survived: {sql:?} -> {out:?}"
+        );
     }
 });

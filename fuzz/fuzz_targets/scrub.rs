@@ -13,5 +13,8 @@ fuzz_target!(|data: &[u8]| {
     let value: String = text.chars().filter(|c| *c != '\n' && *c != ')').collect();
     let detail = format!("DETAIL:  Key (email)=(zqMARKqz{value}) already exists.");
     let out = scrub_text(&detail);
-    assert!(!out.contains("zqMARKqz"), "DETAIL value survived: {detail:?} -> {out:?}");
+    assert!(
+        !out.contains("zqMARKqz"),
+        "DETAIL value survived: {detail:?} -> {out:?}"
+    );
 });

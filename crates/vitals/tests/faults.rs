@@ -569,8 +569,8 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
 }
 
 /// Nothing listens where `DATABASE_URL` points: `build` returns a connect error after the
-/// retry policy's attempts (each retry is logged; no panic; bounded time), naming where it
-/// tried, with the password masked in its text, its debug form and the log.
+/// retry policy's attempts (no panic; bounded time), naming where it tried, with the
+/// password masked in its text, its debug form and whatever this thread logged.
 #[test]
 fn postgres_unreachable_at_start_is_a_clear_error_after_the_retries() {
     let captured = Captured::default();
@@ -611,8 +611,14 @@ fn postgres_unreachable_at_start_is_a_clear_error_after_the_retries() {
         text.contains("127.0.0.1"),
         "the error names the host: {text}"
     );
-    let retries = log.matches("retrying the unit of work").count();
-    assert_eq!(retries, 2, "three attempts, two retries logged:\n{log}");
+    // Each attempt waits the whole acquire timeout (sqlx retries a refused connect until
+    // then), so three attempts take at least three timeouts: the retry policy ran. (The
+    // retries' debug events are not counted: a thread-local subscriber misses callsites
+    // whose interest other tests of this binary cached first.)
+    assert!(
+        elapsed >= Duration::from_millis(3 * 1000),
+        "three attempts of at least 1 s each: {elapsed:?}"
+    );
     for s in [&text, &debug, &log] {
         assert!(!s.contains("Sup3rSecretPw"), "password leaked: {s}");
     }
