@@ -1282,36 +1282,6 @@ async fn measure_summary(
 
 const RECENT_LIMIT: i64 = 20;
 
-/// The dashboard's three counters one after another (the facade runs them at once; the
-/// SQL is the same as `queries::activity_counts_*`).
-async fn counts_sequential(db: &Db) -> Result<(i64, i64, i64), sqlx::Error> {
-    let now = chrono::Utc::now();
-    with_db!(db, |p| {
-        let a = sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM medication_logs WHERE administered_at > $1 AND administered_at <= $2",
-        )
-        .bind(now - chrono::Duration::hours(24))
-        .bind(now)
-        .fetch_one(p)
-        .await?;
-        let b = sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM incident_reports WHERE occurred_at > $1 AND occurred_at <= $2",
-        )
-        .bind(now - chrono::Duration::days(7))
-        .bind(now)
-        .fetch_one(p)
-        .await?;
-        let c = sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM appointments WHERE scheduled_at > $1 AND scheduled_at <= $2",
-        )
-        .bind(now)
-        .bind(now + chrono::Duration::days(7))
-        .fetch_one(p)
-        .await?;
-        Ok((a, b, c))
-    })
-}
-
 /// Times `seq` and `par` alternately (so both see the same machine load), `samples` each,
 /// after one warm-up of each.
 async fn alternate<S, SF, P, PF>(
@@ -1341,19 +1311,18 @@ where
 
 async fn measure_dashboard(args: &Args, vitals: &Vitals) -> Result<Comparison, BoxError> {
     let d = vitals.dashboard();
-    let db = vitals.db();
     let (sequential, parallel) = alternate(
         args.dashboard_samples,
         || async {
             d.chart_data(true).await?;
-            counts_sequential(db).await?;
+            d.activity_counts(true).await?;
             d.recent_activities_sequential(RECENT_LIMIT).await?;
             Ok(())
         },
         || async {
             tokio::try_join!(
                 d.chart_data(false),
-                d.activity_counts(),
+                d.activity_counts(false),
                 d.recent_activities(RECENT_LIMIT)
             )?;
             Ok(())

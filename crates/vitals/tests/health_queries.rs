@@ -100,7 +100,8 @@ macro_rules! check {
         let allergies: i64 = chart.allergies_by_severity.iter().map(|c| c.count).sum();
         assert_eq!(allergies as usize, school.allergies.len());
 
-        let counts = $counts(&pool, now).await.unwrap();
+        let counts = $counts(&pool, now, false).await.unwrap();
+        assert_eq!(counts, $counts(&pool, now, true).await.unwrap());
         let day_ago = now - chrono::Duration::hours(24);
         let expected_today = school
             .medication_logs

@@ -91,13 +91,13 @@ impl Dashboard {
         Ok(by_engine!(&self.db, chart_data(now, sequential))?)
     }
 
-    /// The three activity counters at once.
+    /// The three activity counters at once (`sequential = false`) or one after another.
     ///
     /// # Errors
     /// The first failing read (scrubbed).
-    pub async fn activity_counts(&self) -> Result<ActivityCounts, Error> {
+    pub async fn activity_counts(&self, sequential: bool) -> Result<ActivityCounts, Error> {
         let now = Utc::now();
-        Ok(by_engine!(&self.db, activity_counts(now))?)
+        Ok(by_engine!(&self.db, activity_counts(now, sequential))?)
     }
 
     /// The headline figures, each read at once and on its own; what succeeded is returned

@@ -275,19 +275,35 @@ for_each_engine! {
 }
 
 for_each_engine! {
-    /// The dashboard's three counters, run at once.
+    /// The dashboard's three counters, run at once (`sequential = false`) or one after
+    /// another (`sequential = true`, the report's "before").
     ///
     /// # Errors
     /// The first database error.
-    fn activity_counts_postgres / activity_counts_sqlite (db, now: DateTime<Utc>) -> Result<ActivityCounts, sqlx::Error> {
-        let (medications_today, incidents_this_week, appointments_next_week) = tokio::try_join!(
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM medication_logs WHERE administered_at > $1 AND administered_at <= $2")
-                .bind(now - Duration::hours(24)).bind(now).fetch_one(db),
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM incident_reports WHERE occurred_at > $1 AND occurred_at <= $2")
-                .bind(now - Duration::days(7)).bind(now).fetch_one(db),
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM appointments WHERE scheduled_at > $1 AND scheduled_at <= $2")
-                .bind(now).bind(now + Duration::days(7)).fetch_one(db),
-        )?;
+    fn activity_counts_postgres / activity_counts_sqlite (db, now: DateTime<Utc>, sequential: bool) -> Result<ActivityCounts, sqlx::Error> {
+        let medications = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM medication_logs WHERE administered_at > $1 AND administered_at <= $2",
+        )
+        .bind(now - Duration::hours(24))
+        .bind(now)
+        .fetch_one(db);
+        let incidents = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM incident_reports WHERE occurred_at > $1 AND occurred_at <= $2",
+        )
+        .bind(now - Duration::days(7))
+        .bind(now)
+        .fetch_one(db);
+        let appointments = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM appointments WHERE scheduled_at > $1 AND scheduled_at <= $2",
+        )
+        .bind(now)
+        .bind(now + Duration::days(7))
+        .fetch_one(db);
+        let (medications_today, incidents_this_week, appointments_next_week) = if sequential {
+            (medications.await?, incidents.await?, appointments.await?)
+        } else {
+            tokio::try_join!(medications, incidents, appointments)?
+        };
         Ok(ActivityCounts { medications_today, incidents_this_week, appointments_next_week })
     }
 }
