@@ -8,6 +8,9 @@
 //! several sizes, e.g. `10000,100000`) sets the sizes; the one-`INSERT`-per-row peer only runs
 //! up to 10 000 rows, beyond that it would take minutes.
 
+// criterion_group! generates an undocumented `pub fn benches`.
+#![allow(missing_docs)]
+
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -191,6 +194,13 @@ fn bench_import(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("vitals-bench-import-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let imp = Importer::new(records::registry(), ImportOptions::new()).unwrap();
+    // The same pipeline in one transaction (all-or-nothing): isolates the cost of the
+    // per-chunk commits.
+    let imp_one_tx = Importer::new(
+        records::registry(),
+        ImportOptions::new().all_or_nothing(true),
+    )
+    .unwrap();
 
     for &n in &sizes {
         let data = rows(&students, n);
@@ -229,6 +239,9 @@ fn bench_import(c: &mut Criterion) {
         });
         timed("importer", &mut group, &|| {
             rt.block_on(importer(&pool, &imp, &path, n))
+        });
+        timed("importer_one_transaction", &mut group, &|| {
+            rt.block_on(importer(&pool, &imp_one_tx, &path, n))
         });
         timed("psql_copy", &mut group, &|| psql_copy(&url, &path));
         group.finish();
