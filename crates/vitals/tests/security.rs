@@ -75,9 +75,35 @@ const MASKS: &[&str] = &[
     "[VALUE]", "[ROW]", "[EMAIL]", "[IPV4]", "[DATE]", "[SSN]", "[CARD]", "[PHONE]", "[MRN]",
 ];
 
-/// The detectors that fire on `line` (loopback addresses, which are not PHI, aside).
+/// `line` with the fraction of every decimal number cut to 3 digits: a float such as
+/// `duration_ms=83.72866599999999` has 16 digits in a row that may pass the card detector's
+/// Luhn check (a false positive of the scrubber; see docs/reliability.md).
+fn short_fractions(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut kept: Option<usize> = None; // digits kept after a decimal point
+    let mut prev = ' ';
+    for c in line.chars() {
+        match kept {
+            Some(n) if c.is_ascii_digit() => {
+                if n < 3 {
+                    out.push(c);
+                }
+                kept = Some(n + 1);
+            }
+            _ => {
+                kept = (c == '.' && prev.is_ascii_digit()).then_some(0);
+                out.push(c);
+            }
+        }
+        prev = c;
+    }
+    out
+}
+
+/// The detectors that fire on `line` (loopback addresses and long float fractions, which
+/// are not PHI, aside).
 fn detectors_fired(line: &str) -> Vec<&'static str> {
-    let line = line.replace("127.0.0.1", "loopback");
+    let line = short_fractions(&line.replace("127.0.0.1", "loopback"));
     let scrubbed = scrub_text(&line);
     MASKS
         .iter()
@@ -301,6 +327,11 @@ async fn tracing_output_of_a_full_run_holds_no_phi(pool: PgPool) {
         ["[VALUE]"]
     );
     assert!(has_word("first Arnor then", "Arnor") && !has_word("Arnorx", "Arnor"));
+    assert_eq!(
+        short_fractions("ms=83.72866599999999 v1.2.3 x."),
+        "ms=83.728 v1.2.3 x."
+    );
+    assert_eq!(detectors_fired("card 4111 1111 1111 1111"), ["[CARD]"]);
     let mut findings = Vec::new();
     for line in &lines {
         // sqlx's own statement events carry SQL with constant literals ('SEVERE'); they are
@@ -410,11 +441,14 @@ async fn with_an_encryption_key_redis_holds_no_plaintext(pool: PgPool) {
             other => panic!("unexpected redis type {other} at {key}"),
         };
         for blob in blobs {
-            if kind == "string" {
+            // `{prefix}:v:…` holds values; `{prefix}:g:…` holds generation counters (numbers).
+            if key.starts_with(&format!("{prefix}:v:")) {
                 values += 1;
                 assert!(
                     codec::is_encrypted(&blob),
-                    "a value stored without encryption at {key}"
+                    "a value stored without encryption at {key}: {} bytes, {:?}",
+                    blob.len(),
+                    String::from_utf8_lossy(&blob[..blob.len().min(40)])
                 );
             }
             for n in &needles {
