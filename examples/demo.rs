@@ -474,7 +474,7 @@ pub async fn run(args: Args) -> Result<Report, BoxError> {
     let result = measure_all(&args, &vitals, &target, &school, &ids, &mut notes).await;
     let report = match result {
         Ok((concurrent, import, summary_section, dashboard, recent)) => {
-            vitals.pool_metrics();
+            vitals.sample_pool_now();
             let pool_summary = vitals.pool_summary();
             let cache_stats = vitals.cache_stats();
             let query_report = vitals.query_logger().report();

@@ -75,8 +75,8 @@ pub fn router(vitals: Vitals) -> Router {
 pub struct PoolHealth {
     /// `postgres` or `sqlite`.
     pub engine: crate::Engine,
-    /// A sample taken now.
-    pub metrics: Option<vitals_pool::PoolMetrics>,
+    /// The pool now (reading it does not disturb the monitor).
+    pub metrics: vitals_pool::PoolMetrics,
     /// The monitor's summary (averages, peaks, alerts by kind, active alerts).
     pub summary: Option<vitals_pool::PoolSummary>,
     /// `SELECT 1` within 2 s.
@@ -153,7 +153,8 @@ pub fn prometheus_text(vitals: &Vitals) -> String {
             let _ = writeln!(out, "{name}{labels} {value}");
         }
     };
-    if let Some(m) = vitals.pool_metrics() {
+    {
+        let m = vitals.pool_metrics();
         metric(
             "vitals_pool_active_connections",
             "gauge",

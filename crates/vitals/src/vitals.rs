@@ -8,8 +8,8 @@ use std::time::Duration;
 use vitals_cache::{CacheStats, TieredCache, WarmScheduler, WarmSummary};
 use vitals_import::{Format, ImportOptions, ImportReport, Importer, PgSink, Source, SqliteSink};
 use vitals_pool::{
-    health_check, AlertSink, HealthReport, MonitoredPool, PoolMetrics, PoolMonitor, PoolSummary,
-    TracingAlertSink,
+    health_check, AlertSink, HealthReport, MonitoredPool, PoolMetrics, PoolMonitor, PoolProbe,
+    PoolSummary, TracingAlertSink,
 };
 use vitals_querylog::{QueryLogger, SlowQuerySink, SummaryHandle};
 
@@ -318,10 +318,27 @@ impl Vitals {
         guard.as_ref().map(f)
     }
 
-    /// A pool sample taken now (also recorded in the monitor's history); `None` after
+    /// The pool now: connections, waiters and the handle's statistics since the monitor's
+    /// last sample. Reading it does not disturb the monitor (its history, alerts and the
+    /// windows of its histograms are its own).
+    pub fn pool_metrics(&self) -> PoolMetrics {
+        crate::with_db!(&self.inner.db, |p| PoolMetrics::from_state(
+            PoolProbe::state(p),
+            Some(p.stats())
+        ))
+    }
+
+    /// Makes the monitor take a sample now, as if its interval had passed: recorded in its
+    /// history, alerts raised or cleared, the handle's histogram window closed. `None` after
     /// [`shutdown`](Self::shutdown).
-    pub fn pool_metrics(&self) -> Option<PoolMetrics> {
+    pub fn sample_pool_now(&self) -> Option<PoolMetrics> {
         self.with_monitor(PoolMonitor::sample_now)
+    }
+
+    /// The monitor's latest periodic sample (`None` before the first interval has passed or
+    /// after [`shutdown`](Self::shutdown)).
+    pub fn pool_latest_sample(&self) -> Option<PoolMetrics> {
+        self.with_monitor(PoolMonitor::latest).flatten()
     }
 
     /// The monitor's recent samples, oldest first.

@@ -82,8 +82,14 @@ async fn host_queries_show_in_the_report_and_reads_in_the_cache_stats(pool: PgPo
     assert!(cache.misses >= 1, "{cache:?}");
     assert!(cache.l1_hits >= 1, "{cache:?}");
     // The pool monitor saw the acquisitions.
-    let metrics = vitals.pool_metrics().unwrap();
+    let metrics = vitals.pool_metrics();
     assert!(metrics.max_connections >= 1);
+    let handle = metrics.handle.expect("the monitored handle's statistics");
+    assert!(handle.acquired_total >= 1, "{handle:?}");
+    // Reading the metrics did not take a sample; asking for one does.
+    assert!(vitals.pool_history().is_empty());
+    assert!(vitals.sample_pool_now().is_some());
+    assert_eq!(vitals.pool_history().len(), 1);
     vitals.shutdown().await;
 }
 
