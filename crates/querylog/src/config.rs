@@ -73,7 +73,7 @@ impl ConfigError {
 
 /// The logger's settings. Build one with [`LoggerConfig::builder`], read one
 /// from the environment with [`LoggerConfig::from_env`], or take the defaults.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct LoggerConfig {
     slow_warn: Duration,
     slow_critical: Duration,
@@ -83,6 +83,22 @@ pub struct LoggerConfig {
     n_plus_one_threshold: u32,
     summary_interval: Option<Duration>,
     fingerprint_key: [u8; 16],
+}
+
+impl std::fmt::Debug for LoggerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The fingerprint key is a secret: with it, fingerprints can be tested for guesses.
+        f.debug_struct("LoggerConfig")
+            .field("slow_warn", &self.slow_warn)
+            .field("slow_critical", &self.slow_critical)
+            .field("recent_capacity", &self.recent_capacity)
+            .field("slow_capacity", &self.slow_capacity)
+            .field("max_fingerprints", &self.max_fingerprints)
+            .field("n_plus_one_threshold", &self.n_plus_one_threshold)
+            .field("summary_interval", &self.summary_interval)
+            .field("fingerprint_key", &"***")
+            .finish()
+    }
 }
 
 impl Default for LoggerConfig {

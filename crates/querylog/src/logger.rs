@@ -180,8 +180,15 @@ impl Rec {
     }
 }
 
+/// Milliseconds to the microsecond: a 16-digit fraction in a log line is noise, and long
+/// digit runs can look like card numbers to a PHI scanner.
 pub(crate) fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+    d.as_micros() as f64 / 1000.0
+}
+
+/// `x` to three decimals (microseconds, for values in ms).
+pub(crate) fn round_ms(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }
 
 fn us(d: Duration) -> u64 {
@@ -220,7 +227,7 @@ impl Entry {
             avg_ms: if self.count == 0 {
                 0.0
             } else {
-                self.total_us as f64 / self.count as f64 / 1000.0
+                round_ms(self.total_us as f64 / self.count as f64 / 1000.0)
             },
             min_ms: self.min_us as f64 / 1000.0,
             max_ms: self.max_us as f64 / 1000.0,
@@ -517,7 +524,7 @@ impl QueryLogger {
             avg_duration_ms: if st.total == 0 {
                 0.0
             } else {
-                st.total_us as f64 / st.total as f64 / 1000.0
+                round_ms(st.total_us as f64 / st.total as f64 / 1000.0)
             },
             min_duration_ms: st.min_us.unwrap_or(0) as f64 / 1000.0,
             max_duration_ms: st.max_us as f64 / 1000.0,

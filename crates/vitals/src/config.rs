@@ -24,7 +24,7 @@ pub const DEFAULT_SQLITE_URL: &str = "sqlite://vitals.sqlite";
 /// assert!(config.database_url.is_none()); // the embedded SQLite default
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Config {
     /// `DATABASE_URL`: a `postgres://` or `sqlite:` URL; `None` runs on embedded SQLite at
@@ -42,6 +42,24 @@ pub struct Config {
     pub cache: CacheConfig,
     /// The importer's (`IMPORT_*`).
     pub import: ImportOptions,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Masked: a URL's password must not reach a log through `{:?}`.
+        f.debug_struct("Config")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(vitals_pool::mask_url),
+            )
+            .field("sqlite_url", &vitals_pool::mask_url(&self.sqlite_url))
+            .field("migrate", &self.migrate)
+            .field("pool", &self.pool)
+            .field("querylog", &self.querylog)
+            .field("cache", &self.cache)
+            .field("import", &self.import)
+            .finish()
+    }
 }
 
 impl Config {
@@ -113,7 +131,10 @@ impl Config {
         if !is_sqlite(&sqlite_url) {
             problems.push(ConfigProblem {
                 component: "vitals",
-                message: format!("VITALS_SQLITE_URL={sqlite_url:?}: expected a sqlite: URL"),
+                message: format!(
+                    "VITALS_SQLITE_URL={:?}: expected a sqlite: URL",
+                    vitals_pool::mask_url(&sqlite_url)
+                ),
             });
         }
         let migrate = match get("VITALS_MIGRATE")

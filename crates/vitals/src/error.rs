@@ -53,6 +53,16 @@ pub enum Error {
     /// The pool could not be opened or used.
     #[error(transparent)]
     Pool(#[from] vitals_pool::PoolError),
+    /// The database could not be reached at start, after the retry policy's attempts.
+    #[error("cannot reach the database at {url} after {attempts} attempt(s): {reason}")]
+    Unreachable {
+        /// The URL, its password masked.
+        url: String,
+        /// Connection attempts made.
+        attempts: u32,
+        /// The last attempt's error (scrubbed, password masked).
+        reason: String,
+    },
     /// The schema migrations failed.
     #[error("schema migration failed: {0}")]
     Migrate(String),

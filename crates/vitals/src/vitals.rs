@@ -211,10 +211,8 @@ async fn open_db(config: &Config, logger: &QueryLogger) -> Result<Db, Error> {
     let pool_config = &config.pool;
     let pool = match config.database_url.as_deref() {
         Some(url) if is_postgres(url) => {
-            let policy = pool_config.retry_policy();
-            AnyPool::Postgres(
-                vitals_pool::retry::retry(&policy, || pool_config.connect_postgres(url)).await?,
-            )
+            probe_postgres(config, url).await?;
+            AnyPool::Postgres(pool_config.connect_postgres(url).await?)
         }
         other => AnyPool::Sqlite(
             pool_config
@@ -223,6 +221,49 @@ async fn open_db(config: &Config, logger: &QueryLogger) -> Result<Db, Error> {
         ),
     };
     Ok(wrap_pool(config, logger, pool))
+}
+
+/// One direct connection, retried with the pool's policy, before the pool is built: a pool
+/// retries a refused connect until its acquire timeout and then says only "timed out", so
+/// an unreachable database would take `DB_RETRY_MAX` × `DB_ACQUIRE_TIMEOUT` to report, and
+/// report the wrong thing. A refused connect fails at once here, with the real reason.
+async fn probe_postgres(config: &Config, url: &str) -> Result<(), Error> {
+    use sqlx::ConnectOptions as _;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let masked = vitals_pool::mask_url(url);
+    let options: sqlx::postgres::PgConnectOptions =
+        url.parse()
+            .map_err(|source| vitals_pool::PoolError::InvalidUrl {
+                url: masked.clone(),
+                source,
+            })?;
+    let options = config.pool.apply_pg_options(options);
+    let timeout = config.pool.acquire_timeout();
+    let attempts = AtomicU32::new(0);
+    let outcome = vitals_pool::retry::retry(&config.pool.retry_policy(), || async {
+        attempts.fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout(timeout, options.connect()).await {
+            Ok(Ok(conn)) => {
+                let _ = sqlx::Connection::close(conn).await;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(sqlx::Error::PoolTimedOut),
+        }
+    })
+    .await;
+    outcome.map_err(|source| Error::Unreachable {
+        url: masked.clone(),
+        attempts: attempts.load(Ordering::Relaxed),
+        reason: vitals_querylog::scrub_text(
+            &vitals_pool::PoolError::Connect {
+                url: masked,
+                source,
+            }
+            .to_string(),
+        ),
+    })
 }
 
 /// Wraps a pool in the monitored handle whose statements feed the query logger.

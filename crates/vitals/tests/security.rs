@@ -550,9 +550,9 @@ async fn passwords_in_urls_never_appear_in_a_log_or_an_error() {
         _ => None,
     })
     .unwrap();
-    // Known gap, tested apart (ignored until fixed): `Config`'s Debug shows DATABASE_URL.
+    let config_debug = format!("{config:?}");
     let err = Vitals::builder().config(config).build().await.unwrap_err();
-    let mut texts = vec![err.to_string(), format!("{err:?}")];
+    let mut texts = vec![err.to_string(), format!("{err:?}"), config_debug];
 
     // Redis with a password: right (connects), wrong (runs on L1), dead port (runs on L1).
     let server = PasswordRedis::start(redis_password).await;
@@ -613,7 +613,6 @@ async fn passwords_in_urls_never_appear_in_a_log_or_an_error() {
 
 /// `{config:?}` of a configuration whose `DATABASE_URL` has a password.
 #[test]
-#[ignore = "known gap: vitals::Config derives Debug and prints database_url unmasked (crates/vitals/src/config.rs)"]
 fn config_debug_masks_the_database_password() {
     let config = Config::from_env_with(|name| {
         (name == "DATABASE_URL")

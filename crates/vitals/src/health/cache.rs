@@ -90,7 +90,7 @@ impl HealthData {
 }
 
 /// The cache group of a student: every key of one student is in it, so
-/// [`HealthDataCache::invalidate_student`] drops them all at once.
+/// `cache().invalidate_group(&student_group(id))` drops them all at once.
 pub fn student_group(student: Uuid) -> String {
     format!("student:{student}")
 }
@@ -131,7 +131,7 @@ impl HealthDataCache {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
     {
-        let group = vitals_cache::TieredCache::group_tag(&student_group(student));
+        let group = TieredCache::group_tag(&student_group(student));
         self.cache
             .get_or_load(
                 &kind.key(student),
@@ -151,18 +151,35 @@ impl HealthDataCache {
         &self,
         student: Uuid,
     ) -> Result<Option<HealthSummary>, Error> {
-        let key = HealthData::Summary.key(student);
-        if let Some(hit) = self.cache.get::<HealthSummary>(&key).await {
-            return Ok(Some(hit));
+        // Through get_or_load, like the lists: one load for concurrent misses, and a load
+        // overtaken by an invalidation is returned but not cached. "No such student" travels
+        // as an error so that it is not cached either.
+        enum Miss {
+            NotFound,
+            Failed(Error),
         }
-        let found =
-            by_engine!(&self.db, health_summary(student)).map_err(|e| Error::database(&e))?;
-        match found {
-            None => Ok(None),
-            Some(summary) => {
-                self.put(HealthData::Summary, student, &summary).await;
-                Ok(Some(summary))
-            }
+        let db = &self.db;
+        let group = TieredCache::group_tag(&student_group(student));
+        let kind = HealthData::Summary;
+        let loaded = self
+            .cache
+            .get_or_load(
+                &kind.key(student),
+                kind.ttl(),
+                &[kind.tag(), &group],
+                || async move {
+                    match by_engine!(db, health_summary(student)) {
+                        Ok(Some(summary)) => Ok(summary),
+                        Ok(None) => Err(Miss::NotFound),
+                        Err(e) => Err(Miss::Failed(Error::database(&e))),
+                    }
+                },
+            )
+            .await;
+        match loaded {
+            Ok(summary) => Ok(Some(summary)),
+            Err(Miss::NotFound) => Ok(None),
+            Err(Miss::Failed(e)) => Err(e),
         }
     }
 
@@ -204,7 +221,7 @@ impl HealthDataCache {
 
     /// Caches `value` as `kind` of `student`, with the kind's TTL, tag and the student's group.
     pub async fn put<T: Serialize + ?Sized>(&self, kind: HealthData, student: Uuid, value: &T) {
-        let group = vitals_cache::TieredCache::group_tag(&student_group(student));
+        let group = TieredCache::group_tag(&student_group(student));
         if let Err(e) = self
             .cache
             .set(&kind.key(student), value, kind.ttl(), &[kind.tag(), &group])
@@ -235,9 +252,16 @@ impl HealthDataCache {
     }
 
     /// Drops everything cached about one student, on every instance (the report's
-    /// `invalidateStudentHealthData`). Returns how many local entries went.
-    pub async fn invalidate_student(&self, student: Uuid) -> usize {
-        self.cache.invalidate_group(&student_group(student)).await
+    /// `invalidateStudentHealthData`).
+    ///
+    /// Deletes the student's keys by name (they are known: one per [`HealthData`]) rather
+    /// than invalidating the student's group tag: a tag invalidation must also refuse to cache
+    /// every load in flight anywhere (it cannot know which keys they are for), which under a
+    /// steady write rate would keep most reads uncached. Entries a host cached under
+    /// [`student_group`] with keys of its own go with
+    /// `cache().invalidate_group(&student_group(id))`.
+    pub async fn invalidate_student(&self, student: Uuid) {
+        self.invalidate(student, &HealthData::ALL).await;
     }
 
     /// Drops one kind of one student's data (e.g. after adding a vaccination: the
