@@ -391,6 +391,14 @@ pub struct InvalidateCache<S> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// The service that was polled ready, taken out for a call that outlives `&mut self`; a fresh
+/// clone stays behind for the next `poll_ready` (tower's rule for services that await their
+/// inner service).
+fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
+}
+
 impl<S> Service<Request> for InvalidateCache<S>
 where
     S: Service<Request, Response = Response> + Clone + Send + 'static,
@@ -405,9 +413,7 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        // The clone that was polled ready serves this call; the fresh clone waits for the next.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let layer = self.layer.clone();
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
@@ -479,8 +485,7 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let cache = self.cache.clone();
         Box::pin(async move {
             let mut response = inner.call(request).await?;
