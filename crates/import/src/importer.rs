@@ -546,10 +546,61 @@ impl Importer {
             state.rolled_back = true;
         }
 
+        // Parents the backstop skipped that do not exist after all (another unique index
+        // refused them): hashes of (table, column, value), so their children are rejected
+        // instead of failing the chunk on the foreign key.
+        let mut missing: HashSet<u128> = HashSet::new();
+
         // Per type, parents first: drop keys that exist, insert the rest.
         for (si, spec) in specs.iter().enumerate() {
             if candidates[si].is_empty() {
                 continue;
+            }
+            if !missing.is_empty() {
+                let mut orphans = Vec::new();
+                let mut kept = Vec::with_capacity(candidates[si].len());
+                let mut kept_keys = Vec::with_capacity(candidates[si].len());
+                for (&ri, key) in candidates[si].iter().zip(std::mem::take(&mut keys[si])) {
+                    let row = &rows[ri];
+                    let orphan = spec.foreign_keys().iter().find(|fk| {
+                        spec.column_index(fk.column()).is_some_and(|ci| {
+                            missing.contains(&hash128(&(
+                                fk.table(),
+                                fk.referenced(),
+                                &row.values[ci],
+                            )))
+                        })
+                    });
+                    match orphan {
+                        Some(fk) => orphans.push(Rejection {
+                            line: row.line,
+                            type_name: Some(spec.name().to_owned()),
+                            field: Some(fk.column().to_owned()),
+                            reason: format!(
+                                "unknown {}: its row in this file was not imported",
+                                fk.column()
+                            ),
+                        }),
+                        None => {
+                            kept.push(ri);
+                            kept_keys.push(key);
+                        }
+                    }
+                }
+                candidates[si] = kept;
+                keys[si] = kept_keys;
+                if !orphans.is_empty() {
+                    let n = orphans.len() as u64;
+                    state.report.rejected += n;
+                    state.counts[si].rejected += n;
+                    state.report.rejections.extend(orphans);
+                    self.settle_rejections(true, sink, state)
+                        .await
+                        .map_err(db)?;
+                }
+                if candidates[si].is_empty() {
+                    continue;
+                }
             }
             let parts = spec
                 .key()
@@ -606,14 +657,51 @@ impl Importer {
                 // Unmatched rows are the skipped ones; cap at the skipped count in case a
                 // database normalises a key differently from `KeyPart::apply`.
                 let mut skipped = fresh.len() - inserted_len;
+                let mut skipped_rows = Vec::new();
                 for &ri in &fresh {
                     match returned.get_mut(&hashes[ri]) {
                         Some(c) if *c > 0 => *c -= 1,
                         _ if skipped > 0 => {
                             skipped -= 1;
                             self.duplicate(state, &rows[ri], DuplicateOf::Existing);
+                            skipped_rows.push(ri);
                         }
                         _ => {}
+                    }
+                }
+                // A skipped row that others reference: is it there after all (a duplicate of
+                // its key) or was it refused by another unique index? One lookup, only when
+                // the backstop skipped something.
+                for &(table, column) in &self.referenced {
+                    let Some(ci) = spec.column_index(column).filter(|_| table == spec.table())
+                    else {
+                        continue;
+                    };
+                    if skipped_rows.is_empty() {
+                        break;
+                    }
+                    let wanted: Vec<Vec<Value>> = skipped_rows
+                        .iter()
+                        .map(|&ri| vec![rows[ri].values[ci].clone()])
+                        .collect();
+                    let lookup = Lookup {
+                        table,
+                        parts: vec![LookupPart::from_column(
+                            &spec.columns()[ci],
+                            Normalise::Exact,
+                            column,
+                        )],
+                        filter: None,
+                        keys: &wanted,
+                    };
+                    let found: HashSet<usize> =
+                        sink.find(&lookup).await.map_err(db)?.into_iter().collect();
+                    for (i, v) in wanted.iter().enumerate() {
+                        if !found.contains(&i) {
+                            let h = hash128(&(table, column, &v[0]));
+                            state.brought.remove(&h);
+                            missing.insert(h);
+                        }
                     }
                 }
             }

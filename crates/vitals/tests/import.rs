@@ -299,6 +299,38 @@ async fn a_student_brought_earlier_by_the_same_file_satisfies_the_foreign_key(po
 }
 
 #[sqlx::test(migrations = "migrations/postgres")]
+async fn a_student_refused_by_another_unique_index_rejects_its_records_not_the_chunk(pool: PgPool) {
+    with_students(&pool).await;
+    // A new id with the student_number S-1 of an existing student: ON CONFLICT skips it
+    // (counted as a duplicate of an existing row), so its vaccination has no student and must
+    // be rejected by line, while the other vaccination of the chunk still goes in.
+    const NEW_ID: &str = "0b7f5c2e-0000-4000-8000-0000000000cc";
+    let f = file(
+        ".ndjson",
+        &format!(
+            r#"{{"type":"student","id":"{NEW_ID}","student_number":"S-1","first_name":"Cy","last_name":"Ng","date_of_birth":"2014-01-01","grade":"4"}}
+{{"type":"vaccination","student_id":"{NEW_ID}","vaccine_name":"MMR","dose_number":1,"administered_on":"2015-03-01"}}
+{{"type":"vaccination","student_id":"{STUDENT_B}","vaccine_name":"MMR","dose_number":1,"administered_on":"2015-03-01"}}
+"#
+        ),
+    );
+    let r = import_pg(&pool, &f, None, ImportOptions::new()).await;
+    assert_eq!((r.imported, r.duplicates, r.rejected), (1, 1, 1), "{r:#?}");
+    assert_eq!(
+        r.duplicate_rows,
+        [DuplicateRow {
+            line: 1,
+            of: DuplicateOf::Existing
+        }]
+    );
+    assert_eq!(r.rejections.len(), 1, "{r:#?}");
+    assert_eq!(r.rejections[0].line, 2);
+    assert_eq!(r.rejections[0].field.as_deref(), Some("student_id"));
+    assert_eq!(count(&pool, "vaccinations").await, 1);
+    assert_eq!(count(&pool, "students").await, 2);
+}
+
+#[sqlx::test(migrations = "migrations/postgres")]
 async fn a_hundred_records_take_at_most_six_statements(pool: PgPool) {
     with_students(&pool).await;
     let mut csv = String::from(
