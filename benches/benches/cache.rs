@@ -229,7 +229,7 @@ fn l2_hit(c: &mut Criterion) {
 }
 
 /// 100 concurrent `get_or_load` misses of one fresh key (L1 only, the loader
-/// yields once): time for all 100 to return; the loader count is printed
+/// sleeps 1 ms): time for all 100 to return; the loader count is printed
 /// (expected: 1 per round).
 fn single_flight(c: &mut Criterion) {
     let rt = runtime();
