@@ -333,7 +333,9 @@ impl TieredCache {
 
     /// Stores a loader's result: in Redis only if no overwrite, delete or
     /// invalidation of the key or its tags happened since `gens` were read
-    /// (on any instance); in L1 only if Redis took it (or is unavailable).
+    /// (on any instance); in L1 only if Redis took it (or is unavailable) and
+    /// no local invalidation moved the key's epoch from `e0` meanwhile (the
+    /// Redis write is an await: a delete can land between it and L1).
     async fn store_loaded(
         &self,
         key: &str,
@@ -341,6 +343,7 @@ impl TieredCache {
         ttl: Duration,
         tags: &[&str],
         gens: Option<Vec<String>>,
+        e0: u64,
     ) {
         if let (Some(redis), Some(gens)) = (&self.inner.redis, &gens) {
             match redis
@@ -359,10 +362,19 @@ impl TieredCache {
             }
         }
         self.inner.counters.sets.fetch_add(1, Ordering::Relaxed);
-        self.bump(key);
         if let Some(l1) = &self.inner.l1 {
-            l1.insert(key, bytes, ttl, tags);
+            // Checked under the shard lock: an invalidation bumps the epoch before it
+            // removes from L1, so either this sees the bump or the removal comes after.
+            if !l1.insert_if(key, bytes, ttl, tags, || self.epoch(key) == e0) {
+                self.inner
+                    .counters
+                    .stale_loads
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
+        // After the insert: a reader that got an older value from Redis before our
+        // write sees the moved epoch and does not fill L1 with it.
+        self.bump(key);
     }
 
     /// The value of `key`, or the loader's, stored for `ttl` under `tags`.
@@ -452,7 +464,8 @@ impl TieredCache {
                     Ok(bytes) => {
                         let bytes: Arc<[u8]> = bytes.into();
                         if self.epoch(key) == e0 {
-                            self.store_loaded(key, bytes.clone(), ttl, tags, gens).await;
+                            self.store_loaded(key, bytes.clone(), ttl, tags, gens, e0)
+                                .await;
                         } else {
                             self.inner
                                 .counters
