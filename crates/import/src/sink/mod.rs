@@ -5,6 +5,7 @@ use std::future::Future;
 
 use crate::spec::{Column, Kind, Normalise, RecordSpec, Value};
 
+mod conn;
 mod postgres;
 mod sqlite;
 

@@ -4,9 +4,10 @@
 use chrono::NaiveDate;
 use sqlx::postgres::{PgArguments, PgPool, PgRow};
 use sqlx::query::Query;
-use sqlx::{Postgres, Row as _, Transaction};
+use sqlx::{Postgres, Row as _};
 use uuid::Uuid;
 
+use super::conn::Conn;
 use super::{Lookup, Sink};
 use crate::spec::{Kind, RecordSpec, Value};
 
@@ -22,9 +23,7 @@ use crate::spec::{Kind, RecordSpec, Value};
 /// imports.
 #[derive(Debug)]
 pub struct PgSink {
-    pool: PgPool,
-    tx: Option<Transaction<'static, Postgres>>,
-    statements: u64,
+    conn: Conn<Postgres>,
 }
 
 impl PgSink {
@@ -32,20 +31,7 @@ impl PgSink {
     #[must_use]
     pub fn new(pool: PgPool) -> Self {
         Self {
-            pool,
-            tx: None,
-            statements: 0,
-        }
-    }
-
-    async fn fetch(
-        &mut self,
-        q: Query<'_, Postgres, PgArguments>,
-    ) -> Result<Vec<PgRow>, sqlx::Error> {
-        self.statements += 1;
-        match &mut self.tx {
-            Some(tx) => q.fetch_all(&mut **tx).await,
-            None => q.fetch_all(&self.pool).await,
+            conn: Conn::new(pool),
         }
     }
 }
@@ -139,25 +125,15 @@ fn returned(column: &str, kind: &Kind) -> String {
 
 impl Sink for PgSink {
     async fn begin(&mut self) -> Result<(), sqlx::Error> {
-        self.statements += 1;
-        self.tx = Some(self.pool.begin().await?);
-        Ok(())
+        self.conn.begin().await
     }
 
     async fn commit(&mut self) -> Result<(), sqlx::Error> {
-        if let Some(tx) = self.tx.take() {
-            self.statements += 1;
-            tx.commit().await?;
-        }
-        Ok(())
+        self.conn.commit().await
     }
 
     async fn rollback(&mut self) -> Result<(), sqlx::Error> {
-        if let Some(tx) = self.tx.take() {
-            self.statements += 1;
-            tx.rollback().await?;
-        }
-        Ok(())
+        self.conn.rollback().await
     }
 
     async fn find(&mut self, lookup: &Lookup<'_>) -> Result<Vec<usize>, sqlx::Error> {
@@ -194,7 +170,7 @@ impl Sink for PgSink {
         for (i, part) in lookup.parts.iter().enumerate() {
             q = PgArray::collect(&part.kind, lookup.keys.iter().map(|k| &k[i])).bind(q);
         }
-        let rows = self.fetch(q).await?;
+        let rows = self.conn.fetch(q).await?;
         rows.iter()
             .map(|r| {
                 r.try_get::<i64, _>(0)
@@ -252,7 +228,7 @@ impl Sink for PgSink {
         for (i, c) in columns.iter().enumerate() {
             q = PgArray::collect(c.kind(), rows.iter().map(|r| &r[i])).bind(q);
         }
-        let returned_rows = self.fetch(q).await?;
+        let returned_rows = self.conn.fetch(q).await?;
         returned_rows
             .iter()
             .map(|r| {
@@ -266,6 +242,6 @@ impl Sink for PgSink {
     }
 
     fn statements(&self) -> u64 {
-        self.statements
+        self.conn.statements()
     }
 }

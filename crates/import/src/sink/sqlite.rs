@@ -4,9 +4,10 @@
 use chrono::NaiveDate;
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqlitePool, SqliteRow};
-use sqlx::{Row as _, Sqlite, Transaction};
+use sqlx::{Row as _, Sqlite};
 use uuid::Uuid;
 
+use super::conn::Conn;
 use super::{Lookup, Sink};
 use crate::spec::{Kind, RecordSpec, Value};
 
@@ -23,9 +24,7 @@ const MAX_PARAMS: usize = 32_766;
 /// imports.
 #[derive(Debug)]
 pub struct SqliteSink {
-    pool: SqlitePool,
-    tx: Option<Transaction<'static, Sqlite>>,
-    statements: u64,
+    conn: Conn<Sqlite>,
     uuid_as_text: bool,
 }
 
@@ -34,9 +33,7 @@ impl SqliteSink {
     #[must_use]
     pub fn new(pool: SqlitePool) -> Self {
         Self {
-            pool,
-            tx: None,
-            statements: 0,
+            conn: Conn::new(pool),
             uuid_as_text: false,
         }
     }
@@ -46,17 +43,6 @@ impl SqliteSink {
     pub fn uuid_as_text(mut self, yes: bool) -> Self {
         self.uuid_as_text = yes;
         self
-    }
-
-    async fn fetch<'q>(
-        &mut self,
-        q: Query<'q, Sqlite, SqliteArguments<'q>>,
-    ) -> Result<Vec<SqliteRow>, sqlx::Error> {
-        self.statements += 1;
-        match &mut self.tx {
-            Some(tx) => q.fetch_all(&mut **tx).await,
-            None => q.fetch_all(&self.pool).await,
-        }
     }
 
     fn bind<'q>(
@@ -105,25 +91,15 @@ fn placeholders(n: usize) -> String {
 
 impl Sink for SqliteSink {
     async fn begin(&mut self) -> Result<(), sqlx::Error> {
-        self.statements += 1;
-        self.tx = Some(self.pool.begin().await?);
-        Ok(())
+        self.conn.begin().await
     }
 
     async fn commit(&mut self) -> Result<(), sqlx::Error> {
-        if let Some(tx) = self.tx.take() {
-            self.statements += 1;
-            tx.commit().await?;
-        }
-        Ok(())
+        self.conn.commit().await
     }
 
     async fn rollback(&mut self) -> Result<(), sqlx::Error> {
-        if let Some(tx) = self.tx.take() {
-            self.statements += 1;
-            tx.rollback().await?;
-        }
-        Ok(())
+        self.conn.rollback().await
     }
 
     async fn find(&mut self, lookup: &Lookup<'_>) -> Result<Vec<usize>, sqlx::Error> {
@@ -157,7 +133,7 @@ impl Sink for SqliteSink {
                     q = self.bind(q, v);
                 }
             }
-            for r in self.fetch(q).await? {
+            for r in self.conn.fetch(q).await? {
                 let ord = r.try_get::<i64, _>(0)?;
                 found.push(usize::try_from(ord).unwrap_or(usize::MAX));
             }
@@ -196,7 +172,7 @@ impl Sink for SqliteSink {
                     q = self.bind(q, v);
                 }
             }
-            for r in self.fetch(q).await? {
+            for r in self.conn.fetch(q).await? {
                 inserted.push(
                     key_kinds
                         .iter()
@@ -210,6 +186,6 @@ impl Sink for SqliteSink {
     }
 
     fn statements(&self) -> u64 {
-        self.statements
+        self.conn.statements()
     }
 }
