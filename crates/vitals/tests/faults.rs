@@ -7,6 +7,10 @@
 //! backends whose `datname = current_database()` are terminated, and only the redis-server
 //! this test started is killed, by its pid).
 
+mod common;
+
+use common::{free_port, Captured};
+
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,12 +42,6 @@ where
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// A free loopback port (nothing listens on it once this returns).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// A redis-server this test owns on a loopback port; killed by pid on drop.
@@ -545,27 +543,6 @@ async fn every_postgres_backend_killed_mid_import_chunks_are_whole_and_a_rerun_c
     eprintln!("pg kill mid-import: {killed} backends terminated; {err}");
     killer.close().await.unwrap();
     vitals.shutdown().await;
-}
-
-/// Everything written through `tracing` while a closure runs on this thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
 }
 
 /// Nothing listens where `DATABASE_URL` points: `build` returns a connect error after the

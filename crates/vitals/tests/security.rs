@@ -10,9 +10,13 @@
 //! Every test of this binary writes its `tracing` output (all targets, TRACE) into one
 //! buffer; each test scans the buffer after its own run, so a leak from any test is found.
 
+mod common;
+
+use common::{free_port, Captured};
+
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
@@ -27,26 +31,6 @@ use vitals::{Config, Error, Vitals};
 
 // ---------------------------------------------------------------------------------------------
 // Capture of every tracing line of this binary.
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
 
 /// The buffer every test's tracing output goes to (installed once, for all threads).
 fn captured() -> &'static Captured {
@@ -123,11 +107,6 @@ fn has_word(text: &str, word: &str) -> bool {
 
 fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 fn keyring() -> Keyring {
