@@ -45,6 +45,9 @@ struct Args {
     /// Stop after this many rejected rows.
     #[arg(long)]
     max_errors: Option<u64>,
+    /// Chunks written at once on PostgreSQL, each on its own connection (1: one connection).
+    #[arg(long, env = "VITALS_IMPORT_WORKERS", default_value_t = vitals::import::DEFAULT_WORKERS)]
+    workers: usize,
     /// The file to import.
     file: PathBuf,
 }
@@ -104,6 +107,7 @@ async fn run(args: Args) -> Result<ImportReport, Failure> {
 
     let mut options = ImportOptions::new()
         .chunk_size(args.chunk_size)
+        .workers(args.workers)
         .all_or_nothing(args.all_or_nothing)
         .dry_run(args.dry_run);
     if let Some(n) = args.max_errors {

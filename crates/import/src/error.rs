@@ -54,6 +54,10 @@ pub enum ImportError {
     /// The reading thread failed unexpectedly.
     #[error("reader task failed: {0}")]
     Reader(String),
+    /// A task writing a chunk on a forked sink failed unexpectedly; chunks after it were
+    /// rolled back.
+    #[error("writer task failed: {0}")]
+    Writer(String),
 }
 
 impl ImportError {

@@ -9,7 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::collections::VecDeque;
+
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use crate::error::{ConfigError, ImportError};
 use crate::report::{DuplicateOf, DuplicateRow, ImportReport, Rejection, TypeCounts};
@@ -20,6 +24,9 @@ use crate::validate::{validate, Row};
 
 /// Default number of rows per chunk (and per transaction).
 pub const DEFAULT_CHUNK_SIZE: usize = 5000;
+
+/// Default number of chunks written at once (see [`ImportOptions::workers`]).
+pub const DEFAULT_WORKERS: usize = 2;
 
 /// Progress after a chunk, for a progress bar.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,6 +58,7 @@ pub struct ImportOptions {
     all_or_nothing: bool,
     max_errors: Option<u64>,
     dry_run: bool,
+    workers: usize,
     progress: Option<ProgressFn>,
 }
 
@@ -61,6 +69,7 @@ impl fmt::Debug for ImportOptions {
             .field("all_or_nothing", &self.all_or_nothing)
             .field("max_errors", &self.max_errors)
             .field("dry_run", &self.dry_run)
+            .field("workers", &self.workers)
             .field("progress", &self.progress.is_some())
             .finish()
     }
@@ -73,18 +82,21 @@ impl Default for ImportOptions {
 }
 
 impl ImportOptions {
-    /// Defaults: chunks of [`DEFAULT_CHUNK_SIZE`], commit per chunk, no error limit, write.
+    /// Defaults: chunks of [`DEFAULT_CHUNK_SIZE`], commit per chunk, no error limit, write,
+    /// [`DEFAULT_WORKERS`] chunks written at once.
     pub fn new() -> Self {
         Self {
             chunk_size: DEFAULT_CHUNK_SIZE,
             all_or_nothing: false,
             max_errors: None,
             dry_run: false,
+            workers: DEFAULT_WORKERS,
             progress: None,
         }
     }
 
-    /// Options from `VITALS_IMPORT_CHUNK_SIZE` and `VITALS_IMPORT_MAX_ERRORS`.
+    /// Options from `VITALS_IMPORT_CHUNK_SIZE`, `VITALS_IMPORT_MAX_ERRORS` and
+    /// `VITALS_IMPORT_WORKERS`.
     ///
     /// # Errors
     /// [`ConfigError`] listing every variable that is set but invalid.
@@ -112,6 +124,14 @@ impl ImportOptions {
                 Ok(n) => options.max_errors = Some(n),
                 _ => problems.push(format!(
                     "VITALS_IMPORT_MAX_ERRORS={v:?}: expected a whole number of rejected rows"
+                )),
+            }
+        }
+        if let Some(v) = lookup("VITALS_IMPORT_WORKERS") {
+            match v.trim().parse::<usize>() {
+                Ok(n) if n > 0 => options.workers = n,
+                _ => problems.push(format!(
+                    "VITALS_IMPORT_WORKERS={v:?}: expected a whole number of connections above 0"
                 )),
             }
         }
@@ -144,6 +164,23 @@ impl ImportOptions {
     /// Validates only: foreign keys and duplicates are checked, nothing is written.
     pub fn dry_run(mut self, yes: bool) -> Self {
         self.dry_run = yes;
+        self
+    }
+
+    /// Chunks written at once, each on its own connection and transaction (default
+    /// [`DEFAULT_WORKERS`]; 1 writes every chunk on the sink given to [`Importer::run`]).
+    ///
+    /// A chunk whose rows are all of types no foreign key references (vaccinations,
+    /// allergies… but not students) is written on a [forked](Sink::fork) sink while the
+    /// next chunk is read, checked and written: PostgreSQL then inserts on several cores.
+    /// The lookups and the writes together use at most `n` connections. Each chunk commits
+    /// on its own: when one fails, the chunks before it stay, it is rolled back, the chunks
+    /// already being written beside it (at most `n - 1`, all after it) may still commit, and
+    /// nothing later is written; a re-run brings the rest and reports the others as
+    /// duplicates. All-or-nothing imports, dry runs and sinks that don't fork write on one
+    /// connection.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
         self
     }
 
@@ -204,17 +241,104 @@ struct State {
     rolled_back: bool,
 }
 
+/// Rows of one type that a pending write inserts: for each, its line and key hash.
+struct PendingPart {
+    spec: usize,
+    fresh: Vec<(u64, u128)>,
+}
+
+/// A chunk being written on a forked sink.
+struct Pending<S> {
+    first_line: u64,
+    parts: Vec<PendingPart>,
+    task: JoinHandle<Written<S>>,
+}
+
+/// What a write task gives back: its sink, and the keys each part inserted.
+struct Written<S> {
+    sink: S,
+    result: Result<Vec<Vec<Vec<Value>>>, sqlx::Error>,
+}
+
+/// The forked sinks and the chunks being written on them, oldest first.
+struct Writers<S> {
+    /// How many sinks may write at once; 0 when writes stay on the caller's sink.
+    max: usize,
+    forked: usize,
+    free: Vec<S>,
+    pending: VecDeque<Pending<S>>,
+    /// Statements sent by forked sinks that came back.
+    statements: u64,
+    /// The first failure of a pending write (later ones only rolled back).
+    failed: Option<ImportError>,
+}
+
+impl<S: Sink> Writers<S> {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            forked: 0,
+            free: Vec::new(),
+            pending: VecDeque::new(),
+            statements: 0,
+            failed: None,
+        }
+    }
+
+    fn statements(&self) -> u64 {
+        self.statements + self.free.iter().map(Sink::statements).sum::<u64>()
+    }
+}
+
+/// Begins a transaction on `sink`, inserts every part and commits (or rolls back on error).
+///
+/// Chunks written at once commit independently: a task never waits for another, so two
+/// transactions that wait on each other's rows are PostgreSQL's deadlock to detect, never a
+/// hang of ours.
+async fn write_chunk<S: Sink>(
+    mut sink: S,
+    registry: Arc<Registry>,
+    parts: Vec<(usize, Vec<Vec<Value>>)>,
+) -> Written<S> {
+    let mut inserted = Vec::with_capacity(parts.len());
+    let mut outcome = sink.begin().await;
+    if outcome.is_ok() {
+        for (si, values) in &parts {
+            let rows: Vec<&[Value]> = values.iter().map(Vec::as_slice).collect();
+            match sink.insert(&registry.specs()[*si], &rows).await {
+                Ok(keys) => inserted.push(keys),
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+    }
+    let result = match outcome {
+        Ok(()) => sink.commit().await.map(|()| inserted),
+        Err(e) => {
+            // Best effort: the error that matters is the insert's.
+            let _ = sink.rollback().await;
+            Err(e)
+        }
+    };
+    Written { sink, result }
+}
+
 impl Importer {
     /// An importer of the types of `registry`.
     ///
     /// # Errors
-    /// [`ImportError::Options`] when the chunk size is 0.
+    /// [`ImportError::Options`] when the chunk size or the number of workers is 0.
     pub fn new(
         registry: impl Into<Arc<Registry>>,
         options: ImportOptions,
     ) -> Result<Self, ImportError> {
         if options.chunk_size == 0 {
             return Err(ImportError::Options("chunk size must be above 0".into()));
+        }
+        if options.workers == 0 {
+            return Err(ImportError::Options("workers must be above 0".into()));
         }
         let registry = registry.into();
         let mut referenced = Vec::new();
@@ -247,7 +371,8 @@ impl Importer {
     /// [`ImportError::UnknownType`] when the source's fixed type is not registered,
     /// [`ImportError::Read`]/[`ImportError::Format`] when the input cannot be read,
     /// [`ImportError::Database`] when a statement fails: the current chunk (all-or-nothing:
-    /// everything) is rolled back; chunks committed before stay.
+    /// everything) is rolled back; chunks committed before stay, and so may the chunks
+    /// written beside it (see [`ImportOptions::workers`]).
     pub async fn run<S: Sink>(
         &self,
         source: Source,
@@ -281,12 +406,27 @@ impl Importer {
             in_tx: false,
             rolled_back: false,
         };
+        let parallel =
+            self.options.workers > 1 && !self.options.all_or_nothing && !self.options.dry_run;
+        let mut writers = Writers::new(if parallel { self.options.workers } else { 0 });
+        if parallel {
+            match sink.fork() {
+                Some(first) => {
+                    writers.free.push(first);
+                    writers.forked = 1;
+                }
+                None => writers.max = 0,
+            }
+        }
         let mut result = Ok(());
         while let Some(msg) = rx.recv().await {
             match msg {
                 Msg::Chunk(chunk) => {
-                    if let Err(e) = self.chunk(chunk, sink, &mut state).await {
+                    if let Err(e) = self.chunk(chunk, sink, &mut writers, &mut state).await {
                         result = Err(e);
+                        break;
+                    }
+                    if writers.failed.is_some() {
                         break;
                     }
                     self.report_progress(&state, &bytes, size);
@@ -310,6 +450,11 @@ impl Importer {
         // The reader ends as soon as its channel closes; its errors came through the channel.
         if let Err(e) = reader.await {
             result = result.and(Err(ImportError::Reader(e.to_string())));
+        }
+        // Chunks still being written finish (those before a failure commit); a failure among
+        // them came before anything the loop met, so it is the one reported.
+        if let Err(e) = self.drain(&mut writers, &mut state).await {
+            result = Err(e);
         }
         if let Err(e) = result {
             if state.in_tx {
@@ -348,7 +493,7 @@ impl Importer {
                 report.by_type.insert(spec.name().to_owned(), counts);
             }
         }
-        report.queries = sink.statements();
+        report.queries = sink.statements() + writers.statements();
         report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::debug!(
             total = report.total,
@@ -384,6 +529,7 @@ impl Importer {
         &self,
         chunk: Vec<Parsed>,
         sink: &mut S,
+        writers: &mut Writers<S>,
         state: &mut State,
     ) -> Result<(), ImportError> {
         let first_line = match chunk.first() {
@@ -425,10 +571,26 @@ impl Importer {
                 .await
                 .map_err(db);
         }
-        if self.writing(state) && !state.in_tx {
+        // A chunk of leaf types only (no foreign key points at them) is written on a forked
+        // sink while the next one is checked; its lookups run here, outside a transaction.
+        let defer =
+            writers.max > 0 && self.writing(state) && rows.iter().all(|r| self.is_leaf(r.spec));
+        if defer {
+            // At most `workers` connections at once: these lookups and the pending writes.
+            while writers.pending.len() >= writers.max {
+                self.settle_oldest(writers, state).await;
+            }
+            if writers.failed.is_some() {
+                // A chunk before this one failed: write nothing more.
+                return Ok(());
+            }
+        } else if self.writing(state) && !state.in_tx {
+            // Writes stay in input order: earlier chunks commit first.
+            self.drain(writers, state).await?;
             sink.begin().await.map_err(db)?;
             state.in_tx = true;
         }
+        let mut deferred: Vec<(usize, Vec<usize>)> = Vec::new();
 
         // Foreign keys: one lookup per referenced (table, column), for values not already
         // brought by earlier chunks.
@@ -520,7 +682,7 @@ impl Importer {
                 .collect();
             let h = hash128(&(row.spec, &key));
             if let Some(&of) = state.seen[row.spec].get(&h) {
-                self.duplicate(state, row, DuplicateOf::Line(of));
+                self.duplicate(state, row.spec, row.line, DuplicateOf::Line(of));
                 continue;
             }
             state.seen[row.spec].insert(h, row.line);
@@ -621,7 +783,7 @@ impl Importer {
             let mut fresh = Vec::with_capacity(candidates[si].len());
             for (i, &ri) in candidates[si].iter().enumerate() {
                 if found.contains(&i) {
-                    self.duplicate(state, &rows[ri], DuplicateOf::Existing);
+                    self.duplicate(state, si, rows[ri].line, DuplicateOf::Existing);
                 } else {
                     fresh.push(ri);
                 }
@@ -635,40 +797,20 @@ impl Importer {
                 state.counts[si].imported += n;
                 continue;
             }
+            if defer {
+                deferred.push((si, fresh));
+                continue;
+            }
             let values: Vec<&[Value]> =
                 fresh.iter().map(|&ri| rows[ri].values.as_slice()).collect();
             let inserted = sink.insert(spec, &values).await.map_err(db)?;
-            let inserted_len = inserted.len().min(fresh.len());
-            let n = inserted_len as u64;
-            state.report.imported += n;
-            state.counts[si].imported += n;
-            if inserted_len < fresh.len() {
-                // The ON CONFLICT backstop skipped rows another writer brought meanwhile.
-                let mut returned: HashMap<u128, usize> = HashMap::new();
-                for key in inserted {
-                    let key: Vec<Value> = spec
-                        .key()
-                        .iter()
-                        .zip(&key)
-                        .map(|(k, v)| k.apply(v))
-                        .collect();
-                    *returned.entry(hash128(&(si, &key))).or_default() += 1;
-                }
-                // Unmatched rows are the skipped ones; cap at the skipped count in case a
-                // database normalises a key differently from `KeyPart::apply`.
-                let mut skipped = fresh.len() - inserted_len;
-                let mut skipped_rows = Vec::new();
-                for &ri in &fresh {
-                    match returned.get_mut(&hashes[ri]) {
-                        Some(c) if *c > 0 => *c -= 1,
-                        _ if skipped > 0 => {
-                            skipped -= 1;
-                            self.duplicate(state, &rows[ri], DuplicateOf::Existing);
-                            skipped_rows.push(ri);
-                        }
-                        _ => {}
-                    }
-                }
+            let lines: Vec<(u64, u128)> = fresh
+                .iter()
+                .map(|&ri| (rows[ri].line, hashes[ri]))
+                .collect();
+            let skipped = self.settle_inserted(state, si, &lines, inserted);
+            if !skipped.is_empty() {
+                let skipped_rows: Vec<usize> = skipped.into_iter().map(|i| fresh[i]).collect();
                 // A skipped row that others reference: is it there after all (a duplicate of
                 // its key) or was it refused by another unique index? One lookup, only when
                 // the backstop skipped something.
@@ -706,11 +848,184 @@ impl Importer {
                 }
             }
         }
+        if !deferred.is_empty() {
+            self.spawn_write(
+                first_line, &mut rows, &hashes, deferred, sink, writers, state,
+            )
+            .await?;
+        }
         if self.writing(state) && state.in_tx && !self.options.all_or_nothing {
             sink.commit().await.map_err(db)?;
             state.in_tx = false;
         }
         Ok(())
+    }
+
+    /// Whether no foreign key references the table of type `si`.
+    fn is_leaf(&self, si: usize) -> bool {
+        let table = self.registry.specs()[si].table();
+        !self.referenced.iter().any(|&(t, _)| t == table)
+    }
+
+    /// Hands the fresh rows of `parts` (indices into `rows`, per type) to a write task.
+    #[allow(clippy::too_many_arguments)]
+    async fn spawn_write<S: Sink>(
+        &self,
+        first_line: u64,
+        rows: &mut [Row],
+        hashes: &[u128],
+        parts: Vec<(usize, Vec<usize>)>,
+        sink: &S,
+        writers: &mut Writers<S>,
+        state: &mut State,
+    ) -> Result<(), ImportError> {
+        let writer = self.writer(sink, writers, state).await?;
+        let mut pending = Vec::with_capacity(parts.len());
+        let mut values = Vec::with_capacity(parts.len());
+        for (si, fresh) in parts {
+            pending.push(PendingPart {
+                spec: si,
+                fresh: fresh
+                    .iter()
+                    .map(|&ri| (rows[ri].line, hashes[ri]))
+                    .collect(),
+            });
+            values.push((
+                si,
+                fresh
+                    .iter()
+                    .map(|&ri| std::mem::take(&mut rows[ri].values))
+                    .collect(),
+            ));
+        }
+        let task = tokio::spawn(
+            write_chunk(writer, Arc::clone(&self.registry), values)
+                .instrument(tracing::Span::current()),
+        );
+        writers.pending.push_back(Pending {
+            first_line,
+            parts: pending,
+            task,
+        });
+        Ok(())
+    }
+
+    /// A free forked sink: an idle one, a new fork, or the sink of the oldest pending write
+    /// once it is done.
+    async fn writer<S: Sink>(
+        &self,
+        sink: &S,
+        writers: &mut Writers<S>,
+        state: &mut State,
+    ) -> Result<S, ImportError> {
+        loop {
+            if let Some(w) = writers.free.pop() {
+                return Ok(w);
+            }
+            if writers.forked < writers.max {
+                if let Some(w) = sink.fork() {
+                    writers.forked += 1;
+                    return Ok(w);
+                }
+                writers.max = writers.forked;
+            }
+            if writers.pending.is_empty() {
+                // Every forked sink was lost with a failed task; fork anew.
+                return sink
+                    .fork()
+                    .ok_or_else(|| ImportError::Writer("the sink no longer forks".into()));
+            }
+            self.settle_oldest(writers, state).await;
+        }
+    }
+
+    /// Waits for the oldest pending write and counts what it inserted.
+    async fn settle_oldest<S: Sink>(&self, writers: &mut Writers<S>, state: &mut State) {
+        let Some(pending) = writers.pending.pop_front() else {
+            return;
+        };
+        match pending.task.await {
+            Ok(Written { sink, result }) => {
+                writers.free.push(sink);
+                match result {
+                    Ok(inserted) => {
+                        for (part, keys) in pending.parts.iter().zip(inserted) {
+                            self.settle_inserted(state, part.spec, &part.fresh, keys);
+                        }
+                    }
+                    Err(source) => {
+                        writers.failed.get_or_insert(ImportError::Database {
+                            line: pending.first_line,
+                            source,
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                writers
+                    .failed
+                    .get_or_insert(ImportError::Writer(e.to_string()));
+            }
+        }
+    }
+
+    /// Waits for every pending write; the first failure, if any.
+    async fn drain<S: Sink>(
+        &self,
+        writers: &mut Writers<S>,
+        state: &mut State,
+    ) -> Result<(), ImportError> {
+        while !writers.pending.is_empty() {
+            self.settle_oldest(writers, state).await;
+        }
+        writers.failed.take().map_or(Ok(()), Err)
+    }
+
+    /// Counts the rows of type `si` an insert brought (`inserted`: their keys as returned)
+    /// out of `fresh` (line and key hash of each row sent); rows the ON CONFLICT backstop
+    /// skipped are duplicates of rows another writer brought meanwhile. Returns their
+    /// indices into `fresh`.
+    fn settle_inserted(
+        &self,
+        state: &mut State,
+        si: usize,
+        fresh: &[(u64, u128)],
+        inserted: Vec<Vec<Value>>,
+    ) -> Vec<usize> {
+        let inserted_len = inserted.len().min(fresh.len());
+        let n = inserted_len as u64;
+        state.report.imported += n;
+        state.counts[si].imported += n;
+        if inserted_len == fresh.len() {
+            return Vec::new();
+        }
+        let spec = &self.registry.specs()[si];
+        let mut returned: HashMap<u128, usize> = HashMap::new();
+        for key in inserted {
+            let key: Vec<Value> = spec
+                .key()
+                .iter()
+                .zip(&key)
+                .map(|(k, v)| k.apply(v))
+                .collect();
+            *returned.entry(hash128(&(si, &key))).or_default() += 1;
+        }
+        // Unmatched rows are the skipped ones; cap at the skipped count in case a database
+        // normalises a key differently from `KeyPart::apply`.
+        let mut skipped = fresh.len() - inserted_len;
+        let mut skipped_rows = Vec::new();
+        for (i, &(line, hash)) in fresh.iter().enumerate() {
+            match returned.get_mut(&hash) {
+                Some(c) if *c > 0 => *c -= 1,
+                _ if skipped > 0 => {
+                    skipped -= 1;
+                    self.duplicate(state, si, line, DuplicateOf::Existing);
+                    skipped_rows.push(i);
+                }
+                _ => {}
+            }
+        }
+        skipped_rows
     }
 
     async fn settle_rejections<S: Sink>(
@@ -729,13 +1044,10 @@ impl Importer {
         Ok(())
     }
 
-    fn duplicate(&self, state: &mut State, row: &Row, of: DuplicateOf) {
+    fn duplicate(&self, state: &mut State, si: usize, line: u64, of: DuplicateOf) {
         state.report.duplicates += 1;
-        state.counts[row.spec].duplicates += 1;
-        state
-            .report
-            .duplicate_rows
-            .push(DuplicateRow { line: row.line, of });
+        state.counts[si].duplicates += 1;
+        state.report.duplicate_rows.push(DuplicateRow { line, of });
     }
 }
 

@@ -64,7 +64,9 @@ mod spec;
 mod validate;
 
 pub use error::{ConfigError, ImportError, SpecError};
-pub use importer::{ImportOptions, Importer, Progress, ProgressFn, DEFAULT_CHUNK_SIZE};
+pub use importer::{
+    ImportOptions, Importer, Progress, ProgressFn, DEFAULT_CHUNK_SIZE, DEFAULT_WORKERS,
+};
 pub use report::{DuplicateOf, DuplicateRow, ImportReport, Rejection, TypeCounts};
 pub use sink::{Lookup, LookupPart, PgSink, Sink, SqliteSink};
 pub use source::{Format, Item, RawRecord, RawValue, Source, MAX_RECORD_BYTES, TYPE_FIELD};

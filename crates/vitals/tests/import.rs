@@ -465,3 +465,121 @@ async fn sqlite_all_or_nothing_and_dry_run() {
         .unwrap();
     assert_eq!(n, 0);
 }
+
+/// 1 000 vaccination rows for two students, with in-file duplicates (every 7th row repeats
+/// the row before it), rows already in the database (the first 30) and rows of an unknown
+/// student (every 50th).
+fn many_vaccinations() -> String {
+    let mut csv = String::from(
+        "student_id,vaccine_name,dose_number,administered_on,administered_by,lot_number\n",
+    );
+    let mut last = String::new();
+    for i in 0..1000 {
+        let line = if i % 7 == 6 {
+            last.clone()
+        } else if i % 50 == 49 {
+            format!("{},Vaccine {i},1,2020-01-01,Nurse,L{i}\n", Uuid::nil())
+        } else {
+            let student = if i % 2 == 0 { STUDENT_A } else { STUDENT_B };
+            format!("{student},Vaccine {i},1,2020-01-01,Nurse,L{i}\n")
+        };
+        csv.push_str(&line);
+        last = line;
+    }
+    csv
+}
+
+async fn lots(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT lot_number FROM vaccinations ORDER BY lot_number")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn parallel_writes_report_and_store_exactly_what_one_connection_does(pool: PgPool) {
+    with_students(&pool).await;
+    let csv = many_vaccinations();
+    let head: String = csv.lines().take(31).map(|l| format!("{l}\n")).collect();
+    let existing = file(".csv", &head);
+    let f = file(".csv", &csv);
+    let mut outcomes = Vec::new();
+    for workers in [1, 4] {
+        sqlx::query("TRUNCATE vaccinations")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let options = || ImportOptions::new().chunk_size(50).workers(workers);
+        import_pg(&pool, &existing, Some(records::VACCINATION), options()).await;
+        let r = import_pg(&pool, &f, Some(records::VACCINATION), options()).await;
+        outcomes.push((r, lots(&pool).await));
+    }
+    let (one, four) = (&outcomes[0], &outcomes[1]);
+    assert!(one.0.imported > 800 && one.0.duplicates > 100 && one.0.rejected == 20);
+    let (a, b) = (&one.0, &four.0);
+    assert_eq!(
+        (a.total, a.imported, a.duplicates, a.rejected),
+        (b.total, b.imported, b.duplicates, b.rejected)
+    );
+    assert_eq!(a.duplicate_rows, b.duplicate_rows);
+    assert_eq!(a.rejections.len(), b.rejections.len());
+    assert!(a
+        .rejections
+        .iter()
+        .zip(&b.rejections)
+        .all(|(x, y)| (x.line, &x.field) == (y.line, &y.field)));
+    assert_eq!(a.by_type, b.by_type);
+    assert_eq!(one.1, four.1, "the same rows are stored");
+}
+
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn a_failed_chunk_is_rolled_back_the_ones_before_stay_and_nothing_after_the_window_is_written(
+    pool: PgPool,
+) {
+    with_students(&pool).await;
+    // Refuses one lot, slowly: the two chunks after it (three workers) are already being
+    // written when its failure is known; nothing after them may be.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_lot() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.lot_number = 'L25' THEN PERFORM pg_sleep(0.3); \
+             RAISE EXCEPTION 'lot refused by the test'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_lot BEFORE INSERT ON vaccinations \
+           FOR EACH ROW EXECUTE FUNCTION refuse_lot();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut csv = String::from(
+        "student_id,vaccine_name,dose_number,administered_on,administered_by,lot_number\n",
+    );
+    for i in 0..100 {
+        csv.push_str(&format!(
+            "{STUDENT_A},Vaccine {i},1,2020-01-01,Nurse,L{i}\n"
+        ));
+    }
+    let f = file(".csv", &csv);
+    let importer = Importer::new(
+        records::registry(),
+        ImportOptions::new().chunk_size(10).workers(3),
+    )
+    .unwrap();
+    let source = Source::open(f.path(), None)
+        .unwrap()
+        .with_type(records::VACCINATION);
+    let err = importer
+        .run(source, &mut PgSink::new(pool.clone()))
+        .await
+        .unwrap_err();
+    // Row 25 is on line 27, in the chunk of lines 22..=31.
+    assert!(
+        matches!(err, vitals::import::ImportError::Database { line: 22, .. }),
+        "{err}"
+    );
+    let stored = lots(&pool).await;
+    let mut expected: Vec<String> = (0..20).chain(30..50).map(|i| format!("L{i}")).collect();
+    expected.sort();
+    assert_eq!(
+        stored, expected,
+        "the chunks before the failure and the two beside it stay; the failed one and all later are not written"
+    );
+}

@@ -23,6 +23,11 @@ where
         }
     }
 
+    /// A new handle on the same pool, with no transaction and no statements yet.
+    pub(crate) fn fork(&self) -> Self {
+        Self::new(self.pool.clone())
+    }
+
     pub(crate) fn statements(&self) -> u64 {
         self.statements
     }

@@ -62,7 +62,12 @@ pub struct Lookup<'a> {
 ///
 /// Calls between [`Sink::begin`] and [`Sink::commit`]/[`Sink::rollback`] run in that
 /// transaction; outside one (dry runs) they run on their own.
-pub trait Sink: Send {
+///
+/// A sink that can [`fork`](Sink::fork) lets the importer write one chunk on a second
+/// connection while it checks the next (see [`ImportOptions::workers`]).
+///
+/// [`ImportOptions::workers`]: crate::ImportOptions::workers
+pub trait Sink: Send + Sized + 'static {
     /// Starts a transaction.
     fn begin(&mut self) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
@@ -89,4 +94,10 @@ pub trait Sink: Send {
 
     /// Statements sent so far, `BEGIN` and `COMMIT` included.
     fn statements(&self) -> u64;
+
+    /// Another sink on the same database, with its own connection, transaction and
+    /// statement count, or `None` (the default) when writes must stay on this one.
+    fn fork(&self) -> Option<Self> {
+        None
+    }
 }

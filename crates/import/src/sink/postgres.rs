@@ -20,7 +20,8 @@ use crate::spec::{Kind, RecordSpec, Value};
 /// `BEGIN`, one foreign-key query, one existing-key query, one insert and `COMMIT`.
 ///
 /// Holds a pool (cheap to clone) and at most one open transaction; not shared between
-/// imports.
+/// imports. It [forks](Sink::fork): with [`ImportOptions::workers`](crate::ImportOptions::workers)
+/// above 1, chunks are written on up to that many connections of the pool at once.
 #[derive(Debug)]
 pub struct PgSink {
     conn: Conn<Postgres>,
@@ -243,5 +244,11 @@ impl Sink for PgSink {
 
     fn statements(&self) -> u64 {
         self.conn.statements()
+    }
+
+    fn fork(&self) -> Option<Self> {
+        Some(Self {
+            conn: self.conn.fork(),
+        })
     }
 }
