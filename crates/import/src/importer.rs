@@ -1,10 +1,10 @@
 //! The pipeline: read and validate on a blocking thread, then per chunk check foreign keys,
 //! de-duplicate and insert, parents first, in one transaction.
 
-use std::collections::hash_map::DefaultHasher;
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -210,23 +210,100 @@ enum Msg {
 }
 
 enum Parsed {
-    Row(Row),
+    Row(Prepared),
     Bad {
         type_name: Option<String>,
         problems: Vec<Rejection>,
     },
 }
 
-/// 128 bits from two independently keyed SipHashes: collisions (which would mark a row as
-/// a duplicate wrongly) are out of reach for any input size.
-fn hash128(value: &impl Hash) -> u128 {
-    let mut a = DefaultHasher::new();
-    0u8.hash(&mut a);
-    value.hash(&mut a);
-    let mut b = DefaultHasher::new();
-    1u8.hash(&mut b);
-    value.hash(&mut b);
-    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+/// 128 bits from two SipHashes with random keys, drawn per import: collisions (which would
+/// mark a row as a duplicate wrongly) are out of reach for any input size, and an input
+/// cannot be crafted to collide, so the hashes can index maps as they are ([`Fold128`]).
+#[derive(Clone)]
+struct Hash128 {
+    a: RandomState,
+    b: RandomState,
+}
+
+impl Hash128 {
+    fn new() -> Self {
+        Self {
+            a: RandomState::new(),
+            b: RandomState::new(),
+        }
+    }
+
+    fn of(&self, value: &impl Hash) -> u128 {
+        (u128::from(self.a.hash_one(value)) << 64) | u128::from(self.b.hash_one(value))
+    }
+}
+
+/// A [`Hasher`] for keys that are already [`Hash128`] hashes: folds the 128 bits to 64.
+#[derive(Default)]
+struct Fold128(u64);
+
+impl Hasher for Fold128 {
+    fn write_u128(&mut self, h: u128) {
+        // Truncation intended: the two halves are folded together.
+        self.0 = (h as u64) ^ ((h >> 64) as u64);
+    }
+
+    // Only `u128`s are hashed here; other input is folded in, for completeness.
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type HashedMap<V> = HashMap<u128, V, BuildHasherDefault<Fold128>>;
+type HashedSet = HashSet<u128, BuildHasherDefault<Fold128>>;
+
+/// A valid row with what the pipeline asks of it, computed on the reading thread so the
+/// database loop only looks hashes up.
+struct Prepared {
+    row: Row,
+    /// The natural key, normalised: one value per key part.
+    key: Vec<Value>,
+    /// Hash of (type index, key).
+    key_hash: u128,
+    /// Per foreign key of the type (in `foreign_keys()` order): hash of (referenced table,
+    /// referenced column, value), `None` for a NULL value.
+    fk_hashes: Vec<Option<u128>>,
+}
+
+impl Prepared {
+    fn new(registry: &Registry, hasher: &Hash128, row: Row) -> Self {
+        let spec = &registry.specs()[row.spec];
+        let key: Vec<Value> = spec
+            .key()
+            .iter()
+            .map(|k| {
+                spec.column_index(k.column())
+                    .map_or(Value::Null, |ci| k.apply(&row.values[ci]))
+            })
+            .collect();
+        let key_hash = hasher.of(&(row.spec, &key));
+        let fk_hashes = spec
+            .foreign_keys()
+            .iter()
+            .map(|fk| {
+                let v = spec.column_index(fk.column()).map(|ci| &row.values[ci])?;
+                (*v != Value::Null).then(|| hasher.of(&(fk.table(), fk.referenced(), v)))
+            })
+            .collect();
+        Self {
+            row,
+            key,
+            key_hash,
+            fk_hashes,
+        }
+    }
 }
 
 /// Per-import state that lives across chunks.
@@ -234,9 +311,10 @@ struct State {
     report: ImportReport,
     counts: Vec<TypeCounts>,
     /// Natural key hash → first line, per type.
-    seen: Vec<HashMap<u128, u64>>,
+    seen: Vec<HashedMap<u64>>,
     /// Hashes of (table, column, value) brought by this import, for foreign keys.
-    brought: HashSet<u128>,
+    brought: HashedSet,
+    hasher: Hash128,
     in_tx: bool,
     rolled_back: bool,
 }
@@ -254,10 +332,11 @@ struct Pending<S> {
     task: JoinHandle<Written<S>>,
 }
 
-/// What a write task gives back: its sink, and the keys each part inserted.
+/// What a write task gives back: its sink, and `None` when every row went in, or else the
+/// keys each part inserted.
 struct Written<S> {
     sink: S,
-    result: Result<Vec<Vec<Vec<Value>>>, sqlx::Error>,
+    result: Result<Option<Vec<Vec<Vec<Value>>>>, sqlx::Error>,
 }
 
 /// The forked sinks and the chunks being written on them, oldest first.
@@ -292,6 +371,11 @@ impl<S: Sink> Writers<S> {
 
 /// Begins a transaction on `sink`, inserts every part and commits (or rolls back on error).
 ///
+/// The inserts first only count what went in ([`Sink::insert_count`]). When the `ON CONFLICT`
+/// backstop skipped a row (another writer brought its key since the lookup), the
+/// transaction, which holds nothing else, is rolled back and the chunk is written again with
+/// the inserted keys returned, so the skipped rows can be named.
+///
 /// Chunks written at once commit independently: a task never waits for another, so two
 /// transactions that wait on each other's rows are PostgreSQL's deadlock to detect, never a
 /// hang of ours.
@@ -300,29 +384,44 @@ async fn write_chunk<S: Sink>(
     registry: Arc<Registry>,
     parts: Vec<(usize, Vec<Vec<Value>>)>,
 ) -> Written<S> {
-    let mut inserted = Vec::with_capacity(parts.len());
-    let mut outcome = sink.begin().await;
-    if outcome.is_ok() {
-        for (si, values) in &parts {
-            let rows: Vec<&[Value]> = values.iter().map(Vec::as_slice).collect();
-            match sink.insert(&registry.specs()[*si], &rows).await {
-                Ok(keys) => inserted.push(keys),
-                Err(e) => {
-                    outcome = Err(e);
-                    break;
-                }
-            }
+    let result = write_parts(&mut sink, &registry, &parts).await;
+    if result.is_err() {
+        // Best effort: the error that matters is the insert's.
+        let _ = sink.rollback().await;
+    }
+    Written { sink, result }
+}
+
+async fn write_parts<S: Sink>(
+    sink: &mut S,
+    registry: &Registry,
+    parts: &[(usize, Vec<Vec<Value>>)],
+) -> Result<Option<Vec<Vec<Vec<Value>>>>, sqlx::Error> {
+    let rows: Vec<Vec<&[Value]>> = parts
+        .iter()
+        .map(|(_, values)| values.iter().map(Vec::as_slice).collect())
+        .collect();
+    sink.begin().await?;
+    let mut all_in = true;
+    for ((si, _), rows) in parts.iter().zip(&rows) {
+        let n = sink.insert_count(&registry.specs()[*si], rows).await?;
+        if n < rows.len() as u64 {
+            all_in = false;
+            break;
         }
     }
-    let result = match outcome {
-        Ok(()) => sink.commit().await.map(|()| inserted),
-        Err(e) => {
-            // Best effort: the error that matters is the insert's.
-            let _ = sink.rollback().await;
-            Err(e)
-        }
-    };
-    Written { sink, result }
+    if all_in {
+        sink.commit().await?;
+        return Ok(None);
+    }
+    sink.rollback().await?;
+    sink.begin().await?;
+    let mut inserted = Vec::with_capacity(parts.len());
+    for ((si, _), rows) in parts.iter().zip(&rows) {
+        inserted.push(sink.insert(&registry.specs()[*si], rows).await?);
+    }
+    sink.commit().await?;
+    Ok(Some(inserted))
 }
 
 impl Importer {
@@ -387,11 +486,20 @@ impl Importer {
         let bytes = source.bytes_counter();
         let size = source.size();
         let (tx, mut rx) = mpsc::channel::<Msg>(1);
+        let hasher = Hash128::new();
+        let reader_hasher = hasher.clone();
         let registry = Arc::clone(&self.registry);
         let chunk_size = self.options.chunk_size;
         let max_errors = self.options.max_errors;
         let reader = tokio::task::spawn_blocking(move || {
-            read(source, &registry, chunk_size, max_errors, &tx)
+            read(
+                source,
+                &registry,
+                &reader_hasher,
+                chunk_size,
+                max_errors,
+                &tx,
+            )
         });
 
         let n = self.registry.specs().len();
@@ -401,8 +509,9 @@ impl Importer {
                 ..ImportReport::default()
             },
             counts: vec![TypeCounts::default(); n],
-            seen: vec![HashMap::new(); n],
-            brought: HashSet::new(),
+            seen: vec![HashedMap::default(); n],
+            brought: HashedSet::default(),
+            hasher: hasher.clone(),
             in_tx: false,
             rolled_back: false,
         };
@@ -533,7 +642,7 @@ impl Importer {
         state: &mut State,
     ) -> Result<(), ImportError> {
         let first_line = match chunk.first() {
-            Some(Parsed::Row(r)) => r.line,
+            Some(Parsed::Row(r)) => r.row.line,
             Some(Parsed::Bad { problems, .. }) => problems.first().map_or(0, |p| p.line),
             None => return Ok(()),
         };
@@ -543,13 +652,19 @@ impl Importer {
         };
         let specs = self.registry.specs();
         let mut rows = Vec::with_capacity(chunk.len());
+        let mut row_keys = Vec::with_capacity(chunk.len());
+        let mut hashes: Vec<u128> = Vec::with_capacity(chunk.len());
+        let mut fk_hashes = Vec::with_capacity(chunk.len());
         let mut chunk_rejected = false;
         for parsed in chunk {
             state.report.total += 1;
             match parsed {
-                Parsed::Row(row) => {
-                    state.counts[row.spec].total += 1;
-                    rows.push(row);
+                Parsed::Row(p) => {
+                    state.counts[p.row.spec].total += 1;
+                    rows.push(p.row);
+                    row_keys.push(p.key);
+                    hashes.push(p.key_hash);
+                    fk_hashes.push(p.fk_hashes);
                 }
                 Parsed::Bad {
                     type_name,
@@ -599,18 +714,19 @@ impl Importer {
             let mut wanted: Vec<Vec<Value>> = Vec::new();
             let mut wanted_set = HashSet::new();
             let mut part = None;
-            for row in &rows {
+            for (row, fk_hashes) in rows.iter().zip(&fk_hashes) {
                 let spec = &specs[row.spec];
-                for fk in spec
+                for (fk, h) in spec
                     .foreign_keys()
                     .iter()
-                    .filter(|fk| fk.table() == table && fk.referenced() == column)
+                    .zip(fk_hashes)
+                    .filter(|(fk, _)| fk.table() == table && fk.referenced() == column)
                 {
                     let Some(ci) = spec.column_index(fk.column()) else {
                         continue;
                     };
                     let v = &row.values[ci];
-                    if *v == Value::Null || state.brought.contains(&hash128(&(table, column, v))) {
+                    if h.is_none_or(|h| state.brought.contains(&h)) {
                         continue;
                     }
                     if wanted_set.insert(v.clone()) {
@@ -640,19 +756,15 @@ impl Importer {
         // In line order: foreign keys, then duplicates within the input.
         let mut candidates: Vec<Vec<usize>> = vec![Vec::new(); specs.len()];
         let mut keys: Vec<Vec<Vec<Value>>> = vec![Vec::new(); specs.len()];
-        let mut hashes: Vec<u128> = vec![0; rows.len()];
         for (ri, row) in rows.iter().enumerate() {
             let spec = &specs[row.spec];
             let mut problems = Vec::new();
-            for fk in spec.foreign_keys() {
+            for (fk, h) in spec.foreign_keys().iter().zip(&fk_hashes[ri]) {
                 let Some(ci) = spec.column_index(fk.column()) else {
                     continue;
                 };
                 let v = &row.values[ci];
-                let known = *v == Value::Null
-                    || state
-                        .brought
-                        .contains(&hash128(&(fk.table(), fk.referenced(), v)))
+                let known = h.is_none_or(|h| state.brought.contains(&h))
                     || exists
                         .get(&(fk.table(), fk.referenced()))
                         .is_some_and(|s| s.contains(v));
@@ -672,15 +784,8 @@ impl Importer {
                 state.report.rejections.extend(problems);
                 continue;
             }
-            let key: Vec<Value> = spec
-                .key()
-                .iter()
-                .map(|k| {
-                    spec.column_index(k.column())
-                        .map_or(Value::Null, |ci| k.apply(&row.values[ci]))
-                })
-                .collect();
-            let h = hash128(&(row.spec, &key));
+            let key = std::mem::take(&mut row_keys[ri]);
+            let h = hashes[ri];
             if let Some(&of) = state.seen[row.spec].get(&h) {
                 self.duplicate(state, row.spec, row.line, DuplicateOf::Line(of));
                 continue;
@@ -689,13 +794,11 @@ impl Importer {
             for &(table, column) in &self.referenced {
                 if table == spec.table() {
                     if let Some(ci) = spec.column_index(column) {
-                        state
-                            .brought
-                            .insert(hash128(&(table, column, &row.values[ci])));
+                        let h = state.hasher.of(&(table, column, &row.values[ci]));
+                        state.brought.insert(h);
                     }
                 }
             }
-            hashes[ri] = h;
             candidates[row.spec].push(ri);
             keys[row.spec].push(key);
         }
@@ -726,7 +829,7 @@ impl Importer {
                     let row = &rows[ri];
                     let orphan = spec.foreign_keys().iter().find(|fk| {
                         spec.column_index(fk.column()).is_some_and(|ci| {
-                            missing.contains(&hash128(&(
+                            missing.contains(&state.hasher.of(&(
                                 fk.table(),
                                 fk.referenced(),
                                 &row.values[ci],
@@ -840,7 +943,7 @@ impl Importer {
                         sink.find(&lookup).await.map_err(db)?.into_iter().collect();
                     for (i, v) in wanted.iter().enumerate() {
                         if !found.contains(&i) {
-                            let h = hash128(&(table, column, &v[0]));
+                            let h = state.hasher.of(&(table, column, &v[0]));
                             state.brought.remove(&h);
                             missing.insert(h);
                         }
@@ -948,7 +1051,14 @@ impl Importer {
             Ok(Written { sink, result }) => {
                 writers.free.push(sink);
                 match result {
-                    Ok(inserted) => {
+                    Ok(None) => {
+                        for part in &pending.parts {
+                            let n = part.fresh.len() as u64;
+                            state.report.imported += n;
+                            state.counts[part.spec].imported += n;
+                        }
+                    }
+                    Ok(Some(inserted)) => {
                         for (part, keys) in pending.parts.iter().zip(inserted) {
                             self.settle_inserted(state, part.spec, &part.fresh, keys);
                         }
@@ -1008,7 +1118,7 @@ impl Importer {
                 .zip(&key)
                 .map(|(k, v)| k.apply(v))
                 .collect();
-            *returned.entry(hash128(&(si, &key))).or_default() += 1;
+            *returned.entry(state.hasher.of(&(si, &key))).or_default() += 1;
         }
         // Unmatched rows are the skipped ones; cap at the skipped count in case a database
         // normalises a key differently from `KeyPart::apply`.
@@ -1055,6 +1165,7 @@ impl Importer {
 fn read(
     mut source: Source,
     registry: &Registry,
+    hasher: &Hash128,
     chunk_size: usize,
     max_errors: Option<u64>,
     tx: &mpsc::Sender<Msg>,
@@ -1081,7 +1192,7 @@ fn read(
             Item::Record(record) => {
                 let type_name = record.type_name().map(str::to_owned);
                 match validate(registry, record) {
-                    Ok(row) => Parsed::Row(row),
+                    Ok(row) => Parsed::Row(Prepared::new(registry, hasher, row)),
                     Err(problems) => Parsed::Bad {
                         type_name,
                         problems,

@@ -583,3 +583,64 @@ async fn a_failed_chunk_is_rolled_back_the_ones_before_stay_and_nothing_after_th
         "the chunks before the failure and the two beside it stay; the failed one and all later are not written"
     );
 }
+
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn a_row_another_writer_brings_meanwhile_is_a_duplicate_on_one_connection_or_two(
+    pool: PgPool,
+) {
+    with_students(&pool).await;
+    // Another writer, made deterministic: inserting lot RACE first inserts a row with the
+    // same natural key (after the importer's lookup found none), so ON CONFLICT skips it.
+    sqlx::raw_sql(
+        "CREATE FUNCTION other_writer() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.lot_number = 'RACE' THEN \
+             INSERT INTO vaccinations (student_id, vaccine_name, dose_number, administered_on, \
+               administered_by, lot_number) VALUES (NEW.student_id, NEW.vaccine_name, \
+               NEW.dose_number, NEW.administered_on, 'another writer', 'RACE-OTHER'); \
+           END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER other_writer BEFORE INSERT ON vaccinations \
+           FOR EACH ROW EXECUTE FUNCTION other_writer();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut csv = String::from(
+        "student_id,vaccine_name,dose_number,administered_on,administered_by,lot_number\n",
+    );
+    for i in 0..20 {
+        let lot = if i == 13 {
+            "RACE".to_owned()
+        } else {
+            format!("L{i}")
+        };
+        csv.push_str(&format!(
+            "{STUDENT_B},Vaccine {i},1,2020-01-01,Nurse,{lot}\n"
+        ));
+    }
+    let f = file(".csv", &csv);
+    for workers in [1, 2] {
+        sqlx::query("TRUNCATE vaccinations")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let options = ImportOptions::new().chunk_size(10).workers(workers);
+        let r = import_pg(&pool, &f, Some(records::VACCINATION), options).await;
+        assert_eq!(
+            (r.imported, r.duplicates),
+            (19, 1),
+            "workers {workers}: {r:#?}"
+        );
+        assert_eq!(
+            r.duplicate_rows,
+            vec![DuplicateRow {
+                line: 15,
+                of: DuplicateOf::Existing
+            }],
+            "workers {workers}"
+        );
+        let stored = lots(&pool).await;
+        assert_eq!(stored.len(), 20, "workers {workers}: {stored:?}");
+        assert!(stored.contains(&"RACE-OTHER".to_owned()));
+        assert!(!stored.contains(&"RACE".to_owned()));
+    }
+}

@@ -47,6 +47,21 @@ where
         }
     }
 
+    /// Runs `q` like [`Conn::fetch`], returning the driver's result (rows affected).
+    pub(crate) async fn execute<'q, A>(
+        &mut self,
+        q: Query<'q, DB, A>,
+    ) -> Result<DB::QueryResult, sqlx::Error>
+    where
+        A: 'q + IntoArguments<'q, DB>,
+    {
+        self.statements += 1;
+        match &mut self.tx {
+            Some(tx) => q.execute(&mut **tx).await,
+            None => q.execute(&self.pool).await,
+        }
+    }
+
     pub(crate) async fn begin(&mut self) -> Result<(), sqlx::Error> {
         self.statements += 1;
         self.tx = Some(self.pool.begin().await?);

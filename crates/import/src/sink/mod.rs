@@ -92,6 +92,17 @@ pub trait Sink: Send + Sized + 'static {
         rows: &[&[Value]],
     ) -> impl Future<Output = Result<Vec<Vec<Value>>, sqlx::Error>> + Send;
 
+    /// Like [`Sink::insert`], but returns only how many rows were inserted: cheaper where
+    /// every row is expected to go in (the keys come back only to find the skipped ones).
+    /// The default calls [`Sink::insert`].
+    fn insert_count(
+        &mut self,
+        spec: &RecordSpec,
+        rows: &[&[Value]],
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send {
+        async move { Ok(self.insert(spec, rows).await?.len() as u64) }
+    }
+
     /// Statements sent so far, `BEGIN` and `COMMIT` included.
     fn statements(&self) -> u64;
 

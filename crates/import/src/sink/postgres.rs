@@ -15,7 +15,7 @@ use crate::spec::{Kind, RecordSpec, Value};
 ///
 /// Lookups are `SELECT ord FROM UNNEST($1::t1[], …) WITH ORDINALITY u CROSS JOIN LATERAL
 /// (SELECT 1 FROM t WHERE t.k = u.k … LIMIT 1)` (an index probe per key);
-/// inserts are `INSERT … SELECT … FROM UNNEST(…) ON CONFLICT DO NOTHING RETURNING key`: one
+/// inserts are `INSERT … SELECT … FROM UNNEST(…) ON CONFLICT DO NOTHING [RETURNING key]`: one
 /// statement per call and no temporary table, so an import of 100 rows of one type is
 /// `BEGIN`, one foreign-key query, one existing-key query, one insert and `COMMIT`.
 ///
@@ -124,6 +124,54 @@ fn returned(column: &str, kind: &Kind) -> String {
     }
 }
 
+/// `INSERT INTO t (cols) SELECT … FROM UNNEST($1::t1[], …) ON CONFLICT … DO NOTHING`, with
+/// `RETURNING returning` when given.
+fn insert_sql(spec: &RecordSpec, returning: Option<&str>) -> String {
+    let columns = spec.columns();
+    let names: Vec<&str> = columns.iter().map(|c| c.name()).collect();
+    let arrays: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("${}::{}[]", i + 1, c.kind().pg_base()))
+        .collect();
+    let aliases: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
+    let selected: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match c.pg_cast() {
+            Some(cast) => format!("u.c{i}::{cast}"),
+            None => format!("u.c{i}"),
+        })
+        .collect();
+    let mut sql = format!(
+        "INSERT INTO {} ({}) SELECT {} FROM UNNEST({}) AS u({}) ON CONFLICT {} DO NOTHING",
+        spec.table(),
+        names.join(", "),
+        selected.join(", "),
+        arrays.join(", "),
+        aliases.join(", "),
+        spec.conflict().unwrap_or(""),
+    );
+    if let Some(r) = returning {
+        sql.push_str(" RETURNING ");
+        sql.push_str(r);
+    }
+    sql
+}
+
+/// `sql` with one typed array per column of `spec` bound.
+fn bind_columns<'a>(
+    sql: &'a str,
+    spec: &RecordSpec,
+    rows: &[&'a [Value]],
+) -> Query<'a, Postgres, PgArguments> {
+    let mut q = sqlx::query(sql);
+    for (i, c) in spec.columns().iter().enumerate() {
+        q = PgArray::collect(c.kind(), rows.iter().map(|r| &r[i])).bind(q);
+    }
+    q
+}
+
 impl Sink for PgSink {
     async fn begin(&mut self) -> Result<(), sqlx::Error> {
         self.conn.begin().await
@@ -188,26 +236,13 @@ impl Sink for PgSink {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let columns = spec.columns();
-        let names: Vec<&str> = columns.iter().map(|c| c.name()).collect();
-        let arrays: Vec<String> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("${}::{}[]", i + 1, c.kind().pg_base()))
-            .collect();
-        let aliases: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
-        let selected: Vec<String> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| match c.pg_cast() {
-                Some(cast) => format!("u.c{i}::{cast}"),
-                None => format!("u.c{i}"),
-            })
-            .collect();
         let key_kinds: Vec<&Kind> = spec
             .key()
             .iter()
-            .filter_map(|k| spec.column_index(k.column()).map(|i| columns[i].kind()))
+            .filter_map(|k| {
+                spec.column_index(k.column())
+                    .map(|i| spec.columns()[i].kind())
+            })
             .collect();
         let returning: Vec<String> = spec
             .key()
@@ -215,21 +250,8 @@ impl Sink for PgSink {
             .zip(&key_kinds)
             .map(|(k, kind)| returned(k.column(), kind))
             .collect();
-        let sql = format!(
-            "INSERT INTO {} ({}) SELECT {} FROM UNNEST({}) AS u({}) ON CONFLICT {} DO NOTHING RETURNING {}",
-            spec.table(),
-            names.join(", "),
-            selected.join(", "),
-            arrays.join(", "),
-            aliases.join(", "),
-            spec.conflict().unwrap_or(""),
-            returning.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for (i, c) in columns.iter().enumerate() {
-            q = PgArray::collect(c.kind(), rows.iter().map(|r| &r[i])).bind(q);
-        }
-        let returned_rows = self.conn.fetch(q).await?;
+        let sql = insert_sql(spec, Some(&returning.join(", ")));
+        let returned_rows = self.conn.fetch(bind_columns(&sql, spec, rows)).await?;
         returned_rows
             .iter()
             .map(|r| {
@@ -240,6 +262,19 @@ impl Sink for PgSink {
                     .collect()
             })
             .collect()
+    }
+
+    async fn insert_count(
+        &mut self,
+        spec: &RecordSpec,
+        rows: &[&[Value]],
+    ) -> Result<u64, sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let sql = insert_sql(spec, None);
+        let done = self.conn.execute(bind_columns(&sql, spec, rows)).await?;
+        Ok(done.rows_affected())
     }
 
     fn statements(&self) -> u64 {
