@@ -136,8 +136,16 @@ fn l1_hit(c: &mut Criterion) {
 /// An L2 hit (L1 disabled): vitals `RedisTier::get` (GET + header decode) and
 /// `TieredCache::get` (GET+PTTL pipeline, JSON decode) beside a bare redis-rs
 /// `GET` of the same bytes on a multiplexed connection.
+///
+/// On a current-thread runtime, all four alike: on a multi-thread one the future is polled
+/// by criterion's `block_on` outside the workers, and every timer armed (vitals bounds each
+/// Redis call with `tokio::time::timeout`) may wake the worker that owns the time driver,
+/// which on a 2-core VM moved the ratio between 0.96x and 1.45x from run to run.
 fn l2_hit(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let prefix = format!("bench-l2-{}", std::process::id());
     let cfg = CacheConfig::default()
         .with_redis_url(Some(redis_url()))
