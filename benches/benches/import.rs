@@ -18,7 +18,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use sqlx::{Connection, PgPool, QueryBuilder};
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{Connection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 use vitals::health::{self, records};
 use vitals::import::{ImportOptions, Importer, PgSink, Source};
@@ -110,22 +112,25 @@ async fn truncate(pool: &PgPool) {
         .unwrap();
 }
 
+/// The one-row `INSERT` of the per-row peers, bound to `r`.
+fn insert_one(r: &Row) -> Query<'_, Postgres, PgArguments> {
+    sqlx::query(
+        "INSERT INTO vaccinations (student_id, vaccine_name, dose_number, administered_on, \
+         administered_by, lot_number) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(r.student_id)
+    .bind(&r.vaccine_name)
+    .bind(r.dose_number)
+    .bind(r.administered_on)
+    .bind(&r.administered_by)
+    .bind(&r.lot_number)
+}
+
 /// One `INSERT` per row, each its own transaction: the performance report's "before" (its
 /// loop awaits one `create()` per record, with no transaction around them).
 async fn insert_per_row_autocommit(pool: &PgPool, rows: &[Row]) {
     for r in rows {
-        sqlx::query(&format!(
-            "INSERT INTO vaccinations ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
-        ))
-        .bind(r.student_id)
-        .bind(&r.vaccine_name)
-        .bind(r.dose_number)
-        .bind(r.administered_on)
-        .bind(&r.administered_by)
-        .bind(&r.lot_number)
-        .execute(pool)
-        .await
-        .unwrap();
+        insert_one(r).execute(pool).await.unwrap();
     }
 }
 
@@ -134,18 +139,7 @@ async fn insert_per_row_autocommit(pool: &PgPool, rows: &[Row]) {
 async fn insert_per_row(pool: &PgPool, rows: &[Row]) {
     let mut tx = pool.begin().await.unwrap();
     for r in rows {
-        sqlx::query(&format!(
-            "INSERT INTO vaccinations ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
-        ))
-        .bind(r.student_id)
-        .bind(&r.vaccine_name)
-        .bind(r.dose_number)
-        .bind(r.administered_on)
-        .bind(&r.administered_by)
-        .bind(&r.lot_number)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+        insert_one(r).execute(&mut *tx).await.unwrap();
     }
     tx.commit().await.unwrap();
 }

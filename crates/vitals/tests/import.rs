@@ -15,6 +15,9 @@ use vitals::import::{
 const STUDENT_A: &str = "0b7f5c2e-0000-4000-8000-00000000000a";
 const STUDENT_B: &str = "0b7f5c2e-0000-4000-8000-00000000000b";
 
+const VACCINATION_HEADER: &str =
+    "student_id,vaccine_name,dose_number,administered_on,administered_by,lot_number\n";
+
 fn file(suffix: &str, content: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::Builder::new().suffix(suffix).tempfile().unwrap();
     f.write_all(content.as_bytes()).unwrap();
@@ -333,9 +336,7 @@ async fn a_student_refused_by_another_unique_index_rejects_its_records_not_the_c
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn a_hundred_records_take_at_most_six_statements(pool: PgPool) {
     with_students(&pool).await;
-    let mut csv = String::from(
-        "student_id,vaccine_name,dose_number,administered_on,administered_by,lot_number\n",
-    );
+    let mut csv = String::from(VACCINATION_HEADER);
     for i in 0..100 {
         let student = if i % 2 == 0 { STUDENT_A } else { STUDENT_B };
         csv.push_str(&format!("{student},Vaccine {i},1,2020-01-01,Nurse,L{i}\n"));
@@ -470,9 +471,7 @@ async fn sqlite_all_or_nothing_and_dry_run() {
 /// the row before it), rows already in the database (the first 30) and rows of an unknown
 /// student (every 50th).
 fn many_vaccinations() -> String {
-    let mut csv = String::from(
-        "student_id,vaccine_name,dose_number,administered_on,administered_by,lot_number\n",
-    );
+    let mut csv = String::from(VACCINATION_HEADER);
     let mut last = String::new();
     for i in 0..1000 {
         let line = if i % 7 == 6 {
@@ -549,9 +548,7 @@ async fn a_failed_chunk_is_rolled_back_the_ones_before_stay_and_nothing_after_th
     .execute(&pool)
     .await
     .unwrap();
-    let mut csv = String::from(
-        "student_id,vaccine_name,dose_number,administered_on,administered_by,lot_number\n",
-    );
+    let mut csv = String::from(VACCINATION_HEADER);
     for i in 0..100 {
         csv.push_str(&format!(
             "{STUDENT_A},Vaccine {i},1,2020-01-01,Nurse,L{i}\n"
@@ -604,9 +601,7 @@ async fn a_row_another_writer_brings_meanwhile_is_a_duplicate_on_one_connection_
     .execute(&pool)
     .await
     .unwrap();
-    let mut csv = String::from(
-        "student_id,vaccine_name,dose_number,administered_on,administered_by,lot_number\n",
-    );
+    let mut csv = String::from(VACCINATION_HEADER);
     for i in 0..20 {
         let lot = if i == 13 {
             "RACE".to_owned()
