@@ -332,6 +332,15 @@ struct Pending<S> {
     task: JoinHandle<Written<S>>,
 }
 
+/// An import dropped before it ends (its future cancelled) stops the writes it was waiting
+/// for too: a task aborted mid-chunk drops its transaction, which rolls back, as a chunk
+/// written on the caller's sink would. A chunk whose commit already went through stays.
+impl<S> Drop for Pending<S> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// What a write task gives back: its sink, and `None` when every row went in, or else the
 /// keys each part inserted.
 struct Written<S> {
@@ -1044,10 +1053,11 @@ impl Importer {
 
     /// Waits for the oldest pending write and counts what it inserted.
     async fn settle_oldest<S: Sink>(&self, writers: &mut Writers<S>, state: &mut State) {
-        let Some(pending) = writers.pending.pop_front() else {
+        let Some(mut pending) = writers.pending.pop_front() else {
             return;
         };
-        match pending.task.await {
+        // By reference: `Pending` aborts its task when dropped, which is a no-op once done.
+        match (&mut pending.task).await {
             Ok(Written { sink, result }) => {
                 writers.free.push(sink);
                 match result {

@@ -639,3 +639,82 @@ async fn a_row_another_writer_brings_meanwhile_is_a_duplicate_on_one_connection_
         assert!(!stored.contains(&"RACE".to_owned()));
     }
 }
+
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn a_cancelled_import_commits_none_of_the_chunks_it_was_writing(pool: PgPool) {
+    with_students(&pool).await;
+    // Every chunk's insert takes half a second, so both chunks (two workers) are being
+    // written when the import is cancelled.
+    sqlx::raw_sql(
+        "CREATE FUNCTION slow_lot() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.lot_number LIKE 'L%5' THEN PERFORM pg_sleep(0.5); END IF; \
+           RETURN NEW; END $$; \
+         CREATE TRIGGER slow_lot BEFORE INSERT ON vaccinations \
+           FOR EACH ROW EXECUTE FUNCTION slow_lot();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut csv = String::from(VACCINATION_HEADER);
+    for i in 0..20 {
+        csv.push_str(&format!(
+            "{STUDENT_A},Vaccine {i},1,2020-01-01,Nurse,L{i}\n"
+        ));
+    }
+    let f = file(".csv", &csv);
+    let importer = Importer::new(
+        records::registry(),
+        ImportOptions::new().chunk_size(10).workers(2),
+    )
+    .unwrap();
+    let source = Source::open(f.path(), None)
+        .unwrap()
+        .with_type(records::VACCINATION);
+    let mut sink = PgSink::new(pool.clone());
+    let mut run = Box::pin(importer.run(source, &mut sink));
+    // Polls (the database offers no event to wait on), within a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let next_poll = || async {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database did not reach the state in 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    // Cancel once both inserts are running: two backends sleeping in the trigger.
+    let both_writing = async {
+        loop {
+            let sleeping: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event = 'PgSleep'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if sleeping == 2 {
+                break;
+            }
+            next_poll().await;
+        }
+    };
+    tokio::select! {
+        r = &mut run => panic!("the import ended before it was cancelled: {r:?}"),
+        () = both_writing => {}
+    }
+    drop(run); // the import's future, and with it its pending writes
+               // Wait until the database has finished with both transactions, then look.
+    loop {
+        let busy: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND (state = 'active' OR state LIKE 'idle in transaction%')",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if busy == 0 {
+            break;
+        }
+        next_poll().await;
+    }
+    assert_eq!(count(&pool, "vaccinations").await, 0);
+}
