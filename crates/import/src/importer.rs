@@ -1244,3 +1244,45 @@ fn read(
         let _ = tx.blocking_send(Msg::Chunk(chunk));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn workers_come_from_the_environment_and_zero_is_refused() {
+        let o = ImportOptions::from_env_with(env(&[("VITALS_IMPORT_WORKERS", "3")])).unwrap();
+        assert_eq!(o.workers, 3);
+        assert_eq!(
+            ImportOptions::from_env_with(env(&[])).unwrap().workers,
+            DEFAULT_WORKERS
+        );
+        for bad in ["0", "-1", "two", ""] {
+            let e = ImportOptions::from_env_with(env(&[
+                ("VITALS_IMPORT_WORKERS", bad),
+                ("VITALS_IMPORT_CHUNK_SIZE", "0"),
+            ]))
+            .unwrap_err();
+            assert_eq!(e.problems().len(), 2, "{e}");
+            assert!(
+                e.problems()
+                    .iter()
+                    .any(|p| p.starts_with("VITALS_IMPORT_WORKERS=")),
+                "{e}"
+            );
+        }
+        let registry = Registry::new([]).unwrap();
+        assert!(matches!(
+            Importer::new(registry, ImportOptions::new().workers(0)),
+            Err(ImportError::Options(_))
+        ));
+    }
+}

@@ -289,6 +289,7 @@ const VARIABLES: &[&str] = &[
     "CACHE_WARMING_CONCURRENCY",
     "VITALS_IMPORT_CHUNK_SIZE",
     "VITALS_IMPORT_MAX_ERRORS",
+    "VITALS_IMPORT_WORKERS",
 ];
 
 /// Variables whose validity depends on another one (a minimum under a maximum, a profile
