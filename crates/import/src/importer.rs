@@ -709,7 +709,8 @@ impl Importer {
                 return Ok(());
             }
         } else if self.writing(state) && !state.in_tx {
-            // Writes stay in input order: earlier chunks commit first.
+            // Pending writes finish first: no more than `workers` connections at once, and a
+            // failure among them surfaces before this chunk writes anything.
             self.drain(writers, state).await?;
             sink.begin().await.map_err(db)?;
             state.in_tx = true;
