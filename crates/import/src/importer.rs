@@ -1,5 +1,6 @@
-//! The pipeline: read and validate on a blocking thread, then per chunk check foreign keys,
-//! de-duplicate and insert, parents first, in one transaction.
+//! The pipeline: read, validate and hash keys on a blocking thread, then per chunk check
+//! foreign keys, de-duplicate and insert, parents first, in one transaction; chunks of leaf
+//! types are written by tasks on forked sinks while the next chunk is checked.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};

@@ -15,6 +15,10 @@
 //! for concurrent imports; the rows it skips count as duplicates. Reasons in the report
 //! name the problem, never the value, since values may be health information.
 //!
+//! On PostgreSQL, a chunk of types nothing references (vaccinations, not students) is
+//! written on a second connection while the next chunk is checked
+//! ([`ImportOptions::workers`], default 2), so the server inserts on two cores.
+//!
 //! # Example
 //!
 //! ```no_run
