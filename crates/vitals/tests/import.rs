@@ -718,3 +718,30 @@ async fn a_cancelled_import_commits_none_of_the_chunks_it_was_writing(pool: PgPo
     }
     assert_eq!(count(&pool, "vaccinations").await, 0);
 }
+
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn two_workers_on_a_pool_of_one_connection_take_turns(pool: PgPool) {
+    with_students(&pool).await;
+    let one = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(30))
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let mut csv = String::from(VACCINATION_HEADER);
+    for i in 0..100 {
+        csv.push_str(&format!(
+            "{STUDENT_B},Vaccine {i},1,2020-01-01,Nurse,L{i}\n"
+        ));
+    }
+    let f = file(".csv", &csv);
+    let r = import_pg(
+        &one,
+        &f,
+        Some(records::VACCINATION),
+        ImportOptions::new().chunk_size(10).workers(2),
+    )
+    .await;
+    assert_eq!(r.imported, 100, "{r:#?}");
+    assert_eq!(count(&pool, "vaccinations").await, 100);
+}
