@@ -963,10 +963,9 @@ impl Importer {
             }
         }
         if !deferred.is_empty() {
-            self.spawn_write(
-                first_line, &mut rows, &hashes, deferred, sink, writers, state,
-            )
-            .await?;
+            let writer = self.writer(sink, writers, state).await?;
+            let pending = self.start_write(first_line, &mut rows, &hashes, deferred, writer);
+            writers.pending.push_back(pending);
         }
         if self.writing(state) && state.in_tx && !self.options.all_or_nothing {
             sink.commit().await.map_err(db)?;
@@ -981,19 +980,16 @@ impl Importer {
         !self.referenced.iter().any(|&(t, _)| t == table)
     }
 
-    /// Hands the fresh rows of `parts` (indices into `rows`, per type) to a write task.
-    #[allow(clippy::too_many_arguments)]
-    async fn spawn_write<S: Sink>(
+    /// Hands the fresh rows of `parts` (indices into `rows`, per type) to a write task on
+    /// `writer`.
+    fn start_write<S: Sink>(
         &self,
         first_line: u64,
         rows: &mut [Row],
         hashes: &[u128],
         parts: Vec<(usize, Vec<usize>)>,
-        sink: &S,
-        writers: &mut Writers<S>,
-        state: &mut State,
-    ) -> Result<(), ImportError> {
-        let writer = self.writer(sink, writers, state).await?;
+        writer: S,
+    ) -> Pending<S> {
         let mut pending = Vec::with_capacity(parts.len());
         let mut values = Vec::with_capacity(parts.len());
         for (si, fresh) in parts {
@@ -1016,12 +1012,11 @@ impl Importer {
             write_chunk(writer, Arc::clone(&self.registry), values)
                 .instrument(tracing::Span::current()),
         );
-        writers.pending.push_back(Pending {
+        Pending {
             first_line,
             parts: pending,
             task,
-        });
-        Ok(())
+        }
     }
 
     /// A free forked sink: an idle one, a new fork, or the sink of the oldest pending write
