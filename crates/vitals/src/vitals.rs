@@ -404,8 +404,10 @@ impl Vitals {
     /// `chronic_condition`) with the configured options, or `options` when given.
     /// `record_type` is the type of every row when the file has no `type` field (CSV).
     ///
-    /// Imports use the pool underneath the monitored handle: their statements (COPY and bulk
-    /// inserts, a few per chunk) are not timed one by one; the report counts them.
+    /// Imports use the pool underneath the monitored handle: their statements (lookups and
+    /// bulk inserts, a few per chunk) are not timed one by one; the report counts them. On
+    /// PostgreSQL an import holds up to `VITALS_IMPORT_WORKERS` (default 2) of the pool's
+    /// connections while it runs (see [`ImportOptions::workers`]).
     ///
     /// # Errors
     /// [`Error::Import`] when the file cannot be read at all or the database fails.
