@@ -1,4 +1,4 @@
-//! A small school-health API over [`Vitals`](crate::Vitals) (feature `http`): what the
+//! A small school-health API over [`Vitals`] (feature `http`): what the
 //! `health_server` example serves and the tests load. It shows the cache on reads and the
 //! invalidation layers on writes.
 //!
