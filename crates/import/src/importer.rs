@@ -320,6 +320,23 @@ struct State {
     rolled_back: bool,
 }
 
+impl State {
+    /// Counts `n` rows of type `si` as imported.
+    fn imported(&mut self, si: usize, n: usize) {
+        let n = n as u64;
+        self.report.imported += n;
+        self.counts[si].imported += n;
+    }
+}
+
+/// Line and key hash of each of `fresh` (indices into `rows`).
+fn lines_of(rows: &[Row], hashes: &[u128], fresh: &[usize]) -> Vec<(u64, u128)> {
+    fresh
+        .iter()
+        .map(|&ri| (rows[ri].line, hashes[ri]))
+        .collect()
+}
+
 /// Rows of one type that a pending write inserts: for each, its line and key hash.
 struct PendingPart {
     spec: usize,
@@ -353,11 +370,8 @@ struct Written<S> {
 struct Writers<S> {
     /// How many sinks may write at once; 0 when writes stay on the caller's sink.
     max: usize,
-    forked: usize,
     free: Vec<S>,
     pending: VecDeque<Pending<S>>,
-    /// Statements sent by forked sinks that came back.
-    statements: u64,
     /// The first failure of a pending write (later ones only rolled back).
     failed: Option<ImportError>,
 }
@@ -366,16 +380,15 @@ impl<S: Sink> Writers<S> {
     fn new(max: usize) -> Self {
         Self {
             max,
-            forked: 0,
             free: Vec::new(),
             pending: VecDeque::new(),
-            statements: 0,
             failed: None,
         }
     }
 
+    /// Statements sent by the forked sinks that came back (all, once drained).
     fn statements(&self) -> u64 {
-        self.statements + self.free.iter().map(Sink::statements).sum::<u64>()
+        self.free.iter().map(Sink::statements).sum()
     }
 }
 
@@ -530,10 +543,7 @@ impl Importer {
         let mut writers = Writers::new(if parallel { self.options.workers } else { 0 });
         if parallel {
             match sink.fork() {
-                Some(first) => {
-                    writers.free.push(first);
-                    writers.forked = 1;
-                }
+                Some(first) => writers.free.push(first),
                 None => writers.max = 0,
             }
         }
@@ -720,10 +730,12 @@ impl Importer {
 
         // Foreign keys: one lookup per referenced (table, column), for values not already
         // brought by earlier chunks.
-        let mut exists: HashMap<(&'static str, &'static str), HashSet<Value>> = HashMap::new();
+        // Hashes of (table, column, value) found, as `Prepared::fk_hashes` holds them.
+        let mut exists = HashedSet::default();
         for &(table, column) in &self.referenced {
             let mut wanted: Vec<Vec<Value>> = Vec::new();
-            let mut wanted_set = HashSet::new();
+            let mut wanted_hashes: Vec<u128> = Vec::new();
+            let mut wanted_set = HashedSet::default();
             let mut part = None;
             for (row, fk_hashes) in rows.iter().zip(&fk_hashes) {
                 let spec = &specs[row.spec];
@@ -736,12 +748,12 @@ impl Importer {
                     let Some(ci) = spec.column_index(fk.column()) else {
                         continue;
                     };
-                    let v = &row.values[ci];
-                    if h.is_none_or(|h| state.brought.contains(&h)) {
+                    let Some(h) = h.filter(|h| !state.brought.contains(h)) else {
                         continue;
-                    }
-                    if wanted_set.insert(v.clone()) {
-                        wanted.push(vec![v.clone()]);
+                    };
+                    if wanted_set.insert(h) {
+                        wanted.push(vec![row.values[ci].clone()]);
+                        wanted_hashes.push(h);
                     }
                     part.get_or_insert_with(|| {
                         LookupPart::from_column(&spec.columns()[ci], Normalise::Exact, column)
@@ -756,12 +768,7 @@ impl Importer {
                 keys: &wanted,
             };
             let found = sink.find(&lookup).await.map_err(db)?;
-            let set = exists.entry((table, column)).or_default();
-            for i in found {
-                if let Some(k) = wanted.get(i) {
-                    set.insert(k[0].clone());
-                }
-            }
+            exists.extend(found.into_iter().filter_map(|i| wanted_hashes.get(i)));
         }
 
         // In line order: foreign keys, then duplicates within the input.
@@ -771,14 +778,8 @@ impl Importer {
             let spec = &specs[row.spec];
             let mut problems = Vec::new();
             for (fk, h) in spec.foreign_keys().iter().zip(&fk_hashes[ri]) {
-                let Some(ci) = spec.column_index(fk.column()) else {
-                    continue;
-                };
-                let v = &row.values[ci];
-                let known = h.is_none_or(|h| state.brought.contains(&h))
-                    || exists
-                        .get(&(fk.table(), fk.referenced()))
-                        .is_some_and(|s| s.contains(v));
+                // `None`: a NULL value (or a column the spec lacks), nothing to check.
+                let known = h.is_none_or(|h| state.brought.contains(&h) || exists.contains(&h));
                 if !known {
                     problems.push(Rejection {
                         line: row.line,
@@ -814,13 +815,9 @@ impl Importer {
             keys[row.spec].push(key);
         }
 
-        if chunk_rejected && self.options.all_or_nothing && !state.rolled_back {
-            if state.in_tx {
-                sink.rollback().await.map_err(db)?;
-                state.in_tx = false;
-            }
-            state.rolled_back = true;
-        }
+        self.settle_rejections(chunk_rejected, sink, state)
+            .await
+            .map_err(db)?;
 
         // Parents the backstop skipped that do not exist after all (another unique index
         // refused them): hashes of (table, column, value), so their children are rejected
@@ -906,9 +903,7 @@ impl Importer {
                 continue;
             }
             if !self.writing(state) {
-                let n = fresh.len() as u64;
-                state.report.imported += n;
-                state.counts[si].imported += n;
+                state.imported(si, fresh.len());
                 continue;
             }
             if defer {
@@ -918,11 +913,8 @@ impl Importer {
             let values: Vec<&[Value]> =
                 fresh.iter().map(|&ri| rows[ri].values.as_slice()).collect();
             let inserted = sink.insert(spec, &values).await.map_err(db)?;
-            let lines: Vec<(u64, u128)> = fresh
-                .iter()
-                .map(|&ri| (rows[ri].line, hashes[ri]))
-                .collect();
-            let skipped = self.settle_inserted(state, si, &lines, inserted);
+            let skipped =
+                self.settle_inserted(state, si, &lines_of(&rows, &hashes, &fresh), inserted);
             if !skipped.is_empty() {
                 let skipped_rows: Vec<usize> = skipped.into_iter().map(|i| fresh[i]).collect();
                 // A skipped row that others reference: is it there after all (a duplicate of
@@ -933,9 +925,6 @@ impl Importer {
                     else {
                         continue;
                     };
-                    if skipped_rows.is_empty() {
-                        break;
-                    }
                     let wanted: Vec<Vec<Value>> = skipped_rows
                         .iter()
                         .map(|&ri| vec![rows[ri].values[ci].clone()])
@@ -963,7 +952,13 @@ impl Importer {
             }
         }
         if !deferred.is_empty() {
-            let writer = self.writer(sink, writers, state).await?;
+            // An idle forked sink, or a new fork: `chunk` settled pending writes down to
+            // fewer than `max`, so the forks never outnumber `max`.
+            let writer = writers
+                .free
+                .pop()
+                .or_else(|| sink.fork())
+                .ok_or_else(|| ImportError::Writer("the sink no longer forks".into()))?;
             let pending = self.start_write(first_line, &mut rows, &hashes, deferred, writer);
             writers.pending.push_back(pending);
         }
@@ -995,10 +990,7 @@ impl Importer {
         for (si, fresh) in parts {
             pending.push(PendingPart {
                 spec: si,
-                fresh: fresh
-                    .iter()
-                    .map(|&ri| (rows[ri].line, hashes[ri]))
-                    .collect(),
+                fresh: lines_of(rows, hashes, &fresh),
             });
             values.push((
                 si,
@@ -1019,35 +1011,6 @@ impl Importer {
         }
     }
 
-    /// A free forked sink: an idle one, a new fork, or the sink of the oldest pending write
-    /// once it is done.
-    async fn writer<S: Sink>(
-        &self,
-        sink: &S,
-        writers: &mut Writers<S>,
-        state: &mut State,
-    ) -> Result<S, ImportError> {
-        loop {
-            if let Some(w) = writers.free.pop() {
-                return Ok(w);
-            }
-            if writers.forked < writers.max {
-                if let Some(w) = sink.fork() {
-                    writers.forked += 1;
-                    return Ok(w);
-                }
-                writers.max = writers.forked;
-            }
-            if writers.pending.is_empty() {
-                // Every forked sink was lost with a failed task; fork anew.
-                return sink
-                    .fork()
-                    .ok_or_else(|| ImportError::Writer("the sink no longer forks".into()));
-            }
-            self.settle_oldest(writers, state).await;
-        }
-    }
-
     /// Waits for the oldest pending write and counts what it inserted.
     async fn settle_oldest<S: Sink>(&self, writers: &mut Writers<S>, state: &mut State) {
         let Some(mut pending) = writers.pending.pop_front() else {
@@ -1060,9 +1023,7 @@ impl Importer {
                 match result {
                     Ok(None) => {
                         for part in &pending.parts {
-                            let n = part.fresh.len() as u64;
-                            state.report.imported += n;
-                            state.counts[part.spec].imported += n;
+                            state.imported(part.spec, part.fresh.len());
                         }
                     }
                     Ok(Some(inserted)) => {
@@ -1110,9 +1071,7 @@ impl Importer {
         inserted: Vec<Vec<Value>>,
     ) -> Vec<usize> {
         let inserted_len = inserted.len().min(fresh.len());
-        let n = inserted_len as u64;
-        state.report.imported += n;
-        state.counts[si].imported += n;
+        state.imported(si, inserted_len);
         if inserted_len == fresh.len() {
             return Vec::new();
         }

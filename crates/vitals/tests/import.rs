@@ -488,6 +488,27 @@ fn many_vaccinations() -> String {
     csv
 }
 
+/// Runs `body` (PL/pgSQL, ending in `RETURN NEW`) before every insert of a vaccination row.
+async fn before_vaccination_insert(pool: &PgPool, body: &str) {
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION test_trigger() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} END $$; \
+         CREATE TRIGGER test_trigger BEFORE INSERT ON vaccinations \
+           FOR EACH ROW EXECUTE FUNCTION test_trigger();"
+    ))
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// A CSV file of `n` vaccinations of `student`, lots `L0`, `L1`, …
+fn vaccinations_csv(student: &str, n: usize) -> tempfile::NamedTempFile {
+    let mut csv = String::from(VACCINATION_HEADER);
+    for i in 0..n {
+        csv.push_str(&format!("{student},Vaccine {i},1,2020-01-01,Nurse,L{i}\n"));
+    }
+    file(".csv", &csv)
+}
+
 async fn lots(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar("SELECT lot_number FROM vaccinations ORDER BY lot_number")
         .fetch_all(pool)
@@ -538,23 +559,13 @@ async fn a_failed_chunk_is_rolled_back_the_ones_before_stay_and_nothing_after_th
     with_students(&pool).await;
     // Refuses one lot, slowly: the two chunks after it (three workers) are already being
     // written when its failure is known; nothing after them may be.
-    sqlx::raw_sql(
-        "CREATE FUNCTION refuse_lot() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-           IF NEW.lot_number = 'L25' THEN PERFORM pg_sleep(0.3); \
-             RAISE EXCEPTION 'lot refused by the test'; END IF; RETURN NEW; END $$; \
-         CREATE TRIGGER refuse_lot BEFORE INSERT ON vaccinations \
-           FOR EACH ROW EXECUTE FUNCTION refuse_lot();",
+    before_vaccination_insert(
+        &pool,
+        "IF NEW.lot_number = 'L25' THEN PERFORM pg_sleep(0.3); \
+           RAISE EXCEPTION 'lot refused by the test'; END IF; RETURN NEW;",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
-    let mut csv = String::from(VACCINATION_HEADER);
-    for i in 0..100 {
-        csv.push_str(&format!(
-            "{STUDENT_A},Vaccine {i},1,2020-01-01,Nurse,L{i}\n"
-        ));
-    }
-    let f = file(".csv", &csv);
+    .await;
+    let f = vaccinations_csv(STUDENT_A, 100);
     let importer = Importer::new(
         records::registry(),
         ImportOptions::new().chunk_size(10).workers(3),
@@ -588,19 +599,15 @@ async fn a_row_another_writer_brings_meanwhile_is_a_duplicate_on_one_connection_
     with_students(&pool).await;
     // Another writer, made deterministic: inserting lot RACE first inserts a row with the
     // same natural key (after the importer's lookup found none), so ON CONFLICT skips it.
-    sqlx::raw_sql(
-        "CREATE FUNCTION other_writer() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-           IF NEW.lot_number = 'RACE' THEN \
-             INSERT INTO vaccinations (student_id, vaccine_name, dose_number, administered_on, \
-               administered_by, lot_number) VALUES (NEW.student_id, NEW.vaccine_name, \
-               NEW.dose_number, NEW.administered_on, 'another writer', 'RACE-OTHER'); \
-           END IF; RETURN NEW; END $$; \
-         CREATE TRIGGER other_writer BEFORE INSERT ON vaccinations \
-           FOR EACH ROW EXECUTE FUNCTION other_writer();",
+    before_vaccination_insert(
+        &pool,
+        "IF NEW.lot_number = 'RACE' THEN \
+           INSERT INTO vaccinations (student_id, vaccine_name, dose_number, administered_on, \
+             administered_by, lot_number) VALUES (NEW.student_id, NEW.vaccine_name, \
+             NEW.dose_number, NEW.administered_on, 'another writer', 'RACE-OTHER'); \
+         END IF; RETURN NEW;",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     let mut csv = String::from(VACCINATION_HEADER);
     for i in 0..20 {
         let lot = if i == 13 {
@@ -645,23 +652,12 @@ async fn a_cancelled_import_commits_none_of_the_chunks_it_was_writing(pool: PgPo
     with_students(&pool).await;
     // Every chunk's insert takes half a second, so both chunks (two workers) are being
     // written when the import is cancelled.
-    sqlx::raw_sql(
-        "CREATE FUNCTION slow_lot() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-           IF NEW.lot_number LIKE 'L%5' THEN PERFORM pg_sleep(0.5); END IF; \
-           RETURN NEW; END $$; \
-         CREATE TRIGGER slow_lot BEFORE INSERT ON vaccinations \
-           FOR EACH ROW EXECUTE FUNCTION slow_lot();",
+    before_vaccination_insert(
+        &pool,
+        "IF NEW.lot_number LIKE 'L%5' THEN PERFORM pg_sleep(0.5); END IF; RETURN NEW;",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
-    let mut csv = String::from(VACCINATION_HEADER);
-    for i in 0..20 {
-        csv.push_str(&format!(
-            "{STUDENT_A},Vaccine {i},1,2020-01-01,Nurse,L{i}\n"
-        ));
-    }
-    let f = file(".csv", &csv);
+    .await;
+    let f = vaccinations_csv(STUDENT_A, 20);
     let importer = Importer::new(
         records::registry(),
         ImportOptions::new().chunk_size(10).workers(2),
@@ -728,13 +724,7 @@ async fn two_workers_on_a_pool_of_one_connection_take_turns(pool: PgPool) {
         .connect_with((*pool.connect_options()).clone())
         .await
         .unwrap();
-    let mut csv = String::from(VACCINATION_HEADER);
-    for i in 0..100 {
-        csv.push_str(&format!(
-            "{STUDENT_B},Vaccine {i},1,2020-01-01,Nurse,L{i}\n"
-        ));
-    }
-    let f = file(".csv", &csv);
+    let f = vaccinations_csv(STUDENT_B, 100);
     let r = import_pg(
         &one,
         &f,
