@@ -16,6 +16,8 @@
 //! associated data of the AEAD is the cache key plus the header, so a payload
 //! copied under another key, or with a forged header, fails to decrypt.
 
+use std::borrow::Cow;
+
 use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
 use aes_gcm::{AeadCore, Aes256Gcm, Nonce};
 
@@ -57,7 +59,7 @@ impl Codec {
     /// [`CacheError::Crypto`] if encryption fails.
     pub fn encode(&self, key: &str, plain: &[u8]) -> Result<Vec<u8>, CacheError> {
         let compress = plain.len() > self.compress_threshold;
-        let body: std::borrow::Cow<'_, [u8]> = if compress {
+        let body: Cow<'_, [u8]> = if compress {
             lz4_flex::compress_prepend_size(plain).into()
         } else {
             plain.into()
@@ -114,8 +116,7 @@ impl Codec {
         if *version != VERSION {
             return Err(CacheError::Decode("unknown payload version"));
         }
-        let body: Vec<u8>;
-        let body_ref: &[u8] = if flags & FLAG_AES != 0 {
+        let body: Cow<'_, [u8]> = if flags & FLAG_AES != 0 {
             let Some(ring) = &self.keyring else {
                 return Err(CacheError::Crypto(
                     "payload is encrypted but no key is configured".into(),
@@ -137,30 +138,29 @@ impl Codec {
             let header_len = 3 + id_len + 12;
             let aad = aad(key, &bytes[..header_len]);
             let cipher = Aes256Gcm::new(k.bytes().into());
-            body = cipher
+            cipher
                 .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
-                .map_err(|_| CacheError::Crypto("authentication failed".into()))?;
-            &body
+                .map_err(|_| CacheError::Crypto("authentication failed".into()))?
+                .into()
         } else {
             if self.keyring.is_some() {
                 return Err(CacheError::Crypto(
                     "plaintext payload refused: encryption is configured".into(),
                 ));
             }
-            rest
+            rest.into()
         };
         if flags & FLAG_LZ4 != 0 {
-            let Some(len) = body_ref.get(..4) else {
-                return Err(CacheError::Decode("compressed payload too short"));
-            };
-            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            // The only error is a body shorter than the 4-byte size prefix.
+            let (len, compressed) = lz4_flex::block::uncompressed_size(&body)
+                .map_err(|_| CacheError::Decode("compressed payload too short"))?;
             if len > MAX_DECOMPRESSED {
                 return Err(CacheError::Decode("decompressed size too large"));
             }
-            lz4_flex::decompress_size_prepended(body_ref)
+            lz4_flex::block::decompress(compressed, len)
                 .map_err(|_| CacheError::Decode("lz4 decompression failed"))
         } else {
-            Ok(body_ref.to_vec())
+            Ok(body.into_owned())
         }
     }
 }

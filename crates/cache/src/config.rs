@@ -26,11 +26,11 @@ impl EncryptionKey {
     pub fn new(id: impl Into<String>, key: [u8; 32]) -> Result<Self, ConfigError> {
         let id = id.into();
         if !valid_key_id(&id) {
-            return Err(ConfigError::new(vec![ConfigProblem {
-                variable: "CACHE_ENCRYPTION_KEY_ID".into(),
-                value: id,
-                expected: "1 to 255 characters of [A-Za-z0-9._-]".into(),
-            }]));
+            return Err(ConfigError::one(
+                "CACHE_ENCRYPTION_KEY_ID",
+                id,
+                KEY_ID_EXPECTED,
+            ));
         }
         Ok(Self { id, key })
     }
@@ -53,6 +53,9 @@ impl fmt::Debug for EncryptionKey {
             .finish()
     }
 }
+
+/// What a key id must be, in configuration errors.
+const KEY_ID_EXPECTED: &str = "1 to 255 characters of [A-Za-z0-9._-]";
 
 fn valid_key_id(id: &str) -> bool {
     !id.is_empty()
@@ -569,12 +572,9 @@ impl<F: Fn(&str) -> Option<String>> Reader<'_, F> {
             .string("CACHE_ENCRYPTION_KEY_ID")
             .unwrap_or_else(|| "k1".into());
         let old = self.string("CACHE_ENCRYPTION_OLD_KEYS");
-        if !valid_key_id(&id) {
-            self.problem(
-                "CACHE_ENCRYPTION_KEY_ID",
-                &id,
-                "1 to 255 characters of [A-Za-z0-9._-]",
-            );
+        let id_ok = valid_key_id(&id);
+        if !id_ok {
+            self.problem("CACHE_ENCRYPTION_KEY_ID", &id, KEY_ID_EXPECTED);
         }
         let mut olds = Vec::new();
         if let Some(old) = old {
@@ -608,7 +608,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<'_, F> {
         }
         let key = key?;
         let k = self.key("CACHE_ENCRYPTION_KEY", &key)?;
-        if !valid_key_id(&id) {
+        if !id_ok {
             return None;
         }
         Some(Keyring::new(EncryptionKey { id, key: k }, olds))

@@ -36,6 +36,20 @@ impl ConfigError {
         Self { problems }
     }
 
+    /// An error of a single problem: `variable` had `value`, `expected` was
+    /// expected instead.
+    pub(crate) fn one(
+        variable: impl Into<String>,
+        value: impl Into<String>,
+        expected: impl Into<String>,
+    ) -> Self {
+        Self::new(vec![ConfigProblem {
+            variable: variable.into(),
+            value: value.into(),
+            expected: expected.into(),
+        }])
+    }
+
     /// Every problem found, in the order the variables were read.
     pub fn problems(&self) -> &[ConfigProblem] {
         &self.problems

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::breaker::{Breaker, BreakerState};
 use crate::codec::Codec;
 use crate::config::{mask_url, CacheConfig};
-use crate::error::CacheError;
+use crate::error::{CacheError, ConfigError};
 use crate::tier::Tier;
 
 /// Sets the value, adds the key to each tag's sorted set (score = expiry in
@@ -55,8 +55,13 @@ if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
 return 1
 ";
 
-/// Deletes every member of a tag and the tag set itself, and bumps the tag's
-/// generation, atomically; returns the members whose entry still existed.
+/// Deletes every member of a tag and the tag set itself, bumps the tag's
+/// generation, then publishes the invalidation (a [`Message`] with the
+/// origin, the removed keys and the tag), atomically; returns the members
+/// whose entry still existed.
+///
+/// KEYS: tag set, tag generation.
+/// ARGV: data key prefix, channel, origin, tag.
 const INVALIDATE_SCRIPT: &str = r"
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
 local removed = {}
@@ -66,6 +71,11 @@ end
 redis.call('UNLINK', KEYS[1])
 redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], 60000)
+-- cjson encodes an empty table as {}, not []: leave `k` out when empty
+-- (Message.k defaults to empty, as when serialised in Rust).
+local msg = { o = ARGV[3], t = ARGV[4] }
+if #removed > 0 then msg.k = removed end
+redis.call('PUBLISH', ARGV[2], cjson.encode(msg))
 return removed
 ";
 
@@ -141,25 +151,16 @@ impl RedisTier {
     /// [`CacheError::Config`] if there is no Redis URL or it is invalid.
     pub fn new(config: &CacheConfig) -> Result<Self, CacheError> {
         let Some(url) = &config.redis_url else {
-            return Err(
-                crate::error::ConfigError::new(vec![crate::error::ConfigProblem {
-                    variable: "REDIS_URL".into(),
-                    value: String::new(),
-                    expected: "a redis URL for the Redis tier".into(),
-                }])
-                .into(),
-            );
+            return Err(ConfigError::one("REDIS_URL", "", "a redis URL for the Redis tier").into());
         };
         let client = match &config.redis_tls_ca {
             Some(ca) if url.starts_with("rediss://") => {
                 let pem = std::fs::read(ca).map_err(|e| {
-                    CacheError::Config(crate::error::ConfigError::new(vec![
-                        crate::error::ConfigProblem {
-                            variable: "REDIS_TLS_CA_FILE".into(),
-                            value: ca.display().to_string(),
-                            expected: format!("a readable PEM file ({e})"),
-                        },
-                    ]))
+                    ConfigError::one(
+                        "REDIS_TLS_CA_FILE",
+                        ca.display().to_string(),
+                        format!("a readable PEM file ({e})"),
+                    )
                 })?;
                 let certs = redis::TlsCertificates {
                     client_tls: None,
@@ -169,15 +170,7 @@ impl RedisTier {
             }
             _ => redis::Client::open(url.as_str()),
         }
-        .map_err(|e| {
-            CacheError::Config(crate::error::ConfigError::new(vec![
-                crate::error::ConfigProblem {
-                    variable: "REDIS_URL".into(),
-                    value: mask_url(url),
-                    expected: format!("a redis URL ({e})"),
-                },
-            ]))
-        })?;
+        .map_err(|e| ConfigError::one("REDIS_URL", mask_url(url), format!("a redis URL ({e})")))?;
         let origin = format!("{:016x}", rand::random::<u64>());
         Ok(Self {
             inner: Arc::new(RedisInner {
@@ -335,14 +328,31 @@ impl RedisTier {
         serde_json::to_string(&m).unwrap_or_default()
     }
 
-    /// Stores the encoded value and, when `publish`, broadcasts the
-    /// overwrite so other instances drop `key` from their L1.
     fn gen_key(&self, key: &str) -> String {
         format!("{}:g:{key}", self.inner.prefix)
     }
 
     fn tag_gen_key(&self, tag: &str) -> String {
         format!("{}:gt:{tag}", self.inner.prefix)
+    }
+
+    /// The generation keys of `key` and of `tags`, in that order.
+    fn gen_keys(&self, key: &str, tags: &[&str]) -> Vec<String> {
+        std::iter::once(self.gen_key(key))
+            .chain(tags.iter().map(|t| self.tag_gen_key(t)))
+            .collect()
+    }
+
+    /// Decodes a payload read from under `key`, counting a failure in
+    /// `decode_errors`.
+    fn decode(&self, key: &str, raw: &[u8]) -> Result<Arc<[u8]>, CacheError> {
+        self.inner
+            .codec
+            .decode(key, raw)
+            .map(Arc::from)
+            .inspect_err(|_| {
+                self.inner.decode_errors.fetch_add(1, Ordering::Relaxed);
+            })
     }
 
     /// The generations of `key` and of `tags` (in that order, `""` for
@@ -352,9 +362,7 @@ impl RedisTier {
         key: &str,
         tags: &[&str],
     ) -> Result<Vec<String>, CacheError> {
-        let keys: Vec<String> = std::iter::once(self.gen_key(key))
-            .chain(tags.iter().map(|t| self.tag_gen_key(t)))
-            .collect();
+        let keys = self.gen_keys(key, tags);
         let gens: Vec<Option<String>> =
             self.run(|mut conn| async move {
                 redis::cmd("MGET").arg(&keys).query_async(&mut conn).await
@@ -380,9 +388,7 @@ impl RedisTier {
         let ttl_ms = ttl.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
         let data_key = self.data_key(key);
         let tag_keys: Vec<String> = tags.iter().map(|t| self.tag_key(t)).collect();
-        let gen_keys: Vec<String> = std::iter::once(self.gen_key(key))
-            .chain(tags.iter().map(|t| self.tag_gen_key(t)))
-            .collect();
+        let gen_keys = self.gen_keys(key, tags);
         let msg = if publish {
             self.message(vec![key.to_owned()], None)
         } else {
@@ -448,26 +454,22 @@ impl RedisTier {
         let tag_gen = self.tag_gen_key(tag);
         let data_prefix = format!("{}:v:", self.inner.prefix);
         let script = &self.inner.invalidate_script;
+        let channel = &self.inner.channel;
+        let origin = &self.inner.origin;
+        // One round trip: the script publishes the invalidation itself.
         let members: Vec<String> = self
             .run(|mut conn| async move {
                 script
                     .key(&tag_key)
                     .key(&tag_gen)
                     .arg(&data_prefix)
+                    .arg(channel)
+                    .arg(origin)
+                    .arg(tag)
                     .invoke_async(&mut conn)
                     .await
             })
             .await?;
-        let msg = self.message(members.clone(), Some(tag.to_owned()));
-        let channel = &self.inner.channel;
-        self.run(|mut conn| async move {
-            redis::cmd("PUBLISH")
-                .arg(channel)
-                .arg(&msg)
-                .query_async::<i64>(&mut conn)
-                .await
-        })
-        .await?;
         self.inner.sent.fetch_add(1, Ordering::Relaxed);
         Ok(members)
     }
@@ -491,13 +493,7 @@ impl RedisTier {
             .await?;
         let Some(raw) = raw else { return Ok(None) };
         let ttl = u64::try_from(pttl).ok().map(Duration::from_millis);
-        match self.inner.codec.decode(key, &raw) {
-            Ok(plain) => Ok(Some((Arc::from(plain), ttl))),
-            Err(e) => {
-                self.inner.decode_errors.fetch_add(1, Ordering::Relaxed);
-                Err(e)
-            }
-        }
+        Ok(Some((self.decode(key, &raw)?, ttl)))
     }
 
     /// Sends a PING (through the breaker and timeout).
@@ -547,13 +543,7 @@ impl Tier for RedisTier {
             })
             .await?;
         let Some(raw) = raw else { return Ok(None) };
-        match self.inner.codec.decode(key, &raw) {
-            Ok(plain) => Ok(Some(Arc::from(plain))),
-            Err(e) => {
-                self.inner.decode_errors.fetch_add(1, Ordering::Relaxed);
-                Err(e)
-            }
-        }
+        self.decode(key, &raw).map(Some)
     }
 
     async fn set(

@@ -230,16 +230,13 @@ impl TieredCache {
         matches!(r, Ok(Ok(_)))
     }
 
-    fn add_task(&self, task: JoinHandle<()>) {
+    /// Keeps a background task, awaited by [`TieredCache::shutdown`].
+    pub(crate) fn add_task(&self, task: JoinHandle<()>) {
         self.inner
             .tasks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(task);
-    }
-
-    pub(crate) fn register_task(&self, task: JoinHandle<()>) {
-        self.add_task(task);
     }
 
     fn epoch(&self, key: &str) -> u64 {
@@ -254,6 +251,24 @@ impl TieredCache {
         for e in &self.inner.epochs {
             e.fetch_add(1, Ordering::AcqRel);
         }
+    }
+
+    /// The local half of a delete: moves the epoch of `key`, then drops it
+    /// from L1; returns whether L1 held it.
+    fn forget_local(&self, key: &str) -> bool {
+        self.bump(key);
+        self.inner.l1.as_ref().is_some_and(|l1| l1.remove(key))
+    }
+
+    /// The local half of a tag invalidation: moves every epoch, then drops
+    /// the entries of `tag` from L1; returns their keys.
+    fn invalidate_tag_local(&self, tag: &str) -> Vec<String> {
+        self.bump_all();
+        self.inner
+            .l1
+            .as_ref()
+            .map(|l1| l1.invalidate_tag(tag))
+            .unwrap_or_default()
     }
 
     /// The serialised value of `key` from L1 or Redis, filling L1 from Redis.
@@ -507,10 +522,7 @@ impl TieredCache {
             .fetch_add(keys.len() as u64, Ordering::Relaxed);
         let mut local = 0;
         for k in keys {
-            self.bump(k);
-            if let Some(l1) = &self.inner.l1 {
-                local += u64::from(l1.remove(k));
-            }
+            local += u64::from(self.forget_local(k));
         }
         match &self.inner.redis {
             Some(redis) => match redis.delete_inner(keys).await {
@@ -531,11 +543,8 @@ impl TieredCache {
             .counters
             .tag_invalidations
             .fetch_add(1, Ordering::Relaxed);
-        self.bump_all();
-        let mut removed = std::collections::HashSet::new();
-        if let Some(l1) = &self.inner.l1 {
-            removed.extend(l1.invalidate_tag(tag));
-        }
+        let mut removed: std::collections::HashSet<String> =
+            self.invalidate_tag_local(tag).into_iter().collect();
         if let Some(redis) = &self.inner.redis {
             match redis.invalidate_tag_inner(tag).await {
                 Ok(keys) => {
@@ -635,16 +644,10 @@ impl TieredCache {
             return;
         }
         if let Some(tag) = &msg.t {
-            self.bump_all();
-            if let Some(l1) = &self.inner.l1 {
-                l1.invalidate_tag(tag);
-            }
+            self.invalidate_tag_local(tag);
         }
         for k in &msg.k {
-            self.bump(k);
-            if let Some(l1) = &self.inner.l1 {
-                l1.remove(k);
-            }
+            self.forget_local(k);
         }
     }
 }
@@ -747,8 +750,7 @@ async fn subscriber(weak: std::sync::Weak<Inner>, redis: RedisTier) {
                 };
                 let Some(msg) = msg else { break };
                 let Some(inner) = weak.upgrade() else { return };
-                let payload: Vec<u8> = msg.get_payload_bytes().to_vec();
-                match serde_json::from_slice::<Message>(&payload) {
+                match serde_json::from_slice::<Message>(msg.get_payload_bytes()) {
                     Ok(m) if m.o == origin => {}
                     Ok(m) => TieredCache { inner }.apply(m),
                     Err(_) => {

@@ -130,7 +130,7 @@ impl WarmScheduler {
                     wait = every;
                 }
             });
-            cache.register_task(task);
+            cache.add_task(task);
         }
         sched
     }
@@ -158,10 +158,8 @@ impl WarmScheduler {
 async fn warm<W: Warmer>(cache: &TieredCache, warmer: &W) -> WarmSummary {
     let start = Instant::now();
     let cfg = cache.config();
-    let (batch, concurrency) = (
-        cfg.warming_batch_size.max(1),
-        cfg.warming_concurrency.max(1),
-    );
+    // Both at least 1: the builder validates the configuration.
+    let (batch, concurrency) = (cfg.warming_batch_size, cfg.warming_concurrency);
     let mut summary = WarmSummary::default();
     let keys = match warmer.keys().await {
         Ok(k) => k,
