@@ -675,15 +675,12 @@ impl PoolConfigBuilder {
             bad("DB_POOL_MAX", "0".into(), "at least 1");
         }
         if cfg.min_connections > cfg.max_connections {
-            problems.push(ConfigProblem {
-                variable: "DB_POOL_MIN".into(),
-                value: Some(cfg.min_connections.to_string()),
-                expected: format!("at most DB_POOL_MAX ({}): min > max", cfg.max_connections),
-            });
+            bad(
+                "DB_POOL_MIN",
+                cfg.min_connections.to_string(),
+                &format!("at most DB_POOL_MAX ({}): min > max", cfg.max_connections),
+            );
         }
-        let mut bad = |variable: &str, value: String, expected: &str| {
-            problems.push(problem(variable, &value, expected));
-        };
         if cfg.acquire_timeout.is_zero() {
             bad("DB_ACQUIRE_TIMEOUT", "0".into(), "more than 0 ms");
         }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::retry::RetryableError as _;
+
 /// What can go wrong when connecting or acquiring through this crate.
 ///
 /// Messages never contain a password: URLs are masked with [`mask_url`](crate::mask_url)
@@ -65,9 +67,11 @@ impl PoolError {
     #[must_use]
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::AcquireTimeout { .. } => true,
-            Self::InvalidUrl { .. } | Self::CreateSqliteDir { .. } => false,
-            _ => self.as_sqlx().is_some_and(crate::retry::is_transient),
+            Self::InvalidUrl { .. } => false,
+            // The acquire timeout rule lives in `RetryableError::is_transient_other`.
+            _ => {
+                self.is_transient_other() || self.as_sqlx().is_some_and(crate::retry::is_transient)
+            }
         }
     }
 }

@@ -323,6 +323,17 @@ impl<DB: Database> MonitoredPool<DB> {
         }
     }
 
+    /// Acquires through the monitored path like [`acquire`](Self::acquire), but fails with
+    /// sqlx's own error (a timeout is [`sqlx::Error::PoolTimedOut`]), as an [`Executor`] must.
+    /// `location` is the leak site reported while the connection is held (`None`: "executor").
+    pub(crate) fn acquire_sqlx(
+        &self,
+        location: Option<&'static Location<'static>>,
+    ) -> impl Future<Output = Result<MonitoredConnection<DB>, sqlx::Error>> + Send + 'static {
+        let fut = acquire_monitored(self.pool.clone(), Arc::clone(&self.shared), location);
+        async move { fut.await.map_err(|(e, _waited)| e) }
+    }
+
     /// The current window of statistics, without resetting it.
     pub fn stats(&self) -> HandleStats {
         self.snapshot(false)
@@ -623,14 +634,13 @@ where
         let sql = query.sql();
         let (mut tx, rx) = futures::channel::mpsc::channel(8);
         let producer = async move {
-            let mut conn =
-                match acquire_monitored(pool.pool.clone(), Arc::clone(&pool.shared), None).await {
-                    Ok(c) => c,
-                    Err((e, _)) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                };
+            let mut conn = match pool.acquire_sqlx(None).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
             let mut obs = Observation {
                 pool: &pool,
                 sql,
@@ -666,9 +676,7 @@ where
         let pool = self.clone();
         let sql = query.sql();
         Box::pin(async move {
-            let mut conn = acquire_monitored(pool.pool.clone(), Arc::clone(&pool.shared), None)
-                .await
-                .map_err(|(e, _)| e)?;
+            let mut conn = pool.acquire_sqlx(None).await?;
             let started = Instant::now();
             let result = (&mut *conn).fetch_optional(query).await;
             let rows = u64::from(matches!(result, Ok(Some(_))));
@@ -684,9 +692,7 @@ where
     ) -> BoxFuture<'e, Result<DB::Statement<'q>, sqlx::Error>> {
         let pool = self.clone();
         Box::pin(async move {
-            let mut conn = acquire_monitored(pool.pool.clone(), Arc::clone(&pool.shared), None)
-                .await
-                .map_err(|(e, _)| e)?;
+            let mut conn = pool.acquire_sqlx(None).await?;
             (&mut *conn).prepare_with(sql, parameters).await
         })
     }
@@ -697,9 +703,7 @@ where
     ) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>> {
         let pool = self.clone();
         Box::pin(async move {
-            let mut conn = acquire_monitored(pool.pool.clone(), Arc::clone(&pool.shared), None)
-                .await
-                .map_err(|(e, _)| e)?;
+            let mut conn = pool.acquire_sqlx(None).await?;
             (&mut *conn).describe(sql).await
         })
     }

@@ -32,10 +32,10 @@ macro_rules! health_target {
         impl HealthTarget for MonitoredPool<$db> {
             fn select_one(&self) -> BoxFuture<'_, Result<(), sqlx::Error>> {
                 Box::pin(async move {
-                    let mut conn = self.acquire().await.map_err(|e| match e {
-                        crate::PoolError::Acquire(inner) | crate::PoolError::Sqlx(inner) => inner,
-                        _ => sqlx::Error::PoolTimedOut,
-                    })?;
+                    // Leak site: this macro's invocation, as through `acquire()`. The error is
+                    // sqlx's own, so a timeout comes back as `PoolTimedOut`.
+                    let location = std::panic::Location::caller();
+                    let mut conn = self.acquire_sqlx(Some(location)).await?;
                     sqlx::Executor::execute(&mut *conn, "SELECT 1").await?;
                     Ok(())
                 })
@@ -88,11 +88,7 @@ pub async fn health_check<P: HealthTarget + ?Sized>(pool: &P, timeout: Duration)
     let start = Instant::now();
     let outcome = tokio::time::timeout(timeout, pool.select_one()).await;
     let elapsed = start.elapsed();
-    let utilization = if state.max == 0 {
-        0.0
-    } else {
-        f64::from(state.active()) * 100.0 / f64::from(state.max)
-    };
+    let utilization = state.utilization_percent();
     let (status, reason) = match outcome {
         Err(_) => (
             HealthStatus::Unhealthy,

@@ -42,20 +42,14 @@ impl PoolMetrics {
     /// Builds a sample from a probe reading.
     #[must_use]
     pub fn from_state(state: PoolState, handle: Option<HandleStats>) -> Self {
-        let active = state.active();
-        let utilization = if state.max == 0 {
-            0.0
-        } else {
-            f64::from(active) * 100.0 / f64::from(state.max)
-        };
         Self {
-            active_connections: active,
+            active_connections: state.active(),
             idle_connections: state.idle,
             waiting_requests: state.waiting,
             waiting_exact: state.waiting_exact,
             total_connections: state.size,
             max_connections: state.max,
-            utilization_percent: utilization,
+            utilization_percent: state.utilization_percent(),
             timestamp: Utc::now(),
             handle,
         }

@@ -26,6 +26,16 @@ impl PoolState {
     pub fn active(&self) -> u32 {
         self.size.saturating_sub(self.idle)
     }
+
+    /// Busy connections as a percentage of `max` (`active / max * 100`); 0 when `max` is 0.
+    #[must_use]
+    pub fn utilization_percent(&self) -> f64 {
+        if self.max == 0 {
+            0.0
+        } else {
+            f64::from(self.active()) * 100.0 / f64::from(self.max)
+        }
+    }
 }
 
 /// What a pool can tell: the seam between pools and the [`PoolMonitor`](crate::PoolMonitor).

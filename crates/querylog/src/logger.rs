@@ -1,5 +1,6 @@
 //! The query logger: statistics per fingerprint, slow tiers, history, N+1 scopes.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -210,6 +211,11 @@ struct Entry {
 }
 
 impl Entry {
+    /// The longest execution in milliseconds ([`FingerprintStats::max_ms`]).
+    fn max_ms(&self) -> f64 {
+        self.max_us as f64 / 1000.0
+    }
+
     fn stats(&self, fp: Fingerprint) -> FingerprintStats {
         let q = |p: f64| {
             self.hist
@@ -230,7 +236,7 @@ impl Entry {
                 round_ms(self.total_us as f64 / self.count as f64 / 1000.0)
             },
             min_ms: self.min_us as f64 / 1000.0,
-            max_ms: self.max_us as f64 / 1000.0,
+            max_ms: self.max_ms(),
             p50_ms: q(0.50),
             p95_ms: q(0.95),
             p99_ms: q(0.99),
@@ -387,38 +393,26 @@ impl QueryLogger {
             st.errors += 1;
         }
 
-        if !st.fingerprints.contains_key(&fp) {
-            if st.fingerprints.len() >= cfg.max_fingerprints() {
-                evict_one(st);
-            }
-            let (operation, model) = describe(&sanitized);
-            st.fingerprints.insert(
-                fp,
-                Entry {
-                    sql: Arc::from(sanitized),
-                    model,
-                    operation,
-                    count: 0,
-                    total_us: 0,
-                    min_us: u64::MAX,
-                    max_us: 0,
-                    errors: 0,
-                    rows: 0,
-                    hist: Histogram::new(2).ok(),
-                    last_seen: 0,
-                },
-            );
+        if st.fingerprints.len() >= cfg.max_fingerprints() && !st.fingerprints.contains_key(&fp) {
+            evict_one(st);
         }
         let seq = st.seq;
-        let Some(entry) = st.fingerprints.get_mut(&fp) else {
-            // Inserted just above under the same lock.
-            return Recorded {
-                fingerprint: fp,
-                sql: Arc::from(""),
-                model: None,
-                duration: e.duration,
-            };
-        };
+        let entry = st.fingerprints.entry(fp).or_insert_with(|| {
+            let (operation, model) = describe(&sanitized);
+            Entry {
+                sql: Arc::from(sanitized),
+                model,
+                operation,
+                count: 0,
+                total_us: 0,
+                min_us: u64::MAX,
+                max_us: 0,
+                errors: 0,
+                rows: 0,
+                hist: Histogram::new(2).ok(),
+                last_seen: 0,
+            }
+        });
         entry.count += 1;
         entry.total_us = entry.total_us.saturating_add(d_us);
         entry.min_us = entry.min_us.min(d_us);
@@ -466,17 +460,14 @@ impl QueryLogger {
             error,
             tier,
         };
-        let alert = if tier.is_some() && cfg.slow_capacity() > 0 {
+        // A cheap clone (`Arc`s) under the lock; the public record is built after it.
+        let alert = tier.is_some().then(|| rec.clone());
+        if tier.is_some() && cfg.slow_capacity() > 0 {
             if st.slow_history.len() >= cfg.slow_capacity() {
                 st.slow_history.pop_front();
             }
             st.slow_history.push_back(rec.clone());
-            Some(rec.to_public())
-        } else if tier.is_some() {
-            Some(rec.to_public())
-        } else {
-            None
-        };
+        }
         if cfg.recent_capacity() > 0 {
             if st.recent.len() >= cfg.recent_capacity() {
                 st.recent.pop_front();
@@ -485,8 +476,8 @@ impl QueryLogger {
         }
         // The sink runs outside the lock: it may be slow or record itself.
         drop(guard);
-        if let Some(q) = alert {
-            self.inner.sink.on_slow_query(&q);
+        if let Some(rec) = alert {
+            self.inner.sink.on_slow_query(&rec.to_public());
         }
         Recorded {
             fingerprint: fp,
@@ -501,21 +492,8 @@ impl QueryLogger {
     #[must_use]
     pub fn statistics(&self) -> QueryStatistics {
         let st = self.state();
-        let mut all: Vec<FingerprintStats> =
-            st.fingerprints.iter().map(|(fp, e)| e.stats(*fp)).collect();
-        let mut slowest = all.clone();
-        slowest.sort_by(|a, b| {
-            b.max_ms
-                .total_cmp(&a.max_ms)
-                .then(a.fingerprint.cmp(&b.fingerprint))
-        });
-        slowest.truncate(TOP);
-        all.sort_by(|a, b| {
-            b.count
-                .cmp(&a.count)
-                .then(a.fingerprint.cmp(&b.fingerprint))
-        });
-        all.truncate(TOP);
+        let slowest = top_stats(&st.fingerprints, TOP, slowest_first);
+        let most_frequent = top_stats(&st.fingerprints, TOP, most_frequent_first);
         QueryStatistics {
             total_queries: st.total,
             slow_queries: st.slow,
@@ -534,7 +512,7 @@ impl QueryLogger {
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect::<BTreeMap<_, _>>(),
             slowest_queries: slowest,
-            most_frequent_queries: all,
+            most_frequent_queries: most_frequent,
             distinct_fingerprints: st.fingerprints.len() as u64,
             evicted_fingerprints: st.evicted_fingerprints,
             evicted_queries: st.evicted_queries,
@@ -546,37 +524,19 @@ impl QueryLogger {
     #[must_use]
     pub fn fingerprint_stats(&self) -> Vec<FingerprintStats> {
         let st = self.state();
-        let mut all: Vec<_> = st.fingerprints.iter().map(|(fp, e)| e.stats(*fp)).collect();
-        all.sort_by(|a, b| {
-            b.count
-                .cmp(&a.count)
-                .then(a.fingerprint.cmp(&b.fingerprint))
-        });
-        all
+        top_stats(&st.fingerprints, usize::MAX, most_frequent_first)
     }
 
     /// The latest slow queries, newest first, at most `limit`.
     #[must_use]
     pub fn slow_queries(&self, limit: usize) -> Vec<QueryRecord> {
-        let st = self.state();
-        st.slow_history
-            .iter()
-            .rev()
-            .take(limit)
-            .map(Rec::to_public)
-            .collect()
+        newest(&self.state().slow_history, limit)
     }
 
     /// The latest queries, newest first, at most `limit`.
     #[must_use]
     pub fn recent_queries(&self, limit: usize) -> Vec<QueryRecord> {
-        let st = self.state();
-        st.recent
-            .iter()
-            .rev()
-            .take(limit)
-            .map(Rec::to_public)
-            .collect()
+        newest(&self.state().recent, limit)
     }
 
     /// The latest N+1 findings, newest first.
@@ -593,7 +553,14 @@ impl QueryLogger {
             generated_at: Utc::now(),
             statistics,
             slow_queries: self.slow_queries(10),
-            n_plus_one: self.n_plus_one_findings().into_iter().take(10).collect(),
+            n_plus_one: self
+                .state()
+                .findings
+                .iter()
+                .rev()
+                .take(10)
+                .cloned()
+                .collect(),
         }
     }
 
@@ -690,6 +657,48 @@ impl QueryLogger {
     }
 }
 
+/// The newest `limit` records of `queue` (oldest at the front), newest first.
+fn newest(queue: &VecDeque<Rec>, limit: usize) -> Vec<QueryRecord> {
+    queue.iter().rev().take(limit).map(Rec::to_public).collect()
+}
+
+/// Orders by count, highest first, then by fingerprint (the statistics' and the
+/// N+1 findings' "most frequent" order).
+fn by_count_desc(a: (u64, Fingerprint), b: (u64, Fingerprint)) -> Ordering {
+    b.0.cmp(&a.0).then(a.1.cmp(&b.1))
+}
+
+type Tracked<'a> = (&'a Fingerprint, &'a Entry);
+
+/// Most executed first, then by fingerprint.
+fn most_frequent_first(a: &Tracked<'_>, b: &Tracked<'_>) -> Ordering {
+    by_count_desc((a.1.count, *a.0), (b.1.count, *b.0))
+}
+
+/// Longest single execution first, then by fingerprint. Compares
+/// [`FingerprintStats::max_ms`] (milliseconds as `f64`), not the raw
+/// microseconds, so that ties are broken exactly as on the reported values.
+fn slowest_first(a: &Tracked<'_>, b: &Tracked<'_>) -> Ordering {
+    b.1.max_ms().total_cmp(&a.1.max_ms()).then(a.0.cmp(b.0))
+}
+
+/// Statistics of the first `n` fingerprints in `order`. Only those are turned
+/// into [`FingerprintStats`]; the rest are compared in place.
+fn top_stats(
+    fingerprints: &HashMap<Fingerprint, Entry>,
+    n: usize,
+    order: fn(&Tracked<'_>, &Tracked<'_>) -> Ordering,
+) -> Vec<FingerprintStats> {
+    let mut all: Vec<Tracked<'_>> = fingerprints.iter().collect();
+    if n < all.len() {
+        // Partition so that the first `n` are the smallest in `order`; then sort only those.
+        all.select_nth_unstable_by(n, order);
+        all.truncate(n);
+    }
+    all.sort_unstable_by(order);
+    all.into_iter().map(|(fp, e)| e.stats(*fp)).collect()
+}
+
 fn evict_one(st: &mut State) {
     let victim = st
         .fingerprints
@@ -743,6 +752,7 @@ struct ScopeEntry {
 }
 
 /// Per-scope counts for N+1 detection (used by [`ScopeGuard`] and the layer).
+#[derive(Default)]
 pub(crate) struct ScopeTracker {
     name: String,
     entries: HashMap<Fingerprint, ScopeEntry>,
@@ -794,11 +804,7 @@ impl ScopeTracker {
                 total_ms: ms(e.total),
             })
             .collect();
-        findings.sort_by(|a, b| {
-            b.count
-                .cmp(&a.count)
-                .then(a.fingerprint.cmp(&b.fingerprint))
-        });
+        findings.sort_by(|a, b| by_count_desc((a.count, a.fingerprint), (b.count, b.fingerprint)));
         logger.add_findings(findings);
     }
 }
@@ -831,11 +837,10 @@ impl ScopeGuard {
 
 impl Drop for ScopeGuard {
     fn drop(&mut self) {
-        let tracker = std::mem::replace(
+        let tracker = std::mem::take(
             self.tracker
                 .get_mut()
                 .unwrap_or_else(PoisonError::into_inner),
-            ScopeTracker::new(""),
         );
         tracker.finish(&self.logger);
     }

@@ -632,9 +632,6 @@ pub fn sanitize_sql(sql: &str) -> String {
             }
         }
     }
-    if w.sign_at.is_some() {
-        w.sign_at = None;
-    }
     w.out
 }
 
