@@ -512,8 +512,12 @@ pub async fn run(args: Args) -> Result<Report, BoxError> {
         vitals.health_cache().invalidate_tag(tag).await;
     }
     if vitals.cache_stats().redis_connected {
+        // The entries went with the type tags; each student's group set is left.
         for id in ids.iter() {
-            vitals.health_cache().invalidate_student(*id).await;
+            vitals
+                .cache()
+                .invalidate_group(&health::student_group(*id))
+                .await;
         }
     }
     vitals.shutdown().await;
@@ -1034,7 +1038,7 @@ async fn row_by_row(
     db: &Db,
     records: &[ImportRecord],
     budget: Duration,
-) -> Result<(ImportRun, usize), BoxError> {
+) -> Result<ImportRun, BoxError> {
     let started = Instant::now();
     let (mut imported, mut duplicates, mut rejected, mut statements) = (0u64, 0u64, 0u64, 0u64);
     let mut done = 0;
@@ -1156,7 +1160,7 @@ async fn row_by_row(
         run.statements = (statements as f64 * scale).round() as u64;
         run.extrapolated_from = Some(done);
     }
-    Ok((run, done))
+    Ok(run)
 }
 
 async fn measure_import(
@@ -1168,7 +1172,7 @@ async fn measure_import(
     notes: &mut Vec<String>,
 ) -> Result<ImportRow, BoxError> {
     let before = import_records(school, n, &format!("row-{index}"));
-    let (row, done) = row_by_row(vitals.db(), &before, args.row_by_row_budget).await?;
+    let row = row_by_row(vitals.db(), &before, args.row_by_row_budget).await?;
     if let Some(from) = row.extrapolated_from {
         notes.push(format!(
             "Import {n} records, one row at a time: stopped after {from} rows at the {:.0} s \
@@ -1176,7 +1180,6 @@ async fn measure_import(
             args.row_by_row_budget.as_secs_f64()
         ));
     }
-    let _ = done;
 
     let after = to_ndjson(&import_records(school, n, &format!("bulk-{index}")));
     let started = Instant::now();

@@ -90,30 +90,14 @@ impl Config {
         let mut problems = Vec::new();
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
 
-        let pool = PoolConfig::from_env_with(get).map_err(|e| {
-            problems.extend(e.problems().iter().map(|p| ConfigProblem {
-                component: "pool",
-                message: p.to_string(),
-            }))
-        });
-        let querylog = LoggerConfig::from_env_with(get).map_err(|e| {
-            problems.extend(e.problems().iter().map(|p| ConfigProblem {
-                component: "querylog",
-                message: p.to_string(),
-            }))
-        });
-        let cache = CacheConfig::from_env_with(get).map_err(|e| {
-            problems.extend(e.problems().iter().map(|p| ConfigProblem {
-                component: "cache",
-                message: p.to_string(),
-            }))
-        });
-        let import = ImportOptions::from_env_with(get).map_err(|e| {
-            problems.extend(e.problems().iter().map(|p| ConfigProblem {
-                component: "import",
-                message: p.clone(),
-            }))
-        });
+        let pool =
+            PoolConfig::from_env_with(get).map_err(|e| note(&mut problems, "pool", e.problems()));
+        let querylog = LoggerConfig::from_env_with(get)
+            .map_err(|e| note(&mut problems, "querylog", e.problems()));
+        let cache =
+            CacheConfig::from_env_with(get).map_err(|e| note(&mut problems, "cache", e.problems()));
+        let import = ImportOptions::from_env_with(get)
+            .map_err(|e| note(&mut problems, "import", e.problems()));
 
         let database_url = get("DATABASE_URL");
         if let Some(url) = &database_url {
@@ -165,6 +149,18 @@ impl Config {
             _ => Err(ConfigError::new(problems)),
         }
     }
+}
+
+/// Adds a crate's configuration problems to `problems`, under `component`.
+fn note(
+    problems: &mut Vec<ConfigProblem>,
+    component: &'static str,
+    found: &[impl std::fmt::Display],
+) {
+    problems.extend(found.iter().map(|p| ConfigProblem {
+        component,
+        message: p.to_string(),
+    }));
 }
 
 pub(crate) fn is_postgres(url: &str) -> bool {

@@ -41,6 +41,7 @@
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -352,7 +353,8 @@ impl StudentId {
 pub struct InvalidateCacheLayer {
     cache: HealthDataCache,
     student: StudentId,
-    kinds: Vec<HealthData>,
+    /// Never empty: `new` turns "no kinds" into every kind.
+    kinds: Arc<[HealthData]>,
 }
 
 impl InvalidateCacheLayer {
@@ -363,10 +365,14 @@ impl InvalidateCacheLayer {
         student: StudentId,
         kinds: impl IntoIterator<Item = HealthData>,
     ) -> Self {
+        let mut kinds: Arc<[HealthData]> = kinds.into_iter().collect();
+        if kinds.is_empty() {
+            kinds = Arc::new(HealthData::ALL);
+        }
         InvalidateCacheLayer {
             cache,
             student,
-            kinds: kinds.into_iter().collect(),
+            kinds,
         }
     }
 }
@@ -421,11 +427,7 @@ where
             let response = inner.call(Request::from_parts(parts, body)).await?;
             if response.status().is_success() {
                 if let Some(id) = student {
-                    if layer.kinds.is_empty() {
-                        layer.cache.invalidate_student(id).await;
-                    } else {
-                        layer.cache.invalidate(id, &layer.kinds).await;
-                    }
+                    layer.cache.invalidate(id, &layer.kinds).await;
                 }
             }
             Ok(response)
@@ -491,9 +493,7 @@ where
             let mut response = inner.call(request).await?;
             if response.status().is_success() {
                 if let Some(TouchedStudents(ids)) = response.extensions_mut().remove() {
-                    for id in ids {
-                        cache.invalidate_student(id).await;
-                    }
+                    cache.invalidate_students(&ids).await;
                 }
             }
             Ok(response)

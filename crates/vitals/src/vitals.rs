@@ -8,8 +8,8 @@ use std::time::Duration;
 use vitals_cache::{CacheStats, TieredCache, WarmScheduler, WarmSummary};
 use vitals_import::{Format, ImportOptions, ImportReport, Importer, PgSink, Source, SqliteSink};
 use vitals_pool::{
-    health_check, AlertSink, HealthReport, MonitoredPool, PoolMetrics, PoolMonitor, PoolProbe,
-    PoolSummary, TracingAlertSink,
+    health_check, AlertSink, HealthReport, PoolMetrics, PoolMonitor, PoolProbe, PoolSummary,
+    TracingAlertSink,
 };
 use vitals_querylog::{QueryLogger, SlowQuerySink, SummaryHandle};
 
@@ -175,16 +175,10 @@ impl VitalsBuilder {
         let cache = TieredCache::builder(config.cache.clone()).build().await?;
         let warmer = WarmScheduler::start(&cache, HealthWarmer::new(db.clone()));
         let importer = Importer::new(health::records::registry(), config.import.clone())?;
-        let summary = match logger.config().summary_interval() {
-            Some(every) => match logger.spawn_summary(every) {
-                Ok(handle) => Some(handle),
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not start the periodic query summary");
-                    None
-                }
-            },
-            None => None,
-        };
+        let summary = logger.start_configured_summary().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not start the periodic query summary");
+            None
+        });
         tracing::info!(
             engine = db.engine().name(),
             redis = cache.redis().is_some(),
@@ -268,20 +262,12 @@ async fn probe_postgres(config: &Config, url: &str) -> Result<(), Error> {
 
 /// Wraps a pool in the monitored handle whose statements feed the query logger.
 fn wrap_pool(config: &Config, logger: &QueryLogger, pool: AnyPool) -> Db {
-    fn monitored<DB: sqlx::Database>(
-        config: &Config,
-        logger: &QueryLogger,
-        pool: sqlx::Pool<DB>,
-    ) -> MonitoredPool<DB> {
-        MonitoredPool::builder(pool)
-            .leak_threshold(config.pool.leak_threshold())
-            .benchmark(config.pool.benchmark())
-            .observer(observer(logger))
-            .build()
-    }
+    let pool_config = &config.pool;
     match pool {
-        AnyPool::Postgres(p) => Db::Postgres(monitored(config, logger, p)),
-        AnyPool::Sqlite(p) => Db::Sqlite(monitored(config, logger, p)),
+        AnyPool::Postgres(p) => {
+            Db::Postgres(pool_config.monitored(p).with_observer(observer(logger)))
+        }
+        AnyPool::Sqlite(p) => Db::Sqlite(pool_config.monitored(p).with_observer(observer(logger))),
     }
 }
 
@@ -394,10 +380,7 @@ impl Vitals {
 
     /// `SELECT 1` within `timeout`: healthy, degraded or unhealthy, with latency.
     pub async fn pool_health(&self, timeout: Duration) -> HealthReport {
-        match &self.inner.db {
-            Db::Postgres(p) => health_check(p, timeout).await,
-            Db::Sqlite(p) => health_check(p, timeout).await,
-        }
+        crate::with_db!(&self.inner.db, |p| health_check(p, timeout).await)
     }
 
     /// Imports a file of school-health records (`student`, `vaccination`, `allergy`,
@@ -461,26 +444,20 @@ impl Vitals {
     /// warming) and closes the pool. Idempotent; clones still work for reads that need no
     /// background task.
     pub async fn shutdown(&self) {
-        let monitor = self
-            .inner
-            .monitor
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(m) = monitor {
+        if let Some(m) = take(&self.inner.monitor) {
             m.stop().await;
         }
-        let summary = self
-            .inner
-            .summary
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(s) = summary {
+        if let Some(s) = take(&self.inner.summary) {
             s.stop();
         }
         self.inner.cache.shutdown().await;
         self.inner.db.close().await;
         tracing::info!("vitals stopped");
     }
+}
+
+/// Takes what `slot` holds, leaving `None` (a poisoned lock is taken over: the slot holds no
+/// invariant a panic could break).
+fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
 }

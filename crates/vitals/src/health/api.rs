@@ -22,10 +22,11 @@ use axum::{Extension, Json, Router};
 use chrono::NaiveDate;
 use serde::Deserialize;
 use uuid::Uuid;
-use vitals_import::{Format, Item, RawValue, Source};
+use vitals_import::{Format, Item, RawValue, Source, DEFAULT_MAX_TEXT};
 
 use super::cache::HealthData;
 use super::model::Vaccination;
+use super::records::MAX_DOSE;
 use crate::http::{
     BulkInvalidateLayer, ErrorBody, InvalidateCacheLayer, StudentId, TouchedStudents,
 };
@@ -85,9 +86,9 @@ async fn vaccinations(State(vitals): State<Vitals>, Path(student): Path<Uuid>) -
 /// The body of `POST /api/students/{student_id}/vaccinations`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct NewVaccination {
-    /// Vaccine, 1 to 1 000 characters.
+    /// Vaccine, 1 to [`DEFAULT_MAX_TEXT`] (1 000) characters.
     pub vaccine_name: String,
-    /// Dose number, 1 to 20.
+    /// Dose number, 1 to [`MAX_DOSE`] (20).
     pub dose_number: i32,
     /// Day given, `YYYY-MM-DD`.
     pub administered_on: NaiveDate,
@@ -103,16 +104,16 @@ async fn add_vaccination(
     Json(new): Json<NewVaccination>,
 ) -> Response {
     let name = new.vaccine_name.trim();
-    if name.is_empty() || name.chars().count() > 1_000 {
+    if name.is_empty() || name.chars().count() > DEFAULT_MAX_TEXT {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "vaccine_name: expected 1 to 1000 characters",
+            format!("vaccine_name: expected 1 to {DEFAULT_MAX_TEXT} characters"),
         );
     }
-    if !(1..=20).contains(&new.dose_number) {
+    if !(1..=MAX_DOSE).contains(&i64::from(new.dose_number)) {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "dose_number: expected 1 to 20",
+            format!("dose_number: expected 1 to {MAX_DOSE}"),
         );
     }
     let row = Vaccination {
@@ -160,7 +161,8 @@ pub struct ImportParams {
     /// The record type of every row, for files without a `type` field (CSV).
     #[serde(rename = "type")]
     pub record_type: Option<String>,
-    /// `csv`, `ndjson` or `json` (default `csv`).
+    /// `csv`, `ndjson` (or `jsonl`) or `json`, in any case, as [`Format`] parses them
+    /// (default `csv`).
     pub format: Option<String>,
     /// Validate only.
     #[serde(default)]
@@ -172,16 +174,9 @@ async fn import(
     Query(params): Query<ImportParams>,
     body: Bytes,
 ) -> Response {
-    let format = match params.format.as_deref().unwrap_or("csv") {
-        "csv" => Format::Csv,
-        "ndjson" | "jsonl" => Format::Ndjson,
-        "json" => Format::Json,
-        other => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("format {other:?}: expected csv, ndjson or json"),
-            )
-        }
+    let format = match params.format.as_deref().unwrap_or("csv").parse::<Format>() {
+        Ok(format) => format,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let open = |bytes: Bytes| -> Result<Source, vitals_import::ImportError> {
         let source = Source::from_reader(Cursor::new(bytes), format)?;

@@ -15,6 +15,9 @@ use crate::{Db, Error};
 pub const SUMMARY_TTL: Duration = Duration::from_secs(5 * 60);
 /// Vaccinations, allergies and chronic conditions change less often: 10 minutes.
 pub const RECORDS_TTL: Duration = Duration::from_secs(10 * 60);
+/// How many students [`HealthDataCache::invalidate_students`] drops per Redis pipeline (and
+/// invalidation message): 256 students, 1 024 keys.
+const INVALIDATE_CHUNK: usize = 256;
 
 /// The tags of the cached data types, as the report's `invalidateTypes` name them.
 pub mod tags {
@@ -262,6 +265,21 @@ impl HealthDataCache {
     /// `cache().invalidate_group(&student_group(id))`.
     pub async fn invalidate_student(&self, student: Uuid) {
         self.invalidate(student, &HealthData::ALL).await;
+    }
+
+    /// Drops everything cached about many students (after a bulk write such as an import):
+    /// the same keys as [`invalidate_student`](Self::invalidate_student) for each, deleted 256
+    /// students at a time (one Redis pipeline and one invalidation message per 256 students
+    /// rather than per student).
+    pub async fn invalidate_students(&self, students: &[Uuid]) {
+        for chunk in students.chunks(INVALIDATE_CHUNK) {
+            let keys: Vec<String> = chunk
+                .iter()
+                .flat_map(|&student| HealthData::ALL.map(|k| k.key(student)))
+                .collect();
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            self.cache.delete_many(&keys).await;
+        }
     }
 
     /// Drops one kind of one student's data (e.g. after adding a vaccination: the

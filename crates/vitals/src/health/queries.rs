@@ -11,9 +11,55 @@ use uuid::Uuid;
 
 use super::model::*;
 
-/// Columns of `students`, in [`Student`]'s order.
-const STUDENT_COLUMNS: &str =
-    "id, student_number, first_name, last_name, date_of_birth, grade, active";
+// Each SQL text once, for every function that runs it.
+
+/// One student by id (`$1`), columns in [`Student`]'s order.
+const STUDENT: &str =
+    "SELECT id, student_number, first_name, last_name, date_of_birth, grade, active \
+     FROM students WHERE id = $1";
+
+/// A student's (`$1`) vaccinations, newest first.
+const VACCINATIONS: &str =
+    "SELECT id, student_id, vaccine_name, dose_number, administered_on, administered_by, lot_number \
+     FROM vaccinations WHERE student_id = $1 ORDER BY administered_on DESC, vaccine_name, dose_number";
+
+/// A student's (`$1`) allergies with `active = $2`, most severe first.
+const ALLERGIES: &str =
+    "SELECT id, student_id, allergen, severity, reaction, diagnosed_on, active FROM allergies \
+     WHERE student_id = $1 AND active = $2 \
+     ORDER BY CASE severity WHEN 'LIFE_THREATENING' THEN 0 WHEN 'SEVERE' THEN 1 \
+     WHEN 'MODERATE' THEN 2 ELSE 3 END, allergen";
+
+/// A student's (`$1`) chronic conditions.
+const CHRONIC_CONDITIONS: &str =
+    "SELECT id, student_id, condition, icd10_code, status, diagnosed_on, notes \
+     FROM chronic_conditions WHERE student_id = $1 ORDER BY status, condition";
+
+/// A student's (`$1`) latest medication doses, newest first, `LIMIT` the given literal: `$2`
+/// for [`student_medications_postgres`], `10` for the health summary.
+macro_rules! student_medications_sql {
+    ($limit:literal) => {
+        concat!(
+            "SELECT id, student_id, medication, dosage, administered_at, administered_by \
+             FROM medication_logs WHERE student_id = $1 ORDER BY administered_at DESC LIMIT ",
+            $limit
+        )
+    };
+}
+
+/// The latest medication doses given at or before `$1`, at most `$2`.
+const RECENT_MEDICATIONS: &str =
+    "SELECT id, student_id, medication, dosage, administered_at, administered_by \
+     FROM medication_logs WHERE administered_at <= $1 ORDER BY administered_at DESC LIMIT $2";
+
+/// The latest incidents at or before `$1`, at most `$2`.
+const RECENT_INCIDENTS: &str = "SELECT id, student_id, occurred_at, kind, severity, description \
+     FROM incident_reports WHERE occurred_at <= $1 ORDER BY occurred_at DESC LIMIT $2";
+
+/// The next scheduled appointments after `$1`, at most `$2`.
+const UPCOMING_APPOINTMENTS: &str =
+    "SELECT id, student_id, scheduled_at, kind, status FROM appointments \
+     WHERE scheduled_at > $1 AND status = 'SCHEDULED' ORDER BY scheduled_at LIMIT $2";
 
 /// A count per label, for a chart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -82,7 +128,7 @@ for_each_engine! {
     /// # Errors
     /// A database error.
     fn student_postgres / student_sqlite (db, id: Uuid) -> Result<Option<Student>, sqlx::Error> {
-        sqlx::query_as(&format!("SELECT {STUDENT_COLUMNS} FROM students WHERE id = $1"))
+        sqlx::query_as(STUDENT)
             .bind(id)
             .fetch_optional(db)
             .await
@@ -95,10 +141,7 @@ for_each_engine! {
     /// # Errors
     /// A database error.
     fn vaccinations_postgres / vaccinations_sqlite (db, student: Uuid) -> Result<Vec<Vaccination>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT id, student_id, vaccine_name, dose_number, administered_on, administered_by, lot_number \
-             FROM vaccinations WHERE student_id = $1 ORDER BY administered_on DESC, vaccine_name, dose_number",
-        )
+        sqlx::query_as(VACCINATIONS)
         .bind(student)
         .fetch_all(db)
         .await
@@ -111,12 +154,7 @@ for_each_engine! {
     /// # Errors
     /// A database error.
     fn allergies_postgres / allergies_sqlite (db, student: Uuid) -> Result<Vec<Allergy>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT id, student_id, allergen, severity, reaction, diagnosed_on, active FROM allergies \
-             WHERE student_id = $1 AND active = $2 \
-             ORDER BY CASE severity WHEN 'LIFE_THREATENING' THEN 0 WHEN 'SEVERE' THEN 1 \
-             WHEN 'MODERATE' THEN 2 ELSE 3 END, allergen",
-        )
+        sqlx::query_as(ALLERGIES)
         .bind(student)
         .bind(true)
         .fetch_all(db)
@@ -130,10 +168,7 @@ for_each_engine! {
     /// # Errors
     /// A database error.
     fn chronic_conditions_postgres / chronic_conditions_sqlite (db, student: Uuid) -> Result<Vec<ChronicCondition>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT id, student_id, condition, icd10_code, status, diagnosed_on, notes \
-             FROM chronic_conditions WHERE student_id = $1 ORDER BY status, condition",
-        )
+        sqlx::query_as(CHRONIC_CONDITIONS)
         .bind(student)
         .fetch_all(db)
         .await
@@ -146,10 +181,7 @@ for_each_engine! {
     /// # Errors
     /// A database error.
     fn student_medications_postgres / student_medications_sqlite (db, student: Uuid, limit: i64) -> Result<Vec<MedicationLog>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT id, student_id, medication, dosage, administered_at, administered_by \
-             FROM medication_logs WHERE student_id = $1 ORDER BY administered_at DESC LIMIT $2",
-        )
+        sqlx::query_as(student_medications_sql!("$2"))
         .bind(student)
         .bind(limit)
         .fetch_all(db)
@@ -164,7 +196,7 @@ for_each_engine! {
     /// # Errors
     /// A database error.
     fn health_summary_postgres / health_summary_sqlite (db, student: Uuid) -> Result<Option<HealthSummary>, sqlx::Error> {
-        let Some(found) = sqlx::query_as::<_, Student>(&format!("SELECT {STUDENT_COLUMNS} FROM students WHERE id = $1"))
+        let Some(found) = sqlx::query_as::<_, Student>(STUDENT)
             .bind(student)
             .fetch_optional(db)
             .await?
@@ -172,24 +204,10 @@ for_each_engine! {
             return Ok(None);
         };
         let (vaccinations, allergies, chronic_conditions, recent_medications) = tokio::try_join!(
-            sqlx::query_as::<_, Vaccination>(
-                "SELECT id, student_id, vaccine_name, dose_number, administered_on, administered_by, lot_number \
-                 FROM vaccinations WHERE student_id = $1 ORDER BY administered_on DESC, vaccine_name, dose_number",
-            ).bind(student).fetch_all(db),
-            sqlx::query_as::<_, Allergy>(
-                "SELECT id, student_id, allergen, severity, reaction, diagnosed_on, active FROM allergies \
-                 WHERE student_id = $1 AND active = $2 \
-                 ORDER BY CASE severity WHEN 'LIFE_THREATENING' THEN 0 WHEN 'SEVERE' THEN 1 \
-                 WHEN 'MODERATE' THEN 2 ELSE 3 END, allergen",
-            ).bind(student).bind(true).fetch_all(db),
-            sqlx::query_as::<_, ChronicCondition>(
-                "SELECT id, student_id, condition, icd10_code, status, diagnosed_on, notes \
-                 FROM chronic_conditions WHERE student_id = $1 ORDER BY status, condition",
-            ).bind(student).fetch_all(db),
-            sqlx::query_as::<_, MedicationLog>(
-                "SELECT id, student_id, medication, dosage, administered_at, administered_by \
-                 FROM medication_logs WHERE student_id = $1 ORDER BY administered_at DESC LIMIT 10",
-            ).bind(student).fetch_all(db),
+            sqlx::query_as::<_, Vaccination>(VACCINATIONS).bind(student).fetch_all(db),
+            sqlx::query_as::<_, Allergy>(ALLERGIES).bind(student).bind(true).fetch_all(db),
+            sqlx::query_as::<_, ChronicCondition>(CHRONIC_CONDITIONS).bind(student).fetch_all(db),
+            sqlx::query_as::<_, MedicationLog>(student_medications_sql!(10)).bind(student).fetch_all(db),
         )?;
         Ok(Some(HealthSummary { student: found, vaccinations, allergies, chronic_conditions, recent_medications }))
     }
@@ -203,18 +221,9 @@ for_each_engine! {
     /// The first database error.
     fn recent_activities_postgres / recent_activities_sqlite (db, now: DateTime<Utc>, limit: i64) -> Result<RecentActivities, sqlx::Error> {
         let (medications, incidents, upcoming_appointments) = tokio::try_join!(
-            sqlx::query_as::<_, MedicationLog>(
-                "SELECT id, student_id, medication, dosage, administered_at, administered_by \
-                 FROM medication_logs WHERE administered_at <= $1 ORDER BY administered_at DESC LIMIT $2",
-            ).bind(now).bind(limit).fetch_all(db),
-            sqlx::query_as::<_, IncidentReport>(
-                "SELECT id, student_id, occurred_at, kind, severity, description \
-                 FROM incident_reports WHERE occurred_at <= $1 ORDER BY occurred_at DESC LIMIT $2",
-            ).bind(now).bind(limit).fetch_all(db),
-            sqlx::query_as::<_, Appointment>(
-                "SELECT id, student_id, scheduled_at, kind, status FROM appointments \
-                 WHERE scheduled_at > $1 AND status = 'SCHEDULED' ORDER BY scheduled_at LIMIT $2",
-            ).bind(now).bind(limit).fetch_all(db),
+            sqlx::query_as::<_, MedicationLog>(RECENT_MEDICATIONS).bind(now).bind(limit).fetch_all(db),
+            sqlx::query_as::<_, IncidentReport>(RECENT_INCIDENTS).bind(now).bind(limit).fetch_all(db),
+            sqlx::query_as::<_, Appointment>(UPCOMING_APPOINTMENTS).bind(now).bind(limit).fetch_all(db),
         )?;
         Ok(RecentActivities { medications, incidents, upcoming_appointments })
     }
@@ -226,18 +235,9 @@ for_each_engine! {
     /// # Errors
     /// The first database error.
     fn recent_activities_sequential_postgres / recent_activities_sequential_sqlite (db, now: DateTime<Utc>, limit: i64) -> Result<RecentActivities, sqlx::Error> {
-        let medications = sqlx::query_as::<_, MedicationLog>(
-            "SELECT id, student_id, medication, dosage, administered_at, administered_by \
-             FROM medication_logs WHERE administered_at <= $1 ORDER BY administered_at DESC LIMIT $2",
-        ).bind(now).bind(limit).fetch_all(db).await?;
-        let incidents = sqlx::query_as::<_, IncidentReport>(
-            "SELECT id, student_id, occurred_at, kind, severity, description \
-             FROM incident_reports WHERE occurred_at <= $1 ORDER BY occurred_at DESC LIMIT $2",
-        ).bind(now).bind(limit).fetch_all(db).await?;
-        let upcoming_appointments = sqlx::query_as::<_, Appointment>(
-            "SELECT id, student_id, scheduled_at, kind, status FROM appointments \
-             WHERE scheduled_at > $1 AND status = 'SCHEDULED' ORDER BY scheduled_at LIMIT $2",
-        ).bind(now).bind(limit).fetch_all(db).await?;
+        let medications = sqlx::query_as::<_, MedicationLog>(RECENT_MEDICATIONS).bind(now).bind(limit).fetch_all(db).await?;
+        let incidents = sqlx::query_as::<_, IncidentReport>(RECENT_INCIDENTS).bind(now).bind(limit).fetch_all(db).await?;
+        let upcoming_appointments = sqlx::query_as::<_, Appointment>(UPCOMING_APPOINTMENTS).bind(now).bind(limit).fetch_all(db).await?;
         Ok(RecentActivities { medications, incidents, upcoming_appointments })
     }
 }
