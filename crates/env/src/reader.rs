@@ -1,0 +1,333 @@
+//! The reader: typed values from any lookup, every bad one kept as a [`Problem`].
+
+use std::fmt::Display;
+use std::ops::{Bound, RangeBounds};
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::problem::{ConfigError, Problem};
+use crate::url::mask_url;
+
+/// The process environment as a lookup: `std::env::var(name).ok()`.
+#[must_use]
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Reads one crate's variables through a lookup, collecting every bad value.
+///
+/// An unset variable and one that is empty or only white space read as `None` (the default
+/// applies); values are trimmed. Each typed reader returns `None` for a bad value too, after
+/// recording a [`Problem`] that names the variable, the value and what was expected.
+pub struct Env<'a> {
+    component: &'static str,
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<Problem>,
+}
+
+impl std::fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("component", &self.component)
+            .field("problems", &self.problems)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Env<'a> {
+    /// A reader for `component` (named in every problem) over `lookup`.
+    pub fn new(component: &'static str, lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self {
+            component,
+            lookup,
+            problems: Vec::new(),
+        }
+    }
+
+    /// The component named in this reader's problems.
+    #[must_use]
+    pub fn component(&self) -> &'static str {
+        self.component
+    }
+
+    /// The trimmed value of `name`; `None` when unset or blank.
+    #[must_use]
+    pub fn string(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Whether `name` is set to something other than blanks.
+    #[must_use]
+    pub fn is_set(&self, name: &str) -> bool {
+        self.string(name).is_some()
+    }
+
+    /// Records that `name` held `value`, where `expected` was expected.
+    pub fn problem(&mut self, name: &str, value: &str, expected: impl Into<String>) {
+        self.problems.push(Problem::new(
+            self.component,
+            name,
+            Some(value.to_owned()),
+            expected,
+        ));
+    }
+
+    /// Records a problem of `name` that shows no value (a relation between variables).
+    pub fn relation_problem(&mut self, name: &str, expected: impl Into<String>) {
+        self.problems
+            .push(Problem::new(self.component, name, None, expected));
+    }
+
+    /// Records a problem of a secret variable: the value is shown as `***`.
+    pub fn secret_problem(&mut self, name: &str, expected: impl Into<String>) {
+        self.problems.push(Problem::new(
+            self.component,
+            name,
+            Some("***".to_owned()),
+            expected,
+        ));
+    }
+
+    /// Adds the problems of an error found elsewhere (a builder's validation).
+    pub fn absorb(&mut self, err: ConfigError) {
+        self.problems.extend(err.into_problems());
+    }
+
+    /// The problems found so far.
+    #[must_use]
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    /// `Ok(value)` when no problem was found, else every problem at once.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every problem this reader recorded.
+    pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+        ConfigError::check(self.problems, value)
+    }
+
+    /// The value of `name` through `parse`; a `None` from `parse` records `expected`.
+    pub fn parse<T>(
+        &mut self,
+        name: &str,
+        expected: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Option<T> {
+        let raw = self.string(name)?;
+        let parsed = parse(&raw);
+        if parsed.is_none() {
+            self.problem(name, &raw, expected);
+        }
+        parsed
+    }
+
+    /// A whole number within `range` (`1..`, `0..=100`).
+    pub fn whole<T>(&mut self, name: &str, range: impl RangeBounds<T>) -> Option<T>
+    where
+        T: FromStr + PartialOrd + Display,
+    {
+        let expected = format!("a whole number{}", describe(&range));
+        self.parse(name, &expected, |v| {
+            v.parse::<T>().ok().filter(|n| range.contains(n))
+        })
+    }
+
+    /// Milliseconds, a whole number of at least `min`.
+    pub fn millis(&mut self, name: &str, min: u64) -> Option<Duration> {
+        let expected = format!("a whole number of milliseconds >= {min}");
+        self.parse(name, &expected, |v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n >= min)
+                .map(Duration::from_millis)
+        })
+    }
+
+    /// Seconds, a whole number of at least `min`.
+    pub fn secs(&mut self, name: &str, min: u64) -> Option<Duration> {
+        let expected = format!("a whole number of seconds >= {min}");
+        self.parse(name, &expected, |v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n >= min)
+                .map(Duration::from_secs)
+        })
+    }
+
+    /// `true`/`false`, also `1`/`0`, `yes`/`no`, `on`/`off`, in any case.
+    pub fn boolean(&mut self, name: &str) -> Option<bool> {
+        self.parse(
+            name,
+            "true or false (also 1/0, yes/no, on/off)",
+            |v| match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Some(true),
+                "0" | "false" | "no" | "off" => Some(false),
+                _ => None,
+            },
+        )
+    }
+
+    /// A percentage from 0 to 100, with or without a trailing `%`.
+    pub fn percent(&mut self, name: &str) -> Option<f64> {
+        self.parse(name, "a percentage between 0 and 100", |v| {
+            v.trim_end_matches('%')
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=100.0).contains(p))
+        })
+    }
+
+    /// One of `choices` (names compared without regard to case); `expected` says them.
+    pub fn choice<T: Clone>(
+        &mut self,
+        name: &str,
+        choices: &[(&str, T)],
+        expected: &str,
+    ) -> Option<T> {
+        self.parse(name, expected, |v| {
+            choices
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(v))
+                .map(|(_, t)| t.clone())
+        })
+    }
+
+    /// A URL beginning with one of `prefixes` (`"postgres://"`, `"sqlite:"`). A bad one is
+    /// recorded with its password masked.
+    pub fn url(&mut self, name: &str, prefixes: &[&str]) -> Option<String> {
+        let raw = self.string(name)?;
+        if prefixes.iter().any(|p| raw.starts_with(p)) {
+            return Some(raw);
+        }
+        let expected = format!("a URL beginning with {}", or_list(prefixes));
+        self.problem(name, &mask_url(&raw), expected);
+        None
+    }
+}
+
+fn or_list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+fn describe<T: Display>(range: &impl RangeBounds<T>) -> String {
+    match (range.start_bound(), range.end_bound()) {
+        (Bound::Included(a), Bound::Included(b)) => format!(" from {a} to {b}"),
+        (Bound::Included(a), Bound::Unbounded) => format!(" >= {a}"),
+        (Bound::Unbounded, Bound::Included(b)) => format!(" <= {b}"),
+        (Bound::Included(a), Bound::Excluded(b)) => format!(" >= {a} and < {b}"),
+        (Bound::Excluded(a), _) => format!(" > {a}"),
+        (Bound::Unbounded, Bound::Excluded(b)) => format!(" < {b}"),
+        (Bound::Unbounded, Bound::Unbounded) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn unset_and_blank_read_as_none_and_values_are_trimmed() {
+        let m = map(&[("A", "  "), ("B", " 7 ")]);
+        let lookup = |n: &str| m.get(n).cloned();
+        let mut env = Env::new("t", &lookup);
+        assert_eq!(env.whole::<u32>("A", 0..), None);
+        assert_eq!(env.whole::<u32>("B", 0..), Some(7));
+        assert_eq!(env.whole::<u32>("C", 0..), None);
+        assert!(env.finish(()).is_ok());
+    }
+
+    #[test]
+    fn every_bad_value_is_named_with_what_was_expected() {
+        let m = map(&[
+            ("N", "-5"),
+            ("R", "200"),
+            ("MS", "soon"),
+            ("S", "0"),
+            ("B", "maybe"),
+            ("P", "120%"),
+            ("E", "staging"),
+            ("U", "mysql://root:hunter2@h/x"),
+        ]);
+        let lookup = |n: &str| m.get(n).cloned();
+        let mut env = Env::new("pool", &lookup);
+        assert_eq!(env.whole::<u32>("N", 0..), None);
+        assert_eq!(env.whole::<u8>("R", 1..=100), None);
+        assert_eq!(env.millis("MS", 0), None);
+        assert_eq!(env.secs("S", 1), None);
+        assert_eq!(env.boolean("B"), None);
+        assert_eq!(env.percent("P"), None);
+        assert_eq!(
+            env.choice("E", &[("dev", 1), ("prod", 2)], "\"dev\" or \"prod\""),
+            None
+        );
+        assert_eq!(env.url("U", &["postgres://", "sqlite:"]), None);
+        let err = env.finish(()).unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "pool: N=\"-5\": expected a whole number >= 0",
+            "R=\"200\": expected a whole number from 1 to 100",
+            "MS=\"soon\": expected a whole number of milliseconds >= 0",
+            "S=\"0\": expected a whole number of seconds >= 1",
+            "B=\"maybe\": expected true or false",
+            "P=\"120%\": expected a percentage between 0 and 100",
+            "E=\"staging\": expected \"dev\" or \"prod\"",
+            "U=\"mysql://root:***@h/x\": expected a URL beginning with postgres:// or sqlite:",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(err.problems().len(), 8);
+    }
+
+    #[test]
+    fn good_values_parse() {
+        let m = map(&[
+            ("MS", "1500"),
+            ("B", "On"),
+            ("P", "80%"),
+            ("E", "PROD"),
+            ("U", "sqlite::memory:"),
+        ]);
+        let lookup = |n: &str| m.get(n).cloned();
+        let mut env = Env::new("t", &lookup);
+        assert_eq!(env.millis("MS", 1), Some(Duration::from_millis(1500)));
+        assert_eq!(env.boolean("B"), Some(true));
+        assert_eq!(env.percent("P"), Some(80.0));
+        assert_eq!(env.choice("E", &[("dev", 1), ("prod", 2)], ""), Some(2));
+        assert_eq!(
+            env.url("U", &["sqlite:"]).as_deref(),
+            Some("sqlite::memory:")
+        );
+        assert!(env.problems().is_empty());
+    }
+
+    #[test]
+    fn secrets_and_relations_show_no_value() {
+        let lookup = |_: &str| None;
+        let mut env = Env::new("cache", &lookup);
+        env.secret_problem("KEY", "base64 of 32 bytes");
+        env.relation_problem("MIN", "at most MAX");
+        let text = env.finish(()).unwrap_err().to_string();
+        assert!(
+            text.contains("KEY=\"***\": expected base64 of 32 bytes"),
+            "{text}"
+        );
+        assert!(text.contains("MIN: expected at most MAX"), "{text}");
+    }
+}

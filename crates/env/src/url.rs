@@ -1,0 +1,136 @@
+//! URLs shown in logs and errors, their secrets masked; user information encoded.
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+
+/// Query parameters whose value is a secret.
+const SECRET_PARAMS: [&str; 4] = ["password", "sslpassword", "pass", "pwd"];
+
+/// Replaces the secrets of a URL with `***` so it can be logged: the password of its user
+/// information (`postgres://app:***@db/x`) and the value of a `password=` (also
+/// `sslpassword`, `pass`, `pwd`) query parameter. The user name, host, port, path and the
+/// other parameters stay, so an operator can tell which server is meant. Text that is not a
+/// URL comes back as it is.
+///
+/// ```
+/// use vitals_env::mask_url;
+/// assert_eq!(mask_url("postgres://app:s3cr@t@db:5432/x"), "postgres://app:***@db:5432/x");
+/// assert_eq!(mask_url("redis://db/0?password=pw&x=1"), "redis://db/0?password=***&x=1");
+/// ```
+#[must_use]
+pub fn mask_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let auth_start = scheme_end + 3;
+        let rest = &out[auth_start..];
+        let auth_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..auth_len];
+        if let Some(at) = authority.rfind('@') {
+            if let Some(colon) = authority[..at].find(':') {
+                out.replace_range(auth_start + colon + 1..auth_start + at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let (query, fragment) = match query.find('#') {
+            Some(h) => query.split_at(h),
+            None => (query, ""),
+        };
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if SECRET_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s)) => {
+                    format!("{k}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out = format!("{head}{}{fragment}", masked.join("&"));
+    }
+    out
+}
+
+/// What must be escaped in a URL's user name or password (RFC 3986 `userinfo`: everything
+/// but the unreserved characters).
+const USERINFO: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b':')
+    .add(b';')
+    .add(b'<')
+    .add(b'=')
+    .add(b'>')
+    .add(b'?')
+    .add(b'@')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}')
+    .add(b'!')
+    .add(b'$')
+    .add(b'&')
+    .add(b'\'')
+    .add(b'(')
+    .add(b')')
+    .add(b'*')
+    .add(b'+')
+    .add(b',');
+
+/// Percent-encodes a user name or password for the user information of a URL.
+///
+/// ```
+/// assert_eq!(vitals_env::encode_userinfo("p@ss word"), "p%40ss%20word");
+/// ```
+#[must_use]
+pub fn encode_userinfo(text: &str) -> String {
+    utf8_percent_encode(text, USERINFO).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_url_hides_password_in_userinfo_and_query() {
+        assert_eq!(
+            mask_url("postgres://app:s3cr@t@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(mask_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(
+            mask_url("postgres://db/x?user=a&password=pw&sslmode=require"),
+            "postgres://db/x?user=a&password=***&sslmode=require"
+        );
+        assert_eq!(mask_url("sqlite://data/app.db"), "sqlite://data/app.db");
+        assert_eq!(
+            mask_url("redis://user:secret@h:1/0"),
+            "redis://user:***@h:1/0"
+        );
+        assert_eq!(mask_url("redis://h:1/0"), "redis://h:1/0");
+        assert_eq!(
+            mask_url("rediss://h/0?PASSWORD=pw#frag"),
+            "rediss://h/0?PASSWORD=***#frag"
+        );
+        assert_eq!(mask_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn userinfo_is_encoded_so_it_round_trips() {
+        let raw = "p@ss:w/rd?#%& é";
+        let enc = encode_userinfo(raw);
+        assert!(enc
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)));
+        let back = percent_encoding::percent_decode_str(&enc)
+            .decode_utf8()
+            .unwrap();
+        assert_eq!(back, raw);
+    }
+}
