@@ -1,9 +1,13 @@
 //! The logger's configuration, from code (a builder) or from the environment.
 
-use std::fmt;
 use std::time::Duration;
 
+use vitals_env::{process_env, ConfigError, Env, Problem};
+
 use crate::fingerprint::DEFAULT_FINGERPRINT_KEY;
+
+/// The component named in this crate's configuration problems.
+const COMPONENT: &str = "querylog";
 
 /// Warning threshold variable (milliseconds, default 1000).
 pub const ENV_SLOW_WARN_MS: &str = "DB_SLOW_QUERY_WARN_MS";
@@ -21,55 +25,6 @@ pub const ENV_N_PLUS_ONE_THRESHOLD: &str = "DB_QUERYLOG_N_PLUS_ONE_THRESHOLD";
 pub const ENV_SUMMARY_SECS: &str = "DB_QUERYLOG_SUMMARY_SECS";
 /// Fingerprint key: 32 hex digits (default: the built-in key). Masked in errors.
 pub const ENV_FINGERPRINT_KEY: &str = "DB_QUERYLOG_FINGERPRINT_KEY";
-
-/// One bad configuration value: which variable (or setting), its value (masked
-/// when secret) and what was expected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// The variable or builder setting.
-    pub variable: String,
-    /// The value given (`***` for a secret).
-    pub value: String,
-    /// What a good value looks like.
-    pub expected: String,
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}={:?}: expected {}",
-            self.variable, self.value, self.expected
-        )
-    }
-}
-
-/// The error of building a [`LoggerConfig`]: every bad value at once.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// One or more values are invalid.
-    #[error("invalid query log configuration: {}", join(.0))]
-    Invalid(Vec<ConfigProblem>),
-}
-
-fn join(problems: &[ConfigProblem]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-impl ConfigError {
-    /// Every problem found.
-    #[must_use]
-    pub fn problems(&self) -> &[ConfigProblem] {
-        match self {
-            Self::Invalid(p) => p,
-        }
-    }
-}
 
 /// The logger's settings. Build one with [`LoggerConfig::builder`], read one
 /// from the environment with [`LoggerConfig::from_env`], or take the defaults.
@@ -124,14 +79,14 @@ impl LoggerConfig {
         }
     }
 
-    /// Reads the `DB_SLOW_QUERY_*` and `DB_QUERYLOG_*` variables; unset ones take
+    /// Reads the `DB_SLOW_QUERY_*` and `DB_QUERYLOG_*` variables; unset or blank ones take
     /// their defaults.
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Invalid`] listing every bad variable.
+    /// [`ConfigError`] listing every bad variable (component `querylog`).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_env_with(|name| std::env::var(name).ok())
+        Self::from_env_with(process_env)
     }
 
     /// Like [`from_env`](Self::from_env) with a lookup of your own (for tests).
@@ -149,76 +104,50 @@ impl LoggerConfig {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Invalid`] listing every bad variable.
+    /// [`ConfigError`] listing every bad variable (component `querylog`).
     pub fn from_env_with<F>(lookup: F) -> Result<Self, ConfigError>
     where
         F: Fn(&str) -> Option<String>,
     {
-        let mut problems = Vec::new();
+        let mut env = Env::new(COMPONENT, &lookup);
+        // The variables are read as plain numbers; the builder checks their ranges, so each
+        // rule is written once.
         let mut b = Self::builder();
-        let mut num = |name: &str, expected: &str| -> Option<u64> {
-            let raw = lookup(name)?;
-            match raw.trim().parse::<u64>() {
-                Ok(v) => Some(v),
-                Err(_) => {
-                    problems.push(ConfigProblem {
-                        variable: name.into(),
-                        value: raw,
-                        expected: expected.into(),
-                    });
-                    None
-                }
-            }
-        };
-        if let Some(v) = num(ENV_SLOW_WARN_MS, "a whole number of milliseconds") {
-            b = b.slow_warn(Duration::from_millis(v));
+        if let Some(d) = env.millis(ENV_SLOW_WARN_MS, 0) {
+            b = b.slow_warn(d);
         }
-        if let Some(v) = num(ENV_SLOW_CRITICAL_MS, "a whole number of milliseconds") {
-            b = b.slow_critical(Duration::from_millis(v));
+        if let Some(d) = env.millis(ENV_SLOW_CRITICAL_MS, 0) {
+            b = b.slow_critical(d);
         }
-        if let Some(v) = num(ENV_RECENT, "a whole number of queries") {
-            b = b.recent_capacity(usize::try_from(v).unwrap_or(usize::MAX));
+        if let Some(n) = env.whole::<u64>(ENV_RECENT, 0..) {
+            b = b.recent_capacity(usize::try_from(n).unwrap_or(usize::MAX));
         }
-        if let Some(v) = num(ENV_SLOW_HISTORY, "a whole number of queries") {
-            b = b.slow_capacity(usize::try_from(v).unwrap_or(usize::MAX));
+        if let Some(n) = env.whole::<u64>(ENV_SLOW_HISTORY, 0..) {
+            b = b.slow_capacity(usize::try_from(n).unwrap_or(usize::MAX));
         }
-        if let Some(v) = num(
-            ENV_MAX_FINGERPRINTS,
-            "a whole number of fingerprints, at least 1",
-        ) {
-            b = b.max_fingerprints(usize::try_from(v).unwrap_or(usize::MAX));
+        if let Some(n) = env.whole::<u64>(ENV_MAX_FINGERPRINTS, 0..) {
+            b = b.max_fingerprints(usize::try_from(n).unwrap_or(usize::MAX));
         }
-        if let Some(v) = num(
-            ENV_N_PLUS_ONE_THRESHOLD,
-            "a whole number of queries, at least 2",
-        ) {
-            b = b.n_plus_one_threshold(u32::try_from(v).unwrap_or(u32::MAX));
+        if let Some(n) = env.whole::<u64>(ENV_N_PLUS_ONE_THRESHOLD, 0..) {
+            b = b.n_plus_one_threshold(u32::try_from(n).unwrap_or(u32::MAX));
         }
-        if let Some(v) = num(ENV_SUMMARY_SECS, "a whole number of seconds (0 = off)") {
-            b = b.summary_interval((v > 0).then(|| Duration::from_secs(v)));
+        if let Some(d) = env.secs(ENV_SUMMARY_SECS, 0) {
+            // 0 turns the summary off.
+            b = b.summary_interval((!d.is_zero()).then_some(d));
         }
-        if let Some(raw) = lookup(ENV_FINGERPRINT_KEY) {
+        if let Some(raw) = env.string(ENV_FINGERPRINT_KEY) {
             match parse_key(&raw) {
                 Some(key) => b = b.fingerprint_key(key),
-                None => problems.push(ConfigProblem {
-                    variable: ENV_FINGERPRINT_KEY.into(),
-                    value: "***".into(),
-                    expected: "32 hex digits".into(),
-                }),
+                None => env.secret_problem(ENV_FINGERPRINT_KEY, "32 hex digits"),
             }
         }
-        match b.build() {
-            Ok(config) if problems.is_empty() => Ok(config),
-            Ok(_) => Err(ConfigError::Invalid(problems)),
-            Err(ConfigError::Invalid(more)) => {
-                // Range problems name the builder setting; say the variable.
-                problems.extend(more.into_iter().map(|mut p| {
-                    p.variable = env_name(&p.variable).to_string();
-                    p
-                }));
-                Err(ConfigError::Invalid(problems))
-            }
+        let built = b.build();
+        if let Err(e) = &built {
+            env.absorb(in_env_names(e.clone()));
         }
+        // Had the build failed, its problems were absorbed and this returns them all.
+        env.finish(())?;
+        built
     }
 
     /// Duration from which a query is slow (a warning).
@@ -268,6 +197,15 @@ impl LoggerConfig {
     pub fn fingerprint_key(&self) -> [u8; 16] {
         self.fingerprint_key
     }
+}
+
+/// The builder's problems, each naming the variable that stands for its setting.
+fn in_env_names(err: ConfigError) -> ConfigError {
+    let mut problems = err.into_problems();
+    for p in &mut problems {
+        p.variable = env_name(&p.variable).to_owned();
+    }
+    ConfigError::new(problems)
 }
 
 fn env_name(setting: &str) -> &str {
@@ -352,46 +290,38 @@ impl LoggerConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Invalid`] listing every bad setting.
+    /// [`ConfigError`] listing every bad setting (component `querylog`, each problem naming
+    /// the setting: `slow_critical`, `slow_warn`, `max_fingerprints`, `n_plus_one_threshold`).
     pub fn build(self) -> Result<LoggerConfig, ConfigError> {
         let c = self.config;
         let mut problems = Vec::new();
+        let mut bad = |setting: &str, value: String, expected: String| {
+            problems.push(Problem::new(COMPONENT, setting, Some(value), expected));
+        };
         if c.slow_critical < c.slow_warn {
-            problems.push(ConfigProblem {
-                variable: "slow_critical".into(),
-                value: c.slow_critical.as_millis().to_string(),
-                expected: format!(
+            bad(
+                "slow_critical",
+                c.slow_critical.as_millis().to_string(),
+                format!(
                     "at least the warning threshold ({} ms)",
                     c.slow_warn.as_millis()
                 ),
-            });
+            );
         }
         if c.slow_warn.is_zero() {
-            problems.push(ConfigProblem {
-                variable: "slow_warn".into(),
-                value: "0".into(),
-                expected: "more than 0 ms".into(),
-            });
+            bad("slow_warn", "0".into(), "more than 0 ms".into());
         }
         if c.max_fingerprints == 0 {
-            problems.push(ConfigProblem {
-                variable: "max_fingerprints".into(),
-                value: "0".into(),
-                expected: "at least 1".into(),
-            });
+            bad("max_fingerprints", "0".into(), "at least 1".into());
         }
         if c.n_plus_one_threshold < 2 {
-            problems.push(ConfigProblem {
-                variable: "n_plus_one_threshold".into(),
-                value: c.n_plus_one_threshold.to_string(),
-                expected: "at least 2".into(),
-            });
+            bad(
+                "n_plus_one_threshold",
+                c.n_plus_one_threshold.to_string(),
+                "at least 2".into(),
+            );
         }
-        if problems.is_empty() {
-            Ok(c)
-        } else {
-            Err(ConfigError::Invalid(problems))
-        }
+        ConfigError::check(problems, c)
     }
 }
 
@@ -466,6 +396,30 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("DB_SLOW_QUERY_WARN_MS=\"soon\""), "{text}");
         assert!(!text.contains("secret-key"), "{text}");
+    }
+
+    #[test]
+    fn problems_are_the_querylog_components_and_name_variables() {
+        let err = LoggerConfig::from_env_with(|n| {
+            Some(
+                match n {
+                    ENV_SLOW_WARN_MS => "2000",
+                    ENV_SLOW_CRITICAL_MS => "1000",
+                    ENV_FINGERPRINT_KEY => "secret-key",
+                    _ => return None,
+                }
+                .into(),
+            )
+        })
+        .unwrap_err();
+        assert!(err.problems().iter().all(|p| p.component == "querylog"));
+        let key = &err.problems()[0];
+        assert_eq!(
+            (key.variable.as_str(), key.value.as_deref()),
+            (ENV_FINGERPRINT_KEY, Some("***"))
+        );
+        // The builder's range problem names the variable, not the setting.
+        assert_eq!(err.problems()[1].variable, ENV_SLOW_CRITICAL_MS);
     }
 
     #[test]

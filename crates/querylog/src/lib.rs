@@ -65,9 +65,9 @@ mod sanitize;
 mod scrub;
 
 pub use config::{
-    ConfigError, ConfigProblem, LoggerConfig, LoggerConfigBuilder, ENV_FINGERPRINT_KEY,
-    ENV_MAX_FINGERPRINTS, ENV_N_PLUS_ONE_THRESHOLD, ENV_RECENT, ENV_SLOW_CRITICAL_MS,
-    ENV_SLOW_HISTORY, ENV_SLOW_WARN_MS, ENV_SUMMARY_SECS,
+    LoggerConfig, LoggerConfigBuilder, ENV_FINGERPRINT_KEY, ENV_MAX_FINGERPRINTS,
+    ENV_N_PLUS_ONE_THRESHOLD, ENV_RECENT, ENV_SLOW_CRITICAL_MS, ENV_SLOW_HISTORY, ENV_SLOW_WARN_MS,
+    ENV_SUMMARY_SECS,
 };
 pub use fingerprint::{
     fingerprint, Fingerprint, Fingerprinter, ParseFingerprintError, DEFAULT_FINGERPRINT_KEY,
@@ -80,6 +80,9 @@ pub use logger::{
 pub use report::{FingerprintStats, NPlusOneFinding, PerformanceReport, QueryStatistics};
 pub use sanitize::sanitize_sql;
 pub use scrub::{sanitize_any, scrub_log_line, scrub_text};
+/// The configuration error and its problems are the workspace's shared ones, so the facade
+/// merges them with every other crate's.
+pub use vitals_env::{ConfigError, Problem as ConfigProblem};
 
 /// The errors of this crate.
 #[derive(Debug, thiserror::Error)]
