@@ -21,8 +21,8 @@ use std::borrow::Cow;
 use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
 use aes_gcm::{AeadCore, Aes256Gcm, Nonce};
 
-use crate::config::Keyring;
 use crate::error::CacheError;
+use crate::keyring::Keyring;
 
 const VERSION: u8 = 1;
 const FLAG_LZ4: u8 = 0b01;
@@ -186,7 +186,7 @@ pub fn is_encrypted(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::EncryptionKey;
+    use crate::keyring::EncryptionKey;
 
     fn ring(id: &str, b: u8) -> Keyring {
         Keyring::new(EncryptionKey::new(id, [b; 32]).unwrap(), [])

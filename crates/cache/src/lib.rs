@@ -40,7 +40,9 @@ mod breaker;
 mod clock;
 pub mod codec;
 mod config;
+mod env;
 mod error;
+mod keyring;
 mod l1;
 mod redis_tier;
 mod stats;
@@ -50,13 +52,18 @@ mod warm;
 
 pub use breaker::BreakerState;
 pub use codec::Codec;
-pub use config::{mask_url, CacheConfig, EncryptionKey, Keyring};
-pub use error::{CacheError, ConfigError, ConfigProblem};
+pub use config::CacheConfig;
+pub use error::CacheError;
+pub use keyring::{EncryptionKey, Keyring};
 pub use l1::L1Cache;
 pub use redis_tier::RedisTier;
 pub use stats::CacheStats;
 pub use tier::Tier;
 pub use tiered::{TieredCache, TieredCacheBuilder};
+/// The configuration error and its problems are `vitals-env`'s, shared by every vitals
+/// crate; `mask_url` is its URL masking (the password of the user information and of a
+/// `password=` query parameter).
+pub use vitals_env::{mask_url, ConfigError, Problem as ConfigProblem};
 pub use warm::{WarmEntry, WarmError, WarmScheduler, WarmSummary, Warmer};
 
 #[cfg(test)]
@@ -73,5 +80,18 @@ mod tests {
         assert_send_sync::<WarmScheduler>();
         assert_send_sync::<CacheError>();
         assert_send_sync::<CacheStats>();
+    }
+
+    #[test]
+    fn mask_url_hides_password_only() {
+        assert_eq!(
+            mask_url("redis://user:secret@h:1/0"),
+            "redis://user:***@h:1/0"
+        );
+        assert_eq!(mask_url("redis://h:1/0"), "redis://h:1/0");
+        assert_eq!(
+            mask_url("redis://h:1/0?password=secret"),
+            "redis://h:1/0?password=***"
+        );
     }
 }

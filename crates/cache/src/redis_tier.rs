@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::breaker::{Breaker, BreakerState};
 use crate::codec::Codec;
-use crate::config::{mask_url, CacheConfig};
-use crate::error::{CacheError, ConfigError};
+use vitals_env::{mask_url, ConfigError, Problem};
+
+use crate::config::CacheConfig;
+use crate::error::CacheError;
 use crate::tier::Tier;
 
 /// Sets the value, adds the key to each tag's sorted set (score = expiry in
@@ -151,16 +153,19 @@ impl RedisTier {
     /// [`CacheError::Config`] if there is no Redis URL or it is invalid.
     pub fn new(config: &CacheConfig) -> Result<Self, CacheError> {
         let Some(url) = &config.redis_url else {
-            return Err(ConfigError::one("REDIS_URL", "", "a redis URL for the Redis tier").into());
+            let problem =
+                Problem::new("cache", "REDIS_URL", None, "a redis URL for the Redis tier");
+            return Err(ConfigError::one(problem).into());
         };
         let client = match &config.redis_tls_ca {
             Some(ca) if url.starts_with("rediss://") => {
                 let pem = std::fs::read(ca).map_err(|e| {
-                    ConfigError::one(
+                    ConfigError::one(Problem::new(
+                        "cache",
                         "REDIS_TLS_CA_FILE",
-                        ca.display().to_string(),
+                        Some(ca.display().to_string()),
                         format!("a readable PEM file ({e})"),
-                    )
+                    ))
                 })?;
                 let certs = redis::TlsCertificates {
                     client_tls: None,
@@ -170,7 +175,14 @@ impl RedisTier {
             }
             _ => redis::Client::open(url.as_str()),
         }
-        .map_err(|e| ConfigError::one("REDIS_URL", mask_url(url), format!("a redis URL ({e})")))?;
+        .map_err(|e| {
+            ConfigError::one(Problem::new(
+                "cache",
+                "REDIS_URL",
+                Some(mask_url(url)),
+                format!("a redis URL ({e})"),
+            ))
+        })?;
         let origin = format!("{:016x}", rand::random::<u64>());
         Ok(Self {
             inner: Arc::new(RedisInner {

@@ -1,0 +1,362 @@
+//! Reading a [`CacheConfig`] from the environment, through `vitals_env`'s typed readers.
+
+use base64::Engine as _;
+use vitals_env::{encode_userinfo, mask_url, ConfigError, Env};
+
+use crate::config::CacheConfig;
+use crate::keyring::{valid_key_id, EncryptionKey, Keyring, KEY_ID_EXPECTED};
+
+impl CacheConfig {
+    /// Reads the configuration from the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every variable with a bad value.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_with(vitals_env::process_env)
+    }
+
+    /// Reads the configuration through `lookup` (a variable name to its value),
+    /// so tests need not touch the process environment.
+    ///
+    /// Variables: `REDIS_URL`, or `REDIS_HOST`, `REDIS_PORT`, `REDIS_DB`,
+    /// `REDIS_PASSWORD`; `REDIS_TTL_DEFAULT` (s), `CACHE_ENABLE_L1`,
+    /// `CACHE_L1_MAX_SIZE`, `CACHE_L1_TTL` (s), `CACHE_L1_SHARDS`,
+    /// `CACHE_COMPRESS_THRESHOLD` (bytes), `CACHE_ENCRYPTION_KEY` (base64 of 32
+    /// bytes), `CACHE_ENCRYPTION_KEY_ID`, `CACHE_ENCRYPTION_OLD_KEYS`
+    /// (`id:base64,...`), `CACHE_KEY_PREFIX`, `CACHE_REDIS_TIMEOUT_MS`,
+    /// `CACHE_REDIS_CONNECT_TIMEOUT_MS`, `CACHE_RECONNECT_INTERVAL_MS`,
+    /// `CACHE_BREAKER_THRESHOLD`, `CACHE_BREAKER_COOLDOWN_MS`,
+    /// `CACHE_SUBSCRIPTION_PING_MS`, `CACHE_STATS_REFRESH_MS`,
+    /// `CACHE_WARMING_ENABLED`, `CACHE_WARMING_DELAY` (s),
+    /// `CACHE_WARMING_INTERVAL` (s), `CACHE_WARMING_BATCH_SIZE`,
+    /// `CACHE_WARMING_CONCURRENCY`. Unset or empty variables keep their default.
+    ///
+    /// # Errors
+    /// [`ConfigError`] (component `cache`) listing every variable with a bad
+    /// value; secrets are masked in it.
+    pub fn from_env_with<F>(lookup: F) -> Result<Self, ConfigError>
+    where
+        F: Fn(&str) -> Option<String>,
+    {
+        let mut env = Env::new("cache", &lookup);
+        let mut c = CacheConfig {
+            redis_url: redis_url(&mut env),
+            ..CacheConfig::default()
+        };
+        if let Some(p) = env.string("CACHE_KEY_PREFIX") {
+            if p.len() > 64 || p.chars().any(char::is_whitespace) {
+                env.problem("CACHE_KEY_PREFIX", &p, "1 to 64 characters without spaces");
+            } else {
+                c.key_prefix = p;
+            }
+        }
+        if let Some(path) = env.string("REDIS_TLS_CA_FILE") {
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => c.redis_tls_ca = Some(path.into()),
+                _ => env.problem("REDIS_TLS_CA_FILE", &path, "a readable PEM file"),
+            }
+        }
+        set(&mut c.default_ttl, env.secs("REDIS_TTL_DEFAULT", 1));
+        set(&mut c.l1_enabled, env.boolean("CACHE_ENABLE_L1"));
+        set(&mut c.l1_max_size, env.whole("CACHE_L1_MAX_SIZE", 1..));
+        set(&mut c.l1_ttl, env.secs("CACHE_L1_TTL", 1));
+        set(&mut c.l1_shards, env.whole("CACHE_L1_SHARDS", 1..));
+        if !c.l1_shards.is_power_of_two() || c.l1_shards > 1024 {
+            env.problem(
+                "CACHE_L1_SHARDS",
+                &c.l1_shards.to_string(),
+                "a power of two up to 1024",
+            );
+        }
+        set(
+            &mut c.compress_threshold,
+            env.whole("CACHE_COMPRESS_THRESHOLD", 0..),
+        );
+        c.encryption = keyring(&mut env);
+        set(
+            &mut c.redis_timeout,
+            env.millis("CACHE_REDIS_TIMEOUT_MS", 1),
+        );
+        set(
+            &mut c.connect_timeout,
+            env.millis("CACHE_REDIS_CONNECT_TIMEOUT_MS", 1),
+        );
+        set(
+            &mut c.reconnect_interval,
+            env.millis("CACHE_RECONNECT_INTERVAL_MS", 1),
+        );
+        if let Some(n) = env.whole::<usize>("CACHE_BREAKER_THRESHOLD", 1..) {
+            c.breaker_threshold = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        set(
+            &mut c.breaker_cooldown,
+            env.millis("CACHE_BREAKER_COOLDOWN_MS", 1),
+        );
+        set(
+            &mut c.subscription_ping,
+            env.millis("CACHE_SUBSCRIPTION_PING_MS", 1),
+        );
+        set(
+            &mut c.stats_refresh,
+            env.millis("CACHE_STATS_REFRESH_MS", 1),
+        );
+        set(&mut c.warming_enabled, env.boolean("CACHE_WARMING_ENABLED"));
+        set(&mut c.warming_delay, env.secs("CACHE_WARMING_DELAY", 0));
+        set(
+            &mut c.warming_interval,
+            env.secs("CACHE_WARMING_INTERVAL", 1),
+        );
+        set(
+            &mut c.warming_batch_size,
+            env.whole("CACHE_WARMING_BATCH_SIZE", 1..),
+        );
+        set(
+            &mut c.warming_concurrency,
+            env.whole("CACHE_WARMING_CONCURRENCY", 1..),
+        );
+        env.finish(c)
+    }
+}
+
+/// Keeps the default unless a good value was read.
+fn set<T>(field: &mut T, read: Option<T>) {
+    if let Some(v) = read {
+        *field = v;
+    }
+}
+
+/// `REDIS_URL`, or a URL built from `REDIS_HOST`, `REDIS_PORT`, `REDIS_DB` and
+/// `REDIS_PASSWORD`; `None` when none is set (L1 only) or the URL is bad.
+fn redis_url(env: &mut Env<'_>) -> Option<String> {
+    if let Some(url) = env.string("REDIS_URL") {
+        if let Err(e) = redis::Client::open(url.as_str()) {
+            env.problem(
+                "REDIS_URL",
+                &mask_url(&url),
+                format!("a redis:// URL ({e})"),
+            );
+            return None;
+        }
+        return Some(url);
+    }
+    let host = env.string("REDIS_HOST");
+    let port = env.string("REDIS_PORT");
+    let db = env.string("REDIS_DB");
+    let password = env.string("REDIS_PASSWORD");
+    if host.is_none() && port.is_none() && db.is_none() && password.is_none() {
+        return None;
+    }
+    let host = host.unwrap_or_else(|| "127.0.0.1".into());
+    if host.contains(['/', '@', ' ']) {
+        env.problem("REDIS_HOST", &host, "a host name or IP address");
+    }
+    let port = port.map_or(Some(6379), |_| {
+        env.parse("REDIS_PORT", "a port number 1-65535", |p| {
+            p.parse::<u16>().ok().filter(|n| *n > 0)
+        })
+    });
+    let db = db.map_or(Some(0), |_| {
+        env.parse("REDIS_DB", "a database number >= 0", |d| {
+            d.parse::<u32>().ok()
+        })
+    });
+    let auth = password.map_or_else(String::new, |pw| format!(":{}@", encode_userinfo(&pw)));
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    Some(format!(
+        "redis://{auth}{host}:{}/{}",
+        port.unwrap_or(6379),
+        db.unwrap_or(0)
+    ))
+}
+
+/// The 32 bytes of the base64 key in `var`; a bad one is recorded without its value.
+fn key(env: &mut Env<'_>, var: &str, b64: &str) -> Option<[u8; 32]> {
+    match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
+        Ok(bytes) => match <[u8; 32]>::try_from(bytes.as_slice()) {
+            Ok(k) => Some(k),
+            Err(_) => {
+                env.secret_problem(
+                    var,
+                    format!("base64 of exactly 32 bytes (got {} bytes)", bytes.len()),
+                );
+                None
+            }
+        },
+        Err(_) => {
+            env.secret_problem(var, "base64 of exactly 32 bytes");
+            None
+        }
+    }
+}
+
+/// The keyring of `CACHE_ENCRYPTION_KEY` (id `CACHE_ENCRYPTION_KEY_ID`, default `k1`) and
+/// `CACHE_ENCRYPTION_OLD_KEYS`; `None` without a key or when any of them is bad.
+fn keyring(env: &mut Env<'_>) -> Option<Keyring> {
+    let key_b64 = env.string("CACHE_ENCRYPTION_KEY");
+    let id = env
+        .string("CACHE_ENCRYPTION_KEY_ID")
+        .unwrap_or_else(|| "k1".into());
+    let id_ok = valid_key_id(&id);
+    if !id_ok {
+        // A key id is no secret: it is written in the clear in every payload's header.
+        env.problem("CACHE_ENCRYPTION_KEY_ID", &id, KEY_ID_EXPECTED);
+    }
+    let mut olds = Vec::new();
+    if let Some(old) = env.string("CACHE_ENCRYPTION_OLD_KEYS") {
+        for (i, item) in old.split(',').map(str::trim).enumerate() {
+            if item.is_empty() {
+                continue;
+            }
+            let Some((oid, b64)) = item.split_once(':') else {
+                env.secret_problem(
+                    "CACHE_ENCRYPTION_OLD_KEYS",
+                    format!("comma-separated id:base64 pairs (item {} is not)", i + 1),
+                );
+                continue;
+            };
+            if !valid_key_id(oid) {
+                // Not shown: a pair written the wrong way round puts the key here.
+                env.secret_problem(
+                    "CACHE_ENCRYPTION_OLD_KEYS",
+                    format!("key ids of [A-Za-z0-9._-] (item {} has not)", i + 1),
+                );
+                continue;
+            }
+            if let Some(k) = key(env, "CACHE_ENCRYPTION_OLD_KEYS", b64) {
+                olds.push(EncryptionKey {
+                    id: oid.to_owned(),
+                    key: k,
+                });
+            }
+        }
+    }
+    let k = key(env, "CACHE_ENCRYPTION_KEY", &key_b64?)?;
+    id_ok.then(|| Keyring::new(EncryptionKey { id, key: k }, olds))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use base64::Engine as _;
+
+    use crate::config::CacheConfig;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_without_variables_are_l1_only() {
+        let c = CacheConfig::from_env_with(|_| None).unwrap();
+        assert!(c.redis_url.is_none());
+        assert_eq!(c.default_ttl, Duration::from_secs(300));
+        assert!(c.l1_enabled);
+        assert_eq!(c.l1_max_size, 1000);
+        assert_eq!(c.l1_ttl, Duration::from_secs(60));
+        assert_eq!(c.compress_threshold, 1024);
+        assert!(c.encryption.is_none());
+    }
+
+    #[test]
+    fn host_port_db_password_build_a_url() {
+        let c = CacheConfig::from_env_with(env(&[
+            ("REDIS_HOST", "cache.local"),
+            ("REDIS_PORT", "6380"),
+            ("REDIS_DB", "2"),
+            ("REDIS_PASSWORD", "p@ss word"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.redis_url.as_deref(),
+            Some("redis://:p%40ss%20word@cache.local:6380/2")
+        );
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("p%40ss"), "{dbg}");
+        assert!(dbg.contains(":***@cache.local"), "{dbg}");
+    }
+
+    #[test]
+    fn every_bad_variable_is_reported_at_once_and_secrets_are_masked() {
+        let err = CacheConfig::from_env_with(env(&[
+            ("REDIS_PORT", "seventy"),
+            ("REDIS_TTL_DEFAULT", "-1"),
+            ("CACHE_ENABLE_L1", "maybe"),
+            ("CACHE_L1_MAX_SIZE", "0"),
+            ("CACHE_ENCRYPTION_KEY", "c2VjcmV0LXNob3J0"),
+            ("CACHE_BREAKER_COOLDOWN_MS", "soon"),
+        ]))
+        .unwrap_err();
+        let vars: Vec<&str> = err.problems().iter().map(|p| p.variable.as_str()).collect();
+        assert_eq!(
+            vars,
+            [
+                "REDIS_PORT",
+                "REDIS_TTL_DEFAULT",
+                "CACHE_ENABLE_L1",
+                "CACHE_L1_MAX_SIZE",
+                "CACHE_ENCRYPTION_KEY",
+                "CACHE_BREAKER_COOLDOWN_MS"
+            ]
+        );
+        let msg = err.to_string();
+        assert!(!msg.contains("c2VjcmV0"), "{msg}");
+        assert!(msg.contains("REDIS_PORT=\"seventy\""), "{msg}");
+    }
+
+    #[test]
+    fn encryption_key_and_old_keys_are_read() {
+        let k = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let o = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let c = CacheConfig::from_env_with(env(&[
+            ("CACHE_ENCRYPTION_KEY", &k),
+            ("CACHE_ENCRYPTION_KEY_ID", "2024-09"),
+            ("CACHE_ENCRYPTION_OLD_KEYS", &format!("2024-01:{o}")),
+        ]))
+        .unwrap();
+        let ring = c.encryption.unwrap();
+        assert_eq!(ring.current().id(), "2024-09");
+        assert_eq!(ring.key("2024-01").unwrap().bytes(), &[9u8; 32]);
+        assert!(!format!("{ring:?}").contains(&k));
+    }
+
+    #[test]
+    fn tls_urls_are_accepted_and_a_missing_ca_file_is_named() {
+        let c = CacheConfig::from_env_with(env(&[("REDIS_URL", "rediss://:pw@h:6380/0")])).unwrap();
+        assert_eq!(c.redis_url.as_deref(), Some("rediss://:pw@h:6380/0"));
+        let err = CacheConfig::from_env_with(env(&[
+            ("REDIS_URL", "rediss://:pw@h:6380/0"),
+            ("REDIS_TLS_CA_FILE", "/nonexistent/ca.pem"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.problems()[0].variable, "REDIS_TLS_CA_FILE");
+        assert!(!err.to_string().contains(":pw@"), "{err}");
+    }
+
+    #[test]
+    fn malformed_old_keys_are_named_without_their_value() {
+        let o = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let err = CacheConfig::from_env_with(env(&[
+            ("CACHE_ENCRYPTION_KEY", &o),
+            ("CACHE_ENCRYPTION_OLD_KEYS", &format!("{o},{o}:2024-01")),
+        ]))
+        .unwrap_err();
+        let vars: Vec<&str> = err.problems().iter().map(|p| p.variable.as_str()).collect();
+        assert_eq!(
+            vars,
+            ["CACHE_ENCRYPTION_OLD_KEYS", "CACHE_ENCRYPTION_OLD_KEYS"]
+        );
+        let msg = err.to_string();
+        assert!(!msg.contains(&o[..8]), "{msg}");
+        assert!(msg.contains("item 1") && msg.contains("item 2"), "{msg}");
+    }
+}
