@@ -10,7 +10,9 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-use crate::logger::{QueryEvent, QueryLogger, ScopeTracker};
+use crate::logger::QueryLogger;
+use crate::record::QueryEvent;
+use crate::scope::ScopeTracker;
 
 /// The target of sqlx's per-statement events (sqlx-core's `QueryLogger`).
 pub const SQLX_QUERY_TARGET: &str = "sqlx::query";
@@ -199,7 +201,7 @@ where
         };
         let tracker = span.extensions_mut().remove::<ScopeTracker>();
         if let Some(tracker) = tracker {
-            tracker.finish(&self.logger);
+            self.logger.finish_scope(tracker);
         }
     }
 }

@@ -57,12 +57,18 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod config;
+mod describe;
 mod fingerprint;
+mod history;
 mod layer;
 mod logger;
+mod record;
 mod report;
 mod sanitize;
+mod scope;
 mod scrub;
+mod stats;
+mod summary;
 
 pub use config::{
     LoggerConfig, LoggerConfigBuilder, ENV_FINGERPRINT_KEY, ENV_MAX_FINGERPRINTS,
@@ -73,13 +79,12 @@ pub use fingerprint::{
     fingerprint, Fingerprint, Fingerprinter, ParseFingerprintError, DEFAULT_FINGERPRINT_KEY,
 };
 pub use layer::{ScopeSpans, SqlxQueryLayer, SQLX_QUERY_TARGET};
-pub use logger::{
-    QueryEvent, QueryLogger, QueryRecord, ScopeGuard, SlowQuerySink, SlowTier, SummaryHandle,
-    TracingSink,
-};
+pub use logger::{QueryLogger, ScopeGuard};
+pub use record::{QueryEvent, QueryRecord, SlowQuerySink, SlowTier, TracingSink};
 pub use report::{FingerprintStats, NPlusOneFinding, PerformanceReport, QueryStatistics};
 pub use sanitize::sanitize_sql;
 pub use scrub::{sanitize_any, scrub_log_line, scrub_text};
+pub use summary::SummaryHandle;
 /// The configuration error and its problems are the workspace's shared ones, so the facade
 /// merges them with every other crate's.
 pub use vitals_env::{ConfigError, Problem as ConfigProblem};

@@ -1,5 +1,6 @@
 //! Statistics and the performance report (text and, through serde, JSON).
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -7,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::fingerprint::Fingerprint;
-use crate::logger::QueryRecord;
+use crate::record::QueryRecord;
 
 /// Statistics of one fingerprint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,6 +107,12 @@ pub struct PerformanceReport {
     pub slow_queries: Vec<QueryRecord>,
     /// The latest N+1 findings, newest first (at most 10).
     pub n_plus_one: Vec<NPlusOneFinding>,
+}
+
+/// Orders by count, highest first, then by fingerprint: the "most frequent" order of the
+/// statistics' lists and of the N+1 findings.
+pub(crate) fn by_count_desc(a: (u64, Fingerprint), b: (u64, Fingerprint)) -> Ordering {
+    b.0.cmp(&a.0).then(a.1.cmp(&b.1))
 }
 
 /// `1234567` → `1,234,567`.
