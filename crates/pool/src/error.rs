@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::retry::RetryableError as _;
+use crate::classify::is_transient;
 
 /// What can go wrong when connecting or acquiring through this crate.
 ///
@@ -63,14 +63,15 @@ impl PoolError {
         }
     }
 
-    /// True when the error is worth retrying (see [`crate::retry::is_transient`]).
+    /// True when the error is worth retrying: the acquire timeout, and the sqlx errors
+    /// [`is_transient`](crate::retry::is_transient) accepts; never a bad URL.
     #[must_use]
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::InvalidUrl { .. } => false,
-            // The acquire timeout rule lives in `RetryableError::is_transient_other`.
-            _ => {
-                self.is_transient_other() || self.as_sqlx().is_some_and(crate::retry::is_transient)
+            Self::InvalidUrl { .. } | Self::CreateSqliteDir { .. } => false,
+            Self::AcquireTimeout { .. } => true,
+            Self::Connect { source, .. } | Self::Acquire(source) | Self::Sqlx(source) => {
+                is_transient(source)
             }
         }
     }

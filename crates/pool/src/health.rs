@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use crate::handle::{error_kind, MonitoredPool};
+use crate::classify::error_kind;
+use crate::handle::MonitoredPool;
 use crate::probe::{PoolProbe, PoolState};
 
 /// A pool that can run `SELECT 1` (the seam [`health_check`] needs besides [`PoolProbe`]).

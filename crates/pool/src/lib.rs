@@ -59,20 +59,21 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod classify;
 mod config;
 mod error;
+mod executor;
 mod handle;
 mod health;
 mod monitor;
 mod probe;
 pub mod retry;
+mod stats;
 
 pub use config::{ConfigError, ConfigProblem, PoolConfig, PoolConfigBuilder, Profile};
 pub use error::{mask_url, PoolError};
-pub use handle::{
-    HandleStats, LatencySummary, MonitoredConnection, MonitoredPool, MonitoredPoolBuilder,
-    QueryObserver, RowsAffected,
-};
+pub use executor::RowsAffected;
+pub use handle::{MonitoredConnection, MonitoredPool, MonitoredPoolBuilder, QueryObserver};
 pub use health::{health_check, HealthReport, HealthStatus, HealthTarget};
 pub use monitor::{
     AlertKind, AlertSink, AlertState, MonitorConfig, PoolAlert, PoolMetrics, PoolMonitor,
@@ -80,3 +81,4 @@ pub use monitor::{
 };
 pub use probe::{PoolProbe, PoolState};
 pub use retry::{is_transient, RetryPolicy};
+pub use stats::{HandleStats, LatencySummary};

@@ -10,8 +10,8 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::handle::HandleStats;
 use crate::probe::{PoolProbe, PoolState};
+use crate::stats::HandleStats;
 
 /// One sample, in the report's `PoolMetrics` shape. Serialised with snake_case field names
 /// (`active_connections`, `utilization_percent`, ...).

@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use crate::handle::{HandleStats, MonitoredPool};
+use crate::handle::MonitoredPool;
+use crate::stats::HandleStats;
 
 /// A pool's numbers at one instant.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -24,45 +24,14 @@
 //! refuse retries for it.
 
 use std::future::Future;
-use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
 
+use crate::classify::error_kind;
+pub use crate::classify::{is_transient, TRANSIENT_SQLSTATES};
 use crate::error::PoolError;
-
-/// The SQLSTATEs retried by default.
-pub const TRANSIENT_SQLSTATES: &[&str] = &[
-    "40001", "40P01", "57P01", "57P02", "57P03", "53300", "08000", "08001", "08003", "08004",
-    "08006",
-];
-
-/// True for the transient errors listed in the [module docs](self).
-#[must_use]
-pub fn is_transient(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(e) => is_transient_io(e.kind()),
-        sqlx::Error::PoolTimedOut => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| TRANSIENT_SQLSTATES.contains(&c.as_ref())),
-        _ => false,
-    }
-}
-
-fn is_transient_io(kind: ErrorKind) -> bool {
-    matches!(
-        kind,
-        ErrorKind::ConnectionRefused
-            | ErrorKind::ConnectionReset
-            | ErrorKind::ConnectionAborted
-            | ErrorKind::TimedOut
-            | ErrorKind::BrokenPipe
-            | ErrorKind::UnexpectedEof
-            | ErrorKind::NotConnected
-    )
-}
 
 /// An error [`retry`] can classify: it exposes the sqlx error inside, if any.
 ///
@@ -89,7 +58,8 @@ impl RetryableError for PoolError {
         self.as_sqlx()
     }
     fn is_transient_other(&self) -> bool {
-        matches!(self, PoolError::AcquireTimeout { .. })
+        // The rule itself lives in `PoolError::is_transient`; this is its part without sqlx.
+        self.as_sqlx().is_none() && self.is_transient()
     }
 }
 
@@ -264,7 +234,7 @@ where
                     attempt,
                     max_attempts = policy.max_attempts,
                     wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                    error = %e.as_sqlx_error().map_or_else(|| "pool".to_owned(), crate::handle::error_kind),
+                    error = %e.as_sqlx_error().map_or_else(|| "pool".to_owned(), error_kind),
                     "transient database error, retrying the unit of work"
                 );
                 tokio::time::sleep(wait).await;
@@ -278,6 +248,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::ErrorKind;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn io(kind: ErrorKind) -> sqlx::Error {
@@ -285,22 +256,16 @@ mod tests {
     }
 
     #[test]
-    fn network_and_pool_errors_are_transient() {
-        for k in [
-            ErrorKind::ConnectionRefused,
-            ErrorKind::ConnectionReset,
-            ErrorKind::TimedOut,
-            ErrorKind::BrokenPipe,
-        ] {
-            assert!(is_transient(&io(k)), "{k:?}");
-        }
-        assert!(!is_transient(&io(ErrorKind::PermissionDenied)));
-        assert!(is_transient(&sqlx::Error::PoolTimedOut));
-        assert!(!is_transient(&sqlx::Error::PoolClosed));
-        assert!(!is_transient(&sqlx::Error::RowNotFound));
+    fn the_acquire_timeout_is_retried_and_a_bad_url_is_not() {
         assert!(
             RetryPolicy::default().should_retry(&PoolError::AcquireTimeout {
                 waited: Duration::from_secs(1)
+            })
+        );
+        assert!(
+            !RetryPolicy::default().should_retry(&PoolError::CreateSqliteDir {
+                path: "x".into(),
+                source: std::io::Error::from(ErrorKind::PermissionDenied),
             })
         );
     }
