@@ -77,57 +77,9 @@ impl PoolError {
     }
 }
 
-/// Masks the password of a database URL (`postgres://user:secret@host/db` becomes
-/// `postgres://user:***@host/db`) and any `password=` query parameter, so that the URL can be
-/// logged or put in an error.
-#[must_use]
-pub fn mask_url(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some(scheme_end) = out.find("://") {
-        let auth_start = scheme_end + 3;
-        let rest = &out[auth_start..];
-        let auth_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let authority = &rest[..auth_len];
-        if let Some(at) = authority.rfind('@') {
-            let userinfo = &authority[..at];
-            if let Some(colon) = userinfo.find(':') {
-                let start = auth_start + colon + 1;
-                let end = auth_start + at;
-                out.replace_range(start..end, "***");
-            }
-        }
-    }
-    if let Some(q) = out.find('?') {
-        let (head, query) = out.split_at(q + 1);
-        let masked: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        out = format!("{head}{}", masked.join("&"));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mask_url_hides_password_in_userinfo_and_query() {
-        assert_eq!(
-            mask_url("postgres://app:s3cr@t@db:5432/x"),
-            "postgres://app:***@db:5432/x"
-        );
-        assert_eq!(mask_url("postgres://app@db/x"), "postgres://app@db/x");
-        assert_eq!(
-            mask_url("postgres://db/x?user=a&password=pw&sslmode=require"),
-            "postgres://db/x?user=a&password=***&sslmode=require"
-        );
-        assert_eq!(mask_url("sqlite://data/app.db"), "sqlite://data/app.db");
-    }
 
     #[test]
     fn pool_error_is_send_sync() {

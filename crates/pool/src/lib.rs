@@ -59,8 +59,11 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod builder;
 mod classify;
 mod config;
+mod connect;
+mod env;
 mod error;
 mod executor;
 mod handle;
@@ -70,8 +73,9 @@ mod probe;
 pub mod retry;
 mod stats;
 
-pub use config::{ConfigError, ConfigProblem, PoolConfig, PoolConfigBuilder, Profile};
-pub use error::{mask_url, PoolError};
+pub use builder::PoolConfigBuilder;
+pub use config::{PoolConfig, Profile};
+pub use error::PoolError;
 pub use executor::RowsAffected;
 pub use handle::{MonitoredConnection, MonitoredPool, MonitoredPoolBuilder, QueryObserver};
 pub use health::{health_check, HealthReport, HealthStatus, HealthTarget};
@@ -82,3 +86,8 @@ pub use monitor::{
 pub use probe::{PoolProbe, PoolState};
 pub use retry::{is_transient, RetryPolicy};
 pub use stats::{HandleStats, LatencySummary};
+/// Masks the password of a URL before it is logged or put in an error.
+pub use vitals_env::mask_url;
+/// The configuration error of [`PoolConfig::from_env`] and [`PoolConfigBuilder::build`]
+/// (shared by every vitals crate), and one of its problems.
+pub use vitals_env::{ConfigError, Problem as ConfigProblem};
