@@ -71,25 +71,6 @@ impl ImportError {
     }
 }
 
-/// Invalid import options read from the environment; lists every bad variable at once.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid import configuration: {}", .problems.join("; "))]
-pub struct ConfigError {
-    problems: Vec<String>,
-}
-
-impl ConfigError {
-    pub(crate) fn new(problems: Vec<String>) -> Self {
-        Self { problems }
-    }
-
-    /// One message per bad variable, naming the variable, its value and what is expected.
-    #[must_use]
-    pub fn problems(&self) -> &[String] {
-        &self.problems
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +80,5 @@ mod tests {
         fn assert_send_sync<T: Send + Sync + 'static>() {}
         assert_send_sync::<ImportError>();
         assert_send_sync::<SpecError>();
-        assert_send_sync::<ConfigError>();
     }
 }

@@ -59,18 +59,24 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod chunk;
 mod error;
 mod importer;
+mod keys;
+mod options;
+mod reader;
 mod report;
+mod row;
 mod sink;
 mod source;
 mod spec;
+mod state;
 mod validate;
+mod writers;
 
-pub use error::{ConfigError, ImportError, SpecError};
-pub use importer::{
-    ImportOptions, Importer, Progress, ProgressFn, DEFAULT_CHUNK_SIZE, DEFAULT_WORKERS,
-};
+pub use error::{ImportError, SpecError};
+pub use importer::Importer;
+pub use options::{ImportOptions, Progress, ProgressFn, DEFAULT_CHUNK_SIZE, DEFAULT_WORKERS};
 pub use report::{DuplicateOf, DuplicateRow, ImportReport, Rejection, TypeCounts};
 pub use sink::{Lookup, LookupPart, PgSink, Sink, SqliteSink};
 pub use source::{Format, Item, RawRecord, RawValue, Source, MAX_RECORD_BYTES, TYPE_FIELD};
@@ -78,6 +84,9 @@ pub use spec::{
     Column, ForeignKey, KeyPart, Kind, Normalise, RecordSpec, Registry, Value, DEFAULT_MAX_TEXT,
 };
 pub use validate::{validate, Row};
+/// Invalid import options read from the environment ([`ImportOptions::from_env`]): every bad
+/// variable at once, each under the component `import`.
+pub use vitals_env::ConfigError;
 
 #[cfg(test)]
 mod tests {
@@ -93,5 +102,6 @@ mod tests {
         assert_send_sync::<SqliteSink>();
         fn assert_send<T: Send>() {}
         assert_send::<Source>();
+        assert_send_sync::<ConfigError>();
     }
 }

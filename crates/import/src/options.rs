@@ -1,0 +1,262 @@
+//! How an import runs: [`ImportOptions`], read from the environment or built with setters,
+//! and the [`Progress`] it reports after every chunk.
+
+use std::fmt;
+use std::sync::Arc;
+
+use vitals_env::{ConfigError, Env};
+
+/// Default number of rows per chunk (and per transaction).
+pub const DEFAULT_CHUNK_SIZE: usize = 5000;
+
+/// Default number of chunks written at once (see [`ImportOptions::workers`]).
+pub const DEFAULT_WORKERS: usize = 2;
+
+/// Progress after a chunk, for a progress bar.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Progress {
+    /// Rows processed so far.
+    pub rows: u64,
+    /// Rows imported so far.
+    pub imported: u64,
+    /// Duplicates so far.
+    pub duplicates: u64,
+    /// Rejected rows so far.
+    pub rejected: u64,
+    /// Input bytes read so far (the reader runs up to two chunks ahead).
+    pub bytes_read: u64,
+    /// Size of the input, when known.
+    pub bytes_total: Option<u64>,
+}
+
+/// A progress callback, called after every chunk.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// How an import runs. Build with [`ImportOptions::new`] and the setters; the
+/// [`Importer`](crate::Importer) checks it.
+#[derive(Clone)]
+#[must_use]
+pub struct ImportOptions {
+    pub(crate) chunk_size: usize,
+    pub(crate) all_or_nothing: bool,
+    pub(crate) max_errors: Option<u64>,
+    pub(crate) dry_run: bool,
+    pub(crate) workers: usize,
+    pub(crate) progress: Option<ProgressFn>,
+}
+
+impl fmt::Debug for ImportOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImportOptions")
+            .field("chunk_size", &self.chunk_size)
+            .field("all_or_nothing", &self.all_or_nothing)
+            .field("max_errors", &self.max_errors)
+            .field("dry_run", &self.dry_run)
+            .field("workers", &self.workers)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ImportOptions {
+    /// Defaults: chunks of [`DEFAULT_CHUNK_SIZE`], commit per chunk, no error limit, write,
+    /// [`DEFAULT_WORKERS`] chunks written at once.
+    pub fn new() -> Self {
+        Self {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            all_or_nothing: false,
+            max_errors: None,
+            dry_run: false,
+            workers: DEFAULT_WORKERS,
+            progress: None,
+        }
+    }
+
+    /// Options from `VITALS_IMPORT_CHUNK_SIZE`, `VITALS_IMPORT_MAX_ERRORS` and
+    /// `VITALS_IMPORT_WORKERS`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every variable that is set but invalid.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_with(vitals_env::process_env)
+    }
+
+    /// Options from a variable lookup (for tests and other configuration sources).
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every variable that is set but invalid (component `import`).
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new("import", &lookup);
+        let mut options = Self::new();
+        if let Some(n) = whole(
+            &mut env,
+            &lookup,
+            "VITALS_IMPORT_CHUNK_SIZE",
+            1,
+            "a whole number of rows above 0",
+        ) {
+            options.chunk_size = n;
+        }
+        if let Some(n) = whole(
+            &mut env,
+            &lookup,
+            "VITALS_IMPORT_MAX_ERRORS",
+            0,
+            "a whole number of rejected rows",
+        ) {
+            options.max_errors = Some(n);
+        }
+        if let Some(n) = whole(
+            &mut env,
+            &lookup,
+            "VITALS_IMPORT_WORKERS",
+            1,
+            "a whole number of connections above 0",
+        ) {
+            options.workers = n;
+        }
+        env.finish(options)
+    }
+
+    /// Rows per chunk: per round of queries and per transaction.
+    pub fn chunk_size(mut self, rows: usize) -> Self {
+        self.chunk_size = rows;
+        self
+    }
+
+    /// Any rejection rolls the whole import back (one transaction for the whole input).
+    /// The rest of the input is still validated, so the report lists every problem.
+    pub fn all_or_nothing(mut self, yes: bool) -> Self {
+        self.all_or_nothing = yes;
+        self
+    }
+
+    /// Stops reading once more than `n` rows are rejected (`stopped_early` in the report).
+    pub fn max_errors(mut self, n: u64) -> Self {
+        self.max_errors = Some(n);
+        self
+    }
+
+    /// Validates only: foreign keys and duplicates are checked, nothing is written.
+    pub fn dry_run(mut self, yes: bool) -> Self {
+        self.dry_run = yes;
+        self
+    }
+
+    /// Chunks written at once, each on its own connection and transaction (default
+    /// [`DEFAULT_WORKERS`]; 1 writes every chunk on the sink given to
+    /// [`Importer::run`](crate::Importer::run)).
+    ///
+    /// A chunk whose rows are all of types no foreign key references (vaccinations,
+    /// allergies… but not students) is written on a [forked](crate::Sink::fork) sink while
+    /// the next chunk is read, checked and written: PostgreSQL then inserts on several cores.
+    /// The lookups and the writes together use at most `n` connections. Each chunk commits
+    /// on its own: when one fails, the chunks before it stay, it is rolled back, the chunks
+    /// already being written beside it (at most `n - 1`, all after it) may still commit, and
+    /// nothing later is written; a re-run brings the rest and reports the others as
+    /// duplicates. All-or-nothing imports, dry runs and sinks that don't fork write on one
+    /// connection.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// Calls `f` after every chunk.
+    pub fn progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+}
+
+/// The whole number of at least `min` that `name` holds, `expected` naming what it counts.
+///
+/// Unlike [`Env::whole`], a variable set to blanks is refused rather than read as unset: this
+/// crate always refused it (the facade's own lookup drops blank values before they get here).
+fn whole<T>(
+    env: &mut Env<'_>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    min: T,
+    expected: &str,
+) -> Option<T>
+where
+    T: std::str::FromStr + PartialOrd,
+{
+    if !env.is_set(name) {
+        if let Some(blank) = lookup(name) {
+            env.problem(name, &blank, expected);
+        }
+        return None;
+    }
+    env.parse(name, expected, |v| {
+        v.parse::<T>().ok().filter(|n| *n >= min)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn workers_come_from_the_environment_and_zero_is_refused() {
+        let o = ImportOptions::from_env_with(env(&[("VITALS_IMPORT_WORKERS", "3")])).unwrap();
+        assert_eq!(o.workers, 3);
+        assert_eq!(
+            ImportOptions::from_env_with(env(&[])).unwrap().workers,
+            DEFAULT_WORKERS
+        );
+        for bad in ["0", "-1", "two", ""] {
+            let e = ImportOptions::from_env_with(env(&[
+                ("VITALS_IMPORT_WORKERS", bad),
+                ("VITALS_IMPORT_CHUNK_SIZE", "0"),
+            ]))
+            .unwrap_err();
+            assert_eq!(e.problems().len(), 2, "{e}");
+            assert!(
+                e.problems()
+                    .iter()
+                    .any(|p| p.to_string().starts_with("VITALS_IMPORT_WORKERS=")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_bad_variable_is_named_with_its_value_and_what_was_expected() {
+        let e = ImportOptions::from_env_with(env(&[
+            ("VITALS_IMPORT_CHUNK_SIZE", "0"),
+            ("VITALS_IMPORT_MAX_ERRORS", "many"),
+            ("VITALS_IMPORT_WORKERS", " 2 "),
+        ]))
+        .unwrap_err();
+        let text = e.to_string();
+        for needle in [
+            "import: VITALS_IMPORT_CHUNK_SIZE=\"0\": expected a whole number of rows above 0",
+            "import: VITALS_IMPORT_MAX_ERRORS=\"many\": expected a whole number of rejected rows",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+        assert_eq!(e.problems().len(), 2, "{e}");
+        let o = ImportOptions::from_env_with(env(&[
+            ("VITALS_IMPORT_CHUNK_SIZE", "100"),
+            ("VITALS_IMPORT_MAX_ERRORS", "0"),
+        ]))
+        .unwrap();
+        assert_eq!((o.chunk_size, o.max_errors), (100, Some(0)));
+    }
+}
