@@ -121,12 +121,8 @@ pub(crate) fn read(task: ReadTask, registry: &Registry, tx: &mpsc::Sender<Msg>) 
                 return;
             }
         };
-        let line = match &item {
-            Item::Record(r) => r.line(),
-            Item::Malformed { line, .. } => *line,
-        };
         if chunk.is_empty() {
-            chunk.first_line = line;
+            chunk.first_line = item.line();
         }
         match parse(registry, &hasher, item) {
             Ok(row) => chunk.rows.push(row),
