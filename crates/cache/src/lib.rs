@@ -39,9 +39,12 @@
 mod breaker;
 mod clock;
 pub mod codec;
+mod coherence;
 mod config;
 mod env;
 mod error;
+mod flight;
+mod inner;
 mod keyring;
 mod l1;
 mod redis_tier;
@@ -58,7 +61,7 @@ pub use keyring::{EncryptionKey, Keyring};
 pub use l1::L1Cache;
 pub use redis_tier::RedisTier;
 pub use stats::CacheStats;
-pub use tier::Tier;
+pub use tier::{Generations, Tier};
 pub use tiered::{TieredCache, TieredCacheBuilder};
 /// The configuration error and its problems are `vitals-env`'s, shared by every vitals
 /// crate; `mask_url` is its URL masking (the password of the user information and of a

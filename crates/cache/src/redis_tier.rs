@@ -15,7 +15,7 @@ use vitals_env::{mask_url, ConfigError, Problem};
 
 use crate::config::CacheConfig;
 use crate::error::CacheError;
-use crate::tier::Tier;
+use crate::tier::{Generations, Tier};
 
 /// Sets the value, adds the key to each tag's sorted set (score = expiry in
 /// ms), prunes expired members, keeps each tag set alive as long as its
@@ -95,14 +95,14 @@ pub(crate) struct Message {
     pub(crate) clear: bool,
 }
 
-pub(crate) struct RedisInner {
-    pub(crate) client: redis::Client,
+struct RedisInner {
+    client: redis::Client,
     conn: RwLock<Option<ConnectionManager>>,
     connecting: tokio::sync::Mutex<()>,
     codec: Codec,
     prefix: String,
-    pub(crate) channel: String,
-    pub(crate) origin: String,
+    channel: String,
+    origin: String,
     timeout: Duration,
     connect_timeout: Duration,
     reconnect_interval: Duration,
@@ -112,7 +112,7 @@ pub(crate) struct RedisInner {
     errors: AtomicU64,
     decode_errors: AtomicU64,
     used_memory: AtomicU64,
-    pub(crate) sent: AtomicU64,
+    sent: AtomicU64,
     connected_once: AtomicBool,
     url_masked: String,
 }
@@ -132,7 +132,7 @@ pub(crate) struct RedisInner {
 /// invalidations are published on `{prefix}:inval`.
 #[derive(Clone)]
 pub struct RedisTier {
-    pub(crate) inner: Arc<RedisInner>,
+    inner: Arc<RedisInner>,
 }
 
 impl std::fmt::Debug for RedisTier {
@@ -278,6 +278,23 @@ impl RedisTier {
         }
     }
 
+    /// Invalidation messages published so far (writes, deletes, tag invalidations).
+    pub fn invalidations_sent(&self) -> u64 {
+        self.inner.sent.load(Ordering::Relaxed)
+    }
+
+    /// A new pub/sub connection subscribed to the invalidation channel.
+    pub(crate) async fn subscribe(&self) -> Result<redis::aio::PubSub, redis::RedisError> {
+        let mut ps = self.inner.client.get_async_pubsub().await?;
+        ps.subscribe(&self.inner.channel).await?;
+        Ok(ps)
+    }
+
+    /// Whether this instance sent `message` (an instance ignores its own).
+    pub(crate) fn is_own(&self, message: &Message) -> bool {
+        message.o == self.inner.origin
+    }
+
     /// The Redis key of a cache key.
     pub fn data_key(&self, key: &str) -> String {
         format!("{}:v:{key}", self.inner.prefix)
@@ -367,33 +384,16 @@ impl RedisTier {
             })
     }
 
-    /// The generations of `key` and of `tags` (in that order, `""` for
-    /// none), read before a load so its result can be written conditionally.
-    pub(crate) async fn generations(
-        &self,
-        key: &str,
-        tags: &[&str],
-    ) -> Result<Vec<String>, CacheError> {
-        let keys = self.gen_keys(key, tags);
-        let gens: Vec<Option<String>> =
-            self.run(|mut conn| async move {
-                redis::cmd("MGET").arg(&keys).query_async(&mut conn).await
-            })
-            .await?;
-        Ok(gens.into_iter().map(Option::unwrap_or_default).collect())
-    }
-
-    /// Stores the encoded value and, when `publish`, broadcasts the
-    /// overwrite so other instances drop `key` from their L1. With
-    /// `expected` generations (from [`RedisTier::generations`]), writes only
-    /// if they did not move; returns whether it wrote.
-    pub(crate) async fn set_inner(
+    /// Stores the encoded value and broadcasts the overwrite so other
+    /// instances drop `key` from their L1. With `expected` generations (from
+    /// [`Tier::generations`]), writes only if they did not move; returns
+    /// whether it wrote.
+    async fn set_inner(
         &self,
         key: &str,
         plain: &[u8],
         ttl: Duration,
         tags: &[&str],
-        publish: bool,
         expected: Option<&[String]>,
     ) -> Result<bool, CacheError> {
         let payload = self.inner.codec.encode(key, plain)?;
@@ -401,11 +401,7 @@ impl RedisTier {
         let data_key = self.data_key(key);
         let tag_keys: Vec<String> = tags.iter().map(|t| self.tag_key(t)).collect();
         let gen_keys = self.gen_keys(key, tags);
-        let msg = if publish {
-            self.message(vec![key.to_owned()], None)
-        } else {
-            String::new()
-        };
+        let msg = self.message(vec![key.to_owned()], None);
         let script = &self.inner.set_script;
         let channel = &self.inner.channel;
         let written = self
@@ -428,14 +424,14 @@ impl RedisTier {
             })
             .await?
             == 1;
-        if publish && written {
+        if written {
             self.inner.sent.fetch_add(1, Ordering::Relaxed);
         }
         Ok(written)
     }
 
     /// Deletes keys and broadcasts it.
-    pub(crate) async fn delete_inner(&self, keys: &[&str]) -> Result<u64, CacheError> {
+    async fn delete_inner(&self, keys: &[&str]) -> Result<u64, CacheError> {
         if keys.is_empty() {
             return Ok(0);
         }
@@ -461,7 +457,8 @@ impl RedisTier {
         Ok(n)
     }
 
-    pub(crate) async fn invalidate_tag_inner(&self, tag: &str) -> Result<Vec<String>, CacheError> {
+    /// Deletes the entries of `tag` and broadcasts it; returns their keys.
+    async fn invalidate_tag_inner(&self, tag: &str) -> Result<Vec<String>, CacheError> {
         let tag_key = self.tag_key(tag);
         let tag_gen = self.tag_gen_key(tag);
         let data_prefix = format!("{}:v:", self.inner.prefix);
@@ -484,28 +481,6 @@ impl RedisTier {
             .await?;
         self.inner.sent.fetch_add(1, Ordering::Relaxed);
         Ok(members)
-    }
-
-    /// The decoded value of `key` and its remaining TTL, in one round trip.
-    pub(crate) async fn get_with_ttl(
-        &self,
-        key: &str,
-    ) -> Result<Option<(Arc<[u8]>, Option<Duration>)>, CacheError> {
-        let data_key = self.data_key(key);
-        let (raw, pttl): (Option<Vec<u8>>, i64) = self
-            .run(|mut conn| async move {
-                redis::pipe()
-                    .cmd("GET")
-                    .arg(&data_key)
-                    .cmd("PTTL")
-                    .arg(&data_key)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        let Some(raw) = raw else { return Ok(None) };
-        let ttl = u64::try_from(pttl).ok().map(Duration::from_millis);
-        Ok(Some((self.decode(key, &raw)?, ttl)))
     }
 
     /// Sends a PING (through the breaker and timeout).
@@ -565,9 +540,7 @@ impl Tier for RedisTier {
         ttl: Duration,
         tags: &[&str],
     ) -> Result<(), CacheError> {
-        self.set_inner(key, &value, ttl, tags, true, None)
-            .await
-            .map(drop)
+        self.set_inner(key, &value, ttl, tags, None).await.map(drop)
     }
 
     async fn delete(&self, key: &str) -> Result<bool, CacheError> {
@@ -580,5 +553,54 @@ impl Tier for RedisTier {
 
     async fn invalidate_tag(&self, tag: &str) -> Result<Vec<String>, CacheError> {
         self.invalidate_tag_inner(tag).await
+    }
+
+    /// GET and PTTL in one round trip.
+    async fn get_with_ttl(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Arc<[u8]>, Option<Duration>)>, CacheError> {
+        let data_key = self.data_key(key);
+        let (raw, pttl): (Option<Vec<u8>>, i64) = self
+            .run(|mut conn| async move {
+                redis::pipe()
+                    .cmd("GET")
+                    .arg(&data_key)
+                    .cmd("PTTL")
+                    .arg(&data_key)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let Some(raw) = raw else { return Ok(None) };
+        let ttl = u64::try_from(pttl).ok().map(Duration::from_millis);
+        Ok(Some((self.decode(key, &raw)?, ttl)))
+    }
+
+    /// One MGET of the generation keys of `key` and of `tags`.
+    async fn generations(&self, key: &str, tags: &[&str]) -> Result<Generations, CacheError> {
+        let keys = self.gen_keys(key, tags);
+        let gens: Vec<Option<String>> =
+            self.run(|mut conn| async move {
+                redis::cmd("MGET").arg(&keys).query_async(&mut conn).await
+            })
+            .await?;
+        Ok(Generations::new(
+            gens.into_iter().map(Option::unwrap_or_default).collect(),
+        ))
+    }
+
+    /// The write script in its conditional form: the generations are compared in Redis,
+    /// atomically with the write.
+    async fn set_if_unchanged(
+        &self,
+        key: &str,
+        value: Arc<[u8]>,
+        ttl: Duration,
+        tags: &[&str],
+        since: &Generations,
+    ) -> Result<bool, CacheError> {
+        self.set_inner(key, &value, ttl, tags, Some(since.values()))
+            .await
     }
 }

@@ -6,11 +6,39 @@ use std::time::Duration;
 
 use crate::error::CacheError;
 
+/// What a tier recorded of a key and its tags at one moment: read before a load
+/// ([`Tier::generations`]) so that the loaded value is written only if none of them moved
+/// meanwhile ([`Tier::set_if_unchanged`]). Opaque to the cache; empty for a tier that keeps
+/// no generations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Generations(Vec<String>);
+
+impl Generations {
+    /// Generations of that tier's making, in its own order.
+    #[must_use]
+    pub fn new(values: Vec<String>) -> Self {
+        Self(values)
+    }
+
+    /// The values, in the order the tier made them.
+    #[must_use]
+    pub fn values(&self) -> &[String] {
+        &self.0
+    }
+}
+
 /// One level of cache holding serialised values (plaintext bytes) by key.
 ///
 /// Implemented by [`L1Cache`](crate::L1Cache) (in process) and
 /// [`RedisTier`](crate::RedisTier) (which encodes what it writes). Keys carry
 /// ids, never names or other PHI.
+///
+/// What [`TieredCache`](crate::TieredCache) asks of its shared tier is exactly this
+/// trait: reads with the remaining TTL ([`Tier::get_with_ttl`]), writes (plain, or a
+/// loader's result with [`Tier::generations`] and [`Tier::set_if_unchanged`]), deletes
+/// and tag invalidations. A shared tier tells the other instances of each write, delete
+/// and invalidation itself, so that they drop their L1 copies. The provided methods suit
+/// a tier that knows no remaining TTL and keeps no generations.
 pub trait Tier: Send + Sync {
     /// The value of `key`, if present.
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Arc<[u8]>>, CacheError>> + Send;
@@ -35,4 +63,40 @@ pub trait Tier: Send + Sync {
         &self,
         tag: &str,
     ) -> impl Future<Output = Result<Vec<String>, CacheError>> + Send;
+
+    /// The value of `key` and how long it still lives in this tier (`None`: not known),
+    /// so a copy kept closer lives no longer.
+    #[allow(clippy::type_complexity)] // spelled out so implementors see what to return
+    fn get_with_ttl(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<(Arc<[u8]>, Option<Duration>)>, CacheError>> + Send
+    {
+        async move { Ok(self.get(key).await?.map(|v| (v, None))) }
+    }
+
+    /// The generations of `key` and of `tags` now, read before a load.
+    fn generations(
+        &self,
+        key: &str,
+        tags: &[&str],
+    ) -> impl Future<Output = Result<Generations, CacheError>> + Send {
+        let _ = (key, tags);
+        async { Ok(Generations::default()) }
+    }
+
+    /// Stores `value` as [`Tier::set`] does, but only if no write, delete or invalidation
+    /// of `key` or of `tags` moved their generations from `since`; returns whether it
+    /// stored. A tier that keeps no generations always stores.
+    fn set_if_unchanged(
+        &self,
+        key: &str,
+        value: Arc<[u8]>,
+        ttl: Duration,
+        tags: &[&str],
+        since: &Generations,
+    ) -> impl Future<Output = Result<bool, CacheError>> + Send {
+        let _ = since;
+        async move { self.set(key, value, ttl, tags).await.map(|()| true) }
+    }
 }

@@ -1,74 +1,26 @@
-//! The two-tier cache: L1 in process over Redis, coherent through pub/sub,
-//! with single-flight loads.
+//! The two-tier cache's public API: L1 in process over Redis. How concurrent misses
+//! coalesce is `flight.rs`; the subscriber and maintenance tasks that keep it coherent are
+//! `coherence.rs`; the state they share is `inner.rs`.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-use crate::breaker::BreakerState;
+use crate::coherence;
 use crate::config::CacheConfig;
 use crate::error::CacheError;
+use crate::flight::Role;
+use crate::inner::Inner;
 use crate::l1::L1Cache;
-use crate::redis_tier::{Message, RedisTier};
+use crate::redis_tier::RedisTier;
 use crate::stats::CacheStats;
-
-const STRIPES: usize = 64;
-
-#[derive(Clone)]
-enum Flight {
-    Pending,
-    Done(Arc<[u8]>),
-    Failed,
-}
-
-#[derive(Default)]
-struct Counters {
-    l1_hits: AtomicU64,
-    l2_hits: AtomicU64,
-    misses: AtomicU64,
-    sets: AtomicU64,
-    deletes: AtomicU64,
-    loads: AtomicU64,
-    coalesced: AtomicU64,
-    load_errors: AtomicU64,
-    received: AtomicU64,
-    subscription_losses: AtomicU64,
-    tag_invalidations: AtomicU64,
-    stale_loads: AtomicU64,
-    subscription_pings: AtomicU64,
-}
-
-pub(crate) struct Inner {
-    pub(crate) config: CacheConfig,
-    l1: Option<L1Cache>,
-    redis: Option<RedisTier>,
-    flights: Mutex<HashMap<String, watch::Receiver<Flight>>>,
-    /// Invalidation epochs, striped by key hash: a reader fills L1 only if the
-    /// stripe of its key did not move while it read from Redis or loaded.
-    epochs: [AtomicU64; STRIPES],
-    counters: Counters,
-    subscribed: watch::Sender<bool>,
-    pub(crate) shutdown: CancellationToken,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
-    closed: AtomicBool,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // The last handle is gone: stop the background tasks even without
-        // an explicit shutdown (they only hold weak references).
-        self.shutdown.cancel();
-    }
-}
+use crate::tier::{Generations, Tier};
 
 /// A two-tier cache: a bounded in-process LRU ([`L1Cache`]) over Redis
 /// ([`RedisTier`]), kept coherent across instances by pub/sub.
@@ -136,20 +88,8 @@ impl TieredCacheBuilder {
             None => None,
         };
         let wait = self.connect_wait.unwrap_or(config.connect_timeout);
-        let (subscribed, _) = watch::channel(false);
         let cache = TieredCache {
-            inner: Arc::new(Inner {
-                config,
-                l1,
-                redis,
-                flights: Mutex::new(HashMap::new()),
-                epochs: std::array::from_fn(|_| AtomicU64::new(0)),
-                counters: Counters::default(),
-                subscribed,
-                shutdown: CancellationToken::new(),
-                tasks: Mutex::new(Vec::new()),
-                closed: AtomicBool::new(false),
-            }),
+            inner: Arc::new(Inner::new(config, l1, redis)),
         };
         if let Some(redis) = &cache.inner.redis {
             let first = tokio::time::timeout(wait, redis.ensure_connected()).await;
@@ -164,10 +104,9 @@ impl TieredCacheBuilder {
                     "redis unreachable at start: running on L1 until it is back"
                 );
             }
-            let sub = tokio::spawn(subscriber(Arc::downgrade(&cache.inner), redis.clone()));
-            let maint = tokio::spawn(maintenance(Arc::downgrade(&cache.inner), redis.clone()));
-            cache.add_task(sub);
-            cache.add_task(maint);
+            for task in coherence::spawn(&cache.inner, redis) {
+                cache.add_task(task);
+            }
             if redis.is_connected() {
                 let mut rx = cache.inner.subscribed.subscribe();
                 let _ = tokio::time::timeout(wait, rx.wait_for(|s| *s)).await;
@@ -175,15 +114,6 @@ impl TieredCacheBuilder {
         }
         Ok(cache)
     }
-}
-
-fn stripe(key: &str) -> usize {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in key.as_bytes() {
-        h ^= u32::from(*b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h as usize % STRIPES
 }
 
 impl TieredCache {
@@ -239,38 +169,6 @@ impl TieredCache {
             .push(task);
     }
 
-    fn epoch(&self, key: &str) -> u64 {
-        self.inner.epochs[stripe(key)].load(Ordering::Acquire)
-    }
-
-    fn bump(&self, key: &str) {
-        self.inner.epochs[stripe(key)].fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn bump_all(&self) {
-        for e in &self.inner.epochs {
-            e.fetch_add(1, Ordering::AcqRel);
-        }
-    }
-
-    /// The local half of a delete: moves the epoch of `key`, then drops it
-    /// from L1; returns whether L1 held it.
-    fn forget_local(&self, key: &str) -> bool {
-        self.bump(key);
-        self.inner.l1.as_ref().is_some_and(|l1| l1.remove(key))
-    }
-
-    /// The local half of a tag invalidation: moves every epoch, then drops
-    /// the entries of `tag` from L1; returns their keys.
-    fn invalidate_tag_local(&self, tag: &str) -> Vec<String> {
-        self.bump_all();
-        self.inner
-            .l1
-            .as_ref()
-            .map(|l1| l1.invalidate_tag(tag))
-            .unwrap_or_default()
-    }
-
     /// The serialised value of `key` from L1 or Redis, filling L1 from Redis.
     async fn get_bytes(&self, key: &str) -> Option<Arc<[u8]>> {
         if let Some(l1) = &self.inner.l1 {
@@ -280,13 +178,13 @@ impl TieredCache {
             }
         }
         if let Some(redis) = &self.inner.redis {
-            let e0 = self.epoch(key);
+            let e0 = self.inner.epoch(key);
             match redis.get_with_ttl(key).await {
                 Ok(Some((bytes, ttl))) => {
                     self.inner.counters.l2_hits.fetch_add(1, Ordering::Relaxed);
                     if let Some(l1) = &self.inner.l1 {
                         let ttl = ttl.unwrap_or(self.inner.config.l1_ttl);
-                        l1.insert_if(key, bytes.clone(), ttl, &[], || self.epoch(key) == e0);
+                        l1.insert_if(key, bytes.clone(), ttl, &[], || self.inner.epoch(key) == e0);
                     }
                     return Some(bytes);
                 }
@@ -334,13 +232,13 @@ impl TieredCache {
     pub(crate) async fn store(&self, key: &str, bytes: Arc<[u8]>, ttl: Duration, tags: &[&str]) {
         self.inner.counters.sets.fetch_add(1, Ordering::Relaxed);
         if let Some(redis) = &self.inner.redis {
-            if let Err(e) = redis.set_inner(key, &bytes, ttl, tags, true, None).await {
+            if let Err(e) = redis.set(key, bytes.clone(), ttl, tags).await {
                 log_redis_error("set", &e);
             }
         }
         // After the Redis write, so a reader that got the old value from
         // Redis before it either sees the moved epoch or is overwritten below.
-        self.bump(key);
+        self.inner.bump(key);
         if let Some(l1) = &self.inner.l1 {
             l1.insert(key, bytes, ttl, tags);
         }
@@ -357,12 +255,12 @@ impl TieredCache {
         bytes: Arc<[u8]>,
         ttl: Duration,
         tags: &[&str],
-        gens: Option<Vec<String>>,
+        gens: Option<Generations>,
         e0: u64,
     ) {
         if let (Some(redis), Some(gens)) = (&self.inner.redis, &gens) {
             match redis
-                .set_inner(key, &bytes, ttl, tags, true, Some(gens))
+                .set_if_unchanged(key, bytes.clone(), ttl, tags, gens)
                 .await
             {
                 Ok(true) => {}
@@ -380,7 +278,7 @@ impl TieredCache {
         if let Some(l1) = &self.inner.l1 {
             // Checked under the shard lock: an invalidation bumps the epoch before it
             // removes from L1, so either this sees the bump or the removal comes after.
-            if !l1.insert_if(key, bytes, ttl, tags, || self.epoch(key) == e0) {
+            if !l1.insert_if(key, bytes, ttl, tags, || self.inner.epoch(key) == e0) {
                 self.inner
                     .counters
                     .stale_loads
@@ -389,7 +287,7 @@ impl TieredCache {
         }
         // After the insert: a reader that got an older value from Redis before our
         // write sees the moved epoch and does not fill L1 with it.
-        self.bump(key);
+        self.inner.bump(key);
     }
 
     /// The value of `key`, or the loader's, stored for `ttl` under `tags`.
@@ -421,38 +319,14 @@ impl TieredCache {
             return Ok(v);
         }
         let guard = loop {
-            let role = {
-                let mut flights = self
-                    .inner
-                    .flights
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                match flights.get(key) {
-                    Some(rx) => Err(rx.clone()),
-                    None => {
-                        let (tx, rx) = watch::channel(Flight::Pending);
-                        flights.insert(key.to_owned(), rx.clone());
-                        Ok(FlightGuard {
-                            cache: self,
-                            key,
-                            tx,
-                            rx,
-                        })
-                    }
-                }
-            };
-            match role {
-                Ok(guard) => break guard,
-                Err(mut rx) => {
+            match self.inner.flights.join(key) {
+                Role::Lead(guard) => break guard,
+                Role::Follow(follower) => {
                     self.inner
                         .counters
                         .coalesced
                         .fetch_add(1, Ordering::Relaxed);
-                    let outcome = rx
-                        .wait_for(|f| !matches!(f, Flight::Pending))
-                        .await
-                        .map(|f| f.clone());
-                    if let Ok(Flight::Done(bytes)) = outcome {
+                    if let Some(bytes) = follower.outcome().await {
                         if let Ok(v) = serde_json::from_slice(&bytes) {
                             return Ok(v);
                         }
@@ -463,11 +337,11 @@ impl TieredCache {
         // A flight that ended just before we led may have filled L1.
         if let Some(b) = self.inner.l1.as_ref().and_then(|l1| l1.get(key)) {
             if let Ok(v) = serde_json::from_slice(&b) {
-                guard.finish(Flight::Done(b));
+                guard.done(b);
                 return Ok(v);
             }
         }
-        let e0 = self.epoch(key);
+        let e0 = self.inner.epoch(key);
         let gens = match &self.inner.redis {
             Some(r) => r.generations(key, tags).await.ok(),
             None => None,
@@ -478,7 +352,7 @@ impl TieredCache {
                 match serde_json::to_vec(&v) {
                     Ok(bytes) => {
                         let bytes: Arc<[u8]> = bytes.into();
-                        if self.epoch(key) == e0 {
+                        if self.inner.epoch(key) == e0 {
                             self.store_loaded(key, bytes.clone(), ttl, tags, gens, e0)
                                 .await;
                         } else {
@@ -487,11 +361,11 @@ impl TieredCache {
                                 .stale_loads
                                 .fetch_add(1, Ordering::Relaxed);
                         }
-                        guard.finish(Flight::Done(bytes));
+                        guard.done(bytes);
                     }
                     Err(e) => {
                         tracing::warn!(target: "vitals_cache", error = %e, "loaded value does not serialise: not cached");
-                        guard.finish(Flight::Failed);
+                        guard.failed();
                     }
                 }
                 Ok(v)
@@ -501,7 +375,7 @@ impl TieredCache {
                     .counters
                     .load_errors
                     .fetch_add(1, Ordering::Relaxed);
-                guard.finish(Flight::Failed);
+                guard.failed();
                 Err(e)
             }
         }
@@ -522,10 +396,10 @@ impl TieredCache {
             .fetch_add(keys.len() as u64, Ordering::Relaxed);
         let mut local = 0;
         for k in keys {
-            local += u64::from(self.forget_local(k));
+            local += u64::from(self.inner.forget_local(k));
         }
         match &self.inner.redis {
-            Some(redis) => match redis.delete_inner(keys).await {
+            Some(redis) => match redis.delete_many(keys).await {
                 Ok(n) => n.max(local),
                 Err(e) => {
                     log_redis_error("delete", &e);
@@ -543,10 +417,10 @@ impl TieredCache {
             .counters
             .tag_invalidations
             .fetch_add(1, Ordering::Relaxed);
-        let mut removed: std::collections::HashSet<String> =
-            self.invalidate_tag_local(tag).into_iter().collect();
+        let mut removed: HashSet<String> =
+            self.inner.invalidate_tag_local(tag).into_iter().collect();
         if let Some(redis) = &self.inner.redis {
-            match redis.invalidate_tag_inner(tag).await {
+            match redis.invalidate_tag(tag).await {
                 Ok(keys) => {
                     if let Some(l1) = &self.inner.l1 {
                         for k in &keys {
@@ -569,10 +443,7 @@ impl TieredCache {
 
     /// Drops every L1 entry of this instance (Redis is untouched).
     pub fn clear_l1(&self) {
-        self.bump_all();
-        if let Some(l1) = &self.inner.l1 {
-            l1.clear();
-        }
+        self.inner.clear_l1();
     }
 
     /// A snapshot of the counters and state. Redis used memory is the last
@@ -612,7 +483,7 @@ impl TieredCache {
             subscribed: self.is_subscribed(),
             subscription_losses: c.subscription_losses.load(Ordering::Relaxed),
             subscription_pings: c.subscription_pings.load(Ordering::Relaxed),
-            invalidations_sent: redis.map_or(0, |r| r.inner.sent.load(Ordering::Relaxed)),
+            invalidations_sent: redis.map_or(0, RedisTier::invalidations_sent),
             invalidations_received: c.received.load(Ordering::Relaxed),
         }
     }
@@ -636,51 +507,6 @@ impl TieredCache {
         }
         self.inner.subscribed.send_replace(false);
     }
-
-    fn apply(&self, msg: Message) {
-        self.inner.counters.received.fetch_add(1, Ordering::Relaxed);
-        if msg.clear {
-            self.clear_l1();
-            return;
-        }
-        if let Some(tag) = &msg.t {
-            self.invalidate_tag_local(tag);
-        }
-        for k in &msg.k {
-            self.forget_local(k);
-        }
-    }
-}
-
-struct FlightGuard<'a> {
-    cache: &'a TieredCache,
-    key: &'a str,
-    tx: watch::Sender<Flight>,
-    rx: watch::Receiver<Flight>,
-}
-
-impl FlightGuard<'_> {
-    fn finish(self, outcome: Flight) {
-        self.tx.send_replace(outcome);
-    }
-}
-
-impl Drop for FlightGuard<'_> {
-    fn drop(&mut self) {
-        let mut flights = self
-            .cache
-            .inner
-            .flights
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if flights
-            .get(self.key)
-            .is_some_and(|rx| rx.same_channel(&self.rx))
-        {
-            flights.remove(self.key);
-        }
-        // Dropping `tx` wakes waiters of an unfinished flight: they retry.
-    }
 }
 
 fn log_redis_error(op: &'static str, e: &CacheError) {
@@ -689,131 +515,5 @@ fn log_redis_error(op: &'static str, e: &CacheError) {
             tracing::trace!(target: "vitals_cache", op, error = %e, "redis skipped");
         }
         _ => tracing::debug!(target: "vitals_cache", op, error = %e, "redis call failed"),
-    }
-}
-
-/// Keeps the invalidation subscription: applies messages of other instances
-/// to L1; on a lost subscription clears L1 (what was missed can't be known)
-/// and resubscribes every `reconnect_interval`.
-async fn subscriber(weak: std::sync::Weak<Inner>, redis: RedisTier) {
-    let Some(inner) = weak.upgrade() else { return };
-    let token = inner.shutdown.clone();
-    let interval = inner.config.reconnect_interval;
-    let connect_timeout = inner.config.connect_timeout;
-    let ping_every = inner
-        .config
-        .subscription_ping
-        .max(Duration::from_millis(10));
-    drop(inner);
-    let mut lost_before = false;
-    loop {
-        let attempt = async {
-            let mut ps = redis.inner.client.get_async_pubsub().await?;
-            ps.subscribe(redis.channel()).await?;
-            Ok::<_, redis::RedisError>(ps)
-        };
-        let ps = tokio::select! {
-            () = token.cancelled() => return,
-            r = tokio::time::timeout(connect_timeout, attempt) => r,
-        };
-        if let Ok(Ok(ps)) = ps {
-            let Some(inner) = weak.upgrade() else { return };
-            let cache = TieredCache { inner };
-            if lost_before {
-                // Entries filled while unsubscribed may have missed updates.
-                cache.clear_l1();
-                tracing::info!(target: "vitals_cache", "invalidation subscription restored: L1 cleared");
-            }
-            cache.inner.subscribed.send_replace(true);
-            let (mut sink, mut stream) = ps.split();
-            let origin = redis.inner.origin.clone();
-            drop(cache);
-            let mut ping =
-                tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-            loop {
-                let msg = tokio::select! {
-                    () = token.cancelled() => return,
-                    _ = ping.tick() => {
-                        let pong = tokio::time::timeout(
-                            connect_timeout,
-                            sink.ping::<redis::Value>(),
-                        )
-                        .await;
-                        if !matches!(pong, Ok(Ok(_))) {
-                            break;
-                        }
-                        let Some(inner) = weak.upgrade() else { return };
-                        inner.counters.subscription_pings.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    m = stream.next() => m,
-                };
-                let Some(msg) = msg else { break };
-                let Some(inner) = weak.upgrade() else { return };
-                match serde_json::from_slice::<Message>(msg.get_payload_bytes()) {
-                    Ok(m) if m.o == origin => {}
-                    Ok(m) => TieredCache { inner }.apply(m),
-                    Err(_) => {
-                        tracing::debug!(target: "vitals_cache", "malformed invalidation message ignored");
-                    }
-                }
-            }
-            let Some(inner) = weak.upgrade() else { return };
-            let cache = TieredCache { inner };
-            cache.inner.subscribed.send_replace(false);
-            cache
-                .inner
-                .counters
-                .subscription_losses
-                .fetch_add(1, Ordering::Relaxed);
-            cache.clear_l1();
-            tracing::warn!(target: "vitals_cache", "invalidation subscription lost: L1 cleared, resubscribing");
-            lost_before = true;
-        }
-        tokio::select! {
-            () = token.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-    }
-}
-
-/// Connects Redis when it is not yet, and refreshes its used memory.
-async fn maintenance(weak: std::sync::Weak<Inner>, redis: RedisTier) {
-    let Some(inner) = weak.upgrade() else { return };
-    let token = inner.shutdown.clone();
-    let interval = inner.config.reconnect_interval;
-    let refresh = inner.config.stats_refresh;
-    drop(inner);
-    let mut last_refresh: Option<tokio::time::Instant> = None;
-    loop {
-        if weak.strong_count() == 0 {
-            return;
-        }
-        if !redis.is_connected() {
-            if let Err(e) = redis.ensure_connected().await {
-                tracing::debug!(target: "vitals_cache", error = %e, "redis still unreachable");
-            }
-        }
-        let Some(inner) = weak.upgrade() else { return };
-        let subscribed = *inner.subscribed.borrow();
-        drop(inner);
-        if redis.is_connected() && (!subscribed || redis.breaker_state() != BreakerState::Closed) {
-            // Redis looks unwell: a probe lets the connection manager notice a
-            // dead connection and reconnect before callers pay for it.
-            let _ = redis.ping().await;
-        }
-        if redis.is_connected()
-            && redis.breaker_state() == BreakerState::Closed
-            && last_refresh.is_none_or(|t| t.elapsed() >= refresh)
-        {
-            last_refresh = Some(tokio::time::Instant::now());
-            if let Err(e) = redis.refresh_used_memory().await {
-                tracing::debug!(target: "vitals_cache", error = %e, "redis INFO memory failed");
-            }
-        }
-        tokio::select! {
-            () = token.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
-        }
     }
 }

@@ -59,3 +59,40 @@ async fn with_l1_off_every_read_goes_to_redis() {
     assert!(cache.delete("k").await);
     cache.shutdown().await;
 }
+
+/// What the cache asks of its shared tier beyond the contract: reads with the remaining
+/// TTL, and a loader's write that lands only if nothing moved since the load began.
+async fn loaded_writes<T: Tier>(tier: &T, keeps_generations: bool) {
+    let v: Arc<[u8]> = Arc::from(&b"1"[..]);
+    let w: Arc<[u8]> = Arc::from(&b"2"[..]);
+    let since = tier.generations("l", &["t"]).await.unwrap();
+    tier.set("l", w.clone(), MIN, &["t"]).await.unwrap();
+    let stored = tier
+        .set_if_unchanged("l", v.clone(), MIN, &["t"], &since)
+        .await
+        .unwrap();
+    assert_eq!(stored, !keeps_generations);
+    let since = tier.generations("l", &["t"]).await.unwrap();
+    assert!(tier
+        .set_if_unchanged("l", v.clone(), MIN, &["t"], &since)
+        .await
+        .unwrap());
+    let (got, ttl) = tier.get_with_ttl("l").await.unwrap().unwrap();
+    assert_eq!(&got[..], &v[..]);
+    if keeps_generations {
+        assert!(ttl.is_some_and(|t| t <= MIN), "{ttl:?}");
+    }
+    assert_eq!(tier.get_with_ttl("none").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn l1_keeps_no_generations_and_always_stores_a_loaded_value() {
+    loaded_writes(&L1Cache::new(100, MIN, 4), false).await;
+}
+
+#[tokio::test]
+async fn redis_tier_stores_a_loaded_value_only_if_nothing_moved() {
+    let tier = RedisTier::new(&config("loaded", &redis_url())).unwrap();
+    tier.ensure_connected().await.unwrap();
+    loaded_writes(&tier, true).await;
+}

@@ -1,0 +1,143 @@
+//! The background tasks that keep a cache coherent with Redis: the subscriber (applies
+//! other instances' invalidations, PINGs its subscription so a silently dead one is
+//! noticed, clears L1 and resubscribes when it is lost) and the maintenance task
+//! (connects Redis while it is not, probes it when unwell, refreshes its used memory).
+//!
+//! Both hold only a weak reference to the cache's state: dropping the last handle, or
+//! [`TieredCache::shutdown`](crate::TieredCache::shutdown), stops them.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use tokio::task::JoinHandle;
+
+use crate::breaker::BreakerState;
+use crate::inner::Inner;
+use crate::redis_tier::{Message, RedisTier};
+
+/// Starts the subscriber and the maintenance task of `inner` over `redis`.
+pub(crate) fn spawn(inner: &Arc<Inner>, redis: &RedisTier) -> [JoinHandle<()>; 2] {
+    [
+        tokio::spawn(subscriber(Arc::downgrade(inner), redis.clone())),
+        tokio::spawn(maintenance(Arc::downgrade(inner), redis.clone())),
+    ]
+}
+
+/// Keeps the invalidation subscription: applies messages of other instances
+/// to L1; on a lost subscription clears L1 (what was missed can't be known)
+/// and resubscribes every `reconnect_interval`.
+async fn subscriber(weak: Weak<Inner>, redis: RedisTier) {
+    let Some(inner) = weak.upgrade() else { return };
+    let token = inner.shutdown.clone();
+    let interval = inner.config.reconnect_interval;
+    let connect_timeout = inner.config.connect_timeout;
+    let ping_every = inner
+        .config
+        .subscription_ping
+        .max(Duration::from_millis(10));
+    drop(inner);
+    let mut lost_before = false;
+    loop {
+        let ps = tokio::select! {
+            () = token.cancelled() => return,
+            r = tokio::time::timeout(connect_timeout, redis.subscribe()) => r,
+        };
+        if let Ok(Ok(ps)) = ps {
+            let Some(inner) = weak.upgrade() else { return };
+            if lost_before {
+                // Entries filled while unsubscribed may have missed updates.
+                inner.clear_l1();
+                tracing::info!(target: "vitals_cache", "invalidation subscription restored: L1 cleared");
+            }
+            inner.subscribed.send_replace(true);
+            let (mut sink, mut stream) = ps.split();
+            drop(inner);
+            let mut ping =
+                tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+            loop {
+                let msg = tokio::select! {
+                    () = token.cancelled() => return,
+                    _ = ping.tick() => {
+                        let pong = tokio::time::timeout(
+                            connect_timeout,
+                            sink.ping::<redis::Value>(),
+                        )
+                        .await;
+                        if !matches!(pong, Ok(Ok(_))) {
+                            break;
+                        }
+                        let Some(inner) = weak.upgrade() else { return };
+                        inner.counters.subscription_pings.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    m = stream.next() => m,
+                };
+                let Some(msg) = msg else { break };
+                let Some(inner) = weak.upgrade() else { return };
+                match serde_json::from_slice::<Message>(msg.get_payload_bytes()) {
+                    Ok(m) if redis.is_own(&m) => {}
+                    Ok(m) => inner.apply(m),
+                    Err(_) => {
+                        tracing::debug!(target: "vitals_cache", "malformed invalidation message ignored");
+                    }
+                }
+            }
+            let Some(inner) = weak.upgrade() else { return };
+            inner.subscribed.send_replace(false);
+            inner
+                .counters
+                .subscription_losses
+                .fetch_add(1, Ordering::Relaxed);
+            inner.clear_l1();
+            tracing::warn!(target: "vitals_cache", "invalidation subscription lost: L1 cleared, resubscribing");
+            lost_before = true;
+        }
+        tokio::select! {
+            () = token.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Connects Redis when it is not yet, and refreshes its used memory.
+async fn maintenance(weak: Weak<Inner>, redis: RedisTier) {
+    let Some(inner) = weak.upgrade() else { return };
+    let token = inner.shutdown.clone();
+    let interval = inner.config.reconnect_interval;
+    let refresh = inner.config.stats_refresh;
+    drop(inner);
+    let mut last_refresh: Option<tokio::time::Instant> = None;
+    loop {
+        if weak.strong_count() == 0 {
+            return;
+        }
+        if !redis.is_connected() {
+            if let Err(e) = redis.ensure_connected().await {
+                tracing::debug!(target: "vitals_cache", error = %e, "redis still unreachable");
+            }
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        let subscribed = *inner.subscribed.borrow();
+        drop(inner);
+        if redis.is_connected() && (!subscribed || redis.breaker_state() != BreakerState::Closed) {
+            // Redis looks unwell: a probe lets the connection manager notice a
+            // dead connection and reconnect before callers pay for it.
+            let _ = redis.ping().await;
+        }
+        if redis.is_connected()
+            && redis.breaker_state() == BreakerState::Closed
+            && last_refresh.is_none_or(|t| t.elapsed() >= refresh)
+        {
+            last_refresh = Some(tokio::time::Instant::now());
+            if let Err(e) = redis.refresh_used_memory().await {
+                tracing::debug!(target: "vitals_cache", error = %e, "redis INFO memory failed");
+            }
+        }
+        tokio::select! {
+            () = token.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
