@@ -1,0 +1,276 @@
+//! The importer on SQLite, as a host uses it: a registry of its own (authors and their
+//! books, a book pointing at its author), a database file in a temporary directory, and
+//! sources read from text.
+//!
+//! Run with `cargo test -p vitals-import --test sqlite`.
+
+use std::io::Cursor;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use vitals_import::{
+    Column, DuplicateOf, DuplicateRow, Format, ImportOptions, ImportReport, Importer, KeyPart,
+    RecordSpec, Registry, Rejection, Source, SqliteSink,
+};
+
+const AUTHOR_A: &str = "5a1c0e3e-0000-4000-8000-00000000000a";
+const AUTHOR_B: &str = "5a1c0e3e-0000-4000-8000-00000000000b";
+const NOBODY: &str = "5a1c0e3e-0000-4000-8000-0000000000ff";
+
+/// Authors, and books that point at their author; a book's natural key is its author and
+/// its title, compared trimmed and without regard to case.
+fn registry() -> Registry {
+    Registry::new([
+        RecordSpec::new("book", "books")
+            .column(Column::uuid("author_id").required())
+            .column(Column::text("title").required().max_chars(200))
+            .column(Column::int("year").range(1400, 2100))
+            .natural_key([KeyPart::exact("author_id"), KeyPart::lower_trim("title")])
+            .foreign_key("author_id", "authors", "id"),
+        RecordSpec::new("author", "authors")
+            .column(Column::uuid("id").required())
+            .column(Column::text("name").required())
+            .natural_key([KeyPart::exact("id")]),
+    ])
+    .unwrap()
+}
+
+/// A fresh database file with the two tables; the directory goes when the test ends.
+async fn database() -> (tempfile::TempDir, SqlitePool) {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteConnectOptions::new()
+        .filename(dir.path().join("library.db"))
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .unwrap();
+    for ddl in [
+        "CREATE TABLE authors (id BLOB PRIMARY KEY, name TEXT NOT NULL)",
+        "CREATE TABLE books (author_id BLOB NOT NULL REFERENCES authors (id), \
+         title TEXT NOT NULL, year INTEGER)",
+        "CREATE UNIQUE INDEX books_key ON books (author_id, lower(trim(title)))",
+    ] {
+        sqlx::query(ddl).execute(&pool).await.unwrap();
+    }
+    (dir, pool)
+}
+
+async fn import(pool: &SqlitePool, source: Source, options: ImportOptions) -> ImportReport {
+    let importer = Importer::new(registry(), options).unwrap();
+    let report = importer
+        .run(source, &mut SqliteSink::new(pool.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.imported + report.duplicates + report.rejected,
+        report.total,
+        "{report:#?}"
+    );
+    report
+}
+
+fn ndjson(text: &str) -> Source {
+    Source::from_reader(Cursor::new(text.to_owned()), Format::Ndjson).unwrap()
+}
+
+fn csv(text: &str) -> Source {
+    Source::from_reader(Cursor::new(text.to_owned()), Format::Csv).unwrap()
+}
+
+async fn count(pool: &SqlitePool, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Two authors, then three books (one without a year, one with its year as text).
+fn library() -> String {
+    format!(
+        r#"{{"type":"author","id":"{AUTHOR_A}","name":"Ann Oak"}}
+{{"type":"author","id":"{AUTHOR_B}","name":"Bo Elm"}}
+{{"type":"book","author_id":"{AUTHOR_A}","title":"First Light","year":1999}}
+{{"type":"book","author_id":"{AUTHOR_A}","title":"Second Wind"}}
+{{"type":"book","author_id":"{AUTHOR_B}","title":"Third Act","year":"2004"}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_clean_import_counts_every_row_and_stores_them() {
+    let (_dir, pool) = database().await;
+    let r = import(&pool, ndjson(&library()), ImportOptions::new()).await;
+    assert_eq!(
+        (r.total, r.imported, r.duplicates, r.rejected),
+        (5, 5, 0, 0)
+    );
+    assert_eq!(r.by_type["author"].imported, 2, "{r:#?}");
+    assert_eq!(r.by_type["book"].imported, 3, "{r:#?}");
+    assert!(r.rejections.is_empty() && r.duplicate_rows.is_empty());
+    assert!(!r.dry_run && !r.rolled_back && !r.stopped_early);
+    assert!(r.queries > 0);
+    assert_eq!(count(&pool, "authors").await, 2);
+    assert_eq!(count(&pool, "books").await, 3);
+}
+
+#[tokio::test]
+async fn a_bad_value_is_rejected_by_line_and_field_without_the_value() {
+    let (_dir, pool) = database().await;
+    let input = format!(
+        r#"{{"type":"author","id":"{AUTHOR_A}","name":"Ann Oak"}}
+{{"type":"book","author_id":"{AUTHOR_A}","title":"Kept","year":1999}}
+{{"type":"book","author_id":"{AUTHOR_A}","title":"Refused","year":"year-SECRET-42"}}
+"#
+    );
+    let r = import(&pool, ndjson(&input), ImportOptions::new()).await;
+    assert_eq!((r.imported, r.rejected), (2, 1), "{r:#?}");
+    assert_eq!(
+        r.rejections,
+        [Rejection {
+            line: 3,
+            type_name: Some("book".into()),
+            field: Some("year".into()),
+            reason: "not a whole number".into(),
+        }]
+    );
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(!json.contains("SECRET"), "{json}");
+    assert_eq!(count(&pool, "books").await, 1);
+}
+
+#[tokio::test]
+async fn a_book_of_an_unknown_author_is_rejected() {
+    let (_dir, pool) = database().await;
+    import(&pool, ndjson(&library()), ImportOptions::new()).await;
+    let input = format!("author_id,title\n{AUTHOR_B},Fourth Wall\n{NOBODY},Nobody's Book\n");
+    let r = import(&pool, csv(&input).with_type("book"), ImportOptions::new()).await;
+    assert_eq!((r.imported, r.rejected), (1, 1), "{r:#?}");
+    assert_eq!(
+        r.rejections,
+        [Rejection {
+            line: 3,
+            type_name: Some("book".into()),
+            field: Some("author_id".into()),
+            reason: "unknown author_id".into(),
+        }]
+    );
+    assert_eq!(count(&pool, "books").await, 4);
+}
+
+#[tokio::test]
+async fn duplicates_in_the_file_and_in_the_database_are_skipped() {
+    let (_dir, pool) = database().await;
+    let input = format!(
+        "{}{}\n",
+        library(),
+        format_args!(
+            r#"{{"type":"book","author_id":"{AUTHOR_A}","title":"  first LIGHT ","year":2001}}"#
+        )
+    );
+    let r = import(&pool, ndjson(&input), ImportOptions::new()).await;
+    assert_eq!((r.imported, r.duplicates), (5, 1), "{r:#?}");
+    assert_eq!(
+        r.duplicate_rows,
+        [DuplicateRow {
+            line: 6,
+            of: DuplicateOf::Line(3),
+        }]
+    );
+
+    let again = import(&pool, ndjson(&input), ImportOptions::new()).await;
+    assert_eq!((again.imported, again.duplicates), (0, 6), "{again:#?}");
+    assert_eq!(again.duplicate_rows[0].of, DuplicateOf::Existing);
+    assert_eq!(again.duplicate_rows[5].of, DuplicateOf::Line(3));
+    assert_eq!(count(&pool, "books").await, 3);
+}
+
+#[tokio::test]
+async fn all_or_nothing_rolls_everything_back_on_one_rejection() {
+    let (_dir, pool) = database().await;
+    let input = format!(
+        "{}{}\n",
+        library(),
+        format_args!(r#"{{"type":"book","author_id":"{NOBODY}","title":"Orphan"}}"#)
+    );
+    // Chunks of two: the rejection comes in the last chunk, after two chunks went into the
+    // import's one transaction.
+    let options = ImportOptions::new().all_or_nothing(true).chunk_size(2);
+    let r = import(&pool, ndjson(&input), options).await;
+    assert!(r.rolled_back, "{r:#?}");
+    assert_eq!((r.imported, r.rejected), (0, 6));
+    assert_eq!(r.rejections.len(), 1);
+    assert_eq!(count(&pool, "authors").await, 0);
+    assert_eq!(count(&pool, "books").await, 0);
+}
+
+#[tokio::test]
+async fn a_dry_run_checks_everything_and_writes_nothing() {
+    let (_dir, pool) = database().await;
+    let input = format!(
+        "{}{}\n",
+        library(),
+        format_args!(r#"{{"type":"book","author_id":"{NOBODY}","title":"Orphan"}}"#)
+    );
+    let r = import(&pool, ndjson(&input), ImportOptions::new().dry_run(true)).await;
+    assert!(r.dry_run && !r.rolled_back, "{r:#?}");
+    assert_eq!((r.imported, r.rejected), (5, 1));
+    assert_eq!(r.rejections[0].field.as_deref(), Some("author_id"));
+    assert_eq!(count(&pool, "authors").await, 0);
+    assert_eq!(count(&pool, "books").await, 0);
+}
+
+#[tokio::test]
+async fn csv_and_ndjson_give_the_same_report() {
+    let rows = [
+        ("author", AUTHOR_A, "Ann Oak", ""),
+        ("book", AUTHOR_A, "First Light", "1999"),
+        ("book", AUTHOR_A, "FIRST LIGHT", "2000"),
+        ("book", NOBODY, "Lost", ""),
+        ("book", AUTHOR_A, "Too Late", "1066"),
+    ];
+    let mut as_csv = String::from("type,id,author_id,name,title,year\n");
+    let mut as_ndjson = String::new();
+    for (ty, uuid, text, year) in rows {
+        let year_json = if year.is_empty() { "null" } else { year };
+        if ty == "author" {
+            as_csv.push_str(&format!("author,{uuid},,{text},,\n"));
+            as_ndjson.push_str(&format!(
+                "{{\"type\":\"author\",\"id\":\"{uuid}\",\"name\":\"{text}\"}}\n"
+            ));
+        } else {
+            as_csv.push_str(&format!("book,,{uuid},,{text},{year}\n"));
+            as_ndjson.push_str(&format!(
+                "{{\"type\":\"book\",\"author_id\":\"{uuid}\",\"title\":\"{text}\",\"year\":{year_json}}}\n"
+            ));
+        }
+    }
+    let (_a, csv_pool) = database().await;
+    let (_b, ndjson_pool) = database().await;
+    let mut from_csv = import(&csv_pool, csv(&as_csv), ImportOptions::new()).await;
+    let mut from_ndjson = import(&ndjson_pool, ndjson(&as_ndjson), ImportOptions::new()).await;
+
+    // CSV counts its header as line 1.
+    for r in &mut from_csv.rejections {
+        r.line -= 1;
+    }
+    for d in &mut from_csv.duplicate_rows {
+        d.line -= 1;
+        if let DuplicateOf::Line(l) = &mut d.of {
+            *l -= 1;
+        }
+    }
+    from_csv.elapsed_ms = 0;
+    from_ndjson.elapsed_ms = 0;
+    assert_eq!(from_csv, from_ndjson);
+    assert_eq!(
+        (
+            from_ndjson.imported,
+            from_ndjson.duplicates,
+            from_ndjson.rejected
+        ),
+        (2, 1, 2),
+        "{from_ndjson:#?}"
+    );
+}
