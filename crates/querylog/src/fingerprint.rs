@@ -106,10 +106,13 @@ impl Fingerprinter {
     }
 
     /// Fingerprints text that [`sanitize_sql`] already produced (saves a pass).
+    /// Surrounding whitespace and trailing `;` are ignored, as PostgreSQL's own
+    /// fingerprinting ignores them.
     #[must_use]
     pub fn fingerprint_sanitized(&self, sanitized: &str) -> Fingerprint {
+        let text = sanitized.trim_matches(|c: char| c.is_whitespace() || c == ';');
         let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
-        h.write(sanitized.as_bytes());
+        h.write(text.as_bytes());
         Fingerprint(h.finish())
     }
 }
@@ -156,6 +159,74 @@ mod tests {
         ] {
             assert_ne!(base, fingerprint(other), "{other}");
         }
+    }
+
+    #[test]
+    fn trailing_semicolon_and_whitespace_are_ignored() {
+        let base = fingerprint("SELECT * FROM t WHERE id = $1");
+        for other in [
+            "SELECT * FROM t WHERE id = $1;",
+            "  SELECT * FROM t WHERE id = $1 ;\n",
+            "\tSELECT * FROM t WHERE id = $1;;",
+        ] {
+            assert_eq!(base, fingerprint(other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn lists_and_rows_with_casts_collapse() {
+        let one = fingerprint("SELECT * FROM t WHERE id IN ($1::uuid)");
+        assert_eq!(
+            one,
+            fingerprint("SELECT * FROM t WHERE id IN ($1::uuid, $2::uuid, $3::uuid)")
+        );
+        assert_eq!(
+            fingerprint("SELECT * FROM t WHERE id IN ('a'::uuid)"),
+            fingerprint("SELECT * FROM t WHERE id IN ('a'::uuid, 'b'::uuid)")
+        );
+        assert_eq!(
+            fingerprint("SELECT * FROM t WHERE id IN ($1, $2, $3)"),
+            fingerprint("SELECT * FROM t WHERE id IN ($1)")
+        );
+        assert_eq!(
+            fingerprint("INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6)"),
+            fingerprint("INSERT INTO t (a, b) VALUES ($1, $2)")
+        );
+        assert_eq!(
+            fingerprint("INSERT INTO t (a, b) VALUES ($1::uuid, $2::int), ($3::uuid, $4::int)"),
+            fingerprint("INSERT INTO t (a, b) VALUES ($1::uuid, $2::int)")
+        );
+        // The cast is structure: another type is another statement.
+        assert_ne!(one, fingerprint("SELECT * FROM t WHERE id IN ($1::int)"));
+    }
+
+    #[test]
+    fn operators_and_names_keep_their_fingerprints_apart() {
+        for (a, b) in [
+            ("SELECT d->'k' FROM t", "SELECT d->>'k' FROM t"),
+            (
+                "SELECT * FROM t WHERE d ? 'k'",
+                "SELECT * FROM t WHERE d ?| ARRAY['k']",
+            ),
+            (
+                "SELECT * FROM t WHERE d ? 'k'",
+                "SELECT * FROM t WHERE d ?& 'k'",
+            ),
+            ("SELECT * FROM t_1", "SELECT * FROM t_2"),
+            ("SELECT a FROM t", "SELECT \"A\" FROM t"),
+        ] {
+            assert_ne!(fingerprint(a), fingerprint(b), "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn ordinals_are_literals() {
+        // Decided in docs/querylog.md: a number is always a literal, also as an
+        // ordinal, so `GROUP BY 1` and `GROUP BY 2` share a fingerprint.
+        assert_eq!(
+            fingerprint("SELECT a, b, count(*) FROM t GROUP BY 1, 2 ORDER BY 1"),
+            fingerprint("SELECT a, b, count(*) FROM t GROUP BY 2, 1 ORDER BY 2")
+        );
     }
 
     #[test]

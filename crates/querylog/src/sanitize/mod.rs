@@ -8,6 +8,10 @@
 //! ends inside a literal or comment, the rest of the input is masked: the
 //! sanitiser fails closed.
 
+pub(crate) mod lexer;
+
+use lexer::{Kind, Lexer};
+
 /// What is emitted for any literal, and for any masked remainder.
 const MASK: &str = "?";
 
@@ -177,6 +181,9 @@ impl Writer {
 
     fn close(&mut self, text: &str) {
         self.space_before(Tok::Close, false);
+        if let Some(group) = self.groups.last() {
+            collapse_cast_items(&mut self.out, group.start + 1);
+        }
         self.out.push_str(text);
         let end = self.out.len();
         self.finish(Tok::Close);
@@ -190,10 +197,11 @@ impl Writer {
         };
         if let Some((ps, pe)) = *prev {
             let between = self.out.get(pe..start);
-            if between == Some(", ")
-                && self.out.get(ps..pe).is_some()
-                && self.out.get(ps..pe) == self.out.get(start..end)
-            {
+            let same = match (self.out.get(ps..pe), self.out.get(start..end)) {
+                (Some(a), Some(b)) => same_shape(a, b),
+                _ => false,
+            };
+            if between == Some(", ") && same {
                 // `(?), (?)` → `(?)`: repeated rows become one.
                 self.out.truncate(pe);
                 return;
@@ -213,37 +221,63 @@ impl Writer {
     }
 }
 
-#[inline]
-fn is_ident_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
+/// Whether two pieces of output are the same but for the numbers of `$n`
+/// parameters: rows `($1, $2), ($3, $4)` repeat one shape.
+fn same_shape(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] != b[j] {
+            return false;
+        }
+        let param = a[i] == b'$';
+        i += 1;
+        j += 1;
+        if param {
+            while i < a.len() && a[i].is_ascii_digit() {
+                i += 1;
+            }
+            while j < b.len() && b[j].is_ascii_digit() {
+                j += 1;
+            }
+        }
+    }
+    i == a.len() && j == b.len()
 }
 
-#[inline]
-pub(crate) fn is_ident_cont(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+/// A list item that is one value with a cast: `?::uuid`, `$2::int[]`,
+/// `?::public.mood`, `?::double precision`.
+fn is_cast_item(item: &str) -> bool {
+    let rest = if let Some(r) = item.strip_prefix('?') {
+        r
+    } else if let Some(r) = item.strip_prefix('$') {
+        r.trim_start_matches(|c: char| c.is_ascii_digit())
+    } else {
+        return false;
+    };
+    rest.starts_with("::")
+        && rest
+            .bytes()
+            .all(|c| lexer::is_ident_cont(c) && c != b'$' || b":[]. ".contains(&c))
 }
 
-#[inline]
-fn is_op_char(b: u8) -> bool {
-    matches!(
-        b,
-        b'+' | b'-'
-            | b'*'
-            | b'/'
-            | b'<'
-            | b'>'
-            | b'='
-            | b'~'
-            | b'!'
-            | b'@'
-            | b'#'
-            | b'%'
-            | b'^'
-            | b'&'
-            | b'|'
-            | b'`'
-            | b'?'
-    )
+/// Collapses a bracket's items `v::t, v::t, …` (from `from` to the end of the
+/// output) into the first, as plain values collapse: `IN ($1::uuid, $2::uuid)`
+/// is `IN ($1::uuid)`.
+fn collapse_cast_items(out: &mut String, from: usize) {
+    let Some(content) = out.get(from..) else {
+        return;
+    };
+    let mut items = content.split(", ");
+    let Some(first) = items.next() else {
+        return;
+    };
+    if first.len() == content.len() || !is_cast_item(first) {
+        return;
+    }
+    if items.all(|it| same_shape(it, first)) {
+        out.truncate(from + first.len());
+    }
 }
 
 /// Upper-cases `word` into `buf` and says whether it is a keyword we write in
@@ -410,133 +444,30 @@ fn keyword(word: &[u8], buf: &mut [u8; 16]) -> bool {
 #[must_use]
 pub fn sanitize_sql(sql: &str) -> String {
     let b = sql.as_bytes();
-    let n = b.len();
-    let mut w = Writer::new(n.min(4096));
+    let mut w = Writer::new(b.len().min(4096));
     let mut kw = [0u8; 16];
-    let mut i = 0;
-    while i < n {
-        let c = b[i];
-        match c {
-            b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c' => i += 1,
-            b'\'' => match scan_standard_string(b, i + 1) {
-                Some(end) => {
-                    w.value(MASK, true);
-                    i = end;
-                }
-                None => return w.mask_rest(),
+    for t in Lexer::new(sql) {
+        let text = &sql[t.start..t.end];
+        match t.kind {
+            Kind::Space | Kind::Comment => {}
+            Kind::Str => w.value(MASK, true),
+            Kind::Number => w.value(MASK, false),
+            Kind::Param => w.value(text, false),
+            Kind::QuotedIdent => w.push(Tok::Ident, text),
+            Kind::Unterminated => return w.mask_rest(),
+            Kind::Cast => w.push(Tok::Join, "::"),
+            Kind::Punct => match b[t.start] {
+                b'(' => w.open("("),
+                b'[' => w.open("["),
+                b')' => w.close(")"),
+                b']' => w.close("]"),
+                b',' => w.push(Tok::Comma, ","),
+                b';' => w.push(Tok::Semi, ";"),
+                b'.' => w.push(Tok::Join, "."),
+                _ => w.push(Tok::Op, text),
             },
-            b'"' => match scan_quoted(b, i + 1, b'"') {
-                Some(end) => {
-                    w.push(Tok::Ident, &sql[i..end]);
-                    i = end;
-                }
-                None => return w.mask_rest(),
-            },
-            b'$' => {
-                if i + 1 < n && b[i + 1].is_ascii_digit() {
-                    let mut j = i + 1;
-                    while j < n && b[j].is_ascii_digit() {
-                        j += 1;
-                    }
-                    w.value(&sql[i..j], false);
-                    i = j;
-                } else if let Some(tag_end) = dollar_tag(b, i) {
-                    let tag = &b[i..tag_end];
-                    match find(b, tag_end, tag) {
-                        Some(close) => {
-                            w.value(MASK, true);
-                            i = close + tag.len();
-                        }
-                        None => return w.mask_rest(),
-                    }
-                } else {
-                    w.push(Tok::Op, "$");
-                    i += 1;
-                }
-            }
-            b'0'..=b'9' => {
-                i = scan_number(b, i);
-                w.value(MASK, false);
-            }
-            b'.' if i + 1 < n && b[i + 1].is_ascii_digit() => {
-                i = scan_number(b, i);
-                w.value(MASK, false);
-            }
-            b'-' if i + 1 < n && b[i + 1] == b'-' => {
-                while i < n && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if i + 1 < n && b[i + 1] == b'*' => match scan_block_comment(b, i) {
-                Some(end) => i = end,
-                None => return w.mask_rest(),
-            },
-            b'(' => {
-                w.open("(");
-                i += 1;
-            }
-            b'[' => {
-                w.open("[");
-                i += 1;
-            }
-            b')' => {
-                w.close(")");
-                i += 1;
-            }
-            b']' => {
-                w.close("]");
-                i += 1;
-            }
-            b',' => {
-                w.push(Tok::Comma, ",");
-                i += 1;
-            }
-            b';' => {
-                w.push(Tok::Semi, ";");
-                i += 1;
-            }
-            b'.' => {
-                w.push(Tok::Join, ".");
-                i += 1;
-            }
-            b':' => {
-                if i + 1 < n && b[i + 1] == b':' {
-                    w.push(Tok::Join, "::");
-                    i += 2;
-                } else {
-                    w.push(Tok::Op, ":");
-                    i += 1;
-                }
-            }
-            b'?' if i + 1 < n && b[i + 1].is_ascii_digit() => {
-                // SQLite's numbered parameter `?NNN`: a parameter, kept.
-                let mut j = i + 1;
-                while j < n && b[j].is_ascii_digit() {
-                    j += 1;
-                }
-                w.value(&sql[i..j], false);
-                i = j;
-            }
-            _ if is_op_char(c) => {
-                let mut j = i + 1;
-                while j < n && is_op_char(b[j]) {
-                    // A comment starts inside an operator run (`=--x`, `+/*`).
-                    if j + 1 < n
-                        && (b[j] == b'-' && b[j + 1] == b'-' || b[j] == b'/' && b[j + 1] == b'*')
-                    {
-                        break;
-                    }
-                    j += 1;
-                }
-                // PostgreSQL: a multi-character operator ends in `+` or `-` only if it
-                // holds one of ~ ! @ # % ^ & | ` ?; so `=-5` is `=` then `-5`.
-                if !b[i..j].iter().any(|c| b"~!@#%^&|`?".contains(c)) {
-                    while j > i + 1 && matches!(b[j - 1], b'+' | b'-') {
-                        j -= 1;
-                    }
-                }
-                let op = &sql[i..j];
-                let unary = (op == "-" || op == "+")
+            Kind::Op => {
+                let unary = (text == "-" || text == "+")
                     && matches!(
                         w.last,
                         Tok::Start | Tok::Open | Tok::Comma | Tok::Op | Tok::Keyword | Tok::Semi
@@ -545,231 +476,40 @@ pub fn sanitize_sql(sql: &str) -> String {
                     let at = w.out.len();
                     w.before_sign = w.last;
                     w.space_before(Tok::Sign, false);
-                    w.out.push_str(op);
+                    w.out.push_str(text);
                     w.finish(Tok::Sign);
                     w.sign_at = Some(at);
                 } else {
-                    w.push(Tok::Op, op);
+                    w.push(Tok::Op, text);
                 }
-                i = j;
             }
-            _ if is_ident_start(c) => {
-                // Literal prefixes: E'…', U&'…', B'…', X'…', N'…' (and U&"…").
-                let next = b.get(i + 1).copied();
-                if next == Some(b'\'') {
-                    match c {
-                        b'E' | b'e' => match scan_escape_string(b, i + 2) {
-                            Some(end) => {
-                                w.value(MASK, true);
-                                i = end;
-                                continue;
-                            }
-                            None => return w.mask_rest(),
-                        },
-                        b'B' | b'b' | b'X' | b'x' | b'N' | b'n' => {
-                            match scan_standard_string(b, i + 2) {
-                                Some(end) => {
-                                    w.value(MASK, true);
-                                    i = end;
-                                    continue;
-                                }
-                                None => return w.mask_rest(),
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                if (c == b'U' || c == b'u') && next == Some(b'&') {
-                    match b.get(i + 2) {
-                        Some(b'\'') => match scan_standard_string(b, i + 3) {
-                            Some(end) => {
-                                w.value(MASK, true);
-                                i = end;
-                                continue;
-                            }
-                            None => return w.mask_rest(),
-                        },
-                        Some(b'"') => match scan_quoted(b, i + 3, b'"') {
-                            Some(end) => {
-                                w.push(Tok::Ident, &sql[i..end]);
-                                i = end;
-                                continue;
-                            }
-                            None => return w.mask_rest(),
-                        },
-                        _ => {}
-                    }
-                }
-                let mut j = i + 1;
-                while j < n && is_ident_cont(b[j]) {
-                    j += 1;
-                }
-                let word = &b[i..j];
+            Kind::Word => {
+                let word = text.as_bytes();
                 if keyword(word, &mut kw) {
                     let up = &kw[..word.len()];
                     // Only ASCII letters were upper-cased, so this is UTF-8.
-                    let text = std::str::from_utf8(up).unwrap_or("?");
-                    w.push(Tok::Keyword, text);
+                    let up = std::str::from_utf8(up).unwrap_or(MASK);
+                    w.push(Tok::Keyword, up);
                 } else if word.eq_ignore_ascii_case(b"true") || word.eq_ignore_ascii_case(b"false")
                 {
                     w.value(MASK, false);
                 } else {
                     w.space_before(Tok::Ident, false);
                     let at = w.out.len();
-                    w.out.push_str(&sql[i..j]);
+                    w.out.push_str(text);
                     w.out[at..].make_ascii_lowercase();
                     w.finish(Tok::Ident);
                 }
-                i = j;
             }
-            _ => {
-                // Any other byte (`\`, `{`, `}`, control characters): one token.
-                // Only ASCII reaches here (bytes >= 0x80 start identifiers).
+            Kind::Other => {
+                // `\`, `{`, `}`, a lone `$`, control characters: one token each.
                 w.space_before(Tok::Op, false);
-                w.out.push(char::from(c));
+                w.out.push_str(text);
                 w.finish(Tok::Op);
-                i += 1;
             }
         }
     }
     w.out
-}
-
-/// Scans a standard string body from `i` (just past the opening quote); returns
-/// the offset past the closing quote. `None` when unterminated, or when a quote
-/// follows an odd run of backslashes: with `standard_conforming_strings` off
-/// that quote would not end the string, so where it ends is ambiguous.
-pub(crate) fn scan_standard_string(b: &[u8], mut i: usize) -> Option<usize> {
-    let mut backslashes = 0usize;
-    while i < b.len() {
-        match b[i] {
-            b'\'' => {
-                if backslashes % 2 == 1 {
-                    return None;
-                }
-                if b.get(i + 1) == Some(&b'\'') {
-                    i += 2;
-                    backslashes = 0;
-                    continue;
-                }
-                return Some(i + 1);
-            }
-            b'\\' => backslashes += 1,
-            _ => backslashes = 0,
-        }
-        i += 1;
-    }
-    None
-}
-
-/// Scans an `E'…'` body: backslash escapes any byte, `''` is a quote.
-pub(crate) fn scan_escape_string(b: &[u8], mut i: usize) -> Option<usize> {
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 2,
-            b'\'' => {
-                if b.get(i + 1) == Some(&b'\'') {
-                    i += 2;
-                } else {
-                    return Some(i + 1);
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    None
-}
-
-/// Scans a quoted identifier body (`""` escapes the quote).
-pub(crate) fn scan_quoted(b: &[u8], mut i: usize, q: u8) -> Option<usize> {
-    while i < b.len() {
-        if b[i] == q {
-            if b.get(i + 1) == Some(&q) {
-                i += 2;
-                continue;
-            }
-            return Some(i + 1);
-        }
-        i += 1;
-    }
-    None
-}
-
-/// Scans a nested `/* */` comment starting at `i`; the offset past its end.
-pub(crate) fn scan_block_comment(b: &[u8], mut i: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    while i + 1 < b.len() {
-        if b[i] == b'/' && b[i + 1] == b'*' {
-            depth += 1;
-            i += 2;
-        } else if b[i] == b'*' && b[i + 1] == b'/' {
-            depth -= 1;
-            i += 2;
-            if depth == 0 {
-                return Some(i);
-            }
-        } else {
-            i += 1;
-        }
-    }
-    None
-}
-
-/// If a dollar-quote tag (`$$` or `$tag$`) starts at `i`, the offset past it.
-pub(crate) fn dollar_tag(b: &[u8], i: usize) -> Option<usize> {
-    let mut j = i + 1;
-    if j < b.len() && b[j] == b'$' {
-        return Some(j + 1);
-    }
-    if j < b.len() && is_ident_start(b[j]) {
-        j += 1;
-        while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] >= 0x80) {
-            j += 1;
-        }
-        if j < b.len() && b[j] == b'$' {
-            return Some(j + 1);
-        }
-    }
-    None
-}
-
-/// Finds `needle` in `hay` from `from`.
-pub(crate) fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || from > hay.len() {
-        return None;
-    }
-    hay[from..]
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
-}
-
-/// Scans a numeric constant (decimal with fraction and exponent, `0x`/`0o`/`0b`,
-/// `_` separators) and any identifier characters glued to it (`123abc` is a
-/// number then junk to PostgreSQL; it is all masked here).
-fn scan_number(b: &[u8], mut i: usize) -> usize {
-    let n = b.len();
-    while i < n {
-        let c = b[i];
-        if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' {
-            if (c == b'e' || c == b'E') && i + 1 < n && (b[i + 1] == b'+' || b[i + 1] == b'-') {
-                i += 2;
-                continue;
-            }
-            // `1..5` (array slice) and `1.x` stop at the dot.
-            if c == b'.' && (i + 1 >= n || !b[i + 1].is_ascii_digit()) {
-                if i + 1 < n && b[i + 1] == b'.' {
-                    break;
-                }
-                i += 1;
-                break;
-            }
-            i += 1;
-        } else {
-            break;
-        }
-    }
-    i
 }
 
 #[cfg(test)]
