@@ -364,6 +364,7 @@ impl Pipeline<'_> {
         missing: &mut HashedSet,
     ) -> Result<(), sqlx::Error> {
         writers::insert(sink, self.registry, &state.hasher, &mut part).await?;
+        // After an insert, a duplicate is a row the backstop skipped.
         let skipped = |r: &&PreparedRow| matches!(r.outcome, Outcome::Duplicate(_));
         if part.rows.iter().any(|r| skipped(&r)) {
             let spec = &self.registry.specs()[part.spec];

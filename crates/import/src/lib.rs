@@ -9,11 +9,12 @@
 //! connection pool to its caller, and writes through a [`Sink`]: [`PgSink`] for
 //! PostgreSQL, [`SqliteSink`] for SQLite.
 //!
-//! Rows move through chunks (5 000 rows by default): parse → validate fields → group by
-//! type → one foreign-key lookup per referenced table → de-duplicate → insert parents
-//! first, in one transaction per chunk. `ON CONFLICT DO NOTHING` stays as the backstop
-//! for concurrent imports; the rows it skips count as duplicates. Reasons in the report
-//! name the problem, never the value, since values may be health information.
+//! Rows move through chunks (5 000 rows by default): parse and validate fields (on a
+//! reading thread) → resolve foreign keys (one lookup per referenced table) → de-duplicate
+//! within the input → per type, parents first: de-duplicate against the database (one
+//! lookup) → write, in one transaction per chunk. `ON CONFLICT DO NOTHING` stays as the
+//! backstop for concurrent imports; the rows it skips count as duplicates. Reasons in the
+//! report name the problem, never the value, since values may be health information.
 //!
 //! On PostgreSQL, a chunk of types nothing references (vaccinations, not students) is
 //! written on a second connection while the next chunk is checked
