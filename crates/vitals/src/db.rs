@@ -21,12 +21,18 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// `"PostgreSQL"` or `"SQLite"`.
+    /// `"PostgreSQL"` or `"SQLite"` (also what `Display` writes).
     pub fn name(self) -> &'static str {
         match self {
             Engine::Postgres => "PostgreSQL",
             Engine::Sqlite => "SQLite",
         }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -61,8 +67,8 @@ impl Db {
         match self {
             Db::Postgres(p) => Ok(p),
             Db::Sqlite(_) => Err(Error::WrongEngine {
-                needed: "PostgreSQL",
-                actual: "SQLite",
+                needed: Engine::Postgres,
+                actual: Engine::Sqlite,
             }),
         }
     }
@@ -75,8 +81,8 @@ impl Db {
         match self {
             Db::Sqlite(p) => Ok(p),
             Db::Postgres(_) => Err(Error::WrongEngine {
-                needed: "SQLite",
-                actual: "PostgreSQL",
+                needed: Engine::Sqlite,
+                actual: Engine::Postgres,
             }),
         }
     }
@@ -99,6 +105,9 @@ impl Db {
 /// `&MonitoredPool<_>` (an sqlx executor) and the body is compiled once per engine, so its SQL
 /// must suit both (positional `$n` parameters do).
 ///
+/// This macro and the crate's internal `per_engine!` are the only code that knows a [`Db`] is PostgreSQL or
+/// SQLite.
+///
 /// # Example
 /// ```no_run
 /// # async fn example(vitals: vitals::Vitals) -> Result<(), vitals::Error> {
@@ -115,8 +124,44 @@ macro_rules! with_db {
             $crate::Db::Sqlite($p) => $body,
         }
     };
+    // The crate's own form, for functions written once per engine by `per_engine!`:
+    // `with_db!(@call db, path::to::module => name(args))` awaits `module::postgres::name(pool,
+    // args)` or `module::sqlite::name(pool, args)`.
+    (@call $db:expr, $($module:ident)::+ => $name:ident ( $($arg:expr),* $(,)? )) => {
+        match $db {
+            $crate::Db::Postgres(p) => $($module)::+::postgres::$name(p $(, $arg)*).await,
+            $crate::Db::Sqlite(p) => $($module)::+::sqlite::$name(p $(, $arg)*).await,
+        }
+    };
 }
 pub use with_db;
+
+/// Writes an async function once and defines it for each engine: `$pg` for PostgreSQL and
+/// `$lite` for SQLite, generic over the executor `$exec: $Trait<'c, Database = engine>` (plus
+/// `+ Copy` when asked), with `$db` naming the engine's sqlx database type in the body.
+///
+/// Two macros because they do two things macro_rules cannot merge: [`with_db!`] picks one arm
+/// of a [`Db`] value at run time (an expression, public), this one defines items at compile
+/// time (the engine-generic sqlx code, whose bounds differ per engine and are too long to
+/// write as one generic function). Both list the same two engines.
+macro_rules! per_engine {
+    ($(#[$meta:meta])* fn $pg:ident / $lite:ident <$db:ident> ($exec:ident : $bound:ident $(+ $extra:ident)? $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty $body:block) => {
+        $crate::db::per_engine!(@one sqlx::Postgres, $(#[$meta])* fn $pg <$db> ($exec: $bound $(+ $extra)? $(, $arg : $ty)*) -> $ret $body);
+        $crate::db::per_engine!(@one sqlx::Sqlite, $(#[$meta])* fn $lite <$db> ($exec: $bound $(+ $extra)? $(, $arg : $ty)*) -> $ret $body);
+    };
+    (@one $engine:path, $(#[$meta:meta])* fn $name:ident <$db:ident> ($exec:ident : $bound:ident $(+ $extra:ident)? $(, $arg:ident : $ty:ty)*) -> $ret:ty $body:block) => {
+        $(#[$meta])*
+        pub async fn $name<'c, X>($exec: X $(, $arg: $ty)*) -> $ret
+        where
+            X: sqlx::$bound<'c, Database = $engine> $(+ $extra)?,
+        {
+            #[allow(dead_code)]
+            type $db = $engine;
+            $body
+        }
+    };
+}
+pub(crate) use per_engine;
 
 /// Feeds every statement of the monitored pool to the query logger (the pool's
 /// [`QueryObserver`] seam; the pool crate knows nothing of the logger).

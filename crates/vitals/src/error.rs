@@ -79,9 +79,9 @@ pub enum Error {
     #[error("this operation needs {needed}, but vitals runs on {actual}")]
     WrongEngine {
         /// The engine the operation needs.
-        needed: &'static str,
+        needed: crate::Engine,
         /// The engine configured.
-        actual: &'static str,
+        actual: crate::Engine,
     },
 }
 

@@ -171,7 +171,7 @@ impl HealthDataCache {
                 kind.ttl(),
                 &[kind.tag(), &group],
                 || async move {
-                    match by_engine!(db, health_summary(student)) {
+                    match crate::with_db!(@call db, super::queries => health_summary(student)) {
                         Ok(Some(summary)) => Ok(summary),
                         Ok(None) => Err(Miss::NotFound),
                         Err(e) => Err(Miss::Failed(Error::database(&e))),
@@ -193,7 +193,7 @@ impl HealthDataCache {
     pub async fn vaccinations(&self, student: Uuid) -> Result<Vec<Vaccination>, Error> {
         let db = &self.db;
         self.through(HealthData::Vaccinations, student, || async move {
-            by_engine!(db, vaccinations(student))
+            crate::with_db!(@call db, super::queries => vaccinations(student))
         })
         .await
     }
@@ -205,7 +205,7 @@ impl HealthDataCache {
     pub async fn allergies(&self, student: Uuid) -> Result<Vec<Allergy>, Error> {
         let db = &self.db;
         self.through(HealthData::Allergies, student, || async move {
-            by_engine!(db, allergies(student))
+            crate::with_db!(@call db, super::queries => allergies(student))
         })
         .await
     }
@@ -217,7 +217,7 @@ impl HealthDataCache {
     pub async fn chronic_conditions(&self, student: Uuid) -> Result<Vec<ChronicCondition>, Error> {
         let db = &self.db;
         self.through(HealthData::ChronicConditions, student, || async move {
-            by_engine!(db, chronic_conditions(student))
+            crate::with_db!(@call db, super::queries => chronic_conditions(student))
         })
         .await
     }

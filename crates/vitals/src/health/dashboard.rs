@@ -64,7 +64,7 @@ impl Dashboard {
     /// The first failing read (scrubbed).
     pub async fn recent_activities(&self, limit: i64) -> Result<RecentActivities, Error> {
         let now = Utc::now();
-        Ok(by_engine!(&self.db, recent_activities(now, limit))?)
+        Ok(crate::with_db!(@call &self.db, super::queries => recent_activities(now, limit))?)
     }
 
     /// The same three reads one after another: the report's "before", kept for measuring.
@@ -76,10 +76,9 @@ impl Dashboard {
         limit: i64,
     ) -> Result<RecentActivities, Error> {
         let now = Utc::now();
-        Ok(by_engine!(
-            &self.db,
-            recent_activities_sequential(now, limit)
-        )?)
+        Ok(
+            crate::with_db!(@call &self.db, super::queries => recent_activities_sequential(now, limit))?,
+        )
     }
 
     /// The four chart aggregates at once (`sequential = false`) or one after another.
@@ -88,7 +87,7 @@ impl Dashboard {
     /// The first failing read (scrubbed).
     pub async fn chart_data(&self, sequential: bool) -> Result<ChartData, Error> {
         let now = Utc::now();
-        Ok(by_engine!(&self.db, chart_data(now, sequential))?)
+        Ok(crate::with_db!(@call &self.db, super::queries => chart_data(now, sequential))?)
     }
 
     /// The three activity counters at once (`sequential = false`) or one after another.
@@ -97,7 +96,7 @@ impl Dashboard {
     /// The first failing read (scrubbed).
     pub async fn activity_counts(&self, sequential: bool) -> Result<ActivityCounts, Error> {
         let now = Utc::now();
-        Ok(by_engine!(&self.db, activity_counts(now, sequential))?)
+        Ok(crate::with_db!(@call &self.db, super::queries => activity_counts(now, sequential))?)
     }
 
     /// The headline figures, each read at once and on its own; what succeeded is returned

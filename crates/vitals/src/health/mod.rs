@@ -17,16 +17,6 @@
 //! # Ok(()) }
 //! ```
 
-/// Calls `queries::postgres::NAME` or `queries::sqlite::NAME` with the pool of a [`crate::Db`].
-macro_rules! by_engine {
-    ($db:expr, $name:ident ( $($arg:expr),* )) => {
-        match $db {
-            $crate::Db::Postgres(p) => $crate::health::queries::postgres::$name(p $(, $arg)*).await,
-            $crate::Db::Sqlite(p) => $crate::health::queries::sqlite::$name(p $(, $arg)*).await,
-        }
-    };
-}
-
 #[cfg(feature = "http")]
 pub mod api;
 mod cache;

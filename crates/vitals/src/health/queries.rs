@@ -6,10 +6,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{Executor, Postgres, Sqlite};
 use uuid::Uuid;
 
 use super::model::*;
+use crate::db::per_engine;
 
 // Each SQL text once, for every function that runs it.
 
@@ -105,29 +105,12 @@ pub struct ActivityCounts {
     pub appointments_next_week: i64,
 }
 
-/// Writes a function once per engine (see `store.rs`); here the executor is `Copy`.
-macro_rules! for_each_engine {
-    ($(#[$meta:meta])* fn $pg:ident / $lite:ident ($exec:ident $(, $arg:ident : $ty:ty)*) -> $ret:ty $body:block) => {
-        for_each_engine!(@one Postgres, $(#[$meta])* fn $pg ($exec $(, $arg : $ty)*) -> $ret $body);
-        for_each_engine!(@one Sqlite, $(#[$meta])* fn $lite ($exec $(, $arg : $ty)*) -> $ret $body);
-    };
-    (@one $engine:ident, $(#[$meta:meta])* fn $name:ident ($exec:ident $(, $arg:ident : $ty:ty)*) -> $ret:ty $body:block) => {
-        $(#[$meta])*
-        pub async fn $name<'c, E>($exec: E $(, $arg: $ty)*) -> $ret
-        where
-            E: Executor<'c, Database = $engine> + Copy,
-        {
-            $body
-        }
-    };
-}
-
-for_each_engine! {
+per_engine! {
     /// One student, or `None`.
     ///
     /// # Errors
     /// A database error.
-    fn student_postgres / student_sqlite (db, id: Uuid) -> Result<Option<Student>, sqlx::Error> {
+    fn student_postgres / student_sqlite <Db> (db: Executor + Copy, id: Uuid) -> Result<Option<Student>, sqlx::Error> {
         sqlx::query_as(STUDENT)
             .bind(id)
             .fetch_optional(db)
@@ -135,12 +118,12 @@ for_each_engine! {
     }
 }
 
-for_each_engine! {
+per_engine! {
     /// A student's vaccinations, newest first.
     ///
     /// # Errors
     /// A database error.
-    fn vaccinations_postgres / vaccinations_sqlite (db, student: Uuid) -> Result<Vec<Vaccination>, sqlx::Error> {
+    fn vaccinations_postgres / vaccinations_sqlite <Db> (db: Executor + Copy, student: Uuid) -> Result<Vec<Vaccination>, sqlx::Error> {
         sqlx::query_as(VACCINATIONS)
         .bind(student)
         .fetch_all(db)
@@ -148,12 +131,12 @@ for_each_engine! {
     }
 }
 
-for_each_engine! {
+per_engine! {
     /// A student's active allergies, most severe first.
     ///
     /// # Errors
     /// A database error.
-    fn allergies_postgres / allergies_sqlite (db, student: Uuid) -> Result<Vec<Allergy>, sqlx::Error> {
+    fn allergies_postgres / allergies_sqlite <Db> (db: Executor + Copy, student: Uuid) -> Result<Vec<Allergy>, sqlx::Error> {
         sqlx::query_as(ALLERGIES)
         .bind(student)
         .bind(true)
@@ -162,12 +145,12 @@ for_each_engine! {
     }
 }
 
-for_each_engine! {
+per_engine! {
     /// A student's chronic conditions.
     ///
     /// # Errors
     /// A database error.
-    fn chronic_conditions_postgres / chronic_conditions_sqlite (db, student: Uuid) -> Result<Vec<ChronicCondition>, sqlx::Error> {
+    fn chronic_conditions_postgres / chronic_conditions_sqlite <Db> (db: Executor + Copy, student: Uuid) -> Result<Vec<ChronicCondition>, sqlx::Error> {
         sqlx::query_as(CHRONIC_CONDITIONS)
         .bind(student)
         .fetch_all(db)
@@ -175,12 +158,12 @@ for_each_engine! {
     }
 }
 
-for_each_engine! {
+per_engine! {
     /// A student's last `limit` medication doses, newest first.
     ///
     /// # Errors
     /// A database error.
-    fn student_medications_postgres / student_medications_sqlite (db, student: Uuid, limit: i64) -> Result<Vec<MedicationLog>, sqlx::Error> {
+    fn student_medications_postgres / student_medications_sqlite <Db> (db: Executor + Copy, student: Uuid, limit: i64) -> Result<Vec<MedicationLog>, sqlx::Error> {
         sqlx::query_as(student_medications_sql!("$2"))
         .bind(student)
         .bind(limit)
@@ -189,13 +172,13 @@ for_each_engine! {
     }
 }
 
-for_each_engine! {
+per_engine! {
     /// A student's health summary: the student and four record lists, read one after another
     /// (the uncached path the cache is measured against). `None` when there is no such student.
     ///
     /// # Errors
     /// A database error.
-    fn health_summary_postgres / health_summary_sqlite (db, student: Uuid) -> Result<Option<HealthSummary>, sqlx::Error> {
+    fn health_summary_postgres / health_summary_sqlite <Db> (db: Executor + Copy, student: Uuid) -> Result<Option<HealthSummary>, sqlx::Error> {
         let Some(found) = sqlx::query_as::<_, Student>(STUDENT)
             .bind(student)
             .fetch_optional(db)
@@ -213,13 +196,13 @@ for_each_engine! {
     }
 }
 
-for_each_engine! {
+per_engine! {
     /// The dashboard's recent activity, the three reads run at once (each on its own
     /// connection), like the report's `Promise.all`.
     ///
     /// # Errors
     /// The first database error.
-    fn recent_activities_postgres / recent_activities_sqlite (db, now: DateTime<Utc>, limit: i64) -> Result<RecentActivities, sqlx::Error> {
+    fn recent_activities_postgres / recent_activities_sqlite <Db> (db: Executor + Copy, now: DateTime<Utc>, limit: i64) -> Result<RecentActivities, sqlx::Error> {
         let (medications, incidents, upcoming_appointments) = tokio::try_join!(
             sqlx::query_as::<_, MedicationLog>(RECENT_MEDICATIONS).bind(now).bind(limit).fetch_all(db),
             sqlx::query_as::<_, IncidentReport>(RECENT_INCIDENTS).bind(now).bind(limit).fetch_all(db),
@@ -229,12 +212,12 @@ for_each_engine! {
     }
 }
 
-for_each_engine! {
+per_engine! {
     /// The same three reads as `recent_activities_*`, one after another: the report's "before".
     ///
     /// # Errors
     /// The first database error.
-    fn recent_activities_sequential_postgres / recent_activities_sequential_sqlite (db, now: DateTime<Utc>, limit: i64) -> Result<RecentActivities, sqlx::Error> {
+    fn recent_activities_sequential_postgres / recent_activities_sequential_sqlite <Db> (db: Executor + Copy, now: DateTime<Utc>, limit: i64) -> Result<RecentActivities, sqlx::Error> {
         let medications = sqlx::query_as::<_, MedicationLog>(RECENT_MEDICATIONS).bind(now).bind(limit).fetch_all(db).await?;
         let incidents = sqlx::query_as::<_, IncidentReport>(RECENT_INCIDENTS).bind(now).bind(limit).fetch_all(db).await?;
         let upcoming_appointments = sqlx::query_as::<_, Appointment>(UPCOMING_APPOINTMENTS).bind(now).bind(limit).fetch_all(db).await?;
@@ -242,13 +225,13 @@ for_each_engine! {
     }
 }
 
-for_each_engine! {
+per_engine! {
     /// The dashboard's four chart aggregates, run at once (`sequential = false`) or one after
     /// another (`sequential = true`, the report's "before").
     ///
     /// # Errors
     /// The first database error.
-    fn chart_data_postgres / chart_data_sqlite (db, now: DateTime<Utc>, sequential: bool) -> Result<ChartData, sqlx::Error> {
+    fn chart_data_postgres / chart_data_sqlite <Db> (db: Executor + Copy, now: DateTime<Utc>, sequential: bool) -> Result<ChartData, sqlx::Error> {
         let since = now - Duration::days(30);
         let by_vaccine = sqlx::query_as::<_, LabelCount>(
             "SELECT vaccine_name AS label, COUNT(*) AS count FROM vaccinations \
@@ -274,13 +257,13 @@ for_each_engine! {
     }
 }
 
-for_each_engine! {
+per_engine! {
     /// The dashboard's three counters, run at once (`sequential = false`) or one after
     /// another (`sequential = true`, the report's "before").
     ///
     /// # Errors
     /// The first database error.
-    fn activity_counts_postgres / activity_counts_sqlite (db, now: DateTime<Utc>, sequential: bool) -> Result<ActivityCounts, sqlx::Error> {
+    fn activity_counts_postgres / activity_counts_sqlite <Db> (db: Executor + Copy, now: DateTime<Utc>, sequential: bool) -> Result<ActivityCounts, sqlx::Error> {
         let medications = sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM medication_logs WHERE administered_at > $1 AND administered_at <= $2",
         )

@@ -1,11 +1,12 @@
 //! Migrations, bulk loading of a generated school, and row counts, on PostgreSQL and SQLite.
 //!
 //! The same SQL serves both engines (positional `$n` parameters bind in order on SQLite too);
-//! [`for_each_backend!`] writes each function once and instantiates it per engine.
+//! the crate's `per_engine!` writes each function once and instantiates it per engine.
 
-use sqlx::{Acquire, Postgres, QueryBuilder, Sqlite};
+use sqlx::QueryBuilder;
 
 use super::generate::School;
+use crate::db::per_engine;
 
 /// The PostgreSQL migrations, embedded at compile time from `crates/vitals/migrations/postgres`.
 pub static MIGRATOR_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -64,35 +65,15 @@ impl TableCounts {
 /// PostgreSQL's 65 535 and SQLite's 32 766.
 const LOAD_BATCH: usize = 1_000;
 
-/// Writes a function once per backend: `$pg` for PostgreSQL and `$lite` for SQLite, with `$db`
-/// standing for the engine's type in the body.
-macro_rules! for_each_backend {
-    ($(#[$meta:meta])* fn $pg:ident / $lite:ident <$db:ident> $params:tt -> $ret:ty $body:block) => {
-        for_each_backend!(@one Postgres, $(#[$meta])* fn $pg <$db> $params -> $ret $body);
-        for_each_backend!(@one Sqlite, $(#[$meta])* fn $lite <$db> $params -> $ret $body);
-    };
-    (@one $engine:ident, $(#[$meta:meta])* fn $name:ident <$db:ident> ($exec:ident $(, $arg:ident : $ty:ty)*) -> $ret:ty $body:block) => {
-        $(#[$meta])*
-        pub async fn $name<'c, A>($exec: A $(, $arg: $ty)*) -> $ret
-        where
-            A: Acquire<'c, Database = $engine>,
-        {
-            #[allow(dead_code)]
-            type $db = $engine;
-            $body
-        }
-    };
-}
-
-for_each_backend! {
+per_engine! {
     /// Inserts every row of a generated school, table by table, in batches of 1 000 rows.
     /// Returns how many rows were written. The load is one transaction: all of it or nothing.
     ///
-    /// Takes a pool, a connection or a transaction (anything that is [`Acquire`]).
+    /// Takes a pool, a connection or a transaction (anything that is [`Acquire`](sqlx::Acquire)).
     ///
     /// # Errors
     /// The first database error; then nothing is written.
-    fn load_school_postgres / load_school_sqlite <Db> (db, school: &School) -> Result<u64, sqlx::Error> {
+    fn load_school_postgres / load_school_sqlite <Db> (db: Acquire, school: &School) -> Result<u64, sqlx::Error> {
         let mut tx = db.begin().await?;
         let mut written = 0u64;
         for chunk in school.students.chunks(LOAD_BATCH) {
@@ -201,13 +182,13 @@ for_each_backend! {
     }
 }
 
-for_each_backend! {
+per_engine! {
     /// Counts the rows of every table, in one statement. Takes a pool, a connection or a
     /// transaction.
     ///
     /// # Errors
     /// A database error.
-    fn table_counts_postgres / table_counts_sqlite <Db> (db) -> Result<TableCounts, sqlx::Error> {
+    fn table_counts_postgres / table_counts_sqlite <Db> (db: Acquire) -> Result<TableCounts, sqlx::Error> {
         let row: (i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM students), (SELECT COUNT(*) FROM vaccinations), \
              (SELECT COUNT(*) FROM allergies), (SELECT COUNT(*) FROM chronic_conditions), \

@@ -98,18 +98,22 @@ impl HealthWarmer {
         let db = &self.db;
         let entry = match kind {
             HealthData::Summary => {
-                let summary = by_engine!(db, health_summary(student))?
+                let summary = crate::with_db!(@call db, super::queries => health_summary(student))?
                     .ok_or_else(|| WarmError::from("no such student"))?;
                 WarmEntry::new(&summary, kind.ttl(), &tags)?
             }
-            HealthData::Vaccinations => {
-                WarmEntry::new(&by_engine!(db, vaccinations(student))?, kind.ttl(), &tags)?
-            }
-            HealthData::Allergies => {
-                WarmEntry::new(&by_engine!(db, allergies(student))?, kind.ttl(), &tags)?
-            }
+            HealthData::Vaccinations => WarmEntry::new(
+                &crate::with_db!(@call db, super::queries => vaccinations(student))?,
+                kind.ttl(),
+                &tags,
+            )?,
+            HealthData::Allergies => WarmEntry::new(
+                &crate::with_db!(@call db, super::queries => allergies(student))?,
+                kind.ttl(),
+                &tags,
+            )?,
             HealthData::ChronicConditions => WarmEntry::new(
-                &by_engine!(db, chronic_conditions(student))?,
+                &crate::with_db!(@call db, super::queries => chronic_conditions(student))?,
                 kind.ttl(),
                 &tags,
             )?,
