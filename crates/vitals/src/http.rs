@@ -1,5 +1,6 @@
-//! HTTP for a host service (feature `http`): the health endpoints, `/metrics`, and the
-//! cache-invalidation layers for write routes.
+//! HTTP for a host service (feature `http`): the health endpoints and `/metrics`; the
+//! cache-invalidation layers for write routes are re-exported here from `vitals::health`, the
+//! only code that knows students.
 //!
 //! [`router`] returns an axum `Router` the host merges into its own:
 //!
@@ -39,22 +40,19 @@
 //! ```
 
 use std::fmt::Write as _;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, Query, RawPathParams, Request, State};
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tower::{Layer, Service};
-use uuid::Uuid;
 
-use crate::health::{HealthData, HealthDataCache};
+pub use crate::health::invalidate::{
+    BulkInvalidate, BulkInvalidateLayer, Invalidate, InvalidateCache, InvalidateCacheLayer,
+    StudentId, TouchedStudents,
+};
 use crate::Vitals;
 
 /// How long `/api/health/database/pool`'s `SELECT 1` may take before the pool is unhealthy.
@@ -314,191 +312,6 @@ pub fn prometheus_text(vitals: &Vitals) -> String {
         &[("", q.n_plus_one_findings as f64)],
     );
     out
-}
-
-/// Where a write route's student id is (the report's `studentIdPath`).
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum StudentId {
-    /// A path parameter, such as `student_id` in `/students/{student_id}/vaccinations`
-    /// (the report's `params.studentId`).
-    PathParam(&'static str),
-    /// A header, such as `x-student-id`.
-    Header(&'static str),
-}
-
-impl StudentId {
-    async fn find(&self, parts: &mut axum::http::request::Parts) -> Option<Uuid> {
-        match self {
-            StudentId::PathParam(name) => {
-                let params = RawPathParams::from_request_parts(parts, &()).await.ok()?;
-                params
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .and_then(|(_, v)| v.parse().ok())
-            }
-            StudentId::Header(name) => parts
-                .headers
-                .get(*name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok()),
-        }
-    }
-}
-
-/// Drops a student's cached data after a write route succeeds (a 2xx response): the
-/// report's `@InvalidateCache({studentIdPath, invalidateTypes})`. A failed write invalidates
-/// nothing. Apply it with `route_layer` so that path parameters are known.
-#[derive(Debug, Clone)]
-pub struct InvalidateCacheLayer {
-    cache: HealthDataCache,
-    student: StudentId,
-    /// Never empty: `new` turns "no kinds" into every kind.
-    kinds: Arc<[HealthData]>,
-}
-
-impl InvalidateCacheLayer {
-    /// Invalidates `kinds` of the student found at `student` (all of the student's data when
-    /// `kinds` is empty).
-    pub fn new(
-        cache: HealthDataCache,
-        student: StudentId,
-        kinds: impl IntoIterator<Item = HealthData>,
-    ) -> Self {
-        let mut kinds: Arc<[HealthData]> = kinds.into_iter().collect();
-        if kinds.is_empty() {
-            kinds = Arc::new(HealthData::ALL);
-        }
-        InvalidateCacheLayer {
-            cache,
-            student,
-            kinds,
-        }
-    }
-}
-
-impl<S> Layer<S> for InvalidateCacheLayer {
-    type Service = InvalidateCache<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        InvalidateCache {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// The service of [`InvalidateCacheLayer`].
-#[derive(Debug, Clone)]
-pub struct InvalidateCache<S> {
-    inner: S,
-    layer: InvalidateCacheLayer,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-/// The service that was polled ready, taken out for a call that outlives `&mut self`; a fresh
-/// clone stays behind for the next `poll_ready` (tower's rule for services that await their
-/// inner service).
-fn take_ready<S: Clone>(inner: &mut S) -> S {
-    let clone = inner.clone();
-    std::mem::replace(inner, clone)
-}
-
-impl<S> Service<Request> for InvalidateCache<S>
-where
-    S: Service<Request, Response = Response> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        let mut inner = take_ready(&mut self.inner);
-        let layer = self.layer.clone();
-        Box::pin(async move {
-            let (mut parts, body) = request.into_parts();
-            let student = layer.student.find(&mut parts).await;
-            let response = inner.call(Request::from_parts(parts, body)).await?;
-            if response.status().is_success() {
-                if let Some(id) = student {
-                    layer.cache.invalidate(id, &layer.kinds).await;
-                }
-            }
-            Ok(response)
-        })
-    }
-}
-
-/// The students a bulk write touched; a handler puts it in its response's extensions for
-/// [`BulkInvalidateLayer`].
-#[derive(Debug, Clone, Default)]
-pub struct TouchedStudents(pub Vec<Uuid>);
-
-/// After a successful bulk write (an import), drops the cached data of every student the
-/// response names in its [`TouchedStudents`] extension: the report's
-/// `BulkCacheInvalidationInterceptor`.
-#[derive(Debug, Clone)]
-pub struct BulkInvalidateLayer {
-    cache: HealthDataCache,
-}
-
-impl BulkInvalidateLayer {
-    /// A layer invalidating through `cache`.
-    pub fn new(cache: HealthDataCache) -> Self {
-        BulkInvalidateLayer { cache }
-    }
-}
-
-impl<S> Layer<S> for BulkInvalidateLayer {
-    type Service = BulkInvalidate<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        BulkInvalidate {
-            inner,
-            cache: self.cache.clone(),
-        }
-    }
-}
-
-/// The service of [`BulkInvalidateLayer`].
-#[derive(Debug, Clone)]
-pub struct BulkInvalidate<S> {
-    inner: S,
-    cache: HealthDataCache,
-}
-
-impl<S> Service<Request> for BulkInvalidate<S>
-where
-    S: Service<Request, Response = Response> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        let mut inner = take_ready(&mut self.inner);
-        let cache = self.cache.clone();
-        Box::pin(async move {
-            let mut response = inner.call(request).await?;
-            if response.status().is_success() {
-                if let Some(TouchedStudents(ids)) = response.extensions_mut().remove() {
-                    cache.invalidate_students(&ids).await;
-                }
-            }
-            Ok(response)
-        })
-    }
 }
 
 /// A JSON error body for the host's handlers: `{"error": "..."}` with a status.

@@ -22,6 +22,8 @@ pub mod api;
 mod cache;
 mod dashboard;
 mod generate;
+#[cfg(feature = "http")]
+pub(crate) mod invalidate;
 mod model;
 pub mod queries;
 pub mod records;
