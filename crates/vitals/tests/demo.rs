@@ -5,7 +5,7 @@
 //! schema of its own, dropped at the end.
 
 #[allow(dead_code)] // The example's `main` and helpers the tests do not call.
-#[path = "../../../examples/demo.rs"]
+#[path = "../../../examples/demo/main.rs"]
 mod demo;
 
 use demo::{render_text, run, Args, Report};
