@@ -139,38 +139,34 @@ fn redis_url(env: &mut Env<'_>) -> Option<String> {
         }
         return Some(url);
     }
-    let host = env.string("REDIS_HOST");
-    let port = env.string("REDIS_PORT");
-    let db = env.string("REDIS_DB");
-    let password = env.string("REDIS_PASSWORD");
-    if host.is_none() && port.is_none() && db.is_none() && password.is_none() {
+    const PARTS: [&str; 4] = ["REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_PASSWORD"];
+    if !PARTS.iter().any(|name| env.is_set(name)) {
         return None;
     }
-    let host = host.unwrap_or_else(|| "127.0.0.1".into());
+    let host = env
+        .string("REDIS_HOST")
+        .unwrap_or_else(|| "127.0.0.1".into());
     if host.contains(['/', '@', ' ']) {
         env.problem("REDIS_HOST", &host, "a host name or IP address");
     }
-    let port = port.map_or(Some(6379), |_| {
-        env.parse("REDIS_PORT", "a port number 1-65535", |p| {
+    let port = env
+        .parse("REDIS_PORT", "a port number 1-65535", |p| {
             p.parse::<u16>().ok().filter(|n| *n > 0)
         })
-    });
-    let db = db.map_or(Some(0), |_| {
-        env.parse("REDIS_DB", "a database number >= 0", |d| {
+        .unwrap_or(6379);
+    let db = env
+        .parse("REDIS_DB", "a database number >= 0", |d| {
             d.parse::<u32>().ok()
         })
-    });
+        .unwrap_or(0);
+    let password = env.string("REDIS_PASSWORD");
     let auth = password.map_or_else(String::new, |pw| format!(":{}@", encode_userinfo(&pw)));
     let host = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {
         host
     };
-    Some(format!(
-        "redis://{auth}{host}:{}/{}",
-        port.unwrap_or(6379),
-        db.unwrap_or(0)
-    ))
+    Some(format!("redis://{auth}{host}:{port}/{db}"))
 }
 
 /// The 32 bytes of the base64 key in `var`; a bad one is recorded without its value.

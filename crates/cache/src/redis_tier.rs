@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
+use vitals_env::{mask_url, ConfigError, Problem};
 
 use crate::breaker::{Breaker, BreakerState};
 use crate::codec::Codec;
-use vitals_env::{mask_url, ConfigError, Problem};
-
 use crate::config::CacheConfig;
 use crate::error::CacheError;
 use crate::tier::{Generations, Tier};
@@ -53,7 +52,7 @@ for i = 2, n + 1 do
 end
 redis.call('INCR', KEYS[n + 2])
 redis.call('PEXPIRE', KEYS[n + 2], 60000)
-if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 ";
 
