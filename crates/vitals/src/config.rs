@@ -5,7 +5,9 @@ use vitals_import::ImportOptions;
 use vitals_pool::PoolConfig;
 use vitals_querylog::LoggerConfig;
 
-use crate::error::{ConfigError, ConfigProblem};
+use vitals_env::Env;
+
+use crate::error::ConfigError;
 
 /// Where the embedded SQLite database lives when `DATABASE_URL` is not set.
 pub const DEFAULT_SQLITE_URL: &str = "sqlite://vitals.sqlite";
@@ -50,9 +52,9 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field(
                 "database_url",
-                &self.database_url.as_deref().map(vitals_pool::mask_url),
+                &self.database_url.as_deref().map(vitals_env::mask_url),
             )
-            .field("sqlite_url", &vitals_pool::mask_url(&self.sqlite_url))
+            .field("sqlite_url", &vitals_env::mask_url(&self.sqlite_url))
             .field("migrate", &self.migrate)
             .field("pool", &self.pool)
             .field("querylog", &self.querylog)
@@ -76,68 +78,33 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] listing every bad variable of every crate at once.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_env_with(|name| std::env::var(name).ok())
+        Self::from_env_with(vitals_env::process_env)
     }
 
     /// Reads every variable through `lookup` (a test's map, a secrets store).
     ///
     /// # Errors
-    /// [`ConfigError`] listing every bad variable of every crate at once.
+    /// [`ConfigError`] listing every bad variable of every crate at once, each problem naming
+    /// its crate in `component`.
     pub fn from_env_with<F>(lookup: F) -> Result<Self, ConfigError>
     where
         F: Fn(&str) -> Option<String>,
     {
-        let mut problems = Vec::new();
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let pool = PoolConfig::from_env_with(&lookup);
+        let querylog = LoggerConfig::from_env_with(&lookup);
+        let cache = CacheConfig::from_env_with(&lookup);
+        let import = ImportOptions::from_env_with(&lookup);
 
-        let pool =
-            PoolConfig::from_env_with(get).map_err(|e| note(&mut problems, "pool", e.problems()));
-        let querylog = LoggerConfig::from_env_with(get)
-            .map_err(|e| note(&mut problems, "querylog", e.problems()));
-        let cache =
-            CacheConfig::from_env_with(get).map_err(|e| note(&mut problems, "cache", e.problems()));
-        let import = ImportOptions::from_env_with(get)
-            .map_err(|e| note(&mut problems, "import", e.problems()));
+        let mut env = Env::new("vitals", &lookup);
+        let database_url = env.url("DATABASE_URL", DATABASE_URL_PREFIXES);
+        let sqlite_url = env
+            .url("VITALS_SQLITE_URL", &[SQLITE_PREFIX])
+            .unwrap_or_else(|| DEFAULT_SQLITE_URL.into());
+        let migrate = env.boolean("VITALS_MIGRATE").unwrap_or(true);
+        let own = env.finish(());
 
-        let database_url = get("DATABASE_URL");
-        if let Some(url) = &database_url {
-            if !is_postgres(url) && !is_sqlite(url) {
-                problems.push(ConfigProblem {
-                    component: "vitals",
-                    message: format!(
-                        "DATABASE_URL={:?}: expected a postgres:// or sqlite: URL",
-                        vitals_pool::mask_url(url)
-                    ),
-                });
-            }
-        }
-        let sqlite_url = get("VITALS_SQLITE_URL").unwrap_or_else(|| DEFAULT_SQLITE_URL.into());
-        if !is_sqlite(&sqlite_url) {
-            problems.push(ConfigProblem {
-                component: "vitals",
-                message: format!(
-                    "VITALS_SQLITE_URL={:?}: expected a sqlite: URL",
-                    vitals_pool::mask_url(&sqlite_url)
-                ),
-            });
-        }
-        let migrate = match get("VITALS_MIGRATE")
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-        {
-            None => true,
-            Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => true,
-            Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => false,
-            Some(v) => {
-                problems.push(ConfigProblem {
-                    component: "vitals",
-                    message: format!("VITALS_MIGRATE={v:?}: expected true or false"),
-                });
-                true
-            }
-        };
-        match (pool, querylog, cache, import) {
-            (Ok(pool), Ok(querylog), Ok(cache), Ok(import)) if problems.is_empty() => Ok(Config {
+        match (pool, querylog, cache, import, own) {
+            (Ok(pool), Ok(querylog), Ok(cache), Ok(import), Ok(())) => Ok(Config {
                 database_url,
                 sqlite_url,
                 migrate,
@@ -146,29 +113,30 @@ impl Config {
                 cache,
                 import,
             }),
-            _ => Err(ConfigError::new(problems)),
+            (pool, querylog, cache, import, own) => Err(ConfigError::new(
+                [
+                    pool.err(),
+                    querylog.err(),
+                    cache.err(),
+                    import.err(),
+                    own.err(),
+                ]
+                .into_iter()
+                .flatten()
+                .flat_map(ConfigError::into_problems)
+                .collect(),
+            )),
         }
     }
 }
 
-/// Adds a crate's configuration problems to `problems`, under `component`.
-fn note(
-    problems: &mut Vec<ConfigProblem>,
-    component: &'static str,
-    found: &[impl std::fmt::Display],
-) {
-    problems.extend(found.iter().map(|p| ConfigProblem {
-        component,
-        message: p.to_string(),
-    }));
-}
+/// The URL prefixes `DATABASE_URL` accepts: PostgreSQL's two, then SQLite's.
+const DATABASE_URL_PREFIXES: &[&str] = &["postgres://", "postgresql://", SQLITE_PREFIX];
+const POSTGRES_PREFIXES: &[&str] = &["postgres://", "postgresql://"];
+const SQLITE_PREFIX: &str = "sqlite:";
 
 pub(crate) fn is_postgres(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
-}
-
-pub(crate) fn is_sqlite(url: &str) -> bool {
-    url.starts_with("sqlite:")
+    POSTGRES_PREFIXES.iter().any(|p| url.starts_with(p))
 }
 
 #[cfg(test)]
@@ -218,6 +186,26 @@ mod tests {
         assert_eq!(
             components.into_iter().collect::<Vec<_>>(),
             ["cache", "pool", "querylog", "vitals"]
+        );
+        // The crates' problems stay structured through the facade: no parsing of text.
+        let max = err
+            .problems()
+            .iter()
+            .find(|p| p.variable == "DB_POOL_MAX")
+            .unwrap();
+        assert_eq!(
+            (max.component, max.value.as_deref()),
+            ("pool", Some("lots"))
+        );
+        let url = err
+            .problems()
+            .iter()
+            .find(|p| p.variable == "DATABASE_URL")
+            .unwrap();
+        assert_eq!(
+            url.value.as_deref(),
+            Some("mysql://root:***@127.0.0.1/x"),
+            "masked"
         );
     }
 }

@@ -1,47 +1,11 @@
 //! The facade's error type.
 
-use std::fmt;
-
+/// Every bad variable of every crate, found in one pass: `vitals-env`'s error, so each
+/// [`ConfigProblem`] still names its crate (`component`), variable, value (masked when secret)
+/// and what was expected.
+pub use vitals_env::ConfigError;
 /// One bad configuration value, from any crate's variables.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ConfigProblem {
-    /// The crate that read it (`pool`, `querylog`, `cache`, `import`, `vitals`).
-    pub component: &'static str,
-    /// What is wrong: the variable, its value (masked when secret) and what was expected.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.component, self.message)
-    }
-}
-
-/// Every bad variable of every crate, found in one pass.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid configuration ({} problem{}): {}", .problems.len(), if .problems.len() == 1 { "" } else { "s" }, list(.problems))]
-pub struct ConfigError {
-    problems: Vec<ConfigProblem>,
-}
-
-fn list(problems: &[ConfigProblem]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-impl ConfigError {
-    pub(crate) fn new(problems: Vec<ConfigProblem>) -> Self {
-        ConfigError { problems }
-    }
-
-    /// Every problem found.
-    pub fn problems(&self) -> &[ConfigProblem] {
-        &self.problems
-    }
-}
+pub use vitals_env::Problem as ConfigProblem;
 
 /// What can go wrong in the facade.
 #[derive(Debug, thiserror::Error)]

@@ -33,6 +33,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub use vitals_cache as cache;
+pub use vitals_env as env;
 pub use vitals_import as import;
 pub use vitals_pool as pool;
 pub use vitals_querylog as querylog;
