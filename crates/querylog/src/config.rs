@@ -19,8 +19,12 @@ pub const ENV_RECENT: &str = "DB_QUERYLOG_RECENT";
 pub const ENV_SLOW_HISTORY: &str = "DB_QUERYLOG_SLOW_HISTORY";
 /// Cap on distinct fingerprints with statistics (default 1000, at least 1).
 pub const ENV_MAX_FINGERPRINTS: &str = "DB_QUERYLOG_MAX_FINGERPRINTS";
-/// Repeats of one fingerprint in one scope that make an N+1 finding (default 5, at least 2).
-pub const ENV_N_PLUS_ONE_THRESHOLD: &str = "DB_QUERYLOG_N_PLUS_ONE_THRESHOLD";
+/// Repeats of one fingerprint in one scope that make an N+1 finding (default 5, Sentry's
+/// threshold; at least 2). The older name [`ENV_N_PLUS_ONE_THRESHOLD_DB`] is read too; when
+/// both are set, this one wins and the older one is not read.
+pub const ENV_N_PLUS_ONE_THRESHOLD: &str = "QUERYLOG_N_PLUS_ONE_THRESHOLD";
+/// The older name of [`ENV_N_PLUS_ONE_THRESHOLD`], still read when that one is unset or blank.
+pub const ENV_N_PLUS_ONE_THRESHOLD_DB: &str = "DB_QUERYLOG_N_PLUS_ONE_THRESHOLD";
 /// Period of the summary log line in seconds (default 300; 0 turns it off).
 pub const ENV_SUMMARY_SECS: &str = "DB_QUERYLOG_SUMMARY_SECS";
 /// Fingerprint key: 32 hex digits (default: the built-in key). Masked in errors.
@@ -79,8 +83,8 @@ impl LoggerConfig {
         }
     }
 
-    /// Reads the `DB_SLOW_QUERY_*` and `DB_QUERYLOG_*` variables; unset or blank ones take
-    /// their defaults.
+    /// Reads the `DB_SLOW_QUERY_*` and `DB_QUERYLOG_*` variables and
+    /// `QUERYLOG_N_PLUS_ONE_THRESHOLD`; unset or blank ones take their defaults.
     ///
     /// # Errors
     ///
@@ -128,7 +132,13 @@ impl LoggerConfig {
         if let Some(n) = env.whole::<u64>(ENV_MAX_FINGERPRINTS, 0..) {
             b = b.max_fingerprints(usize::try_from(n).unwrap_or(usize::MAX));
         }
-        if let Some(n) = env.whole::<u64>(ENV_N_PLUS_ONE_THRESHOLD, 0..) {
+        // The issue's name wins; a problem names whichever variable was read.
+        let threshold_var = if env.is_set(ENV_N_PLUS_ONE_THRESHOLD) {
+            ENV_N_PLUS_ONE_THRESHOLD
+        } else {
+            ENV_N_PLUS_ONE_THRESHOLD_DB
+        };
+        if let Some(n) = env.whole::<u64>(threshold_var, 0..) {
             b = b.n_plus_one_threshold(u32::try_from(n).unwrap_or(u32::MAX));
         }
         if let Some(d) = env.secs(ENV_SUMMARY_SECS, 0) {
@@ -143,7 +153,7 @@ impl LoggerConfig {
         }
         let built = b.build();
         if let Err(e) = &built {
-            env.absorb(in_env_names(e.clone()));
+            env.absorb(in_env_names(e.clone(), threshold_var));
         }
         // Had the build failed, its problems were absorbed and this returns them all.
         env.finish(())?;
@@ -199,21 +209,22 @@ impl LoggerConfig {
     }
 }
 
-/// The builder's problems, each naming the variable that stands for its setting.
-fn in_env_names(err: ConfigError) -> ConfigError {
+/// The builder's problems, each naming the variable that stands for its setting
+/// (`threshold_var`: the N+1 threshold's name that was read).
+fn in_env_names(err: ConfigError, threshold_var: &str) -> ConfigError {
     let mut problems = err.into_problems();
     for p in &mut problems {
-        p.variable = env_name(&p.variable).to_owned();
+        p.variable = env_name(&p.variable, threshold_var).to_owned();
     }
     ConfigError::new(problems)
 }
 
-fn env_name(setting: &str) -> &str {
+fn env_name<'a>(setting: &'a str, threshold_var: &'a str) -> &'a str {
     match setting {
         "slow_warn" => ENV_SLOW_WARN_MS,
         "slow_critical" => ENV_SLOW_CRITICAL_MS,
         "max_fingerprints" => ENV_MAX_FINGERPRINTS,
-        "n_plus_one_threshold" => ENV_N_PLUS_ONE_THRESHOLD,
+        "n_plus_one_threshold" => threshold_var,
         other => other,
     }
 }
@@ -420,6 +431,43 @@ mod tests {
         );
         // The builder's range problem names the variable, not the setting.
         assert_eq!(err.problems()[1].variable, ENV_SLOW_CRITICAL_MS);
+    }
+
+    #[test]
+    fn n_plus_one_threshold_reads_either_name_and_the_issues_wins() {
+        let read = |vars: &'static [(&'static str, &'static str)]| {
+            LoggerConfig::from_env_with(move |n| {
+                vars.iter().find(|(k, _)| *k == n).map(|(_, v)| (*v).into())
+            })
+        };
+        let old = read(&[(ENV_N_PLUS_ONE_THRESHOLD_DB, "7")]).unwrap();
+        assert_eq!(old.n_plus_one_threshold(), 7);
+        let new = read(&[(ENV_N_PLUS_ONE_THRESHOLD, "3")]).unwrap();
+        assert_eq!(new.n_plus_one_threshold(), 3);
+        let both = read(&[
+            (ENV_N_PLUS_ONE_THRESHOLD, "4"),
+            (ENV_N_PLUS_ONE_THRESHOLD_DB, "not read"),
+        ])
+        .unwrap();
+        assert_eq!(both.n_plus_one_threshold(), 4);
+        let blank = read(&[
+            (ENV_N_PLUS_ONE_THRESHOLD, " "),
+            (ENV_N_PLUS_ONE_THRESHOLD_DB, "6"),
+        ])
+        .unwrap();
+        assert_eq!(blank.n_plus_one_threshold(), 6);
+    }
+
+    #[test]
+    fn n_plus_one_threshold_problems_name_the_variable_read() {
+        for name in [ENV_N_PLUS_ONE_THRESHOLD, ENV_N_PLUS_ONE_THRESHOLD_DB] {
+            for bad in ["1", "five"] {
+                let err =
+                    LoggerConfig::from_env_with(|n| (n == name).then(|| bad.into())).unwrap_err();
+                let vars: Vec<_> = err.problems().iter().map(|p| p.variable.as_str()).collect();
+                assert_eq!(vars, [name], "{bad}");
+            }
+        }
     }
 
     #[test]
