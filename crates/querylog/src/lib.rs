@@ -3,7 +3,8 @@
 //! PostgreSQL's lexical grammar, failing closed), a free-text scrubber for
 //! errors and DETAIL lines with typed masks, stable keyed fingerprints, and a
 //! [`QueryLogger`] with statistics per fingerprint (p50/p95/p99), slow tiers
-//! through an alert trait, bounded history, N+1 detection per scope and a
+//! through an alert trait, bounded history, N+1 detection per scope (a request,
+//! a job: ambient across `.await`s with [`QueryLogger::in_scope`]) and a
 //! report in text and JSON. [`SqlxQueryLayer`] feeds it from sqlx's own
 //! `tracing` events with no code change.
 //!
@@ -83,6 +84,7 @@ pub use logger::{QueryLogger, ScopeGuard};
 pub use record::{QueryEvent, QueryRecord, SlowQuerySink, SlowTier, TracingSink};
 pub use report::{FingerprintStats, NPlusOneFinding, PerformanceReport, QueryStatistics};
 pub use sanitize::sanitize_sql;
+pub use scope::{scoped, Scope, Scoped};
 pub use scrub::{sanitize_any, scrub_log_line, scrub_text};
 pub use summary::SummaryHandle;
 /// The configuration error and its problems are the workspace's shared ones, so the facade
@@ -111,6 +113,7 @@ mod tests {
     fn shared_types_are_send_and_sync() {
         assert_send_sync::<QueryLogger>();
         assert_send_sync::<ScopeGuard>();
+        assert_send_sync::<Scope>();
         assert_send_sync::<SqlxQueryLayer>();
         assert_send_sync::<Error>();
         assert_send_sync::<ConfigError>();

@@ -2,6 +2,7 @@
 //! and hashes outside the lock, then counts the query in the statistics store and keeps it
 //! in the bounded histories in one short critical section; slow ones go to the sink after.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use crate::record::{
 };
 use crate::report::{FingerprintStats, NPlusOneFinding, PerformanceReport, QueryStatistics};
 use crate::sanitize::sanitize_sql;
-use crate::scope::ScopeTracker;
+use crate::scope::{self, Scope, ScopeEnd, ScopeTracker, Scoped};
 use crate::scrub::scrub_log_line;
 use crate::stats::{us, Sample, Stats};
 use crate::summary::SummaryHandle;
@@ -115,18 +116,17 @@ impl QueryLogger {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves counters at worst one event
-        // behind; keep serving rather than poisoning every caller.
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.inner.state()
     }
 
     /// Records one executed statement and returns its fingerprint. Slow ones
     /// (at or above the warning threshold) go to the slow history and the sink.
+    /// When called inside a [`Scope`] this logger opened (see
+    /// [`in_scope`](Self::in_scope)), the statement is counted in it too.
     pub fn record(&self, event: QueryEvent<'_>) -> Fingerprint {
-        self.record_inner(&event).fingerprint
+        let recorded = self.record_inner(&event);
+        scope::observe_current(Arc::as_ptr(&self.inner).cast::<()>(), &recorded);
+        recorded.fingerprint
     }
 
     pub(crate) fn record_inner(&self, e: &QueryEvent<'_>) -> Recorded {
@@ -280,24 +280,111 @@ impl QueryLogger {
     }
 
     /// Opens an N+1 detection scope (e.g. one request). Queries recorded through
-    /// the guard are counted per fingerprint; when the guard drops, each
-    /// fingerprint seen `n_plus_one_threshold` times or more becomes a finding.
+    /// the guard, and every [`record`](Self::record) inside a future it
+    /// [`run`](ScopeGuard::run)s, are counted per fingerprint; when the scope ends
+    /// (the guard drops, and every future it was carried into), each fingerprint
+    /// seen `n_plus_one_threshold` times or more becomes a finding.
     /// The name is scrubbed (a route may hold an id).
     #[must_use]
     pub fn scope(&self, name: &str) -> ScopeGuard {
         ScopeGuard {
             logger: self.clone(),
-            tracker: Mutex::new(ScopeTracker::new(name)),
+            scope: self.open_scope(name),
         }
+    }
+
+    /// Runs `future` inside a new N+1 detection scope named `name` (scrubbed): every
+    /// [`record`](Self::record) on this logger while it runs is counted in the scope, across
+    /// `.await`s and on whatever worker thread, with no guard passed around. Tasks it spawns
+    /// are counted when their futures are wrapped with [`scoped`](crate::scoped). The scope
+    /// ends when the returned future is dropped (normally right after it completes) and
+    /// every future it was carried into has finished; each fingerprint seen
+    /// `n_plus_one_threshold` times or more (default 5) is then one finding, in
+    /// [`n_plus_one_findings`](Self::n_plus_one_findings), the report and the statistics,
+    /// and one `warn` event (target `vitals_querylog`) naming the scope, the fingerprint and
+    /// the sanitised statement. Scopes nest: a statement counts in the innermost one only.
+    ///
+    /// Nothing in it is HTTP-specific: a tower layer wraps each request's future with it,
+    /// and a job or an import wraps its own work the same way:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vitals_querylog::{LoggerConfig, QueryEvent, QueryLogger};
+    ///
+    /// /// A nightly job that looks up each student's allergies one by one.
+    /// async fn nightly_allergy_check(logger: QueryLogger) {
+    ///     for id in 0..6 {
+    ///         let sql = format!("SELECT * FROM allergies WHERE student_id = {id}");
+    ///         // As the pool's observer does: a plain `record`, no scope in hand.
+    ///         logger.record(QueryEvent::new(&sql, Duration::from_millis(2)));
+    ///         tokio::task::yield_now().await;
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let logger = QueryLogger::new(LoggerConfig::default());
+    /// logger
+    ///     .in_scope("job nightly_allergy_check", nightly_allergy_check(logger.clone()))
+    ///     .await;
+    /// let finding = &logger.n_plus_one_findings()[0];
+    /// assert_eq!(finding.scope, "job nightly_allergy_check");
+    /// assert_eq!(finding.query, "SELECT * FROM allergies WHERE student_id = ?");
+    /// assert_eq!(finding.count, 6);
+    /// assert_eq!(logger.statistics().n_plus_one_findings, 1);
+    /// # }
+    /// ```
+    pub fn in_scope<F: Future>(&self, name: &str, future: F) -> Scoped<F> {
+        self.open_scope(name).wrap(future)
+    }
+
+    /// Runs `f` inside a new N+1 detection scope named `name`, on this thread: the
+    /// synchronous form of [`in_scope`](Self::in_scope) (a job with no runtime, a
+    /// `spawn_blocking` closure). The scope ends when `f` returns.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vitals_querylog::{LoggerConfig, QueryEvent, QueryLogger};
+    ///
+    /// let logger = QueryLogger::new(LoggerConfig::default());
+    /// logger.in_scope_sync("import vaccinations.csv", || {
+    ///     for id in 0..5 {
+    ///         let sql = format!("SELECT id FROM students WHERE external_id = '{id}'");
+    ///         logger.record(QueryEvent::new(&sql, Duration::from_millis(1)));
+    ///     }
+    /// });
+    /// assert_eq!(logger.n_plus_one_findings()[0].count, 5);
+    /// ```
+    pub fn in_scope_sync<R>(&self, name: &str, f: impl FnOnce() -> R) -> R {
+        self.open_scope(name).wrap_sync(f)
+    }
+
+    fn open_scope(&self, name: &str) -> Scope {
+        Scope::open(name, self.inner.clone())
     }
 
     /// Ends an N+1 scope: logs its findings and keeps them.
     pub(crate) fn finish_scope(&self, tracker: ScopeTracker) {
-        let findings = tracker.finish(self.inner.config.n_plus_one_threshold());
+        self.inner.end_scope(tracker);
+    }
+}
+
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves counters at worst one event
+        // behind; keep serving rather than poisoning every caller.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl ScopeEnd for Inner {
+    fn end_scope(&self, tracker: ScopeTracker) {
+        let findings = tracker.finish(self.config.n_plus_one_threshold());
         if findings.is_empty() {
             return;
         }
         for f in &findings {
+            // One event per finding; the statement is the sanitised one.
             tracing::warn!(
                 target: "vitals_querylog",
                 scope = %f.scope, fingerprint = %f.fingerprint, count = f.count,
@@ -317,12 +404,13 @@ fn newest(history: &History<Kept>, limit: usize) -> Vec<QueryRecord> {
     history.newest().take(limit).map(Kept::to_public).collect()
 }
 
-/// An N+1 detection scope from [`QueryLogger::scope`]. Record through it; its
-/// findings are made when it drops. `Send + Sync`, so it can be held across
+/// An N+1 detection scope from [`QueryLogger::scope`]. Record through it, or
+/// [`run`](Self::run) a future inside it; its findings are made when it drops (and every
+/// future it was carried into has finished). `Send + Sync`, so it can be held across
 /// `.await` and shared by reference among the futures of one request.
 pub struct ScopeGuard {
     logger: QueryLogger,
-    tracker: Mutex<ScopeTracker>,
+    scope: Scope,
 }
 
 impl std::fmt::Debug for ScopeGuard {
@@ -335,21 +423,19 @@ impl ScopeGuard {
     /// Records the event in the logger and counts it in this scope.
     pub fn record(&self, event: QueryEvent<'_>) -> Fingerprint {
         let r = self.logger.record_inner(&event);
-        self.tracker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .observe(&r);
+        self.scope.observe(&r);
         r.fingerprint
     }
-}
 
-impl Drop for ScopeGuard {
-    fn drop(&mut self) {
-        let tracker = std::mem::take(
-            self.tracker
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        self.logger.finish_scope(tracker);
+    /// Runs `future` inside this scope: every [`QueryLogger::record`] on the guard's logger
+    /// while it runs is counted here, as with [`QueryLogger::in_scope`].
+    pub fn run<F: Future>(&self, future: F) -> Scoped<F> {
+        self.scope.clone().wrap(future)
+    }
+
+    /// The scope, to carry into a spawned task with [`Scope::wrap`].
+    #[must_use]
+    pub fn as_scope(&self) -> &Scope {
+        &self.scope
     }
 }

@@ -1,0 +1,352 @@
+//! The ambient N+1 scope: statements recorded with the plain `QueryLogger::record` (as the
+//! pool's observer does) inside `in_scope`, across `.await`s, worker threads and tasks the
+//! scope is carried into, are counted in it, and nowhere else.
+//!
+//! Run with `cargo test -p vitals-querylog --test scope`.
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Barrier;
+use tracing_subscriber::fmt::MakeWriter;
+use vitals_querylog::{scoped, LoggerConfig, QueryEvent, QueryLogger, Scope};
+
+const ROUTE: &str = "GET /api/health/students/:id/allergies";
+
+/// The same lookup for student `id`: one fingerprint, a different literal each time.
+fn lookup(logger: &QueryLogger, id: u32) {
+    let sql =
+        format!("SELECT * FROM allergies WHERE student_id = {id} AND allergen = 'peanut-{id}'");
+    logger.record(QueryEvent::new(&sql, Duration::from_millis(1)));
+}
+
+fn logger() -> QueryLogger {
+    QueryLogger::new(LoggerConfig::default())
+}
+
+/// What the `fmt` layer writes, kept for the test to read.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+// A current-thread runtime: the subscriber set for this thread sees every event of the test.
+#[tokio::test]
+async fn six_identical_lookups_make_one_finding_and_one_warning_without_literals() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let logger = logger();
+    logger
+        .in_scope(ROUTE, async {
+            for id in 0..6 {
+                lookup(&logger, 1000 + id);
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+
+    let findings = logger.n_plus_one_findings();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = &findings[0];
+    assert_eq!(f.scope, ROUTE);
+    assert_eq!(f.count, 6);
+    assert_eq!(
+        f.query,
+        "SELECT * FROM allergies WHERE student_id = ? AND allergen = ?"
+    );
+    assert_eq!(logger.statistics().n_plus_one_findings, 1);
+    let report = logger.report();
+    assert_eq!(report.n_plus_one, findings);
+    assert!(report.to_text().contains("N+1 Findings:"));
+
+    let text = captured.text();
+    let warnings: Vec<_> = text.lines().filter(|l| l.contains("N+1")).collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    let w = warnings[0];
+    assert!(w.contains("WARN"), "{w}");
+    assert!(w.contains(ROUTE), "names the route: {w}");
+    assert!(
+        w.contains(&f.fingerprint.to_string()),
+        "names the fingerprint: {w}"
+    );
+    for id in 1000..1006 {
+        assert!(!w.contains(&id.to_string()), "a literal leaked: {w}");
+    }
+    assert!(!w.contains("peanut"), "a literal leaked: {w}");
+}
+
+#[tokio::test]
+async fn six_different_statements_make_no_finding() {
+    let logger = logger();
+    logger
+        .in_scope(ROUTE, async {
+            for table in [
+                "students",
+                "allergies",
+                "vaccinations",
+                "medications",
+                "incidents",
+                "appointments",
+            ] {
+                let sql = format!("SELECT * FROM {table} WHERE student_id = 7");
+                logger.record(QueryEvent::new(&sql, Duration::from_millis(1)));
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+    assert!(logger.n_plus_one_findings().is_empty());
+    assert_eq!(logger.statistics().total_queries, 6);
+    assert_eq!(logger.statistics().n_plus_one_findings, 0);
+}
+
+#[tokio::test]
+async fn four_identical_stay_under_the_threshold_of_five() {
+    let logger = logger();
+    assert_eq!(logger.config().n_plus_one_threshold(), 5);
+    logger
+        .in_scope(ROUTE, async {
+            for id in 0..4 {
+                lookup(&logger, id);
+            }
+        })
+        .await;
+    assert!(logger.n_plus_one_findings().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_across_awaits_and_in_carried_tasks_count() {
+    let logger = logger();
+    let inner = logger.clone();
+    logger
+        .in_scope(ROUTE, async move {
+            assert_eq!(
+                Scope::current().map(|s| s.name().to_owned()).as_deref(),
+                Some(ROUTE)
+            );
+            lookup(&inner, 1);
+            tokio::task::yield_now().await;
+            lookup(&inner, 2);
+            // Carried with `scoped`...
+            let l = inner.clone();
+            tokio::spawn(scoped(async move {
+                lookup(&l, 3);
+                tokio::task::yield_now().await;
+                lookup(&l, 4);
+            }))
+            .await
+            .unwrap();
+            // ...and with `Scope::current()` + `wrap`.
+            let scope = Scope::current().unwrap();
+            let l = inner.clone();
+            tokio::spawn(scope.wrap(async move { lookup(&l, 5) }))
+                .await
+                .unwrap();
+            // `spawn_blocking` with the synchronous form.
+            let scope = Scope::current().unwrap();
+            let l = inner.clone();
+            tokio::task::spawn_blocking(move || scope.wrap_sync(|| lookup(&l, 6)))
+                .await
+                .unwrap();
+        })
+        .await;
+    let findings = logger.n_plus_one_findings();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0].count, 6);
+    assert_eq!(findings[0].scope, ROUTE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_spawned_without_the_scope_is_not_counted_in_it() {
+    let logger = logger();
+    let inner = logger.clone();
+    logger
+        .in_scope(ROUTE, async move {
+            lookup(&inner, 1);
+            let l = inner.clone();
+            tokio::spawn(async move {
+                assert!(Scope::current().is_none());
+                for id in 2..8 {
+                    lookup(&l, id);
+                }
+            })
+            .await
+            .unwrap();
+        })
+        .await;
+    assert!(logger.n_plus_one_findings().is_empty());
+    assert_eq!(
+        logger.statistics().total_queries,
+        7,
+        "still in the statistics"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_scopes_do_not_mix_their_counts() {
+    let logger = logger();
+    // Both scopes run the same statement, interleaved round by round: 5 in one, 4 in the
+    // other. Mixed, they would make 9 in one scope or a finding in the second.
+    let barrier = Arc::new(Barrier::new(2));
+    let run = |name: &'static str, rounds: u32| {
+        let logger = logger.clone();
+        let barrier = barrier.clone();
+        tokio::spawn(async move {
+            let inner = logger.clone();
+            logger
+                .in_scope(name, async move {
+                    for round in 0..5 {
+                        barrier.wait().await;
+                        if round < rounds {
+                            lookup(&inner, round);
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                })
+                .await;
+        })
+    };
+    let (a, b) = (run("job A", 5), run("job B", 4));
+    a.await.unwrap();
+    b.await.unwrap();
+    let findings = logger.n_plus_one_findings();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(
+        (findings[0].scope.as_str(), findings[0].count),
+        ("job A", 5)
+    );
+}
+
+#[tokio::test]
+async fn outside_any_scope_nothing_is_found() {
+    let logger = logger();
+    assert!(Scope::current().is_none());
+    for id in 0..10 {
+        lookup(&logger, id);
+        tokio::task::yield_now().await;
+    }
+    // `scoped` outside a scope carries none.
+    let l = logger.clone();
+    tokio::spawn(scoped(async move {
+        assert!(Scope::current().is_none());
+        lookup(&l, 11);
+    }))
+    .await
+    .unwrap();
+    assert!(logger.n_plus_one_findings().is_empty());
+    assert_eq!(logger.statistics().total_queries, 11);
+}
+
+#[tokio::test]
+async fn another_loggers_scope_does_not_count_this_loggers_statements() {
+    let (mine, other) = (logger(), logger());
+    other
+        .in_scope(ROUTE, async {
+            for id in 0..6 {
+                lookup(&mine, id);
+            }
+        })
+        .await;
+    assert!(other.n_plus_one_findings().is_empty());
+    assert!(mine.n_plus_one_findings().is_empty());
+}
+
+#[tokio::test]
+async fn scopes_nest_and_a_statement_counts_in_the_innermost() {
+    let logger = logger();
+    logger
+        .in_scope("job outer", async {
+            for id in 0..3 {
+                lookup(&logger, id);
+            }
+            logger
+                .in_scope("job inner", async {
+                    for id in 0..5 {
+                        lookup(&logger, id);
+                    }
+                })
+                .await;
+        })
+        .await;
+    let findings = logger.n_plus_one_findings();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(
+        (findings[0].scope.as_str(), findings[0].count),
+        ("job inner", 5)
+    );
+}
+
+#[tokio::test]
+async fn the_guard_runs_futures_and_records_once_each() {
+    let logger = logger();
+    {
+        let guard = logger.scope("GET /students/12345");
+        guard
+            .run(async {
+                for id in 0..3 {
+                    lookup(&logger, id);
+                }
+            })
+            .await;
+        // Through the guard inside its own scope: counted once, not twice.
+        guard
+            .run(async {
+                for id in 3..5 {
+                    guard.record(QueryEvent::new(
+                        &format!(
+                            "SELECT * FROM allergies WHERE student_id = {id} AND allergen = 'x'"
+                        ),
+                        Duration::from_millis(1),
+                    ));
+                }
+            })
+            .await;
+        assert_eq!(guard.as_scope().name(), "GET /students/?");
+        assert!(
+            logger.n_plus_one_findings().is_empty(),
+            "made when the scope ends"
+        );
+    }
+    let findings = logger.n_plus_one_findings();
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0].count, 5);
+}
+
+#[test]
+fn the_synchronous_form_needs_no_runtime() {
+    let logger = logger();
+    logger.in_scope_sync("import vaccinations.csv", || {
+        for id in 0..5 {
+            lookup(&logger, id);
+        }
+    });
+    assert_eq!(logger.n_plus_one_findings()[0].count, 5);
+}
