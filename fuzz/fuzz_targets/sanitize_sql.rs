@@ -1,8 +1,10 @@
-//! The SQL sanitiser never panics, and a string literal holding the input never survives it.
+//! The SQL sanitiser never panics, and a string literal holding the input never survives it
+//! (alone or glued to a keyword, in every string form); nor does the log-line path, where
+//! the statement follows a log line's prefix.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vitals_querylog::sanitize_sql;
+use vitals_querylog::{sanitize_sql, scrub_log_line};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -21,11 +23,24 @@ fuzz_target!(|data: &[u8]| {
             "INSERT INTO t VALUES ($q$zqMARKqz{}$q$)",
             text.replace("$q$", "")
         ),
+        // Glued to a keyword, and the forms without backslash escapes.
+        format!("SELECT a FROM t WHERE b LIKE'zqMARKqz{escaped}'"),
+        format!("SELECT CASE WHEN x THEN'zqMARKqz{escaped}'ELSE'b'END"),
+        format!("SELECT U&'zqMARKqz{escaped}' UESCAPE '!'"),
+        format!("SELECT X'zqMARKqz{escaped}', N'zqMARKqz{escaped}'"),
     ] {
         let out = sanitize_sql(&sql);
         assert!(
             !out.contains("zqMARKqz"),
             "literal survived: {sql:?} -> {out:?}"
         );
+        if !text.contains(['z', 'q']) {
+            // The log-line path (its SQL starts at `SELECT`/`UPDATE`/`INSERT`).
+            let line = scrub_log_line(&format!("2026-12-02 08:00:00 UTC [1] STATEMENT:  {sql}"));
+            assert!(
+                !line.contains("zqMARKqz"),
+                "literal survived the log line: {sql:?} -> {line:?}"
+            );
+        }
     }
 });

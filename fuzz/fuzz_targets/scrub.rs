@@ -1,5 +1,6 @@
 //! The free-text scrubber and the log-line scrubber never panic, and the value of a
-//! PostgreSQL `Key (…)=(…)` DETAIL never survives.
+//! PostgreSQL `Key (…)=(…)` DETAIL never survives, also when the column list holds
+//! parentheses (an expression index).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,4 +18,14 @@ fuzz_target!(|data: &[u8]| {
         !out.contains("zqMARKqz"),
         "DETAIL value survived: {detail:?} -> {out:?}"
     );
+    // Parentheses in the column list (an expression index), and the log-line path.
+    let detail = format!(
+        "DETAIL:  Key (student_id, lower(TRIM(BOTH FROM allergen)))=(zqMARKqz{value}) already exists."
+    );
+    for out in [scrub_text(&detail), scrub_log_line(&detail)] {
+        assert!(
+            !out.contains("zqMARKqz"),
+            "DETAIL value survived: {detail:?} -> {out:?}"
+        );
+    }
 });

@@ -91,45 +91,79 @@ impl Iterator for Lexer<'_> {
     }
 }
 
+/// Byte classes, one table lookup per test (the lexer's hot path).
+const SPACE: u8 = 1;
+const IDENT_START: u8 = 2;
+const IDENT_CONT: u8 = 4;
+const OP: u8 = 8;
+
+const CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut c = 0;
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c') {
+            c |= SPACE;
+        }
+        if b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 {
+            c |= IDENT_START | IDENT_CONT;
+        }
+        if b.is_ascii_digit() || b == b'$' {
+            c |= IDENT_CONT;
+        }
+        if matches!(
+            b,
+            b'+' | b'-'
+                | b'*'
+                | b'/'
+                | b'<'
+                | b'>'
+                | b'='
+                | b'~'
+                | b'!'
+                | b'@'
+                | b'#'
+                | b'%'
+                | b'^'
+                | b'&'
+                | b'|'
+                | b'`'
+                | b'?'
+        ) {
+            c |= OP;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
 #[inline]
 pub(crate) fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c')
+    CLASSES[usize::from(b)] & SPACE != 0
 }
 
 #[inline]
 pub(crate) fn is_ident_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
+    CLASSES[usize::from(b)] & IDENT_START != 0
 }
 
+/// An identifier character after the first: letters, digits, `_`, `$`, and
+/// any byte of a non-ASCII character.
 #[inline]
 pub(crate) fn is_ident_cont(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+    CLASSES[usize::from(b)] & IDENT_CONT != 0
 }
 
+/// PostgreSQL's operator characters (`?` included, for jsonb's `?|`).
 #[inline]
 pub(crate) fn is_op_char(b: u8) -> bool {
-    matches!(
-        b,
-        b'+' | b'-'
-            | b'*'
-            | b'/'
-            | b'<'
-            | b'>'
-            | b'='
-            | b'~'
-            | b'!'
-            | b'@'
-            | b'#'
-            | b'%'
-            | b'^'
-            | b'&'
-            | b'|'
-            | b'`'
-            | b'?'
-    )
+    CLASSES[usize::from(b)] & OP != 0
 }
 
 /// The token starting at `i` (which is within `b`): its kind and end.
+#[inline(always)]
 fn token_at(b: &[u8], i: usize) -> (Kind, usize) {
     let n = b.len();
     let c = b[i];
@@ -262,6 +296,10 @@ fn scan_operator(b: &[u8], i: usize) -> usize {
 /// it and any identifier characters glued to it (junk, masked with it).
 pub(crate) fn uuid_at(b: &[u8], i: usize) -> Option<usize> {
     const GROUPS: [usize; 5] = [8, 4, 4, 4, 12];
+    // Most words are not UUIDs: look at the first dash before anything else.
+    if b.get(i + 8) != Some(&b'-') {
+        return None;
+    }
     let mut j = i;
     for (k, len) in GROUPS.iter().enumerate() {
         if k > 0 {
@@ -493,6 +531,14 @@ mod tests {
         let u = "deadbeef-89ab-cdef-0123-456789abcdef";
         assert_eq!(kinds(u), vec![(Kind::Number, u)]);
         assert_eq!(kinds("t_1"), vec![(Kind::Word, "t_1")]);
+    }
+
+    #[test]
+    fn byte_classes() {
+        assert!(is_space(b'\x0c') && !is_space(b'a'));
+        assert!(is_ident_start(b'_') && is_ident_start(0xC3) && !is_ident_start(b'1'));
+        assert!(is_ident_cont(b'$') && is_ident_cont(b'9') && !is_ident_cont(b'-'));
+        assert!(is_op_char(b'?') && is_op_char(b'`') && !is_op_char(b'('));
     }
 
     #[test]

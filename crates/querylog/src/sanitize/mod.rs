@@ -268,6 +268,9 @@ fn collapse_cast_items(out: &mut String, from: usize) {
     let Some(content) = out.get(from..) else {
         return;
     };
+    if !content.starts_with(['?', '$']) {
+        return;
+    }
     let mut items = content.split(", ");
     let Some(first) = items.next() else {
         return;
@@ -447,11 +450,22 @@ pub fn sanitize_sql(sql: &str) -> String {
     let mut w = Writer::new(b.len().min(4096));
     let mut kw = [0u8; 16];
     for t in Lexer::new(sql) {
-        let text = &sql[t.start..t.end];
         match t.kind {
-            Kind::Space | Kind::Comment => {}
-            Kind::Str => w.value(MASK, true),
-            Kind::Number => w.value(MASK, false),
+            Kind::Space | Kind::Comment => continue,
+            Kind::Str => {
+                w.value(MASK, true);
+                continue;
+            }
+            Kind::Number => {
+                w.value(MASK, false);
+                continue;
+            }
+            _ => {}
+        }
+        // Token boundaries are at ASCII bytes (see `lexer::Token`).
+        let text = sql.get(t.start..t.end).unwrap_or(MASK);
+        match t.kind {
+            Kind::Space | Kind::Comment | Kind::Str | Kind::Number => {}
             Kind::Param => w.value(text, false),
             Kind::QuotedIdent => w.push(Tok::Ident, text),
             Kind::Unterminated => return w.mask_rest(),
