@@ -1,14 +1,18 @@
-//! `&MonitoredPool` as an sqlx [`Executor`]: each statement acquires through the monitored
-//! path and is reported to the handle's [`QueryObserver`](crate::QueryObserver).
+//! The handle's sqlx [`Executor`]s: `&mut ObservedConnection` times each statement into the
+//! handle's [`QueryObserver`](crate::QueryObserver), and `&MonitoredPool` acquires through the
+//! monitored path for each statement and runs it there.
 
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use futures::future::{BoxFuture, FutureExt};
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::{BoxStream, Stream, StreamExt};
 use futures::SinkExt;
 use sqlx::{Database, Describe, Either, Execute, Executor};
 
-use crate::handle::MonitoredPool;
+use crate::connection::ObservedConnection;
+use crate::handle::{MonitoredPool, Reporter};
 
 /// The rows affected of a driver's query result (sqlx has no trait for it).
 pub trait RowsAffected {
@@ -28,9 +32,9 @@ impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
     }
 }
 
-/// Calls the observer if the statement stream is dropped before it finished.
-struct Observation<'a, DB: Database> {
-    pool: &'a MonitoredPool<DB>,
+/// One statement being observed; reports it once, when it finished, failed or was dropped.
+struct Observation<'a> {
+    reporter: &'a Reporter,
     sql: &'a str,
     started: Instant,
     returned: u64,
@@ -38,7 +42,18 @@ struct Observation<'a, DB: Database> {
     done: bool,
 }
 
-impl<DB: Database> Observation<'_, DB> {
+impl<'a> Observation<'a> {
+    fn start(reporter: &'a Reporter, sql: &'a str) -> Self {
+        Self {
+            reporter,
+            sql,
+            started: Instant::now(),
+            returned: 0,
+            affected: 0,
+            done: false,
+        }
+    }
+
     fn finish(&mut self, error: Option<&sqlx::Error>) {
         if !self.done {
             self.done = true;
@@ -49,18 +64,113 @@ impl<DB: Database> Observation<'_, DB> {
             } else {
                 self.affected
             };
-            self.pool.observe(self.sql, self.started, rows, error);
+            self.reporter
+                .observe(self.sql, self.started.elapsed(), rows, error);
         }
     }
 }
 
-impl<DB: Database> Drop for Observation<'_, DB> {
+impl Drop for Observation<'_> {
     fn drop(&mut self) {
         self.finish(None);
     }
 }
 
-/// Each statement acquires through the monitored path, like sqlx's `impl Executor for &Pool`.
+/// What a driver's `fetch_many` yields.
+type Item<DB> = Result<Either<<DB as Database>::QueryResult, <DB as Database>::Row>, sqlx::Error>;
+
+/// A driver's statement stream, counted as it is read; reported when it ends, fails or is
+/// dropped (with the rows read so far).
+struct ObservedStream<'e, DB: Database> {
+    inner: BoxStream<'e, Item<DB>>,
+    obs: Observation<'e>,
+}
+
+impl<DB: Database> Stream for ObservedStream<'_, DB>
+where
+    DB::QueryResult: RowsAffected,
+{
+    type Item = Item<DB>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let item = ready!(this.inner.poll_next_unpin(cx));
+        match &item {
+            Some(Ok(Either::Left(done))) => this.obs.affected += done.rows_affected(),
+            Some(Ok(Either::Right(_))) => this.obs.returned += 1,
+            Some(Err(e)) => this.obs.finish(Some(e)),
+            None => this.obs.finish(None),
+        }
+        Poll::Ready(item)
+    }
+}
+
+/// Each statement runs on the driver connection and is reported to the handle's observer
+/// (the transaction's statements too: `&mut *tx` is this executor).
+impl<'c, DB: Database> Executor<'c> for &'c mut ObservedConnection<DB>
+where
+    for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
+    DB::QueryResult: RowsAffected,
+{
+    type Database = DB;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, DB>,
+    {
+        let sql = query.sql();
+        let (raw, reporter) = self.split();
+        let obs = Observation::start(reporter, sql);
+        Box::pin(ObservedStream::<DB> {
+            inner: raw.fetch_many(query),
+            obs,
+        })
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, DB>,
+    {
+        let sql = query.sql();
+        let (raw, reporter) = self.split();
+        Box::pin(async move {
+            let mut obs = Observation::start(reporter, sql);
+            let result = raw.fetch_optional(query).await;
+            obs.returned = u64::from(matches!(result, Ok(Some(_))));
+            obs.finish(result.as_ref().err());
+            result
+        })
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [DB::TypeInfo],
+    ) -> BoxFuture<'e, Result<DB::Statement<'q>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.split().0.prepare_with(sql, parameters)
+    }
+
+    fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.split().0.describe(sql)
+    }
+}
+
+/// Each statement acquires through the monitored path, like sqlx's `impl Executor for &Pool`,
+/// and runs on the acquired [`ObservedConnection`], which reports it.
 ///
 /// `fetch_many` streams: a producer owning the connection feeds a bounded channel of 8
 /// items, so a large result is not collected in memory. When the caller drops the stream
@@ -80,37 +190,22 @@ where
     where
         E: 'q + Execute<'q, DB>,
     {
-        let pool = self.clone();
-        let sql = query.sql();
+        let acquire = self.acquire_sqlx(None);
         let (mut tx, rx) = futures::channel::mpsc::channel(8);
         let producer = async move {
-            let mut conn = match pool.acquire_sqlx(None).await {
+            let mut conn = match acquire.await {
                 Ok(c) => c,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
                     return;
                 }
             };
-            let mut obs = Observation {
-                pool: &pool,
-                sql,
-                started: Instant::now(),
-                returned: 0,
-                affected: 0,
-                done: false,
-            };
-            let mut stream = (&mut *conn).fetch_many(query);
+            let mut stream = (&mut conn).fetch_many(query);
             while let Some(item) = stream.next().await {
-                match &item {
-                    Ok(Either::Left(done)) => obs.affected += done.rows_affected(),
-                    Ok(Either::Right(_)) => obs.returned += 1,
-                    Err(e) => obs.finish(Some(e)),
-                }
                 if tx.send(item).await.is_err() {
                     break; // the caller dropped the stream
                 }
             }
-            obs.finish(None);
         };
         let producer = producer.into_stream().filter_map(|()| async { None });
         Box::pin(futures::stream::select(producer, rx))
@@ -123,16 +218,8 @@ where
     where
         E: 'q + Execute<'q, DB>,
     {
-        let pool = self.clone();
-        let sql = query.sql();
-        Box::pin(async move {
-            let mut conn = pool.acquire_sqlx(None).await?;
-            let started = Instant::now();
-            let result = (&mut *conn).fetch_optional(query).await;
-            let rows = u64::from(matches!(result, Ok(Some(_))));
-            pool.observe(sql, started, rows, result.as_ref().err());
-            result
-        })
+        let acquire = self.acquire_sqlx(None);
+        Box::pin(async move { (&mut acquire.await?).fetch_optional(query).await })
     }
 
     fn prepare_with<'e, 'q: 'e>(
@@ -140,21 +227,15 @@ where
         sql: &'q str,
         parameters: &'e [DB::TypeInfo],
     ) -> BoxFuture<'e, Result<DB::Statement<'q>, sqlx::Error>> {
-        let pool = self.clone();
-        Box::pin(async move {
-            let mut conn = pool.acquire_sqlx(None).await?;
-            (&mut *conn).prepare_with(sql, parameters).await
-        })
+        let acquire = self.acquire_sqlx(None);
+        Box::pin(async move { (&mut *acquire.await?).prepare_with(sql, parameters).await })
     }
 
     fn describe<'e, 'q: 'e>(
         self,
         sql: &'q str,
     ) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>> {
-        let pool = self.clone();
-        Box::pin(async move {
-            let mut conn = pool.acquire_sqlx(None).await?;
-            (&mut *conn).describe(sql).await
-        })
+        let acquire = self.acquire_sqlx(None);
+        Box::pin(async move { (&mut *acquire.await?).describe(sql).await })
     }
 }

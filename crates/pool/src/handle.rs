@@ -3,19 +3,22 @@
 
 use std::fmt;
 use std::future::Future;
-use std::ops::{Deref, DerefMut};
 use std::panic::Location;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use sqlx::pool::PoolConnection;
 use sqlx::Database;
 
 use crate::classify::error_kind;
+use crate::connection::{HoldGuard, MonitoredConnection, ObservedConnection};
 use crate::error::PoolError;
 use crate::stats::{micros, HandleStats, Held, State};
+use crate::transaction::MonitoredTransaction;
 
-/// Sees every statement run through `&MonitoredPool` as an [`Executor`](sqlx::Executor).
+/// Sees every statement run through the handle: `&MonitoredPool` as an
+/// [`Executor`](sqlx::Executor), and `&mut *conn` / `&mut *tx` on what
+/// [`acquire`](MonitoredPool::acquire) and [`begin`](MonitoredPool::begin) return, the
+/// transaction's own `BEGIN`, `COMMIT` and `ROLLBACK` included.
 ///
 /// This is the seam a query logger plugs into; the pool crate knows nothing of the logger.
 /// `sql` is the statement text as written by the host (with placeholders, never bind values);
@@ -29,14 +32,40 @@ pub trait QueryObserver: Send + Sync {
 
 pub(crate) struct Shared {
     state: Mutex<State>,
-    leak_threshold: Option<Duration>,
+    pub(crate) leak_threshold: Option<Duration>,
     benchmark: bool,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // The state stays consistent across a panic (plain counters and maps).
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Where a statement's time goes: the benchmark histogram of the shared state and the
+/// handle's observer. Every monitored connection carries the one of the handle it came from.
+#[derive(Clone)]
+pub(crate) struct Reporter {
+    pub(crate) shared: Arc<Shared>,
+    observer: Option<Arc<dyn QueryObserver>>,
+}
+
+impl Reporter {
+    /// Reports one finished statement.
+    pub(crate) fn observe(
+        &self,
+        sql: &str,
+        elapsed: Duration,
+        rows: u64,
+        error: Option<&sqlx::Error>,
+    ) {
+        if self.shared.benchmark {
+            self.shared.lock().query.saturating_record(micros(elapsed));
+        }
+        if let Some(o) = &self.observer {
+            o.on_query(sql, elapsed, rows, error);
+        }
     }
 }
 
@@ -45,10 +74,12 @@ impl Shared {
 /// Cloning is cheap (two `Arc`s); clones share the monitor state, so clone it into every task
 /// rather than wrapping it in a lock. It is `Send + Sync`.
 ///
-/// Everything acquired through the handle is counted: [`acquire`](Self::acquire), and every
-/// query run with `&MonitoredPool` as an [`Executor`](sqlx::Executor) (`query(..).fetch_all(&pool)`).
-/// Connections taken from [`inner`](Self::inner) directly are invisible to the waiter count
-/// and histograms, but still show up in the pool's size and idle numbers (as busy).
+/// Everything acquired through the handle is counted: [`acquire`](Self::acquire),
+/// [`begin`](Self::begin), every query run with `&MonitoredPool` as an
+/// [`Executor`](sqlx::Executor) (`query(..).fetch_all(&pool)`), and `&MonitoredPool` as an
+/// [`sqlx::Acquire`] (see that impl for what the generic path observes). Connections taken
+/// from [`inner`](Self::inner) directly are invisible to the waiter count and histograms, but
+/// still show up in the pool's size and idle numbers (as busy).
 pub struct MonitoredPool<DB: Database> {
     pool: sqlx::Pool<DB>,
     shared: Arc<Shared>,
@@ -161,7 +192,13 @@ impl<DB: Database> MonitoredPool<DB> {
     ///
     /// The caller counts as a waiter from the call until the connection arrives, the acquire
     /// fails, or the future is dropped (cancellation is counted, and the waiter count goes
-    /// back down in `Drop`, so it never stays high).
+    /// back down in `Drop`, so it never stays high). While the connection is held it counts
+    /// in [`HandleStats::held`], and past the leak threshold as leaked, with the `file:line`
+    /// of this call.
+    ///
+    /// `&mut *conn` is an [`Executor`](sqlx::Executor) whose every statement is timed into
+    /// the handle's [`QueryObserver`]; `conn.begin()` starts a [`MonitoredTransaction`] on it;
+    /// `&mut **conn` is the driver connection (statements on it are not observed).
     ///
     /// # Errors
     /// [`PoolError::AcquireTimeout`] after the pool's acquire timeout, [`PoolError::Acquire`]
@@ -171,12 +208,57 @@ impl<DB: Database> MonitoredPool<DB> {
         &self,
     ) -> impl Future<Output = Result<MonitoredConnection<DB>, PoolError>> + Send + 'static {
         let location = Location::caller();
-        let fut = acquire_monitored(self.pool.clone(), Arc::clone(&self.shared), Some(location));
+        let fut = acquire_monitored(self.pool.clone(), self.reporter(), Some(location));
         async move {
-            fut.await.map_err(|(e, waited)| match e {
-                sqlx::Error::PoolTimedOut => PoolError::AcquireTimeout { waited },
-                other => PoolError::Acquire(other),
-            })
+            fut.await
+                .map(MonitoredConnection::new)
+                .map_err(|(e, waited)| match e {
+                    sqlx::Error::PoolTimedOut => PoolError::AcquireTimeout { waited },
+                    other => PoolError::Acquire(other),
+                })
+        }
+    }
+
+    /// Acquires a connection through the monitored path and starts a transaction on it, the
+    /// way [`sqlx::Pool::begin`] does.
+    ///
+    /// `&mut *tx` is an [`Executor`](sqlx::Executor) whose every statement is timed into the
+    /// handle's [`QueryObserver`], and so are the transaction's `BEGIN`, `COMMIT` and
+    /// `ROLLBACK` (reported with those texts). The connection counts as held, and past the
+    /// leak threshold as leaked with the `file:line` of this call, until the transaction is
+    /// committed, rolled back or dropped. Dropping it uncommitted rolls it back, as sqlx's
+    /// [`Transaction`](sqlx::Transaction) does.
+    ///
+    /// # Example
+    /// ```no_run
+    /// # async fn example(pool: vitals_pool::MonitoredPool<sqlx::Postgres>) -> Result<(), vitals_pool::PoolError> {
+    /// let mut tx = pool.begin().await?;
+    /// sqlx::query("INSERT INTO visits (student_id, reason) VALUES ($1, $2)")
+    ///     .bind(7_i64)
+    ///     .bind("headache")
+    ///     .execute(&mut *tx)
+    ///     .await?;
+    /// let visits: i64 = sqlx::query_scalar("SELECT count(*) FROM visits WHERE student_id = $1")
+    ///     .bind(7_i64)
+    ///     .fetch_one(&mut *tx)
+    ///     .await?;
+    /// tx.commit().await?;
+    /// # let _ = visits;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire); [`PoolError::Sqlx`] when `BEGIN` fails (the connection
+    /// then goes back to the pool).
+    #[track_caller]
+    pub fn begin(
+        &self,
+    ) -> impl Future<Output = Result<MonitoredTransaction<'static, DB>, PoolError>> + Send + 'static
+    {
+        let acquire = self.acquire();
+        async move {
+            let conn = acquire.await?;
+            Ok(MonitoredTransaction::begin_owned(conn.into_observed()).await?)
         }
     }
 
@@ -186,9 +268,16 @@ impl<DB: Database> MonitoredPool<DB> {
     pub(crate) fn acquire_sqlx(
         &self,
         location: Option<&'static Location<'static>>,
-    ) -> impl Future<Output = Result<MonitoredConnection<DB>, sqlx::Error>> + Send + 'static {
-        let fut = acquire_monitored(self.pool.clone(), Arc::clone(&self.shared), location);
+    ) -> impl Future<Output = Result<ObservedConnection<DB>, sqlx::Error>> + Send + 'static {
+        let fut = acquire_monitored(self.pool.clone(), self.reporter(), location);
         async move { fut.await.map_err(|(e, _waited)| e) }
+    }
+
+    fn reporter(&self) -> Reporter {
+        Reporter {
+            shared: Arc::clone(&self.shared),
+            observer: self.observer.clone(),
+        }
     }
 
     /// The current window of statistics, without resetting it.
@@ -215,22 +304,6 @@ impl<DB: Database> MonitoredPool<DB> {
             reset,
         )
     }
-
-    pub(crate) fn observe(
-        &self,
-        sql: &str,
-        started: Instant,
-        rows: u64,
-        error: Option<&sqlx::Error>,
-    ) {
-        let elapsed = started.elapsed();
-        if self.shared.benchmark {
-            self.shared.lock().query.saturating_record(micros(elapsed));
-        }
-        if let Some(o) = &self.observer {
-            o.on_query(sql, elapsed, rows, error);
-        }
-    }
 }
 
 /// Removes the waiter in `Drop`, so a dropped acquire future never leaves the count high.
@@ -252,9 +325,10 @@ impl Drop for WaitGuard<'_> {
 
 async fn acquire_monitored<DB: Database>(
     pool: sqlx::Pool<DB>,
-    shared: Arc<Shared>,
+    reporter: Reporter,
     location: Option<&'static Location<'static>>,
-) -> Result<MonitoredConnection<DB>, (sqlx::Error, Duration)> {
+) -> Result<ObservedConnection<DB>, (sqlx::Error, Duration)> {
+    let shared = &reporter.shared;
     let start = Instant::now();
     let id = {
         let mut st = shared.lock();
@@ -265,7 +339,7 @@ async fn acquire_monitored<DB: Database>(
         id
     };
     let mut guard = WaitGuard {
-        shared: &shared,
+        shared,
         id,
         done: false,
     };
@@ -289,12 +363,8 @@ async fn acquire_monitored<DB: Database>(
                 },
             );
             drop(st);
-            Ok(MonitoredConnection {
-                conn,
-                shared,
-                id,
-                since: now,
-            })
+            let hold = HoldGuard::new(Arc::clone(shared), id, now);
+            Ok(ObservedConnection::new(conn, reporter, hold))
         }
         Err(e) => {
             if matches!(e, sqlx::Error::PoolTimedOut) {
@@ -315,64 +385,6 @@ async fn acquire_monitored<DB: Database>(
     }
 }
 
-/// A connection acquired through [`MonitoredPool`]; goes back to the pool on drop, and its
-/// hold time is recorded then.
-///
-/// Derefs to the driver connection, so `&mut *conn` is an [`Executor`](sqlx::Executor), as with sqlx's own
-/// `PoolConnection`. Start a transaction with `sqlx::Connection::begin(&mut *conn)`; the hold
-/// time then covers the transaction.
-pub struct MonitoredConnection<DB: Database> {
-    conn: PoolConnection<DB>,
-    shared: Arc<Shared>,
-    id: u64,
-    since: Instant,
-}
-
-impl<DB: Database> MonitoredConnection<DB> {
-    /// The sqlx pool connection underneath.
-    pub fn as_pool_connection(&mut self) -> &mut PoolConnection<DB> {
-        &mut self.conn
-    }
-
-    /// How long the connection has been held.
-    pub fn held_for(&self) -> Duration {
-        self.since.elapsed()
-    }
-}
-
-impl<DB: Database> fmt::Debug for MonitoredConnection<DB> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MonitoredConnection")
-            .field("held_for", &self.held_for())
-            .finish()
-    }
-}
-
-impl<DB: Database> Deref for MonitoredConnection<DB> {
-    type Target = DB::Connection;
-    fn deref(&self) -> &Self::Target {
-        &self.conn
-    }
-}
-
-impl<DB: Database> DerefMut for MonitoredConnection<DB> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.conn
-    }
-}
-
-impl<DB: Database> Drop for MonitoredConnection<DB> {
-    fn drop(&mut self) {
-        let held = self.since.elapsed();
-        let mut st = self.shared.lock();
-        st.held.remove(&self.id);
-        st.hold.saturating_record(micros(held));
-        if self.shared.leak_threshold.is_some_and(|t| held >= t) {
-            st.long_holds_total += 1;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +395,9 @@ mod tests {
         assert_send_sync::<MonitoredPool<sqlx::Postgres>>();
         assert_send_sync::<MonitoredPool<sqlx::Sqlite>>();
         assert_send_sync::<MonitoredConnection<sqlx::Postgres>>();
+        assert_send_sync::<ObservedConnection<sqlx::Sqlite>>();
+        assert_send_sync::<MonitoredTransaction<'static, sqlx::Postgres>>();
+        assert_send_sync::<MonitoredTransaction<'static, sqlx::Sqlite>>();
         assert_send_sync::<HandleStats>();
     }
 }

@@ -8,7 +8,11 @@
 //! (WAL, `busy_timeout`, foreign keys on). [`MonitoredPool`] wraps a sqlx pool: it counts
 //! waiters exactly (a cancelled acquire never leaves the count high), times acquire and hold
 //! into histograms, counts timeouts, cancellations and leaked connections, and is an
-//! [`sqlx::Executor`] whose statements a [`QueryObserver`] can see. [`PoolMonitor`] samples any
+//! [`sqlx::Executor`] whose statements a [`QueryObserver`] can see. It is used the way sqlx's
+//! pool is: [`begin`](MonitoredPool::begin) returns a [`MonitoredTransaction`] and
+//! [`acquire`](MonitoredPool::acquire) a [`MonitoredConnection`], on which `&mut *tx` and
+//! `&mut *conn` are executors that report every statement (`BEGIN`, `COMMIT` and `ROLLBACK`
+//! included), and `&MonitoredPool` implements [`sqlx::Acquire`]. [`PoolMonitor`] samples any
 //! [`PoolProbe`] (sqlx, bb8 or the monitored handle) into [`PoolMetrics`], raises and clears
 //! [`PoolAlert`]s through an [`AlertSink`], and keeps history and a summary;
 //! [`health_check`] grades `SELECT 1`. [`retry`](retry::retry) runs a unit of work again on
@@ -48,8 +52,7 @@
 //! use vitals_pool::retry::{retry, RetryPolicy};
 //! let policy = RetryPolicy::new(3);
 //! retry(&policy, || async {
-//!     let mut conn = pool.acquire().await?;
-//!     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+//!     let mut tx = pool.begin().await?; // BEGIN, the UPDATE and COMMIT all reach the observer
 //!     sqlx::query("UPDATE stock SET n = n - 1 WHERE id = 1").execute(&mut *tx).await?;
 //!     tx.commit().await?;
 //!     Ok::<_, vitals_pool::PoolError>(())
@@ -59,10 +62,12 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod acquire;
 mod builder;
 mod classify;
 mod config;
 mod connect;
+mod connection;
 mod env;
 mod error;
 mod executor;
@@ -72,12 +77,14 @@ mod monitor;
 mod probe;
 pub mod retry;
 mod stats;
+mod transaction;
 
 pub use builder::PoolConfigBuilder;
 pub use config::{PoolConfig, Profile};
+pub use connection::{MonitoredConnection, ObservedConnection};
 pub use error::PoolError;
 pub use executor::RowsAffected;
-pub use handle::{MonitoredConnection, MonitoredPool, MonitoredPoolBuilder, QueryObserver};
+pub use handle::{MonitoredPool, MonitoredPoolBuilder, QueryObserver};
 pub use health::{health_check, HealthReport, HealthStatus, HealthTarget};
 pub use monitor::{
     AlertKind, AlertSink, AlertState, MonitorConfig, PoolAlert, PoolMetrics, PoolMonitor,
@@ -86,6 +93,7 @@ pub use monitor::{
 pub use probe::{PoolProbe, PoolState};
 pub use retry::{is_transient, RetryPolicy};
 pub use stats::{HandleStats, LatencySummary};
+pub use transaction::MonitoredTransaction;
 /// Masks the password of a URL before it is logged or put in an error.
 pub use vitals_env::mask_url;
 /// The configuration error of [`PoolConfig::from_env`] and [`PoolConfigBuilder::build`]

@@ -1,0 +1,214 @@
+//! [`MonitoredTransaction`]: sqlx's transaction shape over an [`ObservedConnection`], with its
+//! `BEGIN`, `COMMIT` and `ROLLBACK` reported like any other statement.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
+use sqlx::{Database, TransactionManager};
+
+use crate::connection::ObservedConnection;
+
+/// The connection a transaction runs on: its own (from
+/// [`MonitoredPool::begin`](crate::MonitoredPool::begin)) or a borrowed one (from
+/// `conn.begin()`, or a savepoint inside a transaction), as sqlx's `MaybePoolConnection`.
+enum Slot<'c, DB: Database> {
+    Owned(ObservedConnection<DB>),
+    Borrowed(&'c mut ObservedConnection<DB>),
+}
+
+impl<DB: Database> Deref for Slot<'_, DB> {
+    type Target = ObservedConnection<DB>;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Self::Owned(c) => c,
+            Self::Borrowed(c) => c,
+        }
+    }
+}
+
+impl<DB: Database> DerefMut for Slot<'_, DB> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Self::Owned(c) => c,
+            Self::Borrowed(c) => c,
+        }
+    }
+}
+
+/// An in-progress transaction (or savepoint) whose every statement is reported, used as
+/// sqlx's [`Transaction`](sqlx::Transaction) is.
+///
+/// `&mut *tx` is an [`Executor`](sqlx::Executor) (an [`ObservedConnection`]: each statement
+/// timed into the handle's [`QueryObserver`](crate::QueryObserver)); `tx.commit()` and
+/// `tx.rollback()` end it and are reported as `COMMIT` and `ROLLBACK`; `tx.begin()` opens a
+/// savepoint (reported as `SAVEPOINT _sqlx_savepoint_N`, ended by `RELEASE SAVEPOINT …` or
+/// `ROLLBACK TO SAVEPOINT …`, sqlx's own statements). `&mut **tx` is the driver connection,
+/// whose statements are not observed.
+///
+/// Dropped while still open, it is rolled back as sqlx's `Transaction` is: the `ROLLBACK` is
+/// queued on the connection and runs on its next use, at the latest when it goes back to the
+/// pool. It is reported at the drop, with an elapsed time of zero (it has not run yet).
+///
+/// A transaction from [`MonitoredPool::begin`](crate::MonitoredPool::begin) owns its
+/// connection: the pool monitor counts it as held (and as leaked past the threshold, with
+/// the site of `begin`) until the transaction ends.
+#[must_use = "a transaction not committed is rolled back when dropped"]
+pub struct MonitoredTransaction<'c, DB: Database> {
+    conn: Slot<'c, DB>,
+    open: bool,
+}
+
+impl<'c, DB: Database> MonitoredTransaction<'c, DB> {
+    pub(crate) async fn begin_owned(conn: ObservedConnection<DB>) -> Result<Self, sqlx::Error> {
+        Self::start(Slot::Owned(conn)).await
+    }
+
+    pub(crate) async fn begin_borrowed(
+        conn: &'c mut ObservedConnection<DB>,
+    ) -> Result<Self, sqlx::Error> {
+        Self::start(Slot::Borrowed(conn)).await
+    }
+
+    async fn start(mut conn: Slot<'c, DB>) -> Result<Self, sqlx::Error> {
+        let (raw, reporter) = conn.split();
+        let depth = DB::TransactionManager::get_transaction_depth(raw);
+        let started = Instant::now();
+        let result = DB::TransactionManager::begin(raw, None).await;
+        reporter.observe(
+            &begin_sql(depth),
+            started.elapsed(),
+            0,
+            result.as_ref().err(),
+        );
+        result?;
+        Ok(Self { conn, open: true })
+    }
+
+    /// Opens a savepoint inside this transaction, as sqlx's `tx.begin()` does; reported as
+    /// `SAVEPOINT _sqlx_savepoint_N`, and what runs in it is reported too.
+    ///
+    /// # Errors
+    /// The error of `SAVEPOINT`.
+    pub async fn begin(&mut self) -> Result<MonitoredTransaction<'_, DB>, sqlx::Error> {
+        MonitoredTransaction::begin_borrowed(&mut self.conn).await
+    }
+
+    /// Commits the transaction (or releases the savepoint); reported as `COMMIT`.
+    ///
+    /// # Errors
+    /// The error of `COMMIT`; the transaction is then rolled back when dropped.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let (raw, reporter) = self.conn.split();
+        let sql = commit_sql(DB::TransactionManager::get_transaction_depth(raw));
+        let started = Instant::now();
+        let result = DB::TransactionManager::commit(raw).await;
+        reporter.observe(&sql, started.elapsed(), 0, result.as_ref().err());
+        result?;
+        self.open = false;
+        Ok(())
+    }
+
+    /// Rolls the transaction back (or back to the savepoint); reported as `ROLLBACK`.
+    ///
+    /// # Errors
+    /// The error of `ROLLBACK`.
+    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        let (raw, reporter) = self.conn.split();
+        let sql = rollback_sql(DB::TransactionManager::get_transaction_depth(raw));
+        let started = Instant::now();
+        let result = DB::TransactionManager::rollback(raw).await;
+        reporter.observe(&sql, started.elapsed(), 0, result.as_ref().err());
+        result?;
+        self.open = false;
+        Ok(())
+    }
+
+    /// How long the connection under the transaction has been held.
+    pub fn held_for(&self) -> Duration {
+        self.conn.held_for()
+    }
+}
+
+impl<DB: Database> fmt::Debug for MonitoredTransaction<'_, DB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MonitoredTransaction")
+            .field("open", &self.open)
+            .field("held_for", &self.held_for())
+            .finish()
+    }
+}
+
+impl<DB: Database> Deref for MonitoredTransaction<'_, DB> {
+    type Target = ObservedConnection<DB>;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl<DB: Database> DerefMut for MonitoredTransaction<'_, DB> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+impl<DB: Database> Drop for MonitoredTransaction<'_, DB> {
+    fn drop(&mut self) {
+        if self.open {
+            let (raw, reporter) = self.conn.split();
+            let sql = rollback_sql(DB::TransactionManager::get_transaction_depth(raw));
+            // Queued, as sqlx's `Transaction` does: it runs on the connection's next use, at
+            // the latest when the pool pings it on release (an owned connection goes back
+            // right after this, when the fields drop).
+            DB::TransactionManager::start_rollback(raw);
+            reporter.observe(&sql, Duration::ZERO, 0, None);
+        }
+    }
+}
+
+// sqlx's transaction managers (PostgreSQL and SQLite alike) run these texts; the observer
+// hears the same ones. `depth` is the transaction depth before the statement.
+
+/// `BEGIN`, or the savepoint sqlx opens inside a transaction.
+pub(crate) fn begin_sql(depth: usize) -> Cow<'static, str> {
+    if depth == 0 {
+        Cow::Borrowed("BEGIN")
+    } else {
+        Cow::Owned(format!("SAVEPOINT _sqlx_savepoint_{depth}"))
+    }
+}
+
+fn commit_sql(depth: usize) -> Cow<'static, str> {
+    if depth <= 1 {
+        Cow::Borrowed("COMMIT")
+    } else {
+        Cow::Owned(format!("RELEASE SAVEPOINT _sqlx_savepoint_{}", depth - 1))
+    }
+}
+
+fn rollback_sql(depth: usize) -> Cow<'static, str> {
+    if depth <= 1 {
+        Cow::Borrowed("ROLLBACK")
+    } else {
+        Cow::Owned(format!(
+            "ROLLBACK TO SAVEPOINT _sqlx_savepoint_{}",
+            depth - 1
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reported_texts_are_sqlx_own() {
+        assert_eq!(begin_sql(0), "BEGIN");
+        assert_eq!(begin_sql(1), "SAVEPOINT _sqlx_savepoint_1");
+        assert_eq!(commit_sql(1), "COMMIT");
+        assert_eq!(commit_sql(2), "RELEASE SAVEPOINT _sqlx_savepoint_1");
+        assert_eq!(rollback_sql(1), "ROLLBACK");
+        assert_eq!(rollback_sql(3), "ROLLBACK TO SAVEPOINT _sqlx_savepoint_2");
+    }
+}
