@@ -4,40 +4,19 @@
 //!
 //! Run with `cargo test -p vitals --test facade`.
 
+mod common;
+
 use std::time::Duration;
 
 use chrono::NaiveDate;
 use sqlx::PgPool;
 use uuid::Uuid;
 use vitals::health::{self, HealthData, SchoolGenerator};
-use vitals::{Config, Engine, Vitals};
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A configuration with Redis on a key prefix of this test's own.
-fn config(test: &str) -> Config {
-    let mut config = Config::defaults().unwrap();
-    config.cache = config
-        .cache
-        .with_redis_url(Some(redis_url()))
-        .with_key_prefix(format!("vitals-test:{test}:{}", Uuid::new_v4()));
-    config
-}
+use vitals::{Engine, Vitals};
 
 async fn host_on_postgres(pool: PgPool, test: &str) -> (Vitals, health::School) {
-    let vitals = Vitals::builder()
-        .config(config(test))
-        .postgres_pool(pool)
-        .build()
-        .await
-        .unwrap();
+    let (vitals, school) = common::host_on_postgres(pool, test, 120, 5).await;
     assert_eq!(vitals.engine(), Engine::Postgres);
-    let school = SchoolGenerator::new(120).seed(5).generate();
-    health::load_school_postgres(vitals.db().postgres().unwrap().inner(), &school)
-        .await
-        .unwrap();
     (vitals, school)
 }
 
@@ -65,18 +44,8 @@ async fn host_queries_show_in_the_report_and_reads_in_the_cache_stats(pool: PgPo
     );
 
     // Miss, then an L1 hit.
-    let first = vitals
-        .health_cache()
-        .student_health_summary(student)
-        .await
-        .unwrap()
-        .unwrap();
-    let second = vitals
-        .health_cache()
-        .student_health_summary(student)
-        .await
-        .unwrap()
-        .unwrap();
+    let first = common::cached_summary(&vitals, student).await;
+    let second = common::cached_summary(&vitals, student).await;
     assert_eq!(first, second);
     let cache = vitals.cache_stats();
     assert!(cache.misses >= 1, "{cache:?}");
@@ -97,12 +66,7 @@ async fn host_queries_show_in_the_report_and_reads_in_the_cache_stats(pool: PgPo
 async fn a_write_then_invalidation_serves_the_new_summary(pool: PgPool) {
     let (vitals, school) = host_on_postgres(pool, "invalidate").await;
     let student = school.students[3].id;
-    let before = vitals
-        .health_cache()
-        .student_health_summary(student)
-        .await
-        .unwrap()
-        .unwrap();
+    let before = common::cached_summary(&vitals, student).await;
 
     vitals::with_db!(vitals.db(), |db| {
         sqlx::query(
@@ -118,21 +82,11 @@ async fn a_write_then_invalidation_serves_the_new_summary(pool: PgPool) {
     })
     .unwrap();
     // Still the cached value until the write is announced.
-    let cached = vitals
-        .health_cache()
-        .student_health_summary(student)
-        .await
-        .unwrap()
-        .unwrap();
+    let cached = common::cached_summary(&vitals, student).await;
     assert_eq!(cached, before);
 
     vitals.health_cache().invalidate_student(student).await;
-    let after = vitals
-        .health_cache()
-        .student_health_summary(student)
-        .await
-        .unwrap()
-        .unwrap();
+    let after = common::cached_summary(&vitals, student).await;
     assert_eq!(after.vaccinations.len(), before.vaccinations.len() + 1);
     assert!(after
         .vaccinations
@@ -197,13 +151,8 @@ async fn warming_fills_the_cache_with_what_a_nurse_asks_for_first(pool: PgPool) 
 #[tokio::test]
 async fn on_sqlite_with_no_configuration_the_facade_works_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("vitals.sqlite").display());
-    let vitals = Vitals::builder()
-        .database_url(Some(url))
-        .monitor_interval(Duration::from_secs(3600))
-        .build()
-        .await
-        .unwrap();
+    let vitals =
+        common::vitals_on_sqlite_file(&dir, "vitals.sqlite", Some(Duration::from_secs(3600))).await;
     assert_eq!(vitals.engine(), Engine::Sqlite);
     assert!(
         vitals.cache().redis().is_none(),
@@ -214,12 +163,7 @@ async fn on_sqlite_with_no_configuration_the_facade_works_end_to_end() {
         .await
         .unwrap();
     let student = school.students[0].id;
-    let summary = vitals
-        .health_cache()
-        .student_health_summary(student)
-        .await
-        .unwrap()
-        .unwrap();
+    let summary = common::cached_summary(&vitals, student).await;
     assert_eq!(summary.student.id, student);
     let key = HealthData::Summary.key(student);
     assert!(

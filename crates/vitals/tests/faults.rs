@@ -9,7 +9,9 @@
 
 mod common;
 
-use common::{free_port, Captured};
+use common::{
+    cached_summary, free_port, load_postgres_school, student_ids, vitals_on_postgres, Captured,
+};
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,7 +23,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 use uuid::Uuid;
 use vitals::cache::BreakerState;
-use vitals::health::{self, queries, HealthData, SchoolGenerator};
+use vitals::health::{queries, HealthData};
 use vitals::import::{Format, ImportError, ImportOptions, Source};
 use vitals::pool::retry::retry;
 use vitals::{Config, Error, Vitals};
@@ -42,6 +44,28 @@ where
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Waits (at most `limit`) until `counter` reaches `n`; returns whether it did.
+async fn count_reaches(counter: &Arc<AtomicU64>, n: u64, limit: Duration) -> bool {
+    eventually(limit, || {
+        let counter = counter.clone();
+        async move { counter.load(Ordering::Relaxed) >= n }
+    })
+    .await
+}
+
+/// Tells the load tasks to stop and gathers what each saw fail.
+async fn stop_and_join(
+    stop: &AtomicBool,
+    tasks: Vec<tokio::task::JoinHandle<Vec<String>>>,
+) -> Vec<String> {
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for t in tasks {
+        failures.extend(t.await.unwrap());
+    }
+    failures
 }
 
 /// A redis-server this test owns on a loopback port; killed by pid on drop.
@@ -164,9 +188,8 @@ async fn redis_stopped_mid_load_and_restarted_no_read_fails_and_coherence_return
     let b = build(pool.clone()).await.unwrap();
     assert!(a.cache().wait_subscribed(Duration::from_secs(5)).await);
     assert!(b.cache().wait_subscribed(Duration::from_secs(5)).await);
-    let school = SchoolGenerator::new(60).seed(11).generate();
-    health::load_school_postgres(&pool, &school).await.unwrap();
-    let ids: Arc<Vec<Uuid>> = Arc::new(school.students.iter().map(|s| s.id).collect());
+    let school = load_postgres_school(&pool, 60, 11).await;
+    let ids = student_ids(&school);
 
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
@@ -191,16 +214,7 @@ async fn redis_stopped_mid_load_and_restarted_no_read_fails_and_coherence_return
             failures
         }));
     }
-    let reads_at = |n: u64| {
-        let ok = ok.clone();
-        async move {
-            eventually(Duration::from_secs(10), || {
-                let ok = ok.clone();
-                async move { ok.load(Ordering::Relaxed) >= n }
-            })
-            .await
-        }
-    };
+    let reads_at = |n: u64| count_reaches(&ok, n, Duration::from_secs(10));
     assert!(reads_at(300).await, "the load never got going");
 
     server.kill();
@@ -232,11 +246,7 @@ async fn redis_stopped_mid_load_and_restarted_no_read_fails_and_coherence_return
         reads_at(after + 300).await,
         "reads stalled after the restart"
     );
-    stop.store(true, Ordering::Relaxed);
-    let mut failures = Vec::new();
-    for r in readers {
-        failures.extend(r.await.unwrap());
-    }
+    let failures = stop_and_join(&stop, readers).await;
     assert!(failures.is_empty(), "failed reads: {failures:?}");
 
     // The breaker heals: writes reach the restarted Redis again.
@@ -262,12 +272,7 @@ async fn redis_stopped_mid_load_and_restarted_no_read_fails_and_coherence_return
 
     // Coherent again: B holds a student's summary in L1; a write announced on A reaches it.
     let student = ids[5];
-    let before = b
-        .health_cache()
-        .student_health_summary(student)
-        .await
-        .unwrap()
-        .unwrap();
+    let before = cached_summary(&b, student).await;
     let expected = before.vaccinations.len() + 1;
     let key = HealthData::Summary.key(student);
     assert!(b.cache().l1().unwrap().contains(&key));
@@ -325,16 +330,14 @@ async fn every_postgres_backend_killed_mid_load_later_queries_succeed(
         .connect_with(conn.clone())
         .await
         .unwrap();
-    let vitals = Vitals::builder()
-        .config(config(None, &prefix("pgload")))
-        .postgres_pool(pool.clone())
-        .monitor_interval(Duration::from_secs(3600))
-        .build()
-        .await
-        .unwrap();
-    let school = SchoolGenerator::new(40).seed(3).generate();
-    health::load_school_postgres(&pool, &school).await.unwrap();
-    let ids: Arc<Vec<Uuid>> = Arc::new(school.students.iter().map(|s| s.id).collect());
+    let vitals = vitals_on_postgres(
+        config(None, &prefix("pgload")),
+        pool.clone(),
+        Some(Duration::from_secs(3600)),
+    )
+    .await;
+    let school = load_postgres_school(&pool, 40, 3).await;
+    let ids = student_ids(&school);
     let policy = vitals.config().pool.retry_policy();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -366,16 +369,7 @@ async fn every_postgres_backend_killed_mid_load_later_queries_succeed(
             failures
         }));
     }
-    let wait_for = |n: u64| {
-        let ok = ok.clone();
-        async move {
-            eventually(Duration::from_secs(15), || {
-                let ok = ok.clone();
-                async move { ok.load(Ordering::Relaxed) >= n }
-            })
-            .await
-        }
-    };
+    let wait_for = |n: u64| count_reaches(&ok, n, Duration::from_secs(15));
     assert!(wait_for(200).await, "the load never got going");
     let mut killer = conn.connect().await.unwrap();
     let pids_before: Vec<i32> = sqlx::query_scalar(
@@ -391,11 +385,7 @@ async fn every_postgres_backend_killed_mid_load_later_queries_succeed(
         wait_for(at_kill + 300).await,
         "queries did not resume after the kill"
     );
-    stop.store(true, Ordering::Relaxed);
-    let mut failures = Vec::new();
-    for t in tasks {
-        failures.extend(t.await.unwrap());
-    }
+    let failures = stop_and_join(&stop, tasks).await;
     assert!(failures.is_empty(), "units of work failed: {failures:?}");
     // Later queries run on new backends.
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
@@ -450,13 +440,12 @@ async fn every_postgres_backend_killed_mid_import_chunks_are_whole_and_a_rerun_c
         .connect_with(conn.clone())
         .await
         .unwrap();
-    let vitals = Vitals::builder()
-        .config(config(None, &prefix("pgimport")))
-        .postgres_pool(pool.clone())
-        .monitor_interval(Duration::from_secs(3600))
-        .build()
-        .await
-        .unwrap();
+    let vitals = vitals_on_postgres(
+        config(None, &prefix("pgimport")),
+        pool.clone(),
+        Some(Duration::from_secs(3600)),
+    )
+    .await;
     let ids: Vec<Uuid> = (0..STUDENTS).map(|_| Uuid::new_v4()).collect();
     let content = students_with_vaccinations(&ids);
     let source = move || {

@@ -3,8 +3,9 @@
 //!
 //! Run with `cargo test -p vitals --test health_queries`.
 
+mod common;
+
 use chrono::Utc;
-use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::PgPool;
 use vitals::health::{self, SchoolGenerator};
 
@@ -119,11 +120,6 @@ async fn postgres_health_reads_return_what_was_loaded(pool: PgPool) {
 
 #[tokio::test]
 async fn sqlite_health_reads_return_what_was_loaded() {
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect("sqlite::memory:")
-        .await
-        .unwrap();
-    health::migrate_sqlite(&pool).await.unwrap();
+    let pool = common::sqlite_memory().await;
     health_reads!(pool, sqlite);
 }

@@ -5,33 +5,19 @@
 //!
 //! Run with `cargo test -p vitals --test http`.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use sqlx::PgPool;
 use tower::ServiceExt;
 use uuid::Uuid;
-use vitals::health::{self, SchoolGenerator};
-use vitals::{Config, Vitals};
+use vitals::health;
+use vitals::Vitals;
 
 async fn vitals_on(pool: PgPool, test: &str) -> (Vitals, health::School) {
-    let mut config = Config::defaults().unwrap();
-    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    config.cache = config
-        .cache
-        .with_redis_url(Some(redis))
-        .with_key_prefix(format!("vitals-test:http-{test}:{}", Uuid::new_v4()));
-    let vitals = Vitals::builder()
-        .config(config)
-        .postgres_pool(pool)
-        .build()
-        .await
-        .unwrap();
-    let school = SchoolGenerator::new(60).seed(21).generate();
-    health::load_school_postgres(vitals.db().postgres().unwrap().inner(), &school)
-        .await
-        .unwrap();
-    (vitals, school)
+    common::host_on_postgres(pool, &format!("http-{test}"), 60, 21).await
 }
 
 async fn call(
@@ -72,20 +58,15 @@ async fn health_endpoints_return_the_documented_json(pool: PgPool) {
     let app = health::api::router(vitals.clone());
     // Some traffic first, so every figure has something to say.
     let student = school.students[0].id;
-    call(
-        &app,
-        "GET",
-        &format!("/api/students/{student}/health-summary"),
-        None,
-    )
-    .await;
-    call(
-        &app,
-        "GET",
-        &format!("/api/students/{student}/health-summary"),
-        None,
-    )
-    .await;
+    for _ in 0..2 {
+        call(
+            &app,
+            "GET",
+            &format!("/api/students/{student}/health-summary"),
+            None,
+        )
+        .await;
+    }
 
     let pool = json(&app, "/api/health/database/pool").await;
     assert_eq!(pool["engine"], "postgres");

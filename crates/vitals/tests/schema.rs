@@ -3,9 +3,10 @@
 //!
 //! Run with `cargo test -p vitals --test schema` (PostgreSQL from `DATABASE_URL`).
 
+mod common;
+
 use chrono::NaiveDate;
-use sqlx::sqlite::SqlitePoolOptions;
-use sqlx::{PgPool, SqlitePool};
+use sqlx::PgPool;
 use uuid::Uuid;
 use vitals::health::{self, SchoolGenerator};
 
@@ -15,17 +16,6 @@ fn sqlstate(err: &sqlx::Error) -> String {
         .and_then(|e| e.code())
         .map(|c| c.into_owned())
         .unwrap_or_else(|| format!("not a database error: {err}"))
-}
-
-async fn sqlite() -> SqlitePool {
-    // One connection: every connection to `sqlite::memory:` is a database of its own.
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect("sqlite::memory:")
-        .await
-        .unwrap();
-    health::migrate_sqlite(&pool).await.unwrap();
-    pool
 }
 
 /// Runs the same constraint checks on either engine; `$unique`, `$fk`, `$check` are the codes
@@ -112,7 +102,7 @@ async fn postgres_migrations_apply_and_constraints_hold(pool: PgPool) {
 async fn sqlite_migrations_apply_and_constraints_hold() {
     // SQLite's extended result codes: 2067 UNIQUE, 787 FOREIGN KEY, 275 CHECK.
     constraint_checks!(
-        sqlite().await,
+        common::sqlite_memory().await,
         health::load_school_sqlite,
         health::table_counts_sqlite,
         unique = "2067",
@@ -129,7 +119,7 @@ async fn postgres_migrations_are_idempotent(pool: PgPool) {
 
 #[tokio::test]
 async fn sqlite_and_postgres_migrations_create_the_same_tables() {
-    let lite = sqlite().await;
+    let lite = common::sqlite_memory().await;
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite%' ORDER BY name",
     )

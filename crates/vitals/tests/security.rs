@@ -12,7 +12,9 @@
 
 mod common;
 
-use common::{free_port, Captured};
+use common::{
+    cached_summary, free_port, load_postgres_school, redis_url, vitals_on_postgres, Captured,
+};
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -24,7 +26,7 @@ use redis::AsyncCommands as _;
 use sqlx::PgPool;
 use uuid::Uuid;
 use vitals::cache::{codec, EncryptionKey, Keyring};
-use vitals::health::{self, HealthData, School, SchoolGenerator};
+use vitals::health::{self, HealthData, School};
 use vitals::import::{Format, Source};
 use vitals::querylog::scrub_text;
 use vitals::{Config, Error, Vitals};
@@ -105,10 +107,6 @@ fn has_word(text: &str, word: &str) -> bool {
     })
 }
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 fn keyring() -> Keyring {
     Keyring::new(EncryptionKey::new("sec-2026", [9; 32]).unwrap(), [])
 }
@@ -172,12 +170,7 @@ async fn full_run(vitals: &Vitals, pool: &PgPool, school: &School) -> Secrets {
     .unwrap();
     assert_eq!(n, 1);
     vitals.health_cache().invalidate_student(student.id).await;
-    let summary = vitals
-        .health_cache()
-        .student_health_summary(student.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let summary = cached_summary(vitals, student.id).await;
     assert!(summary
         .vaccinations
         .iter()
@@ -273,15 +266,13 @@ async fn full_run(vitals: &Vitals, pool: &PgPool, school: &School) -> Secrets {
 async fn tracing_output_of_a_full_run_holds_no_phi(pool: PgPool) {
     captured();
     let prefix = format!("vt-sec-{}", Uuid::new_v4().simple());
-    let vitals = Vitals::builder()
-        .config(config(&prefix, 40))
-        .postgres_pool(pool.clone())
-        .monitor_interval(Duration::from_millis(200))
-        .build()
-        .await
-        .unwrap();
-    let school = SchoolGenerator::new(30).seed(99).generate();
-    health::load_school_postgres(&pool, &school).await.unwrap();
+    let vitals = vitals_on_postgres(
+        config(&prefix, 40),
+        pool.clone(),
+        Some(Duration::from_millis(200)),
+    )
+    .await;
+    let school = load_postgres_school(&pool, 30, 99).await;
     let secrets = full_run(&vitals, &pool, &school).await;
     vitals.shutdown().await;
 
@@ -344,14 +335,8 @@ async fn tracing_output_of_a_full_run_holds_no_phi(pool: PgPool) {
 async fn with_an_encryption_key_redis_holds_no_plaintext(pool: PgPool) {
     captured();
     let prefix = format!("vt-sec-enc-{}", Uuid::new_v4().simple());
-    let vitals = Vitals::builder()
-        .config(config(&prefix, 1000))
-        .postgres_pool(pool.clone())
-        .build()
-        .await
-        .unwrap();
-    let school = SchoolGenerator::new(25).seed(5).generate();
-    health::load_school_postgres(&pool, &school).await.unwrap();
+    let vitals = vitals_on_postgres(config(&prefix, 1000), pool.clone(), None).await;
+    let school = load_postgres_school(&pool, 25, 5).await;
     for s in &school.students {
         let h = vitals.health_cache();
         h.student_health_summary(s.id).await.unwrap();
@@ -444,12 +429,7 @@ async fn with_an_encryption_key_redis_holds_no_plaintext(pool: PgPool) {
     );
     assert!(values >= 4 * school.students.len(), "{values} values");
     // And the cache reads them back (a second instance, from Redis).
-    let other = Vitals::builder()
-        .config(config(&prefix, 1000))
-        .postgres_pool(pool.clone())
-        .build()
-        .await
-        .unwrap();
+    let other = vitals_on_postgres(config(&prefix, 1000), pool.clone(), None).await;
     let s = &school.students[0];
     let back = other
         .cache()

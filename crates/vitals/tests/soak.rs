@@ -11,6 +11,10 @@
 //! printed), and that after the load every cached summary equals the database's; it prints
 //! p50/p95/p99 per kind of operation.
 
+mod common;
+
+use common::{load_postgres_school, student_ids, vitals_on_postgres};
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +24,7 @@ use rand::{Rng, SeedableRng};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use uuid::Uuid;
 use vitals::cache::{EncryptionKey, Keyring};
-use vitals::health::{self, queries, SchoolGenerator};
+use vitals::health::queries;
 use vitals::import::{Format, ImportOptions, Source};
 use vitals::{Config, Vitals};
 
@@ -157,16 +161,9 @@ async fn soak_through_the_facade_has_no_error_flat_memory_and_coherent_cache(
         .with_redis_url(Some(redis))
         .with_key_prefix(format!("vt-soak-{}", Uuid::new_v4().simple()))
         .with_encryption(Some(ring));
-    let vitals = Vitals::builder()
-        .config(config)
-        .postgres_pool(pool.clone())
-        .monitor_interval(Duration::from_secs(1))
-        .build()
-        .await
-        .unwrap();
-    let school = SchoolGenerator::new(300).seed(21).generate();
-    health::load_school_postgres(&pool, &school).await.unwrap();
-    let ids: Arc<Vec<Uuid>> = Arc::new(school.students.iter().map(|s| s.id).collect());
+    let vitals = vitals_on_postgres(config, pool.clone(), Some(Duration::from_secs(1))).await;
+    let school = load_postgres_school(&pool, 300, 21).await;
+    let ids = student_ids(&school);
 
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();

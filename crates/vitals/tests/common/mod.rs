@@ -1,7 +1,75 @@
-//! Helpers shared by the facade's fault and security tests.
+//! Helpers shared by the facade's test binaries: the servers' URLs, a migrated SQLite
+//! database, a facade on a test's PostgreSQL pool with a school loaded, and log capture.
+//! Each binary uses some of them.
 #![allow(dead_code)]
 
+pub mod import;
+
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::{PgPool, SqlitePool};
+use uuid::Uuid;
+use vitals::health::{self, HealthSummary, School, SchoolGenerator};
+use vitals::{Config, Vitals};
+
+/// `REDIS_URL`, or the local server.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A migrated in-memory SQLite database. One connection: every connection to
+/// `sqlite::memory:` is a database of its own.
+pub async fn sqlite_memory() -> SqlitePool {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect("sqlite::memory:")
+        .await
+        .unwrap();
+    health::migrate_sqlite(&pool).await.unwrap();
+    pool
+}
+
+/// The URL of an SQLite file `name` in `dir`.
+pub fn sqlite_file_url(dir: &tempfile::TempDir, name: &str) -> String {
+    format!("sqlite://{}", dir.path().join(name).display())
+}
+
+/// The facade on a test's PostgreSQL pool, with `config`, its monitor sampling every
+/// `monitor_interval` (the builder's default when `None`).
+pub async fn vitals_on_postgres(
+    config: Config,
+    pool: PgPool,
+    monitor_interval: Option<Duration>,
+) -> Vitals {
+    let mut builder = Vitals::builder().config(config).postgres_pool(pool);
+    if let Some(every) = monitor_interval {
+        builder = builder.monitor_interval(every);
+    }
+    builder.build().await.unwrap()
+}
+
+/// A generated school of `students` (seed `seed`), loaded into `pool`.
+pub async fn load_postgres_school(pool: &PgPool, students: usize, seed: u64) -> School {
+    let school = SchoolGenerator::new(students).seed(seed).generate();
+    health::load_school_postgres(pool, &school).await.unwrap();
+    school
+}
+
+/// The ids of a school's students, to share between tasks.
+pub fn student_ids(school: &School) -> Arc<Vec<Uuid>> {
+    Arc::new(school.students.iter().map(|s| s.id).collect())
+}
+
+/// A student's health summary through the facade's cache; the student must exist.
+pub async fn cached_summary(vitals: &Vitals, student: Uuid) -> HealthSummary {
+    vitals
+        .health_cache()
+        .student_health_summary(student)
+        .await
+        .unwrap()
+        .unwrap()
+}
 
 /// A free loopback port (nothing listens on it once this returns).
 pub fn free_port() -> u16 {
@@ -28,4 +96,54 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     fn make_writer(&'a self) -> Captured {
         self.clone()
     }
+}
+
+/// The facade on a new SQLite file `name` in `dir`, nothing else configured, its monitor
+/// sampling every `monitor_interval` (the builder's default when `None`).
+pub async fn vitals_on_sqlite_file(
+    dir: &tempfile::TempDir,
+    name: &str,
+    monitor_interval: Option<Duration>,
+) -> Vitals {
+    let mut builder = Vitals::builder().database_url(Some(sqlite_file_url(dir, name)));
+    if let Some(every) = monitor_interval {
+        builder = builder.monitor_interval(every);
+    }
+    builder.build().await.unwrap()
+}
+
+/// One CSV record, every field quoted (quotes doubled), ended by CRLF.
+pub fn csv_line<S: AsRef<str>>(fields: &[S]) -> String {
+    let quoted: Vec<String> = fields
+        .iter()
+        .map(|f| format!("\"{}\"", f.as_ref().replace('"', "\"\"")))
+        .collect();
+    format!("{}\r\n", quoted.join(","))
+}
+
+/// The default configuration with Redis on a key prefix of the test's own
+/// (`vitals-test:{test}:{uuid}`).
+pub fn redis_config(test: &str) -> Config {
+    let mut config = Config::defaults().unwrap();
+    config.cache = config
+        .cache
+        .with_redis_url(Some(redis_url()))
+        .with_key_prefix(format!("vitals-test:{test}:{}", Uuid::new_v4()));
+    config
+}
+
+/// The facade on a test's PostgreSQL pool with [`redis_config`], and a generated school of
+/// `students` (seed `seed`) loaded through the facade's handle.
+pub async fn host_on_postgres(
+    pool: PgPool,
+    test: &str,
+    students: usize,
+    seed: u64,
+) -> (Vitals, School) {
+    let vitals = vitals_on_postgres(redis_config(test), pool, None).await;
+    let school = SchoolGenerator::new(students).seed(seed).generate();
+    health::load_school_postgres(vitals.db().postgres().unwrap().inner(), &school)
+        .await
+        .unwrap();
+    (vitals, school)
 }
