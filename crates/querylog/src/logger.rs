@@ -355,6 +355,10 @@ impl QueryLogger {
     /// });
     /// assert_eq!(logger.n_plus_one_findings()[0].count, 5);
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`Scope::wrap_sync`]: only while this thread's thread-locals are being destroyed.
     pub fn in_scope_sync<R>(&self, name: &str, f: impl FnOnce() -> R) -> R {
         self.open_scope(name).wrap_sync(f)
     }

@@ -197,6 +197,11 @@ impl Scope {
 
     /// Runs `f` inside this scope, on this thread: for synchronous work of the scope (a
     /// `spawn_blocking` closure, a job with no runtime).
+    ///
+    /// # Panics
+    ///
+    /// Only when called while this thread's thread-locals are being destroyed (as tokio's
+    /// `LocalKey::sync_scope`).
     pub fn wrap_sync<R>(self, f: impl FnOnce() -> R) -> R {
         CURRENT.sync_scope(self, f)
     }
