@@ -23,7 +23,7 @@ fn variables_read() -> BTreeSet<String> {
                     let is_name = piece
                         .chars()
                         .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-                    let ours = ["DB_", "REDIS_", "CACHE_", "VITALS_"]
+                    let ours = ["DB_", "REDIS_", "CACHE_", "VITALS_", "QUERYLOG_"]
                         .iter()
                         .any(|p| piece.starts_with(p))
                         || piece == "DATABASE_URL";
