@@ -2,6 +2,11 @@
 //! SQL pass, then the free-text pass), one line out per line in; with
 //! `--fingerprint`, each line's fingerprint (16 hex digits) instead.
 //!
+//! A statement is masked the same whether a line holds it alone or after a log
+//! line's prefix (`crates/querylog/tests/token_forms.rs` checks every row of its
+//! table both ways). Lines are read one at a time: a literal that spans lines is
+//! masked to the end of its first line only (see docs/querylog.md, Limits).
+//!
 //! Run with `cargo run --release -q -p vitals-querylog --example scrub < app.log`
 //! or `... --example scrub -- --fingerprint < statements.sql`.
 use std::io::{self, BufRead, BufWriter, Write};

@@ -163,17 +163,7 @@ pub fn scrub_text(text: &str) -> String {
 /// The rules, then the number pass: the free-text scrubber without the
 /// structure it keeps.
 fn scrub_free(text: &str) -> String {
-    let uuids = mask_uuids(text);
-    let mut cur: Cow<'_, str> = Cow::Borrowed(&uuids);
-    for rule in &rules().rules {
-        let replaced = rule.re.replace_all(&cur, |c: &Captures<'_>| {
-            (rule.replace)(c).unwrap_or_else(|| c[0].to_string())
-        });
-        if let Cow::Owned(s) = replaced {
-            cur = Cow::Owned(s);
-        }
-    }
-    mask_numbers(&cur)
+    mask_numbers(&scrub_typed(text))
 }
 
 /// Only the typed rules (no number pass): what a kept quoted identifier goes
