@@ -44,6 +44,7 @@ mod error;
 pub mod health;
 #[cfg(feature = "http")]
 pub mod http;
+mod importing;
 mod vitals;
 
 pub use config::{Config, DEFAULT_SQLITE_URL};

@@ -1,12 +1,11 @@
 //! [`Vitals`]: one handle that owns the pool and its monitor, the query logger, the cache,
 //! the warmer and the importer of a host service.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vitals_cache::{CacheStats, TieredCache, WarmScheduler, WarmSummary};
-use vitals_import::{Format, ImportOptions, ImportReport, Importer, PgSink, Source, SqliteSink};
+use vitals_import::Importer;
 use vitals_pool::{
     health_check, AlertSink, HealthReport, PoolMetrics, PoolMonitor, PoolProbe, PoolSummary,
     TracingAlertSink,
@@ -381,63 +380,6 @@ impl Vitals {
     /// `SELECT 1` within `timeout`: healthy, degraded or unhealthy, with latency.
     pub async fn pool_health(&self, timeout: Duration) -> HealthReport {
         crate::with_db!(&self.inner.db, |p| health_check(p, timeout).await)
-    }
-
-    /// Imports a file of school-health records (`student`, `vaccination`, `allergy`,
-    /// `chronic_condition`) with the configured options, or `options` when given.
-    /// `record_type` is the type of every row when the file has no `type` field (CSV).
-    ///
-    /// Imports use the pool underneath the monitored handle: their statements (lookups and
-    /// bulk inserts, a few per chunk) are not timed one by one; the report counts them. On
-    /// PostgreSQL an import holds up to `VITALS_IMPORT_WORKERS` (default 2) of the pool's
-    /// connections while it runs (see [`ImportOptions::workers`]).
-    ///
-    /// # Errors
-    /// [`Error::Import`] when the file cannot be read at all or the database fails.
-    pub async fn import_file(
-        &self,
-        path: impl AsRef<Path>,
-        format: Option<Format>,
-        record_type: Option<&str>,
-        options: Option<ImportOptions>,
-    ) -> Result<ImportReport, Error> {
-        let mut source = Source::open(path.as_ref(), format)?;
-        if let Some(t) = record_type {
-            source = source.with_type(t);
-        }
-        self.import(source, options).await
-    }
-
-    /// Imports from any [`Source`] (a file, bytes of an upload).
-    ///
-    /// # Errors
-    /// [`Error::Import`] when the source cannot be read at all or the database fails.
-    pub async fn import(
-        &self,
-        source: Source,
-        options: Option<ImportOptions>,
-    ) -> Result<ImportReport, Error> {
-        let custom;
-        let importer = match options {
-            Some(o) => {
-                custom = Importer::new(health::records::registry(), o)?;
-                &custom
-            }
-            None => &self.inner.importer,
-        };
-        let report = match &self.inner.db {
-            Db::Postgres(p) => {
-                importer
-                    .run(source, &mut PgSink::new(p.inner().clone()))
-                    .await?
-            }
-            Db::Sqlite(p) => {
-                importer
-                    .run(source, &mut SqliteSink::new(p.inner().clone()))
-                    .await?
-            }
-        };
-        Ok(report)
     }
 
     /// Stops the background tasks (pool monitor, query summary, cache subscription and
