@@ -4,17 +4,25 @@
 //! `cargo bench -p vitals-benches --bench pool -- pool/acquire --warm-up-time 1 --measurement-time 3`
 //! compares acquire + release through `MonitoredPool` with the bare sqlx pool, on the same pool.
 //!
+//! `cargo bench -p vitals-benches --bench pool -- pool/transaction --warm-up-time 2 --measurement-time 5`
+//! compares one statement inside a transaction through `MonitoredPool::begin` (observer
+//! attached) with the same statement inside a bare sqlx transaction, on the same pool; and a
+//! whole transaction (BEGIN, the statement, COMMIT) both ways.
+//!
 //! `cargo bench -p vitals-benches --bench pool -- pool/sizes` prints throughput and p99 of a
 //! latency-bound and a CPU-bound query at pool sizes 5, 10, 25 and 50 (not a criterion
 //! measurement: a fixed 2 s run per cell with 100 client tasks; it runs only when asked for).
 // criterion_group! generates an undocumented `pub fn benches`.
 #![allow(missing_docs)]
 
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sqlx::postgres::PgPoolOptions;
-use vitals_pool::MonitoredPool;
+use vitals_pool::{MonitoredPool, QueryObserver};
 
 fn database_url() -> String {
     std::env::var("DATABASE_URL")
@@ -65,6 +73,103 @@ fn acquire_release(c: &mut Criterion) {
         group.finish();
         rt.block_on(pool.close());
     }
+}
+
+/// Counts the statements it is told of: the cheapest observer that still makes the call.
+#[derive(Default)]
+struct Count(AtomicU64);
+
+impl QueryObserver for Count {
+    fn on_query(&self, _: &str, _: Duration, _: u64, _: Option<&sqlx::Error>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// `SELECT 1` inside an open transaction, through a `MonitoredTransaction` (`&mut *tx`, each
+/// statement timed into an observer; with the benchmark histogram off, as in development, and
+/// on, as in production) and through a bare sqlx `Transaction` on the same pool; then a whole
+/// transaction per iteration (BEGIN, `SELECT 1`, COMMIT: three round trips, all observed on
+/// the monitored side). The transaction of the first pair is opened before the timed loop
+/// and rolled back after it, so only the statement is timed. Current-thread runtime, as above.
+fn transaction(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let pool = rt.block_on(async {
+        PgPoolOptions::new()
+            .min_connections(2)
+            .max_connections(2)
+            .connect(&database_url())
+            .await
+            .expect("connect to DATABASE_URL")
+    });
+    let observed = Arc::new(Count::default());
+    let monitored = MonitoredPool::builder(pool.clone())
+        .observer(observed.clone())
+        .build();
+    let benchmarked = MonitoredPool::builder(pool.clone())
+        .observer(observed.clone())
+        .benchmark(true)
+        .build();
+    const SQL: &str = "SELECT 1";
+
+    let mut group = c.benchmark_group("pool/transaction/statement");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("sqlx_transaction", |b| {
+        let pool = &pool;
+        b.to_async(&rt).iter_custom(|iters| async move {
+            let mut tx = pool.begin().await.expect("begin");
+            let start = Instant::now();
+            for _ in 0..iters {
+                black_box(sqlx::query(SQL).execute(&mut *tx).await.expect("statement"));
+            }
+            let elapsed = start.elapsed();
+            tx.rollback().await.expect("rollback");
+            elapsed
+        });
+    });
+    for (name, handle) in [
+        ("monitored_transaction", &monitored),
+        ("monitored_transaction_benchmark_on", &benchmarked),
+    ] {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_custom(|iters| async move {
+                let mut tx = handle.begin().await.expect("begin");
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(sqlx::query(SQL).execute(&mut *tx).await.expect("statement"));
+                }
+                let elapsed = start.elapsed();
+                tx.rollback().await.expect("rollback");
+                elapsed
+            });
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("pool/transaction/begin_statement_commit");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("sqlx_transaction", |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut tx = pool.begin().await.expect("begin");
+            black_box(sqlx::query(SQL).execute(&mut *tx).await.expect("statement"));
+            tx.commit().await.expect("commit");
+        });
+    });
+    group.bench_function("monitored_transaction", |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut tx = monitored.begin().await.expect("begin");
+            black_box(sqlx::query(SQL).execute(&mut *tx).await.expect("statement"));
+            tx.commit().await.expect("commit");
+        });
+    });
+    group.finish();
+    assert!(
+        observed.0.load(Ordering::Relaxed) > 0,
+        "the observer was called"
+    );
+    rt.block_on(pool.close());
 }
 
 struct Cell {
@@ -157,5 +262,5 @@ fn pool_sizes(_c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, acquire_release, pool_sizes);
+criterion_group!(benches, acquire_release, transaction, pool_sizes);
 criterion_main!(benches);

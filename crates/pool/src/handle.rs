@@ -231,20 +231,28 @@ impl<DB: Database> MonitoredPool<DB> {
     ///
     /// # Example
     /// ```no_run
-    /// # async fn example(pool: vitals_pool::MonitoredPool<sqlx::Postgres>) -> Result<(), vitals_pool::PoolError> {
-    /// let mut tx = pool.begin().await?;
-    /// sqlx::query("INSERT INTO visits (student_id, reason) VALUES ($1, $2)")
-    ///     .bind(7_i64)
-    ///     .bind("headache")
-    ///     .execute(&mut *tx)
-    ///     .await?;
-    /// let visits: i64 = sqlx::query_scalar("SELECT count(*) FROM visits WHERE student_id = $1")
-    ///     .bind(7_i64)
-    ///     .fetch_one(&mut *tx)
-    ///     .await?;
-    /// tx.commit().await?;
-    /// # let _ = visits;
-    /// # Ok(()) }
+    /// use sqlx::Postgres;
+    /// use vitals_pool::{MonitoredPool, PoolError};
+    ///
+    /// /// Records a visit and returns the student's visit count, in one transaction.
+    /// async fn record_visit(pool: &MonitoredPool<Postgres>, student: i64) -> Result<i64, PoolError> {
+    ///     let mut tx = pool.begin().await?; // BEGIN, observed; the connection counts as held
+    ///     sqlx::query("INSERT INTO visits (student_id, reason) VALUES ($1, $2)")
+    ///         .bind(student)
+    ///         .bind("headache")
+    ///         .execute(&mut *tx) // observed, like every statement on `&mut *tx`
+    ///         .await?;
+    ///     sqlx::query("UPDATE students SET last_visit = now() WHERE id = $1")
+    ///         .bind(student)
+    ///         .execute(&mut *tx)
+    ///         .await?;
+    ///     let visits: i64 = sqlx::query_scalar("SELECT count(*) FROM visits WHERE student_id = $1")
+    ///         .bind(student)
+    ///         .fetch_one(&mut *tx)
+    ///         .await?;
+    ///     tx.commit().await?; // COMMIT, observed; dropping `tx` instead rolls back
+    ///     Ok(visits)
+    /// }
     /// ```
     ///
     /// # Errors
