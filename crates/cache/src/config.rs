@@ -54,7 +54,8 @@ pub struct CacheConfig {
     /// How often the invalidation subscription is PINGed, so a silently dead
     /// connection (no FIN) is noticed and L1 cleared.
     pub subscription_ping: Duration,
-    /// Whether scheduled cache warming runs.
+    /// Whether scheduled cache warming runs (default `false`: a host turns it on with
+    /// `CACHE_WARMING_ENABLED=true`, as the seed's production `.env` does).
     pub warming_enabled: bool,
     /// Delay before the first scheduled warming.
     pub warming_delay: Duration,
@@ -86,7 +87,7 @@ impl Default for CacheConfig {
             breaker_cooldown: Duration::from_secs(5),
             stats_refresh: Duration::from_secs(10),
             subscription_ping: Duration::from_secs(10),
-            warming_enabled: true,
+            warming_enabled: false,
             warming_delay: Duration::from_secs(5),
             warming_interval: Duration::from_secs(3600),
             warming_batch_size: 50,

@@ -261,6 +261,7 @@ mod tests {
         assert_eq!(c.l1_ttl, Duration::from_secs(60));
         assert_eq!(c.compress_threshold, 1024);
         assert!(c.encryption.is_none());
+        assert!(!c.warming_enabled, "scheduled warming is opt-in");
     }
 
     #[test]

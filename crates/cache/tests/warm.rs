@@ -70,6 +70,7 @@ async fn warm_now_loads_in_bounded_batches_and_skips_failures() {
 #[tokio::test(start_paused = true)]
 async fn scheduled_warming_runs_after_the_delay_then_every_interval() {
     let mut cfg = CacheConfig::default();
+    cfg.warming_enabled = true;
     cfg.warming_delay = Duration::from_secs(5);
     cfg.warming_interval = Duration::from_secs(3600);
     let cache = TieredCache::builder(cfg).build().await.unwrap();
