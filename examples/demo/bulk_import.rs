@@ -242,7 +242,7 @@ pub(crate) async fn measure_import(
     let after = to_ndjson(&import_records(school, n, &format!("bulk-{index}")));
     let started = Instant::now();
     let source = Source::from_reader(std::io::Cursor::new(after), Format::Ndjson)?;
-    let report = vitals.import(source, None).await?;
+    let report = vitals.import(source, None).await?.report;
     let wall = ms(started.elapsed());
     let importer = ImportRun {
         ms: wall,

@@ -50,6 +50,7 @@ mod vitals;
 pub use config::{Config, DEFAULT_SQLITE_URL};
 pub use db::{Db, Engine};
 pub use error::{ConfigError, ConfigProblem, Error};
+pub use importing::ImportOutcome;
 pub use vitals::{Vitals, VitalsBuilder};
 
 /// The README's Rust examples, compiled as doctests so they cannot rot.

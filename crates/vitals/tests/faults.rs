@@ -519,7 +519,11 @@ async fn every_postgres_backend_killed_mid_import_chunks_are_whole_and_a_rerun_c
     assert_eq!(counts(&pool).await, (CHUNK as i64, CHUNK as i64));
 
     // Running it again completes it.
-    let report = vitals.import(source(), Some(options())).await.unwrap();
+    let report = vitals
+        .import(source(), Some(options()))
+        .await
+        .unwrap()
+        .report;
     assert_eq!(report.total, 2 * STUDENTS as u64);
     assert_eq!(report.duplicates, 2 * CHUNK as u64, "{report:#?}");
     assert_eq!(

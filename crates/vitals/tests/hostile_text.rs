@@ -328,7 +328,7 @@ async fn hostile_text_in_every_field_is_stored_verbatim_on_sqlite() {
     let (ndjson, texts) = hostile_ndjson(Uuid::new_v4());
     let source =
         Source::from_reader(std::io::Cursor::new(ndjson.into_bytes()), Format::Ndjson).unwrap();
-    let r = vitals.import(source, None).await.unwrap();
+    let r = vitals.import(source, None).await.unwrap().report;
     assert_eq!((r.imported, r.rejected), (r.total, 0), "{r:#?}");
     assert_imported_verbatim!(&pool, &texts);
     vitals.shutdown().await;
@@ -367,7 +367,8 @@ async fn hostile_text_through_csv_is_stored_verbatim() {
     let r = vitals
         .import_file(&path, None, Some(records::STUDENT), None)
         .await
-        .unwrap();
+        .unwrap()
+        .report;
     assert_eq!(
         (r.imported, r.total),
         (HOSTILE.len() as u64, HOSTILE.len() as u64),

@@ -237,7 +237,8 @@ async fn full_run(vitals: &Vitals, pool: &PgPool, school: &School) -> Secrets {
             None,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .report;
     assert_eq!((report.imported, report.rejected), (2, 4), "{report:#?}");
     tracing::info!(report = %serde_json::to_string(&report).unwrap(), "host: import report");
 

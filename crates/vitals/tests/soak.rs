@@ -212,6 +212,7 @@ async fn soak_through_the_facade_has_no_error_flat_memory_and_coherent_cache(
                 match v
                     .import(source, Some(ImportOptions::new().chunk_size(40)))
                     .await
+                    .map(|outcome| outcome.report)
                 {
                     Ok(r) if r.imported == 100 && r.total == 100 => {}
                     Ok(r) => errors.push(format!("import: {r:?}")),

@@ -7,7 +7,7 @@
 //! | `GET /api/students/{student_id}/health-summary` | the summary, through the cache (404 if none) |
 //! | `GET /api/students/{student_id}/vaccinations` | the vaccinations, through the cache |
 //! | `POST /api/students/{student_id}/vaccinations` | adds one (JSON); drops the cached vaccinations and summary |
-//! | `POST /api/import?type=TYPE&format=csv\|ndjson\|json` | imports the body; drops the cache of every student it names |
+//! | `POST /api/import?type=TYPE&format=csv\|ndjson\|json` | imports the body; drops the cache of every student it wrote records of |
 //!
 //! plus every route of [`crate::http::router`].
 
@@ -18,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use chrono::NaiveDate;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -27,9 +27,7 @@ use vitals_import::{Format, Item, RawValue, Source, DEFAULT_MAX_TEXT};
 use super::cache::HealthData;
 use super::model::Vaccination;
 use super::records::MAX_DOSE;
-use crate::http::{
-    BulkInvalidateLayer, ErrorBody, InvalidateCacheLayer, StudentId, TouchedStudents,
-};
+use crate::http::{ErrorBody, InvalidateCacheLayer, StudentId};
 use crate::{with_db, Vitals};
 
 /// The largest import upload accepted, bytes.
@@ -43,16 +41,15 @@ pub fn router(vitals: Vitals) -> Router {
         .route(
             "/api/students/{student_id}/vaccinations",
             get(vaccinations).merge(post(add_vaccination).route_layer(InvalidateCacheLayer::new(
-                health.clone(),
+                health,
                 StudentId::PathParam("student_id"),
                 [HealthData::Vaccinations, HealthData::Summary],
             ))),
         )
+        // `Vitals::import` drops the cache of the students it wrote records of itself.
         .route(
             "/api/import",
-            post(import)
-                .route_layer(BulkInvalidateLayer::new(health))
-                .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+            post(import).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
         )
         .with_state(vitals.clone());
     api.merge(crate::http::router(vitals))
@@ -178,35 +175,27 @@ async fn import(
         Ok(format) => format,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let open = |bytes: Bytes| -> Result<Source, vitals_import::ImportError> {
-        let source = Source::from_reader(Cursor::new(bytes), format)?;
-        Ok(match &params.record_type {
-            Some(t) => source.with_type(t.clone()),
-            None => source,
-        })
-    };
-    let source = match open(body.clone()) {
-        Ok(s) => s,
+    let source = match Source::from_reader(Cursor::new(body), format) {
+        Ok(s) => match params.record_type {
+            Some(t) => s.with_type(t),
+            None => s,
+        },
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let options = params
         .dry_run
         .then(|| vitals.config().import.clone().dry_run(true));
-    let report = match vitals.import(source, options).await {
-        Ok(r) => r,
-        Err(e) => return e.into_response(),
-    };
-    let touched = if params.dry_run {
-        Vec::new()
-    } else {
-        open(body).map(touched_students).unwrap_or_default()
-    };
-    (Extension(TouchedStudents(touched)), Json(report)).into_response()
+    match vitals.import(source, options).await {
+        Ok(outcome) => Json(outcome).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Every student a file names: the `student_id` of each record, and the `id` of each
-/// `student` record. A superset of the students whose data an import changed, which is what
-/// invalidation needs.
+/// `student` record. A superset of the students whose data an import changed, for a host
+/// that imports through [`Importer::run`](vitals_import::Importer::run) itself and
+/// invalidates with [`TouchedStudents`](crate::http::TouchedStudents) (`Vitals::import`
+/// needs none: it drops the students it wrote records of).
 pub fn touched_students(mut source: Source) -> Vec<Uuid> {
     let fixed = source.fixed_type().map(str::to_owned);
     let mut ids = std::collections::BTreeSet::new();

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use vitals_cache::TieredCache;
 
 use super::model::*;
+use super::records;
 use crate::{Db, Error};
 
 /// A student's health summary stays 5 minutes (the report's TTL).
@@ -279,6 +280,20 @@ impl HealthDataCache {
                 .collect();
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
             self.cache.delete_many(&keys).await;
+        }
+    }
+
+    /// The column of an import record of type `record_type` that names the student whose
+    /// cached data the record changes (`id` of a `student`, `student_id` of the others), or
+    /// `None` for a type that is none of the healthcare ones. What `Vitals::import`
+    /// invalidates after it wrote rows.
+    pub(crate) fn student_column(record_type: &str) -> Option<&'static str> {
+        match record_type {
+            records::STUDENT => Some("id"),
+            records::VACCINATION | records::ALLERGY | records::CHRONIC_CONDITION => {
+                Some("student_id")
+            }
+            _ => None,
         }
     }
 
