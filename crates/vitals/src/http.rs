@@ -53,6 +53,7 @@ pub use crate::health::invalidate::{
     BulkInvalidate, BulkInvalidateLayer, Invalidate, InvalidateCache, InvalidateCacheLayer,
     StudentId, TouchedStudents,
 };
+pub use crate::query_scope::{QueryScope, QueryScopeLayer, UNMATCHED_ROUTE};
 use crate::Vitals;
 
 /// How long `/api/health/database/pool`'s `SELECT 1` may take before the pool is unhealthy.

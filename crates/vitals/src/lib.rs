@@ -32,6 +32,10 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+/// The sqlx vitals is built with: a host writes its queries with `vitals::sqlx`, at the
+/// version and with the features (PostgreSQL, SQLite, tokio, rustls, macros, uuid, chrono)
+/// the handle's executors implement, rather than guessing them in its own `Cargo.toml`.
+pub use sqlx;
 pub use vitals_cache as cache;
 pub use vitals_env as env;
 pub use vitals_import as import;
@@ -45,6 +49,8 @@ pub mod health;
 #[cfg(feature = "http")]
 pub mod http;
 mod importing;
+#[cfg(feature = "http")]
+mod query_scope;
 mod vitals;
 
 pub use config::{Config, DEFAULT_SQLITE_URL};
