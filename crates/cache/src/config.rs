@@ -37,8 +37,13 @@ pub struct CacheConfig {
     pub l1_shards: usize,
     /// Payloads longer than this (bytes) are lz4-compressed before Redis.
     pub compress_threshold: usize,
-    /// Encryption of everything written to Redis; `None` writes plaintext.
+    /// Encryption of everything written to Redis; `None` writes no value to Redis
+    /// (L1 only, coherence kept) unless `allow_plaintext`.
     pub encryption: Option<Keyring>,
+    /// Whether, without `encryption`, values are written to Redis in the clear
+    /// (`CACHE_ALLOW_PLAINTEXT`, default `false`: values may be PHI, so an operator
+    /// must say so).
+    pub allow_plaintext: bool,
     /// Time allowed for one Redis command before it counts as a failure.
     pub redis_timeout: Duration,
     /// Time allowed to establish a Redis connection.
@@ -80,6 +85,7 @@ impl Default for CacheConfig {
             l1_shards: 16,
             compress_threshold: 1024,
             encryption: None,
+            allow_plaintext: false,
             redis_timeout: Duration::from_millis(250),
             connect_timeout: Duration::from_secs(1),
             reconnect_interval: Duration::from_secs(1),
@@ -114,6 +120,7 @@ impl fmt::Debug for CacheConfig {
                     .as_ref()
                     .map(|k| k.current().id().to_owned()),
             )
+            .field("allow_plaintext", &self.allow_plaintext)
             .field("redis_timeout", &self.redis_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("breaker_threshold", &self.breaker_threshold)
@@ -146,11 +153,27 @@ impl CacheConfig {
         self
     }
 
-    /// Sets the encryption keyring (`None`: plaintext in Redis).
+    /// Sets the encryption keyring (`None`: no value in Redis, unless
+    /// [`CacheConfig::with_allow_plaintext`]).
     #[must_use]
     pub fn with_encryption(mut self, keyring: Option<Keyring>) -> Self {
         self.encryption = keyring;
         self
+    }
+
+    /// Lets values be written to Redis in the clear when no keyring is set
+    /// (`CACHE_ALLOW_PLAINTEXT=true`). Without it and without a keyring, Redis
+    /// carries only invalidations and generations: values stay in L1.
+    #[must_use]
+    pub fn with_allow_plaintext(mut self, allow: bool) -> Self {
+        self.allow_plaintext = allow;
+        self
+    }
+
+    /// Whether values are kept out of Redis because they would be written in the
+    /// clear: Redis configured, no keyring, plaintext not allowed.
+    pub fn refuses_plaintext(&self) -> bool {
+        self.redis_url.is_some() && self.encryption.is_none() && !self.allow_plaintext
     }
 
     /// Sets the Redis command timeout, the connect timeout and the pause

@@ -23,7 +23,7 @@ impl CacheConfig {
     /// `CACHE_L1_MAX_SIZE`, `CACHE_L1_TTL` (s), `CACHE_L1_SHARDS`,
     /// `CACHE_COMPRESS_THRESHOLD` (bytes), `CACHE_ENCRYPTION_KEY` (base64 of 32
     /// bytes), `CACHE_ENCRYPTION_KEY_ID`, `CACHE_ENCRYPTION_OLD_KEYS`
-    /// (`id:base64,...`), `CACHE_KEY_PREFIX`, `CACHE_REDIS_TIMEOUT_MS`,
+    /// (`id:base64,...`), `CACHE_ALLOW_PLAINTEXT`, `CACHE_KEY_PREFIX`, `CACHE_REDIS_TIMEOUT_MS`,
     /// `CACHE_REDIS_CONNECT_TIMEOUT_MS`, `CACHE_RECONNECT_INTERVAL_MS`,
     /// `CACHE_BREAKER_THRESHOLD`, `CACHE_BREAKER_COOLDOWN_MS`,
     /// `CACHE_SUBSCRIPTION_PING_MS`, `CACHE_STATS_REFRESH_MS`,
@@ -73,6 +73,7 @@ impl CacheConfig {
             env.whole("CACHE_COMPRESS_THRESHOLD", 0..),
         );
         c.encryption = keyring(&mut env);
+        set(&mut c.allow_plaintext, env.boolean("CACHE_ALLOW_PLAINTEXT"));
         set(
             &mut c.redis_timeout,
             env.millis("CACHE_REDIS_TIMEOUT_MS", 1),
@@ -262,6 +263,29 @@ mod tests {
         assert_eq!(c.compress_threshold, 1024);
         assert!(c.encryption.is_none());
         assert!(!c.warming_enabled, "scheduled warming is opt-in");
+    }
+
+    #[test]
+    fn plaintext_in_redis_is_refused_unless_allowed() {
+        let c = CacheConfig::from_env_with(env(&[("REDIS_URL", "redis://h:1/0")])).unwrap();
+        assert!(!c.allow_plaintext && c.refuses_plaintext());
+        let c = CacheConfig::from_env_with(env(&[
+            ("REDIS_URL", "redis://h:1/0"),
+            ("CACHE_ALLOW_PLAINTEXT", "true"),
+        ]))
+        .unwrap();
+        assert!(c.allow_plaintext && !c.refuses_plaintext());
+        let k = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let c = CacheConfig::from_env_with(env(&[
+            ("REDIS_URL", "redis://h:1/0"),
+            ("CACHE_ENCRYPTION_KEY", &k),
+        ]))
+        .unwrap();
+        assert!(!c.refuses_plaintext());
+        assert!(
+            !CacheConfig::default().refuses_plaintext(),
+            "no Redis, nothing to refuse"
+        );
     }
 
     #[test]

@@ -28,27 +28,33 @@ use crate::tier::{Generations, Tier};
 /// loaded before an overwrite, delete or tag invalidation on any instance is
 /// not put back into Redis. Returns 1 if written, 0 if not.
 ///
+/// Without the value (store '0': values refused because they would be in the
+/// clear) it writes neither the value nor the tag sets, but still checks and
+/// bumps the generation and publishes, so coherence across instances holds.
+///
 /// KEYS: data, n tag sets, key generation, n tag generations.
-/// ARGV: value, ttl ms, member, channel, message, n, conditional ('1'),
-/// expected generations (n + 1, '' for none).
+/// ARGV: value ('' when not stored), ttl ms, member, channel, message, n,
+/// conditional ('1'), store ('1'), expected generations (n + 1, '' for none).
 const SET_SCRIPT: &str = r"
 local n = tonumber(ARGV[6])
 if ARGV[7] == '1' then
   for i = 0, n do
     local cur = redis.call('GET', KEYS[n + 2 + i]) or ''
-    if cur ~= ARGV[8 + i] then return 0 end
+    if cur ~= ARGV[9 + i] then return 0 end
   end
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[2])
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-local exp = now + ttl
-for i = 2, n + 1 do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-  redis.call('ZADD', KEYS[i], exp, ARGV[3])
-  local top = redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')
-  redis.call('PEXPIREAT', KEYS[i], top[2])
+if ARGV[8] == '1' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local ttl = tonumber(ARGV[2])
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+  local exp = now + ttl
+  for i = 2, n + 1 do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+    redis.call('ZADD', KEYS[i], exp, ARGV[3])
+    local top = redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')
+    redis.call('PEXPIREAT', KEYS[i], top[2])
+  end
 end
 redis.call('INCR', KEYS[n + 2])
 redis.call('PEXPIRE', KEYS[n + 2], 60000)
@@ -112,6 +118,9 @@ struct RedisInner {
     decode_errors: AtomicU64,
     used_memory: AtomicU64,
     sent: AtomicU64,
+    /// No keyring and plaintext not allowed: values are never written (or read).
+    refuse_values: bool,
+    refused_writes: AtomicU64,
     connected_once: AtomicBool,
     url_masked: String,
 }
@@ -126,7 +135,9 @@ struct RedisInner {
 /// reconnects by itself.
 ///
 /// Values are encoded by the [`Codec`] (compression, encryption) on the way
-/// in and decoded on the way out; keys are namespaced as `{prefix}:v:{key}`,
+/// in and decoded on the way out. Without a keyring, and unless the config
+/// allows plaintext, no value is written or read: writes only move the key's
+/// generation and publish the overwrite ([`RedisTier::refuses_plaintext`]); keys are namespaced as `{prefix}:v:{key}`,
 /// tags as `{prefix}:t:{tag}` (a sorted set of keys scored by expiry), and
 /// invalidations are published on `{prefix}:inval`.
 #[derive(Clone)]
@@ -202,6 +213,8 @@ impl RedisTier {
                 decode_errors: AtomicU64::new(0),
                 used_memory: AtomicU64::new(u64::MAX),
                 sent: AtomicU64::new(0),
+                refuse_values: config.encryption.is_none() && !config.allow_plaintext,
+                refused_writes: AtomicU64::new(0),
                 connected_once: AtomicBool::new(false),
                 url_masked: mask_url(url),
             }),
@@ -275,6 +288,18 @@ impl RedisTier {
             u64::MAX => None,
             n => Some(n),
         }
+    }
+
+    /// Whether values are kept out of Redis because no encryption key is configured
+    /// and plaintext is not allowed (`CACHE_ALLOW_PLAINTEXT`): writes then carry only
+    /// their invalidation and generation, and reads find nothing.
+    pub fn refuses_plaintext(&self) -> bool {
+        self.inner.refuse_values
+    }
+
+    /// Writes whose value was kept out of Redis (see [`RedisTier::refuses_plaintext`]).
+    pub fn refused_writes(&self) -> u64 {
+        self.inner.refused_writes.load(Ordering::Relaxed)
     }
 
     /// Invalidation messages published so far (writes, deletes, tag invalidations).
@@ -395,7 +420,12 @@ impl RedisTier {
         tags: &[&str],
         expected: Option<&[String]>,
     ) -> Result<bool, CacheError> {
-        let payload = self.inner.codec.encode(key, plain)?;
+        let store = !self.inner.refuse_values;
+        let payload = if store {
+            self.inner.codec.encode(key, plain)?
+        } else {
+            Vec::new()
+        };
         let ttl_ms = ttl.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
         let data_key = self.data_key(key);
         let tag_keys: Vec<String> = tags.iter().map(|t| self.tag_key(t)).collect();
@@ -415,7 +445,8 @@ impl RedisTier {
                     .arg(channel)
                     .arg(&msg)
                     .arg(tags.len())
-                    .arg(if expected.is_some() { "1" } else { "0" });
+                    .arg(if expected.is_some() { "1" } else { "0" })
+                    .arg(if store { "1" } else { "0" });
                 for g in expected.unwrap_or_default() {
                     inv.arg(g);
                 }
@@ -425,6 +456,9 @@ impl RedisTier {
             == 1;
         if written {
             self.inner.sent.fetch_add(1, Ordering::Relaxed);
+            if !store {
+                self.inner.refused_writes.fetch_add(1, Ordering::Relaxed);
+            }
         }
         Ok(written)
     }
@@ -519,6 +553,9 @@ impl RedisTier {
 
 impl Tier for RedisTier {
     async fn get(&self, key: &str) -> Result<Option<Arc<[u8]>>, CacheError> {
+        if self.inner.refuse_values {
+            return Ok(None);
+        }
         let data_key = self.data_key(key);
         let raw: Option<Vec<u8>> = self
             .run(|mut conn| async move {
@@ -559,6 +596,10 @@ impl Tier for RedisTier {
         &self,
         key: &str,
     ) -> Result<Option<(Arc<[u8]>, Option<Duration>)>, CacheError> {
+        if self.inner.refuse_values {
+            // Nothing of ours is there to read: no round trip.
+            return Ok(None);
+        }
         let data_key = self.data_key(key);
         let (raw, pttl): (Option<Vec<u8>>, i64) = self
             .run(|mut conn| async move {

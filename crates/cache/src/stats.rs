@@ -46,6 +46,12 @@ pub struct CacheStats {
     pub redis_used_memory: Option<u64>,
     /// Redis failures and timeouts.
     pub redis_errors: u64,
+    /// Whether values are kept out of Redis because they would be written in the
+    /// clear (Redis configured, no `CACHE_ENCRYPTION_KEY`, no `CACHE_ALLOW_PLAINTEXT`).
+    pub redis_plaintext_refused: bool,
+    /// Writes whose value was kept out of Redis for that reason (their invalidation
+    /// was still published).
+    pub redis_refused_writes: u64,
     /// Redis payloads that failed to decode or decrypt (served as misses).
     pub decode_errors: u64,
     /// Circuit breaker state (`None` without Redis).

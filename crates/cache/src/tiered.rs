@@ -87,6 +87,7 @@ impl TieredCacheBuilder {
             Some(_) => Some(RedisTier::new(&config)?),
             None => None,
         };
+        warn_if_plaintext(&config);
         let wait = self.connect_wait.unwrap_or(config.connect_timeout);
         let cache = TieredCache {
             inner: Arc::new(Inner::new(config, l1, redis)),
@@ -478,6 +479,8 @@ impl TieredCache {
             redis_connected: redis.is_some_and(RedisTier::is_connected),
             redis_used_memory: redis.and_then(RedisTier::used_memory),
             redis_errors: redis.map_or(0, RedisTier::errors),
+            redis_plaintext_refused: redis.is_some_and(RedisTier::refuses_plaintext),
+            redis_refused_writes: redis.map_or(0, RedisTier::refused_writes),
             decode_errors: redis.map_or(0, RedisTier::decode_errors),
             breaker: redis.map(RedisTier::breaker_state),
             subscribed: self.is_subscribed(),
@@ -506,6 +509,29 @@ impl TieredCache {
             let _ = t.await;
         }
         self.inner.subscribed.send_replace(false);
+    }
+}
+
+/// Says at start what becomes of values in Redis without an encryption key: kept out
+/// (the default), or written in the clear because the operator allowed it.
+fn warn_if_plaintext(config: &CacheConfig) {
+    if config.redis_url.is_none() || config.encryption.is_some() {
+        return;
+    }
+    if config.allow_plaintext {
+        tracing::warn!(
+            target: "vitals_cache",
+            "CACHE_ALLOW_PLAINTEXT=true and no CACHE_ENCRYPTION_KEY: cached values are written \
+             to Redis in the clear"
+        );
+    } else {
+        tracing::warn!(
+            target: "vitals_cache",
+            "no CACHE_ENCRYPTION_KEY: cached values are kept in L1 only, never written to Redis \
+             in the clear (invalidations still reach every instance); set CACHE_ENCRYPTION_KEY \
+             (base64 of 32 bytes) to share them through Redis, or CACHE_ALLOW_PLAINTEXT=true to \
+             write them unencrypted"
+        );
     }
 }
 

@@ -19,11 +19,14 @@ pub fn prefix(name: &str) -> String {
     )
 }
 
-/// A config with quick timeouts so failure paths finish fast.
+/// A config with quick timeouts so failure paths finish fast. Values go to Redis
+/// unencrypted (`allow_plaintext`): these tests read what Redis holds, and the
+/// ones about encryption, or about keeping values out, set their own.
 pub fn config(name: &str, url: &str) -> CacheConfig {
     CacheConfig::default()
         .with_redis_url(Some(url))
         .with_key_prefix(prefix(name))
+        .with_allow_plaintext(true)
         .with_redis_timeouts(
             Duration::from_millis(500),
             Duration::from_millis(300),

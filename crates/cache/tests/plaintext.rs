@@ -1,0 +1,191 @@
+//! Without an encryption key no value reaches Redis unless the operator allows plaintext:
+//! the raw keyspace is read after each run. Run with `cargo test -p vitals-cache --test
+//! plaintext` (needs Redis at REDIS_URL, default redis://127.0.0.1:6379).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config, eventually, raw_conn, received, redis_url};
+use vitals_cache::{codec, CacheConfig, EncryptionKey, Keyring, TieredCache};
+
+const MIN: Duration = Duration::from_secs(60);
+const KEY: &str = "student:9:allergies";
+const LOADED: &str = "student:9:conditions";
+/// What the values hold; none of it may be found in the clear.
+const NEEDLES: [&str; 3] = ["Peanut", "Anaphylaxis", "Asthma"];
+
+/// Every key under `prefix` with every byte string it holds (a string's value, a sorted
+/// set's members).
+async fn keyspace(prefix: &str) -> Vec<(String, Vec<Vec<u8>>)> {
+    let mut conn = raw_conn(&redis_url()).await;
+    // KEYS is fine here: a prefix of this test's own, a handful of keys.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for k in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let held: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => {
+                let v: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(&k)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                v.into_iter().collect()
+            }
+            "zset" => redis::cmd("ZRANGE")
+                .arg(&k)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            "none" => Vec::new(), // expired meanwhile
+            other => panic!("unexpected {other} key {k}"),
+        };
+        out.push((k, held));
+    }
+    out
+}
+
+fn holds_needle(bytes: &[u8]) -> bool {
+    NEEDLES
+        .iter()
+        .any(|n| bytes.windows(n.len()).any(|w| w == n.as_bytes()))
+}
+
+/// A write and a load on one instance, read back by a second; returns the two.
+async fn run(cfg: CacheConfig) -> (TieredCache, TieredCache) {
+    let a = TieredCache::builder(cfg.clone()).build().await.unwrap();
+    let b = TieredCache::builder(cfg).build().await.unwrap();
+    assert!(a.wait_subscribed(Duration::from_secs(5)).await);
+    assert!(b.wait_subscribed(Duration::from_secs(5)).await);
+    let group = TieredCache::group_tag("9");
+    a.set(KEY, &["Peanut", "Anaphylaxis"], MIN, &["allergies", &group])
+        .await
+        .unwrap();
+    let v: Result<Vec<String>, std::io::Error> = a
+        .get_or_load(LOADED, MIN, &["conditions", &group], || async {
+            Ok(vec!["Asthma".to_owned()])
+        })
+        .await;
+    assert_eq!(v.unwrap(), ["Asthma"]);
+    assert!(a.l1().unwrap().contains(KEY) && a.l1().unwrap().contains(LOADED));
+    received(&b, 2).await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn without_a_key_no_value_reaches_redis_and_invalidations_still_do() {
+    let cfg = config("refuse", &redis_url()).with_allow_plaintext(false);
+    let prefix = cfg.key_prefix.clone();
+    let (a, b) = run(cfg).await;
+    let s = a.stats();
+    assert!(s.redis_plaintext_refused);
+    assert_eq!(s.redis_refused_writes, 2);
+    assert!(
+        b.get::<Vec<String>>(KEY).await.is_none(),
+        "no value to share"
+    );
+
+    let space = keyspace(&prefix).await;
+    let value_prefix = format!("{prefix}:v:");
+    for (k, held) in &space {
+        assert!(!k.starts_with(&value_prefix), "value key {k} in redis");
+        assert!(!holds_needle(k.as_bytes()), "{k}");
+        for v in held {
+            assert!(!holds_needle(v), "payload under {k}");
+        }
+    }
+
+    // Coherence still works: B caches its own load, A's overwrite and A's group
+    // invalidation drop it from B's L1.
+    for change in 0..2 {
+        let v: Result<String, std::io::Error> = b
+            .get_or_load(
+                KEY,
+                MIN,
+                &["allergies", &TieredCache::group_tag("9")],
+                || async { Ok("b's load".to_owned()) },
+            )
+            .await;
+        assert_eq!(v.unwrap(), "b's load");
+        assert!(b.l1().unwrap().contains(KEY));
+        if change == 0 {
+            a.set(KEY, &"new", MIN, &[]).await.unwrap();
+        } else {
+            a.invalidate_group("9").await;
+        }
+        let b2 = b.clone();
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                let b = b2.clone();
+                async move { !b.l1().unwrap().contains(KEY) }
+            })
+            .await,
+            "change {change} never reached B's L1"
+        );
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_plaintext_allowed_the_value_is_in_redis_in_the_clear() {
+    let cfg = config("allowed", &redis_url());
+    let (a, b) = run(cfg).await;
+    assert!(!a.stats().redis_plaintext_refused);
+    assert_eq!(a.stats().redis_refused_writes, 0);
+    let mut conn = raw_conn(&redis_url()).await;
+    let raw: Vec<u8> = redis::cmd("GET")
+        .arg(a.redis().unwrap().data_key(KEY))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(holds_needle(&raw));
+    assert_eq!(
+        b.get::<Vec<String>>(KEY).await.unwrap(),
+        ["Peanut", "Anaphylaxis"]
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_a_key_the_value_is_in_redis_encrypted() {
+    let ring = Keyring::new(EncryptionKey::new("k1", [3; 32]).unwrap(), []);
+    let cfg = config("keyed", &redis_url())
+        .with_allow_plaintext(false)
+        .with_encryption(Some(ring));
+    let prefix = cfg.key_prefix.clone();
+    let (a, b) = run(cfg).await;
+    assert!(!a.stats().redis_plaintext_refused);
+    for key in [KEY, LOADED] {
+        let mut conn = raw_conn(&redis_url()).await;
+        let raw: Vec<u8> = redis::cmd("GET")
+            .arg(a.redis().unwrap().data_key(key))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(codec::is_encrypted(&raw), "{key}");
+    }
+    for (k, held) in keyspace(&prefix).await {
+        for v in held {
+            assert!(!holds_needle(&v), "payload in the clear under {k}");
+        }
+    }
+    assert_eq!(
+        b.get::<Vec<String>>(KEY).await.unwrap(),
+        ["Peanut", "Anaphylaxis"]
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
