@@ -1,6 +1,12 @@
 //! What a cache's handles and its background tasks share: the tiers, the counters, the
 //! invalidation epochs, and the local half of every invalidation (which both a caller's
 //! delete and a message from another instance apply).
+//!
+//! Epochs are striped counters, one set for keys and one for tags: a delete or overwrite
+//! moves its key's stripe, a tag or group invalidation its tag's stripe only. A load
+//! snapshots the stripes of its key and of its tags ([`Inner::epoch`]) and is cached only
+//! if none moved, so an invalidation makes uncacheable the loads it can affect (and the
+//! few whose stripe it shares), not every load in flight.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -14,7 +20,9 @@ use crate::flight::Flights;
 use crate::l1::L1Cache;
 use crate::redis_tier::{Message, RedisTier};
 
-const STRIPES: usize = 64;
+/// Stripes per set: a change makes a load of another key or tag uncacheable only when
+/// they share a stripe, about 1 in 1024.
+const STRIPES: usize = 1024;
 
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -38,9 +46,12 @@ pub(crate) struct Inner {
     pub(crate) l1: Option<L1Cache>,
     pub(crate) redis: Option<RedisTier>,
     pub(crate) flights: Flights,
-    /// Invalidation epochs, striped by key hash: a reader fills L1 only if the
-    /// stripe of its key did not move while it read from Redis or loaded.
-    epochs: [AtomicU64; STRIPES],
+    /// Invalidation epochs of keys, striped by key hash: a reader fills L1 only if
+    /// the stripe of its key did not move while it read from Redis or loaded.
+    key_epochs: Box<[AtomicU64]>,
+    /// Invalidation epochs of tags (and groups), striped by tag hash: moved by a tag
+    /// invalidation, checked by loads of entries set with that tag.
+    tag_epochs: Box<[AtomicU64]>,
     pub(crate) counters: Counters,
     pub(crate) subscribed: watch::Sender<bool>,
     pub(crate) shutdown: CancellationToken,
@@ -57,9 +68,9 @@ impl Drop for Inner {
 }
 
 #[inline]
-fn stripe(key: &str) -> usize {
+fn stripe(name: &str) -> usize {
     let mut h: u32 = 0x811c_9dc5;
-    for b in key.as_bytes() {
+    for b in name.as_bytes() {
         h ^= u32::from(*b);
         h = h.wrapping_mul(0x0100_0193);
     }
@@ -75,7 +86,8 @@ impl Inner {
             l1,
             redis,
             flights: Flights::default(),
-            epochs: std::array::from_fn(|_| AtomicU64::new(0)),
+            key_epochs: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            tag_epochs: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             counters: Counters::default(),
             subscribed,
             shutdown: CancellationToken::new(),
@@ -84,18 +96,25 @@ impl Inner {
         }
     }
 
+    /// The epoch of `key` with `tags`: the sum of their stripes' counters. Counters only
+    /// grow, so the sum is unchanged exactly when none of them moved.
     #[inline]
-    pub(crate) fn epoch(&self, key: &str) -> u64 {
-        self.epochs[stripe(key)].load(Ordering::Acquire)
+    pub(crate) fn epoch(&self, key: &str, tags: &[&str]) -> u64 {
+        let mut e = self.key_epochs[stripe(key)].load(Ordering::Acquire);
+        for t in tags {
+            e = e.wrapping_add(self.tag_epochs[stripe(t)].load(Ordering::Acquire));
+        }
+        e
     }
 
+    /// Moves the epoch of `key` (an overwrite, a delete, a loaded value stored).
     #[inline]
     pub(crate) fn bump(&self, key: &str) {
-        self.epochs[stripe(key)].fetch_add(1, Ordering::AcqRel);
+        self.key_epochs[stripe(key)].fetch_add(1, Ordering::AcqRel);
     }
 
     fn bump_all(&self) {
-        for e in &self.epochs {
+        for e in self.key_epochs.iter().chain(self.tag_epochs.iter()) {
             e.fetch_add(1, Ordering::AcqRel);
         }
     }
@@ -107,10 +126,13 @@ impl Inner {
         self.l1.as_ref().is_some_and(|l1| l1.remove(key))
     }
 
-    /// The local half of a tag invalidation: moves every epoch, then drops
-    /// the entries of `tag` from L1; returns their keys.
+    /// The local half of a tag invalidation: moves the epoch of `tag`, then drops
+    /// the entries of `tag` from L1; returns their keys. Entries of the tag that L1
+    /// holds without it (filled from Redis, which knows their tags) and loads in
+    /// flight that fill them are covered by their keys: Redis names the keys it
+    /// removed, and each is forgotten with [`Inner::forget_local`].
     pub(crate) fn invalidate_tag_local(&self, tag: &str) -> Vec<String> {
-        self.bump_all();
+        self.tag_epochs[stripe(tag)].fetch_add(1, Ordering::AcqRel);
         self.l1
             .as_ref()
             .map(|l1| l1.invalidate_tag(tag))

@@ -179,13 +179,17 @@ impl TieredCache {
             }
         }
         if let Some(redis) = &self.inner.redis {
-            let e0 = self.inner.epoch(key);
+            // The key's stripe only: the tags of a value read from Redis are not known
+            // here, and a tag invalidation that removes it names the key.
+            let e0 = self.inner.epoch(key, &[]);
             match redis.get_with_ttl(key).await {
                 Ok(Some((bytes, ttl))) => {
                     self.inner.counters.l2_hits.fetch_add(1, Ordering::Relaxed);
                     if let Some(l1) = &self.inner.l1 {
                         let ttl = ttl.unwrap_or(self.inner.config.l1_ttl);
-                        l1.insert_if(key, bytes.clone(), ttl, &[], || self.inner.epoch(key) == e0);
+                        l1.insert_if(key, bytes.clone(), ttl, &[], || {
+                            self.inner.epoch(key, &[]) == e0
+                        });
                     }
                     return Some(bytes);
                 }
@@ -248,8 +252,8 @@ impl TieredCache {
     /// Stores a loader's result: in Redis only if no overwrite, delete or
     /// invalidation of the key or its tags happened since `gens` were read
     /// (on any instance); in L1 only if Redis took it (or is unavailable) and
-    /// no local invalidation moved the key's epoch from `e0` meanwhile (the
-    /// Redis write is an await: a delete can land between it and L1).
+    /// no local invalidation moved the epoch of the key or of its tags from `e0`
+    /// meanwhile (the Redis write is an await: a delete can land between it and L1).
     async fn store_loaded(
         &self,
         key: &str,
@@ -279,7 +283,7 @@ impl TieredCache {
         if let Some(l1) = &self.inner.l1 {
             // Checked under the shard lock: an invalidation bumps the epoch before it
             // removes from L1, so either this sees the bump or the removal comes after.
-            if !l1.insert_if(key, bytes, ttl, tags, || self.inner.epoch(key) == e0) {
+            if !l1.insert_if(key, bytes, ttl, tags, || self.inner.epoch(key, tags) == e0) {
                 self.inner
                     .counters
                     .stale_loads
@@ -297,7 +301,8 @@ impl TieredCache {
     /// wait and share its value). If that load fails or is cancelled, one of
     /// the waiters loads next. A value loaded while an invalidation of its key
     /// arrived is returned but not cached, since it may predate the change:
-    /// locally through the invalidation epochs, and in Redis through
+    /// locally through the invalidation epochs of the key and of `tags` (an
+    /// invalidation of another tag or group leaves it cacheable), and in Redis through
     /// generations of the key and its tags read before the load and checked
     /// atomically by the write (so an overwrite, delete or invalidation on
     /// another instance whose message has not arrived yet also counts).
@@ -342,7 +347,7 @@ impl TieredCache {
                 return Ok(v);
             }
         }
-        let e0 = self.inner.epoch(key);
+        let e0 = self.inner.epoch(key, tags);
         let gens = match &self.inner.redis {
             Some(r) => r.generations(key, tags).await.ok(),
             None => None,
@@ -353,7 +358,7 @@ impl TieredCache {
                 match serde_json::to_vec(&v) {
                     Ok(bytes) => {
                         let bytes: Arc<[u8]> = bytes.into();
-                        if self.inner.epoch(key) == e0 {
+                        if self.inner.epoch(key, tags) == e0 {
                             self.store_loaded(key, bytes.clone(), ttl, tags, gens, e0)
                                 .await;
                         } else {
@@ -423,10 +428,10 @@ impl TieredCache {
         if let Some(redis) = &self.inner.redis {
             match redis.invalidate_tag(tag).await {
                 Ok(keys) => {
-                    if let Some(l1) = &self.inner.l1 {
-                        for k in &keys {
-                            l1.remove(k);
-                        }
+                    // Forgotten, not just removed: moving each key's epoch keeps a read
+                    // of its old value from Redis, in flight here, out of L1.
+                    for k in &keys {
+                        self.inner.forget_local(k);
                     }
                     removed.extend(keys);
                 }
