@@ -8,6 +8,24 @@ pub use vitals_env::ConfigError;
 pub use vitals_env::Problem as ConfigProblem;
 
 /// What can go wrong in the facade.
+///
+/// A failed statement keeps its structure: [`code`](Error::code) (the SQLSTATE),
+/// [`constraint`](Error::constraint) and [`kind`](Error::kind) answer without parsing the
+/// message, so a host can tell a duplicate from a dead server after `?`:
+///
+/// ```
+/// use vitals::{DbErrorKind, Error};
+///
+/// fn status(err: &Error) -> u16 {
+///     match err.kind() {
+///         Some(DbErrorKind::UniqueViolation) => 409,
+///         Some(DbErrorKind::ForeignKeyViolation | DbErrorKind::CheckViolation) => 422,
+///         _ if err.is_retryable() => 503,
+///         _ => 500,
+///     }
+/// }
+/// assert_eq!(status(&Error::from(sqlx::Error::PoolTimedOut)), 503);
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -30,9 +48,9 @@ pub enum Error {
     /// The schema migrations failed.
     #[error("schema migration failed: {0}")]
     Migrate(String),
-    /// A query failed; the text is scrubbed of PHI.
+    /// A query failed: its kind, SQLSTATE and constraint, and a message scrubbed of PHI.
     #[error("database error: {0}")]
-    Database(String),
+    Database(DatabaseError),
     /// The cache could not be built.
     #[error(transparent)]
     Cache(#[from] vitals_cache::CacheError),
@@ -49,11 +67,205 @@ pub enum Error {
     },
 }
 
+/// What kind of database failure an [`Error`] is: sqlx's
+/// [`ErrorKind`](sqlx::error::ErrorKind) for the four constraint violations (it knows
+/// PostgreSQL's SQLSTATEs and SQLite's extended codes), and the classes a host retries.
+///
+/// | kind | PostgreSQL | SQLite | sqlx |
+/// |---|---|---|---|
+/// | `UniqueViolation` | 23505 | 2067, 1555 | |
+/// | `ForeignKeyViolation` | 23503 | 787 | |
+/// | `NotNullViolation` | 23502 | 1299 | |
+/// | `CheckViolation` | 23514 | 275 | |
+/// | `SerializationFailure` | 40001, 40P01 (deadlock) | | |
+/// | `Timeout` | 57014, 55P03 (lock timeout) | 5, 261, 517 (busy) | `PoolTimedOut`, the pool's acquire timeout |
+/// | `Connection` | class 08, 57P01-57P03, 53300 | | `Io`, `Tls`, `PoolClosed`, `WorkerCrashed` |
+/// | `Other` | anything else | | |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DbErrorKind {
+    /// A unique or primary-key constraint refused a duplicate.
+    UniqueViolation,
+    /// A foreign key refused a row whose parent does not exist (or a parent still referenced).
+    ForeignKeyViolation,
+    /// A `NOT NULL` column was given no value.
+    NotNullViolation,
+    /// A `CHECK` constraint refused a row.
+    CheckViolation,
+    /// The transaction lost a serialization conflict (40001) or a deadlock (40P01): run it again.
+    SerializationFailure,
+    /// A statement or lock timeout cancelled the statement, the pool had no free connection in
+    /// time, or SQLite stayed busy.
+    Timeout,
+    /// The connection was lost, refused or shut down.
+    Connection,
+    /// Any other failure (a syntax error, a data exception, a row not found, ...).
+    Other,
+}
+
+impl DbErrorKind {
+    /// True for the kinds worth running again unchanged: [`SerializationFailure`],
+    /// [`Timeout`] and [`Connection`].
+    ///
+    /// [`SerializationFailure`]: DbErrorKind::SerializationFailure
+    /// [`Timeout`]: DbErrorKind::Timeout
+    /// [`Connection`]: DbErrorKind::Connection
+    #[must_use]
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            Self::SerializationFailure | Self::Timeout | Self::Connection
+        )
+    }
+
+    /// The kind of an sqlx error.
+    fn of(err: &sqlx::Error) -> Self {
+        use sqlx::error::ErrorKind;
+        match err {
+            sqlx::Error::Database(db) => match db.kind() {
+                ErrorKind::UniqueViolation => Self::UniqueViolation,
+                ErrorKind::ForeignKeyViolation => Self::ForeignKeyViolation,
+                ErrorKind::NotNullViolation => Self::NotNullViolation,
+                ErrorKind::CheckViolation => Self::CheckViolation,
+                _ => db.code().map_or(Self::Other, |c| Self::of_code(&c)),
+            },
+            sqlx::Error::PoolTimedOut => Self::Timeout,
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Self::Connection,
+            _ => Self::Other,
+        }
+    }
+
+    /// The kind of a code sqlx's own kind calls "other": a PostgreSQL SQLSTATE (five
+    /// characters) or an SQLite extended result code (a number).
+    fn of_code(code: &str) -> Self {
+        match code {
+            "40001" | "40P01" => Self::SerializationFailure,
+            // query_canceled (statement_timeout), lock_not_available (lock_timeout);
+            // SQLITE_BUSY, SQLITE_BUSY_RECOVERY, SQLITE_BUSY_SNAPSHOT.
+            "57014" | "55P03" | "5" | "261" | "517" => Self::Timeout,
+            // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections.
+            "57P01" | "57P02" | "57P03" | "53300" => Self::Connection,
+            c if c.len() == 5 && c.starts_with("08") => Self::Connection,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// A failed statement, without its data: the kind, the SQLSTATE (or SQLite's extended
+/// code), the constraint's name, and the message passed through the PHI scrubber.
+///
+/// The code and the constraint are identifiers of the schema and kept as the server sent
+/// them; the message is scrubbed ([`vitals_querylog::scrub_text`]) because PostgreSQL quotes
+/// values in some messages (`invalid input syntax for type integer: "…"`), and the DETAIL
+/// line (`Key (email)=(…) already exists`) is never read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DatabaseError {
+    kind: DbErrorKind,
+    code: Option<String>,
+    constraint: Option<String>,
+    message: String,
+}
+
+impl DatabaseError {
+    /// The structure of an sqlx error, its message scrubbed.
+    fn of(err: &sqlx::Error) -> Self {
+        let db = err.as_database_error();
+        DatabaseError {
+            kind: DbErrorKind::of(err),
+            code: db.and_then(|d| d.code()).map(|c| c.into_owned()),
+            constraint: db.and_then(|d| d.constraint()).map(str::to_owned),
+            message: vitals_querylog::scrub_text(&err.to_string()),
+        }
+    }
+
+    /// What kind of failure this is.
+    #[must_use]
+    pub fn kind(&self) -> DbErrorKind {
+        self.kind
+    }
+
+    /// The SQLSTATE (`"23505"`), or SQLite's extended result code (`"2067"`); `None` when the
+    /// failure did not come from the server (a lost connection, a pool timeout).
+    #[must_use]
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// The name of the constraint that refused the statement, when the server names one
+    /// (PostgreSQL does for unique, foreign-key and check violations; SQLite does not).
+    #[must_use]
+    pub fn constraint(&self) -> Option<&str> {
+        self.constraint.as_deref()
+    }
+
+    /// The message, scrubbed of PHI.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// True when running the statement (or its transaction) again may succeed.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        self.kind.is_retryable()
+    }
+}
+
 impl Error {
-    /// A database error with its text passed through the PHI scrubber: PostgreSQL puts row
-    /// values in DETAIL lines (`Key (email)=(…) already exists`), so the raw text never leaves.
+    /// A database error with its structure kept and its text passed through the PHI scrubber:
+    /// PostgreSQL puts row values in DETAIL lines (`Key (email)=(…) already exists`), so the
+    /// raw text never leaves.
+    #[must_use]
     pub fn database(err: &sqlx::Error) -> Self {
-        Error::Database(vitals_querylog::scrub_text(&err.to_string()))
+        Error::Database(DatabaseError::of(err))
+    }
+
+    /// The failed statement inside this error ([`Error::Database`]).
+    #[must_use]
+    pub fn as_database(&self) -> Option<&DatabaseError> {
+        match self {
+            Error::Database(db) => Some(db),
+            _ => None,
+        }
+    }
+
+    /// What kind of database failure this is; `None` when it is not one (configuration,
+    /// migrations, cache, import, engine). The pool's acquire timeout is
+    /// [`DbErrorKind::Timeout`], and a pool error carrying an sqlx error has that error's kind.
+    #[must_use]
+    pub fn kind(&self) -> Option<DbErrorKind> {
+        match self {
+            Error::Database(db) => Some(db.kind()),
+            Error::Pool(vitals_pool::PoolError::AcquireTimeout { .. }) => {
+                Some(DbErrorKind::Timeout)
+            }
+            Error::Pool(p) => p.as_sqlx().map(DbErrorKind::of),
+            _ => None,
+        }
+    }
+
+    /// The SQLSTATE of a failed statement (`"23505"`), or SQLite's extended result code
+    /// (`"2067"`).
+    #[must_use]
+    pub fn code(&self) -> Option<&str> {
+        self.as_database().and_then(DatabaseError::code)
+    }
+
+    /// The name of the constraint that refused a statement, when the server names one.
+    #[must_use]
+    pub fn constraint(&self) -> Option<&str> {
+        self.as_database().and_then(DatabaseError::constraint)
+    }
+
+    /// True when the same work may succeed if run again: a serialization failure or a
+    /// deadlock (run the whole transaction again), a timeout, a lost connection.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        self.kind().is_some_and(DbErrorKind::is_retryable)
     }
 }
 
@@ -69,6 +281,11 @@ impl From<sqlx::migrate::MigrateError> for Error {
     }
 }
 
+/// docs/errors.md's Rust snippets, compiled as doctests so they cannot rot.
+#[cfg(all(doctest, feature = "http"))]
+#[doc = include_str!("../../../docs/errors.md")]
+pub struct ErrorsDoctests;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +296,46 @@ mod tests {
     fn errors_are_send_and_sync() {
         assert_send_sync::<Error>();
         assert_send_sync::<ConfigError>();
+        assert_send_sync::<DatabaseError>();
+    }
+
+    #[test]
+    fn errors_without_a_server_have_a_kind_and_no_code() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        for (err, kind) in [
+            (sqlx::Error::PoolTimedOut, DbErrorKind::Timeout),
+            (sqlx::Error::PoolClosed, DbErrorKind::Connection),
+            (sqlx::Error::WorkerCrashed, DbErrorKind::Connection),
+            (sqlx::Error::Io(io), DbErrorKind::Connection),
+            (sqlx::Error::RowNotFound, DbErrorKind::Other),
+        ] {
+            let err = Error::from(err);
+            assert_eq!(err.kind(), Some(kind), "{err}");
+            assert_eq!(err.code(), None);
+            assert_eq!(err.is_retryable(), kind != DbErrorKind::Other);
+        }
+        let waited = std::time::Duration::from_secs(1);
+        let pool = Error::Pool(vitals_pool::PoolError::AcquireTimeout { waited });
+        assert_eq!(pool.kind(), Some(DbErrorKind::Timeout));
+        assert!(pool.is_retryable());
+        assert_eq!(Error::Migrate("x".into()).kind(), None);
+    }
+
+    #[test]
+    fn codes_sqlx_calls_other_are_classified() {
+        for (code, kind) in [
+            ("40001", DbErrorKind::SerializationFailure),
+            ("40P01", DbErrorKind::SerializationFailure),
+            ("57014", DbErrorKind::Timeout),
+            ("55P03", DbErrorKind::Timeout),
+            ("5", DbErrorKind::Timeout),
+            ("08006", DbErrorKind::Connection),
+            ("57P01", DbErrorKind::Connection),
+            ("22P02", DbErrorKind::Other),
+            // SQLite's SQLITE_IOERR_SHORT_READ is a number, not class 08.
+            ("522", DbErrorKind::Other),
+        ] {
+            assert_eq!(DbErrorKind::of_code(code), kind, "{code}");
+        }
     }
 }

@@ -43,7 +43,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -320,21 +320,4 @@ pub fn prometheus_text(vitals: &Vitals) -> String {
 pub struct ErrorBody {
     /// What went wrong, without PHI.
     pub error: String,
-}
-
-/// Turns a facade error into a response: 500 with the (already scrubbed) message.
-impl IntoResponse for crate::Error {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            crate::Error::Import(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        (
-            status,
-            Json(ErrorBody {
-                error: self.to_string(),
-            }),
-        )
-            .into_response()
-    }
 }

@@ -45,6 +45,8 @@ pub use vitals_querylog as querylog;
 mod config;
 mod db;
 mod error;
+#[cfg(feature = "http")]
+mod error_response;
 pub mod health;
 #[cfg(feature = "http")]
 pub mod http;
@@ -55,7 +57,7 @@ mod vitals;
 
 pub use config::{Config, DEFAULT_SQLITE_URL};
 pub use db::{Db, Engine};
-pub use error::{ConfigError, ConfigProblem, Error};
+pub use error::{ConfigError, ConfigProblem, DatabaseError, DbErrorKind, Error};
 pub use importing::ImportOutcome;
 pub use vitals::{Vitals, VitalsBuilder};
 

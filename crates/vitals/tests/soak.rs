@@ -93,7 +93,7 @@ async fn one_op(
             let r = match rng.gen_range(0..4) {
                 0 => h.student_health_summary(student).await.and_then(|s| {
                     s.map(|_| ())
-                        .ok_or_else(|| vitals::Error::Database("no summary".into()))
+                        .ok_or_else(|| vitals::Error::from(sqlx::Error::RowNotFound))
                 }),
                 1 => h.vaccinations(student).await.map(|_| ()),
                 2 => h.allergies(student).await.map(|_| ()),
