@@ -33,8 +33,9 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 /// The sqlx vitals is built with: a host writes its queries with `vitals::sqlx`, at the
-/// version and with the features (PostgreSQL, SQLite, tokio, rustls, macros, uuid, chrono)
-/// the handle's executors implement, rather than guessing them in its own `Cargo.toml`.
+/// version and with the features (PostgreSQL, SQLite, tokio, rustls, uuid, chrono) the
+/// handle's executors implement, rather than guessing them (the `query!` macros expand to
+/// `::sqlx` paths: a host using them depends on `sqlx` itself, at this version).
 pub use sqlx;
 pub use vitals_cache as cache;
 pub use vitals_env as env;

@@ -58,7 +58,7 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 ///     .route("/students/{id}", axum::routing::get(student))
 ///     .with_state(vitals.clone())
 ///     .layer(vitals.query_scope_layer());
-/// # let _ = app;
+/// # let _: axum::Router = app;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
