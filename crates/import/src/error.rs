@@ -69,6 +69,19 @@ impl ImportError {
             ImportError::Read { .. } | ImportError::Format(_) | ImportError::UnknownType(_)
         )
     }
+
+    /// The exit status a command-line import should end with on this error: 2 (bad usage)
+    /// when the input cannot be read or the options are invalid (a chunk size or a number
+    /// of workers of 0), 1 when the database or a task failed. An import that ran exits 0,
+    /// rejections or not.
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        if self.is_input_error() || matches!(self, ImportError::Options(_)) {
+            2
+        } else {
+            1
+        }
+    }
 }
 
 #[cfg(test)]

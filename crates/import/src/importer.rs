@@ -13,9 +13,9 @@ use crate::error::ImportError;
 use crate::keys::{self, Hash128};
 use crate::options::ImportOptions;
 use crate::reader::{self, Msg, ReadTask};
-use crate::report::ImportReport;
+use crate::report::{ImportReport, Warning};
 use crate::sink::Sink;
-use crate::source::Source;
+use crate::source::{Source, TYPE_FIELD};
 use crate::spec::Registry;
 use crate::state::State;
 use crate::writers::Writers;
@@ -84,6 +84,7 @@ impl Importer {
                 return Err(ImportError::UnknownType(t.to_owned()));
             }
         }
+        let header_warnings = self.unknown_columns(&source);
         let bytes = source.bytes_counter();
         let size = source.size();
         let (tx, mut rx) = mpsc::channel::<Msg>(1);
@@ -103,7 +104,13 @@ impl Importer {
             referenced: &self.referenced,
             options,
         };
-        let mut state = State::new(self.registry.specs().len(), options.dry_run, hasher);
+        let mut state = State::new(
+            self.registry.specs().len(),
+            options.dry_run,
+            options.max_listed,
+            hasher,
+        );
+        state.warn(header_warnings);
         let parallel = options.workers > 1 && !options.all_or_nothing && !options.dry_run;
         let mut writers = Writers::new(sink, parallel, options.workers);
         let mut result = Ok(());
@@ -129,6 +136,7 @@ impl Importer {
                     }
                 }
                 Msg::Stopped => state.report.stopped_early = true,
+                Msg::Warnings(w) => state.warn(w),
                 Msg::Failed(e) => {
                     result = Err(e);
                     break;
@@ -175,6 +183,50 @@ impl Importer {
             "import finished"
         );
         Ok(report)
+    }
+}
+
+impl Importer {
+    /// A warning for each column of a CSV header that no record type it may hold has (the
+    /// source's fixed type, or else any registered type): its values are ignored, which
+    /// the report says once, by name, never with a value.
+    fn unknown_columns(&self, source: &Source) -> Vec<Warning> {
+        let Some(headers) = source.headers() else {
+            return Vec::new();
+        };
+        let fixed = source.fixed_type().and_then(|t| self.registry.get(t));
+        let known = |name: &str| {
+            name == TYPE_FIELD
+                || match fixed {
+                    Some(spec) => spec.column_index(name).is_some(),
+                    None => self
+                        .registry
+                        .specs()
+                        .iter()
+                        .any(|spec| spec.column_index(name).is_some()),
+                }
+        };
+        let mut warnings = Vec::new();
+        let mut unnamed = false;
+        for h in headers {
+            if h.is_empty() {
+                unnamed = true;
+            } else if !known(h) {
+                warnings.push(Warning {
+                    line: 1,
+                    field: Some(h.to_string()),
+                    reason: "unknown column: its values are ignored".to_owned(),
+                });
+            }
+        }
+        if unnamed {
+            warnings.push(Warning {
+                line: 1,
+                field: None,
+                reason: "a column without a name: its values are ignored".to_owned(),
+            });
+        }
+        warnings
     }
 }
 

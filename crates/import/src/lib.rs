@@ -16,6 +16,11 @@
 //! backstop for concurrent imports; the rows it skips count as duplicates. Reasons in the
 //! report name the problem, never the value, since values may be health information.
 //!
+//! Memory stays bounded whatever the input: a record (a CSV row, an NDJSON line, a JSON
+//! array element) above [`MAX_RECORD_BYTES`] is rejected by line without being kept, and the
+//! report lists at most [`ImportOptions::max_listed`] rejections, duplicates and warnings
+//! (counts stay exact; `truncated` says what was left out).
+//!
 //! On PostgreSQL, a chunk of types nothing references (vaccinations, not students) is
 //! written on a second connection while the next chunk is checked
 //! ([`ImportOptions::workers`], default 2), so the server inserts on two cores.
@@ -77,8 +82,10 @@ mod writers;
 
 pub use error::{ImportError, SpecError};
 pub use importer::Importer;
-pub use options::{ImportOptions, Progress, ProgressFn, DEFAULT_CHUNK_SIZE, DEFAULT_WORKERS};
-pub use report::{DuplicateOf, DuplicateRow, ImportReport, Rejection, TypeCounts};
+pub use options::{
+    ImportOptions, Progress, ProgressFn, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_LISTED, DEFAULT_WORKERS,
+};
+pub use report::{DuplicateOf, DuplicateRow, ImportReport, Rejection, TypeCounts, Warning};
 pub use sink::{Lookup, LookupPart, PgSink, Sink, SqliteSink};
 pub use source::{Format, Item, RawRecord, RawValue, Source, MAX_RECORD_BYTES, TYPE_FIELD};
 pub use spec::{

@@ -12,6 +12,9 @@ pub const DEFAULT_CHUNK_SIZE: usize = 5000;
 /// Default number of chunks written at once (see [`ImportOptions::workers`]).
 pub const DEFAULT_WORKERS: usize = 2;
 
+/// Default number of entries each list of the report keeps (see [`ImportOptions::max_listed`]).
+pub const DEFAULT_MAX_LISTED: usize = 1000;
+
 /// Progress after a chunk, for a progress bar.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -43,6 +46,7 @@ pub struct ImportOptions {
     pub(crate) max_errors: Option<u64>,
     pub(crate) dry_run: bool,
     pub(crate) workers: usize,
+    pub(crate) max_listed: usize,
     pub(crate) progress: Option<ProgressFn>,
 }
 
@@ -54,6 +58,7 @@ impl fmt::Debug for ImportOptions {
             .field("max_errors", &self.max_errors)
             .field("dry_run", &self.dry_run)
             .field("workers", &self.workers)
+            .field("max_listed", &self.max_listed)
             .field("progress", &self.progress.is_some())
             .finish()
     }
@@ -67,7 +72,8 @@ impl Default for ImportOptions {
 
 impl ImportOptions {
     /// Defaults: chunks of [`DEFAULT_CHUNK_SIZE`], commit per chunk, no error limit, write,
-    /// [`DEFAULT_WORKERS`] chunks written at once.
+    /// [`DEFAULT_WORKERS`] chunks written at once, [`DEFAULT_MAX_LISTED`] entries per list
+    /// of the report.
     pub fn new() -> Self {
         Self {
             chunk_size: DEFAULT_CHUNK_SIZE,
@@ -75,12 +81,13 @@ impl ImportOptions {
             max_errors: None,
             dry_run: false,
             workers: DEFAULT_WORKERS,
+            max_listed: DEFAULT_MAX_LISTED,
             progress: None,
         }
     }
 
-    /// Options from `VITALS_IMPORT_CHUNK_SIZE`, `VITALS_IMPORT_MAX_ERRORS` and
-    /// `VITALS_IMPORT_WORKERS`.
+    /// Options from `VITALS_IMPORT_CHUNK_SIZE`, `VITALS_IMPORT_MAX_ERRORS`,
+    /// `VITALS_IMPORT_WORKERS` and `VITALS_IMPORT_MAX_LISTED`.
     ///
     /// # Errors
     /// [`ConfigError`] listing every variable that is set but invalid.
@@ -121,6 +128,15 @@ impl ImportOptions {
             "a whole number of connections above 0",
         ) {
             options.workers = n;
+        }
+        if let Some(n) = whole(
+            &mut env,
+            &lookup,
+            "VITALS_IMPORT_MAX_LISTED",
+            0,
+            "a whole number of report entries",
+        ) {
+            options.max_listed = n;
         }
         env.finish(options)
     }
@@ -165,6 +181,15 @@ impl ImportOptions {
     /// connection.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
+        self
+    }
+
+    /// Entries each list of the report keeps: `rejections`, `duplicate_rows` and `warnings`
+    /// (default [`DEFAULT_MAX_LISTED`]). The entries of the first lines are kept; the counts
+    /// stay exact and the report says how many entries were left out, so the report's
+    /// memory and size stay bounded whatever the input's.
+    pub fn max_listed(mut self, n: usize) -> Self {
+        self.max_listed = n;
         self
     }
 
@@ -258,5 +283,21 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!((o.chunk_size, o.max_errors), (100, Some(0)));
+    }
+
+    #[test]
+    fn max_listed_comes_from_the_environment() {
+        let o = ImportOptions::from_env_with(env(&[])).unwrap();
+        assert_eq!(o.max_listed, DEFAULT_MAX_LISTED);
+        let o = ImportOptions::from_env_with(env(&[("VITALS_IMPORT_MAX_LISTED", "0")])).unwrap();
+        assert_eq!(o.max_listed, 0);
+        let e =
+            ImportOptions::from_env_with(env(&[("VITALS_IMPORT_MAX_LISTED", "-1")])).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "import: VITALS_IMPORT_MAX_LISTED=\"-1\": expected a whole number of report entries"
+            ),
+            "{e}"
+        );
     }
 }

@@ -5,7 +5,7 @@ use tokio::sync::mpsc;
 
 use crate::error::ImportError;
 use crate::keys::Hash128;
-use crate::report::Rejection;
+use crate::report::{Rejection, Warning};
 use crate::row::PreparedRow;
 use crate::source::{Item, Source};
 use crate::spec::Registry;
@@ -19,6 +19,8 @@ pub(crate) enum Msg {
     Stopped,
     /// The input could not be read further; nothing follows.
     Failed(ImportError),
+    /// What the source noticed without refusing a row; sent after the last chunk.
+    Warnings(Vec<Warning>),
 }
 
 /// Consecutive records of the input, parsed: the valid rows and the refused ones.
@@ -143,7 +145,11 @@ pub(crate) fn read(task: ReadTask, registry: &Registry, tx: &mpsc::Sender<Msg>) 
             }
         }
     }
-    if !chunk.is_empty() {
-        let _ = tx.blocking_send(Msg::Chunk(chunk));
+    if !chunk.is_empty() && tx.blocking_send(Msg::Chunk(chunk)).is_err() {
+        return;
+    }
+    let warnings = source.take_warnings();
+    if !warnings.is_empty() {
+        let _ = tx.blocking_send(Msg::Warnings(warnings));
     }
 }

@@ -34,6 +34,19 @@ pub struct Rejection {
     pub reason: String,
 }
 
+/// Something about the input that refused no row but should not pass in silence: a CSV
+/// column no record type has (its values are ignored), a JSON array cut short or followed by
+/// more data. Like a [`Rejection`], it names the line and the field, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    /// Physical line it concerns (a CSV header is line 1).
+    pub line: u64,
+    /// The column it concerns, when one.
+    pub field: Option<String>,
+    /// What was noticed, e.g. `unknown column: its values are ignored`.
+    pub reason: String,
+}
+
 /// What a duplicate row duplicates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DuplicateOf {
@@ -87,7 +100,10 @@ pub struct DuplicateRow {
 /// The outcome of an import. `imported + duplicates + rejected == total`, always.
 ///
 /// `rejected` counts rows; `rejections` may hold several entries for one row (one per bad
-/// field). When an all-or-nothing import is rolled back, `imported` is 0 and the valid rows
+/// field). The lists are bounded ([`ImportOptions::max_listed`](crate::ImportOptions::max_listed),
+/// default [`DEFAULT_MAX_LISTED`](crate::DEFAULT_MAX_LISTED)): they keep the entries of the
+/// first lines, the counts stay exact, and `truncated` says when an entry was left out
+/// (`rejections_not_listed`, `duplicate_rows_not_listed` say how many). When an all-or-nothing import is rolled back, `imported` is 0 and the valid rows
 /// count as rejected too (they have no entry of their own; `rolled_back` is true).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportReport {
@@ -101,10 +117,23 @@ pub struct ImportReport {
     pub rejected: u64,
     /// The same counts per record type (rows of unknown type are only in the totals).
     pub by_type: BTreeMap<String, TypeCounts>,
-    /// Every problem found, in line order within each chunk.
+    /// The problems found, in line order, at most `max_listed` of them.
     pub rejections: Vec<Rejection>,
-    /// Every duplicate row.
+    /// The duplicate rows, in line order, at most `max_listed` of them.
     pub duplicate_rows: Vec<DuplicateRow>,
+    /// What refused no row but is worth knowing (unknown CSV columns, a JSON array cut
+    /// short), at most `max_listed` of them.
+    #[serde(default)]
+    pub warnings: Vec<Warning>,
+    /// Whether any list above was cut at `max_listed` entries.
+    #[serde(default)]
+    pub truncated: bool,
+    /// Entries of `rejections` left out of the list.
+    #[serde(default)]
+    pub rejections_not_listed: u64,
+    /// Entries of `duplicate_rows` left out of the list.
+    #[serde(default)]
+    pub duplicate_rows_not_listed: u64,
     /// SQL statements sent, `BEGIN` and `COMMIT` included.
     pub queries: u64,
     /// Wall time of the import, in milliseconds.

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::keys::{Hash128, HashedMap, HashedSet};
 use crate::options::Progress;
-use crate::report::{DuplicateRow, ImportReport, Rejection, TypeCounts};
+use crate::report::{DuplicateRow, ImportReport, Rejection, TypeCounts, Warning};
 use crate::row::{Outcome, PreparedRow};
 use crate::spec::Registry;
 
@@ -20,11 +20,13 @@ pub(crate) struct State {
     pub(crate) hasher: Hash128,
     pub(crate) in_tx: bool,
     pub(crate) rolled_back: bool,
+    /// Entries each list of the report keeps.
+    max_listed: usize,
 }
 
 impl State {
     /// The state of a new import of the `types` types of a registry.
-    pub(crate) fn new(types: usize, dry_run: bool, hasher: Hash128) -> Self {
+    pub(crate) fn new(types: usize, dry_run: bool, max_listed: usize, hasher: Hash128) -> Self {
         Self {
             report: ImportReport {
                 dry_run,
@@ -36,6 +38,7 @@ impl State {
             hasher,
             in_tx: false,
             rolled_back: false,
+            max_listed,
         }
     }
 
@@ -54,6 +57,23 @@ impl State {
             self.counts[si].rejected += 1;
         }
         self.report.rejections.extend(problems);
+        bound(
+            &mut self.report.rejections,
+            self.max_listed,
+            &mut self.report.rejections_not_listed,
+            |r| r.line,
+        );
+    }
+
+    /// Adds warnings to the report, as many as it lists.
+    pub(crate) fn warn(&mut self, warnings: impl IntoIterator<Item = Warning>) {
+        for w in warnings {
+            if self.report.warnings.len() < self.max_listed {
+                self.report.warnings.push(w);
+            } else {
+                self.report.truncated = true;
+            }
+        }
     }
 
     /// Counts `row` by its outcome (a pending row counts nothing). Its reasons, when it was
@@ -73,6 +93,12 @@ impl State {
                     line: row.line,
                     of: *of,
                 });
+                bound(
+                    &mut self.report.duplicate_rows,
+                    self.max_listed,
+                    &mut self.report.duplicate_rows_not_listed,
+                    |d| d.line,
+                );
             }
             Outcome::Rejected(problems) => {
                 let problems = std::mem::take(problems);
@@ -114,8 +140,20 @@ impl State {
         let mut counts = self.counts;
         // Chunks are processed type by type; report in input order (stable: fields stay in
         // column order).
-        report.rejections.sort_by_key(|r| r.line);
-        report.duplicate_rows.sort_by_key(|d| d.line);
+        keep_first(
+            &mut report.rejections,
+            self.max_listed,
+            &mut report.rejections_not_listed,
+            |r| r.line,
+        );
+        keep_first(
+            &mut report.duplicate_rows,
+            self.max_listed,
+            &mut report.duplicate_rows_not_listed,
+            |d| d.line,
+        );
+        report.truncated |=
+            report.rejections_not_listed > 0 || report.duplicate_rows_not_listed > 0;
         if self.rolled_back {
             report.rolled_back = true;
             report.rejected += report.imported;
@@ -133,5 +171,45 @@ impl State {
         report.queries = queries;
         report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         report
+    }
+}
+
+/// Keeps `list` under twice `max` entries (plus a little), so it costs bounded memory
+/// whatever the input, while [`keep_first`] can still find the `max` of the first lines:
+/// entries arrive almost in line order (a chunk's types one after the other, a forked
+/// writer's rows late), so the cut is made on the sorted list, not on arrival.
+fn bound<T>(list: &mut Vec<T>, max: usize, not_listed: &mut u64, line: impl Fn(&T) -> u64) {
+    if list.len() >= max.saturating_mul(2).saturating_add(64) {
+        keep_first(list, max, not_listed, line);
+    }
+}
+
+/// Sorts `list` by line (stable: a row's fields stay in column order) and keeps the first
+/// `max` entries, counting the others in `not_listed`.
+fn keep_first<T>(list: &mut Vec<T>, max: usize, not_listed: &mut u64, line: impl Fn(&T) -> u64) {
+    list.sort_by_key(line);
+    if list.len() > max {
+        *not_listed += (list.len() - max) as u64;
+        list.truncate(max);
+        list.shrink_to(max.saturating_mul(2).saturating_add(64));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_lines_are_kept_and_the_rest_counted() {
+        let mut list: Vec<u64> = Vec::new();
+        let mut not_listed = 0;
+        for line in (0..10_000u64).rev() {
+            list.push(line);
+            bound(&mut list, 10, &mut not_listed, |l| *l);
+            assert!(list.len() < 2 * 10 + 64);
+        }
+        keep_first(&mut list, 10, &mut not_listed, |l| *l);
+        assert_eq!(list, (0..10).collect::<Vec<_>>());
+        assert_eq!(not_listed, 9_990);
     }
 }

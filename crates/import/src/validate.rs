@@ -87,6 +87,10 @@ fn check(column: &Column, raw: RawValue) -> Result<Value, String> {
                 RawValue::Number(n) => n.to_string(),
                 _ => return Err("not text".into()),
             };
+            // PostgreSQL refuses U+0000 in text and would fail the whole chunk.
+            if s.contains('\0') {
+                return Err("contains a NUL character".into());
+            }
             // Cheap byte-length test first: a string of at most max_chars bytes is short enough.
             if s.len() > *max_chars && s.chars().count() > *max_chars {
                 return Err(format!("longer than {max_chars} characters"));
@@ -249,6 +253,19 @@ mod tests {
         let p = validate(&registry(), unknown).unwrap_err();
         assert_eq!(p[0].reason, "unknown record type");
         assert_eq!(p[0].line, 3);
+    }
+
+    #[test]
+    fn a_nul_character_is_a_rejection_of_its_field() {
+        let id = Uuid::new_v4().to_string();
+        let problems = validate(
+            &registry(),
+            record(&[("id", text(&id)), ("name", text("a\0b"))]),
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].field.as_deref(), Some("name"));
+        assert_eq!(problems[0].reason, "contains a NUL character");
     }
 
     #[test]

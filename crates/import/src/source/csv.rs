@@ -1,102 +1,268 @@
 //! CSV with a header row: one record per row, numbered by the physical line it starts on.
+//!
+//! Records are read with `csv-core` into a buffer of at most [`MAX_RECORD_BYTES`] of field
+//! data: a longer record is read to its end without being kept and becomes
+//! [`Item::Malformed`], so one huge field cannot exhaust memory and reading goes on with the
+//! next record (the parser keeps its quoting state, so it never loses its place).
 
+use std::collections::HashSet;
+use std::io::{self, Read};
 use std::sync::Arc;
 
-use super::item::{Item, RawRecord, RawValue, TYPE_FIELD};
+use csv_core::ReadRecordResult;
+
+use super::item::{Item, RawRecord, RawValue, MAX_RECORD_BYTES, TYPE_FIELD};
 use crate::error::ImportError;
+
+/// Most columns a header may have (its field ends are kept in memory).
+const MAX_COLUMNS: usize = 1 << 16;
+
+/// Input read from the source at a time.
+const INPUT_BUFFER: usize = 64 * 1024;
 
 /// A CSV input being read.
 pub(super) struct Csv<R> {
-    reader: ::csv::Reader<R>,
+    input: R,
+    // Boxed: its DFA tables make it large.
+    core: Box<csv_core::Reader>,
+    buf: Box<[u8]>,
+    pos: usize,
+    len: usize,
+    eof: bool,
+    /// The field data of the current record; grows up to `MAX_RECORD_BYTES + 1`.
+    out: Vec<u8>,
+    /// Where each field of the current record ends in `out`.
+    ends: Vec<usize>,
     headers: Vec<Arc<str>>,
-    record: ::csv::StringRecord,
 }
 
-impl<R: std::io::Read> Csv<R> {
+/// One physical record, as `csv-core` split it.
+struct Raw {
+    /// The line it starts on.
+    line: u64,
+    /// Its fields, counted even when not kept.
+    fields: u64,
+    /// Whether its fields are in `out[..bytes]` and `ends[..fields]`; false when it was too
+    /// long or too wide to keep.
+    kept: bool,
+    /// Bytes of field data kept.
+    bytes: usize,
+    /// Whether its field data is longer than [`MAX_RECORD_BYTES`].
+    too_long: bool,
+}
+
+impl<R: Read> Csv<R> {
     /// Reads the header row of `input` (`what` names it in errors).
     pub(super) fn new(input: R, what: &str) -> Result<Self, ImportError> {
-        let mut reader = ::csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(false)
-            .from_reader(input);
-        let headers = match reader.headers() {
-            Ok(h) => h
-                .iter()
-                .map(|h| Arc::from(h.trim()))
-                .collect::<Vec<Arc<str>>>(),
-            Err(e) => return Err(fatal(e, what)),
+        let mut csv = Self {
+            input,
+            core: Box::new(csv_core::Reader::new()),
+            buf: vec![0; INPUT_BUFFER].into_boxed_slice(),
+            pos: 0,
+            len: 0,
+            eof: false,
+            out: vec![0; 1024],
+            ends: vec![0; 16],
+            headers: Vec::new(),
         };
+        let read = |e| ImportError::Read {
+            what: what.to_owned(),
+            source: e,
+        };
+        let Some(raw) = csv.read_raw(MAX_COLUMNS).map_err(read)? else {
+            return Err(ImportError::Format(format!("{what} has no CSV header row")));
+        };
+        if raw.too_long {
+            return Err(ImportError::Format(format!(
+                "{what}: the CSV header row is longer than {MAX_RECORD_BYTES} bytes"
+            )));
+        }
+        if !raw.kept {
+            return Err(ImportError::Format(format!(
+                "{what}: the CSV header row has more than {MAX_COLUMNS} columns"
+            )));
+        }
+        let Ok(text) = std::str::from_utf8(&csv.out[..raw.bytes]) else {
+            return Err(ImportError::Format(format!("{what} is not readable CSV")));
+        };
+        let headers: Vec<Arc<str>> = fields(text, &csv.ends[..raw.fields_kept()])
+            .map(|h| Arc::from(h.trim()))
+            .collect();
         if headers.iter().all(|h| h.is_empty()) {
             return Err(ImportError::Format(format!("{what} has no CSV header row")));
         }
-        Ok(Self {
-            reader,
-            headers,
-            record: ::csv::StringRecord::new(),
-        })
+        let mut seen = HashSet::new();
+        if let Some(twice) = headers
+            .iter()
+            .find(|h| !h.is_empty() && !seen.insert(Arc::clone(h)))
+        {
+            return Err(ImportError::Format(format!(
+                "{what}: column {twice:?} appears more than once in the CSV header"
+            )));
+        }
+        csv.headers = headers;
+        Ok(csv)
     }
 
-    /// The next row, `Ok(None)` at the end. A row of the wrong width or not UTF-8 is
-    /// [`Item::Malformed`].
+    /// The column names of the header row, trimmed.
+    pub(super) fn headers(&self) -> &[Arc<str>] {
+        &self.headers
+    }
+
+    /// The next row, `Ok(None)` at the end. A row of the wrong width, not UTF-8 or longer
+    /// than [`MAX_RECORD_BYTES`] is [`Item::Malformed`].
     pub(super) fn next_item(&mut self, what: &str) -> Result<Option<Item>, ImportError> {
-        let Self {
-            reader,
-            headers,
-            record,
-        } = self;
-        Ok(Some(match reader.read_record(record) {
-            Ok(false) => return Ok(None),
-            Ok(true) => {
-                let line = record.position().map_or(0, ::csv::Position::line);
-                let mut fields = Vec::with_capacity(headers.len());
-                let mut type_name = None;
-                for (h, v) in headers.iter().zip(record.iter()) {
-                    if &**h == TYPE_FIELD {
-                        type_name = (!v.is_empty()).then(|| v.to_owned());
-                    } else {
-                        let value = if v.is_empty() {
-                            RawValue::Null
-                        } else {
-                            RawValue::Text(v.to_owned())
-                        };
-                        fields.push((Arc::clone(h), value));
-                    }
-                }
-                Item::Record(RawRecord {
-                    line,
-                    type_name,
-                    fields,
+        let width = self.headers.len();
+        let raw = match self.read_raw(width) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return Ok(None),
+            Err(source) => {
+                return Err(ImportError::Read {
+                    what: what.to_owned(),
+                    source,
                 })
             }
-            Err(e) => {
-                let line = e.position().map_or(0, ::csv::Position::line);
-                match e.kind() {
-                    ::csv::ErrorKind::UnequalLengths {
-                        expected_len, len, ..
-                    } => Item::Malformed {
-                        line,
-                        reason: format!("has {len} fields, the header has {expected_len}"),
-                    },
-                    ::csv::ErrorKind::Utf8 { .. } => Item::Malformed {
-                        line,
-                        reason: "not valid UTF-8".to_owned(),
-                    },
-                    _ => return Err(fatal(e, what)),
-                }
+        };
+        let line = raw.line;
+        // The width first, as the csv crate did: a short row is reported as short.
+        if raw.fields != width as u64 {
+            return Ok(Some(Item::Malformed {
+                line,
+                reason: format!("has {} fields, the header has {width}", raw.fields),
+            }));
+        }
+        if raw.too_long {
+            return Ok(Some(Item::Malformed {
+                line,
+                reason: format!("record longer than {MAX_RECORD_BYTES} bytes"),
+            }));
+        }
+        let Ok(text) = std::str::from_utf8(&self.out[..raw.bytes]) else {
+            return Ok(Some(Item::Malformed {
+                line,
+                reason: "not valid UTF-8".to_owned(),
+            }));
+        };
+        let mut fields_out = Vec::with_capacity(width);
+        let mut type_name = None;
+        for (h, v) in self
+            .headers
+            .iter()
+            .zip(fields(text, &self.ends[..raw.fields_kept()]))
+        {
+            if &**h == TYPE_FIELD {
+                type_name = (!v.is_empty()).then(|| v.to_owned());
+            } else {
+                let value = if v.is_empty() {
+                    RawValue::Null
+                } else {
+                    RawValue::Text(v.to_owned())
+                };
+                fields_out.push((Arc::clone(h), value));
             }
-        }))
+        }
+        Ok(Some(Item::Record(RawRecord {
+            line,
+            type_name,
+            fields: fields_out,
+        })))
+    }
+
+    /// Reads the next physical record, keeping its fields when it has at most `max_fields`
+    /// of them and at most [`MAX_RECORD_BYTES`] of data; `None` at the end of the input.
+    fn read_raw(&mut self, max_fields: usize) -> io::Result<Option<Raw>> {
+        let line = self.core.line();
+        let (mut bytes, mut kept_fields, mut fields) = (0usize, 0usize, 0u64);
+        let (mut too_long, mut too_wide) = (false, false);
+        loop {
+            if self.pos == self.len && !self.eof {
+                self.fill()?;
+            }
+            // An empty input tells csv-core the input has ended.
+            let input = &self.buf[self.pos..self.len];
+            let (res, nin, nout, nend) =
+                self.core
+                    .read_record(input, &mut self.out[bytes..], &mut self.ends[kept_fields..]);
+            self.pos += nin;
+            bytes += nout;
+            kept_fields += nend;
+            match res {
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull => {
+                    if too_long || self.out.len() > MAX_RECORD_BYTES {
+                        // Too long to keep: read on to its end into the same buffer.
+                        too_long = true;
+                        bytes = 0;
+                    } else {
+                        let grown = (self.out.len() * 2).min(MAX_RECORD_BYTES + 1);
+                        self.out.resize(grown, 0);
+                    }
+                }
+                ReadRecordResult::OutputEndsFull => {
+                    if too_wide || self.ends.len() > max_fields {
+                        // Too wide to keep: count the fields only.
+                        too_wide = true;
+                        fields += kept_fields as u64;
+                        kept_fields = 0;
+                    } else {
+                        let grown = (self.ends.len() * 2).min(max_fields + 1);
+                        self.ends.resize(grown, 0);
+                    }
+                }
+                ReadRecordResult::Record => {
+                    fields += kept_fields as u64;
+                    too_long |= bytes > MAX_RECORD_BYTES;
+                    return Ok(Some(Raw {
+                        line,
+                        fields,
+                        kept: !too_long && !too_wide,
+                        bytes,
+                        too_long,
+                    }));
+                }
+                ReadRecordResult::End => return Ok(None),
+            }
+        }
+    }
+
+    /// Refills the input buffer; at the end of the input, sets `eof`.
+    fn fill(&mut self) -> io::Result<()> {
+        let n = loop {
+            match self.input.read(&mut self.buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        self.pos = 0;
+        self.len = n;
+        self.eof = n == 0;
+        Ok(())
     }
 }
 
-/// An error that ends the reading: I/O, or input that is not CSV at all.
-fn fatal(e: ::csv::Error, what: &str) -> ImportError {
-    match e.into_kind() {
-        ::csv::ErrorKind::Io(source) => ImportError::Read {
-            what: what.to_owned(),
-            source,
-        },
-        _ => ImportError::Format(format!("{what} is not readable CSV")),
+impl Raw {
+    /// The fields whose ends are kept (0 when the record was not kept).
+    fn fields_kept(&self) -> usize {
+        if self.kept {
+            // Kept records have at most `max_fields + 1` fields, which fit a usize.
+            usize::try_from(self.fields).unwrap_or(0)
+        } else {
+            0
+        }
     }
+}
+
+/// The fields of a record: `text` split at `ends`.
+fn fields<'a>(text: &'a str, ends: &'a [usize]) -> impl Iterator<Item = &'a str> + 'a {
+    let mut start = 0;
+    ends.iter().map(move |&end| {
+        // csv-core splits between bytes it copied whole; a field boundary inside a UTF-8
+        // sequence would be a csv-core bug, and gives an empty field rather than a panic.
+        let field = text.get(start..end).unwrap_or("");
+        start = end;
+        field
+    })
 }
 
 #[cfg(test)]
@@ -128,5 +294,51 @@ mod tests {
     fn csv_without_header_is_an_error() {
         let e = Csv::new(&b""[..], "input").err().unwrap();
         assert!(e.to_string().contains("no CSV header"), "{e}");
+    }
+
+    #[test]
+    fn a_duplicate_column_is_named() {
+        let e = Csv::new(&b"id,name,id\n1,a,2\n"[..], "input")
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .contains("column \"id\" appears more than once"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_record_over_the_cap_is_skipped_and_the_buffer_stays_bounded() {
+        let huge = "y".repeat(5 << 20);
+        let input = format!("a,b\n1,2\n3,\"{huge}\nmore\"\n4,5\n6,{huge}\n7,8\n");
+        let mut csv = Csv::new(input.as_bytes(), "input").unwrap();
+        let got: Vec<Item> = std::iter::from_fn(|| csv.next_item("input").unwrap()).collect();
+        assert_eq!(
+            got.iter().map(Item::line).collect::<Vec<_>>(),
+            vec![2, 3, 5, 6, 7]
+        );
+        for i in [1, 3] {
+            assert!(
+                matches!(&got[i], Item::Malformed { reason, .. } if reason == "record longer than 1048576 bytes"),
+                "{:?}",
+                got[i].line()
+            );
+        }
+        assert!(
+            matches!(&got[4], Item::Record(r) if r.get("b") == Some(&RawValue::Text("8".into())))
+        );
+        assert!(csv.out.len() <= MAX_RECORD_BYTES + 1, "{}", csv.out.len());
+    }
+
+    #[test]
+    fn a_row_too_wide_to_keep_still_counts_its_fields() {
+        let input = format!("a,b\n{}\n1,2\n", vec!["x"; 100].join(","));
+        let got = items(&input);
+        assert!(
+            matches!(&got[0], Item::Malformed { reason, .. } if reason == "has 100 fields, the header has 2"),
+            "{got:?}"
+        );
+        assert!(matches!(&got[1], Item::Record(_)));
     }
 }

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-/// Largest NDJSON line or JSON array element accepted; a longer one is a rejection, so one
-/// broken record cannot exhaust memory.
+/// Largest record accepted, in bytes: an NDJSON line, a JSON array element, or a CSV row's
+/// field data; a longer one is a rejection (read to its end, not kept), so one broken
+/// record cannot exhaust memory.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 
 /// The field that names a record's type in NDJSON, JSON and (optionally) CSV input.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::item::{Item, RawRecord, RawValue, MAX_RECORD_BYTES, TYPE_FIELD};
 use crate::error::ImportError;
+use crate::report::Warning;
 
 /// An NDJSON input being read.
 pub(super) struct Ndjson<R> {
@@ -143,6 +144,8 @@ pub(super) struct JsonArray<R> {
     line: u64,
     state: ArrayState,
     element: Vec<u8>,
+    /// A missing `]` or data after it.
+    pub(super) warnings: Vec<Warning>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -162,6 +165,7 @@ impl<R: Read> JsonArray<R> {
             line: 1,
             state: ArrayState::Start,
             element: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -205,8 +209,12 @@ impl<R: Read> JsonArray<R> {
             // An empty array.
             let first = self.peek_non_ws().map_err(JsonError::Io)?;
             match first {
-                Some(b']') | None => {
-                    self.state = ArrayState::Done;
+                Some(b']') => {
+                    self.end_of_array().map_err(JsonError::Io)?;
+                    return Ok(None);
+                }
+                None => {
+                    self.unclosed();
                     return Ok(None);
                 }
                 Some(b) => {
@@ -219,8 +227,13 @@ impl<R: Read> JsonArray<R> {
             return Ok(None);
         }
         match self.peek_non_ws().map_err(JsonError::Io)? {
-            None | Some(b']') => {
-                self.state = ArrayState::Done;
+            // `[…, ]`: a trailing comma, tolerated as before.
+            Some(b']') => {
+                self.end_of_array().map_err(JsonError::Io)?;
+                Ok(None)
+            }
+            None => {
+                self.unclosed();
                 Ok(None)
             }
             Some(b) => {
@@ -252,7 +265,7 @@ impl<R: Read> JsonArray<R> {
                     b'{' | b'[' => depth += 1,
                     b'}' | b']' if depth > 0 => depth -= 1,
                     b']' => {
-                        self.state = ArrayState::Done;
+                        self.end_of_array().map_err(JsonError::Io)?;
                         break;
                     }
                     b',' if depth == 0 => break,
@@ -282,6 +295,30 @@ impl<R: Read> JsonArray<R> {
 }
 
 impl<R: Read> JsonArray<R> {
+    /// After the array's `]`: anything but white space after it is a warning at the line
+    /// where it starts (read no further: it may be large).
+    fn end_of_array(&mut self) -> io::Result<()> {
+        self.state = ArrayState::Done;
+        if self.peek_non_ws()?.is_some() {
+            self.warnings.push(Warning {
+                line: self.line,
+                field: None,
+                reason: "data after the end of the JSON array is ignored".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The input ended where an element or the array's `]` was expected.
+    fn unclosed(&mut self) {
+        self.state = ArrayState::Done;
+        self.warnings.push(Warning {
+            line: self.line,
+            field: None,
+            reason: "the JSON array ends without ']': the input may be truncated".to_owned(),
+        });
+    }
+
     /// The next element as a record, `Ok(None)` at the end of the array.
     pub(super) fn next_item(&mut self, what: &str) -> Result<Option<Item>, ImportError> {
         let element = self.next_element().map_err(|e| match e {
@@ -338,6 +375,34 @@ mod tests {
         }
     }
 
+    fn warnings(input: &str) -> (usize, Vec<(u64, String)>) {
+        let mut reader = JsonArray::new(input.as_bytes());
+        let n = std::iter::from_fn(|| reader.next_item("input").unwrap()).count();
+        let w = reader
+            .warnings
+            .iter()
+            .map(|w| (w.line, w.reason.clone()))
+            .collect();
+        (n, w)
+    }
+
+    #[test]
+    fn a_truncated_array_and_data_after_it_are_warned_with_the_line() {
+        let (n, w) = warnings("[\n{\"a\":1},\n{\"a\":2},\n");
+        assert_eq!(n, 2);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].0, 4);
+        assert!(w[0].1.contains("ends without ']'"), "{w:?}");
+        let (n, w) = warnings("[{\"a\":1}]\n\n  [{\"secret\":2}]");
+        assert_eq!(n, 1);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].0, 3);
+        assert!(w[0].1.contains("after the end"), "{w:?}");
+        assert!(!w[0].1.contains("secret"));
+        assert_eq!(warnings("[").1.len(), 1);
+        assert_eq!(warnings(" [ {\"a\":1} , ] \n").1.len(), 0);
+    }
+
     #[test]
     fn json_array_is_split_with_start_lines() {
         let input =
@@ -350,6 +415,9 @@ mod tests {
         }
         assert!(matches!(&got[2], Item::Malformed { .. }));
         assert!(array("[]").is_empty());
+        let mut s = JsonArray::new(&b"[]"[..]);
+        assert!(s.next_item("input").unwrap().is_none());
+        assert!(s.warnings.is_empty());
         let mut s = JsonArray::new(&b"{}"[..]);
         assert!(matches!(s.next_item("input"), Err(ImportError::Format(_))));
     }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::error::ImportError;
+use crate::report::Warning;
 
 mod csv;
 mod item;
@@ -115,7 +116,9 @@ impl Source {
     ///
     /// # Errors
     /// [`ImportError::Read`] when the file cannot be opened, [`ImportError::Format`] when
-    /// the format is unknown or a CSV file has no header row.
+    /// the format is unknown, the file is empty (whatever its format: an empty NDJSON file
+    /// is refused like an empty CSV or JSON file), or a CSV file's header row is missing or
+    /// names a column twice.
     pub fn open(path: impl AsRef<Path>, format: Option<Format>) -> Result<Self, ImportError> {
         let path = path.as_ref();
         let what = path.display().to_string();
@@ -133,6 +136,9 @@ impl Source {
             source,
         })?;
         let size = file.metadata().ok().map(|m| m.len());
+        if size == Some(0) {
+            return Err(ImportError::Format(format!("{what} is empty")));
+        }
         let mut source = Self::build(Box::new(file), format, what)?;
         source.size = size;
         Ok(source)
@@ -141,8 +147,8 @@ impl Source {
     /// Reads from any reader in the given format.
     ///
     /// # Errors
-    /// [`ImportError::Format`] when a CSV input has no header row, [`ImportError::Read`] on
-    /// an I/O error while reading it.
+    /// [`ImportError::Format`] when a CSV input has no header row or its header names a
+    /// column twice, [`ImportError::Read`] on an I/O error while reading it.
     pub fn from_reader(
         reader: impl Read + Send + 'static,
         format: Format,
@@ -199,6 +205,23 @@ impl Source {
     #[must_use]
     pub fn size(&self) -> Option<u64> {
         self.size
+    }
+
+    /// The column names of a CSV input's header row (`None` for JSON inputs).
+    pub(crate) fn headers(&self) -> Option<&[Arc<str>]> {
+        match &self.inner {
+            Inner::Csv(csv) => Some(csv.headers()),
+            Inner::Ndjson(_) | Inner::Json(_) => None,
+        }
+    }
+
+    /// What the reading noticed without refusing a row (a JSON array cut short or followed
+    /// by more data), taken out of the source.
+    pub(crate) fn take_warnings(&mut self) -> Vec<Warning> {
+        match &mut self.inner {
+            Inner::Json(array) => std::mem::take(&mut array.warnings),
+            Inner::Csv(_) | Inner::Ndjson(_) => Vec::new(),
+        }
     }
 
     /// The next record, `Ok(None)` at the end.
