@@ -8,8 +8,11 @@
 //! `chronic_condition` (without it, every record names its own in a `type` field). The report
 //! goes to standard output, a progress bar to standard error when it is a terminal.
 //!
-//! Exit status: 0 when the import ran (rejections or not), 2 when the input cannot be read at
-//! all (no such file, no header, unknown `--type`), 1 on a database error.
+//! Exit status: 0 when the import ran (rejections or warnings or not), 2 on bad usage or
+//! input that cannot be read at all (an unknown option, `--chunk-size 0`, `--workers 0`, no
+//! such file, an empty file of any format, no CSV header or a column named twice in it, a
+//! JSON file that is not an array, unknown `--type`), 1 on a database error. The codes come
+//! from `ImportError::exit_code`, which `crates/import/tests/hostile.rs` tests.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -52,6 +55,8 @@ struct Args {
     file: PathBuf,
 }
 
+/// Why the import did not run: bad usage or unreadable input (exit 2), or the database
+/// (exit 1).
 enum Failure {
     Input(String),
     Database(String),
@@ -59,7 +64,8 @@ enum Failure {
 
 impl From<ImportError> for Failure {
     fn from(e: ImportError) -> Self {
-        if e.is_input_error() {
+        // The crate says which is which (`--chunk-size 0` is bad usage, not the database).
+        if e.exit_code() == 2 {
             Failure::Input(e.to_string())
         } else {
             Failure::Database(e.to_string())
