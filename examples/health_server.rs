@@ -60,12 +60,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
         .build()
         .await?;
     if args.demo_students > 0 {
-        let existing = health_counts(vitals.db()).await?.students;
+        let existing = health_counts(&vitals).await?.students;
         if existing == 0 {
             let school = SchoolGenerator::new(args.demo_students).generate();
             match vitals.db() {
-                Db::Postgres(p) => health::load_school_postgres(p.inner(), &school).await?,
-                Db::Sqlite(p) => health::load_school_sqlite(p.inner(), &school).await?,
+                Db::Postgres(p) => {
+                    health::load_school_postgres(p.inner(), vitals.tables(), &school).await?
+                }
+                Db::Sqlite(p) => {
+                    health::load_school_sqlite(p.inner(), vitals.tables(), &school).await?
+                }
             };
             eprintln!(
                 "loaded a synthetic school of {} students",
@@ -73,10 +77,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
             );
         }
     }
+    let students = vitals.tables().table("students");
     let sample: Vec<uuid::Uuid> = vitals::with_db!(vitals.db(), |db| {
-        sqlx::query_scalar("SELECT id FROM students ORDER BY student_number LIMIT 3")
-            .fetch_all(db)
-            .await
+        sqlx::query_scalar(&format!(
+            "SELECT id FROM {students} ORDER BY student_number LIMIT 3"
+        ))
+        .fetch_all(db)
+        .await
     })?;
     for id in &sample {
         eprintln!(
@@ -105,9 +112,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     Ok(())
 }
 
-async fn health_counts(db: &Db) -> Result<health::TableCounts, sqlx::Error> {
-    match db {
-        Db::Postgres(p) => health::table_counts_postgres(p.inner()).await,
-        Db::Sqlite(p) => health::table_counts_sqlite(p.inner()).await,
+async fn health_counts(vitals: &Vitals) -> Result<health::TableCounts, sqlx::Error> {
+    match vitals.db() {
+        Db::Postgres(p) => health::table_counts_postgres(p.inner(), vitals.tables()).await,
+        Db::Sqlite(p) => health::table_counts_sqlite(p.inner(), vitals.tables()).await,
     }
 }

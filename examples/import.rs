@@ -102,7 +102,13 @@ fn print(report: &ImportReport) -> std::io::Result<()> {
 }
 
 async fn run(args: Args) -> Result<ImportReport, Failure> {
-    let registry = records::registry();
+    // vitals' tables: in its own schema on PostgreSQL (VITALS_PG_SCHEMA's default), `main` on SQLite.
+    let tables = match args.database_url.starts_with("sqlite:") {
+        true => health::Tables::unqualified(),
+        false => health::Tables::in_schema(health::DEFAULT_PG_SCHEMA)
+            .map_err(|e| Failure::Database(e.to_string()))?,
+    };
+    let registry = records::registry_in(&tables);
     let mut source = Source::open(&args.file, args.format)?;
     if let Some(t) = &args.record_type {
         if registry.get(t).is_none() {
@@ -160,7 +166,7 @@ async fn run(args: Args) -> Result<ImportReport, Failure> {
             .connect(&args.database_url)
             .await
             .map_err(|e| db("cannot connect to PostgreSQL", &e))?;
-        health::migrate_postgres(&pool)
+        health::migrate_postgres(&pool, &tables)
             .await
             .map_err(|e| db("migration failed", &e))?;
         importer.run(source, &mut PgSink::new(pool)).await?

@@ -90,7 +90,10 @@ async fn setup(base: &str) -> (PgPool, String, Vec<Uuid>) {
         .connect(&url)
         .await
         .unwrap();
-    health::migrate_postgres(&pool).await.unwrap();
+    // Unqualified: the bench database is vitals' alone, its tables in `public`.
+    health::migrate_postgres(&pool, &health::Tables::unqualified())
+        .await
+        .unwrap();
     let students: Vec<Uuid> = (0..STUDENTS).map(|_| Uuid::new_v4()).collect();
     let numbers: Vec<String> = (0..STUDENTS).map(|i| format!("S-{i}")).collect();
     sqlx::query(

@@ -4,11 +4,12 @@ use super::*;
 
 pub(crate) async fn uncached_summary(
     db: &Db,
+    tables: &health::Tables,
     id: Uuid,
 ) -> Result<Option<HealthSummary>, sqlx::Error> {
     match db {
-        Db::Postgres(p) => queries::postgres::health_summary(p, id).await,
-        Db::Sqlite(p) => queries::sqlite::health_summary(p, id).await,
+        Db::Postgres(p) => queries::postgres::health_summary(p, tables, id).await,
+        Db::Sqlite(p) => queries::sqlite::health_summary(p, tables, id).await,
     }
 }
 
@@ -46,7 +47,8 @@ pub(crate) async fn measure_summary(
     let db = vitals.db();
     let health = vitals.health_cache();
 
-    let mut uncached = time_each(&sample, 1, |id| uncached_summary(db, id)).await?;
+    let mut uncached =
+        time_each(&sample, 1, |id| uncached_summary(db, vitals.tables(), id)).await?;
     let mut miss = time_each(&sample, 1, |id| health.student_health_summary(id)).await?;
     let mut l1 = time_each(&sample, 5, |id| health.student_health_summary(id)).await?;
     let (mut l2, l2_counted) = if vitals.cache_stats().redis_connected {

@@ -273,13 +273,15 @@ pub async fn run(args: Args) -> Result<Report, BoxError> {
 
     let load_started = Instant::now();
     match vitals.db() {
-        Db::Postgres(p) => health::load_school_postgres(p.inner(), &school).await?,
-        Db::Sqlite(p) => health::load_school_sqlite(p.inner(), &school).await?,
+        Db::Postgres(p) => {
+            health::load_school_postgres(p.inner(), vitals.tables(), &school).await?
+        }
+        Db::Sqlite(p) => health::load_school_sqlite(p.inner(), vitals.tables(), &school).await?,
     };
     let load_ms = ms(load_started.elapsed());
     let tables = match vitals.db() {
-        Db::Postgres(p) => health::table_counts_postgres(p.inner()).await?,
-        Db::Sqlite(p) => health::table_counts_sqlite(p.inner()).await?,
+        Db::Postgres(p) => health::table_counts_postgres(p.inner(), vitals.tables()).await?,
+        Db::Sqlite(p) => health::table_counts_sqlite(p.inner(), vitals.tables()).await?,
     };
     say(
         &args,

@@ -45,10 +45,11 @@ pub(crate) async fn one_request(pool: &CmpPool, load: Load, student: Uuid) -> Re
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         (CmpPool::Pg(p), Load::Cpu) => {
-            queries::postgres::health_summary(p, student).await?;
+            // The comparison pool's search_path is the demo's schema: bare names find it.
+            queries::postgres::health_summary(p, &health::Tables::unqualified(), student).await?;
         }
         (CmpPool::Lite(p), Load::Cpu) => {
-            queries::sqlite::health_summary(p, student).await?;
+            queries::sqlite::health_summary(p, &health::Tables::unqualified(), student).await?;
         }
     }
     Ok(())

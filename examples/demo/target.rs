@@ -84,6 +84,8 @@ pub(crate) async fn open_vitals(args: &Args, target: &Target) -> Result<Vitals, 
         "REDIS_URL" => args.redis_url.clone(),
         "CACHE_KEY_PREFIX" => Some(prefix.clone()),
         "CACHE_WARMING_ENABLED" => Some("false".into()),
+        // vitals' tables and history in the demo's schema (its pools' search_path too).
+        "VITALS_PG_SCHEMA" => Some(args.schema.clone()),
         other => std::env::var(other).ok(),
     })?;
     let key = EncryptionKey::new("demo", rand::random::<[u8; 32]>())?;

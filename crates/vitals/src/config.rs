@@ -36,6 +36,17 @@ pub struct Config {
     pub sqlite_url: String,
     /// `VITALS_MIGRATE` (default `true`): apply the school-health migrations at start.
     pub migrate: bool,
+    /// `VITALS_HEALTH` (default `true`): the school-health domain. `false` keeps the pool,
+    /// the logger, the cache and the importer (for the host's own record specs) and drops the
+    /// rest: no migrations, no tables, no warming, no health routes; the health cache's and
+    /// the dashboard's reads return [`Error::Config`](crate::Error::Config) naming it.
+    pub health: bool,
+    /// `VITALS_PG_SCHEMA`: the PostgreSQL schema of vitals' tables and of its migration
+    /// history, created if missing, so the host's `public` and `_sqlx_migrations` are never
+    /// touched. `None` (unset): [`DEFAULT_PG_SCHEMA`](crate::health::DEFAULT_PG_SCHEMA)
+    /// (`vitals`), unless an earlier vitals already migrated this database into `public`
+    /// (then it stays there, with a warning). A lowercase identifier; unused on SQLite.
+    pub pg_schema: Option<String>,
     /// The pool's (`DB_*`).
     pub pool: PoolConfig,
     /// The query logger's (`DB_SLOW_QUERY_*`, `DB_QUERYLOG_*`).
@@ -56,6 +67,8 @@ impl std::fmt::Debug for Config {
             )
             .field("sqlite_url", &vitals_env::mask_url(&self.sqlite_url))
             .field("migrate", &self.migrate)
+            .field("health", &self.health)
+            .field("pg_schema", &self.pg_schema)
             .field("pool", &self.pool)
             .field("querylog", &self.querylog)
             .field("cache", &self.cache)
@@ -101,6 +114,12 @@ impl Config {
             .url("VITALS_SQLITE_URL", &[SQLITE_PREFIX])
             .unwrap_or_else(|| DEFAULT_SQLITE_URL.into());
         let migrate = env.boolean("VITALS_MIGRATE").unwrap_or(true);
+        let health = env.boolean("VITALS_HEALTH").unwrap_or(true);
+        let pg_schema = env.parse(
+            "VITALS_PG_SCHEMA",
+            "a schema name: 1 to 63 lowercase letters, digits and _, not starting with a digit or pg_",
+            |s| crate::health::is_schema_name(s).then(|| s.to_owned()),
+        );
         let own = env.finish(());
 
         match (pool, querylog, cache, import, own) {
@@ -108,6 +127,8 @@ impl Config {
                 database_url,
                 sqlite_url,
                 migrate,
+                health,
+                pg_schema,
                 pool,
                 querylog,
                 cache,
@@ -158,6 +179,35 @@ mod tests {
         assert!(config.database_url.is_none());
         assert_eq!(config.sqlite_url, DEFAULT_SQLITE_URL);
         assert!(config.migrate);
+        assert!(config.health);
+        assert_eq!(config.pg_schema, None);
+    }
+
+    #[test]
+    fn the_schema_is_an_identifier_and_the_domain_can_be_off() {
+        let config = Config::from_env_with(env(&[
+            ("VITALS_PG_SCHEMA", "school_health"),
+            ("VITALS_HEALTH", "false"),
+        ]))
+        .unwrap();
+        assert_eq!(config.pg_schema.as_deref(), Some("school_health"));
+        assert!(!config.health);
+        for bad in [
+            "Vitals",
+            "1abc",
+            "pg_toast",
+            "a-b",
+            "x\"; DROP TABLE students; --",
+        ] {
+            let lookup = move |name: &str| (name == "VITALS_PG_SCHEMA").then(|| bad.to_string());
+            let err = Config::from_env_with(lookup).unwrap_err();
+            let p = &err.problems()[0];
+            assert_eq!(
+                (p.component, p.variable.as_str()),
+                ("vitals", "VITALS_PG_SCHEMA")
+            );
+            assert_eq!(p.value.as_deref(), Some(bad));
+        }
     }
 
     #[test]

@@ -85,7 +85,7 @@ impl Vitals {
         let custom;
         let importer = match options {
             Some(o) => {
-                custom = Importer::new(health::records::registry(), o)?;
+                custom = Importer::new(health::records::registry_in(self.tables()), o)?;
                 &custom
             }
             None => self.importer(),

@@ -14,7 +14,7 @@ use vitals_querylog::{QueryLogger, SlowQuerySink, SummaryHandle};
 
 use crate::config::{is_postgres, Config};
 use crate::db::{observer, Db, Engine};
-use crate::health::{self, Dashboard, HealthDataCache, HealthWarmer};
+use crate::health::{self, Dashboard, HealthDataCache, HealthWarmer, Tables};
 use crate::Error;
 
 /// The database layer of a school-health service, composed: build one at start, clone it
@@ -26,8 +26,10 @@ use crate::Error;
 /// # async fn example() -> Result<(), vitals::Error> {
 /// // DATABASE_URL, REDIS_URL, DB_*, CACHE_* … (see docs/configuration.md).
 /// let vitals = vitals::Vitals::builder().config(vitals::Config::from_env()?).build().await?;
+/// // vitals' own tables are in its schema (`vitals.students`); bare names are the host's.
+/// let sql = format!("SELECT id FROM {} LIMIT 5", vitals.tables().table("students"));
 /// let ids: Vec<uuid::Uuid> = vitals::with_db!(vitals.db(), |db| {
-///     sqlx::query_scalar("SELECT id FROM students LIMIT 5").fetch_all(db).await
+///     sqlx::query_scalar(&sql).fetch_all(db).await
 /// })?;
 /// println!("{} students; pool: {:?}", ids.len(), vitals.pool_metrics());
 /// vitals.shutdown().await;
@@ -43,6 +45,7 @@ struct Inner {
     db: Db,
     logger: QueryLogger,
     cache: TieredCache,
+    tables: Tables,
     health_cache: HealthDataCache,
     dashboard: Dashboard,
     warmer: WarmScheduler,
@@ -70,6 +73,7 @@ pub struct VitalsBuilder {
     slow_query_sink: Option<Arc<dyn SlowQuerySink>>,
     monitor_interval: Option<Duration>,
     pool: Option<AnyPool>,
+    health: Option<bool>,
 }
 
 /// A pool the host already has.
@@ -122,6 +126,15 @@ impl VitalsBuilder {
         self
     }
 
+    /// Turns the school-health domain on or off (default: the configuration's
+    /// `VITALS_HEALTH`, on). Off, vitals keeps the pool, the logger, the cache and the
+    /// importer, and applies no migration, creates no table and warms nothing; the health
+    /// cache's and the dashboard's reads return [`Error::Config`] naming `VITALS_HEALTH`.
+    pub fn health(mut self, on: bool) -> Self {
+        self.health = Some(on);
+        self
+    }
+
     /// How often the pool monitor samples (default: the pool configuration's, 30 s).
     pub fn monitor_interval(mut self, every: Duration) -> Self {
         self.monitor_interval = Some(every);
@@ -129,7 +142,9 @@ impl VitalsBuilder {
     }
 
     /// Opens the database (retrying transient failures with the pool's retry policy), applies
-    /// the migrations (unless `VITALS_MIGRATE=false`), starts the pool monitor, the cache (L2
+    /// the school-health migrations (unless `VITALS_MIGRATE=false` or `VITALS_HEALTH=false`;
+    /// on PostgreSQL into `VITALS_PG_SCHEMA`, history included, leaving the host's `public`
+    /// and `_sqlx_migrations` alone), starts the pool monitor, the cache (L2
     /// when Redis is configured; an unreachable Redis leaves it on L1 and healing), the warming
     /// schedule (when enabled) and the periodic query summary (when configured).
     ///
@@ -148,6 +163,9 @@ impl VitalsBuilder {
         if let Some(url) = self.redis_url {
             config.cache = config.cache.with_redis_url(url);
         }
+        if let Some(on) = self.health {
+            config.health = on;
+        }
         let logger = match self.slow_query_sink {
             Some(sink) => QueryLogger::with_sink(config.querylog.clone(), sink),
             None => QueryLogger::new(config.querylog.clone()),
@@ -156,9 +174,10 @@ impl VitalsBuilder {
             Some(pool) => wrap_pool(&config, &logger, pool),
             None => open_db(&config, &logger).await?,
         };
-        if config.migrate {
+        let tables = health_tables(&config, &db).await?;
+        if config.health && config.migrate {
             match &db {
-                Db::Postgres(p) => health::migrate_postgres(p.inner()).await?,
+                Db::Postgres(p) => health::migrate_postgres(p.inner(), &tables).await?,
                 Db::Sqlite(p) => health::migrate_sqlite(p.inner()).await?,
             }
         }
@@ -172,8 +191,12 @@ impl VitalsBuilder {
             self.alert_sink.clone()
         ));
         let cache = TieredCache::builder(config.cache.clone()).build().await?;
-        let warmer = WarmScheduler::start(&cache, HealthWarmer::new(db.clone()));
-        let importer = Importer::new(health::records::registry(), config.import.clone())?;
+        let warmer = if config.health {
+            WarmScheduler::start(&cache, HealthWarmer::new(db.clone(), tables.clone()))
+        } else {
+            WarmScheduler::start(&cache, health::NoWarming)
+        };
+        let importer = Importer::new(health::records::registry_in(&tables), config.import.clone())?;
         let summary = logger.start_configured_summary().unwrap_or_else(|e| {
             tracing::warn!(error = %e, "could not start the periodic query summary");
             None
@@ -185,8 +208,15 @@ impl VitalsBuilder {
         );
         Ok(Vitals {
             inner: Arc::new(Inner {
-                health_cache: HealthDataCache::new(db.clone(), cache.clone()),
-                dashboard: Dashboard::new(db.clone()),
+                health_cache: match config.health {
+                    true => HealthDataCache::new(db.clone(), tables.clone(), cache.clone()),
+                    false => HealthDataCache::disabled(db.clone(), cache.clone()),
+                },
+                dashboard: match config.health {
+                    true => Dashboard::new(db.clone(), tables.clone()),
+                    false => Dashboard::disabled(db.clone()),
+                },
+                tables,
                 config,
                 db,
                 logger,
@@ -198,6 +228,36 @@ impl VitalsBuilder {
             }),
         })
     }
+}
+
+/// Where vitals' tables are: on PostgreSQL `VITALS_PG_SCHEMA`, or when unset the default
+/// schema, unless an earlier vitals migrated this database into `public` (its history in
+/// `public._sqlx_migrations`, no schema of its own yet): then `public`, with a warning. On
+/// SQLite, `main`.
+async fn health_tables(config: &Config, db: &Db) -> Result<Tables, Error> {
+    let Db::Postgres(p) = db else {
+        return Ok(Tables::unqualified());
+    };
+    let schema = match config.pg_schema.as_deref() {
+        Some(schema) => schema,
+        None if config.health && health::is_legacy_public(p, health::DEFAULT_PG_SCHEMA).await? => {
+            tracing::warn!(
+                schema = "public",
+                "vitals' tables were migrated into public by an earlier vitals; they stay there \
+                 (set VITALS_PG_SCHEMA=public to say so, or move them to a schema of their own)"
+            );
+            "public"
+        }
+        None => health::DEFAULT_PG_SCHEMA,
+    };
+    Tables::in_schema(schema).map_err(|e| {
+        Error::Config(crate::ConfigError::one(crate::ConfigProblem::new(
+            "vitals",
+            "VITALS_PG_SCHEMA",
+            Some(schema.to_owned()),
+            e.to_string(),
+        )))
+    })
 }
 
 async fn open_db(config: &Config, logger: &QueryLogger) -> Result<Db, Error> {
@@ -281,6 +341,7 @@ impl Vitals {
             slow_query_sink: None,
             monitor_interval: None,
             pool: None,
+            health: None,
         }
     }
 
@@ -307,6 +368,12 @@ impl Vitals {
     /// The two-tier cache.
     pub fn cache(&self) -> &TieredCache {
         &self.inner.cache
+    }
+
+    /// Where vitals' school-health tables are (`vitals.students` … on PostgreSQL, see
+    /// `VITALS_PG_SCHEMA`), for the functions of [`health`] that take them.
+    pub fn tables(&self) -> &Tables {
+        &self.inner.tables
     }
 
     /// The school-health cache (the report's `HealthDataCache`).

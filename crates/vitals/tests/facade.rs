@@ -159,9 +159,13 @@ async fn on_sqlite_with_no_configuration_the_facade_works_end_to_end() {
         "no REDIS_URL given: L1 only"
     );
     let school = SchoolGenerator::new(50).seed(9).generate();
-    health::load_school_sqlite(vitals.db().sqlite().unwrap().inner(), &school)
-        .await
-        .unwrap();
+    health::load_school_sqlite(
+        vitals.db().sqlite().unwrap().inner(),
+        vitals.tables(),
+        &school,
+    )
+    .await
+    .unwrap();
     let student = school.students[0].id;
     let summary = common::cached_summary(&vitals, student).await;
     assert_eq!(summary.student.id, student);

@@ -358,7 +358,10 @@ async fn every_postgres_backend_killed_mid_load_later_queries_succeed(
                 let id = ids[i % ids.len()];
                 i += 5;
                 let db = v.db().postgres().unwrap();
-                let r = retry(&policy, || queries::health_summary_postgres(db, id)).await;
+                let r = retry(&policy, || {
+                    queries::health_summary_postgres(db, v.tables(), id)
+                })
+                .await;
                 match r {
                     Ok(Some(_)) => {
                         ok.fetch_add(1, Ordering::Relaxed);

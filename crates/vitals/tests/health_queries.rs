@@ -43,13 +43,15 @@ macro_rules! paste_engine {
 macro_rules! check {
     ($pool:expr, $load:path, $summary:path, $recent:path, $recent_seq:path, $chart:path, $counts:path) => {{
         let pool = $pool;
+        // `#[sqlx::test]` migrated into `public`, where the pool's search_path finds it.
+        let t = &health::Tables::unqualified();
         let now = Utc::now();
         let school = SchoolGenerator::new(200).seed(11).reference(now).generate();
-        $load(&pool, &school).await.unwrap();
+        $load(&pool, t, &school).await.unwrap();
 
         // The summary of a student with an allergy holds exactly their active records.
         let allergic = school.allergies[0].student_id;
-        let summary = $summary(&pool, allergic)
+        let summary = $summary(&pool, t, allergic)
             .await
             .unwrap()
             .expect("student exists");
@@ -68,15 +70,15 @@ macro_rules! check {
         assert_eq!(summary.vaccinations.len(), expected_vaccinations);
         assert!(summary.recent_medications.len() <= 10);
         assert!(
-            $summary(&pool, uuid::Uuid::new_v4())
+            $summary(&pool, t, uuid::Uuid::new_v4())
                 .await
                 .unwrap()
                 .is_none(),
             "no such student"
         );
 
-        let parallel = $recent(&pool, now, 20).await.unwrap();
-        let sequential = $recent_seq(&pool, now, 20).await.unwrap();
+        let parallel = $recent(&pool, t, now, 20).await.unwrap();
+        let sequential = $recent_seq(&pool, t, now, 20).await.unwrap();
         assert_eq!(parallel, sequential);
         assert_eq!(
             parallel.medications.len(),
@@ -94,15 +96,15 @@ macro_rules! check {
             .iter()
             .all(|a| a.scheduled_at > now));
 
-        let chart = $chart(&pool, now, false).await.unwrap();
-        assert_eq!(chart, $chart(&pool, now, true).await.unwrap());
+        let chart = $chart(&pool, t, now, false).await.unwrap();
+        assert_eq!(chart, $chart(&pool, t, now, true).await.unwrap());
         let vaccinations: i64 = chart.vaccinations_by_vaccine.iter().map(|c| c.count).sum();
         assert_eq!(vaccinations as usize, school.vaccinations.len());
         let allergies: i64 = chart.allergies_by_severity.iter().map(|c| c.count).sum();
         assert_eq!(allergies as usize, school.allergies.len());
 
-        let counts = $counts(&pool, now, false).await.unwrap();
-        assert_eq!(counts, $counts(&pool, now, true).await.unwrap());
+        let counts = $counts(&pool, t, now, false).await.unwrap();
+        assert_eq!(counts, $counts(&pool, t, now, true).await.unwrap());
         let day_ago = now - chrono::Duration::hours(24);
         let expected_today = school
             .medication_logs

@@ -238,7 +238,9 @@ macro_rules! assert_imported_verbatim {
 async fn hostile_text_in_every_field_is_stored_verbatim_on_postgres(pool: PgPool) {
     // The bulk loader: every text field of all seven record types.
     let school = hostile_school();
-    health::load_school_postgres(&pool, &school).await.unwrap();
+    health::load_school_postgres(&pool, &health::Tables::unqualified(), &school)
+        .await
+        .unwrap();
     assert_tables_equal!(&pool, &school);
 
     // Through the facade's cache (Redis, encrypted, then a second instance reads L2).
@@ -261,7 +263,7 @@ async fn hostile_text_in_every_field_is_stored_verbatim_on_postgres(pool: PgPool
         .await
         .unwrap();
     for s in &school.students {
-        let fresh = health::queries::health_summary_postgres(&pool, s.id)
+        let fresh = health::queries::health_summary_postgres(&pool, a.tables(), s.id)
             .await
             .unwrap()
             .unwrap();
@@ -307,10 +309,12 @@ async fn hostile_text_in_every_field_is_stored_verbatim_on_sqlite() {
     let vitals = vitals_on_sqlite_file(&dir, "hostile.sqlite", None).await;
     let pool = vitals.db().sqlite().unwrap().inner().clone();
     let school = hostile_school();
-    health::load_school_sqlite(&pool, &school).await.unwrap();
+    health::load_school_sqlite(&pool, vitals.tables(), &school)
+        .await
+        .unwrap();
     assert_tables_equal!(&pool, &school);
     for s in &school.students {
-        let fresh = health::queries::health_summary_sqlite(&pool, s.id)
+        let fresh = health::queries::health_summary_sqlite(&pool, vitals.tables(), s.id)
             .await
             .unwrap()
             .unwrap();

@@ -23,10 +23,12 @@ fn sqlstate(err: &sqlx::Error) -> String {
 macro_rules! constraint_checks {
     ($pool:expr, $load:path, $counts:path, unique = $unique:expr, fk = $fk:expr, check = $check:expr) => {{
         let pool = $pool;
+        // Bare names: `#[sqlx::test]` migrated into `public` (the pool's search_path), SQLite into `main`.
+        let t = &health::Tables::unqualified();
         let school = SchoolGenerator::new(100).seed(3).generate();
-        let written = $load(&pool, &school).await.unwrap();
+        let written = $load(&pool, t, &school).await.unwrap();
         assert_eq!(written as usize, school.total_rows());
-        let counts = $counts(&pool).await.unwrap();
+        let counts = $counts(&pool, t).await.unwrap();
         assert_eq!(counts.students, 100);
         assert_eq!(counts.total() as usize, school.total_rows());
 
@@ -113,8 +115,11 @@ async fn sqlite_migrations_apply_and_constraints_hold() {
 
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn postgres_migrations_are_idempotent(pool: PgPool) {
-    health::migrate_postgres(&pool).await.unwrap();
-    health::migrate_postgres(&pool).await.unwrap();
+    // Where `#[sqlx::test]` applied them (`public`), and in a schema of their own.
+    let vitals = health::Tables::in_schema(health::DEFAULT_PG_SCHEMA).unwrap();
+    for tables in [health::Tables::unqualified(), vitals.clone(), vitals] {
+        health::migrate_postgres(&pool, &tables).await.unwrap();
+    }
 }
 
 #[tokio::test]

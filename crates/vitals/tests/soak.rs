@@ -338,13 +338,17 @@ async fn soak_through_the_facade_has_no_error_flat_memory_and_coherent_cache(
             .student_health_summary(*id)
             .await
             .unwrap();
-        let fresh = queries::health_summary_postgres(db, *id).await.unwrap();
+        let fresh = queries::health_summary_postgres(db, vitals.tables(), *id)
+            .await
+            .unwrap();
         assert_eq!(
             cached, fresh,
             "stale cached summary of a student after the soak"
         );
         let cached = vitals.health_cache().vaccinations(*id).await.unwrap();
-        let fresh = queries::vaccinations_postgres(db, *id).await.unwrap();
+        let fresh = queries::vaccinations_postgres(db, vitals.tables(), *id)
+            .await
+            .unwrap();
         assert_eq!(
             cached, fresh,
             "stale cached vaccinations of a student after the soak"

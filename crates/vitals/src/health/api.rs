@@ -33,8 +33,12 @@ use crate::{with_db, Vitals};
 /// The largest import upload accepted, bytes.
 pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 
-/// The school-health API and the health endpoints, ready to serve.
+/// The school-health API and the health endpoints, ready to serve. With the school-health
+/// domain off (`VITALS_HEALTH=false`), only the health endpoints.
 pub fn router(vitals: Vitals) -> Router {
+    if !vitals.config().health {
+        return crate::http::router(vitals);
+    }
     let health = vitals.health_cache().clone();
     let api = Router::new()
         .route("/api/students/{student_id}/health-summary", get(summary))
@@ -122,21 +126,22 @@ async fn add_vaccination(
         administered_by: new.administered_by,
         lot_number: new.lot_number,
     };
+    let insert = vitals.tables().sql(
+        "INSERT INTO {s}vaccinations (id, student_id, vaccine_name, dose_number, administered_on, \
+         administered_by, lot_number) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    );
     let result = with_db!(vitals.db(), |db| {
-        sqlx::query(
-            "INSERT INTO vaccinations (id, student_id, vaccine_name, dose_number, administered_on, \
-             administered_by, lot_number) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(row.id)
-        .bind(row.student_id)
-        .bind(&row.vaccine_name)
-        .bind(row.dose_number)
-        .bind(row.administered_on)
-        .bind(&row.administered_by)
-        .bind(&row.lot_number)
-        .execute(db)
-        .await
-        .map(|_| ())
+        sqlx::query(&insert)
+            .bind(row.id)
+            .bind(row.student_id)
+            .bind(&row.vaccine_name)
+            .bind(row.dose_number)
+            .bind(row.administered_on)
+            .bind(&row.administered_by)
+            .bind(&row.lot_number)
+            .execute(db)
+            .await
+            .map(|_| ())
     });
     match result {
         Ok(()) => (StatusCode::CREATED, Json(row)).into_response(),

@@ -10,6 +10,7 @@ use vitals_cache::TieredCache;
 
 use super::model::*;
 use super::records;
+use super::store::{health_off, Tables};
 use crate::{Db, Error};
 
 /// A student's health summary stays 5 minutes (the report's TTL).
@@ -115,13 +116,33 @@ pub fn student_group(student: Uuid) -> String {
 #[derive(Debug, Clone)]
 pub struct HealthDataCache {
     db: Db,
+    /// `None` when the school-health domain is off: every read is then `Error::Config`.
+    tables: Option<Tables>,
     cache: TieredCache,
 }
 
 impl HealthDataCache {
-    /// A health cache over `db` and `cache`.
-    pub fn new(db: Db, cache: TieredCache) -> Self {
-        HealthDataCache { db, cache }
+    /// A health cache over vitals' `tables` through `db`, and `cache`.
+    pub fn new(db: Db, tables: Tables, cache: TieredCache) -> Self {
+        HealthDataCache {
+            db,
+            tables: Some(tables),
+            cache,
+        }
+    }
+
+    /// The health cache of a host that turned the school-health domain off: its reads return
+    /// [`Error::Config`] naming `VITALS_HEALTH`; invalidations still work.
+    pub(crate) fn disabled(db: Db, cache: TieredCache) -> Self {
+        HealthDataCache {
+            db,
+            tables: None,
+            cache,
+        }
+    }
+
+    fn tables(&self) -> Result<&Tables, Error> {
+        self.tables.as_ref().ok_or_else(health_off)
     }
 
     /// The underlying cache.
@@ -162,7 +183,7 @@ impl HealthDataCache {
             NotFound,
             Failed(Error),
         }
-        let db = &self.db;
+        let (db, t) = (&self.db, self.tables()?);
         let group = TieredCache::group_tag(&student_group(student));
         let kind = HealthData::Summary;
         let loaded = self
@@ -172,7 +193,7 @@ impl HealthDataCache {
                 kind.ttl(),
                 &[kind.tag(), &group],
                 || async move {
-                    match crate::with_db!(@call db, super::queries => health_summary(student)) {
+                    match crate::with_db!(@call db, super::queries => health_summary(t, student)) {
                         Ok(Some(summary)) => Ok(summary),
                         Ok(None) => Err(Miss::NotFound),
                         Err(e) => Err(Miss::Failed(Error::database(&e))),
@@ -192,9 +213,9 @@ impl HealthDataCache {
     /// # Errors
     /// A database error on a miss (scrubbed).
     pub async fn vaccinations(&self, student: Uuid) -> Result<Vec<Vaccination>, Error> {
-        let db = &self.db;
+        let (db, t) = (&self.db, self.tables()?);
         self.through(HealthData::Vaccinations, student, || async move {
-            crate::with_db!(@call db, super::queries => vaccinations(student))
+            crate::with_db!(@call db, super::queries => vaccinations(t, student))
         })
         .await
     }
@@ -204,9 +225,9 @@ impl HealthDataCache {
     /// # Errors
     /// A database error on a miss (scrubbed).
     pub async fn allergies(&self, student: Uuid) -> Result<Vec<Allergy>, Error> {
-        let db = &self.db;
+        let (db, t) = (&self.db, self.tables()?);
         self.through(HealthData::Allergies, student, || async move {
-            crate::with_db!(@call db, super::queries => allergies(student))
+            crate::with_db!(@call db, super::queries => allergies(t, student))
         })
         .await
     }
@@ -216,9 +237,9 @@ impl HealthDataCache {
     /// # Errors
     /// A database error on a miss (scrubbed).
     pub async fn chronic_conditions(&self, student: Uuid) -> Result<Vec<ChronicCondition>, Error> {
-        let db = &self.db;
+        let (db, t) = (&self.db, self.tables()?);
         self.through(HealthData::ChronicConditions, student, || async move {
-            crate::with_db!(@call db, super::queries => chronic_conditions(student))
+            crate::with_db!(@call db, super::queries => chronic_conditions(t, student))
         })
         .await
     }

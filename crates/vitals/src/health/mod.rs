@@ -11,8 +11,9 @@
 //! let pool = sqlx::SqlitePool::connect("sqlite::memory:").await?;
 //! health::migrate_sqlite(&pool).await?;
 //! let school = SchoolGenerator::new(200).generate();
-//! health::load_school_sqlite(&pool, &school).await?;
-//! let counts = health::table_counts_sqlite(&pool).await?;
+//! let tables = health::Tables::unqualified(); // SQLite: `main`
+//! health::load_school_sqlite(&pool, &tables, &school).await?;
+//! let counts = health::table_counts_sqlite(&pool, &tables).await?;
 //! assert_eq!(counts.students, 200);
 //! # Ok(()) }
 //! ```
@@ -37,7 +38,7 @@ pub use model::*;
 pub use queries::*;
 pub use queries::{ActivityCounts, ChartData, LabelCount, RecentActivities};
 pub use store::*;
-pub use warm::{HealthWarmer, RECENT_STUDENTS};
+pub use warm::{HealthWarmer, NoWarming, RECENT_STUDENTS};
 
 /// A text that is not one of an enum's values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

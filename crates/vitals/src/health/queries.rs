@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::model::*;
+use super::store::Tables;
 use crate::db::per_engine;
 
 // Each SQL text once, for every function that runs it.
@@ -16,16 +17,16 @@ use crate::db::per_engine;
 /// One student by id (`$1`), columns in [`Student`]'s order.
 const STUDENT: &str =
     "SELECT id, student_number, first_name, last_name, date_of_birth, grade, active \
-     FROM students WHERE id = $1";
+     FROM {s}students WHERE id = $1";
 
 /// A student's (`$1`) vaccinations, newest first.
 const VACCINATIONS: &str =
     "SELECT id, student_id, vaccine_name, dose_number, administered_on, administered_by, lot_number \
-     FROM vaccinations WHERE student_id = $1 ORDER BY administered_on DESC, vaccine_name, dose_number";
+     FROM {s}vaccinations WHERE student_id = $1 ORDER BY administered_on DESC, vaccine_name, dose_number";
 
 /// A student's (`$1`) allergies with `active = $2`, most severe first.
 const ALLERGIES: &str =
-    "SELECT id, student_id, allergen, severity, reaction, diagnosed_on, active FROM allergies \
+    "SELECT id, student_id, allergen, severity, reaction, diagnosed_on, active FROM {s}allergies \
      WHERE student_id = $1 AND active = $2 \
      ORDER BY CASE severity WHEN 'LIFE_THREATENING' THEN 0 WHEN 'SEVERE' THEN 1 \
      WHEN 'MODERATE' THEN 2 ELSE 3 END, allergen";
@@ -33,7 +34,7 @@ const ALLERGIES: &str =
 /// A student's (`$1`) chronic conditions.
 const CHRONIC_CONDITIONS: &str =
     "SELECT id, student_id, condition, icd10_code, status, diagnosed_on, notes \
-     FROM chronic_conditions WHERE student_id = $1 ORDER BY status, condition";
+     FROM {s}chronic_conditions WHERE student_id = $1 ORDER BY status, condition";
 
 /// A student's (`$1`) latest medication doses, newest first, `LIMIT` the given literal: `$2`
 /// for [`student_medications_postgres`], `10` for the health summary.
@@ -41,7 +42,7 @@ macro_rules! student_medications_sql {
     ($limit:literal) => {
         concat!(
             "SELECT id, student_id, medication, dosage, administered_at, administered_by \
-             FROM medication_logs WHERE student_id = $1 ORDER BY administered_at DESC LIMIT ",
+             FROM {s}medication_logs WHERE student_id = $1 ORDER BY administered_at DESC LIMIT ",
             $limit
         )
     };
@@ -50,15 +51,15 @@ macro_rules! student_medications_sql {
 /// The latest medication doses given at or before `$1`, at most `$2`.
 const RECENT_MEDICATIONS: &str =
     "SELECT id, student_id, medication, dosage, administered_at, administered_by \
-     FROM medication_logs WHERE administered_at <= $1 ORDER BY administered_at DESC LIMIT $2";
+     FROM {s}medication_logs WHERE administered_at <= $1 ORDER BY administered_at DESC LIMIT $2";
 
 /// The latest incidents at or before `$1`, at most `$2`.
 const RECENT_INCIDENTS: &str = "SELECT id, student_id, occurred_at, kind, severity, description \
-     FROM incident_reports WHERE occurred_at <= $1 ORDER BY occurred_at DESC LIMIT $2";
+     FROM {s}incident_reports WHERE occurred_at <= $1 ORDER BY occurred_at DESC LIMIT $2";
 
 /// The next scheduled appointments after `$1`, at most `$2`.
 const UPCOMING_APPOINTMENTS: &str =
-    "SELECT id, student_id, scheduled_at, kind, status FROM appointments \
+    "SELECT id, student_id, scheduled_at, kind, status FROM {s}appointments \
      WHERE scheduled_at > $1 AND status = 'SCHEDULED' ORDER BY scheduled_at LIMIT $2";
 
 /// A count per label, for a chart.
@@ -110,8 +111,8 @@ per_engine! {
     ///
     /// # Errors
     /// A database error.
-    fn student_postgres / student_sqlite <Db> (db: Executor + Copy, id: Uuid) -> Result<Option<Student>, sqlx::Error> {
-        sqlx::query_as(STUDENT)
+    fn student_postgres / student_sqlite <Db> (db: Executor + Copy, tables: &Tables, id: Uuid) -> Result<Option<Student>, sqlx::Error> {
+        sqlx::query_as(&tables.sql(STUDENT))
             .bind(id)
             .fetch_optional(db)
             .await
@@ -123,8 +124,8 @@ per_engine! {
     ///
     /// # Errors
     /// A database error.
-    fn vaccinations_postgres / vaccinations_sqlite <Db> (db: Executor + Copy, student: Uuid) -> Result<Vec<Vaccination>, sqlx::Error> {
-        sqlx::query_as(VACCINATIONS)
+    fn vaccinations_postgres / vaccinations_sqlite <Db> (db: Executor + Copy, tables: &Tables, student: Uuid) -> Result<Vec<Vaccination>, sqlx::Error> {
+        sqlx::query_as(&tables.sql(VACCINATIONS))
         .bind(student)
         .fetch_all(db)
         .await
@@ -136,8 +137,8 @@ per_engine! {
     ///
     /// # Errors
     /// A database error.
-    fn allergies_postgres / allergies_sqlite <Db> (db: Executor + Copy, student: Uuid) -> Result<Vec<Allergy>, sqlx::Error> {
-        sqlx::query_as(ALLERGIES)
+    fn allergies_postgres / allergies_sqlite <Db> (db: Executor + Copy, tables: &Tables, student: Uuid) -> Result<Vec<Allergy>, sqlx::Error> {
+        sqlx::query_as(&tables.sql(ALLERGIES))
         .bind(student)
         .bind(true)
         .fetch_all(db)
@@ -150,8 +151,8 @@ per_engine! {
     ///
     /// # Errors
     /// A database error.
-    fn chronic_conditions_postgres / chronic_conditions_sqlite <Db> (db: Executor + Copy, student: Uuid) -> Result<Vec<ChronicCondition>, sqlx::Error> {
-        sqlx::query_as(CHRONIC_CONDITIONS)
+    fn chronic_conditions_postgres / chronic_conditions_sqlite <Db> (db: Executor + Copy, tables: &Tables, student: Uuid) -> Result<Vec<ChronicCondition>, sqlx::Error> {
+        sqlx::query_as(&tables.sql(CHRONIC_CONDITIONS))
         .bind(student)
         .fetch_all(db)
         .await
@@ -163,8 +164,8 @@ per_engine! {
     ///
     /// # Errors
     /// A database error.
-    fn student_medications_postgres / student_medications_sqlite <Db> (db: Executor + Copy, student: Uuid, limit: i64) -> Result<Vec<MedicationLog>, sqlx::Error> {
-        sqlx::query_as(student_medications_sql!("$2"))
+    fn student_medications_postgres / student_medications_sqlite <Db> (db: Executor + Copy, tables: &Tables, student: Uuid, limit: i64) -> Result<Vec<MedicationLog>, sqlx::Error> {
+        sqlx::query_as(&tables.sql(student_medications_sql!("$2")))
         .bind(student)
         .bind(limit)
         .fetch_all(db)
@@ -178,19 +179,25 @@ per_engine! {
     ///
     /// # Errors
     /// A database error.
-    fn health_summary_postgres / health_summary_sqlite <Db> (db: Executor + Copy, student: Uuid) -> Result<Option<HealthSummary>, sqlx::Error> {
-        let Some(found) = sqlx::query_as::<_, Student>(STUDENT)
+    fn health_summary_postgres / health_summary_sqlite <Db> (db: Executor + Copy, tables: &Tables, student: Uuid) -> Result<Option<HealthSummary>, sqlx::Error> {
+        let Some(found) = sqlx::query_as::<_, Student>(&tables.sql(STUDENT))
             .bind(student)
             .fetch_optional(db)
             .await?
         else {
             return Ok(None);
         };
+        let (v, a, c, m) = (
+            tables.sql(VACCINATIONS),
+            tables.sql(ALLERGIES),
+            tables.sql(CHRONIC_CONDITIONS),
+            tables.sql(student_medications_sql!(10)),
+        );
         let (vaccinations, allergies, chronic_conditions, recent_medications) = tokio::try_join!(
-            sqlx::query_as::<_, Vaccination>(VACCINATIONS).bind(student).fetch_all(db),
-            sqlx::query_as::<_, Allergy>(ALLERGIES).bind(student).bind(true).fetch_all(db),
-            sqlx::query_as::<_, ChronicCondition>(CHRONIC_CONDITIONS).bind(student).fetch_all(db),
-            sqlx::query_as::<_, MedicationLog>(student_medications_sql!(10)).bind(student).fetch_all(db),
+            sqlx::query_as::<_, Vaccination>(&v).bind(student).fetch_all(db),
+            sqlx::query_as::<_, Allergy>(&a).bind(student).bind(true).fetch_all(db),
+            sqlx::query_as::<_, ChronicCondition>(&c).bind(student).fetch_all(db),
+            sqlx::query_as::<_, MedicationLog>(&m).bind(student).fetch_all(db),
         )?;
         Ok(Some(HealthSummary { student: found, vaccinations, allergies, chronic_conditions, recent_medications }))
     }
@@ -202,11 +209,16 @@ per_engine! {
     ///
     /// # Errors
     /// The first database error.
-    fn recent_activities_postgres / recent_activities_sqlite <Db> (db: Executor + Copy, now: DateTime<Utc>, limit: i64) -> Result<RecentActivities, sqlx::Error> {
+    fn recent_activities_postgres / recent_activities_sqlite <Db> (db: Executor + Copy, tables: &Tables, now: DateTime<Utc>, limit: i64) -> Result<RecentActivities, sqlx::Error> {
+        let (m, i, a) = (
+            tables.sql(RECENT_MEDICATIONS),
+            tables.sql(RECENT_INCIDENTS),
+            tables.sql(UPCOMING_APPOINTMENTS),
+        );
         let (medications, incidents, upcoming_appointments) = tokio::try_join!(
-            sqlx::query_as::<_, MedicationLog>(RECENT_MEDICATIONS).bind(now).bind(limit).fetch_all(db),
-            sqlx::query_as::<_, IncidentReport>(RECENT_INCIDENTS).bind(now).bind(limit).fetch_all(db),
-            sqlx::query_as::<_, Appointment>(UPCOMING_APPOINTMENTS).bind(now).bind(limit).fetch_all(db),
+            sqlx::query_as::<_, MedicationLog>(&m).bind(now).bind(limit).fetch_all(db),
+            sqlx::query_as::<_, IncidentReport>(&i).bind(now).bind(limit).fetch_all(db),
+            sqlx::query_as::<_, Appointment>(&a).bind(now).bind(limit).fetch_all(db),
         )?;
         Ok(RecentActivities { medications, incidents, upcoming_appointments })
     }
@@ -217,10 +229,10 @@ per_engine! {
     ///
     /// # Errors
     /// The first database error.
-    fn recent_activities_sequential_postgres / recent_activities_sequential_sqlite <Db> (db: Executor + Copy, now: DateTime<Utc>, limit: i64) -> Result<RecentActivities, sqlx::Error> {
-        let medications = sqlx::query_as::<_, MedicationLog>(RECENT_MEDICATIONS).bind(now).bind(limit).fetch_all(db).await?;
-        let incidents = sqlx::query_as::<_, IncidentReport>(RECENT_INCIDENTS).bind(now).bind(limit).fetch_all(db).await?;
-        let upcoming_appointments = sqlx::query_as::<_, Appointment>(UPCOMING_APPOINTMENTS).bind(now).bind(limit).fetch_all(db).await?;
+    fn recent_activities_sequential_postgres / recent_activities_sequential_sqlite <Db> (db: Executor + Copy, tables: &Tables, now: DateTime<Utc>, limit: i64) -> Result<RecentActivities, sqlx::Error> {
+        let medications = sqlx::query_as::<_, MedicationLog>(&tables.sql(RECENT_MEDICATIONS)).bind(now).bind(limit).fetch_all(db).await?;
+        let incidents = sqlx::query_as::<_, IncidentReport>(&tables.sql(RECENT_INCIDENTS)).bind(now).bind(limit).fetch_all(db).await?;
+        let upcoming_appointments = sqlx::query_as::<_, Appointment>(&tables.sql(UPCOMING_APPOINTMENTS)).bind(now).bind(limit).fetch_all(db).await?;
         Ok(RecentActivities { medications, incidents, upcoming_appointments })
     }
 }
@@ -231,23 +243,27 @@ per_engine! {
     ///
     /// # Errors
     /// The first database error.
-    fn chart_data_postgres / chart_data_sqlite <Db> (db: Executor + Copy, now: DateTime<Utc>, sequential: bool) -> Result<ChartData, sqlx::Error> {
+    fn chart_data_postgres / chart_data_sqlite <Db> (db: Executor + Copy, tables: &Tables, now: DateTime<Utc>, sequential: bool) -> Result<ChartData, sqlx::Error> {
         let since = now - Duration::days(30);
-        let by_vaccine = sqlx::query_as::<_, LabelCount>(
-            "SELECT vaccine_name AS label, COUNT(*) AS count FROM vaccinations \
+        let by_vaccine_sql = tables.sql(
+            "SELECT vaccine_name AS label, COUNT(*) AS count FROM {s}vaccinations \
              GROUP BY vaccine_name ORDER BY count DESC, label",
-        ).fetch_all(db);
-        let incidents = sqlx::query_as::<_, LabelCount>(
-            "SELECT severity AS label, COUNT(*) AS count FROM incident_reports \
+        );
+        let by_vaccine = sqlx::query_as::<_, LabelCount>(&by_vaccine_sql).fetch_all(db);
+        let incidents_sql = tables.sql(
+            "SELECT severity AS label, COUNT(*) AS count FROM {s}incident_reports \
              WHERE occurred_at >= $1 GROUP BY severity ORDER BY label",
-        ).bind(since).fetch_all(db);
-        let appointments = sqlx::query_as::<_, LabelCount>(
-            "SELECT status AS label, COUNT(*) AS count FROM appointments GROUP BY status ORDER BY label",
-        ).fetch_all(db);
-        let allergies = sqlx::query_as::<_, LabelCount>(
-            "SELECT severity AS label, COUNT(*) AS count FROM allergies \
+        );
+        let incidents = sqlx::query_as::<_, LabelCount>(&incidents_sql).bind(since).fetch_all(db);
+        let appointments_sql = tables.sql(
+            "SELECT status AS label, COUNT(*) AS count FROM {s}appointments GROUP BY status ORDER BY label",
+        );
+        let appointments = sqlx::query_as::<_, LabelCount>(&appointments_sql).fetch_all(db);
+        let allergies_sql = tables.sql(
+            "SELECT severity AS label, COUNT(*) AS count FROM {s}allergies \
              WHERE active = $1 GROUP BY severity ORDER BY label",
-        ).bind(true).fetch_all(db);
+        );
+        let allergies = sqlx::query_as::<_, LabelCount>(&allergies_sql).bind(true).fetch_all(db);
         let (vaccinations_by_vaccine, incidents_by_severity, appointments_by_status, allergies_by_severity) = if sequential {
             (by_vaccine.await?, incidents.await?, appointments.await?, allergies.await?)
         } else {
@@ -263,22 +279,25 @@ per_engine! {
     ///
     /// # Errors
     /// The first database error.
-    fn activity_counts_postgres / activity_counts_sqlite <Db> (db: Executor + Copy, now: DateTime<Utc>, sequential: bool) -> Result<ActivityCounts, sqlx::Error> {
-        let medications = sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM medication_logs WHERE administered_at > $1 AND administered_at <= $2",
-        )
+    fn activity_counts_postgres / activity_counts_sqlite <Db> (db: Executor + Copy, tables: &Tables, now: DateTime<Utc>, sequential: bool) -> Result<ActivityCounts, sqlx::Error> {
+        let medications_sql = tables.sql(
+            "SELECT COUNT(*) FROM {s}medication_logs WHERE administered_at > $1 AND administered_at <= $2",
+        );
+        let medications = sqlx::query_scalar::<_, i64>(&medications_sql)
         .bind(now - Duration::hours(24))
         .bind(now)
         .fetch_one(db);
-        let incidents = sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM incident_reports WHERE occurred_at > $1 AND occurred_at <= $2",
-        )
+        let incidents_sql = tables.sql(
+            "SELECT COUNT(*) FROM {s}incident_reports WHERE occurred_at > $1 AND occurred_at <= $2",
+        );
+        let incidents = sqlx::query_scalar::<_, i64>(&incidents_sql)
         .bind(now - Duration::days(7))
         .bind(now)
         .fetch_one(db);
-        let appointments = sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM appointments WHERE scheduled_at > $1 AND scheduled_at <= $2",
-        )
+        let appointments_sql = tables.sql(
+            "SELECT COUNT(*) FROM {s}appointments WHERE scheduled_at > $1 AND scheduled_at <= $2",
+        );
+        let appointments = sqlx::query_scalar::<_, i64>(&appointments_sql)
         .bind(now)
         .bind(now + Duration::days(7))
         .fetch_one(db);

@@ -21,8 +21,9 @@
 //! use vitals::health::{self, records};
 //! use vitals::import::{ImportOptions, Importer, PgSink, Source};
 //! let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1/test").await?;
-//! health::migrate_postgres(&pool).await?;
-//! let importer = Importer::new(records::registry(), ImportOptions::new())?;
+//! let tables = health::Tables::in_schema(health::DEFAULT_PG_SCHEMA)?; // vitals.students …
+//! health::migrate_postgres(&pool, &tables).await?;
+//! let importer = Importer::new(records::registry_in(&tables), ImportOptions::new())?;
 //! let source = Source::open("vaccinations.csv", None)?.with_type(records::VACCINATION);
 //! let report = importer.run(source, &mut PgSink::new(pool)).await?;
 //! println!("{} imported, {} rejected", report.imported, report.rejected);
@@ -30,6 +31,8 @@
 //! ```
 
 use vitals_import::{Column, KeyPart, RecordSpec, Registry};
+
+use super::store::Tables;
 
 /// Type name of a student record.
 pub const STUDENT: &str = "student";
@@ -50,7 +53,11 @@ pub const MAX_DOSE: i64 = 20;
 
 /// The `student` spec (table `students`).
 pub fn student() -> RecordSpec {
-    RecordSpec::new(STUDENT, "students")
+    student_in(&Tables::unqualified())
+}
+
+fn student_in(t: &Tables) -> RecordSpec {
+    RecordSpec::new(STUDENT, t.static_table("students"))
         .column(Column::uuid("id").required())
         .column(Column::text("student_number").required())
         .column(Column::text("first_name").required())
@@ -62,7 +69,11 @@ pub fn student() -> RecordSpec {
 
 /// The `vaccination` spec (table `vaccinations`).
 pub fn vaccination() -> RecordSpec {
-    RecordSpec::new(VACCINATION, "vaccinations")
+    vaccination_in(&Tables::unqualified())
+}
+
+fn vaccination_in(t: &Tables) -> RecordSpec {
+    RecordSpec::new(VACCINATION, t.static_table("vaccinations"))
         .column(Column::uuid("student_id").required())
         .column(Column::text("vaccine_name").required())
         .column(Column::int("dose_number").required().range(1, MAX_DOSE))
@@ -75,13 +86,17 @@ pub fn vaccination() -> RecordSpec {
             KeyPart::exact("dose_number"),
             KeyPart::exact("administered_on"),
         ])
-        .foreign_key("student_id", "students", "id")
+        .foreign_key("student_id", t.static_table("students"), "id")
 }
 
 /// The `allergy` spec (table `allergies`): one active allergy per student and allergen,
 /// compared trimmed and case-insensitively.
 pub fn allergy() -> RecordSpec {
-    RecordSpec::new(ALLERGY, "allergies")
+    allergy_in(&Tables::unqualified())
+}
+
+fn allergy_in(t: &Tables) -> RecordSpec {
+    RecordSpec::new(ALLERGY, t.static_table("allergies"))
         .column(Column::uuid("student_id").required())
         .column(Column::text("allergen").required())
         .column(Column::one_of("severity", SEVERITIES).required())
@@ -92,24 +107,41 @@ pub fn allergy() -> RecordSpec {
             KeyPart::lower_trim("allergen"),
         ])
         .key_filter("active")
-        .foreign_key("student_id", "students", "id")
+        .foreign_key("student_id", t.static_table("students"), "id")
 }
 
 /// The `chronic_condition` spec (table `chronic_conditions`).
 pub fn chronic_condition() -> RecordSpec {
-    RecordSpec::new(CHRONIC_CONDITION, "chronic_conditions")
+    chronic_condition_in(&Tables::unqualified())
+}
+
+fn chronic_condition_in(t: &Tables) -> RecordSpec {
+    RecordSpec::new(CHRONIC_CONDITION, t.static_table("chronic_conditions"))
         .column(Column::uuid("student_id").required())
         .column(Column::text("condition").required())
         .column(Column::text("icd10_code").required().max_chars(16))
         .column(Column::one_of("status", STATUSES).required())
         .column(Column::date("diagnosed_on"))
         .natural_key([KeyPart::exact("student_id"), KeyPart::exact("icd10_code")])
-        .foreign_key("student_id", "students", "id")
+        .foreign_key("student_id", t.static_table("students"), "id")
 }
 
-/// Every healthcare record type, students first.
+/// Every healthcare record type, students first, by their bare table names (SQLite's, or a
+/// PostgreSQL connection's `search_path`).
 pub fn registry() -> Registry {
-    match Registry::new([student(), vaccination(), allergy(), chronic_condition()]) {
+    registry_in(&Tables::unqualified())
+}
+
+/// Every healthcare record type, students first, writing to and checking against `tables`
+/// (`vitals.students` …): what [`Vitals::importer`](crate::Vitals::importer) uses.
+pub fn registry_in(tables: &Tables) -> Registry {
+    let t = tables;
+    match Registry::new([
+        student_in(t),
+        vaccination_in(t),
+        allergy_in(t),
+        chronic_condition_in(t),
+    ]) {
         Ok(r) => r,
         // The specs above are constants; `registry_is_valid` below checks them.
         Err(e) => unreachable!("healthcare record specs are invalid: {e}"),
@@ -119,6 +151,17 @@ pub fn registry() -> Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schema_qualifies_every_table_and_foreign_key() {
+        let r = registry_in(&Tables::in_schema("vitals").unwrap());
+        for spec in r.specs() {
+            assert!(spec.table().starts_with("vitals."), "{}", spec.table());
+            for fk in spec.foreign_keys() {
+                assert_eq!(fk.table(), "vitals.students");
+            }
+        }
+    }
 
     #[test]
     fn registry_is_valid_and_students_come_first() {

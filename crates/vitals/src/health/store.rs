@@ -1,9 +1,21 @@
-//! Migrations, bulk loading of a generated school, and row counts, on PostgreSQL and SQLite.
+//! Where vitals' tables are ([`Tables`]), migrations, bulk loading of a generated school, and
+//! row counts, on PostgreSQL and SQLite.
+//!
+//! On PostgreSQL vitals' tables and its migration history (`_sqlx_migrations`) live in a schema
+//! of their own (`VITALS_PG_SCHEMA`, default [`DEFAULT_PG_SCHEMA`]), so a host's `public` and
+//! its own `_sqlx_migrations` are never touched; every statement of vitals names its tables
+//! with the schema, so it reaches them wherever the host's `search_path` points, and the
+//! host's unqualified statements keep reaching the host's tables. On SQLite the tables stay in
+//! `main` and the history is `_vitals_migrations`, beside any `_sqlx_migrations` of the host.
 //!
 //! The same SQL serves both engines (positional `$n` parameters bind in order on SQLite too);
 //! the crate's `per_engine!` writes each function once and instantiates it per engine.
 
-use sqlx::QueryBuilder;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use sqlx::migrate::{MigrateError, Migration};
+use sqlx::{Connection as _, QueryBuilder};
 
 use super::generate::School;
 use crate::db::per_engine;
@@ -13,20 +25,281 @@ pub static MIGRATOR_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrat
 /// The SQLite migrations, embedded at compile time from `crates/vitals/migrations/sqlite`.
 pub static MIGRATOR_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// Applies the school-health migrations to a PostgreSQL database (idempotent).
-///
-/// # Errors
-/// When a migration fails or the applied history disagrees with the embedded one.
-pub async fn migrate_postgres(pool: &sqlx::PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR_POSTGRES.run(pool).await
+/// The PostgreSQL schema of vitals' tables and migration history when `VITALS_PG_SCHEMA` is
+/// not set.
+pub const DEFAULT_PG_SCHEMA: &str = "vitals";
+
+/// The table of vitals' migration history on SQLite (a host's `sqlx::migrate!` keeps
+/// `_sqlx_migrations` to itself).
+pub const SQLITE_HISTORY_TABLE: &str = "_vitals_migrations";
+
+/// A schema name that is not a lowercase PostgreSQL identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a schema name: expected 1 to 63 lowercase letters, digits and _, not starting with a digit or pg_")]
+pub struct ParseSchemaError;
+
+/// Whether `name` is a schema name vitals accepts: an identifier PostgreSQL leaves as written
+/// unquoted (lowercase letters, digits and `_`, not starting with a digit, at most 63 bytes),
+/// and not `pg_…` (reserved for the system). Such a name is spliced into SQL as it is.
+pub fn is_schema_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 63
+        && !name.starts_with("pg_")
+        && matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// Applies the school-health migrations to a SQLite database (idempotent).
+/// Where vitals' school-health tables are, as its SQL names them: `vitals.students` in a
+/// PostgreSQL schema ([`in_schema`](Tables::in_schema)), or plain `students`, found by the
+/// connection's `search_path` (SQLite's `main`: [`unqualified`](Tables::unqualified)).
+///
+/// Every school-health read and write of this crate takes one. [`Vitals`](crate::Vitals)
+/// builds it once at start (see [`Vitals::tables`](crate::Vitals::tables)); cloning is cheap.
+///
+/// # Example
+/// ```
+/// use vitals::health::Tables;
+/// let tables = Tables::in_schema("vitals").unwrap();
+/// assert_eq!(tables.table("students"), "vitals.students");
+/// assert_eq!(Tables::unqualified().table("students"), "students");
+/// assert!(Tables::in_schema("Robert'); DROP TABLE students;--").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    /// `"vitals."`, or empty when unqualified.
+    prefix: Arc<str>,
+}
+
+impl Tables {
+    /// The tables in PostgreSQL schema `schema`.
+    ///
+    /// # Errors
+    /// [`ParseSchemaError`] unless [`is_schema_name`] accepts `schema`.
+    pub fn in_schema(schema: &str) -> Result<Self, ParseSchemaError> {
+        if !is_schema_name(schema) {
+            return Err(ParseSchemaError);
+        }
+        Ok(Tables {
+            prefix: format!("{schema}.").into(),
+        })
+    }
+
+    /// The tables by their bare names: SQLite's, or wherever a PostgreSQL connection's
+    /// `search_path` finds them (vitals before it had a schema of its own).
+    pub fn unqualified() -> Self {
+        Tables { prefix: "".into() }
+    }
+
+    /// The PostgreSQL schema, or `None` when unqualified.
+    pub fn schema(&self) -> Option<&str> {
+        self.prefix.strip_suffix('.')
+    }
+
+    /// `table` as vitals' SQL names it: `vitals.students`, or `students`.
+    pub fn table(&self, table: &str) -> String {
+        format!("{}{table}", self.prefix)
+    }
+
+    /// [`table`](Self::table) as a `&'static str`, for `vitals-import`'s record specs: each
+    /// distinct name is allocated once for the life of the process (a few per schema).
+    pub(crate) fn static_table(&self, table: &str) -> &'static str {
+        static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+        let name = self.table(table);
+        // A poisoned lock is taken over: the set only grows, one whole name at a time.
+        let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = names.get(name.as_str()) {
+            return found;
+        }
+        let leaked: &'static str = Box::leak(name.into_boxed_str());
+        names.insert(leaked);
+        leaked
+    }
+
+    /// `template` with each `{s}` (written before every vitals table name) replaced by the
+    /// schema and a dot, or removed. One `str::replace` per statement, beside a round trip of
+    /// tens of microseconds; sqlx's per-connection statement cache keys on the result.
+    pub(crate) fn sql(&self, template: &str) -> String {
+        template.replace("{s}", &self.prefix)
+    }
+}
+
+/// What a school-health read returns when the host turned the domain off
+/// (`VITALS_HEALTH=false`, [`VitalsBuilder::health`](crate::VitalsBuilder::health)): a
+/// configuration error naming the variable, since there are no tables to read.
+pub(crate) fn health_off() -> crate::Error {
+    crate::Error::Config(vitals_env::ConfigError::one(vitals_env::Problem::new(
+        "vitals",
+        "VITALS_HEALTH",
+        Some("false".into()),
+        "true for school-health reads (the host turned the domain off: no tables)",
+    )))
+}
+
+/// Applies the school-health migrations to a PostgreSQL database (idempotent).
+///
+/// With a schema (`tables.schema()`), creates it if missing and runs the migrations on one
+/// connection of `pool` whose `search_path` is that schema alone, so the tables and sqlx's
+/// `_sqlx_migrations` land there; that connection is then closed, never returned to the pool.
+/// Unqualified, runs them where the pool's `search_path` points (sharing `_sqlx_migrations`
+/// with anything else there).
 ///
 /// # Errors
-/// When a migration fails or the applied history disagrees with the embedded one.
-pub async fn migrate_sqlite(pool: &sqlx::SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR_SQLITE.run(pool).await
+/// When a migration fails or the applied history disagrees with the embedded one (a changed
+/// checksum, a version that is not embedded).
+pub async fn migrate_postgres(pool: &sqlx::PgPool, tables: &Tables) -> Result<(), MigrateError> {
+    let Some(schema) = tables.schema() else {
+        return MIGRATOR_POSTGRES.run(pool).await;
+    };
+    let mut conn = pool.acquire().await?.detach();
+    let outcome = migrate_in_schema(&mut conn, schema).await;
+    // Its search_path is vitals' schema alone: close it rather than hand it to the host.
+    let closed = conn.close().await;
+    outcome?;
+    Ok(closed?)
+}
+
+async fn migrate_in_schema(
+    conn: &mut sqlx::PgConnection,
+    schema: &str,
+) -> Result<(), MigrateError> {
+    // Checked first: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege even when the
+    // schema exists, and a host may have created it for a role without that privilege.
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(&mut *conn)
+            .await?;
+    // `schema` passed `is_schema_name` (Tables' invariant): a bare identifier, safe to splice.
+    if !exists {
+        match sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(_) => {}
+            // Another instance created it between the check and here.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    sqlx::raw_sql(&format!("SET search_path TO {schema}"))
+        .execute(&mut *conn)
+        .await?;
+    MIGRATOR_POSTGRES.run(&mut *conn).await
+}
+
+/// Whether an earlier vitals (before `VITALS_PG_SCHEMA`) migrated this database into
+/// `public`: vitals' first migration is in `public._sqlx_migrations` with its checksum, and
+/// schema `schema` does not exist yet. Such a database keeps its tables where they are.
+///
+/// # Errors
+/// A database error.
+pub(crate) async fn is_legacy_public<'c, X>(db: X, schema: &str) -> Result<bool, sqlx::Error>
+where
+    X: sqlx::Executor<'c, Database = sqlx::Postgres> + Copy,
+{
+    let Some(first) = MIGRATOR_POSTGRES.iter().next() else {
+        return Ok(false);
+    };
+    let candidate: bool = sqlx::query_scalar(
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) \
+         AND to_regclass('public._sqlx_migrations') IS NOT NULL",
+    )
+    .bind(schema)
+    .fetch_one(db)
+    .await?;
+    if !candidate {
+        return Ok(false);
+    }
+    let recorded: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT checksum FROM public._sqlx_migrations WHERE version = $1 AND success",
+    )
+    .bind(first.version)
+    .fetch_optional(db)
+    .await?;
+    Ok(recorded.as_deref() == Some(&*first.checksum))
+}
+
+/// Applies the school-health migrations to a SQLite database (idempotent), recording them in
+/// [`SQLITE_HISTORY_TABLE`] (version, description, checksum, applied at), so a host's own
+/// `sqlx::migrate!` in the same file keeps `_sqlx_migrations` to itself. Each migration runs
+/// in a transaction of its own (`BEGIN IMMEDIATE`: two processes starting at once apply it
+/// once). A file an earlier vitals migrated (its history in `_sqlx_migrations`) has that
+/// history copied over, migration by migration, where the checksums agree.
+///
+/// # Errors
+/// [`MigrateError::VersionMismatch`] when an applied migration's checksum differs from the
+/// embedded one (the file was migrated by another build), [`MigrateError::VersionMissing`]
+/// when one applied is not embedded, or the failing migration's database error.
+pub async fn migrate_sqlite(pool: &sqlx::SqlitePool) -> Result<(), MigrateError> {
+    let mut conn = pool.acquire().await?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS _vitals_migrations ( \
+           version INTEGER PRIMARY KEY, description TEXT NOT NULL, checksum BLOB NOT NULL, \
+           applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let legacy: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    for m in MIGRATOR_SQLITE
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+    {
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let applied: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT checksum FROM _vitals_migrations WHERE version = $1")
+                .bind(m.version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match applied {
+            Some(sum) if sum == *m.checksum => continue,
+            Some(_) => return Err(MigrateError::VersionMismatch(m.version)),
+            None => {}
+        }
+        if !(legacy && adopt_sqlx_history(&mut tx, m).await?) {
+            sqlx::raw_sql(&m.sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| MigrateError::ExecuteMigration(e, m.version))?;
+        }
+        sqlx::query(
+            "INSERT INTO _vitals_migrations (version, description, checksum) VALUES ($1, $2, $3)",
+        )
+        .bind(m.version)
+        .bind(&*m.description)
+        .bind(&*m.checksum)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    }
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _vitals_migrations")
+        .fetch_all(&mut *conn)
+        .await?;
+    match applied
+        .into_iter()
+        .find(|v| !MIGRATOR_SQLITE.version_exists(*v))
+    {
+        Some(v) => Err(MigrateError::VersionMissing(v)),
+        None => Ok(()),
+    }
+}
+
+/// Whether an earlier vitals applied `m` through `_sqlx_migrations` (same version and
+/// checksum): then it is recorded, not run again.
+async fn adopt_sqlx_history(
+    conn: &mut sqlx::SqliteConnection,
+    m: &Migration,
+) -> Result<bool, sqlx::Error> {
+    let recorded: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT checksum FROM _sqlx_migrations WHERE version = $1 AND success = 1",
+    )
+    .bind(m.version)
+    .fetch_optional(conn)
+    .await?;
+    Ok(recorded.as_deref() == Some(&*m.checksum))
 }
 
 /// How many rows each table of the school-health schema holds.
@@ -73,13 +346,13 @@ per_engine! {
     ///
     /// # Errors
     /// The first database error; then nothing is written.
-    fn load_school_postgres / load_school_sqlite <Db> (db: Acquire, school: &School) -> Result<u64, sqlx::Error> {
+    fn load_school_postgres / load_school_sqlite <Db> (db: Acquire, tables: &Tables, school: &School) -> Result<u64, sqlx::Error> {
         let mut tx = db.begin().await?;
         let mut written = 0u64;
         for chunk in school.students.chunks(LOAD_BATCH) {
-            let mut q = QueryBuilder::<Db>::new(
-                "INSERT INTO students (id, student_number, first_name, last_name, date_of_birth, grade, active) ",
-            );
+            let mut q = QueryBuilder::<Db>::new(tables.sql(
+                "INSERT INTO {s}students (id, student_number, first_name, last_name, date_of_birth, grade, active) ",
+            ));
             q.push_values(chunk, |mut b, s| {
                 b.push_bind(s.id)
                     .push_bind(s.student_number.clone())
@@ -92,9 +365,9 @@ per_engine! {
             written += q.build().execute(&mut *tx).await?.rows_affected();
         }
         for chunk in school.vaccinations.chunks(LOAD_BATCH) {
-            let mut q = QueryBuilder::<Db>::new(
-                "INSERT INTO vaccinations (id, student_id, vaccine_name, dose_number, administered_on, administered_by, lot_number) ",
-            );
+            let mut q = QueryBuilder::<Db>::new(tables.sql(
+                "INSERT INTO {s}vaccinations (id, student_id, vaccine_name, dose_number, administered_on, administered_by, lot_number) ",
+            ));
             q.push_values(chunk, |mut b, v| {
                 b.push_bind(v.id)
                     .push_bind(v.student_id)
@@ -107,9 +380,9 @@ per_engine! {
             written += q.build().execute(&mut *tx).await?.rows_affected();
         }
         for chunk in school.allergies.chunks(LOAD_BATCH) {
-            let mut q = QueryBuilder::<Db>::new(
-                "INSERT INTO allergies (id, student_id, allergen, severity, reaction, diagnosed_on, active) ",
-            );
+            let mut q = QueryBuilder::<Db>::new(tables.sql(
+                "INSERT INTO {s}allergies (id, student_id, allergen, severity, reaction, diagnosed_on, active) ",
+            ));
             q.push_values(chunk, |mut b, a| {
                 b.push_bind(a.id)
                     .push_bind(a.student_id)
@@ -122,9 +395,9 @@ per_engine! {
             written += q.build().execute(&mut *tx).await?.rows_affected();
         }
         for chunk in school.chronic_conditions.chunks(LOAD_BATCH) {
-            let mut q = QueryBuilder::<Db>::new(
-                "INSERT INTO chronic_conditions (id, student_id, condition, icd10_code, status, diagnosed_on, notes) ",
-            );
+            let mut q = QueryBuilder::<Db>::new(tables.sql(
+                "INSERT INTO {s}chronic_conditions (id, student_id, condition, icd10_code, status, diagnosed_on, notes) ",
+            ));
             q.push_values(chunk, |mut b, c| {
                 b.push_bind(c.id)
                     .push_bind(c.student_id)
@@ -137,9 +410,9 @@ per_engine! {
             written += q.build().execute(&mut *tx).await?.rows_affected();
         }
         for chunk in school.medication_logs.chunks(LOAD_BATCH) {
-            let mut q = QueryBuilder::<Db>::new(
-                "INSERT INTO medication_logs (id, student_id, medication, dosage, administered_at, administered_by) ",
-            );
+            let mut q = QueryBuilder::<Db>::new(tables.sql(
+                "INSERT INTO {s}medication_logs (id, student_id, medication, dosage, administered_at, administered_by) ",
+            ));
             q.push_values(chunk, |mut b, m| {
                 b.push_bind(m.id)
                     .push_bind(m.student_id)
@@ -151,9 +424,9 @@ per_engine! {
             written += q.build().execute(&mut *tx).await?.rows_affected();
         }
         for chunk in school.incident_reports.chunks(LOAD_BATCH) {
-            let mut q = QueryBuilder::<Db>::new(
-                "INSERT INTO incident_reports (id, student_id, occurred_at, kind, severity, description) ",
-            );
+            let mut q = QueryBuilder::<Db>::new(tables.sql(
+                "INSERT INTO {s}incident_reports (id, student_id, occurred_at, kind, severity, description) ",
+            ));
             q.push_values(chunk, |mut b, i| {
                 b.push_bind(i.id)
                     .push_bind(i.student_id)
@@ -165,9 +438,9 @@ per_engine! {
             written += q.build().execute(&mut *tx).await?.rows_affected();
         }
         for chunk in school.appointments.chunks(LOAD_BATCH) {
-            let mut q = QueryBuilder::<Db>::new(
-                "INSERT INTO appointments (id, student_id, scheduled_at, kind, status) ",
-            );
+            let mut q = QueryBuilder::<Db>::new(tables.sql(
+                "INSERT INTO {s}appointments (id, student_id, scheduled_at, kind, status) ",
+            ));
             q.push_values(chunk, |mut b, a| {
                 b.push_bind(a.id)
                     .push_bind(a.student_id)
@@ -188,13 +461,14 @@ per_engine! {
     ///
     /// # Errors
     /// A database error.
-    fn table_counts_postgres / table_counts_sqlite <Db> (db: Acquire) -> Result<TableCounts, sqlx::Error> {
-        let row: (i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM students), (SELECT COUNT(*) FROM vaccinations), \
-             (SELECT COUNT(*) FROM allergies), (SELECT COUNT(*) FROM chronic_conditions), \
-             (SELECT COUNT(*) FROM medication_logs), (SELECT COUNT(*) FROM incident_reports), \
-             (SELECT COUNT(*) FROM appointments)",
-        )
+    fn table_counts_postgres / table_counts_sqlite <Db> (db: Acquire, tables: &Tables) -> Result<TableCounts, sqlx::Error> {
+        let sql = tables.sql(
+            "SELECT (SELECT COUNT(*) FROM {s}students), (SELECT COUNT(*) FROM {s}vaccinations), \
+             (SELECT COUNT(*) FROM {s}allergies), (SELECT COUNT(*) FROM {s}chronic_conditions), \
+             (SELECT COUNT(*) FROM {s}medication_logs), (SELECT COUNT(*) FROM {s}incident_reports), \
+             (SELECT COUNT(*) FROM {s}appointments)",
+        );
+        let row: (i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(&sql)
         .fetch_one(&mut *db.acquire().await?)
         .await?;
         Ok(TableCounts {

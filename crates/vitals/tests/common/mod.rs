@@ -49,10 +49,13 @@ pub async fn vitals_on_postgres(
     builder.build().await.unwrap()
 }
 
-/// A generated school of `students` (seed `seed`), loaded into `pool`.
+/// A generated school of `students` (seed `seed`), loaded into `pool` (where its
+/// `search_path` finds the tables: `#[sqlx::test]` migrated them into `public`).
 pub async fn load_postgres_school(pool: &PgPool, students: usize, seed: u64) -> School {
     let school = SchoolGenerator::new(students).seed(seed).generate();
-    health::load_school_postgres(pool, &school).await.unwrap();
+    health::load_school_postgres(pool, &health::Tables::unqualified(), &school)
+        .await
+        .unwrap();
     school
 }
 
@@ -142,8 +145,12 @@ pub async fn host_on_postgres(
 ) -> (Vitals, School) {
     let vitals = vitals_on_postgres(redis_config(test), pool, None).await;
     let school = SchoolGenerator::new(students).seed(seed).generate();
-    health::load_school_postgres(vitals.db().postgres().unwrap().inner(), &school)
-        .await
-        .unwrap();
+    health::load_school_postgres(
+        vitals.db().postgres().unwrap().inner(),
+        vitals.tables(),
+        &school,
+    )
+    .await
+    .unwrap();
     (vitals, school)
 }
