@@ -6,10 +6,12 @@
 //! Run with `cargo test -p vitals-import --test hostile`. The tests take one lock each, so
 //! the memory one measures its own import only.
 
+mod common;
+
 use std::io::{Cursor, Read};
 use std::time::{Duration, Instant};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::SqlitePool;
 use vitals_import::{
     Column, Format, ImportError, ImportOptions, ImportReport, Importer, KeyPart, RecordSpec,
     Registry, Source, SqliteSink,
@@ -48,26 +50,15 @@ fn registry() -> Registry {
 
 /// A fresh database file with both tables and one student.
 async fn database() -> (tempfile::TempDir, SqlitePool) {
-    let dir = tempfile::tempdir().unwrap();
-    let options = SqliteConnectOptions::new()
-        .filename(dir.path().join("school.db"))
-        .create_if_missing(true)
-        .foreign_keys(true);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .unwrap();
-    for ddl in [
+    let (dir, pool) = common::sqlite_file(&[
         "CREATE TABLE students (id BLOB PRIMARY KEY, name TEXT NOT NULL)",
         "CREATE TABLE vaccinations (student_id BLOB NOT NULL REFERENCES students (id), \
          vaccine_name TEXT NOT NULL, administered_on TEXT NOT NULL, dose_number INTEGER, \
          lot_number TEXT)",
         "CREATE UNIQUE INDEX vaccinations_key ON vaccinations \
          (student_id, lower(trim(vaccine_name)), administered_on)",
-    ] {
-        sqlx::query(ddl).execute(&pool).await.unwrap();
-    }
+    ])
+    .await;
     sqlx::query("INSERT INTO students (id, name) VALUES ($1, 'Kim')")
         .bind(uuid::Uuid::parse_str(STUDENT).unwrap())
         .execute(&pool)

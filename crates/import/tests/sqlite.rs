@@ -4,9 +4,11 @@
 //!
 //! Run with `cargo test -p vitals-import --test sqlite`.
 
+mod common;
+
 use std::io::Cursor;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::SqlitePool;
 use vitals_import::{
     Column, DuplicateOf, DuplicateRow, Format, ImportOptions, ImportReport, Importer, KeyPart,
     RecordSpec, Registry, Rejection, Source, SqliteSink,
@@ -36,25 +38,13 @@ fn registry() -> Registry {
 
 /// A fresh database file with the two tables; the directory goes when the test ends.
 async fn database() -> (tempfile::TempDir, SqlitePool) {
-    let dir = tempfile::tempdir().unwrap();
-    let options = SqliteConnectOptions::new()
-        .filename(dir.path().join("library.db"))
-        .create_if_missing(true)
-        .foreign_keys(true);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .unwrap();
-    for ddl in [
+    common::sqlite_file(&[
         "CREATE TABLE authors (id BLOB PRIMARY KEY, name TEXT NOT NULL)",
         "CREATE TABLE books (author_id BLOB NOT NULL REFERENCES authors (id), \
          title TEXT NOT NULL, year INTEGER)",
         "CREATE UNIQUE INDEX books_key ON books (author_id, lower(trim(title)))",
-    ] {
-        sqlx::query(ddl).execute(&pool).await.unwrap();
-    }
-    (dir, pool)
+    ])
+    .await
 }
 
 async fn import(pool: &SqlitePool, source: Source, options: ImportOptions) -> ImportReport {

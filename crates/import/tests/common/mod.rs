@@ -1,0 +1,22 @@
+//! What the SQLite suites share: a fresh database file with a schema of the test's own.
+
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+
+/// A database file in a temporary directory (gone when the directory is dropped), with
+/// foreign keys enforced, on one connection, after running `ddl`.
+pub async fn sqlite_file(ddl: &[&str]) -> (tempfile::TempDir, SqlitePool) {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteConnectOptions::new()
+        .filename(dir.path().join("test.db"))
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .unwrap();
+    for statement in ddl {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    (dir, pool)
+}
