@@ -13,28 +13,12 @@ use sqlx::{Connection, PgConnection, Row};
 use vitals_pool::retry::{retry, RetryPolicy};
 use vitals_pool::{
     health_check, AlertKind, AlertSink, AlertState, HealthStatus, MonitorConfig, MonitoredPool,
-    PoolAlert, PoolConfig, PoolError, PoolMonitor, PoolProbe, QueryObserver,
+    PoolAlert, PoolConfig, PoolError, PoolMonitor, PoolProbe,
 };
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+mod common;
 
-/// Polls `cond` every few milliseconds until it holds or 8 s pass.
-async fn wait_until<F: FnMut() -> bool>(what: &str, mut cond: F) {
-    let deadline = Instant::now() + Duration::from_secs(8);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-fn config(max: u32) -> PoolConfig {
-    PoolConfig::builder()
-        .min_connections(0)
-        .max_connections(max)
-        .acquire_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
+use common::{config, wait_until, Seen, TestResult};
 
 #[derive(Default)]
 struct Collect(Mutex<Vec<PoolAlert>>);
@@ -411,18 +395,6 @@ async fn syntax_errors_and_unique_violations_come_back_untried(
         assert!(!vitals_pool::is_transient(&err));
     }
     Ok(())
-}
-
-#[derive(Default)]
-struct Seen(Mutex<Vec<(String, u64, bool)>>);
-
-impl QueryObserver for Seen {
-    fn on_query(&self, sql: &str, _elapsed: Duration, rows: u64, error: Option<&sqlx::Error>) {
-        self.0
-            .lock()
-            .unwrap()
-            .push((sql.to_owned(), rows, error.is_some()));
-    }
 }
 
 #[sqlx::test]

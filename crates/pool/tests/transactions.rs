@@ -4,32 +4,14 @@
 //! and the pool monitor counts the hold. The same bodies run on both engines (`shapes!`).
 //! Run with `DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo test -p vitals-pool --test transactions`.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use vitals_pool::{MonitoredPool, PoolConfig, QueryObserver};
+use vitals_pool::{MonitoredPool, RowsAffected};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+mod common;
 
-/// What the observer saw: statement text, rows, whether it failed.
-#[derive(Default)]
-struct Seen(Mutex<Vec<(String, u64, bool)>>);
-
-impl QueryObserver for Seen {
-    fn on_query(&self, sql: &str, _elapsed: Duration, rows: u64, error: Option<&sqlx::Error>) {
-        self.0
-            .lock()
-            .unwrap()
-            .push((sql.to_owned(), rows, error.is_some()));
-    }
-}
-
-impl Seen {
-    /// Everything seen so far, and forgets it.
-    fn take(&self) -> Vec<(String, u64, bool)> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
+use common::{config, wait_until, Seen, TestResult};
 
 /// `(sql, rows)` pairs of statements that succeeded, for comparison with a literal list.
 fn ok(list: &[(&str, u64)]) -> Vec<(String, u64, bool)> {
@@ -38,25 +20,7 @@ fn ok(list: &[(&str, u64)]) -> Vec<(String, u64, bool)> {
         .collect()
 }
 
-/// Polls `cond` every few milliseconds until it holds or 8 s pass.
-async fn wait_until<F: FnMut() -> bool>(what: &str, mut cond: F) {
-    let deadline = Instant::now() + Duration::from_secs(8);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 const LEAK: Duration = Duration::from_millis(1);
-
-fn config() -> PoolConfig {
-    PoolConfig::builder()
-        .min_connections(0)
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
 
 /// A monitored pool with a 1 ms leak threshold and a recording observer, a `doses` table
 /// in it, and the observer emptied.
@@ -66,42 +30,45 @@ struct Fixture<DB: sqlx::Database> {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl<DB: sqlx::Database> Fixture<DB>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::QueryResult: RowsAffected,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    /// Monitors `pool` (kept with `dir`, its SQLite file's directory, if any) and creates the
+    /// table.
+    async fn new(
+        pool: sqlx::Pool<DB>,
+        dir: Option<tempfile::TempDir>,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let seen = Arc::new(Seen::default());
+        let pool = MonitoredPool::builder(pool)
+            .leak_threshold(Some(LEAK))
+            .observer(seen.clone())
+            .build();
+        sqlx::query("CREATE TABLE doses (id integer PRIMARY KEY)")
+            .execute(&pool)
+            .await?;
+        seen.take();
+        Ok(Fixture {
+            pool,
+            seen,
+            _dir: dir,
+        })
+    }
+}
+
 async fn postgres_fixture(
     opts: sqlx::postgres::PgConnectOptions,
 ) -> Result<Fixture<sqlx::Postgres>, Box<dyn std::error::Error>> {
-    let seen = Arc::new(Seen::default());
-    let pool = MonitoredPool::builder(config().connect_postgres_with(opts).await?)
-        .leak_threshold(Some(LEAK))
-        .observer(seen.clone())
-        .build();
-    sqlx::query("CREATE TABLE doses (id integer PRIMARY KEY)")
-        .execute(&pool)
-        .await?;
-    seen.take();
-    Ok(Fixture {
-        pool,
-        seen,
-        _dir: None,
-    })
+    Fixture::<sqlx::Postgres>::new(config(2).connect_postgres_with(opts).await?, None).await
 }
 
 async fn sqlite_fixture() -> Result<Fixture<sqlx::Sqlite>, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("tx.db").display());
-    let seen = Arc::new(Seen::default());
-    let pool = MonitoredPool::builder(config().connect_sqlite(&url).await?)
-        .leak_threshold(Some(LEAK))
-        .observer(seen.clone())
-        .build();
-    sqlx::query("CREATE TABLE doses (id integer PRIMARY KEY)")
-        .execute(&pool)
-        .await?;
-    seen.take();
-    Ok(Fixture {
-        pool,
-        seen,
-        _dir: Some(dir),
-    })
+    Fixture::<sqlx::Sqlite>::new(config(2).connect_sqlite(&url).await?, Some(dir)).await
 }
 
 /// The test bodies, once per engine: `DB` is the engine of the module they expand in. The SQL

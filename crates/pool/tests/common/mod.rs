@@ -1,0 +1,50 @@
+//! What the PostgreSQL and transaction suites share: a small pool configuration, a poll for an
+//! event, and the recording observer.
+// Each suite uses only part of it.
+#![allow(dead_code)]
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use vitals_pool::{PoolConfig, QueryObserver};
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Polls `cond` every few milliseconds until it holds or 8 s pass.
+pub async fn wait_until<F: FnMut() -> bool>(what: &str, mut cond: F) {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// No idle connections kept, at most `max`, and a 10 s acquire timeout.
+pub fn config(max: u32) -> PoolConfig {
+    PoolConfig::builder()
+        .min_connections(0)
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// What the observer saw: statement text, rows, whether it failed.
+#[derive(Default)]
+pub struct Seen(pub Mutex<Vec<(String, u64, bool)>>);
+
+impl QueryObserver for Seen {
+    fn on_query(&self, sql: &str, _elapsed: Duration, rows: u64, error: Option<&sqlx::Error>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((sql.to_owned(), rows, error.is_some()));
+    }
+}
+
+impl Seen {
+    /// Everything seen so far, and forgets it.
+    pub fn take(&self) -> Vec<(String, u64, bool)> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
