@@ -83,32 +83,34 @@ impl<'c, DB: Database> Acquire<'c> for &'c mut ObservedConnection<DB> {
     }
 }
 
-/// As `&mut ObservedConnection` (what `&mut *conn` is), so `&mut conn` works too, as with
-/// sqlx's `&mut PoolConnection`.
-impl<'c, DB: Database> Acquire<'c> for &'c mut MonitoredConnection<DB> {
-    type Database = DB;
-    type Connection = &'c mut DB::Connection;
+/// `Acquire` for `&mut $handle` as for the `&mut ObservedConnection` it derefs to, so
+/// `&mut handle` works where `&mut *handle` does.
+macro_rules! acquire_as_observed {
+    ($(#[$doc:meta])* $handle:ty) => {
+        $(#[$doc])*
+        impl<'c, DB: Database> Acquire<'c> for &'c mut $handle {
+            type Database = DB;
+            type Connection = &'c mut DB::Connection;
 
-    fn acquire(self) -> BoxFuture<'c, Result<Self::Connection, sqlx::Error>> {
-        Acquire::acquire(&mut **self)
-    }
+            fn acquire(self) -> BoxFuture<'c, Result<Self::Connection, sqlx::Error>> {
+                Acquire::acquire(&mut **self)
+            }
 
-    fn begin(self) -> BoxFuture<'c, Result<Transaction<'c, DB>, sqlx::Error>> {
-        Acquire::begin(&mut **self)
-    }
+            fn begin(self) -> BoxFuture<'c, Result<Transaction<'c, DB>, sqlx::Error>> {
+                Acquire::begin(&mut **self)
+            }
+        }
+    };
 }
 
-/// As `&mut ObservedConnection` (what `&mut *tx` is), so `&mut tx` works too, as with sqlx's
-/// `&mut Transaction`; `begin()` opens a savepoint.
-impl<'c, DB: Database> Acquire<'c> for &'c mut MonitoredTransaction<'_, DB> {
-    type Database = DB;
-    type Connection = &'c mut DB::Connection;
+acquire_as_observed!(
+    /// As `&mut ObservedConnection` (what `&mut *conn` is), so `&mut conn` works too, as with
+    /// sqlx's `&mut PoolConnection`.
+    MonitoredConnection<DB>
+);
 
-    fn acquire(self) -> BoxFuture<'c, Result<Self::Connection, sqlx::Error>> {
-        Acquire::acquire(&mut **self)
-    }
-
-    fn begin(self) -> BoxFuture<'c, Result<Transaction<'c, DB>, sqlx::Error>> {
-        Acquire::begin(&mut **self)
-    }
-}
+acquire_as_observed!(
+    /// As `&mut ObservedConnection` (what `&mut *tx` is), so `&mut tx` works too, as with sqlx's
+    /// `&mut Transaction`; `begin()` opens a savepoint.
+    MonitoredTransaction<'_, DB>
+);
