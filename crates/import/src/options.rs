@@ -70,6 +70,17 @@ impl Default for ImportOptions {
     }
 }
 
+/// A setter that stores its argument in the field of its name.
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident($arg:ident: $ty:ty)) => {
+        $(#[$doc])*
+        pub fn $name(mut self, $arg: $ty) -> Self {
+            self.$name = $arg;
+            self
+        }
+    };
+}
+
 impl ImportOptions {
     /// Defaults: chunks of [`DEFAULT_CHUNK_SIZE`], commit per chunk, no error limit, write,
     /// [`DEFAULT_WORKERS`] chunks written at once, [`DEFAULT_MAX_LISTED`] entries per list
@@ -141,18 +152,16 @@ impl ImportOptions {
         env.finish(options)
     }
 
-    /// Rows per chunk: per round of queries and per transaction.
-    pub fn chunk_size(mut self, rows: usize) -> Self {
-        self.chunk_size = rows;
-        self
-    }
+    setter!(
+        /// Rows per chunk: per round of queries and per transaction.
+        chunk_size(rows: usize)
+    );
 
-    /// Any rejection rolls the whole import back (one transaction for the whole input).
-    /// The rest of the input is still validated, so the report lists every problem.
-    pub fn all_or_nothing(mut self, yes: bool) -> Self {
-        self.all_or_nothing = yes;
-        self
-    }
+    setter!(
+        /// Any rejection rolls the whole import back (one transaction for the whole input).
+        /// The rest of the input is still validated, so the report lists every problem.
+        all_or_nothing(yes: bool)
+    );
 
     /// Stops reading once more than `n` rows are rejected (`stopped_early` in the report).
     pub fn max_errors(mut self, n: u64) -> Self {
@@ -160,38 +169,35 @@ impl ImportOptions {
         self
     }
 
-    /// Validates only: foreign keys and duplicates are checked, nothing is written.
-    pub fn dry_run(mut self, yes: bool) -> Self {
-        self.dry_run = yes;
-        self
-    }
+    setter!(
+        /// Validates only: foreign keys and duplicates are checked, nothing is written.
+        dry_run(yes: bool)
+    );
 
-    /// Chunks written at once, each on its own connection and transaction (default
-    /// [`DEFAULT_WORKERS`]; 1 writes every chunk on the sink given to
-    /// [`Importer::run`](crate::Importer::run)).
-    ///
-    /// A chunk whose rows are all of types no foreign key references (vaccinations,
-    /// allergies… but not students) is written on a [forked](crate::Sink::fork) sink while
-    /// the next chunk is read, checked and written: PostgreSQL then inserts on several cores.
-    /// The lookups and the writes together use at most `n` connections. Each chunk commits
-    /// on its own: when one fails, the chunks before it stay, it is rolled back, the chunks
-    /// already being written beside it (at most `n - 1`, all after it) may still commit, and
-    /// nothing later is written; a re-run brings the rest and reports the others as
-    /// duplicates. All-or-nothing imports, dry runs and sinks that don't fork write on one
-    /// connection.
-    pub fn workers(mut self, n: usize) -> Self {
-        self.workers = n;
-        self
-    }
+    setter!(
+        /// Chunks written at once, each on its own connection and transaction (default
+        /// [`DEFAULT_WORKERS`]; 1 writes every chunk on the sink given to
+        /// [`Importer::run`](crate::Importer::run)).
+        ///
+        /// A chunk whose rows are all of types no foreign key references (vaccinations,
+        /// allergies… but not students) is written on a [forked](crate::Sink::fork) sink while
+        /// the next chunk is read, checked and written: PostgreSQL then inserts on several cores.
+        /// The lookups and the writes together use at most `n` connections. Each chunk commits
+        /// on its own: when one fails, the chunks before it stay, it is rolled back, the chunks
+        /// already being written beside it (at most `n - 1`, all after it) may still commit, and
+        /// nothing later is written; a re-run brings the rest and reports the others as
+        /// duplicates. All-or-nothing imports, dry runs and sinks that don't fork write on one
+        /// connection.
+        workers(n: usize)
+    );
 
-    /// Entries each list of the report keeps: `rejections`, `duplicate_rows` and `warnings`
-    /// (default [`DEFAULT_MAX_LISTED`]). The entries of the first lines are kept; the counts
-    /// stay exact and the report says how many entries were left out, so the report's
-    /// memory and size stay bounded whatever the input's.
-    pub fn max_listed(mut self, n: usize) -> Self {
-        self.max_listed = n;
-        self
-    }
+    setter!(
+        /// Entries each list of the report keeps: `rejections`, `duplicate_rows` and `warnings`
+        /// (default [`DEFAULT_MAX_LISTED`]). The entries of the first lines are kept; the counts
+        /// stay exact and the report says how many entries were left out, so the report's
+        /// memory and size stay bounded whatever the input's.
+        max_listed(n: usize)
+    );
 
     /// Calls `f` after every chunk.
     pub fn progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
