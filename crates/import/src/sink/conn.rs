@@ -4,6 +4,24 @@
 use sqlx::query::Query;
 use sqlx::{Database, Executor, IntoArguments, Pool, Transaction};
 
+/// The [`Sink`](super::Sink) transaction methods of a sink whose `conn` field is a [`Conn`].
+macro_rules! transaction_on_conn {
+    () => {
+        async fn begin(&mut self) -> Result<(), sqlx::Error> {
+            self.conn.begin().await
+        }
+
+        async fn commit(&mut self) -> Result<(), sqlx::Error> {
+            self.conn.commit().await
+        }
+
+        async fn rollback(&mut self) -> Result<(), sqlx::Error> {
+            self.conn.rollback().await
+        }
+    };
+}
+pub(crate) use transaction_on_conn;
+
 #[derive(Debug)]
 pub(crate) struct Conn<DB: Database> {
     pool: Pool<DB>,

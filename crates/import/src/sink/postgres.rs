@@ -7,7 +7,7 @@ use sqlx::query::Query;
 use sqlx::{Postgres, Row as _};
 use uuid::Uuid;
 
-use super::conn::Conn;
+use super::conn::{transaction_on_conn, Conn};
 use super::{Lookup, Sink};
 use crate::spec::{Kind, RecordSpec, Value};
 
@@ -47,51 +47,24 @@ enum PgArray<'a> {
 
 impl<'a> PgArray<'a> {
     fn collect(kind: &Kind, values: impl Iterator<Item = &'a Value>) -> Self {
+        // The values of the `$variant` kind as `$some`, any other (a null) as `None`.
+        macro_rules! column {
+            ($variant:ident($v:ident) => $some:expr) => {
+                PgArray::$variant(
+                    values
+                        .map(|v| match v {
+                            Value::$variant($v) => Some($some),
+                            _ => None,
+                        })
+                        .collect(),
+                )
+            };
+        }
         match kind {
-            Kind::Text { .. } | Kind::Enum(_) => PgArray::Text(
-                values
-                    .map(|v| {
-                        if let Value::Text(s) = v {
-                            Some(s.as_str())
-                        } else {
-                            None
-                        }
-                    })
-                    .collect(),
-            ),
-            Kind::Int { .. } => PgArray::Int(
-                values
-                    .map(|v| {
-                        if let Value::Int(n) = v {
-                            Some(*n)
-                        } else {
-                            None
-                        }
-                    })
-                    .collect(),
-            ),
-            Kind::Date => PgArray::Date(
-                values
-                    .map(|v| {
-                        if let Value::Date(d) = v {
-                            Some(*d)
-                        } else {
-                            None
-                        }
-                    })
-                    .collect(),
-            ),
-            Kind::Uuid => PgArray::Uuid(
-                values
-                    .map(|v| {
-                        if let Value::Uuid(u) = v {
-                            Some(*u)
-                        } else {
-                            None
-                        }
-                    })
-                    .collect(),
-            ),
+            Kind::Text { .. } | Kind::Enum(_) => column!(Text(s) => s.as_str()),
+            Kind::Int { .. } => column!(Int(n) => *n),
+            Kind::Date => column!(Date(d) => *d),
+            Kind::Uuid => column!(Uuid(u) => *u),
         }
     }
 
@@ -173,17 +146,7 @@ fn bind_columns<'a>(
 }
 
 impl Sink for PgSink {
-    async fn begin(&mut self) -> Result<(), sqlx::Error> {
-        self.conn.begin().await
-    }
-
-    async fn commit(&mut self) -> Result<(), sqlx::Error> {
-        self.conn.commit().await
-    }
-
-    async fn rollback(&mut self) -> Result<(), sqlx::Error> {
-        self.conn.rollback().await
-    }
+    transaction_on_conn!();
 
     async fn find(&mut self, lookup: &Lookup<'_>) -> Result<Vec<usize>, sqlx::Error> {
         if lookup.keys.is_empty() {

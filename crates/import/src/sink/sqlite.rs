@@ -7,7 +7,7 @@ use sqlx::sqlite::{SqliteArguments, SqlitePool, SqliteRow};
 use sqlx::{Row as _, Sqlite};
 use uuid::Uuid;
 
-use super::conn::Conn;
+use super::conn::{transaction_on_conn, Conn};
 use super::{Lookup, Sink};
 use crate::spec::{Kind, RecordSpec, Value};
 
@@ -90,17 +90,7 @@ fn placeholders(n: usize) -> String {
 }
 
 impl Sink for SqliteSink {
-    async fn begin(&mut self) -> Result<(), sqlx::Error> {
-        self.conn.begin().await
-    }
-
-    async fn commit(&mut self) -> Result<(), sqlx::Error> {
-        self.conn.commit().await
-    }
-
-    async fn rollback(&mut self) -> Result<(), sqlx::Error> {
-        self.conn.rollback().await
-    }
+    transaction_on_conn!();
 
     async fn find(&mut self, lookup: &Lookup<'_>) -> Result<Vec<usize>, sqlx::Error> {
         let parts = lookup.parts.len();
