@@ -68,17 +68,7 @@ async fn database() -> (tempfile::TempDir, SqlitePool) {
 }
 
 async fn import(pool: &SqlitePool, source: Source, options: ImportOptions) -> ImportReport {
-    let importer = Importer::new(registry(), options).unwrap();
-    let report = importer
-        .run(source, &mut SqliteSink::new(pool.clone()))
-        .await
-        .unwrap();
-    assert_eq!(
-        report.imported + report.duplicates + report.rejected,
-        report.total,
-        "{report:#?}"
-    );
-    report
+    common::import(registry(), pool, source, options).await
 }
 
 fn from_text(text: impl Into<String>, format: Format) -> Source {

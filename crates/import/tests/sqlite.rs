@@ -10,8 +10,8 @@ use std::io::Cursor;
 
 use sqlx::sqlite::SqlitePool;
 use vitals_import::{
-    Column, DuplicateOf, DuplicateRow, Format, ImportOptions, ImportReport, Importer, KeyPart,
-    RecordSpec, Registry, Rejection, Source, SqliteSink,
+    Column, DuplicateOf, DuplicateRow, Format, ImportOptions, ImportReport, KeyPart, RecordSpec,
+    Registry, Rejection, Source,
 };
 
 const AUTHOR_A: &str = "5a1c0e3e-0000-4000-8000-00000000000a";
@@ -48,17 +48,7 @@ async fn database() -> (tempfile::TempDir, SqlitePool) {
 }
 
 async fn import(pool: &SqlitePool, source: Source, options: ImportOptions) -> ImportReport {
-    let importer = Importer::new(registry(), options).unwrap();
-    let report = importer
-        .run(source, &mut SqliteSink::new(pool.clone()))
-        .await
-        .unwrap();
-    assert_eq!(
-        report.imported + report.duplicates + report.rejected,
-        report.total,
-        "{report:#?}"
-    );
-    report
+    common::import(registry(), pool, source, options).await
 }
 
 fn ndjson(text: &str) -> Source {
@@ -85,6 +75,15 @@ fn library() -> String {
 {{"type":"book","author_id":"{AUTHOR_A}","title":"Second Wind"}}
 {{"type":"book","author_id":"{AUTHOR_B}","title":"Third Act","year":"2004"}}
 "#
+    )
+}
+
+/// [`library`], then a book of an author nobody imported.
+fn library_and_an_orphan() -> String {
+    format!(
+        "{}{}\n",
+        library(),
+        format_args!(r#"{{"type":"book","author_id":"{NOBODY}","title":"Orphan"}}"#)
     )
 }
 
@@ -179,11 +178,7 @@ async fn duplicates_in_the_file_and_in_the_database_are_skipped() {
 #[tokio::test]
 async fn all_or_nothing_rolls_everything_back_on_one_rejection() {
     let (_dir, pool) = database().await;
-    let input = format!(
-        "{}{}\n",
-        library(),
-        format_args!(r#"{{"type":"book","author_id":"{NOBODY}","title":"Orphan"}}"#)
-    );
+    let input = library_and_an_orphan();
     // Chunks of two: the rejection comes in the last chunk, after two chunks went into the
     // import's one transaction.
     let options = ImportOptions::new().all_or_nothing(true).chunk_size(2);
@@ -198,11 +193,7 @@ async fn all_or_nothing_rolls_everything_back_on_one_rejection() {
 #[tokio::test]
 async fn a_dry_run_checks_everything_and_writes_nothing() {
     let (_dir, pool) = database().await;
-    let input = format!(
-        "{}{}\n",
-        library(),
-        format_args!(r#"{{"type":"book","author_id":"{NOBODY}","title":"Orphan"}}"#)
-    );
+    let input = library_and_an_orphan();
     let r = import(&pool, ndjson(&input), ImportOptions::new().dry_run(true)).await;
     assert!(r.dry_run && !r.rolled_back, "{r:#?}");
     assert_eq!((r.imported, r.rejected), (5, 1));

@@ -1,6 +1,8 @@
-//! What the SQLite suites share: a fresh database file with a schema of the test's own.
+//! What the SQLite suites share: a fresh database file with a schema of the test's own, and
+//! an import into it that checks the report's counts add up.
 
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use vitals_import::{ImportOptions, ImportReport, Importer, Registry, Source, SqliteSink};
 
 /// A database file in a temporary directory (gone when the directory is dropped), with
 /// foreign keys enforced, on one connection, after running `ddl`.
@@ -19,4 +21,24 @@ pub async fn sqlite_file(ddl: &[&str]) -> (tempfile::TempDir, SqlitePool) {
         sqlx::query(statement).execute(&pool).await.unwrap();
     }
     (dir, pool)
+}
+
+/// Imports `source` into `pool` with `registry`, and checks that every row is counted once.
+pub async fn import(
+    registry: Registry,
+    pool: &SqlitePool,
+    source: Source,
+    options: ImportOptions,
+) -> ImportReport {
+    let importer = Importer::new(registry, options).unwrap();
+    let report = importer
+        .run(source, &mut SqliteSink::new(pool.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.imported + report.duplicates + report.rejected,
+        report.total,
+        "{report:#?}"
+    );
+    report
 }
