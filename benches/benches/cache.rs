@@ -150,6 +150,9 @@ fn l2_hit(c: &mut Criterion) {
     let cfg = CacheConfig::default()
         .with_redis_url(Some(redis_url()))
         .with_key_prefix(&prefix)
+        // Without a key values stay out of Redis unless plaintext is allowed; the bench
+        // measures the unencrypted path it always did.
+        .with_allow_plaintext(true)
         .with_l1(false, 1, MIN);
     let Ok(cache) = rt.block_on(TieredCache::builder(cfg).build()) else {
         eprintln!("cache/l2_hit skipped: bad config");
@@ -282,30 +285,47 @@ fn single_flight(c: &mut Criterion) {
     eprintln!("single_flight: {l} loads for {r} rounds of 100 concurrent misses");
 }
 
-/// A Zipf(s = 1.0) trace over 10 000 keys, 200 000 lookups, caches of 1 000
-/// entries (get, insert on miss): time per lookup for vitals L1 beside moka
-/// and quick_cache; hit rates are printed.
-fn zipf(c: &mut Criterion) {
+/// Keys of a Zipf(s = 1.0) distribution over 10 000 keys, `len` of them (seeded).
+fn zipf_keys(len: usize, seed: u64) -> Vec<String> {
     const N: usize = 10_000;
-    const LEN: usize = 200_000;
     let mut cdf = Vec::with_capacity(N);
     let mut acc = 0.0;
     for i in 1..=N {
         acc += 1.0 / i as f64;
         cdf.push(acc);
     }
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let trace: Vec<String> = (0..LEN)
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..len)
         .map(|_| {
             let u = rng.gen::<f64>() * acc;
             let k = cdf.partition_point(|&x| x < u);
             format!("student:{k}")
         })
-        .collect();
+        .collect()
+}
+
+/// The Zipf trace with scans: after every 8 000 Zipf lookups, 2 000 keys read once in
+/// order and never again (a report walking every student), twice the cache's size.
+fn scan_keys(len: usize) -> Vec<String> {
+    let zipf = zipf_keys(len, 11);
+    let mut out = Vec::with_capacity(len);
+    let mut scanned = 0usize;
+    for chunk in zipf.chunks(8_000) {
+        out.extend_from_slice(chunk);
+        out.extend((0..2_000).map(|j| format!("scan:{}", scanned + j)));
+        scanned += 2_000;
+    }
+    out.truncate(len);
+    out
+}
+
+/// Runs a trace (get, insert on miss) through vitals L1, moka and quick_cache of 1 000
+/// entries: prints the hit rates, and times each run in group `name`.
+fn trace_group(c: &mut Criterion, name: &str, what: &str, trace: &[String]) {
     let run_l1 = || {
         let l1 = L1Cache::new(KEYS, MIN, 16);
         let mut hits = 0usize;
-        for k in &trace {
+        for k in trace {
             if l1.get(k).is_some() {
                 hits += 1;
             } else {
@@ -317,7 +337,7 @@ fn zipf(c: &mut Criterion) {
     let run_moka = || {
         let m: moka::sync::Cache<String, Arc<[u8]>> = moka::sync::Cache::new(KEYS as u64);
         let mut hits = 0usize;
-        for k in &trace {
+        for k in trace {
             if m.get(k).is_some() {
                 hits += 1;
             } else {
@@ -329,7 +349,7 @@ fn zipf(c: &mut Criterion) {
     let run_quick = || {
         let q: quick_cache::sync::Cache<String, Arc<[u8]>> = quick_cache::sync::Cache::new(KEYS);
         let mut hits = 0usize;
-        for k in &trace {
+        for k in trace {
             if q.get(k).is_some() {
                 hits += 1;
             } else {
@@ -338,20 +358,32 @@ fn zipf(c: &mut Criterion) {
         }
         hits
     };
-    let pct = |h: usize| 100.0 * h as f64 / LEN as f64;
+    let pct = |h: usize| 100.0 * h as f64 / trace.len() as f64;
     eprintln!(
-        "zipf hit rate (s=1.0, 10k keys, 1k entries, 200k lookups): vitals_l1 {:.1}%, moka {:.1}%, quick_cache {:.1}%",
+        "{name} hit rate ({what}): vitals_l1 {:.1}%, moka {:.1}%, quick_cache {:.1}%",
         pct(run_l1()),
         pct(run_moka()),
         pct(run_quick())
     );
-    let mut g = c.benchmark_group("cache/zipf_trace");
-    g.throughput(Throughput::Elements(LEN as u64));
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Elements(trace.len() as u64));
     g.sample_size(10);
     g.bench_function("vitals_l1", |b| b.iter(|| black_box(run_l1())));
     g.bench_function("moka_sync", |b| b.iter(|| black_box(run_moka())));
     g.bench_function("quick_cache", |b| b.iter(|| black_box(run_quick())));
     g.finish();
+}
+
+/// A Zipf(s = 1.0) trace over 10 000 keys, 200 000 lookups, caches of 1 000
+/// entries (get, insert on miss): time per lookup for vitals L1 beside moka
+/// and quick_cache; hit rates are printed. Then the same with scans mixed in
+/// (`cache/scan_trace`: 20 % of lookups are keys read once, in runs of 2 000).
+fn zipf(c: &mut Criterion) {
+    const LEN: usize = 200_000;
+    let what = "s=1.0, 10k keys, 1k entries, 200k lookups";
+    trace_group(c, "cache/zipf_trace", what, &zipf_keys(LEN, 7));
+    let what = "zipf with a 2k-key scan after every 8k lookups, 1k entries, 200k lookups";
+    trace_group(c, "cache/scan_trace", what, &scan_keys(LEN));
 }
 
 /// Coherence delay: time from `set` on instance A to the key leaving
