@@ -291,19 +291,21 @@ async fn start_vitals_sqlite(url: &str, health: bool) -> Vitals {
         .unwrap()
 }
 
+/// The host's own pool on the SQLite file at `url` (created if missing).
+async fn host_pool(url: &str) -> SqlitePool {
+    let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.create_if_missing(true))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn on_sqlite_the_host_and_vitals_keep_separate_histories_in_one_file() {
     let dir = tempfile::tempdir().unwrap();
     let url = common::sqlite_file_url(&dir, "shared.sqlite");
-    let host = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            url.parse::<sqlx::sqlite::SqliteConnectOptions>()
-                .unwrap()
-                .create_if_missing(true),
-        )
-        .await
-        .unwrap();
+    let host = host_pool(&url).await;
     for _ in 0..3 {
         HOST_SQLITE.run(&host).await.unwrap();
         start_vitals_sqlite(&url, true).await.shutdown().await;
@@ -363,15 +365,7 @@ async fn on_sqlite_the_host_and_vitals_keep_separate_histories_in_one_file() {
 async fn a_sqlite_file_an_earlier_vitals_migrated_is_adopted_not_migrated_again() {
     let dir = tempfile::tempdir().unwrap();
     let url = common::sqlite_file_url(&dir, "earlier.sqlite");
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            url.parse::<sqlx::sqlite::SqliteConnectOptions>()
-                .unwrap()
-                .create_if_missing(true),
-        )
-        .await
-        .unwrap();
+    let pool = host_pool(&url).await;
     MIGRATOR_SQLITE.run(&pool).await.unwrap();
     health::load_school_sqlite(
         &pool,
