@@ -137,23 +137,25 @@ impl<'a> Env<'a> {
 
     /// Milliseconds, a whole number of at least `min`.
     pub fn millis(&mut self, name: &str, min: u64) -> Option<Duration> {
-        let expected = format!("a whole number of milliseconds >= {min}");
-        self.parse(name, &expected, |v| {
-            v.parse::<u64>()
-                .ok()
-                .filter(|n| *n >= min)
-                .map(Duration::from_millis)
-        })
+        self.duration(name, min, "milliseconds", Duration::from_millis)
     }
 
     /// Seconds, a whole number of at least `min`.
     pub fn secs(&mut self, name: &str, min: u64) -> Option<Duration> {
-        let expected = format!("a whole number of seconds >= {min}");
+        self.duration(name, min, "seconds", Duration::from_secs)
+    }
+
+    /// A whole number of at least `min` `unit`s, made a duration by `from`.
+    fn duration(
+        &mut self,
+        name: &str,
+        min: u64,
+        unit: &str,
+        from: fn(u64) -> Duration,
+    ) -> Option<Duration> {
+        let expected = format!("a whole number of {unit} >= {min}");
         self.parse(name, &expected, |v| {
-            v.parse::<u64>()
-                .ok()
-                .filter(|n| *n >= min)
-                .map(Duration::from_secs)
+            v.parse::<u64>().ok().filter(|n| *n >= min).map(from)
         })
     }
 

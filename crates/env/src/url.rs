@@ -99,26 +99,27 @@ mod tests {
 
     #[test]
     fn mask_url_hides_password_in_userinfo_and_query() {
-        assert_eq!(
-            mask_url("postgres://app:s3cr@t@db:5432/x"),
-            "postgres://app:***@db:5432/x"
-        );
-        assert_eq!(mask_url("postgres://app@db/x"), "postgres://app@db/x");
-        assert_eq!(
-            mask_url("postgres://db/x?user=a&password=pw&sslmode=require"),
-            "postgres://db/x?user=a&password=***&sslmode=require"
-        );
-        assert_eq!(mask_url("sqlite://data/app.db"), "sqlite://data/app.db");
-        assert_eq!(
-            mask_url("redis://user:secret@h:1/0"),
-            "redis://user:***@h:1/0"
-        );
-        assert_eq!(mask_url("redis://h:1/0"), "redis://h:1/0");
-        assert_eq!(
-            mask_url("rediss://h/0?PASSWORD=pw#frag"),
-            "rediss://h/0?PASSWORD=***#frag"
-        );
-        assert_eq!(mask_url("not a url"), "not a url");
+        for (url, masked) in [
+            (
+                "postgres://app:s3cr@t@db:5432/x",
+                "postgres://app:***@db:5432/x",
+            ),
+            ("postgres://app@db/x", "postgres://app@db/x"),
+            (
+                "postgres://db/x?user=a&password=pw&sslmode=require",
+                "postgres://db/x?user=a&password=***&sslmode=require",
+            ),
+            ("sqlite://data/app.db", "sqlite://data/app.db"),
+            ("redis://user:secret@h:1/0", "redis://user:***@h:1/0"),
+            ("redis://h:1/0", "redis://h:1/0"),
+            (
+                "rediss://h/0?PASSWORD=pw#frag",
+                "rediss://h/0?PASSWORD=***#frag",
+            ),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(mask_url(url), masked);
+        }
     }
 
     #[test]
