@@ -85,6 +85,24 @@ impl QueryObserver for Count {
     }
 }
 
+/// A future timing `$iters` `SQL` statements in one transaction of `$db` (a pool, monitored
+/// or not), without its `BEGIN` and `ROLLBACK`: one body for both sides of the comparison
+/// (a macro because sqlx's and the monitored transaction are different types).
+macro_rules! statements_in_one_transaction {
+    ($db:expr, $iters:expr) => {
+        async move {
+            let mut tx = $db.begin().await.expect("begin");
+            let start = Instant::now();
+            for _ in 0..$iters {
+                black_box(sqlx::query(SQL).execute(&mut *tx).await.expect("statement"));
+            }
+            let elapsed = start.elapsed();
+            tx.rollback().await.expect("rollback");
+            elapsed
+        }
+    };
+}
+
 /// `SELECT 1` inside an open transaction, through a `MonitoredTransaction` (`&mut *tx`, each
 /// statement timed into an observer; with the benchmark histogram off, as in development, and
 /// on, as in production) and through a bare sqlx `Transaction` on the same pool; then a whole
@@ -118,32 +136,16 @@ fn transaction(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("sqlx_transaction", |b| {
         let pool = &pool;
-        b.to_async(&rt).iter_custom(|iters| async move {
-            let mut tx = pool.begin().await.expect("begin");
-            let start = Instant::now();
-            for _ in 0..iters {
-                black_box(sqlx::query(SQL).execute(&mut *tx).await.expect("statement"));
-            }
-            let elapsed = start.elapsed();
-            tx.rollback().await.expect("rollback");
-            elapsed
-        });
+        b.to_async(&rt)
+            .iter_custom(|iters| statements_in_one_transaction!(pool, iters));
     });
     for (name, handle) in [
         ("monitored_transaction", &monitored),
         ("monitored_transaction_benchmark_on", &benchmarked),
     ] {
         group.bench_function(name, |b| {
-            b.to_async(&rt).iter_custom(|iters| async move {
-                let mut tx = handle.begin().await.expect("begin");
-                let start = Instant::now();
-                for _ in 0..iters {
-                    black_box(sqlx::query(SQL).execute(&mut *tx).await.expect("statement"));
-                }
-                let elapsed = start.elapsed();
-                tx.rollback().await.expect("rollback");
-                elapsed
-            });
+            b.to_async(&rt)
+                .iter_custom(|iters| statements_in_one_transaction!(handle, iters));
         });
     }
     group.finish();
