@@ -104,29 +104,39 @@ pub(crate) fn summary_rows(
                 .unwrap_or_default()
         ),
     });
-    rows.push(SummaryRow {
-        operation: "Dashboard Load",
-        report: "2s → 300ms",
-        report_improvement: "6.7x faster",
-        measured: format!(
-            "{} → {}",
-            fmt_ms(dashboard.sequential.p50_ms),
-            fmt_ms(dashboard.parallel.p50_ms)
-        ),
-        measured_improvement: format!("{:.2}x", dashboard.speedup),
-    });
-    rows.push(SummaryRow {
-        operation: "Recent Activities Query",
-        report: "600ms → 200ms",
-        report_improvement: "3x faster",
-        measured: format!(
-            "{} → {}",
-            fmt_ms(recent.sequential.p50_ms),
-            fmt_ms(recent.parallel.p50_ms)
-        ),
-        measured_improvement: format!("{:.2}x", recent.speedup),
-    });
+    rows.push(sequential_then_parallel(
+        "Dashboard Load",
+        "2s → 300ms",
+        "6.7x faster",
+        dashboard,
+    ));
+    rows.push(sequential_then_parallel(
+        "Recent Activities Query",
+        "600ms → 200ms",
+        "3x faster",
+        recent,
+    ));
     rows
+}
+
+/// The row of a sequential-versus-parallel comparison: the two medians and the speed-up.
+fn sequential_then_parallel(
+    operation: &'static str,
+    report: &'static str,
+    report_improvement: &'static str,
+    measured: &Comparison,
+) -> SummaryRow {
+    SummaryRow {
+        operation,
+        report,
+        report_improvement,
+        measured: format!(
+            "{} → {}",
+            fmt_ms(measured.sequential.p50_ms),
+            fmt_ms(measured.parallel.p50_ms)
+        ),
+        measured_improvement: format!("{:.2}x", measured.speedup),
+    }
 }
 
 /// Adds the readings that qualify or contradict the report to `report.notes`.
