@@ -161,13 +161,29 @@ impl DbErrorKind {
 /// them; the message is scrubbed ([`vitals_querylog::scrub_text`]) because PostgreSQL quotes
 /// values in some messages (`invalid input syntax for type integer: "…"`), and the DETAIL
 /// line (`Key (email)=(…) already exists`) is never read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct DatabaseError {
     kind: DbErrorKind,
     code: Option<String>,
     constraint: Option<String>,
     message: String,
+}
+
+impl std::fmt::Debug for DatabaseError {
+    /// The fields bare, not quoted: the message is already scrubbed, and `message: "…"` in a
+    /// log reads to a PHI scrubber (the host's, or vitals' own) like a quoted value, which it
+    /// would mask along with the constraint name an operator needs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "DatabaseError {{ kind: {:?}, code: {}, constraint: {}, message: {} }}",
+            self.kind,
+            self.code.as_deref().unwrap_or("none"),
+            self.constraint.as_deref().unwrap_or("none"),
+            self.message
+        )
+    }
 }
 
 impl DatabaseError {

@@ -146,6 +146,7 @@ fn config(redis_url: Option<&str>, prefix: &str) -> Config {
         .cache
         .with_redis_url(redis_url)
         .with_key_prefix(prefix)
+        .with_encryption(Some(common::test_keyring()))
         .with_redis_timeouts(
             Duration::from_millis(300),
             Duration::from_millis(300),

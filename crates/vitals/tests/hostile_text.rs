@@ -249,7 +249,8 @@ async fn hostile_text_in_every_field_is_stored_verbatim_on_postgres(pool: PgPool
     config.cache = config
         .cache
         .with_redis_url(Some(redis))
-        .with_key_prefix(format!("vt-hostile-{}", Uuid::new_v4().simple()));
+        .with_key_prefix(format!("vt-hostile-{}", Uuid::new_v4().simple()))
+        .with_encryption(Some(common::test_keyring()));
     let a = Vitals::builder()
         .config(config.clone())
         .postgres_pool(pool.clone())

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use sqlx::{PgPool, SqlitePool};
 use uuid::Uuid;
+use vitals::cache::{EncryptionKey, Keyring};
 use vitals::health::{self, HealthSummary, School, SchoolGenerator};
 use vitals::{Config, Vitals};
 
@@ -131,8 +132,17 @@ pub fn redis_config(test: &str) -> Config {
     config.cache = config
         .cache
         .with_redis_url(Some(redis_url()))
-        .with_key_prefix(format!("vitals-test:{test}:{}", Uuid::new_v4()));
+        .with_key_prefix(format!("vitals-test:{test}:{}", Uuid::new_v4()))
+        // Without a key vitals writes no value to Redis (PHI never in the clear): the tests
+        // that read one instance's entries from another need one, as production does.
+        .with_encryption(Some(test_keyring()));
     config
+}
+
+/// The encryption keys of the tests' Redis instances (synthetic, never a real key).
+pub fn test_keyring() -> Keyring {
+    // Invariant: "test-1" is a valid key id (letters, digits and `-`).
+    Keyring::new(EncryptionKey::new("test-1", [7; 32]).unwrap(), [])
 }
 
 /// The facade on a test's PostgreSQL pool with [`redis_config`], and a generated school of
