@@ -248,54 +248,58 @@ pub struct LoggerConfigBuilder {
     config: LoggerConfig,
 }
 
+/// A setter that stores its argument in the config's field of its name.
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident($arg:ident: $ty:ty)) => {
+        $(#[$doc])*
+        pub fn $name(mut self, $arg: $ty) -> Self {
+            self.config.$name = $arg;
+            self
+        }
+    };
+}
+
 impl LoggerConfigBuilder {
-    /// Duration from which a query is slow (default 1 s).
-    pub fn slow_warn(mut self, d: Duration) -> Self {
-        self.config.slow_warn = d;
-        self
-    }
+    setter!(
+        /// Duration from which a query is slow (default 1 s).
+        slow_warn(d: Duration)
+    );
 
-    /// Duration from which a slow query is critical (default 5 s; not below `slow_warn`).
-    pub fn slow_critical(mut self, d: Duration) -> Self {
-        self.config.slow_critical = d;
-        self
-    }
+    setter!(
+        /// Duration from which a slow query is critical (default 5 s; not below `slow_warn`).
+        slow_critical(d: Duration)
+    );
 
-    /// How many recent queries are kept (default 1000; 0 keeps none).
-    pub fn recent_capacity(mut self, n: usize) -> Self {
-        self.config.recent_capacity = n;
-        self
-    }
+    setter!(
+        /// How many recent queries are kept (default 1000; 0 keeps none).
+        recent_capacity(n: usize)
+    );
 
-    /// How many slow queries are kept (default 100; 0 keeps none).
-    pub fn slow_capacity(mut self, n: usize) -> Self {
-        self.config.slow_capacity = n;
-        self
-    }
+    setter!(
+        /// How many slow queries are kept (default 100; 0 keeps none).
+        slow_capacity(n: usize)
+    );
 
-    /// Cap on distinct fingerprints with statistics (default 1000, at least 1).
-    pub fn max_fingerprints(mut self, n: usize) -> Self {
-        self.config.max_fingerprints = n;
-        self
-    }
+    setter!(
+        /// Cap on distinct fingerprints with statistics (default 1000, at least 1).
+        max_fingerprints(n: usize)
+    );
 
-    /// Repeats of one fingerprint in one scope that make an N+1 finding (default 5, at least 2).
-    pub fn n_plus_one_threshold(mut self, n: u32) -> Self {
-        self.config.n_plus_one_threshold = n;
-        self
-    }
+    setter!(
+        /// Repeats of one fingerprint in one scope that make an N+1 finding (default 5, at least
+        /// 2).
+        n_plus_one_threshold(n: u32)
+    );
 
-    /// Period of the summary log line (default 5 min; `None` for none).
-    pub fn summary_interval(mut self, d: Option<Duration>) -> Self {
-        self.config.summary_interval = d;
-        self
-    }
+    setter!(
+        /// Period of the summary log line (default 5 min; `None` for none).
+        summary_interval(d: Option<Duration>)
+    );
 
-    /// The fingerprint key (default [`DEFAULT_FINGERPRINT_KEY`]).
-    pub fn fingerprint_key(mut self, key: [u8; 16]) -> Self {
-        self.config.fingerprint_key = key;
-        self
-    }
+    setter!(
+        /// The fingerprint key (default [`DEFAULT_FINGERPRINT_KEY`]).
+        fingerprint_key(key: [u8; 16])
+    );
 
     /// Checks the settings.
     ///
