@@ -10,6 +10,13 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// Records each `(sql, milliseconds)` in order.
+fn record_all(logger: &QueryLogger, queries: &[(&str, u64)]) {
+    for (sql, took) in queries {
+        logger.record(QueryEvent::new(sql, ms(*took)));
+    }
+}
+
 #[derive(Default)]
 struct Collect(Mutex<Vec<QueryRecord>>);
 
@@ -22,19 +29,18 @@ impl SlowQuerySink for Collect {
 #[test]
 fn statistics_count_totals_models_and_extremes() {
     let logger = QueryLogger::new(LoggerConfig::default());
-    logger.record(QueryEvent::new(
-        "SELECT * FROM students WHERE id = 1",
-        ms(10),
-    ));
-    logger.record(QueryEvent::new(
-        "select * from students where id = 2",
-        ms(30),
-    ));
-    logger.record(QueryEvent::new(
-        "INSERT INTO vaccinations (student_id, dose) VALUES (1, 'x')",
-        ms(20),
-    ));
-    logger.record(QueryEvent::new("SELECT 1", ms(1)));
+    record_all(
+        &logger,
+        &[
+            ("SELECT * FROM students WHERE id = 1", 10),
+            ("select * from students where id = 2", 30),
+            (
+                "INSERT INTO vaccinations (student_id, dose) VALUES (1, 'x')",
+                20,
+            ),
+            ("SELECT 1", 1),
+        ],
+    );
     let s = logger.statistics();
     assert_eq!(s.total_queries, 4);
     assert_eq!(s.slow_queries, 0);
@@ -124,19 +130,15 @@ fn slow_tiers_reach_the_sink_and_the_history() {
         .build()
         .unwrap();
     let logger = QueryLogger::with_sink(config, sink.clone());
-    logger.record(QueryEvent::new(
-        "SELECT * FROM students WHERE id = 1",
-        ms(99),
-    ));
-    logger.record(QueryEvent::new(
-        "SELECT * FROM students WHERE id = 2",
-        ms(100),
-    ));
-    logger.record(QueryEvent::new(
-        "SELECT * FROM students WHERE id = 3",
-        ms(500),
-    ));
-    logger.record(QueryEvent::new("SELECT * FROM staff WHERE id = 4", ms(200)));
+    record_all(
+        &logger,
+        &[
+            ("SELECT * FROM students WHERE id = 1", 99),
+            ("SELECT * FROM students WHERE id = 2", 100),
+            ("SELECT * FROM students WHERE id = 3", 500),
+            ("SELECT * FROM staff WHERE id = 4", 200),
+        ],
+    );
     let alerts = sink.0.lock().unwrap();
     let tiers: Vec<_> = alerts.iter().map(|q| q.tier).collect();
     assert_eq!(
@@ -248,14 +250,13 @@ fn scope_guard_finds_n_plus_one() {
 #[test]
 fn report_text_and_json() {
     let logger = QueryLogger::new(LoggerConfig::default());
-    logger.record(QueryEvent::new(
-        "SELECT * FROM students WHERE id = 1",
-        ms(3456),
-    ));
-    logger.record(QueryEvent::new(
-        "SELECT * FROM students WHERE id = 2",
-        ms(10),
-    ));
+    record_all(
+        &logger,
+        &[
+            ("SELECT * FROM students WHERE id = 1", 3456),
+            ("SELECT * FROM students WHERE id = 2", 10),
+        ],
+    );
     let report = logger.report();
     let text = report.to_text();
     assert!(

@@ -24,6 +24,13 @@ fn logger() -> QueryLogger {
     QueryLogger::new(LoggerConfig::default())
 }
 
+/// The scope and count of the logger's one N+1 finding, after checking there is one only.
+fn only_finding(logger: &QueryLogger) -> (String, u64) {
+    let findings = logger.n_plus_one_findings();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    (findings[0].scope.clone(), findings[0].count)
+}
+
 /// What the `fmt` layer writes, kept for the test to read.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -237,12 +244,7 @@ async fn two_concurrent_scopes_do_not_mix_their_counts() {
     let (a, b) = (run("job A", 5), run("job B", 4));
     a.await.unwrap();
     b.await.unwrap();
-    let findings = logger.n_plus_one_findings();
-    assert_eq!(findings.len(), 1, "{findings:#?}");
-    assert_eq!(
-        (findings[0].scope.as_str(), findings[0].count),
-        ("job A", 5)
-    );
+    assert_eq!(only_finding(&logger), ("job A".to_owned(), 5));
 }
 
 #[tokio::test]
@@ -296,12 +298,7 @@ async fn scopes_nest_and_a_statement_counts_in_the_innermost() {
                 .await;
         })
         .await;
-    let findings = logger.n_plus_one_findings();
-    assert_eq!(findings.len(), 1, "{findings:#?}");
-    assert_eq!(
-        (findings[0].scope.as_str(), findings[0].count),
-        ("job inner", 5)
-    );
+    assert_eq!(only_finding(&logger), ("job inner".to_owned(), 5));
 }
 
 #[tokio::test]
