@@ -80,6 +80,17 @@ macro_rules! shapes {
 
         use crate::{ok, wait_until, Fixture, TestResult, LEAK};
 
+        /// `INSERT INTO doses (id) VALUES ({id})`, the text the observer is expected to see.
+        async fn insert<'e>(
+            db: impl sqlx::Executor<'e, Database = DB>,
+            id: i32,
+        ) -> Result<(), sqlx::Error> {
+            sqlx::query(&format!("INSERT INTO doses (id) VALUES ({id})"))
+                .execute(db)
+                .await?;
+            Ok(())
+        }
+
         async fn count(pool: &MonitoredPool<DB>) -> Result<usize, sqlx::Error> {
             Ok(sqlx::query("SELECT id FROM doses")
                 .fetch_all(pool)
@@ -96,12 +107,8 @@ macro_rules! shapes {
             f: Fixture<DB>,
         ) -> TestResult {
             let mut tx = f.pool.begin().await?;
-            sqlx::query("INSERT INTO doses (id) VALUES (1)")
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("INSERT INTO doses (id) VALUES (2)")
-                .execute(&mut *tx)
-                .await?;
+            insert(&mut *tx, 1).await?;
+            insert(&mut *tx, 2).await?;
             let rows = sqlx::query("SELECT id FROM doses ORDER BY id")
                 .fetch_all(&mut *tx)
                 .await?;
@@ -125,9 +132,7 @@ macro_rules! shapes {
             f: Fixture<DB>,
         ) -> TestResult {
             let mut tx = f.pool.begin().await?;
-            sqlx::query("INSERT INTO doses (id) VALUES (1)")
-                .execute(&mut *tx)
-                .await?;
+            insert(&mut *tx, 1).await?;
             tx.rollback().await?;
             assert_eq!(
                 f.seen.take(),
@@ -144,9 +149,7 @@ macro_rules! shapes {
         pub(super) async fn a_dropped_transaction_is_rolled_back(f: Fixture<DB>) -> TestResult {
             // Its own connection: the ROLLBACK runs when the pool takes the connection back.
             let mut tx = f.pool.begin().await?;
-            sqlx::query("INSERT INTO doses (id) VALUES (1)")
-                .execute(&mut *tx)
-                .await?;
+            insert(&mut *tx, 1).await?;
             drop(tx);
             assert_eq!(
                 f.seen.take(),
@@ -163,9 +166,7 @@ macro_rules! shapes {
             // On a borrowed connection: the ROLLBACK runs before its next statement.
             let mut conn = f.pool.acquire().await?;
             let mut tx = conn.begin().await?;
-            sqlx::query("INSERT INTO doses (id) VALUES (2)")
-                .execute(&mut *tx)
-                .await?;
+            insert(&mut *tx, 2).await?;
             drop(tx);
             let rows = sqlx::query("SELECT id FROM doses")
                 .fetch_all(&mut *conn)
@@ -215,9 +216,7 @@ macro_rules! shapes {
             A: Acquire<'a, Database = DB>,
         {
             let mut tx = db.begin().await?;
-            sqlx::query(&format!("INSERT INTO doses (id) VALUES ({id})"))
-                .execute(&mut *tx)
-                .await?;
+            insert(&mut *tx, id).await?;
             let n = sqlx::query("SELECT id FROM doses")
                 .fetch_all(&mut *tx)
                 .await?
@@ -276,14 +275,10 @@ macro_rules! shapes {
         ) -> TestResult {
             let mut tx = f.pool.begin().await?;
             let mut inner = tx.begin().await?;
-            sqlx::query("INSERT INTO doses (id) VALUES (1)")
-                .execute(&mut *inner)
-                .await?;
+            insert(&mut *inner, 1).await?;
             inner.rollback().await?;
             let mut inner = tx.begin().await?;
-            sqlx::query("INSERT INTO doses (id) VALUES (2)")
-                .execute(&mut *inner)
-                .await?;
+            insert(&mut *inner, 2).await?;
             inner.commit().await?;
             tx.commit().await?;
             assert_eq!(
