@@ -6,6 +6,7 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use sqlx::{Database, TransactionManager};
 
 use crate::connection::ObservedConnection;
@@ -99,26 +100,30 @@ impl<'c, DB: Database> MonitoredTransaction<'c, DB> {
     ///
     /// # Errors
     /// The error of `COMMIT`; the transaction is then rolled back when dropped.
-    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        let (raw, reporter) = self.conn.split();
-        let sql = commit_sql(DB::TransactionManager::get_transaction_depth(raw));
-        let started = Instant::now();
-        let result = DB::TransactionManager::commit(raw).await;
-        reporter.observe(&sql, started.elapsed(), 0, result.as_ref().err());
-        result?;
-        self.open = false;
-        Ok(())
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.end(commit_sql, DB::TransactionManager::commit).await
     }
 
     /// Rolls the transaction back (or back to the savepoint); reported as `ROLLBACK`.
     ///
     /// # Errors
     /// The error of `ROLLBACK`.
-    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.end(rollback_sql, DB::TransactionManager::rollback)
+            .await
+    }
+
+    /// Ends the transaction with `end` (the driver's commit or rollback), reported as the
+    /// statement `sql_at` names for the transaction's depth.
+    async fn end<S, E>(mut self, sql_at: S, end: E) -> Result<(), sqlx::Error>
+    where
+        S: FnOnce(usize) -> Cow<'static, str>,
+        E: for<'x> FnOnce(&'x mut DB::Connection) -> BoxFuture<'x, Result<(), sqlx::Error>>,
+    {
         let (raw, reporter) = self.conn.split();
-        let sql = rollback_sql(DB::TransactionManager::get_transaction_depth(raw));
+        let sql = sql_at(DB::TransactionManager::get_transaction_depth(raw));
         let started = Instant::now();
-        let result = DB::TransactionManager::rollback(raw).await;
+        let result = end(raw).await;
         reporter.observe(&sql, started.elapsed(), 0, result.as_ref().err());
         result?;
         self.open = false;
