@@ -30,6 +30,15 @@ fn round_ms(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// The mean of `count` durations totalling `total_us`, in ms to three decimals; 0 for none.
+fn avg_ms(total_us: u64, count: u64) -> f64 {
+    if count == 0 {
+        0.0
+    } else {
+        round_ms(total_us as f64 / count as f64 / 1000.0)
+    }
+}
+
 /// One query as the store counts it; everything in it is already sanitised or scrubbed,
 /// except the model and operation a caller gave, which are scrubbed here if kept.
 pub(crate) struct Sample<'a> {
@@ -84,11 +93,7 @@ impl Entry {
             count: self.count,
             errors: self.errors,
             rows: self.rows,
-            avg_ms: if self.count == 0 {
-                0.0
-            } else {
-                round_ms(self.total_us as f64 / self.count as f64 / 1000.0)
-            },
+            avg_ms: avg_ms(self.total_us, self.count),
             min_ms: self.min_us as f64 / 1000.0,
             max_ms: self.max_ms(),
             p50_ms: q(0.50),
@@ -242,11 +247,7 @@ impl Stats {
             slow_queries: self.slow,
             critical_queries: self.critical,
             failed_queries: self.errors,
-            avg_duration_ms: if self.total == 0 {
-                0.0
-            } else {
-                round_ms(self.total_us as f64 / self.total as f64 / 1000.0)
-            },
+            avg_duration_ms: avg_ms(self.total_us, self.total),
             min_duration_ms: self.min_us.unwrap_or(0) as f64 / 1000.0,
             max_duration_ms: self.max_us as f64 / 1000.0,
             queries_by_model: self

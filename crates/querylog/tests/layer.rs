@@ -49,6 +49,18 @@ fn sqlx_event(sql: &str, rows_returned: u64, secs: f64) {
     );
 }
 
+/// `n` sqlx events of one lookup, `SELECT * FROM allergies WHERE {column} = {id}` for ids
+/// from 0: one fingerprint, a different literal each time.
+fn allergy_lookups(column: &str, n: u32) {
+    for id in 0..n {
+        sqlx_event(
+            &format!("SELECT * FROM allergies WHERE {column} = {id}"),
+            1,
+            0.001,
+        );
+    }
+}
+
 #[test]
 fn sqlx_events_become_sanitised_logger_events() {
     let logger = QueryLogger::new(LoggerConfig::default());
@@ -83,13 +95,7 @@ fn root_span_is_an_n_plus_one_scope() {
         let _enter = request.enter();
         let inner = tracing::info_span!("load_allergies");
         let _inner = inner.enter();
-        for id in 0..6 {
-            sqlx_event(
-                &format!("SELECT * FROM allergies WHERE student_id = {id}"),
-                1,
-                0.001,
-            );
-        }
+        allergy_lookups("student_id", 6);
     });
     let findings = logger.n_plus_one_findings();
     assert_eq!(findings.len(), 1);
@@ -105,13 +111,7 @@ fn named_scope_spans_and_off() {
         for _ in 0..2 {
             let batch = tracing::info_span!("batch");
             let _e = batch.enter();
-            for id in 0..3 {
-                sqlx_event(
-                    &format!("SELECT * FROM allergies WHERE id = {id}"),
-                    1,
-                    0.001,
-                );
-            }
+            allergy_lookups("id", 3);
         }
     });
     assert!(
@@ -124,13 +124,7 @@ fn named_scope_spans_and_off() {
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         let span = tracing::info_span!("request");
         let _e = span.enter();
-        for id in 0..9 {
-            sqlx_event(
-                &format!("SELECT * FROM allergies WHERE id = {id}"),
-                1,
-                0.001,
-            );
-        }
+        allergy_lookups("id", 9);
     });
     assert!(logger.n_plus_one_findings().is_empty());
 }
