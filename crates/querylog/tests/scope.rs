@@ -20,6 +20,13 @@ fn lookup(logger: &QueryLogger, id: u32) {
     logger.record(QueryEvent::new(&sql, Duration::from_millis(1)));
 }
 
+/// [`lookup`] for each id of `ids`, one after another.
+fn lookups(logger: &QueryLogger, ids: std::ops::Range<u32>) {
+    for id in ids {
+        lookup(logger, id);
+    }
+}
+
 fn logger() -> QueryLogger {
     QueryLogger::new(LoggerConfig::default())
 }
@@ -141,9 +148,7 @@ async fn four_identical_stay_under_the_threshold_of_five() {
     assert_eq!(logger.config().n_plus_one_threshold(), 5);
     logger
         .in_scope(ROUTE, async {
-            for id in 0..4 {
-                lookup(&logger, id);
-            }
+            lookups(&logger, 0..4);
         })
         .await;
     assert!(logger.n_plus_one_findings().is_empty());
@@ -272,9 +277,7 @@ async fn another_loggers_scope_does_not_count_this_loggers_statements() {
     let (mine, other) = (logger(), logger());
     other
         .in_scope(ROUTE, async {
-            for id in 0..6 {
-                lookup(&mine, id);
-            }
+            lookups(&mine, 0..6);
         })
         .await;
     assert!(other.n_plus_one_findings().is_empty());
@@ -286,14 +289,10 @@ async fn scopes_nest_and_a_statement_counts_in_the_innermost() {
     let logger = logger();
     logger
         .in_scope("job outer", async {
-            for id in 0..3 {
-                lookup(&logger, id);
-            }
+            lookups(&logger, 0..3);
             logger
                 .in_scope("job inner", async {
-                    for id in 0..5 {
-                        lookup(&logger, id);
-                    }
+                    lookups(&logger, 0..5);
                 })
                 .await;
         })
@@ -308,9 +307,7 @@ async fn the_guard_runs_futures_and_records_once_each() {
         let guard = logger.scope("GET /students/12345");
         guard
             .run(async {
-                for id in 0..3 {
-                    lookup(&logger, id);
-                }
+                lookups(&logger, 0..3);
             })
             .await;
         // Through the guard inside its own scope: counted once, not twice.
@@ -341,9 +338,7 @@ async fn the_guard_runs_futures_and_records_once_each() {
 fn the_synchronous_form_needs_no_runtime() {
     let logger = logger();
     logger.in_scope_sync("import vaccinations.csv", || {
-        for id in 0..5 {
-            lookup(&logger, id);
-        }
+        lookups(&logger, 0..5);
     });
     assert_eq!(logger.n_plus_one_findings()[0].count, 5);
 }
