@@ -20,6 +20,20 @@ mod common;
 
 use common::{config, wait_until, Seen, TestResult};
 
+/// A monitored pool of at most `max` connections on the test's database, after running
+/// `statements` on it (through the handle, as the test's own statements run).
+async fn monitored_after(
+    max: u32,
+    opts: PgConnectOptions,
+    statements: &[&str],
+) -> Result<MonitoredPool<sqlx::Postgres>, Box<dyn std::error::Error>> {
+    let pool = MonitoredPool::new(config(max).connect_postgres_with(opts).await?);
+    for sql in statements {
+        sqlx::query(sql).execute(&pool).await?;
+    }
+    Ok(pool)
+}
+
 #[derive(Default)]
 struct Collect(Mutex<Vec<PoolAlert>>);
 
@@ -302,13 +316,15 @@ async fn a_serialization_failure_is_retried_and_succeeds(
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) -> TestResult {
-    let pool = MonitoredPool::new(config(3).connect_postgres_with(opts).await?);
-    sqlx::query("CREATE TABLE doses (id int PRIMARY KEY, mg int NOT NULL)")
-        .execute(&pool)
-        .await?;
-    sqlx::query("INSERT INTO doses VALUES (1, 10), (2, 20)")
-        .execute(&pool)
-        .await?;
+    let pool = monitored_after(
+        3,
+        opts,
+        &[
+            "CREATE TABLE doses (id int PRIMARY KEY, mg int NOT NULL)",
+            "INSERT INTO doses VALUES (1, 10), (2, 20)",
+        ],
+    )
+    .await?;
     let policy = RetryPolicy::new(3).base_delay(Duration::from_millis(5));
     let attempts = AtomicU32::new(0);
     let failures = Mutex::new(Vec::new());
@@ -370,13 +386,15 @@ async fn syntax_errors_and_unique_violations_come_back_untried(
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) -> TestResult {
-    let pool = MonitoredPool::new(config(2).connect_postgres_with(opts).await?);
-    sqlx::query("CREATE TABLE students (id int PRIMARY KEY)")
-        .execute(&pool)
-        .await?;
-    sqlx::query("INSERT INTO students VALUES (1)")
-        .execute(&pool)
-        .await?;
+    let pool = monitored_after(
+        2,
+        opts,
+        &[
+            "CREATE TABLE students (id int PRIMARY KEY)",
+            "INSERT INTO students VALUES (1)",
+        ],
+    )
+    .await?;
     let policy = RetryPolicy::new(5).base_delay(Duration::from_millis(1));
     for (sql, code) in [
         ("SELEC 1", "42601"),
