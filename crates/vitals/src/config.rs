@@ -134,19 +134,19 @@ impl Config {
                 cache,
                 import,
             }),
-            (pool, querylog, cache, import, own) => Err(ConfigError::new(
-                [
+            (pool, querylog, cache, import, own) => {
+                let errors = [
                     pool.err(),
                     querylog.err(),
                     cache.err(),
                     import.err(),
                     own.err(),
-                ]
-                .into_iter()
-                .flatten()
-                .flat_map(ConfigError::into_problems)
-                .collect(),
-            )),
+                ];
+                // At least one is an error (the arm above took all-`Ok`), so `merge` finds
+                // problems; the empty error is unreachable, not a silent success.
+                Err(ConfigError::merge(errors.into_iter().flatten())
+                    .unwrap_or_else(|| ConfigError::new(Vec::new())))
+            }
         }
     }
 }

@@ -32,9 +32,10 @@ pub enum Error {
     /// The configuration has bad values.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The pool could not be opened or used.
-    #[error(transparent)]
-    Pool(#[from] vitals_pool::PoolError),
+    /// The pool could not be opened or used. Its text is scrubbed: sqlx's messages may quote
+    /// a value.
+    #[error("{}", scrubbed(.0))]
+    Pool(vitals_pool::PoolError),
     /// The database could not be reached at start, after the retry policy's attempts.
     #[error("cannot reach the database at {url} after {attempts} attempt(s): {reason}")]
     Unreachable {
@@ -51,11 +52,12 @@ pub enum Error {
     /// A query failed: its kind, SQLSTATE and constraint, and a message scrubbed of PHI.
     #[error("database error: {0}")]
     Database(DatabaseError),
-    /// The cache could not be built.
-    #[error(transparent)]
+    /// The cache could not be built. Its text is scrubbed: serde's messages quote the value.
+    #[error("{}", scrubbed(.0))]
     Cache(#[from] vitals_cache::CacheError),
-    /// An import failed as a whole.
-    #[error(transparent)]
+    /// An import failed as a whole. Its text is scrubbed: a database error inside it carries
+    /// sqlx's text.
+    #[error("{}", scrubbed(.0))]
     Import(#[from] vitals_import::ImportError),
     /// The operation needs the other database engine.
     #[error("this operation needs {needed}, but vitals runs on {actual}")]
@@ -65,6 +67,13 @@ pub enum Error {
         /// The engine configured.
         actual: crate::Engine,
     },
+}
+
+/// The Display text of an error from another crate, through the PHI scrubber: every
+/// `vitals::Error` that reaches a log or a response says no value, whichever crate it came
+/// from. (The source chain keeps the original for matching.)
+fn scrubbed(err: &impl std::fmt::Display) -> String {
+    vitals_querylog::scrub_text(&err.to_string())
 }
 
 /// What kind of database failure an [`Error`] is: sqlx's
@@ -282,6 +291,20 @@ impl Error {
     #[must_use]
     pub fn is_retryable(&self) -> bool {
         self.kind().is_some_and(DbErrorKind::is_retryable)
+    }
+}
+
+impl From<vitals_pool::PoolError> for Error {
+    /// A statement the server refused (`PoolError::Sqlx` with a database error, as a failed
+    /// `BEGIN` gives) becomes [`Error::Database`], so its SQLSTATE and constraint reach
+    /// [`Error::code`] and the HTTP reply; every other pool error stays [`Error::Pool`].
+    fn from(err: vitals_pool::PoolError) -> Self {
+        match &err {
+            vitals_pool::PoolError::Sqlx(e) if e.as_database_error().is_some() => {
+                Error::database(e)
+            }
+            _ => Error::Pool(err),
+        }
     }
 }
 

@@ -60,11 +60,8 @@ fn is_data_exception(code: &str) -> bool {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = status(&self);
-        let error = match &self {
-            // The pool's errors carry sqlx's text unscrubbed.
-            Error::Pool(_) => vitals_querylog::scrub_text(&self.to_string()),
-            _ => self.to_string(),
-        };
+        // Every variant's text is already scrubbed (`Error`'s Display).
+        let error = self.to_string();
         let body = Body {
             error,
             code: self.code(),

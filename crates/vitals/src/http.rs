@@ -252,6 +252,18 @@ pub fn prometheus_text(vitals: &Vitals) -> String {
         "1 when Redis is configured and connected.",
         &[("", if c.redis_connected { 1.0 } else { 0.0 })],
     );
+    metric(
+        "vitals_cache_redis_plaintext_refused",
+        "gauge",
+        "1 when values are kept out of Redis: no CACHE_ENCRYPTION_KEY and no CACHE_ALLOW_PLAINTEXT.",
+        &[("", if c.redis_plaintext_refused { 1.0 } else { 0.0 })],
+    );
+    metric(
+        "vitals_cache_redis_refused_writes_total",
+        "counter",
+        "Writes whose value was kept out of Redis for want of an encryption key.",
+        &[("", c.redis_refused_writes as f64)],
+    );
     if let Some(bytes) = c.redis_used_memory {
         metric(
             "vitals_cache_redis_used_memory_bytes",

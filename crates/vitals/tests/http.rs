@@ -272,3 +272,46 @@ async fn two_hundred_concurrent_requests_on_loopback_all_succeed(pool: PgPool) {
     server.abort();
     vitals.shutdown().await;
 }
+
+/// With Redis and no encryption key, `/metrics` says values are kept out of Redis (PHI never
+/// in the clear) and counts the writes refused; with a key, neither.
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn metrics_say_when_values_are_kept_out_of_redis(pool: PgPool) {
+    let mut config = common::redis_config("http-plaintext");
+    config.cache = config.cache.with_encryption(None);
+    let plain = common::vitals_on_postgres(config, pool.clone(), None).await;
+    let encrypted =
+        common::vitals_on_postgres(common::redis_config("http-encrypted"), pool, None).await;
+    for vitals in [&plain, &encrypted] {
+        vitals
+            .cache()
+            .set(
+                "probe",
+                "synthetic",
+                std::time::Duration::from_secs(30),
+                &[],
+            )
+            .await
+            .unwrap();
+    }
+    let text = vitals::http::prometheus_text(&plain);
+    assert!(
+        text.contains("vitals_cache_redis_plaintext_refused 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("vitals_cache_redis_refused_writes_total 1"),
+        "{text}"
+    );
+    let text = vitals::http::prometheus_text(&encrypted);
+    assert!(
+        text.contains("vitals_cache_redis_plaintext_refused 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("vitals_cache_redis_refused_writes_total 0"),
+        "{text}"
+    );
+    // One pool behind both: shut down once.
+    plain.shutdown().await;
+}
