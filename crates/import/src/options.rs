@@ -2,6 +2,7 @@
 //! and the [`Progress`] it reports after every chunk.
 
 use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use vitals_env::{ConfigError, Env};
@@ -113,39 +114,33 @@ impl ImportOptions {
     pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut env = Env::new("import", &lookup);
         let mut options = Self::new();
-        if let Some(n) = whole(
-            &mut env,
-            &lookup,
+        // The crate's own wording of what is expected, through `Env::parse`, which reads a
+        // blank variable as unset like every other crate's.
+        if let Some(n) = env.parse(
             "VITALS_IMPORT_CHUNK_SIZE",
-            1,
             "a whole number of rows above 0",
+            at_least(1),
         ) {
             options.chunk_size = n;
         }
-        if let Some(n) = whole(
-            &mut env,
-            &lookup,
+        if let Some(n) = env.parse(
             "VITALS_IMPORT_MAX_ERRORS",
-            0,
             "a whole number of rejected rows",
+            at_least(0),
         ) {
             options.max_errors = Some(n);
         }
-        if let Some(n) = whole(
-            &mut env,
-            &lookup,
+        if let Some(n) = env.parse(
             "VITALS_IMPORT_WORKERS",
-            1,
             "a whole number of connections above 0",
+            at_least(1),
         ) {
             options.workers = n;
         }
-        if let Some(n) = whole(
-            &mut env,
-            &lookup,
+        if let Some(n) = env.parse(
             "VITALS_IMPORT_MAX_LISTED",
-            0,
             "a whole number of report entries",
+            at_least(0),
         ) {
             options.max_listed = n;
         }
@@ -206,29 +201,9 @@ impl ImportOptions {
     }
 }
 
-/// The whole number of at least `min` that `name` holds, `expected` naming what it counts.
-///
-/// Unlike [`Env::whole`], a variable set to blanks is refused rather than read as unset: this
-/// crate always refused it (the facade's own lookup drops blank values before they get here).
-fn whole<T>(
-    env: &mut Env<'_>,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    name: &str,
-    min: T,
-    expected: &str,
-) -> Option<T>
-where
-    T: std::str::FromStr + PartialOrd,
-{
-    if !env.is_set(name) {
-        if let Some(blank) = lookup(name) {
-            env.problem(name, &blank, expected);
-        }
-        return None;
-    }
-    env.parse(name, expected, |v| {
-        v.parse::<T>().ok().filter(|n| *n >= min)
-    })
+/// A parser of whole numbers of at least `min`, for [`Env::parse`].
+fn at_least<T: FromStr + PartialOrd>(min: T) -> impl FnOnce(&str) -> Option<T> {
+    move |v| v.parse::<T>().ok().filter(|n| *n >= min)
 }
 
 #[cfg(test)]
@@ -251,7 +226,7 @@ mod tests {
             ImportOptions::from_env_with(env(&[])).unwrap().workers,
             DEFAULT_WORKERS
         );
-        for bad in ["0", "-1", "two", ""] {
+        for bad in ["0", "-1", "two"] {
             let e = ImportOptions::from_env_with(env(&[
                 ("VITALS_IMPORT_WORKERS", bad),
                 ("VITALS_IMPORT_CHUNK_SIZE", "0"),
@@ -263,6 +238,35 @@ mod tests {
                     .iter()
                     .any(|p| p.to_string().starts_with("VITALS_IMPORT_WORKERS=")),
                 "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_blank_variable_reads_as_unset_like_every_other_crate() {
+        for blank in ["", "  "] {
+            let e = ImportOptions::from_env_with(env(&[
+                ("VITALS_IMPORT_WORKERS", blank),
+                ("VITALS_IMPORT_CHUNK_SIZE", "0"),
+            ]))
+            .unwrap_err();
+            assert_eq!(e.problems().len(), 1, "{e}");
+            assert_eq!(e.problems()[0].variable, "VITALS_IMPORT_CHUNK_SIZE", "{e}");
+            let o = ImportOptions::from_env_with(env(&[
+                ("VITALS_IMPORT_WORKERS", blank),
+                ("VITALS_IMPORT_CHUNK_SIZE", blank),
+                ("VITALS_IMPORT_MAX_ERRORS", blank),
+                ("VITALS_IMPORT_MAX_LISTED", blank),
+            ]))
+            .unwrap();
+            assert_eq!(
+                (o.workers, o.chunk_size, o.max_errors, o.max_listed),
+                (
+                    DEFAULT_WORKERS,
+                    DEFAULT_CHUNK_SIZE,
+                    None,
+                    DEFAULT_MAX_LISTED
+                )
             );
         }
     }
