@@ -2,12 +2,14 @@
 
 use std::time::Duration;
 
-use crate::classify::is_transient;
+use crate::classify::{error_kind, is_transient};
 
 /// What can go wrong when connecting or acquiring through this crate.
 ///
 /// Messages never contain a password: URLs are masked with [`mask_url`](crate::mask_url)
-/// before they are stored.
+/// before they are stored. [`Acquire`](Self::Acquire) and [`Sqlx`](Self::Sqlx) show the kind
+/// of the error (and its SQLSTATE), never the server's text, which may quote a value; the
+/// sqlx error itself stays the [`source`](std::error::Error::source) for matching.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PoolError {
@@ -36,10 +38,10 @@ pub enum PoolError {
         waited: Duration,
     },
     /// Acquiring a connection failed for another reason (connect error, pool closed).
-    #[error("cannot acquire a connection: {0}")]
+    #[error("cannot acquire a connection: {}", error_kind(.0))]
     Acquire(#[source] sqlx::Error),
     /// A statement or transaction failed.
-    #[error(transparent)]
+    #[error("{}", statement_failure(.0))]
     Sqlx(#[from] sqlx::Error),
     /// A file or directory for an embedded SQLite database could not be created.
     #[error("cannot create the directory of sqlite database {path}: {source}")]
@@ -77,9 +79,34 @@ impl PoolError {
     }
 }
 
+/// `database error: sqlstate 23505` for an error the server returned, else `database error:`
+/// and the kind (`io: ConnectionReset`): no message, which may quote a value.
+fn statement_failure(e: &sqlx::Error) -> String {
+    match e.as_database_error().and_then(|d| d.code()) {
+        Some(code) => format!("database error: sqlstate {code}"),
+        None => format!("database error: {}", error_kind(e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acquire_and_sqlx_show_the_kind_not_the_message() {
+        let acquire = PoolError::Acquire(sqlx::Error::Protocol("value 'Ann Lee' quoted".into()));
+        assert_eq!(
+            acquire.to_string(),
+            "cannot acquire a connection: protocol error"
+        );
+        assert!(std::error::Error::source(&acquire).is_some());
+        let io = PoolError::from(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "peer 10.0.0.7 said secret",
+        )));
+        assert_eq!(io.to_string(), "database error: io: ConnectionReset");
+        assert!(matches!(io, PoolError::Sqlx(sqlx::Error::Io(_))));
+    }
 
     #[test]
     fn pool_error_is_send_sync() {

@@ -416,6 +416,31 @@ async fn syntax_errors_and_unique_violations_come_back_untried(
 }
 
 #[sqlx::test]
+async fn a_refused_statement_shows_its_sqlstate_not_the_quoted_value(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) -> TestResult {
+    let pool = monitored_after(1, opts, &[]).await?;
+    let run = async {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT 'Ann Lee'::int")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok::<_, PoolError>(())
+    };
+    let err = run.await.unwrap_err();
+    assert_eq!(err.to_string(), "database error: sqlstate 22P02");
+    let source = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(
+        source.is_some_and(|s| s.contains("Ann Lee")),
+        "the server's text stays in the source, for matching"
+    );
+    assert!(matches!(&err, PoolError::Sqlx(e) if e.as_database_error().is_some()));
+    Ok(())
+}
+
+#[sqlx::test]
 async fn the_executor_reports_every_statement_to_the_observer(
     _: PgPoolOptions,
     opts: PgConnectOptions,
