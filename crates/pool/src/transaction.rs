@@ -96,18 +96,21 @@ impl<'c, DB: Database> MonitoredTransaction<'c, DB> {
         MonitoredTransaction::begin_borrowed(&mut self.conn).await
     }
 
-    /// Commits the transaction (or releases the savepoint); reported as `COMMIT`.
+    /// Commits the transaction (or releases the savepoint); reported as `COMMIT`, or for a
+    /// savepoint as `RELEASE SAVEPOINT _sqlx_savepoint_N`.
     ///
     /// # Errors
-    /// The error of `COMMIT`; the transaction is then rolled back when dropped.
+    /// The error of `COMMIT` (or `RELEASE SAVEPOINT`); the transaction is then rolled back
+    /// when dropped.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.end(commit_sql, DB::TransactionManager::commit).await
     }
 
-    /// Rolls the transaction back (or back to the savepoint); reported as `ROLLBACK`.
+    /// Rolls the transaction back (or back to the savepoint); reported as `ROLLBACK`, or for
+    /// a savepoint as `ROLLBACK TO SAVEPOINT _sqlx_savepoint_N`.
     ///
     /// # Errors
-    /// The error of `ROLLBACK`.
+    /// The error of `ROLLBACK` (or `ROLLBACK TO SAVEPOINT`).
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
         self.end(rollback_sql, DB::TransactionManager::rollback)
             .await
