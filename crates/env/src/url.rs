@@ -11,6 +11,12 @@ const SECRET_PARAMS: [&str; 4] = ["password", "sslpassword", "pass", "pwd"];
 /// other parameters stay, so an operator can tell which server is meant. Text that is not a
 /// URL comes back as it is.
 ///
+/// The user information ends at the last `@` after `://`, so a password written without
+/// percent-encoding is masked whole even when it holds `/`, `?`, `#` or `@`
+/// (`postgres://app:pa/ss@db/x`). A URL without user information but with an `@` further on
+/// (in its path or query) may then be masked from its first `:` to that `@`: more than needed,
+/// never less.
+///
 /// ```
 /// use vitals_env::mask_url;
 /// assert_eq!(mask_url("postgres://app:s3cr@t@db:5432/x"), "postgres://app:***@db:5432/x");
@@ -22,10 +28,10 @@ pub fn mask_url(url: &str) -> String {
     if let Some(scheme_end) = out.find("://") {
         let auth_start = scheme_end + 3;
         let rest = &out[auth_start..];
-        let auth_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let authority = &rest[..auth_len];
-        if let Some(at) = authority.rfind('@') {
-            if let Some(colon) = authority[..at].find(':') {
+        // The last `@`, not the first `/`, `?` or `#`, ends the user information: those may
+        // stand unencoded in a password.
+        if let Some(at) = rest.rfind('@') {
+            if let Some(colon) = rest[..at].find(':') {
                 out.replace_range(auth_start + colon + 1..auth_start + at, "***");
             }
         }
@@ -117,6 +123,21 @@ mod tests {
                 "rediss://h/0?PASSWORD=***#frag",
             ),
             ("not a url", "not a url"),
+            ("postgres://app:pa/ss@db/x", "postgres://app:***@db/x"),
+            ("redis://:p?w@h/0", "redis://:***@h/0"),
+            (
+                "postgres://app:p#w@db:5432/x",
+                "postgres://app:***@db:5432/x",
+            ),
+            (
+                "postgres://app:p@s/s@db/x?sslmode=require",
+                "postgres://app:***@db/x?sslmode=require",
+            ),
+            (
+                "redis://:a@b?c#d/e@h:1/0?password=pw",
+                "redis://:***@h:1/0?password=***",
+            ),
+            ("sqlite://data/a@b.db", "sqlite://data/a@b.db"),
         ] {
             assert_eq!(mask_url(url), masked);
         }
