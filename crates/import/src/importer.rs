@@ -16,7 +16,7 @@ use crate::reader::{self, Msg, ReadTask};
 use crate::report::{ImportReport, Warning};
 use crate::sink::Sink;
 use crate::source::{Source, TYPE_FIELD};
-use crate::spec::Registry;
+use crate::spec::{shown_name, Registry};
 use crate::state::State;
 use crate::writers::Writers;
 
@@ -189,7 +189,12 @@ impl Importer {
 impl Importer {
     /// A warning for each column of a CSV header that no record type it may hold has (the
     /// source's fixed type, or else any registered type): its values are ignored, which
-    /// the report says once, by name, never with a value.
+    /// the report says once, never with a value.
+    ///
+    /// The column is named by its cell only when [`shown_name`] shows it and the header
+    /// names at least one known column; else by its position (`column 3`, which no cell
+    /// shown can be). A file without a header row has its first data row read as the
+    /// header, and those cells (names, dates of birth) must not reach the report.
     fn unknown_columns(&self, source: &Source) -> Vec<Warning> {
         let Some(headers) = source.headers() else {
             return Vec::new();
@@ -206,15 +211,21 @@ impl Importer {
                         .any(|spec| spec.column_index(name).is_some()),
                 }
         };
+        // A header naming no known column is more likely a row of data.
+        let a_header = headers.iter().any(|h| known(h));
         let mut warnings = Vec::new();
         let mut unnamed = false;
-        for h in headers {
+        for (i, h) in headers.iter().enumerate() {
             if h.is_empty() {
                 unnamed = true;
             } else if !known(h) {
+                let field = match shown_name(h).filter(|_| a_header) {
+                    Some(name) => name.to_owned(),
+                    None => format!("column {}", i + 1),
+                };
                 warnings.push(Warning {
                     line: 1,
-                    field: Some(h.to_string()),
+                    field: Some(field),
                     reason: "unknown column: its values are ignored".to_owned(),
                 });
             }

@@ -447,6 +447,20 @@ impl RecordSpec {
     }
 }
 
+/// The longest header cell [`shown_name`] shows.
+const MAX_SHOWN_NAME: usize = 64;
+
+/// A CSV header cell as a report or an error may show it: only when it is spelt like a
+/// column a [`RecordSpec`] can declare (a lowercase identifier) and at most
+/// [`MAX_SHOWN_NAME`] bytes; else `None`, and the column is named by its position.
+///
+/// In a file without a header row the first data row is read as the header, so its cells
+/// may be names or dates of birth; a report shows no value. An identifier cannot be a date or
+/// a number (it begins with a letter or `_`), and a capitalised name is not one.
+pub(crate) fn shown_name(cell: &str) -> Option<&str> {
+    (cell.len() <= MAX_SHOWN_NAME && is_ident(cell)).then_some(cell)
+}
+
 fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
@@ -541,6 +555,30 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_header_cell_spelt_like_a_column_name_is_shown() {
+        for shown in ["id", "student_id", "_x", "icd10_code", &"a".repeat(64)] {
+            assert_eq!(shown_name(shown), Some(shown));
+        }
+        let long = "a".repeat(65);
+        for hidden in [
+            "Ann",
+            "Lee",
+            "SSN",
+            "2014-03-02",
+            "20140302",
+            "123",
+            "1e10",
+            "12.5",
+            "a b",
+            "née",
+            "",
+            &long,
+        ] {
+            assert_eq!(shown_name(hidden), None, "{hidden}");
+        }
+    }
 
     fn parent() -> RecordSpec {
         RecordSpec::new("parent", "parents")

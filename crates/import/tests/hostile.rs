@@ -314,6 +314,27 @@ async fn an_unknown_csv_column_is_a_warning_listed_once_without_its_values() {
 }
 
 #[tokio::test]
+async fn a_csv_without_a_header_row_gives_warnings_without_its_first_rows_values() {
+    let _serial = serial().await;
+    for first in ["Ann,Lee,2014-03-02", "ann,lee,x"] {
+        let (_dir, pool) = database().await;
+        let csv = format!("{first}\nBo,Kim,2015-04-03\n");
+        let source = from_text(csv, Format::Csv).with_type("vaccination");
+        let r = import(&pool, source, ImportOptions::new()).await;
+        let fields: Vec<_> = r.warnings.iter().map(|w| w.field.as_deref()).collect();
+        assert_eq!(
+            fields,
+            [Some("column 1"), Some("column 2"), Some("column 3")],
+            "{r:#?}"
+        );
+        let text = serde_json::to_string(&r.warnings).unwrap();
+        for value in first.split(',') {
+            assert!(!text.contains(value), "{value} in {text}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_truncated_json_array_or_data_after_it_is_a_warning_with_the_line() {
     let _serial = serial().await;
     let (_dir, pool) = database().await;
