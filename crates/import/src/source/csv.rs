@@ -5,7 +5,7 @@
 //! [`Item::Malformed`], so one huge field cannot exhaust memory and reading goes on with the
 //! next record (the parser keeps its quoting state, so it never loses its place).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::{self, Read};
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use csv_core::ReadRecordResult;
 
 use super::item::{Item, RawRecord, RawValue, MAX_RECORD_BYTES, TYPE_FIELD};
 use crate::error::ImportError;
+use crate::spec::shown_name;
 
 /// Most columns a header may have (its field ends are kept in memory).
 const MAX_COLUMNS: usize = 1 << 16;
@@ -91,14 +92,8 @@ impl<R: Read> Csv<R> {
         if headers.iter().all(|h| h.is_empty()) {
             return Err(ImportError::Format(format!("{what} has no CSV header row")));
         }
-        let mut seen = HashSet::new();
-        if let Some(twice) = headers
-            .iter()
-            .find(|h| !h.is_empty() && !seen.insert(Arc::clone(h)))
-        {
-            return Err(ImportError::Format(format!(
-                "{what}: column {twice:?} appears more than once in the CSV header"
-            )));
+        if let Some(e) = repeated_column(what, &headers) {
+            return Err(e);
         }
         csv.headers = headers;
         Ok(csv)
@@ -265,6 +260,30 @@ fn fields<'a>(text: &'a str, ends: &'a [usize]) -> impl Iterator<Item = &'a str>
     })
 }
 
+/// The error for the first header cell that repeats an earlier one, naming both positions
+/// (from 1) and the name only when [`shown_name`] shows it: in a file without a header row
+/// the cells are data.
+fn repeated_column(what: &str, headers: &[Arc<str>]) -> Option<ImportError> {
+    let mut first = HashMap::new();
+    for (j, h) in headers.iter().enumerate() {
+        if h.is_empty() {
+            continue;
+        }
+        if let Some(&i) = first.get(h) {
+            let (i, j) = (i + 1, j + 1);
+            return Some(ImportError::Format(match shown_name(h) {
+                Some(name) => format!(
+                    "{what}: column {name:?} appears more than once in the CSV header \
+                     (columns {i} and {j})"
+                ),
+                None => format!("{what}: columns {i} and {j} of the CSV header have the same name"),
+            }));
+        }
+        first.insert(Arc::clone(h), j);
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +313,27 @@ mod tests {
     fn csv_without_header_is_an_error() {
         let e = Csv::new(&b""[..], "input").err().unwrap();
         assert!(e.to_string().contains("no CSV header"), "{e}");
+    }
+
+    #[test]
+    fn a_repeated_cell_that_is_no_column_name_is_given_by_position_only() {
+        let e = Csv::new(&b"Lee,Lee,x\n1,2,3\n"[..], "input")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!e.contains("Lee"), "{e}");
+        assert!(
+            e.contains("columns 1 and 2 of the CSV header have the same name"),
+            "{e}"
+        );
+        let e = Csv::new(&b"id,id\n1,2\n"[..], "input")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("column \"id\" appears more than once in the CSV header (columns 1 and 2)"),
+            "{e}"
+        );
     }
 
     #[test]
