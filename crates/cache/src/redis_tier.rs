@@ -156,34 +156,68 @@ impl std::fmt::Debug for RedisTier {
     }
 }
 
+/// The CA file to trust: set, and the URL is a `rediss://` one.
+fn tls_ca(config: &CacheConfig) -> Option<&std::path::Path> {
+    let url = config.redis_url.as_deref()?;
+    let ca = config.redis_tls_ca.as_deref()?;
+    url.starts_with("rediss://").then_some(ca)
+}
+
+fn unreadable_ca(ca: &std::path::Path, e: &std::io::Error) -> ConfigError {
+    ConfigError::one(Problem::new(
+        "cache",
+        "REDIS_TLS_CA_FILE",
+        Some(ca.display().to_string()),
+        format!("a readable PEM file ({e})"),
+    ))
+}
+
 impl RedisTier {
-    /// A tier for `config.redis_url` (not yet connected).
+    /// A tier for `config.redis_url` (not yet connected). Reads the TLS CA file, if any, on
+    /// this thread: from async code, [`TieredCache::builder`](crate::TieredCache::builder)
+    /// reads it without blocking.
     ///
     /// # Errors
-    /// [`CacheError::Config`] if there is no Redis URL or it is invalid.
+    /// [`CacheError::Config`] if there is no Redis URL or it is invalid, or the CA file
+    /// cannot be read.
     pub fn new(config: &CacheConfig) -> Result<Self, CacheError> {
+        let pem = match tls_ca(config) {
+            Some(ca) => Some(std::fs::read(ca).map_err(|e| unreadable_ca(ca, &e))?),
+            None => None,
+        };
+        Self::with_ca_pem(config, pem)
+    }
+
+    /// As [`new`](Self::new), reading the CA file with `tokio::fs` so an async caller's
+    /// worker thread is not blocked on the disk.
+    pub(crate) async fn open(config: &CacheConfig) -> Result<Self, CacheError> {
+        let pem = match tls_ca(config) {
+            Some(ca) => Some(
+                tokio::fs::read(ca)
+                    .await
+                    .map_err(|e| unreadable_ca(ca, &e))?,
+            ),
+            None => None,
+        };
+        Self::with_ca_pem(config, pem)
+    }
+
+    /// The tier, trusting `ca_pem` (the contents of [`tls_ca`]'s file) when given.
+    fn with_ca_pem(config: &CacheConfig, ca_pem: Option<Vec<u8>>) -> Result<Self, CacheError> {
         let Some(url) = &config.redis_url else {
             let problem =
                 Problem::new("cache", "REDIS_URL", None, "a redis URL for the Redis tier");
             return Err(ConfigError::one(problem).into());
         };
-        let client = match &config.redis_tls_ca {
-            Some(ca) if url.starts_with("rediss://") => {
-                let pem = std::fs::read(ca).map_err(|e| {
-                    ConfigError::one(Problem::new(
-                        "cache",
-                        "REDIS_TLS_CA_FILE",
-                        Some(ca.display().to_string()),
-                        format!("a readable PEM file ({e})"),
-                    ))
-                })?;
+        let client = match ca_pem {
+            Some(pem) => {
                 let certs = redis::TlsCertificates {
                     client_tls: None,
                     root_cert: Some(pem),
                 };
                 redis::Client::build_with_tls(url.as_str(), certs)
             }
-            _ => redis::Client::open(url.as_str()),
+            None => redis::Client::open(url.as_str()),
         }
         .map_err(|e| {
             ConfigError::one(Problem::new(

@@ -84,7 +84,7 @@ impl TieredCacheBuilder {
             .l1_enabled
             .then(|| L1Cache::new(config.l1_max_size, config.l1_ttl, config.l1_shards));
         let redis = match &config.redis_url {
-            Some(_) => Some(RedisTier::new(&config)?),
+            Some(_) => Some(RedisTier::open(&config).await?),
             None => None,
         };
         warn_if_plaintext(&config);

@@ -215,3 +215,12 @@ async fn rediss_without_the_ca_refuses_the_server_and_serves_from_l1() {
     trusted.shutdown().await;
     cache.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_unreadable_ca_file_fails_the_build_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("ca.pem");
+    let cfg = config("tls-no-ca", "rediss://127.0.0.1:1").with_tls_ca(Some(&missing));
+    let err = TieredCache::builder(cfg).build().await.unwrap_err();
+    assert!(err.to_string().contains("REDIS_TLS_CA_FILE"), "{err}");
+}
