@@ -8,6 +8,9 @@ use vitals_env::{mask_url, ConfigError, Problem};
 
 use crate::keyring::Keyring;
 
+/// The longest key prefix: it starts every Redis key and the channel's name.
+const MAX_KEY_PREFIX: usize = 64;
+
 /// Configuration of a [`TieredCache`](crate::TieredCache).
 ///
 /// Start from [`CacheConfig::default`] (L1 only, no Redis) or
@@ -146,7 +149,8 @@ impl CacheConfig {
         self
     }
 
-    /// Sets the namespace of Redis keys and of the invalidation channel.
+    /// Sets the namespace of Redis keys and of the invalidation channel: 1 to 64
+    /// characters without spaces (checked when the cache is built).
     #[must_use]
     pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
@@ -208,46 +212,50 @@ impl CacheConfig {
         self
     }
 
-    /// Checks what the setters cannot: every bad field at once, each named by its field
-    /// (component `cache`).
+    /// Checks what the setters cannot: every bad field at once, each named by the variable
+    /// it is read from (component `cache`), so [`CacheConfig::from_env_with`] reports these
+    /// problems as its own and a field set in code gets the same rules.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         let mut bad = |variable: &str, value: String, expected: &str| {
             problems.push(Problem::new("cache", variable, Some(value), expected));
         };
-        if self.key_prefix.is_empty() || self.key_prefix.chars().any(char::is_whitespace) {
+        if self.key_prefix.is_empty()
+            || self.key_prefix.len() > MAX_KEY_PREFIX
+            || self.key_prefix.chars().any(char::is_whitespace)
+        {
             bad(
-                "key_prefix",
+                "CACHE_KEY_PREFIX",
                 self.key_prefix.clone(),
-                "a non-empty prefix without spaces",
+                "1 to 64 characters without spaces",
             );
         }
         if self.l1_max_size == 0 {
-            bad("l1_max_size", "0".into(), "at least 1");
+            bad("CACHE_L1_MAX_SIZE", "0".into(), "at least 1");
         }
         if !self.l1_shards.is_power_of_two() || self.l1_shards > 1024 {
             bad(
-                "l1_shards",
+                "CACHE_L1_SHARDS",
                 self.l1_shards.to_string(),
                 "a power of two up to 1024",
             );
         }
         if self.breaker_threshold == 0 {
-            bad("breaker_threshold", "0".into(), "at least 1");
+            bad("CACHE_BREAKER_THRESHOLD", "0".into(), "at least 1");
         }
         if self.redis_timeout.is_zero() {
-            bad("redis_timeout", "0".into(), "more than 0");
+            bad("CACHE_REDIS_TIMEOUT_MS", "0".into(), "more than 0");
         }
         if self.warming_batch_size == 0 || self.warming_concurrency == 0 {
             bad(
-                "warming_batch_size/warming_concurrency",
+                "CACHE_WARMING_BATCH_SIZE/CACHE_WARMING_CONCURRENCY",
                 format!("{}/{}", self.warming_batch_size, self.warming_concurrency),
                 "at least 1 each",
             );
         }
         if let Some(url) = &self.redis_url {
             if let Err(e) = redis::Client::open(url.as_str()) {
-                bad("redis_url", mask_url(url), &format!("a redis URL ({e})"));
+                bad("REDIS_URL", mask_url(url), &format!("a redis URL ({e})"));
             }
         }
         ConfigError::check(problems, ())

@@ -43,13 +43,8 @@ impl CacheConfig {
             redis_url: redis_url(&mut env),
             ..CacheConfig::default()
         };
-        if let Some(p) = env.string("CACHE_KEY_PREFIX") {
-            if p.len() > 64 || p.chars().any(char::is_whitespace) {
-                env.problem("CACHE_KEY_PREFIX", &p, "1 to 64 characters without spaces");
-            } else {
-                c.key_prefix = p;
-            }
-        }
+        // Checked with the other fields by `validate` below, as for a prefix set in code.
+        set(&mut c.key_prefix, env.string("CACHE_KEY_PREFIX"));
         if let Some(path) = env.string("REDIS_TLS_CA_FILE") {
             match std::fs::metadata(&path) {
                 Ok(m) if m.is_file() => c.redis_tls_ca = Some(path.into()),
@@ -61,13 +56,6 @@ impl CacheConfig {
         set(&mut c.l1_max_size, env.whole("CACHE_L1_MAX_SIZE", 1..));
         set(&mut c.l1_ttl, env.secs("CACHE_L1_TTL", 1));
         set(&mut c.l1_shards, env.whole("CACHE_L1_SHARDS", 1..));
-        if !c.l1_shards.is_power_of_two() || c.l1_shards > 1024 {
-            env.problem(
-                "CACHE_L1_SHARDS",
-                &c.l1_shards.to_string(),
-                "a power of two up to 1024",
-            );
-        }
         set(
             &mut c.compress_threshold,
             env.whole("CACHE_COMPRESS_THRESHOLD", 0..),
@@ -115,6 +103,11 @@ impl CacheConfig {
             &mut c.warming_concurrency,
             env.whole("CACHE_WARMING_CONCURRENCY", 1..),
         );
+        // The checks of the fields together (and of a field's value, such as the prefix's
+        // length) are `validate`'s, named by their variables; they follow the parse problems.
+        if let Err(e) = c.validate() {
+            env.absorb(e);
+        }
         env.finish(c)
     }
 }
@@ -127,7 +120,7 @@ fn set<T>(field: &mut T, read: Option<T>) {
 }
 
 /// `REDIS_URL`, or a URL built from `REDIS_HOST`, `REDIS_PORT`, `REDIS_DB` and
-/// `REDIS_PASSWORD`; `None` when none is set (L1 only) or the URL is bad.
+/// `REDIS_PASSWORD`; `None` when none is set (L1 only) or the URL or host is bad.
 fn redis_url(env: &mut Env<'_>) -> Option<String> {
     if let Some(url) = env.string("REDIS_URL") {
         if let Err(e) = redis::Client::open(url.as_str()) {
@@ -147,7 +140,8 @@ fn redis_url(env: &mut Env<'_>) -> Option<String> {
     let host = env
         .string("REDIS_HOST")
         .unwrap_or_else(|| "127.0.0.1".into());
-    if host.contains(['/', '@', ' ']) {
+    let host_ok = !host.contains(['/', '@', ' ']);
+    if !host_ok {
         env.problem("REDIS_HOST", &host, "a host name or IP address");
     }
     let port = env
@@ -167,7 +161,8 @@ fn redis_url(env: &mut Env<'_>) -> Option<String> {
     } else {
         host
     };
-    Some(format!("redis://{auth}{host}:{port}/{db}"))
+    // No URL from a bad host, so `validate` does not report it again as REDIS_URL.
+    host_ok.then(|| format!("redis://{auth}{host}:{port}/{db}"))
 }
 
 /// The 32 bytes of the base64 key in `var`; a bad one is recorded without its value.
@@ -332,6 +327,23 @@ mod tests {
         let msg = err.to_string();
         assert!(!msg.contains("c2VjcmV0"), "{msg}");
         assert!(msg.contains("REDIS_PORT=\"seventy\""), "{msg}");
+    }
+
+    #[test]
+    fn the_key_prefix_has_one_rule_from_the_environment_and_from_code() {
+        let long = "p".repeat(65);
+        for bad in [long.as_str(), "a b"] {
+            let err = CacheConfig::from_env_with(env(&[("CACHE_KEY_PREFIX", bad)])).unwrap_err();
+            let vars: Vec<&str> = err.problems().iter().map(|p| p.variable.as_str()).collect();
+            assert_eq!(vars, ["CACHE_KEY_PREFIX"], "{bad}");
+            let in_code = CacheConfig::default().with_key_prefix(bad).validate();
+            assert_eq!(in_code.unwrap_err(), err, "{bad}");
+        }
+        let c = CacheConfig::from_env_with(env(&[("CACHE_KEY_PREFIX", &"p".repeat(64))])).unwrap();
+        assert_eq!(c.key_prefix.len(), 64);
+        let err = CacheConfig::from_env_with(env(&[("CACHE_L1_SHARDS", "3")])).unwrap_err();
+        assert_eq!(err.problems().len(), 1, "{err}");
+        assert_eq!(err.problems()[0].variable, "CACHE_L1_SHARDS");
     }
 
     #[test]
