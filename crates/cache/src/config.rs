@@ -176,6 +176,7 @@ impl CacheConfig {
 
     /// Whether values are kept out of Redis because they would be written in the
     /// clear: Redis configured, no keyring, plaintext not allowed.
+    #[must_use]
     pub fn refuses_plaintext(&self) -> bool {
         self.redis_url.is_some() && self.encryption.is_none() && !self.allow_plaintext
     }
