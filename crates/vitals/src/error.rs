@@ -57,7 +57,7 @@ pub enum Error {
     Cache(#[from] vitals_cache::CacheError),
     /// An import failed as a whole. Its text is scrubbed: a database error inside it carries
     /// sqlx's text.
-    #[error("{}", scrubbed(.0))]
+    #[error("{}", import_text(.0))]
     Import(#[from] vitals_import::ImportError),
     /// The operation needs the other database engine.
     #[error("this operation needs {needed}, but vitals runs on {actual}")]
@@ -74,6 +74,18 @@ pub enum Error {
 /// from. (The source chain keeps the original for matching.)
 fn scrubbed(err: &impl std::fmt::Display) -> String {
     vitals_querylog::scrub_text(&err.to_string())
+}
+
+/// An import error's text with only the part that may carry a value scrubbed: the line of the
+/// chunk that was not committed is structure an operator needs (the scrubber masks numbers).
+fn import_text(err: &vitals_import::ImportError) -> String {
+    match err {
+        vitals_import::ImportError::Database { line, source } => format!(
+            "database error at chunk starting on line {line}: {}",
+            scrubbed(source)
+        ),
+        other => scrubbed(other),
+    }
 }
 
 /// What kind of database failure an [`Error`] is: sqlx's
