@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 use sqlx::pool::PoolConnection;
 use sqlx::Database;
 
-use crate::handle::{Reporter, Shared};
+use crate::observer::{Reporter, Shared};
 use crate::stats::micros;
-use crate::transaction::MonitoredTransaction;
 
 /// Counts a connection as held from its acquire until `Drop`, which records the hold time.
 pub(crate) struct HoldGuard {
@@ -60,7 +59,7 @@ impl Drop for HoldGuard {
 /// [`QueryObserver`](crate::QueryObserver), as `&MonitoredPool` does.
 ///
 /// It is what `&mut *conn` and `&mut *tx` are for a [`MonitoredConnection`] and a
-/// [`MonitoredTransaction`], so a helper that takes `&mut ObservedConnection<DB>` (or any
+/// [`MonitoredTransaction`](crate::MonitoredTransaction), so a helper that takes `&mut ObservedConnection<DB>` (or any
 /// `impl Executor`) works inside and outside a transaction. It derefs to the driver
 /// connection (`DB::Connection`) for code that needs it; statements run there are not
 /// observed. It goes back to the pool on drop, and its hold time is recorded then.
@@ -87,15 +86,6 @@ impl<DB: Database> ObservedConnection<DB> {
     /// The sqlx pool connection, the reporter and the hold guard.
     pub(crate) fn into_parts(self) -> (PoolConnection<DB>, Reporter, HoldGuard) {
         (self.conn, self.reporter, self.hold)
-    }
-
-    /// Starts a transaction (or a savepoint, inside one) on this connection, like
-    /// [`sqlx::Connection::begin`]; its `BEGIN`, statements and end are reported.
-    ///
-    /// # Errors
-    /// The error of `BEGIN`.
-    pub async fn begin(&mut self) -> Result<MonitoredTransaction<'_, DB>, sqlx::Error> {
-        MonitoredTransaction::begin_borrowed(self).await
     }
 
     /// The sqlx pool connection underneath.
@@ -135,7 +125,7 @@ impl<DB: Database> DerefMut for ObservedConnection<DB> {
 ///
 /// Used as sqlx's `PoolConnection` is: `&mut *conn` is an [`Executor`](sqlx::Executor)
 /// (an [`ObservedConnection`], every statement reported), `conn.begin()` starts a
-/// [`MonitoredTransaction`] whose hold this connection's covers, and `&mut **conn` is the
+/// [`MonitoredTransaction`](crate::MonitoredTransaction) whose hold this connection's covers, and `&mut **conn` is the
 /// driver connection for code that needs it (statements there are not observed).
 pub struct MonitoredConnection<DB: Database> {
     inner: ObservedConnection<DB>,
@@ -149,15 +139,6 @@ impl<DB: Database> MonitoredConnection<DB> {
     /// The observed connection, out of its guard (it is what `&mut *conn` borrows).
     pub fn into_observed(self) -> ObservedConnection<DB> {
         self.inner
-    }
-
-    /// Starts a transaction on this connection, like [`sqlx::Connection::begin`]; its
-    /// `BEGIN`, statements and end are reported.
-    ///
-    /// # Errors
-    /// The error of `BEGIN`.
-    pub async fn begin(&mut self) -> Result<MonitoredTransaction<'_, DB>, sqlx::Error> {
-        self.inner.begin().await
     }
 
     /// The sqlx pool connection underneath.

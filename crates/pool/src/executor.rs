@@ -12,7 +12,8 @@ use futures::SinkExt;
 use sqlx::{Database, Describe, Either, Execute, Executor};
 
 use crate::connection::ObservedConnection;
-use crate::handle::{MonitoredPool, Reporter};
+use crate::handle::MonitoredPool;
+use crate::observer::Reporter;
 
 /// The rows affected of a driver's query result (sqlx has no trait for it).
 pub trait RowsAffected {

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::panic::Location;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::Database;
@@ -12,62 +12,9 @@ use sqlx::Database;
 use crate::classify::error_kind;
 use crate::connection::{HoldGuard, MonitoredConnection, ObservedConnection};
 use crate::error::PoolError;
+use crate::observer::{QueryObserver, Reporter, Shared};
 use crate::stats::{micros, HandleStats, Held, State};
 use crate::transaction::MonitoredTransaction;
-
-/// Sees every statement run through the handle: `&MonitoredPool` as an
-/// [`Executor`](sqlx::Executor), and `&mut *conn` / `&mut *tx` on what
-/// [`acquire`](MonitoredPool::acquire) and [`begin`](MonitoredPool::begin) return, the
-/// transaction's own `BEGIN`, `COMMIT` and `ROLLBACK` included.
-///
-/// This is the seam a query logger plugs into; the pool crate knows nothing of the logger.
-/// `sql` is the statement text as written by the host (with placeholders, never bind values);
-/// `elapsed` is the statement's time on its connection, without the wait for the connection
-/// (that is the acquire histogram); `rows` is the rows returned or, for a statement that
-/// returns none, the rows affected.
-pub trait QueryObserver: Send + Sync {
-    /// Called once per statement, after it finished, failed or its stream was dropped.
-    fn on_query(&self, sql: &str, elapsed: Duration, rows: u64, error: Option<&sqlx::Error>);
-}
-
-pub(crate) struct Shared {
-    state: Mutex<State>,
-    pub(crate) leak_threshold: Option<Duration>,
-    benchmark: bool,
-}
-
-impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        // The state stays consistent across a panic (plain counters and maps).
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Where a statement's time goes: the benchmark histogram of the shared state and the
-/// handle's observer. Every monitored connection carries the one of the handle it came from.
-#[derive(Clone)]
-pub(crate) struct Reporter {
-    pub(crate) shared: Arc<Shared>,
-    observer: Option<Arc<dyn QueryObserver>>,
-}
-
-impl Reporter {
-    /// Reports one finished statement.
-    pub(crate) fn observe(
-        &self,
-        sql: &str,
-        elapsed: Duration,
-        rows: u64,
-        error: Option<&sqlx::Error>,
-    ) {
-        if self.shared.benchmark {
-            self.shared.lock().query.saturating_record(micros(elapsed));
-        }
-        if let Some(o) = &self.observer {
-            o.on_query(sql, elapsed, rows, error);
-        }
-    }
-}
 
 /// A sqlx pool handle that sees its own acquisitions exactly.
 ///

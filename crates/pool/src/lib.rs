@@ -74,6 +74,7 @@ mod executor;
 mod handle;
 mod health;
 mod monitor;
+mod observer;
 mod probe;
 pub mod retry;
 mod stats;
@@ -84,12 +85,13 @@ pub use config::{PoolConfig, Profile};
 pub use connection::{MonitoredConnection, ObservedConnection};
 pub use error::PoolError;
 pub use executor::RowsAffected;
-pub use handle::{MonitoredPool, MonitoredPoolBuilder, QueryObserver};
+pub use handle::{MonitoredPool, MonitoredPoolBuilder};
 pub use health::{health_check, HealthReport, HealthStatus, HealthTarget};
 pub use monitor::{
     AlertKind, AlertSink, AlertState, MonitorConfig, PoolAlert, PoolMetrics, PoolMonitor,
     PoolSummary, Severity, TracingAlertSink,
 };
+pub use observer::QueryObserver;
 pub use probe::{PoolProbe, PoolState};
 pub use retry::{is_transient, RetryPolicy};
 pub use stats::{HandleStats, LatencySummary};

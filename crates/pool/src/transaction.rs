@@ -9,7 +9,31 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use sqlx::{Database, TransactionManager};
 
-use crate::connection::ObservedConnection;
+use crate::connection::{MonitoredConnection, ObservedConnection};
+
+// `begin` of the connections lives here, beside the transaction it makes, so that
+// connection.rs need not import this file (which imports it).
+impl<DB: Database> ObservedConnection<DB> {
+    /// Starts a transaction (or a savepoint, inside one) on this connection, like
+    /// [`sqlx::Connection::begin`]; its `BEGIN`, statements and end are reported.
+    ///
+    /// # Errors
+    /// The error of `BEGIN`.
+    pub async fn begin(&mut self) -> Result<MonitoredTransaction<'_, DB>, sqlx::Error> {
+        MonitoredTransaction::begin_borrowed(self).await
+    }
+}
+
+impl<DB: Database> MonitoredConnection<DB> {
+    /// Starts a transaction on this connection, like [`sqlx::Connection::begin`]; its
+    /// `BEGIN`, statements and end are reported.
+    ///
+    /// # Errors
+    /// The error of `BEGIN`.
+    pub async fn begin(&mut self) -> Result<MonitoredTransaction<'_, DB>, sqlx::Error> {
+        ObservedConnection::begin(&mut **self).await
+    }
+}
 
 /// The connection a transaction runs on: its own (from
 /// [`MonitoredPool::begin`](crate::MonitoredPool::begin)) or a borrowed one (from
