@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::count;
+
 use sqlx::migrate::Migrator;
 use sqlx::{PgPool, SqlitePool};
 use vitals::health::{self, SchoolGenerator, Tables, MIGRATOR_POSTGRES, MIGRATOR_SQLITE};
@@ -51,10 +53,6 @@ async fn tables_in(pool: &PgPool, schema: &str) -> Vec<String> {
     .fetch_all(pool)
     .await
     .unwrap()
-}
-
-async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
 /// After any order of starts: each history holds its own migrations once, each schema its

@@ -7,16 +7,15 @@
 //! Run with `cargo test -p vitals --test host_service` (PostgreSQL from `DATABASE_URL`).
 #![cfg(feature = "http")]
 
+mod common;
 #[allow(dead_code)] // The example's `main`.
 #[path = "../../../examples/host_service/main.rs"]
 mod host_service;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
+use common::count;
 use host_service::{app, Created, Visit, MIGRATOR};
-use http_body_util::BodyExt;
 use sqlx::PgPool;
-use tower::ServiceExt;
 use vitals::{Config, Vitals};
 
 /// Values the requests send as bind values, and the literal written in the SELECT's text:
@@ -41,10 +40,6 @@ async fn start_vitals(pool: &PgPool) -> Vitals {
         .build()
         .await
         .unwrap()
-}
-
-async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
 /// Each history holds its own migrations once, and the host's tables are in `public`.
@@ -76,22 +71,7 @@ async fn send(
     uri: &str,
     json: Option<String>,
 ) -> (StatusCode, String) {
-    let mut request = Request::builder().method(method).uri(uri);
-    let body = match json {
-        Some(json) => {
-            request = request.header("content-type", "application/json");
-            Body::from(json)
-        }
-        None => Body::empty(),
-    };
-    let response = app
-        .clone()
-        .oneshot(request.body(body).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(bytes.to_vec()).unwrap())
+    common::call(app, method, uri, json.map(|j| ("application/json", j))).await
 }
 
 fn visit(clinic: i64, badge: &str, name: &str, date: &str, reason: &str) -> String {

@@ -7,43 +7,17 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use common::call;
+
+use axum::http::StatusCode;
 use serde_json::Value;
 use sqlx::PgPool;
-use tower::ServiceExt;
 use uuid::Uuid;
 use vitals::health;
 use vitals::Vitals;
 
 async fn vitals_on(pool: PgPool, test: &str) -> (Vitals, health::School) {
     common::host_on_postgres(pool, &format!("http-{test}"), 60, 21).await
-}
-
-async fn call(
-    app: &axum::Router,
-    method: &str,
-    uri: &str,
-    body: Option<(&str, String)>,
-) -> (StatusCode, String) {
-    let mut request = Request::builder().method(method).uri(uri);
-    let body = match body {
-        Some((content_type, text)) => {
-            request = request.header("content-type", content_type);
-            Body::from(text)
-        }
-        None => Body::empty(),
-    };
-    let response = app
-        .clone()
-        .oneshot(request.body(body).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
 async fn json(app: &axum::Router, uri: &str) -> Value {

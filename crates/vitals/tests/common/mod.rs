@@ -164,3 +164,38 @@ pub async fn host_on_postgres(
     .unwrap();
     (vitals, school)
 }
+
+/// The one number a `SELECT COUNT(*) …` returns.
+pub async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+/// Sends one request to `app` (with a body of the given content type, if any) and returns
+/// the status and the body's text.
+#[cfg(feature = "http")]
+pub async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<(&str, String)>,
+) -> (axum::http::StatusCode, String) {
+    use tower::ServiceExt as _;
+    let mut request = axum::http::Request::builder().method(method).uri(uri);
+    let body = match body {
+        Some((content_type, text)) => {
+            request = request.header("content-type", content_type);
+            axum::body::Body::from(text)
+        }
+        None => axum::body::Body::empty(),
+    };
+    let response = app
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
