@@ -66,6 +66,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod chunk;
+mod date;
 mod error;
 mod importer;
 mod keys;

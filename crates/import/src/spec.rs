@@ -30,7 +30,9 @@ pub enum Kind {
         /// Largest accepted value.
         max: i64,
     },
-    /// A calendar date written `YYYY-MM-DD`.
+    /// A calendar date written `YYYY-MM-DD`, in years 0001 to 9999 (PostgreSQL would store
+    /// year 0000 as 1 BC); [`Column::not_in_future`] also refuses a date that has begun
+    /// nowhere on Earth yet.
     Date,
     /// A UUID in any form [`Uuid::parse_str`] accepts.
     Uuid,
@@ -73,6 +75,7 @@ pub struct Column {
     name: &'static str,
     kind: Kind,
     required: bool,
+    not_in_future: bool,
     pg_type: Option<&'static str>,
 }
 
@@ -82,6 +85,7 @@ impl Column {
             name,
             kind,
             required: false,
+            not_in_future: false,
             pg_type: None,
         }
     }
@@ -143,6 +147,18 @@ impl Column {
         self
     }
 
+    /// Refuses a date in the future (`in the future`) in a date column: a date of birth, a
+    /// day a vaccine was given. "Today" is the date in UTC+14, the easternmost time zone, so a
+    /// date that has begun anywhere is accepted, whatever the sender's zone. No effect on a
+    /// column of another kind.
+    #[must_use]
+    pub fn not_in_future(mut self) -> Self {
+        if let Kind::Date = self.kind {
+            self.not_in_future = true;
+        }
+        self
+    }
+
     /// Restricts a whole-number column to `min..=max`.
     #[must_use]
     pub fn range(mut self, min: i64, max: i64) -> Self {
@@ -176,6 +192,12 @@ impl Column {
     #[must_use]
     pub fn is_required(&self) -> bool {
         self.required
+    }
+
+    /// Whether a date column refuses dates in the future ([`Column::not_in_future`]).
+    #[must_use]
+    pub fn is_not_in_future(&self) -> bool {
+        self.not_in_future
     }
 
     /// The cast applied on insert into PostgreSQL, if any.
