@@ -42,7 +42,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -52,6 +52,9 @@ use serde::{Deserialize, Serialize};
 pub use crate::health::invalidate::{
     BulkInvalidate, BulkInvalidateLayer, Invalidate, InvalidateCache, InvalidateCacheLayer,
     StudentId, TouchedStudents,
+};
+pub use crate::error_response::{
+    FieldProblem, InputBytes, InputJson, InputPath, InputQuery, InputRejection,
 };
 pub use crate::query_scope::{QueryScope, QueryScopeLayer, UNMATCHED_ROUTE};
 use crate::Vitals;
@@ -120,7 +123,7 @@ pub struct SlowQueries {
 
 async fn slow_queries(
     State(vitals): State<Vitals>,
-    Query(params): Query<SlowQueryParams>,
+    InputQuery(params): InputQuery<SlowQueryParams>,
 ) -> Json<SlowQueries> {
     let logger = vitals.query_logger();
     let limit = params.limit.unwrap_or(20).min(100);

@@ -10,24 +10,38 @@
 //! | `POST /api/import?type=TYPE&format=csv\|ndjson\|json` | imports the body; drops the cache of every student it wrote records of |
 //!
 //! plus every route of [`crate::http::router`].
+//!
+//! The body of `POST …/vaccinations` is a JSON object with the fields of a `vaccination`
+//! import record but `student_id` (the path's): `vaccine_name`, `dose_number`,
+//! `administered_on` (`YYYY-MM-DD`), and optionally `administered_by` and `lot_number`. It is
+//! checked by the same rules as an import of that record
+//! ([`check_fields`](super::records::check_fields) with the facade's registry): text of 1 to
+//! 1 000 characters without a NUL, a dose of 1 to 20, a date in years 0001 to 9999 and not in
+//! the future.
+//!
+//! Every refusal is `{"error": …}` naming the field and the rule, never the value
+//! ([`InputRejection`]): 400 for a path segment or a query parameter that does not parse, 422
+//! for a body field that breaks a rule.
 
 use std::io::Cursor;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::NaiveDate;
 use serde::Deserialize;
 use uuid::Uuid;
-use vitals_import::{Format, Item, RawValue, Source, DEFAULT_MAX_TEXT};
+use vitals_import::{Format, Item, RawValue, Source, Value};
 
 use super::cache::HealthData;
 use super::model::Vaccination;
-use super::records::MAX_DOSE;
-use crate::http::{ErrorBody, InvalidateCacheLayer, StudentId};
+use super::records::{self, VACCINATION};
+use crate::http::{
+    ErrorBody, InputBytes, InputJson, InputPath, InputQuery, InputRejection, InvalidateCacheLayer,
+    StudentId,
+};
 use crate::{with_db, Vitals};
 
 /// The largest import upload accepted, bytes.
@@ -69,7 +83,22 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-async fn summary(State(vitals): State<Vitals>, Path(student): Path<Uuid>) -> Response {
+/// The `{student_id}` of a route, a UUID; else a 400 `student_id: not a uuid` (the
+/// importer's rule and reason for the field).
+struct StudentPath(Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for StudentPath {
+    type Rejection = InputRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let InputPath(raw) = InputPath::<String>::from_request_parts(parts, state).await?;
+        Uuid::parse_str(raw.trim())
+            .map(Self)
+            .map_err(|_| InputRejection::new(StatusCode::BAD_REQUEST, "student_id", "not a uuid"))
+    }
+}
+
+async fn summary(State(vitals): State<Vitals>, StudentPath(student): StudentPath) -> Response {
     match vitals.health_cache().student_health_summary(student).await {
         Ok(Some(summary)) => Json(summary).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such student"),
@@ -77,54 +106,30 @@ async fn summary(State(vitals): State<Vitals>, Path(student): Path<Uuid>) -> Res
     }
 }
 
-async fn vaccinations(State(vitals): State<Vitals>, Path(student): Path<Uuid>) -> Response {
+async fn vaccinations(State(vitals): State<Vitals>, StudentPath(student): StudentPath) -> Response {
     match vitals.health_cache().vaccinations(student).await {
         Ok(list) => Json(list).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-/// The body of `POST /api/students/{student_id}/vaccinations`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct NewVaccination {
-    /// Vaccine, 1 to [`DEFAULT_MAX_TEXT`] (1 000) characters.
-    pub vaccine_name: String,
-    /// Dose number, 1 to [`MAX_DOSE`] (20).
-    pub dose_number: i32,
-    /// Day given, `YYYY-MM-DD`.
-    pub administered_on: NaiveDate,
-    /// Who gave it.
-    pub administered_by: Option<String>,
-    /// The vaccine's lot.
-    pub lot_number: Option<String>,
-}
-
 async fn add_vaccination(
     State(vitals): State<Vitals>,
-    Path(student): Path<Uuid>,
-    Json(new): Json<NewVaccination>,
+    StudentPath(student): StudentPath,
+    InputJson(body): InputJson<serde_json::Map<String, serde_json::Value>>,
 ) -> Response {
-    let name = new.vaccine_name.trim();
-    if name.is_empty() || name.chars().count() > DEFAULT_MAX_TEXT {
+    let path = vec![("student_id", RawValue::Text(student.to_string()))];
+    let values = match records::check_fields(vitals.importer().registry(), VACCINATION, body, path)
+    {
+        Ok(values) => values,
+        Err(rejections) => return InputRejection::unprocessable(&rejections).into_response(),
+    };
+    let Some(row) = vaccination(student, values) else {
+        // The spec's columns are those `vaccination` reads (records' tests check the order).
         return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("vaccine_name: expected 1 to {DEFAULT_MAX_TEXT} characters"),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the vaccination spec does not match its table",
         );
-    }
-    if !(1..=MAX_DOSE).contains(&i64::from(new.dose_number)) {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("dose_number: expected 1 to {MAX_DOSE}"),
-        );
-    }
-    let row = Vaccination {
-        id: Uuid::new_v4(),
-        student_id: student,
-        vaccine_name: new.vaccine_name,
-        dose_number: new.dose_number,
-        administered_on: new.administered_on,
-        administered_by: new.administered_by,
-        lot_number: new.lot_number,
     };
     let insert = vitals.tables().sql(
         "INSERT INTO {s}vaccinations (id, student_id, vaccine_name, dose_number, administered_on, \
@@ -157,6 +162,32 @@ async fn add_vaccination(
     }
 }
 
+/// A new vaccination of `student` from the values the `vaccination` spec validated, in its
+/// column order (`student_id, vaccine_name, dose_number, administered_on, administered_by,
+/// lot_number`); `None` if they are not of that shape.
+fn vaccination(student: Uuid, values: Vec<Value>) -> Option<Vaccination> {
+    let values: [Value; 6] = values.try_into().ok()?;
+    let [_, Value::Text(vaccine_name), Value::Int(dose), Value::Date(administered_on), by, lot] =
+        values
+    else {
+        return None;
+    };
+    let optional = |v: Value| match v {
+        Value::Text(s) => Some(Some(s)),
+        Value::Null => Some(None),
+        _ => None,
+    };
+    Some(Vaccination {
+        id: Uuid::new_v4(),
+        student_id: student,
+        vaccine_name,
+        dose_number: i32::try_from(dose).ok()?,
+        administered_on,
+        administered_by: optional(by)?,
+        lot_number: optional(lot)?,
+    })
+}
+
 /// The query of `POST /api/import`.
 #[derive(Debug, Deserialize)]
 pub struct ImportParams {
@@ -173,13 +204,30 @@ pub struct ImportParams {
 
 async fn import(
     State(vitals): State<Vitals>,
-    Query(params): Query<ImportParams>,
-    body: Bytes,
+    InputQuery(params): InputQuery<ImportParams>,
+    InputBytes(body): InputBytes,
 ) -> Response {
-    let format = match params.format.as_deref().unwrap_or("csv").parse::<Format>() {
-        Ok(format) => format,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    // Format's and the importer's own errors quote the value given; these name the parameter.
+    let Ok(format) = params.format.as_deref().unwrap_or("csv").parse::<Format>() else {
+        return InputRejection::new(
+            StatusCode::BAD_REQUEST,
+            "format",
+            "expected csv, ndjson or json",
+        )
+        .into_response();
     };
+    let registry = vitals.importer().registry();
+    if let Some(t) = params.record_type.as_deref() {
+        if registry.get(t).is_none() {
+            let names: Vec<&str> = registry.specs().iter().map(|s| s.name()).collect();
+            return InputRejection::new(
+                StatusCode::BAD_REQUEST,
+                "type",
+                format!("expected one of {}", names.join(", ")),
+            )
+            .into_response();
+        }
+    }
     let source = match Source::from_reader(Cursor::new(body), format) {
         Ok(s) => match params.record_type {
             Some(t) => s.with_type(t),

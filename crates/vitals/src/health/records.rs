@@ -30,7 +30,11 @@
 //! # Ok(()) }
 //! ```
 
-use vitals_import::{Column, KeyPart, RecordSpec, Registry};
+use std::sync::Arc;
+
+use vitals_import::{
+    validate, Column, KeyPart, RawRecord, RawValue, RecordSpec, Registry, Rejection, Value,
+};
 
 use super::store::Tables;
 
@@ -62,7 +66,7 @@ fn student_in(t: &Tables) -> RecordSpec {
         .column(Column::text("student_number").required())
         .column(Column::text("first_name").required())
         .column(Column::text("last_name").required())
-        .column(Column::date("date_of_birth").required())
+        .column(Column::date("date_of_birth").required().not_in_future())
         .column(Column::text("grade").required())
         .natural_key([KeyPart::exact("id")])
 }
@@ -73,11 +77,10 @@ pub fn vaccination() -> RecordSpec {
 }
 
 fn vaccination_in(t: &Tables) -> RecordSpec {
-    RecordSpec::new(VACCINATION, t.static_table("vaccinations"))
-        .column(Column::uuid("student_id").required())
+    of_student(VACCINATION, "vaccinations", t)
         .column(Column::text("vaccine_name").required())
         .column(Column::int("dose_number").required().range(1, MAX_DOSE))
-        .column(Column::date("administered_on").required())
+        .column(Column::date("administered_on").required().not_in_future())
         .column(Column::text("administered_by"))
         .column(Column::text("lot_number"))
         .natural_key([
@@ -86,7 +89,6 @@ fn vaccination_in(t: &Tables) -> RecordSpec {
             KeyPart::exact("dose_number"),
             KeyPart::exact("administered_on"),
         ])
-        .foreign_key("student_id", t.static_table("students"), "id")
 }
 
 /// The `allergy` spec (table `allergies`): one active allergy per student and allergen,
@@ -96,18 +98,16 @@ pub fn allergy() -> RecordSpec {
 }
 
 fn allergy_in(t: &Tables) -> RecordSpec {
-    RecordSpec::new(ALLERGY, t.static_table("allergies"))
-        .column(Column::uuid("student_id").required())
+    of_student(ALLERGY, "allergies", t)
         .column(Column::text("allergen").required())
         .column(Column::one_of("severity", SEVERITIES).required())
         .column(Column::text("reaction"))
-        .column(Column::date("diagnosed_on"))
+        .column(Column::date("diagnosed_on").not_in_future())
         .natural_key([
             KeyPart::exact("student_id"),
             KeyPart::lower_trim("allergen"),
         ])
         .key_filter("active")
-        .foreign_key("student_id", t.static_table("students"), "id")
 }
 
 /// The `chronic_condition` spec (table `chronic_conditions`).
@@ -116,13 +116,19 @@ pub fn chronic_condition() -> RecordSpec {
 }
 
 fn chronic_condition_in(t: &Tables) -> RecordSpec {
-    RecordSpec::new(CHRONIC_CONDITION, t.static_table("chronic_conditions"))
-        .column(Column::uuid("student_id").required())
+    of_student(CHRONIC_CONDITION, "chronic_conditions", t)
         .column(Column::text("condition").required())
         .column(Column::text("icd10_code").required().max_chars(16))
         .column(Column::one_of("status", STATUSES).required())
-        .column(Column::date("diagnosed_on"))
+        .column(Column::date("diagnosed_on").not_in_future())
         .natural_key([KeyPart::exact("student_id"), KeyPart::exact("icd10_code")])
+}
+
+/// The start of every spec of a student's record, `name` in `table`: its first column
+/// `student_id`, required, naming an existing student.
+fn of_student(name: &'static str, table: &str, t: &Tables) -> RecordSpec {
+    RecordSpec::new(name, t.static_table(table))
+        .column(Column::uuid("student_id").required())
         .foreign_key("student_id", t.static_table("students"), "id")
 }
 
@@ -146,6 +152,34 @@ pub fn registry_in(tables: &Tables) -> Registry {
         // The specs above are constants; `registry_is_valid` below checks them.
         Err(e) => unreachable!("healthcare record specs are invalid: {e}"),
     }
+}
+
+/// Checks one record of type `type_name` that did not come from a file (the body of a `POST`)
+/// by the rules an import of it follows: its spec in `registry` (lengths, required fields,
+/// ranges, `YYYY-MM-DD` dates in years 0001 to 9999 and not in the future where the spec says
+/// so, no NUL character). `fields` are the body's; `fixed` the route's own (the path's
+/// `student_id`), which replace a body field of the same name. Fields the spec has no column
+/// for are ignored, as an import ignores them.
+///
+/// Returns one value per column of the spec, in its column order.
+///
+/// # Errors
+/// Every bad field's [`Rejection`] (line 1, the field, the rule broken; never the value), or
+/// one for the field `type` when `registry` has no type `type_name`.
+pub fn check_fields(
+    registry: &Registry,
+    type_name: &str,
+    fields: serde_json::Map<String, serde_json::Value>,
+    fixed: Vec<(&'static str, RawValue)>,
+) -> Result<Vec<Value>, Vec<Rejection>> {
+    let mut raw: Vec<(Arc<str>, RawValue)> = fields
+        .into_iter()
+        .filter(|(name, _)| !fixed.iter().any(|(f, _)| f == name))
+        .map(|(name, value)| (Arc::from(name), RawValue::from(value)))
+        .collect();
+    raw.extend(fixed.into_iter().map(|(f, v)| (Arc::from(f), v)));
+    let record = RawRecord::new(1, Some(type_name.to_owned()), raw);
+    validate(registry, record).map(|row| row.values)
 }
 
 #[cfg(test)]
