@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use vitals_env::{mask_url, ConfigError, Problem};
+use vitals_env::{mask_url, ConfigError, Problems};
 
 use crate::keyring::Keyring;
 
@@ -217,48 +217,47 @@ impl CacheConfig {
     /// it is read from (component `cache`), so [`CacheConfig::from_env_with`] reports these
     /// problems as its own and a field set in code gets the same rules.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        let mut problems = Vec::new();
-        let mut bad = |variable: &str, value: String, expected: &str| {
-            problems.push(Problem::new("cache", variable, Some(value), expected));
-        };
-        if self.key_prefix.is_empty()
-            || self.key_prefix.len() > MAX_KEY_PREFIX
-            || self.key_prefix.chars().any(char::is_whitespace)
+        let mut problems = Problems::new("cache");
+        let prefix = &self.key_prefix;
+        if prefix.is_empty()
+            || prefix.len() > MAX_KEY_PREFIX
+            || prefix.chars().any(char::is_whitespace)
         {
-            bad(
+            problems.bad(
                 "CACHE_KEY_PREFIX",
-                self.key_prefix.clone(),
+                prefix,
                 "1 to 64 characters without spaces",
             );
         }
         if self.l1_max_size == 0 {
-            bad("CACHE_L1_MAX_SIZE", "0".into(), "at least 1");
+            problems.bad("CACHE_L1_MAX_SIZE", 0, "at least 1");
         }
         if !self.l1_shards.is_power_of_two() || self.l1_shards > 1024 {
-            bad(
+            problems.bad(
                 "CACHE_L1_SHARDS",
-                self.l1_shards.to_string(),
+                self.l1_shards,
                 "a power of two up to 1024",
             );
         }
         if self.breaker_threshold == 0 {
-            bad("CACHE_BREAKER_THRESHOLD", "0".into(), "at least 1");
+            problems.bad("CACHE_BREAKER_THRESHOLD", 0, "at least 1");
         }
         if self.redis_timeout.is_zero() {
-            bad("CACHE_REDIS_TIMEOUT_MS", "0".into(), "more than 0");
+            problems.bad("CACHE_REDIS_TIMEOUT_MS", 0, "more than 0");
         }
-        if self.warming_batch_size == 0 || self.warming_concurrency == 0 {
-            bad(
+        let (batch, concurrency) = (self.warming_batch_size, self.warming_concurrency);
+        if batch == 0 || concurrency == 0 {
+            problems.bad(
                 "CACHE_WARMING_BATCH_SIZE/CACHE_WARMING_CONCURRENCY",
-                format!("{}/{}", self.warming_batch_size, self.warming_concurrency),
+                format_args!("{batch}/{concurrency}"),
                 "at least 1 each",
             );
         }
         if let Some(url) = &self.redis_url {
             if let Err(e) = redis::Client::open(url.as_str()) {
-                bad("REDIS_URL", mask_url(url), &format!("a redis URL ({e})"));
+                problems.bad("REDIS_URL", mask_url(url), format!("a redis URL ({e})"));
             }
         }
-        ConfigError::check(problems, ())
+        problems.finish(())
     }
 }

@@ -1,122 +1,88 @@
 //! Reading a [`CacheConfig`] from the environment, through `vitals_env`'s typed readers.
 
 use base64::Engine as _;
-use vitals_env::{encode_userinfo, mask_url, ConfigError, Env};
+use vitals_env::{encode_userinfo, mask_url, Env, Set, Var};
 
 use crate::config::CacheConfig;
 use crate::keyring::{valid_key_id, EncryptionKey, Keyring, KEY_ID_EXPECTED};
 
 impl CacheConfig {
-    /// Reads the configuration from the process environment.
-    ///
-    /// # Errors
-    /// [`ConfigError`] listing every variable with a bad value.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_env_with(vitals_env::process_env)
-    }
-
-    /// Reads the configuration through `lookup` (a variable name to its value),
-    /// so tests need not touch the process environment.
-    ///
-    /// Variables: `REDIS_URL`, or `REDIS_HOST`, `REDIS_PORT`, `REDIS_DB`,
-    /// `REDIS_PASSWORD`; `REDIS_TTL_DEFAULT` (s), `CACHE_ENABLE_L1`,
-    /// `CACHE_L1_MAX_SIZE`, `CACHE_L1_TTL` (s), `CACHE_L1_SHARDS`,
-    /// `CACHE_COMPRESS_THRESHOLD` (bytes), `CACHE_ENCRYPTION_KEY` (base64 of 32
-    /// bytes), `CACHE_ENCRYPTION_KEY_ID`, `CACHE_ENCRYPTION_OLD_KEYS`
-    /// (`id:base64,...`), `CACHE_ALLOW_PLAINTEXT`, `CACHE_KEY_PREFIX`, `CACHE_REDIS_TIMEOUT_MS`,
-    /// `CACHE_REDIS_CONNECT_TIMEOUT_MS`, `CACHE_RECONNECT_INTERVAL_MS`,
-    /// `CACHE_BREAKER_THRESHOLD`, `CACHE_BREAKER_COOLDOWN_MS`,
-    /// `CACHE_SUBSCRIPTION_PING_MS`, `CACHE_STATS_REFRESH_MS`,
-    /// `CACHE_WARMING_ENABLED`, `CACHE_WARMING_DELAY` (s),
-    /// `CACHE_WARMING_INTERVAL` (s), `CACHE_WARMING_BATCH_SIZE`,
-    /// `CACHE_WARMING_CONCURRENCY`. Unset or empty variables keep their default.
-    ///
-    /// # Errors
-    /// [`ConfigError`] (component `cache`) listing every variable with a bad
-    /// value; secrets are masked in it.
-    pub fn from_env_with<F>(lookup: F) -> Result<Self, ConfigError>
-    where
-        F: Fn(&str) -> Option<String>,
-    {
-        let mut env = Env::new("cache", &lookup);
-        let mut c = CacheConfig {
-            redis_url: redis_url(&mut env),
-            ..CacheConfig::default()
-        };
-        // Checked with the other fields by `validate` below, as for a prefix set in code.
-        set(&mut c.key_prefix, env.string("CACHE_KEY_PREFIX"));
-        if let Some(path) = env.string("REDIS_TLS_CA_FILE") {
-            match std::fs::metadata(&path) {
-                Ok(m) if m.is_file() => c.redis_tls_ca = Some(path.into()),
-                _ => env.problem("REDIS_TLS_CA_FILE", &path, "a readable PEM file"),
-            }
-        }
-        set(&mut c.default_ttl, env.secs("REDIS_TTL_DEFAULT", 1));
-        set(&mut c.l1_enabled, env.boolean("CACHE_ENABLE_L1"));
-        set(&mut c.l1_max_size, env.whole("CACHE_L1_MAX_SIZE", 1..));
-        set(&mut c.l1_ttl, env.secs("CACHE_L1_TTL", 1));
-        set(&mut c.l1_shards, env.whole("CACHE_L1_SHARDS", 1..));
-        set(
-            &mut c.compress_threshold,
-            env.whole("CACHE_COMPRESS_THRESHOLD", 0..),
-        );
-        c.encryption = keyring(&mut env);
-        set(&mut c.allow_plaintext, env.boolean("CACHE_ALLOW_PLAINTEXT"));
-        set(
-            &mut c.redis_timeout,
-            env.millis("CACHE_REDIS_TIMEOUT_MS", 1),
-        );
-        set(
-            &mut c.connect_timeout,
-            env.millis("CACHE_REDIS_CONNECT_TIMEOUT_MS", 1),
-        );
-        set(
-            &mut c.reconnect_interval,
-            env.millis("CACHE_RECONNECT_INTERVAL_MS", 1),
-        );
-        if let Some(n) = env.whole::<usize>("CACHE_BREAKER_THRESHOLD", 1..) {
-            c.breaker_threshold = u32::try_from(n).unwrap_or(u32::MAX);
-        }
-        set(
-            &mut c.breaker_cooldown,
-            env.millis("CACHE_BREAKER_COOLDOWN_MS", 1),
-        );
-        set(
-            &mut c.subscription_ping,
-            env.millis("CACHE_SUBSCRIPTION_PING_MS", 1),
-        );
-        set(
-            &mut c.stats_refresh,
-            env.millis("CACHE_STATS_REFRESH_MS", 1),
-        );
-        set(&mut c.warming_enabled, env.boolean("CACHE_WARMING_ENABLED"));
-        set(&mut c.warming_delay, env.secs("CACHE_WARMING_DELAY", 0));
-        set(
-            &mut c.warming_interval,
-            env.secs("CACHE_WARMING_INTERVAL", 1),
-        );
-        set(
-            &mut c.warming_batch_size,
-            env.whole("CACHE_WARMING_BATCH_SIZE", 1..),
-        );
-        set(
-            &mut c.warming_concurrency,
-            env.whole("CACHE_WARMING_CONCURRENCY", 1..),
-        );
-        // The checks of the fields together (and of a field's value, such as the prefix's
-        // length) are `validate`'s, named by their variables; they follow the parse problems.
-        if let Err(e) = c.validate() {
-            env.absorb(e);
-        }
-        env.finish(c)
+    vitals_env::from_env_methods! {
+        /// Reads the configuration from the process environment.
+        ///
+        /// Variables: `REDIS_URL`, or `REDIS_HOST`, `REDIS_PORT`, `REDIS_DB`,
+        /// `REDIS_PASSWORD`; `REDIS_TTL_DEFAULT` (s), `CACHE_ENABLE_L1`,
+        /// `CACHE_L1_MAX_SIZE`, `CACHE_L1_TTL` (s), `CACHE_L1_SHARDS`,
+        /// `CACHE_COMPRESS_THRESHOLD` (bytes), `CACHE_ENCRYPTION_KEY` (base64 of 32
+        /// bytes), `CACHE_ENCRYPTION_KEY_ID`, `CACHE_ENCRYPTION_OLD_KEYS`
+        /// (`id:base64,...`), `CACHE_ALLOW_PLAINTEXT`, `CACHE_KEY_PREFIX`, `CACHE_REDIS_TIMEOUT_MS`,
+        /// `CACHE_REDIS_CONNECT_TIMEOUT_MS`, `CACHE_RECONNECT_INTERVAL_MS`,
+        /// `CACHE_BREAKER_THRESHOLD`, `CACHE_BREAKER_COOLDOWN_MS`,
+        /// `CACHE_SUBSCRIPTION_PING_MS`, `CACHE_STATS_REFRESH_MS`,
+        /// `CACHE_WARMING_ENABLED`, `CACHE_WARMING_DELAY` (s),
+        /// `CACHE_WARMING_INTERVAL` (s), `CACHE_WARMING_BATCH_SIZE`,
+        /// `CACHE_WARMING_CONCURRENCY`. Unset or empty variables keep their default.
+        ///
+        /// # Errors
+        /// [`ConfigError`](vitals_env::ConfigError) (component `cache`) listing every variable
+        /// with a bad value; secrets are masked in it.
+        component: "cache",
+        read: read,
     }
 }
 
-/// Keeps the default unless a good value was read.
-fn set<T>(field: &mut T, read: Option<T>) {
-    if let Some(v) = read {
-        *field = v;
+/// L1's size and life, read before the keys.
+#[rustfmt::skip]
+const L1_VARS: &[Var<CacheConfig>] = &[
+    Var::Secs("REDIS_TTL_DEFAULT", 1, Set::Field(|c, v| c.default_ttl = v)),
+    Var::Boolean("CACHE_ENABLE_L1", Set::Field(|c, v| c.l1_enabled = v)),
+    Var::Usize("CACHE_L1_MAX_SIZE", 1, Set::Field(|c, v| c.l1_max_size = v)),
+    Var::Secs("CACHE_L1_TTL", 1, Set::Field(|c, v| c.l1_ttl = v)),
+    Var::Usize("CACHE_L1_SHARDS", 1, Set::Field(|c, v| c.l1_shards = v)),
+    Var::Usize("CACHE_COMPRESS_THRESHOLD", 0, Set::Field(|c, v| c.compress_threshold = v)),
+];
+
+/// Redis's timings, the breaker and warming, read after the keys.
+#[rustfmt::skip]
+const REDIS_VARS: &[Var<CacheConfig>] = &[
+    Var::Boolean("CACHE_ALLOW_PLAINTEXT", Set::Field(|c, v| c.allow_plaintext = v)),
+    Var::Millis("CACHE_REDIS_TIMEOUT_MS", 1, Set::Field(|c, v| c.redis_timeout = v)),
+    Var::Millis("CACHE_REDIS_CONNECT_TIMEOUT_MS", 1, Set::Field(|c, v| c.connect_timeout = v)),
+    Var::Millis("CACHE_RECONNECT_INTERVAL_MS", 1, Set::Field(|c, v| c.reconnect_interval = v)),
+    Var::Usize("CACHE_BREAKER_THRESHOLD", 1, Set::Field(|c, n| {
+        c.breaker_threshold = u32::try_from(n).unwrap_or(u32::MAX);
+    })),
+    Var::Millis("CACHE_BREAKER_COOLDOWN_MS", 1, Set::Field(|c, v| c.breaker_cooldown = v)),
+    Var::Millis("CACHE_SUBSCRIPTION_PING_MS", 1, Set::Field(|c, v| c.subscription_ping = v)),
+    Var::Millis("CACHE_STATS_REFRESH_MS", 1, Set::Field(|c, v| c.stats_refresh = v)),
+    Var::Boolean("CACHE_WARMING_ENABLED", Set::Field(|c, v| c.warming_enabled = v)),
+    Var::Secs("CACHE_WARMING_DELAY", 0, Set::Field(|c, v| c.warming_delay = v)),
+    Var::Secs("CACHE_WARMING_INTERVAL", 1, Set::Field(|c, v| c.warming_interval = v)),
+    Var::Usize("CACHE_WARMING_BATCH_SIZE", 1, Set::Field(|c, v| c.warming_batch_size = v)),
+    Var::Usize("CACHE_WARMING_CONCURRENCY", 1, Set::Field(|c, v| c.warming_concurrency = v)),
+];
+
+/// Every variable in the order its problems are reported; then `validate`'s checks of the
+/// fields together (and of a field's value, such as the prefix's length), named by their
+/// variables, as for a configuration set in code.
+fn read(env: &mut Env<'_>) -> Option<CacheConfig> {
+    let mut c = CacheConfig {
+        redis_url: redis_url(env),
+        ..CacheConfig::default()
+    };
+    if let Some(prefix) = env.string("CACHE_KEY_PREFIX") {
+        c.key_prefix = prefix; // checked by `validate` below
     }
+    if let Some(path) = env.string("REDIS_TLS_CA_FILE") {
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => c.redis_tls_ca = Some(path.into()),
+            _ => env.problem("REDIS_TLS_CA_FILE", &path, "a readable PEM file"),
+        }
+    }
+    let mut c = env.apply(c, L1_VARS);
+    c.encryption = keyring(env);
+    let c = env.apply(c, REDIS_VARS);
+    env.adopt(c.validate().map(|()| c))
 }
 
 /// `REDIS_URL`, or a URL built from `REDIS_HOST`, `REDIS_PORT`, `REDIS_DB` and
@@ -232,20 +198,12 @@ fn keyring(env: &mut Env<'_>) -> Option<Keyring> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::time::Duration;
 
     use base64::Engine as _;
+    use vitals_env::pairs as env;
 
     use crate::config::CacheConfig;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
 
     #[test]
     fn defaults_without_variables_are_l1_only() {
@@ -312,9 +270,8 @@ mod tests {
             ("CACHE_BREAKER_COOLDOWN_MS", "soon"),
         ]))
         .unwrap_err();
-        let vars: Vec<&str> = err.problems().iter().map(|p| p.variable.as_str()).collect();
         assert_eq!(
-            vars,
+            err.variables(),
             [
                 "REDIS_PORT",
                 "REDIS_TTL_DEFAULT",
@@ -334,8 +291,7 @@ mod tests {
         let long = "p".repeat(65);
         for bad in [long.as_str(), "a b"] {
             let err = CacheConfig::from_env_with(env(&[("CACHE_KEY_PREFIX", bad)])).unwrap_err();
-            let vars: Vec<&str> = err.problems().iter().map(|p| p.variable.as_str()).collect();
-            assert_eq!(vars, ["CACHE_KEY_PREFIX"], "{bad}");
+            assert_eq!(err.variables(), ["CACHE_KEY_PREFIX"], "{bad}");
             let in_code = CacheConfig::default().with_key_prefix(bad).validate();
             assert_eq!(in_code.unwrap_err(), err, "{bad}");
         }
@@ -383,9 +339,8 @@ mod tests {
             ("CACHE_ENCRYPTION_OLD_KEYS", &format!("{o},{o}:2024-01")),
         ]))
         .unwrap_err();
-        let vars: Vec<&str> = err.problems().iter().map(|p| p.variable.as_str()).collect();
         assert_eq!(
-            vars,
+            err.variables(),
             ["CACHE_ENCRYPTION_OLD_KEYS", "CACHE_ENCRYPTION_OLD_KEYS"]
         );
         let msg = err.to_string();

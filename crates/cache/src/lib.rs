@@ -69,19 +69,15 @@ pub use tiered::{TieredCache, TieredCacheBuilder};
 pub use vitals_env::{mask_url, ConfigError, Problem as ConfigProblem};
 pub use warm::{WarmEntry, WarmError, WarmScheduler, WarmSummary, Warmer};
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn assert_send_sync<T: Send + Sync>() {}
-
-    #[test]
-    fn shared_types_are_send_sync() {
-        assert_send_sync::<TieredCache>();
-        assert_send_sync::<L1Cache>();
-        assert_send_sync::<RedisTier>();
-        assert_send_sync::<WarmScheduler>();
-        assert_send_sync::<CacheError>();
-        assert_send_sync::<CacheStats>();
-    }
-}
+// The shared types cross threads: checked by every build, not only by the tests.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<(
+        TieredCache,
+        L1Cache,
+        RedisTier,
+        WarmScheduler,
+        CacheError,
+        CacheStats,
+    )>();
+};

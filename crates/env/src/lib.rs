@@ -12,6 +12,12 @@
 //! [`mask_url`] hides the password of a URL (in its user information and in a `password=`
 //! query parameter) before a URL is shown.
 //!
+//! The shapes every crate's configuration shares are here once: [`from_env_methods!`] writes
+//! a configuration's `from_env` and `from_env_with` over one read function, a table of
+//! [`Var`]s lists a crate's plain variables with their readers and setters ([`Env::apply`]),
+//! [`Problems`] collects the problems a builder finds in values set in code, [`setter!`] writes
+//! a builder's setters, and [`Secret`] keeps a key out of a derived `Debug`.
+//!
 //! What it is not: a place for any crate's defaults or rules. It knows no variable names; the
 //! crates own those.
 //!
@@ -39,10 +45,15 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod macros;
 mod problem;
 mod reader;
+mod secret;
+mod table;
 mod url;
 
-pub use problem::{ConfigError, Problem};
-pub use reader::{process_env, Env};
+pub use problem::{ConfigError, Problem, Problems, MASK};
+pub use reader::{pairs, process_env, read, Env};
+pub use secret::Secret;
+pub use table::{Set, Var};
 pub use url::{encode_userinfo, mask_url};

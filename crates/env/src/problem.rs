@@ -74,6 +74,19 @@ impl fmt::Display for ConfigError {
 }
 
 impl ConfigError {
+    /// The variable of every problem, in order (a test's or a host's quick look; the problems
+    /// themselves say more).
+    #[must_use]
+    pub fn variables(&self) -> Vec<&str> {
+        self.problems.iter().map(|p| p.variable.as_str()).collect()
+    }
+
+    /// The first problem of `variable`, if there is one.
+    #[must_use]
+    pub fn problem(&self, variable: &str) -> Option<&Problem> {
+        self.problems.iter().find(|p| p.variable == variable)
+    }
+
     /// An error of these problems.
     ///
     /// An empty list makes an error that says nothing; callers use [`Env::finish`] or
@@ -124,6 +137,80 @@ impl ConfigError {
     }
 }
 
+/// The problems of one component, collected one by one: by an [`Env`](crate::Env) while it
+/// reads, or by a builder's `build` or a configuration's `validate` that checks values set in
+/// code, each problem named by the variable its setting stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct Problems {
+    component: &'static str,
+    list: Vec<Problem>,
+}
+
+impl Problems {
+    /// No problems yet, of `component`.
+    pub fn new(component: &'static str) -> Self {
+        Self {
+            component,
+            list: Vec::new(),
+        }
+    }
+
+    /// The component named in these problems.
+    #[must_use]
+    pub fn component(&self) -> &'static str {
+        self.component
+    }
+
+    /// Records that `variable` held `value`, where `expected` was expected.
+    pub fn bad(&mut self, variable: &str, value: impl fmt::Display, expected: impl Into<String>) {
+        self.push(variable, Some(value.to_string()), expected);
+    }
+
+    /// Records a problem of `variable` that shows no value (a relation between variables).
+    pub fn relation(&mut self, variable: &str, expected: impl Into<String>) {
+        self.push(variable, None, expected);
+    }
+
+    /// Records a problem of a secret variable: its value is shown as [`MASK`].
+    pub fn secret(&mut self, variable: &str, expected: impl Into<String>) {
+        self.bad(variable, MASK, expected);
+    }
+
+    /// Adds the problems of an error found elsewhere, after those recorded so far.
+    pub fn absorb(&mut self, err: ConfigError) {
+        self.list.extend(err.problems);
+    }
+
+    /// The problems recorded so far.
+    #[must_use]
+    pub fn as_slice(&self) -> &[Problem] {
+        &self.list
+    }
+
+    /// `Ok(value)` when nothing was recorded, else the error listing every problem.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when any problem was recorded.
+    pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+        ConfigError::check(self.list, value)
+    }
+
+    /// The error listing every problem recorded, whether or not there was any.
+    pub(crate) fn into_error(self) -> ConfigError {
+        ConfigError::new(self.list)
+    }
+
+    fn push(&mut self, variable: &str, value: Option<String>, expected: impl Into<String>) {
+        self.list
+            .push(Problem::new(self.component, variable, value, expected));
+    }
+}
+
+/// What stands for a secret wherever one would be shown: in a problem, a masked URL, a
+/// `Debug` view.
+pub const MASK: &str = "***";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +240,32 @@ mod tests {
             .collect();
         assert_eq!(names, [("pool", "A"), ("cache", "B")]);
         assert!(ConfigError::merge([]).is_none());
+    }
+
+    #[test]
+    fn problems_collect_values_relations_and_secrets_of_their_component() {
+        let mut p = Problems::new("cache");
+        p.bad("CACHE_L1_SHARDS", 3, "a power of two");
+        p.relation("CACHE_MIN", "at most CACHE_MAX");
+        p.secret("CACHE_KEY", "base64 of 32 bytes");
+        p.absorb(ConfigError::one(Problem::new("cache", "LATER", None, "x")));
+        let err = p.finish(()).unwrap_err();
+        assert_eq!(
+            err.variables(),
+            ["CACHE_L1_SHARDS", "CACHE_MIN", "CACHE_KEY", "LATER"]
+        );
+        let shards = err.problem("CACHE_L1_SHARDS").unwrap();
+        assert_eq!(
+            (shards.component, shards.value.as_deref()),
+            ("cache", Some("3"))
+        );
+        assert_eq!(
+            err.problem("CACHE_KEY").unwrap().value.as_deref(),
+            Some(MASK)
+        );
+        assert_eq!(err.problem("CACHE_MIN").unwrap().value, None);
+        assert!(err.problem("NONE").is_none());
+        assert_eq!(Problems::new("cache").finish(7), Ok(7));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::ops::{Bound, RangeBounds};
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::problem::{ConfigError, Problem};
+use crate::problem::{ConfigError, Problem, Problems};
 use crate::url::mask_url;
 
 /// The process environment as a lookup: `std::env::var(name).ok()`.
@@ -14,22 +14,63 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// A lookup over fixed name/value pairs (a test's variables, a host's map); the first pair of
+/// a name wins.
+///
+/// ```
+/// let lookup = vitals_env::pairs(&[("DB_POOL_MAX", "20")]);
+/// assert_eq!(lookup("DB_POOL_MAX").as_deref(), Some("20"));
+/// assert_eq!(lookup("DB_POOL_MIN"), None);
+/// ```
+pub fn pairs(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + Clone + 'static {
+    let owned: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |name| {
+        owned
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// Reads one configuration of `component` through `lookup`: `read` takes the values from an
+/// [`Env`] and returns `None` only after recording why (a bad value, a builder's problems
+/// [adopted](Env::adopt)). This is the body of every `from_env_with`
+/// ([`from_env_methods!`](crate::from_env_methods)).
+///
+/// # Errors
+/// [`ConfigError`] listing every problem recorded, in the order they were found.
+pub fn read<T>(
+    component: &'static str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    read: impl FnOnce(&mut Env<'_>) -> Option<T>,
+) -> Result<T, ConfigError> {
+    let mut env = Env::new(component, lookup);
+    match read(&mut env) {
+        Some(value) => env.finish(value),
+        // By `read`'s contract its problems are recorded: they are the error.
+        None => Err(env.problems.into_error()),
+    }
+}
+
 /// Reads one crate's variables through a lookup, collecting every bad value.
 ///
 /// An unset variable and one that is empty or only white space read as `None` (the default
 /// applies); values are trimmed. Each typed reader returns `None` for a bad value too, after
-/// recording a [`Problem`] that names the variable, the value and what was expected.
+/// recording a [`Problem`](crate::Problem) that names the variable, the value and what was
+/// expected.
 pub struct Env<'a> {
-    component: &'static str,
     lookup: &'a dyn Fn(&str) -> Option<String>,
-    problems: Vec<Problem>,
+    problems: Problems,
 }
 
 impl std::fmt::Debug for Env<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Env")
-            .field("component", &self.component)
-            .field("problems", &self.problems)
+            .field("component", &self.component())
+            .field("problems", &self.problems())
             .finish_non_exhaustive()
     }
 }
@@ -38,16 +79,21 @@ impl<'a> Env<'a> {
     /// A reader for `component` (named in every problem) over `lookup`.
     pub fn new(component: &'static str, lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
         Self {
-            component,
             lookup,
-            problems: Vec::new(),
+            problems: Problems::new(component),
         }
     }
 
     /// The component named in this reader's problems.
     #[must_use]
     pub fn component(&self) -> &'static str {
-        self.component
+        self.problems.component()
+    }
+
+    /// The lookup this reader reads through, to hand on to another crate's reader (the facade
+    /// reads every crate's variables from the same source).
+    pub fn lookup(&self) -> &'a dyn Fn(&str) -> Option<String> {
+        self.lookup
     }
 
     /// The trimmed value of `name`; `None` when unset or blank.
@@ -66,39 +112,34 @@ impl<'a> Env<'a> {
 
     /// Records that `name` held `value`, where `expected` was expected.
     pub fn problem(&mut self, name: &str, value: &str, expected: impl Into<String>) {
-        self.problems.push(Problem::new(
-            self.component,
-            name,
-            Some(value.to_owned()),
-            expected,
-        ));
+        self.problems.bad(name, value, expected);
     }
 
     /// Records a problem of `name` that shows no value (a relation between variables).
     pub fn relation_problem(&mut self, name: &str, expected: impl Into<String>) {
-        self.problems
-            .push(Problem::new(self.component, name, None, expected));
+        self.problems.relation(name, expected);
     }
 
     /// Records a problem of a secret variable: the value is shown as `***`.
     pub fn secret_problem(&mut self, name: &str, expected: impl Into<String>) {
-        self.problems.push(Problem::new(
-            self.component,
-            name,
-            Some("***".to_owned()),
-            expected,
-        ));
+        self.problems.secret(name, expected);
     }
 
     /// Adds the problems of an error found elsewhere (a builder's validation).
     pub fn absorb(&mut self, err: ConfigError) {
-        self.problems.extend(err.into_problems());
+        self.problems.absorb(err);
+    }
+
+    /// The value of something built from what was read (a builder's `build`, another crate's
+    /// reading); its problems, if any, are kept after those found so far and `None` comes back.
+    pub fn adopt<T>(&mut self, built: Result<T, ConfigError>) -> Option<T> {
+        built.map_err(|e| self.absorb(e)).ok()
     }
 
     /// The problems found so far.
     #[must_use]
     pub fn problems(&self) -> &[Problem] {
-        &self.problems
+        self.problems.as_slice()
     }
 
     /// `Ok(value)` when no problem was found, else every problem at once.
@@ -106,7 +147,7 @@ impl<'a> Env<'a> {
     /// # Errors
     /// [`ConfigError`] listing every problem this reader recorded.
     pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
-        ConfigError::check(self.problems, value)
+        self.problems.finish(value)
     }
 
     /// The value of `name` through `parse`; a `None` from `parse` records `expected`.
@@ -234,19 +275,10 @@ fn describe<T: Display>(range: &impl RangeBounds<T>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
 
     #[test]
     fn unset_and_blank_read_as_none_and_values_are_trimmed() {
-        let m = map(&[("A", "  "), ("B", " 7 ")]);
-        let lookup = |n: &str| m.get(n).cloned();
+        let lookup = pairs(&[("A", "  "), ("B", " 7 ")]);
         let mut env = Env::new("t", &lookup);
         assert_eq!(env.whole::<u32>("A", 0..), None);
         assert_eq!(env.whole::<u32>("B", 0..), Some(7));
@@ -256,7 +288,7 @@ mod tests {
 
     #[test]
     fn every_bad_value_is_named_with_what_was_expected() {
-        let m = map(&[
+        let lookup = pairs(&[
             ("N", "-5"),
             ("R", "200"),
             ("MS", "soon"),
@@ -266,7 +298,6 @@ mod tests {
             ("E", "staging"),
             ("U", "mysql://root:hunter2@h/x"),
         ]);
-        let lookup = |n: &str| m.get(n).cloned();
         let mut env = Env::new("pool", &lookup);
         assert_eq!(env.whole::<u32>("N", 0..), None);
         assert_eq!(env.whole::<u8>("R", 1..=100), None);
@@ -299,14 +330,13 @@ mod tests {
 
     #[test]
     fn good_values_parse() {
-        let m = map(&[
+        let lookup = pairs(&[
             ("MS", "1500"),
             ("B", "On"),
             ("P", "80%"),
             ("E", "PROD"),
             ("U", "sqlite::memory:"),
         ]);
-        let lookup = |n: &str| m.get(n).cloned();
         let mut env = Env::new("t", &lookup);
         assert_eq!(env.millis("MS", 1), Some(Duration::from_millis(1500)));
         assert_eq!(env.boolean("B"), Some(true));
@@ -317,6 +347,33 @@ mod tests {
             Some("sqlite::memory:")
         );
         assert!(env.problems().is_empty());
+    }
+
+    #[test]
+    fn read_keeps_the_readers_and_the_adopted_problems_in_order() {
+        let lookup = pairs(&[("N", "x"), ("M", "2")]);
+        let built = |m: u32| {
+            if m > 1 {
+                Err(ConfigError::one(Problem::new("t", "M", None, "at most 1")))
+            } else {
+                Ok(m)
+            }
+        };
+        let err = read("t", &lookup, |env| {
+            let n = env.whole::<u32>("N", 0..);
+            let m = env.whole("M", 0..).unwrap_or(0);
+            let m = env.adopt(built(m))?;
+            Some((n, m))
+        })
+        .unwrap_err();
+        assert_eq!(err.variables(), ["N", "M"]);
+        let ok = read("t", &pairs(&[("M", "1")]), |env| {
+            let m = env.whole("M", 0..).unwrap_or(0);
+            let m = env.adopt(built(m))?;
+            // The lookup is handed on unchanged.
+            Some((m, env.lookup()("M")))
+        });
+        assert_eq!(ok, Ok((1, Some("1".to_owned()))));
     }
 
     #[test]

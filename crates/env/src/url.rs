@@ -2,6 +2,8 @@
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
+use crate::problem::MASK;
+
 /// Query parameters whose value is a secret.
 const SECRET_PARAMS: [&str; 4] = ["password", "sslpassword", "pass", "pwd"];
 
@@ -32,7 +34,7 @@ pub fn mask_url(url: &str) -> String {
         // stand unencoded in a password.
         if let Some(at) = rest.rfind('@') {
             if let Some(colon) = rest[..at].find(':') {
-                out.replace_range(auth_start + colon + 1..auth_start + at, "***");
+                out.replace_range(auth_start + colon + 1..auth_start + at, MASK);
             }
         }
     }
@@ -46,7 +48,7 @@ pub fn mask_url(url: &str) -> String {
             .split('&')
             .map(|pair| match pair.split_once('=') {
                 Some((k, _)) if SECRET_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s)) => {
-                    format!("{k}=***")
+                    format!("{k}={MASK}")
                 }
                 _ => pair.to_owned(),
             })

@@ -97,20 +97,18 @@ pub use validate::{validate, Row};
 /// variable at once, each under the component `import`.
 pub use vitals_env::ConfigError;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shared_types_are_send_sync() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<Importer>();
-        assert_send_sync::<Registry>();
-        assert_send_sync::<ImportReport>();
-        assert_send_sync::<PgSink>();
-        assert_send_sync::<SqliteSink>();
-        fn assert_send<T: Send>() {}
-        assert_send::<Source>();
-        assert_send_sync::<ConfigError>();
-    }
-}
+// The shared types cross threads (a `Source` is moved to the reading thread): checked by
+// every build, not only by the tests.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    const fn send<T: Send>() {}
+    send_sync::<(
+        Importer,
+        Registry,
+        ImportReport,
+        PgSink,
+        SqliteSink,
+        ConfigError,
+    )>();
+    send::<Source>();
+};

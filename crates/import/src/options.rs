@@ -2,10 +2,9 @@
 //! and the [`Progress`] it reports after every chunk.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
-use vitals_env::{ConfigError, Env};
+use vitals_env::{Env, Set, Var};
 
 /// Default number of rows per chunk (and per transaction).
 pub const DEFAULT_CHUNK_SIZE: usize = 5000;
@@ -71,16 +70,19 @@ impl Default for ImportOptions {
     }
 }
 
-/// A setter that stores its argument in the field of its name.
-macro_rules! setter {
-    ($(#[$doc:meta])* $name:ident($arg:ident: $ty:ty)) => {
-        $(#[$doc])*
-        pub fn $name(mut self, $arg: $ty) -> Self {
-            self.$name = $arg;
-            self
-        }
-    };
-}
+/// Every variable, in the crate's own words of what is expected (a blank one reads as unset,
+/// as in every other crate).
+#[rustfmt::skip]
+const VARS: &[Var<ImportOptions>] = &[
+    Var::Described("VITALS_IMPORT_CHUNK_SIZE", "a whole number of rows above 0", 1,
+        Set::Builder(ImportOptions::chunk_size)),
+    Var::Described("VITALS_IMPORT_MAX_ERRORS", "a whole number of rejected rows", 0,
+        Set::Builder(|o, n| o.max_errors(n as u64))),
+    Var::Described("VITALS_IMPORT_WORKERS", "a whole number of connections above 0", 1,
+        Set::Builder(ImportOptions::workers)),
+    Var::Described("VITALS_IMPORT_MAX_LISTED", "a whole number of report entries", 0,
+        Set::Builder(ImportOptions::max_listed)),
+];
 
 impl ImportOptions {
     /// Defaults: chunks of [`DEFAULT_CHUNK_SIZE`], commit per chunk, no error limit, write,
@@ -98,61 +100,23 @@ impl ImportOptions {
         }
     }
 
-    /// Options from `VITALS_IMPORT_CHUNK_SIZE`, `VITALS_IMPORT_MAX_ERRORS`,
-    /// `VITALS_IMPORT_WORKERS` and `VITALS_IMPORT_MAX_LISTED`.
-    ///
-    /// # Errors
-    /// [`ConfigError`] listing every variable that is set but invalid.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_env_with(vitals_env::process_env)
+    vitals_env::from_env_methods! {
+        /// Options from `VITALS_IMPORT_CHUNK_SIZE`, `VITALS_IMPORT_MAX_ERRORS`,
+        /// `VITALS_IMPORT_WORKERS` and `VITALS_IMPORT_MAX_LISTED`.
+        ///
+        /// # Errors
+        /// [`ConfigError`](crate::ConfigError) listing every variable that is set but invalid
+        /// (component `import`).
+        component: "import",
+        read: |env: &mut Env<'_>| Some(env.apply(Self::new(), VARS)),
     }
 
-    /// Options from a variable lookup (for tests and other configuration sources).
-    ///
-    /// # Errors
-    /// [`ConfigError`] listing every variable that is set but invalid (component `import`).
-    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut env = Env::new("import", &lookup);
-        let mut options = Self::new();
-        // The crate's own wording of what is expected, through `Env::parse`, which reads a
-        // blank variable as unset like every other crate's.
-        if let Some(n) = env.parse(
-            "VITALS_IMPORT_CHUNK_SIZE",
-            "a whole number of rows above 0",
-            at_least(1),
-        ) {
-            options.chunk_size = n;
-        }
-        if let Some(n) = env.parse(
-            "VITALS_IMPORT_MAX_ERRORS",
-            "a whole number of rejected rows",
-            at_least(0),
-        ) {
-            options.max_errors = Some(n);
-        }
-        if let Some(n) = env.parse(
-            "VITALS_IMPORT_WORKERS",
-            "a whole number of connections above 0",
-            at_least(1),
-        ) {
-            options.workers = n;
-        }
-        if let Some(n) = env.parse(
-            "VITALS_IMPORT_MAX_LISTED",
-            "a whole number of report entries",
-            at_least(0),
-        ) {
-            options.max_listed = n;
-        }
-        env.finish(options)
-    }
-
-    setter!(
+    vitals_env::setter!(
         /// Rows per chunk: per round of queries and per transaction.
         chunk_size(rows: usize)
     );
 
-    setter!(
+    vitals_env::setter!(
         /// Any rejection rolls the whole import back (one transaction for the whole input).
         /// The rest of the input is still validated, so the report lists every problem.
         all_or_nothing(yes: bool)
@@ -164,12 +128,12 @@ impl ImportOptions {
         self
     }
 
-    setter!(
+    vitals_env::setter!(
         /// Validates only: foreign keys and duplicates are checked, nothing is written.
         dry_run(yes: bool)
     );
 
-    setter!(
+    vitals_env::setter!(
         /// Chunks written at once, each on its own connection and transaction (default
         /// [`DEFAULT_WORKERS`]; 1 writes every chunk on the sink given to
         /// [`Importer::run`](crate::Importer::run)).
@@ -186,7 +150,7 @@ impl ImportOptions {
         workers(n: usize)
     );
 
-    setter!(
+    vitals_env::setter!(
         /// Entries each list of the report keeps: `rejections`, `duplicate_rows` and `warnings`
         /// (default [`DEFAULT_MAX_LISTED`]). The entries of the first lines are kept; the counts
         /// stay exact and the report says how many entries were left out, so the report's
@@ -201,22 +165,11 @@ impl ImportOptions {
     }
 }
 
-/// A parser of whole numbers of at least `min`, for [`Env::parse`].
-fn at_least<T: FromStr + PartialOrd>(min: T) -> impl FnOnce(&str) -> Option<T> {
-    move |v| v.parse::<T>().ok().filter(|n| *n >= min)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| {
-            vars.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    }
+    use vitals_env::pairs as env;
 
     #[test]
     fn workers_come_from_the_environment_and_zero_is_refused() {

@@ -188,14 +188,8 @@ impl PoolConfig {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_types_are_send_sync() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<PoolConfig>();
-        assert_send_sync::<crate::ConfigError>();
-    }
-}
+// The configuration crosses threads: checked by every build, not only by the tests.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<(PoolConfig, crate::ConfigError)>();
+};

@@ -2,9 +2,9 @@
 //! goes through a [`vitals_env::Env`] reader (component `pool`), then the builder's own checks
 //! run, and every problem of both comes back at once.
 
-use vitals_env::{ConfigError, Env};
+use vitals_env::{Env, Set, Var};
 
-use crate::builder::PoolConfigBuilder;
+use crate::builder::PoolConfigBuilder as B;
 use crate::config::{PoolConfig, Profile};
 
 /// `DB_PROFILE`'s accepted values.
@@ -15,123 +15,67 @@ const PROFILES: [(&str, Profile); 4] = [
     ("prod", Profile::Production),
 ];
 
+/// Every variable but `DB_PROFILE`, with the builder setter its value goes to; one that is
+/// unset or bad leaves the profile's default.
+#[rustfmt::skip]
+const VARS: &[Var<B>] = &[
+    Var::U32("DB_POOL_MIN", 0, Set::Builder(B::min_connections)),
+    Var::U32("DB_POOL_MAX", 0, Set::Builder(B::max_connections)),
+    Var::U32("DB_RETRY_MAX", 0, Set::Builder(B::retry_max)),
+    Var::U32("DB_POOL_ALERT_WAITING", 0, Set::Builder(B::alert_waiting)),
+    Var::Millis("DB_ACQUIRE_TIMEOUT", 0, Set::Builder(B::acquire_timeout)),
+    Var::Millis("DB_IDLE_TIMEOUT", 0, Set::Builder(B::idle_timeout)),
+    Var::Millis("DB_POOL_EVICT", 0, Set::Builder(B::evict_interval)),
+    Var::Millis("DB_STATEMENT_TIMEOUT", 0, Set::Builder(B::statement_timeout)),
+    Var::Millis("DB_IDLE_IN_TRANSACTION_TIMEOUT", 0, Set::Builder(B::idle_in_transaction_timeout)),
+    Var::Millis("DB_SQLITE_BUSY_TIMEOUT", 0, Set::Builder(B::sqlite_busy_timeout)),
+    Var::Millis("DB_RETRY_BASE_DELAY", 0, Set::Builder(B::retry_base_delay)),
+    Var::Millis("DB_RETRY_MAX_DELAY", 0, Set::Builder(B::retry_max_delay)),
+    Var::Millis("DB_POOL_LEAK_THRESHOLD", 0, Set::Builder(|b, d| {
+        b.leak_threshold((!d.is_zero()).then_some(d)) // zero turns it off
+    })),
+    Var::Millis("DB_POOL_MONITOR_INTERVAL", 0, Set::Builder(B::monitor_interval)),
+    Var::Boolean("DB_HANDLE_DISCONNECTS", Set::Builder(B::handle_disconnects)),
+    Var::Boolean("DB_BENCHMARK", Set::Builder(B::benchmark)),
+    Var::Percent("DB_POOL_ALERT_WARNING", Set::Builder(B::alert_warning_percent)),
+    Var::Percent("DB_POOL_ALERT_CRITICAL", Set::Builder(B::alert_critical_percent)),
+];
+
 impl PoolConfig {
-    /// Reads the variables listed on [`PoolConfig`] from the process environment.
-    ///
-    /// # Errors
-    /// [`ConfigError`] listing every variable with a bad value, and `DB_POOL_MIN > DB_POOL_MAX`.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_env_with(vitals_env::process_env)
+    vitals_env::from_env_methods! {
+        /// Reads the variables listed on [`PoolConfig`] from the process environment.
+        ///
+        /// # Errors
+        /// [`ConfigError`](vitals_env::ConfigError) (component `pool`) listing every variable
+        /// with a bad value, then the builder's checks of the values together
+        /// (`DB_POOL_MIN > DB_POOL_MAX`, ...).
+        component: "pool",
+        read: read,
     }
+}
 
-    /// Like [`from_env`](Self::from_env) but reads variables through `lookup`, so tests need
-    /// not touch the process environment.
-    ///
-    /// # Errors
-    /// [`ConfigError`] (component `pool`) listing every variable with a bad value, and the
-    /// builder's checks of the values together (`DB_POOL_MIN > DB_POOL_MAX`, ...).
-    pub fn from_env_with<F>(lookup: F) -> Result<Self, ConfigError>
-    where
-        F: Fn(&str) -> Option<String>,
-    {
-        let mut env = Env::new("pool", &lookup);
-
-        let profile = if env.is_set("DB_PROFILE") {
-            env.choice("DB_PROFILE", &PROFILES, "\"development\" or \"production\"")
-                .unwrap_or(Profile::Development)
-        } else if ["APP_ENV", "NODE_ENV"].iter().any(|n| {
-            env.string(n)
-                .is_some_and(|v| v.eq_ignore_ascii_case("production"))
-        }) {
-            Profile::Production
-        } else {
-            Profile::Development
-        };
-
-        // A variable that is unset or bad leaves the profile's default.
-        let mut b = PoolConfigBuilder::default().profile(profile);
-        if let Some(v) = env.whole("DB_POOL_MIN", 0..) {
-            b = b.min_connections(v);
-        }
-        if let Some(v) = env.whole("DB_POOL_MAX", 0..) {
-            b = b.max_connections(v);
-        }
-        if let Some(v) = env.whole("DB_RETRY_MAX", 0..) {
-            b = b.retry_max(v);
-        }
-        if let Some(v) = env.whole("DB_POOL_ALERT_WAITING", 0..) {
-            b = b.alert_waiting(v);
-        }
-
-        if let Some(v) = env.millis("DB_ACQUIRE_TIMEOUT", 0) {
-            b = b.acquire_timeout(v);
-        }
-        if let Some(v) = env.millis("DB_IDLE_TIMEOUT", 0) {
-            b = b.idle_timeout(v);
-        }
-        if let Some(v) = env.millis("DB_POOL_EVICT", 0) {
-            b = b.evict_interval(v);
-        }
-        if let Some(v) = env.millis("DB_STATEMENT_TIMEOUT", 0) {
-            b = b.statement_timeout(v);
-        }
-        if let Some(v) = env.millis("DB_IDLE_IN_TRANSACTION_TIMEOUT", 0) {
-            b = b.idle_in_transaction_timeout(v);
-        }
-        if let Some(v) = env.millis("DB_SQLITE_BUSY_TIMEOUT", 0) {
-            b = b.sqlite_busy_timeout(v);
-        }
-        if let Some(v) = env.millis("DB_RETRY_BASE_DELAY", 0) {
-            b = b.retry_base_delay(v);
-        }
-        if let Some(v) = env.millis("DB_RETRY_MAX_DELAY", 0) {
-            b = b.retry_max_delay(v);
-        }
-        if let Some(d) = env.millis("DB_POOL_LEAK_THRESHOLD", 0) {
-            b = b.leak_threshold((!d.is_zero()).then_some(d)); // zero turns it off
-        }
-        if let Some(v) = env.millis("DB_POOL_MONITOR_INTERVAL", 0) {
-            b = b.monitor_interval(v);
-        }
-
-        if let Some(v) = env.boolean("DB_HANDLE_DISCONNECTS") {
-            b = b.handle_disconnects(v);
-        }
-        if let Some(v) = env.boolean("DB_BENCHMARK") {
-            b = b.benchmark(v);
-        }
-
-        if let Some(v) = env.percent("DB_POOL_ALERT_WARNING") {
-            b = b.alert_warning_percent(v);
-        }
-        if let Some(v) = env.percent("DB_POOL_ALERT_CRITICAL") {
-            b = b.alert_critical_percent(v);
-        }
-
-        // The builder checks the values together; its problems follow the parse problems.
-        match b.build() {
-            Ok(cfg) => env.finish(cfg),
-            Err(e) => {
-                env.absorb(e);
-                Err(ConfigError::new(env.problems().to_vec()))
-            }
-        }
-    }
+/// The profile, then every other variable through the builder, whose checks run last.
+fn read(env: &mut Env<'_>) -> Option<PoolConfig> {
+    let profile = if env.is_set("DB_PROFILE") {
+        env.choice("DB_PROFILE", &PROFILES, "\"development\" or \"production\"")
+            .unwrap_or(Profile::Development)
+    } else if ["APP_ENV", "NODE_ENV"].iter().any(|n| {
+        env.string(n)
+            .is_some_and(|v| v.eq_ignore_ascii_case("production"))
+    }) {
+        Profile::Production
+    } else {
+        Profile::Development
+    };
+    let builder = env.apply(B::default().profile(profile), VARS);
+    env.adopt(builder.build())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use std::time::Duration;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
+    use vitals_env::pairs as env;
 
     #[test]
     fn empty_environment_gives_development_defaults() {
@@ -197,7 +141,7 @@ mod tests {
             ("DB_POOL_ALERT_WARNING", "120"),
         ]))
         .unwrap_err();
-        let vars: Vec<&str> = err.problems().iter().map(|p| p.variable.as_str()).collect();
+        let vars = err.variables();
         for v in [
             "DB_PROFILE",
             "DB_POOL_MAX",
@@ -223,8 +167,7 @@ mod tests {
             ("DB_RETRY_MAX", "x"),
         ]))
         .unwrap_err();
-        let vars: Vec<&str> = err.problems().iter().map(|p| p.variable.as_str()).collect();
-        assert_eq!(vars, ["DB_RETRY_MAX", "DB_POOL_MIN"]);
+        assert_eq!(err.variables(), ["DB_RETRY_MAX", "DB_POOL_MIN"]);
         assert!(err.to_string().contains("min > max"));
     }
 }

@@ -115,17 +115,15 @@ impl RetryPolicy {
         }
     }
 
-    /// The ceiling of the first wait; doubled per attempt.
-    pub fn base_delay(mut self, delay: Duration) -> Self {
-        self.base_delay = delay;
-        self
-    }
+    vitals_env::setter!(
+        /// The ceiling of the first wait; doubled per attempt.
+        base_delay(delay: Duration)
+    );
 
-    /// The largest wait.
-    pub fn max_delay(mut self, delay: Duration) -> Self {
-        self.max_delay = delay;
-        self
-    }
+    vitals_env::setter!(
+        /// The largest wait.
+        max_delay(delay: Duration)
+    );
 
     /// Also retry this SQLSTATE (like adding to the report's `match` list).
     pub fn retry_sqlstate(mut self, code: impl Into<String>) -> Self {
@@ -251,10 +249,6 @@ mod tests {
     use std::io::ErrorKind;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    fn io(kind: ErrorKind) -> sqlx::Error {
-        sqlx::Error::Io(std::io::Error::from(kind))
-    }
-
     #[test]
     fn the_acquire_timeout_is_retried_and_a_bad_url_is_not() {
         assert!(
@@ -301,7 +295,7 @@ mod tests {
         let runs = AtomicU32::new(0);
         let r: Result<(), sqlx::Error> = retry(&policy, || async {
             runs.fetch_add(1, Ordering::SeqCst);
-            Err(io(ErrorKind::ConnectionReset))
+            Err(sqlx::Error::Io(ErrorKind::ConnectionReset.into()))
         })
         .await;
         assert!(r.is_err());
@@ -319,7 +313,7 @@ mod tests {
         runs.store(0, Ordering::SeqCst);
         let r = retry(&policy, || async {
             if runs.fetch_add(1, Ordering::SeqCst) == 0 {
-                Err(io(ErrorKind::BrokenPipe))
+                Err(sqlx::Error::Io(ErrorKind::BrokenPipe.into()))
             } else {
                 Ok(7)
             }

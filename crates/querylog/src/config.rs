@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use vitals_env::{process_env, ConfigError, Env, Problem};
+use vitals_env::{ConfigError, Env, Problems, Secret, Set, Var};
 
 use crate::fingerprint::DEFAULT_FINGERPRINT_KEY;
 
@@ -32,7 +32,7 @@ pub const ENV_FINGERPRINT_KEY: &str = "DB_QUERYLOG_FINGERPRINT_KEY";
 
 /// The logger's settings. Build one with [`LoggerConfig::builder`], read one
 /// from the environment with [`LoggerConfig::from_env`], or take the defaults.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct LoggerConfig {
     slow_warn: Duration,
     slow_critical: Duration,
@@ -41,23 +41,8 @@ pub struct LoggerConfig {
     max_fingerprints: usize,
     n_plus_one_threshold: u32,
     summary_interval: Option<Duration>,
-    fingerprint_key: [u8; 16],
-}
-
-impl std::fmt::Debug for LoggerConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The fingerprint key is a secret: with it, fingerprints can be tested for guesses.
-        f.debug_struct("LoggerConfig")
-            .field("slow_warn", &self.slow_warn)
-            .field("slow_critical", &self.slow_critical)
-            .field("recent_capacity", &self.recent_capacity)
-            .field("slow_capacity", &self.slow_capacity)
-            .field("max_fingerprints", &self.max_fingerprints)
-            .field("n_plus_one_threshold", &self.n_plus_one_threshold)
-            .field("summary_interval", &self.summary_interval)
-            .field("fingerprint_key", &"***")
-            .finish()
-    }
+    /// A secret: with it, fingerprints can be tested for guesses.
+    fingerprint_key: Secret<[u8; 16]>,
 }
 
 impl Default for LoggerConfig {
@@ -70,7 +55,7 @@ impl Default for LoggerConfig {
             max_fingerprints: 1000,
             n_plus_one_threshold: 5,
             summary_interval: Some(Duration::from_secs(300)),
-            fingerprint_key: DEFAULT_FINGERPRINT_KEY,
+            fingerprint_key: Secret::new(DEFAULT_FINGERPRINT_KEY),
         }
     }
 }
@@ -83,81 +68,26 @@ impl LoggerConfig {
         }
     }
 
-    /// Reads the `DB_SLOW_QUERY_*` and `DB_QUERYLOG_*` variables and
-    /// `QUERYLOG_N_PLUS_ONE_THRESHOLD`; unset or blank ones take their defaults.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError`] listing every bad variable (component `querylog`).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_env_with(process_env)
-    }
-
-    /// Like [`from_env`](Self::from_env) with a lookup of your own (for tests).
-    ///
-    /// ```
-    /// use vitals_querylog::LoggerConfig;
-    ///
-    /// let config = LoggerConfig::from_env_with(|name| match name {
-    ///     "DB_SLOW_QUERY_WARN_MS" => Some("250".into()),
-    ///     _ => None,
-    /// })
-    /// .unwrap();
-    /// assert_eq!(config.slow_warn().as_millis(), 250);
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError`] listing every bad variable (component `querylog`).
-    pub fn from_env_with<F>(lookup: F) -> Result<Self, ConfigError>
-    where
-        F: Fn(&str) -> Option<String>,
-    {
-        let mut env = Env::new(COMPONENT, &lookup);
-        // The variables are read as plain numbers; the builder checks their ranges, so each
-        // rule is written once.
-        let mut b = Self::builder();
-        if let Some(d) = env.millis(ENV_SLOW_WARN_MS, 0) {
-            b = b.slow_warn(d);
-        }
-        if let Some(d) = env.millis(ENV_SLOW_CRITICAL_MS, 0) {
-            b = b.slow_critical(d);
-        }
-        if let Some(n) = env.whole::<u64>(ENV_RECENT, 0..) {
-            b = b.recent_capacity(usize::try_from(n).unwrap_or(usize::MAX));
-        }
-        if let Some(n) = env.whole::<u64>(ENV_SLOW_HISTORY, 0..) {
-            b = b.slow_capacity(usize::try_from(n).unwrap_or(usize::MAX));
-        }
-        if let Some(n) = env.whole::<u64>(ENV_MAX_FINGERPRINTS, 0..) {
-            b = b.max_fingerprints(usize::try_from(n).unwrap_or(usize::MAX));
-        }
-        // The issue's name wins; a problem names whichever variable was read.
-        let threshold_var = if env.is_set(ENV_N_PLUS_ONE_THRESHOLD) {
-            ENV_N_PLUS_ONE_THRESHOLD
-        } else {
-            ENV_N_PLUS_ONE_THRESHOLD_DB
-        };
-        if let Some(n) = env.whole::<u64>(threshold_var, 0..) {
-            b = b.n_plus_one_threshold(u32::try_from(n).unwrap_or(u32::MAX));
-        }
-        if let Some(d) = env.secs(ENV_SUMMARY_SECS, 0) {
-            // 0 turns the summary off.
-            b = b.summary_interval((!d.is_zero()).then_some(d));
-        }
-        if let Some(raw) = env.string(ENV_FINGERPRINT_KEY) {
-            match parse_key(&raw) {
-                Some(key) => b = b.fingerprint_key(key),
-                None => env.secret_problem(ENV_FINGERPRINT_KEY, "32 hex digits"),
-            }
-        }
-        let built = b.build();
-        if let Err(e) = &built {
-            env.absorb(in_env_names(e.clone(), threshold_var));
-        }
-        // Had the build failed, its problems were absorbed and this returns them all.
-        env.finish(())?;
-        built
+    vitals_env::from_env_methods! {
+        /// Reads the `DB_SLOW_QUERY_*` and `DB_QUERYLOG_*` variables and
+        /// `QUERYLOG_N_PLUS_ONE_THRESHOLD`; unset or blank ones take their defaults.
+        ///
+        /// ```
+        /// use vitals_querylog::LoggerConfig;
+        ///
+        /// let config = LoggerConfig::from_env_with(|name| match name {
+        ///     "DB_SLOW_QUERY_WARN_MS" => Some("250".into()),
+        ///     _ => None,
+        /// })
+        /// .unwrap();
+        /// assert_eq!(config.slow_warn().as_millis(), 250);
+        /// ```
+        ///
+        /// # Errors
+        ///
+        /// [`ConfigError`] listing every bad variable (component `querylog`).
+        component: "querylog",
+        read: read,
     }
 
     /// Duration from which a query is slow (a warning).
@@ -205,8 +135,45 @@ impl LoggerConfig {
     /// The fingerprint key.
     #[must_use]
     pub fn fingerprint_key(&self) -> [u8; 16] {
-        self.fingerprint_key
+        *self.fingerprint_key.expose()
     }
+}
+
+/// The plain variables: read as plain numbers, their ranges checked by the builder, so each
+/// rule is written once.
+#[rustfmt::skip]
+const VARS: &[Var<LoggerConfigBuilder>] = &[
+    Var::Millis(ENV_SLOW_WARN_MS, 0, Set::Builder(LoggerConfigBuilder::slow_warn)),
+    Var::Millis(ENV_SLOW_CRITICAL_MS, 0, Set::Builder(LoggerConfigBuilder::slow_critical)),
+    Var::Usize(ENV_RECENT, 0, Set::Builder(LoggerConfigBuilder::recent_capacity)),
+    Var::Usize(ENV_SLOW_HISTORY, 0, Set::Builder(LoggerConfigBuilder::slow_capacity)),
+    Var::Usize(ENV_MAX_FINGERPRINTS, 0, Set::Builder(LoggerConfigBuilder::max_fingerprints)),
+];
+
+/// The plain variables, the N+1 threshold under whichever name is set, the summary period
+/// and the key; then the builder's checks, named by the variables.
+fn read(env: &mut Env<'_>) -> Option<LoggerConfig> {
+    let mut b = env.apply(LoggerConfig::builder(), VARS);
+    // The issue's name wins; a problem names whichever variable was read.
+    let threshold_var = if env.is_set(ENV_N_PLUS_ONE_THRESHOLD) {
+        ENV_N_PLUS_ONE_THRESHOLD
+    } else {
+        ENV_N_PLUS_ONE_THRESHOLD_DB
+    };
+    if let Some(n) = env.whole::<u64>(threshold_var, 0..) {
+        b = b.n_plus_one_threshold(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+    if let Some(d) = env.secs(ENV_SUMMARY_SECS, 0) {
+        // 0 turns the summary off.
+        b = b.summary_interval((!d.is_zero()).then_some(d));
+    }
+    if let Some(raw) = env.string(ENV_FINGERPRINT_KEY) {
+        match parse_key(&raw) {
+            Some(key) => b = b.fingerprint_key(key),
+            None => env.secret_problem(ENV_FINGERPRINT_KEY, "32 hex digits"),
+        }
+    }
+    env.adopt(b.build().map_err(|e| in_env_names(e, threshold_var)))
 }
 
 /// The builder's problems, each naming the variable that stands for its setting
@@ -248,58 +215,30 @@ pub struct LoggerConfigBuilder {
     config: LoggerConfig,
 }
 
-/// A setter that stores its argument in the config's field of its name.
-macro_rules! setter {
-    ($(#[$doc:meta])* $name:ident($arg:ident: $ty:ty)) => {
-        $(#[$doc])*
-        pub fn $name(mut self, $arg: $ty) -> Self {
-            self.config.$name = $arg;
-            self
-        }
-    };
-}
-
 impl LoggerConfigBuilder {
-    setter!(
+    vitals_env::setter!(
         /// Duration from which a query is slow (default 1 s).
-        slow_warn(d: Duration)
-    );
-
-    setter!(
+        config.slow_warn(d: Duration);
         /// Duration from which a slow query is critical (default 5 s; not below `slow_warn`).
-        slow_critical(d: Duration)
-    );
-
-    setter!(
+        config.slow_critical(d: Duration);
         /// How many recent queries are kept (default 1000; 0 keeps none).
-        recent_capacity(n: usize)
-    );
-
-    setter!(
+        config.recent_capacity(n: usize);
         /// How many slow queries are kept (default 100; 0 keeps none).
-        slow_capacity(n: usize)
-    );
-
-    setter!(
+        config.slow_capacity(n: usize);
         /// Cap on distinct fingerprints with statistics (default 1000, at least 1).
-        max_fingerprints(n: usize)
-    );
-
-    setter!(
+        config.max_fingerprints(n: usize);
         /// Repeats of one fingerprint in one scope that make an N+1 finding (default 5, at least
         /// 2).
-        n_plus_one_threshold(n: u32)
-    );
-
-    setter!(
+        config.n_plus_one_threshold(n: u32);
         /// Period of the summary log line (default 5 min; `None` for none).
-        summary_interval(d: Option<Duration>)
+        config.summary_interval(d: Option<Duration>)
     );
 
-    setter!(
-        /// The fingerprint key (default [`DEFAULT_FINGERPRINT_KEY`]).
-        fingerprint_key(key: [u8; 16])
-    );
+    /// The fingerprint key (default [`DEFAULT_FINGERPRINT_KEY`]).
+    pub fn fingerprint_key(mut self, key: [u8; 16]) -> Self {
+        self.config.fingerprint_key = Secret::new(key);
+        self
+    }
 
     /// Checks the settings.
     ///
@@ -309,14 +248,11 @@ impl LoggerConfigBuilder {
     /// the setting: `slow_critical`, `slow_warn`, `max_fingerprints`, `n_plus_one_threshold`).
     pub fn build(self) -> Result<LoggerConfig, ConfigError> {
         let c = self.config;
-        let mut problems = Vec::new();
-        let mut bad = |setting: &str, value: String, expected: String| {
-            problems.push(Problem::new(COMPONENT, setting, Some(value), expected));
-        };
+        let mut problems = Problems::new(COMPONENT);
         if c.slow_critical < c.slow_warn {
-            bad(
+            problems.bad(
                 "slow_critical",
-                c.slow_critical.as_millis().to_string(),
+                c.slow_critical.as_millis(),
                 format!(
                     "at least the warning threshold ({} ms)",
                     c.slow_warn.as_millis()
@@ -324,19 +260,15 @@ impl LoggerConfigBuilder {
             );
         }
         if c.slow_warn.is_zero() {
-            bad("slow_warn", "0".into(), "more than 0 ms".into());
+            problems.bad("slow_warn", 0, "more than 0 ms");
         }
         if c.max_fingerprints == 0 {
-            bad("max_fingerprints", "0".into(), "at least 1".into());
+            problems.bad("max_fingerprints", 0, "at least 1");
         }
         if c.n_plus_one_threshold < 2 {
-            bad(
-                "n_plus_one_threshold",
-                c.n_plus_one_threshold.to_string(),
-                "at least 2".into(),
-            );
+            problems.bad("n_plus_one_threshold", c.n_plus_one_threshold, "at least 2");
         }
-        ConfigError::check(problems, c)
+        problems.finish(c)
     }
 }
 

@@ -103,19 +103,15 @@ pub enum Error {
     SpawnSummary(#[source] std::io::Error),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn assert_send_sync<T: Send + Sync>() {}
-
-    #[test]
-    fn shared_types_are_send_and_sync() {
-        assert_send_sync::<QueryLogger>();
-        assert_send_sync::<ScopeGuard>();
-        assert_send_sync::<Scope>();
-        assert_send_sync::<SqlxQueryLayer>();
-        assert_send_sync::<Error>();
-        assert_send_sync::<ConfigError>();
-    }
-}
+// The shared types cross threads: checked by every build, not only by the tests.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<(
+        QueryLogger,
+        ScopeGuard,
+        Scope,
+        SqlxQueryLayer,
+        Error,
+        ConfigError,
+    )>();
+};

@@ -86,69 +86,50 @@ impl Config {
         Self::from_env_with(|_| None)
     }
 
-    /// Reads every variable of every crate from the process environment.
-    ///
-    /// # Errors
-    /// [`ConfigError`] listing every bad variable of every crate at once.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_env_with(vitals_env::process_env)
+    vitals_env::from_env_methods! {
+        /// Reads every variable of every crate from the process environment (or, through
+        /// `from_env_with`, a test's map or a secrets store).
+        ///
+        /// # Errors
+        /// [`ConfigError`] listing every bad variable of every crate at once, each problem
+        /// naming its crate in `component`: the crates' in the order pool, querylog, cache,
+        /// import, then the facade's own.
+        component: "vitals",
+        read: read,
     }
+}
 
-    /// Reads every variable through `lookup` (a test's map, a secrets store).
-    ///
-    /// # Errors
-    /// [`ConfigError`] listing every bad variable of every crate at once, each problem naming
-    /// its crate in `component`.
-    pub fn from_env_with<F>(lookup: F) -> Result<Self, ConfigError>
-    where
-        F: Fn(&str) -> Option<String>,
-    {
-        let pool = PoolConfig::from_env_with(&lookup);
-        let querylog = LoggerConfig::from_env_with(&lookup);
-        let cache = CacheConfig::from_env_with(&lookup);
-        let import = ImportOptions::from_env_with(&lookup);
+/// Every crate's configuration from the same lookup, their problems kept, then the facade's own
+/// variables.
+fn read(env: &mut Env<'_>) -> Option<Config> {
+    let lookup = env.lookup();
+    let pool = env.adopt(PoolConfig::from_env_with(lookup));
+    let querylog = env.adopt(LoggerConfig::from_env_with(lookup));
+    let cache = env.adopt(CacheConfig::from_env_with(lookup));
+    let import = env.adopt(ImportOptions::from_env_with(lookup));
 
-        let mut env = Env::new("vitals", &lookup);
-        let database_url = env.url("DATABASE_URL", DATABASE_URL_PREFIXES);
-        let sqlite_url = env
-            .url("VITALS_SQLITE_URL", &[SQLITE_PREFIX])
-            .unwrap_or_else(|| DEFAULT_SQLITE_URL.into());
-        let migrate = env.boolean("VITALS_MIGRATE").unwrap_or(true);
-        let health = env.boolean("VITALS_HEALTH").unwrap_or(true);
-        let pg_schema = env.parse(
-            "VITALS_PG_SCHEMA",
-            "a schema name: 1 to 63 lowercase letters, digits and _, not starting with a digit or pg_",
-            |s| crate::health::is_schema_name(s).then(|| s.to_owned()),
-        );
-        let own = env.finish(());
-
-        match (pool, querylog, cache, import, own) {
-            (Ok(pool), Ok(querylog), Ok(cache), Ok(import), Ok(())) => Ok(Config {
-                database_url,
-                sqlite_url,
-                migrate,
-                health,
-                pg_schema,
-                pool,
-                querylog,
-                cache,
-                import,
-            }),
-            (pool, querylog, cache, import, own) => {
-                let errors = [
-                    pool.err(),
-                    querylog.err(),
-                    cache.err(),
-                    import.err(),
-                    own.err(),
-                ];
-                // At least one is an error (the arm above took all-`Ok`), so `merge` finds
-                // problems; the empty error is unreachable, not a silent success.
-                Err(ConfigError::merge(errors.into_iter().flatten())
-                    .unwrap_or_else(|| ConfigError::new(Vec::new())))
-            }
-        }
-    }
+    let database_url = env.url("DATABASE_URL", DATABASE_URL_PREFIXES);
+    let sqlite_url = env
+        .url("VITALS_SQLITE_URL", &[SQLITE_PREFIX])
+        .unwrap_or_else(|| DEFAULT_SQLITE_URL.into());
+    let migrate = env.boolean("VITALS_MIGRATE").unwrap_or(true);
+    let health = env.boolean("VITALS_HEALTH").unwrap_or(true);
+    let pg_schema = env.parse(
+        "VITALS_PG_SCHEMA",
+        "a schema name: 1 to 63 lowercase letters, digits and _, not starting with a digit or pg_",
+        |s| crate::health::is_schema_name(s).then(|| s.to_owned()),
+    );
+    Some(Config {
+        database_url,
+        sqlite_url,
+        migrate,
+        health,
+        pg_schema,
+        pool: pool?,
+        querylog: querylog?,
+        cache: cache?,
+        import: import?,
+    })
 }
 
 /// The URL prefixes `DATABASE_URL` accepts: PostgreSQL's two, then SQLite's.
@@ -164,14 +145,7 @@ pub(crate) fn is_postgres(url: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |name| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use vitals_env::pairs as env;
 
     #[test]
     fn defaults_run_embedded() {
@@ -238,20 +212,12 @@ mod tests {
             ["cache", "pool", "querylog", "vitals"]
         );
         // The crates' problems stay structured through the facade: no parsing of text.
-        let max = err
-            .problems()
-            .iter()
-            .find(|p| p.variable == "DB_POOL_MAX")
-            .unwrap();
+        let max = err.problem("DB_POOL_MAX").unwrap();
         assert_eq!(
             (max.component, max.value.as_deref()),
             ("pool", Some("lots"))
         );
-        let url = err
-            .problems()
-            .iter()
-            .find(|p| p.variable == "DATABASE_URL")
-            .unwrap();
+        let url = err.problem("DATABASE_URL").unwrap();
         assert_eq!(
             url.value.as_deref(),
             Some("mysql://root:***@127.0.0.1/x"),

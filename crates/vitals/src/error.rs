@@ -332,6 +332,12 @@ impl From<sqlx::migrate::MigrateError> for Error {
     }
 }
 
+// The errors cross threads: checked by every build, not only by the tests.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<(Error, ConfigError, DatabaseError)>();
+};
+
 /// docs/errors.md's Rust snippets, compiled as doctests so they cannot rot.
 #[cfg(all(doctest, feature = "http"))]
 #[doc = include_str!("../../../docs/errors.md")]
@@ -340,15 +346,6 @@ pub struct ErrorsDoctests;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn assert_send_sync<T: Send + Sync>() {}
-
-    #[test]
-    fn errors_are_send_and_sync() {
-        assert_send_sync::<Error>();
-        assert_send_sync::<ConfigError>();
-        assert_send_sync::<DatabaseError>();
-    }
 
     #[test]
     fn errors_without_a_server_have_a_kind_and_no_code() {
