@@ -136,27 +136,33 @@ macro_rules! with_db {
 }
 pub use with_db;
 
-/// Writes an async function once and defines it for each engine: `$pg` for PostgreSQL and
-/// `$lite` for SQLite, generic over the executor `$exec: $Trait<'c, Database = engine>` (plus
-/// `+ Copy` when asked), with `$db` naming the engine's sqlx database type in the body.
+/// Writes an async function once and defines it for each engine (`$vis fn $pg / $lite`): `$pg`
+/// for PostgreSQL and `$lite` for SQLite, generic over the executor
+/// `$exec: $Trait<'c, Database = engine>` (plus `+ Copy` when asked), with `$db` naming the
+/// engine's sqlx database type in the body.
+///
+/// `<Db, mod engine>` also names the calling module's `postgres` or `sqlite` module (the
+/// engine's functions under their plain names) `engine` in the body, so a function can call
+/// its siblings on the same engine: `engine::student(db, tables, id)`.
 ///
 /// Two macros because they do two things macro_rules cannot merge: [`with_db!`] picks one arm
 /// of a [`Db`] value at run time (an expression, public), this one defines items at compile
 /// time (the engine-generic sqlx code, whose bounds differ per engine and are too long to
 /// write as one generic function). Both list the same two engines.
 macro_rules! per_engine {
-    ($(#[$meta:meta])* fn $pg:ident / $lite:ident <$db:ident> ($exec:ident : $bound:ident $(+ $extra:ident)? $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty $body:block) => {
-        $crate::db::per_engine!(@one sqlx::Postgres, $(#[$meta])* fn $pg <$db> ($exec: $bound $(+ $extra)? $(, $arg : $ty)*) -> $ret $body);
-        $crate::db::per_engine!(@one sqlx::Sqlite, $(#[$meta])* fn $lite <$db> ($exec: $bound $(+ $extra)? $(, $arg : $ty)*) -> $ret $body);
+    ($(#[$meta:meta])* $vis:vis fn $pg:ident / $lite:ident <$db:ident $(, mod $sib:ident)?> ($exec:ident : $bound:ident $(+ $extra:ident)? $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty $body:block) => {
+        $crate::db::per_engine!(@one sqlx::Postgres, postgres, $(#[$meta])* $vis fn $pg <$db $(, $sib)?> ($exec: $bound $(+ $extra)? $(, $arg : $ty)*) -> $ret $body);
+        $crate::db::per_engine!(@one sqlx::Sqlite, sqlite, $(#[$meta])* $vis fn $lite <$db $(, $sib)?> ($exec: $bound $(+ $extra)? $(, $arg : $ty)*) -> $ret $body);
     };
-    (@one $engine:path, $(#[$meta:meta])* fn $name:ident <$db:ident> ($exec:ident : $bound:ident $(+ $extra:ident)? $(, $arg:ident : $ty:ty)*) -> $ret:ty $body:block) => {
+    (@one $engine:path, $module:ident, $(#[$meta:meta])* $vis:vis fn $name:ident <$db:ident $(, $sib:ident)?> ($exec:ident : $bound:ident $(+ $extra:ident)? $(, $arg:ident : $ty:ty)*) -> $ret:ty $body:block) => {
         $(#[$meta])*
-        pub async fn $name<'c, X>($exec: X $(, $arg: $ty)*) -> $ret
+        $vis async fn $name<'c, X>($exec: X $(, $arg: $ty)*) -> $ret
         where
             X: sqlx::$bound<'c, Database = $engine> $(+ $extra)?,
         {
             #[allow(dead_code)]
             type $db = $engine;
+            $(use self::$module as $sib;)?
             $body
         }
     };

@@ -36,17 +36,10 @@ const CHRONIC_CONDITIONS: &str =
     "SELECT id, student_id, condition, icd10_code, status, diagnosed_on, notes \
      FROM {s}chronic_conditions WHERE student_id = $1 ORDER BY status, condition";
 
-/// A student's (`$1`) latest medication doses, newest first, `LIMIT` the given literal: `$2`
-/// for [`student_medications_postgres`], `10` for the health summary.
-macro_rules! student_medications_sql {
-    ($limit:literal) => {
-        concat!(
-            "SELECT id, student_id, medication, dosage, administered_at, administered_by \
-             FROM {s}medication_logs WHERE student_id = $1 ORDER BY administered_at DESC LIMIT ",
-            $limit
-        )
-    };
-}
+/// A student's (`$1`) latest medication doses, newest first, at most `$2`.
+const STUDENT_MEDICATIONS: &str =
+    "SELECT id, student_id, medication, dosage, administered_at, administered_by \
+     FROM {s}medication_logs WHERE student_id = $1 ORDER BY administered_at DESC LIMIT $2";
 
 /// The latest medication doses given at or before `$1`, at most `$2`.
 const RECENT_MEDICATIONS: &str =
@@ -61,6 +54,51 @@ const RECENT_INCIDENTS: &str = "SELECT id, student_id, occurred_at, kind, severi
 const UPCOMING_APPOINTMENTS: &str =
     "SELECT id, student_id, scheduled_at, kind, status FROM {s}appointments \
      WHERE scheduled_at > $1 AND status = 'SCHEDULED' ORDER BY scheduled_at LIMIT $2";
+
+/// Vaccinations per vaccine, the most given first.
+const BY_VACCINE: &str = "SELECT vaccine_name AS label, COUNT(*) AS count FROM {s}vaccinations \
+     GROUP BY vaccine_name ORDER BY count DESC, label";
+
+/// Incidents per severity since `$1`.
+const INCIDENTS_BY_SEVERITY: &str = "SELECT severity AS label, COUNT(*) AS count \
+     FROM {s}incident_reports WHERE occurred_at >= $1 GROUP BY severity ORDER BY label";
+
+/// Appointments per status.
+const BY_APPOINTMENT_STATUS: &str =
+    "SELECT status AS label, COUNT(*) AS count FROM {s}appointments GROUP BY status ORDER BY label";
+
+/// Allergies with `active = $1` per severity.
+const ALLERGIES_BY_SEVERITY: &str =
+    "SELECT severity AS label, COUNT(*) AS count FROM {s}allergies \
+     WHERE active = $1 GROUP BY severity ORDER BY label";
+
+/// Medication doses given after `$1`, up to `$2`.
+const MEDICATIONS_BETWEEN: &str =
+    "SELECT COUNT(*) FROM {s}medication_logs WHERE administered_at > $1 AND administered_at <= $2";
+
+/// Incidents after `$1`, up to `$2`.
+const INCIDENTS_BETWEEN: &str =
+    "SELECT COUNT(*) FROM {s}incident_reports WHERE occurred_at > $1 AND occurred_at <= $2";
+
+/// Appointments after `$1`, up to `$2`.
+const APPOINTMENTS_BETWEEN: &str =
+    "SELECT COUNT(*) FROM {s}appointments WHERE scheduled_at > $1 AND scheduled_at <= $2";
+
+/// The medication doses in a health summary.
+const SUMMARY_MEDICATIONS: i64 = 10;
+
+/// Awaits the reads (futures of `Result<_, sqlx::Error>`) one after another when `sequential`
+/// is true (the report's "before"), else at once (each on its own connection); a tuple of
+/// their values, or the first error (`?`).
+macro_rules! join_reads {
+    ($sequential:expr, $($read:ident),+ $(,)?) => {
+        if $sequential {
+            ($($read.await?),+)
+        } else {
+            tokio::try_join!($($read),+)?
+        }
+    };
+}
 
 /// A count per label, for a chart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -111,11 +149,8 @@ per_engine! {
     ///
     /// # Errors
     /// A database error.
-    fn student_postgres / student_sqlite <Db> (db: Executor + Copy, tables: &Tables, id: Uuid) -> Result<Option<Student>, sqlx::Error> {
-        sqlx::query_as(&tables.sql(STUDENT))
-            .bind(id)
-            .fetch_optional(db)
-            .await
+    pub fn student_postgres / student_sqlite <Db> (db: Executor + Copy, tables: &Tables, id: Uuid) -> Result<Option<Student>, sqlx::Error> {
+        sqlx::query_as(&tables.sql(STUDENT)).bind(id).fetch_optional(db).await
     }
 }
 
@@ -124,11 +159,8 @@ per_engine! {
     ///
     /// # Errors
     /// A database error.
-    fn vaccinations_postgres / vaccinations_sqlite <Db> (db: Executor + Copy, tables: &Tables, student: Uuid) -> Result<Vec<Vaccination>, sqlx::Error> {
-        sqlx::query_as(&tables.sql(VACCINATIONS))
-        .bind(student)
-        .fetch_all(db)
-        .await
+    pub fn vaccinations_postgres / vaccinations_sqlite <Db> (db: Executor + Copy, tables: &Tables, student: Uuid) -> Result<Vec<Vaccination>, sqlx::Error> {
+        sqlx::query_as(&tables.sql(VACCINATIONS)).bind(student).fetch_all(db).await
     }
 }
 
@@ -137,12 +169,8 @@ per_engine! {
     ///
     /// # Errors
     /// A database error.
-    fn allergies_postgres / allergies_sqlite <Db> (db: Executor + Copy, tables: &Tables, student: Uuid) -> Result<Vec<Allergy>, sqlx::Error> {
-        sqlx::query_as(&tables.sql(ALLERGIES))
-        .bind(student)
-        .bind(true)
-        .fetch_all(db)
-        .await
+    pub fn allergies_postgres / allergies_sqlite <Db> (db: Executor + Copy, tables: &Tables, student: Uuid) -> Result<Vec<Allergy>, sqlx::Error> {
+        sqlx::query_as(&tables.sql(ALLERGIES)).bind(student).bind(true).fetch_all(db).await
     }
 }
 
@@ -151,11 +179,8 @@ per_engine! {
     ///
     /// # Errors
     /// A database error.
-    fn chronic_conditions_postgres / chronic_conditions_sqlite <Db> (db: Executor + Copy, tables: &Tables, student: Uuid) -> Result<Vec<ChronicCondition>, sqlx::Error> {
-        sqlx::query_as(&tables.sql(CHRONIC_CONDITIONS))
-        .bind(student)
-        .fetch_all(db)
-        .await
+    pub fn chronic_conditions_postgres / chronic_conditions_sqlite <Db> (db: Executor + Copy, tables: &Tables, student: Uuid) -> Result<Vec<ChronicCondition>, sqlx::Error> {
+        sqlx::query_as(&tables.sql(CHRONIC_CONDITIONS)).bind(student).fetch_all(db).await
     }
 }
 
@@ -164,40 +189,27 @@ per_engine! {
     ///
     /// # Errors
     /// A database error.
-    fn student_medications_postgres / student_medications_sqlite <Db> (db: Executor + Copy, tables: &Tables, student: Uuid, limit: i64) -> Result<Vec<MedicationLog>, sqlx::Error> {
-        sqlx::query_as(&tables.sql(student_medications_sql!("$2")))
-        .bind(student)
-        .bind(limit)
-        .fetch_all(db)
-        .await
+    pub fn student_medications_postgres / student_medications_sqlite <Db> (db: Executor + Copy, tables: &Tables, student: Uuid, limit: i64) -> Result<Vec<MedicationLog>, sqlx::Error> {
+        sqlx::query_as(&tables.sql(STUDENT_MEDICATIONS)).bind(student).bind(limit).fetch_all(db).await
     }
 }
 
 per_engine! {
-    /// A student's health summary: the student and four record lists, read one after another
-    /// (the uncached path the cache is measured against). `None` when there is no such student.
+    /// A student's health summary: the student, then the four record lists at once (each on
+    /// its own connection; the uncached path the cache is measured against). `None` when there
+    /// is no such student.
     ///
     /// # Errors
     /// A database error.
-    fn health_summary_postgres / health_summary_sqlite <Db> (db: Executor + Copy, tables: &Tables, student: Uuid) -> Result<Option<HealthSummary>, sqlx::Error> {
-        let Some(found) = sqlx::query_as::<_, Student>(&tables.sql(STUDENT))
-            .bind(student)
-            .fetch_optional(db)
-            .await?
-        else {
+    pub fn health_summary_postgres / health_summary_sqlite <Db, mod engine> (db: Executor + Copy, tables: &Tables, student: Uuid) -> Result<Option<HealthSummary>, sqlx::Error> {
+        let Some(found) = engine::student(db, tables, student).await? else {
             return Ok(None);
         };
-        let (v, a, c, m) = (
-            tables.sql(VACCINATIONS),
-            tables.sql(ALLERGIES),
-            tables.sql(CHRONIC_CONDITIONS),
-            tables.sql(student_medications_sql!(10)),
-        );
         let (vaccinations, allergies, chronic_conditions, recent_medications) = tokio::try_join!(
-            sqlx::query_as::<_, Vaccination>(&v).bind(student).fetch_all(db),
-            sqlx::query_as::<_, Allergy>(&a).bind(student).bind(true).fetch_all(db),
-            sqlx::query_as::<_, ChronicCondition>(&c).bind(student).fetch_all(db),
-            sqlx::query_as::<_, MedicationLog>(&m).bind(student).fetch_all(db),
+            engine::vaccinations(db, tables, student),
+            engine::allergies(db, tables, student),
+            engine::chronic_conditions(db, tables, student),
+            engine::student_medications(db, tables, student, SUMMARY_MEDICATIONS),
         )?;
         Ok(Some(HealthSummary { student: found, vaccinations, allergies, chronic_conditions, recent_medications }))
     }
@@ -209,18 +221,8 @@ per_engine! {
     ///
     /// # Errors
     /// The first database error.
-    fn recent_activities_postgres / recent_activities_sqlite <Db> (db: Executor + Copy, tables: &Tables, now: DateTime<Utc>, limit: i64) -> Result<RecentActivities, sqlx::Error> {
-        let (m, i, a) = (
-            tables.sql(RECENT_MEDICATIONS),
-            tables.sql(RECENT_INCIDENTS),
-            tables.sql(UPCOMING_APPOINTMENTS),
-        );
-        let (medications, incidents, upcoming_appointments) = tokio::try_join!(
-            sqlx::query_as::<_, MedicationLog>(&m).bind(now).bind(limit).fetch_all(db),
-            sqlx::query_as::<_, IncidentReport>(&i).bind(now).bind(limit).fetch_all(db),
-            sqlx::query_as::<_, Appointment>(&a).bind(now).bind(limit).fetch_all(db),
-        )?;
-        Ok(RecentActivities { medications, incidents, upcoming_appointments })
+    pub fn recent_activities_postgres / recent_activities_sqlite <Db, mod engine> (db: Executor + Copy, tables: &Tables, now: DateTime<Utc>, limit: i64) -> Result<RecentActivities, sqlx::Error> {
+        engine::recent_activities_either(db, tables, now, limit, false).await
     }
 }
 
@@ -229,10 +231,23 @@ per_engine! {
     ///
     /// # Errors
     /// The first database error.
-    fn recent_activities_sequential_postgres / recent_activities_sequential_sqlite <Db> (db: Executor + Copy, tables: &Tables, now: DateTime<Utc>, limit: i64) -> Result<RecentActivities, sqlx::Error> {
-        let medications = sqlx::query_as::<_, MedicationLog>(&tables.sql(RECENT_MEDICATIONS)).bind(now).bind(limit).fetch_all(db).await?;
-        let incidents = sqlx::query_as::<_, IncidentReport>(&tables.sql(RECENT_INCIDENTS)).bind(now).bind(limit).fetch_all(db).await?;
-        let upcoming_appointments = sqlx::query_as::<_, Appointment>(&tables.sql(UPCOMING_APPOINTMENTS)).bind(now).bind(limit).fetch_all(db).await?;
+    pub fn recent_activities_sequential_postgres / recent_activities_sequential_sqlite <Db, mod engine> (db: Executor + Copy, tables: &Tables, now: DateTime<Utc>, limit: i64) -> Result<RecentActivities, sqlx::Error> {
+        engine::recent_activities_either(db, tables, now, limit, true).await
+    }
+}
+
+per_engine! {
+    /// The dashboard's recent activity: medication doses given and incidents at or before
+    /// `now`, appointments after it, at most `limit` each; at once or one after another.
+    ///
+    /// # Errors
+    /// The first database error.
+    fn recent_activities_either_postgres / recent_activities_either_sqlite <Db> (db: Executor + Copy, tables: &Tables, now: DateTime<Utc>, limit: i64, sequential: bool) -> Result<RecentActivities, sqlx::Error> {
+        let (m, i, a) = (tables.sql(RECENT_MEDICATIONS), tables.sql(RECENT_INCIDENTS), tables.sql(UPCOMING_APPOINTMENTS));
+        let medications = sqlx::query_as::<_, MedicationLog>(&m).bind(now).bind(limit).fetch_all(db);
+        let incidents = sqlx::query_as::<_, IncidentReport>(&i).bind(now).bind(limit).fetch_all(db);
+        let upcoming_appointments = sqlx::query_as::<_, Appointment>(&a).bind(now).bind(limit).fetch_all(db);
+        let (medications, incidents, upcoming_appointments) = join_reads!(sequential, medications, incidents, upcoming_appointments);
         Ok(RecentActivities { medications, incidents, upcoming_appointments })
     }
 }
@@ -243,32 +258,15 @@ per_engine! {
     ///
     /// # Errors
     /// The first database error.
-    fn chart_data_postgres / chart_data_sqlite <Db> (db: Executor + Copy, tables: &Tables, now: DateTime<Utc>, sequential: bool) -> Result<ChartData, sqlx::Error> {
+    pub fn chart_data_postgres / chart_data_sqlite <Db> (db: Executor + Copy, tables: &Tables, now: DateTime<Utc>, sequential: bool) -> Result<ChartData, sqlx::Error> {
         let since = now - Duration::days(30);
-        let by_vaccine_sql = tables.sql(
-            "SELECT vaccine_name AS label, COUNT(*) AS count FROM {s}vaccinations \
-             GROUP BY vaccine_name ORDER BY count DESC, label",
-        );
-        let by_vaccine = sqlx::query_as::<_, LabelCount>(&by_vaccine_sql).fetch_all(db);
-        let incidents_sql = tables.sql(
-            "SELECT severity AS label, COUNT(*) AS count FROM {s}incident_reports \
-             WHERE occurred_at >= $1 GROUP BY severity ORDER BY label",
-        );
-        let incidents = sqlx::query_as::<_, LabelCount>(&incidents_sql).bind(since).fetch_all(db);
-        let appointments_sql = tables.sql(
-            "SELECT status AS label, COUNT(*) AS count FROM {s}appointments GROUP BY status ORDER BY label",
-        );
-        let appointments = sqlx::query_as::<_, LabelCount>(&appointments_sql).fetch_all(db);
-        let allergies_sql = tables.sql(
-            "SELECT severity AS label, COUNT(*) AS count FROM {s}allergies \
-             WHERE active = $1 GROUP BY severity ORDER BY label",
-        );
-        let allergies = sqlx::query_as::<_, LabelCount>(&allergies_sql).bind(true).fetch_all(db);
-        let (vaccinations_by_vaccine, incidents_by_severity, appointments_by_status, allergies_by_severity) = if sequential {
-            (by_vaccine.await?, incidents.await?, appointments.await?, allergies.await?)
-        } else {
-            tokio::try_join!(by_vaccine, incidents, appointments, allergies)?
-        };
+        let [v, i, ap, al] = [BY_VACCINE, INCIDENTS_BY_SEVERITY, BY_APPOINTMENT_STATUS, ALLERGIES_BY_SEVERITY].map(|t| tables.sql(t));
+        let by_vaccine = sqlx::query_as::<_, LabelCount>(&v).fetch_all(db);
+        let incidents = sqlx::query_as::<_, LabelCount>(&i).bind(since).fetch_all(db);
+        let appointments = sqlx::query_as::<_, LabelCount>(&ap).fetch_all(db);
+        let allergies = sqlx::query_as::<_, LabelCount>(&al).bind(true).fetch_all(db);
+        let (vaccinations_by_vaccine, incidents_by_severity, appointments_by_status, allergies_by_severity) =
+            join_reads!(sequential, by_vaccine, incidents, appointments, allergies);
         Ok(ChartData { vaccinations_by_vaccine, incidents_by_severity, appointments_by_status, allergies_by_severity })
     }
 }
@@ -279,39 +277,20 @@ per_engine! {
     ///
     /// # Errors
     /// The first database error.
-    fn activity_counts_postgres / activity_counts_sqlite <Db> (db: Executor + Copy, tables: &Tables, now: DateTime<Utc>, sequential: bool) -> Result<ActivityCounts, sqlx::Error> {
-        let medications_sql = tables.sql(
-            "SELECT COUNT(*) FROM {s}medication_logs WHERE administered_at > $1 AND administered_at <= $2",
-        );
-        let medications = sqlx::query_scalar::<_, i64>(&medications_sql)
-        .bind(now - Duration::hours(24))
-        .bind(now)
-        .fetch_one(db);
-        let incidents_sql = tables.sql(
-            "SELECT COUNT(*) FROM {s}incident_reports WHERE occurred_at > $1 AND occurred_at <= $2",
-        );
-        let incidents = sqlx::query_scalar::<_, i64>(&incidents_sql)
-        .bind(now - Duration::days(7))
-        .bind(now)
-        .fetch_one(db);
-        let appointments_sql = tables.sql(
-            "SELECT COUNT(*) FROM {s}appointments WHERE scheduled_at > $1 AND scheduled_at <= $2",
-        );
-        let appointments = sqlx::query_scalar::<_, i64>(&appointments_sql)
-        .bind(now)
-        .bind(now + Duration::days(7))
-        .fetch_one(db);
-        let (medications_today, incidents_this_week, appointments_next_week) = if sequential {
-            (medications.await?, incidents.await?, appointments.await?)
-        } else {
-            tokio::try_join!(medications, incidents, appointments)?
-        };
+    pub fn activity_counts_postgres / activity_counts_sqlite <Db> (db: Executor + Copy, tables: &Tables, now: DateTime<Utc>, sequential: bool) -> Result<ActivityCounts, sqlx::Error> {
+        let (day, week) = (Duration::hours(24), Duration::days(7));
+        let [m, i, a] = [MEDICATIONS_BETWEEN, INCIDENTS_BETWEEN, APPOINTMENTS_BETWEEN].map(|t| tables.sql(t));
+        let medications = sqlx::query_scalar::<_, i64>(&m).bind(now - day).bind(now).fetch_one(db);
+        let incidents = sqlx::query_scalar::<_, i64>(&i).bind(now - week).bind(now).fetch_one(db);
+        let appointments = sqlx::query_scalar::<_, i64>(&a).bind(now).bind(now + week).fetch_one(db);
+        let (medications_today, incidents_this_week, appointments_next_week) = join_reads!(sequential, medications, incidents, appointments);
         Ok(ActivityCounts { medications_today, incidents_this_week, appointments_next_week })
     }
 }
 
 /// Each read under its plain name, for PostgreSQL executors.
 pub mod postgres {
+    pub(super) use super::recent_activities_either_postgres as recent_activities_either;
     pub use super::{
         activity_counts_postgres as activity_counts, allergies_postgres as allergies,
         chart_data_postgres as chart_data, chronic_conditions_postgres as chronic_conditions,
@@ -324,6 +303,7 @@ pub mod postgres {
 
 /// Each read under its plain name, for SQLite executors.
 pub mod sqlite {
+    pub(super) use super::recent_activities_either_sqlite as recent_activities_either;
     pub use super::{
         activity_counts_sqlite as activity_counts, allergies_sqlite as allergies,
         chart_data_sqlite as chart_data, chronic_conditions_sqlite as chronic_conditions,

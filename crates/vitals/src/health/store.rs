@@ -346,110 +346,85 @@ per_engine! {
     ///
     /// # Errors
     /// The first database error; then nothing is written.
-    fn load_school_postgres / load_school_sqlite <Db> (db: Acquire, tables: &Tables, school: &School) -> Result<u64, sqlx::Error> {
+    pub fn load_school_postgres / load_school_sqlite <Db> (db: Acquire, tables: &Tables, school: &School) -> Result<u64, sqlx::Error> {
+        /// Inserts `rows` with `head` (`INSERT INTO table (columns) `), [`LOAD_BATCH`] rows a
+        /// statement, `bind` pushing one row's values in the columns' order.
+        async fn insert<'args, T>(
+            conn: &mut <Db as sqlx::Database>::Connection,
+            head: String,
+            rows: &[T],
+            mut bind: impl FnMut(sqlx::query_builder::Separated<'_, 'args, Db, &'static str>, &T),
+        ) -> Result<u64, sqlx::Error> {
+            let mut written = 0;
+            for chunk in rows.chunks(LOAD_BATCH) {
+                let mut q = QueryBuilder::<'args, Db>::new(&head);
+                q.push_values(chunk, &mut bind);
+                written += q.build().execute(&mut *conn).await?.rows_affected();
+            }
+            Ok(written)
+        }
+
         let mut tx = db.begin().await?;
         let mut written = 0u64;
-        for chunk in school.students.chunks(LOAD_BATCH) {
-            let mut q = QueryBuilder::<Db>::new(tables.sql(
-                "INSERT INTO {s}students (id, student_number, first_name, last_name, date_of_birth, grade, active) ",
-            ));
-            q.push_values(chunk, |mut b, s| {
-                b.push_bind(s.id)
-                    .push_bind(s.student_number.clone())
-                    .push_bind(s.first_name.clone())
-                    .push_bind(s.last_name.clone())
-                    .push_bind(s.date_of_birth)
-                    .push_bind(s.grade.clone())
-                    .push_bind(s.active);
-            });
-            written += q.build().execute(&mut *tx).await?.rows_affected();
-        }
-        for chunk in school.vaccinations.chunks(LOAD_BATCH) {
-            let mut q = QueryBuilder::<Db>::new(tables.sql(
-                "INSERT INTO {s}vaccinations (id, student_id, vaccine_name, dose_number, administered_on, administered_by, lot_number) ",
-            ));
-            q.push_values(chunk, |mut b, v| {
-                b.push_bind(v.id)
-                    .push_bind(v.student_id)
-                    .push_bind(v.vaccine_name.clone())
-                    .push_bind(v.dose_number)
-                    .push_bind(v.administered_on)
-                    .push_bind(v.administered_by.clone())
-                    .push_bind(v.lot_number.clone());
-            });
-            written += q.build().execute(&mut *tx).await?.rows_affected();
-        }
-        for chunk in school.allergies.chunks(LOAD_BATCH) {
-            let mut q = QueryBuilder::<Db>::new(tables.sql(
-                "INSERT INTO {s}allergies (id, student_id, allergen, severity, reaction, diagnosed_on, active) ",
-            ));
-            q.push_values(chunk, |mut b, a| {
-                b.push_bind(a.id)
-                    .push_bind(a.student_id)
-                    .push_bind(a.allergen.clone())
-                    .push_bind(a.severity)
-                    .push_bind(a.reaction.clone())
-                    .push_bind(a.diagnosed_on)
-                    .push_bind(a.active);
-            });
-            written += q.build().execute(&mut *tx).await?.rows_affected();
-        }
-        for chunk in school.chronic_conditions.chunks(LOAD_BATCH) {
-            let mut q = QueryBuilder::<Db>::new(tables.sql(
-                "INSERT INTO {s}chronic_conditions (id, student_id, condition, icd10_code, status, diagnosed_on, notes) ",
-            ));
-            q.push_values(chunk, |mut b, c| {
-                b.push_bind(c.id)
-                    .push_bind(c.student_id)
-                    .push_bind(c.condition.clone())
-                    .push_bind(c.icd10_code.clone())
-                    .push_bind(c.status)
-                    .push_bind(c.diagnosed_on)
-                    .push_bind(c.notes.clone());
-            });
-            written += q.build().execute(&mut *tx).await?.rows_affected();
-        }
-        for chunk in school.medication_logs.chunks(LOAD_BATCH) {
-            let mut q = QueryBuilder::<Db>::new(tables.sql(
-                "INSERT INTO {s}medication_logs (id, student_id, medication, dosage, administered_at, administered_by) ",
-            ));
-            q.push_values(chunk, |mut b, m| {
-                b.push_bind(m.id)
-                    .push_bind(m.student_id)
-                    .push_bind(m.medication.clone())
-                    .push_bind(m.dosage.clone())
-                    .push_bind(m.administered_at)
-                    .push_bind(m.administered_by.clone());
-            });
-            written += q.build().execute(&mut *tx).await?.rows_affected();
-        }
-        for chunk in school.incident_reports.chunks(LOAD_BATCH) {
-            let mut q = QueryBuilder::<Db>::new(tables.sql(
-                "INSERT INTO {s}incident_reports (id, student_id, occurred_at, kind, severity, description) ",
-            ));
-            q.push_values(chunk, |mut b, i| {
-                b.push_bind(i.id)
-                    .push_bind(i.student_id)
-                    .push_bind(i.occurred_at)
-                    .push_bind(i.kind.clone())
-                    .push_bind(i.severity)
-                    .push_bind(i.description.clone());
-            });
-            written += q.build().execute(&mut *tx).await?.rows_affected();
-        }
-        for chunk in school.appointments.chunks(LOAD_BATCH) {
-            let mut q = QueryBuilder::<Db>::new(tables.sql(
-                "INSERT INTO {s}appointments (id, student_id, scheduled_at, kind, status) ",
-            ));
-            q.push_values(chunk, |mut b, a| {
-                b.push_bind(a.id)
-                    .push_bind(a.student_id)
-                    .push_bind(a.scheduled_at)
-                    .push_bind(a.kind.clone())
-                    .push_bind(a.status);
-            });
-            written += q.build().execute(&mut *tx).await?.rows_affected();
-        }
+        written += insert(&mut tx, tables.sql("INSERT INTO {s}students (id, student_number, first_name, last_name, date_of_birth, grade, active) "), &school.students, |mut b, s| {
+            b.push_bind(s.id)
+                .push_bind(s.student_number.clone())
+                .push_bind(s.first_name.clone())
+                .push_bind(s.last_name.clone())
+                .push_bind(s.date_of_birth)
+                .push_bind(s.grade.clone())
+                .push_bind(s.active);
+        }).await?;
+        written += insert(&mut tx, tables.sql("INSERT INTO {s}vaccinations (id, student_id, vaccine_name, dose_number, administered_on, administered_by, lot_number) "), &school.vaccinations, |mut b, v| {
+            b.push_bind(v.id)
+                .push_bind(v.student_id)
+                .push_bind(v.vaccine_name.clone())
+                .push_bind(v.dose_number)
+                .push_bind(v.administered_on)
+                .push_bind(v.administered_by.clone())
+                .push_bind(v.lot_number.clone());
+        }).await?;
+        written += insert(&mut tx, tables.sql("INSERT INTO {s}allergies (id, student_id, allergen, severity, reaction, diagnosed_on, active) "), &school.allergies, |mut b, a| {
+            b.push_bind(a.id)
+                .push_bind(a.student_id)
+                .push_bind(a.allergen.clone())
+                .push_bind(a.severity)
+                .push_bind(a.reaction.clone())
+                .push_bind(a.diagnosed_on)
+                .push_bind(a.active);
+        }).await?;
+        written += insert(&mut tx, tables.sql("INSERT INTO {s}chronic_conditions (id, student_id, condition, icd10_code, status, diagnosed_on, notes) "), &school.chronic_conditions, |mut b, c| {
+            b.push_bind(c.id)
+                .push_bind(c.student_id)
+                .push_bind(c.condition.clone())
+                .push_bind(c.icd10_code.clone())
+                .push_bind(c.status)
+                .push_bind(c.diagnosed_on)
+                .push_bind(c.notes.clone());
+        }).await?;
+        written += insert(&mut tx, tables.sql("INSERT INTO {s}medication_logs (id, student_id, medication, dosage, administered_at, administered_by) "), &school.medication_logs, |mut b, m| {
+            b.push_bind(m.id)
+                .push_bind(m.student_id)
+                .push_bind(m.medication.clone())
+                .push_bind(m.dosage.clone())
+                .push_bind(m.administered_at)
+                .push_bind(m.administered_by.clone());
+        }).await?;
+        written += insert(&mut tx, tables.sql("INSERT INTO {s}incident_reports (id, student_id, occurred_at, kind, severity, description) "), &school.incident_reports, |mut b, i| {
+            b.push_bind(i.id)
+                .push_bind(i.student_id)
+                .push_bind(i.occurred_at)
+                .push_bind(i.kind.clone())
+                .push_bind(i.severity)
+                .push_bind(i.description.clone());
+        }).await?;
+        written += insert(&mut tx, tables.sql("INSERT INTO {s}appointments (id, student_id, scheduled_at, kind, status) "), &school.appointments, |mut b, a| {
+            b.push_bind(a.id)
+                .push_bind(a.student_id)
+                .push_bind(a.scheduled_at)
+                .push_bind(a.kind.clone())
+                .push_bind(a.status);
+        }).await?;
         tx.commit().await?;
         Ok(written)
     }
@@ -461,7 +436,7 @@ per_engine! {
     ///
     /// # Errors
     /// A database error.
-    fn table_counts_postgres / table_counts_sqlite <Db> (db: Acquire, tables: &Tables) -> Result<TableCounts, sqlx::Error> {
+    pub fn table_counts_postgres / table_counts_sqlite <Db> (db: Acquire, tables: &Tables) -> Result<TableCounts, sqlx::Error> {
         let sql = tables.sql(
             "SELECT (SELECT COUNT(*) FROM {s}students), (SELECT COUNT(*) FROM {s}vaccinations), \
              (SELECT COUNT(*) FROM {s}allergies), (SELECT COUNT(*) FROM {s}chronic_conditions), \
