@@ -144,28 +144,26 @@ async fn a_duplicate_is_a_409_naming_the_constraint_not_the_value(pool: PgPool) 
     assert!(!a.text.contains("Key ("), "no DETAIL line: {}", a.text);
 }
 
+/// A missing parent, a missing value and a failed check: each a 422 naming its code and, where
+/// the server names one, its constraint.
 #[sqlx::test(migrations = false)]
-async fn a_missing_parent_is_a_422(pool: PgPool) {
+async fn a_missing_parent_a_missing_value_and_a_failed_check_are_422s(pool: PgPool) {
+    use DbErrorKind::{CheckViolation, ForeignKeyViolation, NotNullViolation};
     schema(&pool).await;
-    let err = insert(&pool, 1, 999, Some(VALUE), 1).await;
-    let fk = Some("vaccinations_student_fkey");
-    assert_bad_input(err, "23503", DbErrorKind::ForeignKeyViolation, fk).await;
-}
-
-#[sqlx::test(migrations = false)]
-async fn a_missing_value_is_a_422(pool: PgPool) {
-    schema(&pool).await;
-    let err = insert(&pool, 1, 1, None, 1).await;
-    // PostgreSQL 15 names the column, not a constraint, for NOT NULL.
-    assert_bad_input(err, "23502", DbErrorKind::NotNullViolation, None).await;
-}
-
-#[sqlx::test(migrations = false)]
-async fn a_failed_check_is_a_422(pool: PgPool) {
-    schema(&pool).await;
-    let err = insert(&pool, 1, 1, Some(VALUE), 0).await;
-    let check = Some("vaccinations_dose_check");
-    assert_bad_input(err, "23514", DbErrorKind::CheckViolation, check).await;
+    let (fk, check) = (
+        Some("vaccinations_student_fkey"),
+        Some("vaccinations_dose_check"),
+    );
+    // (student, vaccine, dose) of the row, and what refuses it. PostgreSQL 15 names the
+    // column, not a constraint, for NOT NULL.
+    for (student, vaccine, dose, code, kind, constraint) in [
+        (999, Some(VALUE), 1, "23503", ForeignKeyViolation, fk),
+        (1, None, 1, "23502", NotNullViolation, None),
+        (1, Some(VALUE), 0, "23514", CheckViolation, check),
+    ] {
+        let err = insert(&pool, 1, student, vaccine, dose).await;
+        assert_bad_input(err, code, kind, constraint).await;
+    }
 }
 
 #[sqlx::test(migrations = false)]
@@ -188,17 +186,24 @@ async fn add(tx: &mut Transaction<'_, Postgres>, id: i32) -> Result<(), sqlx::Er
         .map(drop)
 }
 
-#[sqlx::test(migrations = false)]
-async fn a_deadlock_is_retryable_503(pool: PgPool) {
-    schema(&pool).await;
+type Tx = Transaction<'static, Postgres>;
+
+/// Two transactions on the tables of [`SCHEMA`] (created here), each having run `setup`.
+async fn two_transactions(pool: &PgPool, setup: &[&str]) -> (Tx, Tx) {
+    schema(pool).await;
     let mut a = pool.begin().await.unwrap();
     let mut b = pool.begin().await.unwrap();
     for tx in [&mut a, &mut b] {
-        sqlx::query("SET LOCAL deadlock_timeout = '50ms'")
-            .execute(&mut **tx)
-            .await
-            .unwrap();
+        for sql in setup {
+            sqlx::query(sql).execute(&mut **tx).await.unwrap();
+        }
     }
+    (a, b)
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_deadlock_is_retryable_503(pool: PgPool) {
+    let (mut a, mut b) = two_transactions(&pool, &["SET LOCAL deadlock_timeout = '50ms'"]).await;
     // Each holds one row, then wants the other's: the server picks one of them to fail.
     add(&mut a, 1).await.unwrap();
     add(&mut b, 2).await.unwrap();
@@ -212,20 +217,12 @@ async fn a_deadlock_is_retryable_503(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_serialization_failure_is_retryable_503(pool: PgPool) {
-    schema(&pool).await;
-    let mut a = pool.begin().await.unwrap();
-    let mut b = pool.begin().await.unwrap();
     // Write skew: each reads what the other then writes.
-    for tx in [&mut a, &mut b] {
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
-            .execute(&mut **tx)
-            .await
-            .unwrap();
-        sqlx::query("SELECT sum(n) FROM counters")
-            .execute(&mut **tx)
-            .await
-            .unwrap();
-    }
+    let setup = [
+        "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        "SELECT sum(n) FROM counters",
+    ];
+    let (mut a, mut b) = two_transactions(&pool, &setup).await;
     add(&mut a, 1).await.unwrap();
     let written = add(&mut b, 2).await;
     a.commit().await.unwrap();

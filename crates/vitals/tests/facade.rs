@@ -68,19 +68,10 @@ async fn a_write_then_invalidation_serves_the_new_summary(pool: PgPool) {
     let student = school.students[3].id;
     let before = common::cached_summary(&vitals, student).await;
 
-    vitals::with_db!(vitals.db(), |db| {
-        sqlx::query(
-            "INSERT INTO vaccinations (id, student_id, vaccine_name, dose_number, administered_on) \
-             VALUES ($1, $2, 'Dengue', 1, $3)",
-        )
-        .bind(Uuid::new_v4())
-        .bind(student)
-        .bind(NaiveDate::from_ymd_opt(2026, 10, 1).unwrap())
-        .execute(db)
+    let day = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
+    common::add_vaccination(&vitals, student, "Dengue", day)
         .await
-        .map(|r| r.rows_affected())
-    })
-    .unwrap();
+        .unwrap();
     // Still the cached value until the write is announced.
     let cached = common::cached_summary(&vitals, student).await;
     assert_eq!(cached, before);
@@ -159,13 +150,7 @@ async fn on_sqlite_with_no_configuration_the_facade_works_end_to_end() {
         "no REDIS_URL given: L1 only"
     );
     let school = SchoolGenerator::new(50).seed(9).generate();
-    health::load_school_sqlite(
-        vitals.db().sqlite().unwrap().inner(),
-        vitals.tables(),
-        &school,
-    )
-    .await
-    .unwrap();
+    common::load_school(&vitals, &school).await;
     let student = school.students[0].id;
     let summary = common::cached_summary(&vitals, student).await;
     assert_eq!(summary.student.id, student);

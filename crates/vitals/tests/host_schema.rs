@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::count;
+use common::{count, VITALS_TABLES};
 
 use sqlx::migrate::Migrator;
 use sqlx::{PgPool, SqlitePool};
@@ -21,28 +21,10 @@ static HOST: Migrator = sqlx::migrate!("tests/fixtures/host_migrations");
 /// The host's own migrations on SQLite: `staff` (one row) and `shifts`.
 static HOST_SQLITE: Migrator = sqlx::migrate!("tests/fixtures/host_migrations_sqlite");
 
-const VITALS_TABLES: [&str; 7] = [
-    "allergies",
-    "appointments",
-    "chronic_conditions",
-    "incident_reports",
-    "medication_logs",
-    "students",
-    "vaccinations",
-];
-
 /// One start of the facade on a pool of its own to the test's database (its shutdown closes
 /// that pool), with `config`.
 async fn start_vitals(pool: &PgPool, config: Config) -> Vitals {
-    let own = PgPool::connect_with((*pool.connect_options()).clone())
-        .await
-        .unwrap();
-    Vitals::builder()
-        .config(config)
-        .postgres_pool(own)
-        .build()
-        .await
-        .unwrap()
+    common::start_on_own_pool(pool, config).await.unwrap()
 }
 
 async fn tables_in(pool: &PgPool, schema: &str) -> Vec<String> {
@@ -146,16 +128,9 @@ async fn assert_each_side_reaches_its_tables(vitals: &Vitals) {
 
 #[sqlx::test(migrations = false)]
 async fn host_then_vitals_three_times_each_migration_once(pool: PgPool) {
-    let mut last = None;
-    for _ in 0..3 {
-        HOST.run(&pool).await.unwrap();
-        let vitals = start_vitals(&pool, Config::defaults().unwrap()).await;
-        if let Some(previous) = last.replace(vitals) {
-            previous.shutdown().await;
-        }
-        assert_side_by_side(&pool).await;
-    }
-    let vitals = last.unwrap();
+    let config = Config::defaults().unwrap();
+    let check = async || assert_side_by_side(&pool).await;
+    let vitals = common::host_then_vitals(&pool, &HOST, &config, 3, check).await;
     assert_each_side_reaches_its_tables(&vitals).await;
     vitals.shutdown().await;
     HOST.run(&pool).await.unwrap();
@@ -196,15 +171,7 @@ async fn vitals_pg_schema_names_the_schema_and_a_changed_migration_is_refused(po
         .execute(&pool)
         .await
         .unwrap();
-    let own = PgPool::connect_with((*pool.connect_options()).clone())
-        .await
-        .unwrap();
-    let err = Vitals::builder()
-        .config(config)
-        .postgres_pool(own)
-        .build()
-        .await
-        .unwrap_err();
+    let err = common::start_on_own_pool(&pool, config).await.unwrap_err();
     assert!(
         matches!(&err, Error::Migrate(m) if m.contains("modified")),
         "{err}"
@@ -301,8 +268,7 @@ async fn host_pool(url: &str) -> SqlitePool {
 
 #[tokio::test]
 async fn on_sqlite_the_host_and_vitals_keep_separate_histories_in_one_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = common::sqlite_file_url(&dir, "shared.sqlite");
+    let (_dir, url) = common::sqlite_file("shared.sqlite");
     let host = host_pool(&url).await;
     for _ in 0..3 {
         HOST_SQLITE.run(&host).await.unwrap();
@@ -329,9 +295,7 @@ async fn on_sqlite_the_host_and_vitals_keep_separate_histories_in_one_file() {
 
     let vitals = start_vitals_sqlite(&url, true).await;
     let school = SchoolGenerator::new(20).seed(8).generate();
-    health::load_school_sqlite(vitals.db().sqlite().unwrap(), vitals.tables(), &school)
-        .await
-        .unwrap();
+    common::load_school(&vitals, &school).await;
     let summary = common::cached_summary(&vitals, school.students[0].id).await;
     assert_eq!(summary.student, school.students[0]);
     let staff: Vec<String> = sqlx::query_scalar("SELECT full_name FROM staff")
@@ -361,8 +325,7 @@ async fn on_sqlite_the_host_and_vitals_keep_separate_histories_in_one_file() {
 
 #[tokio::test]
 async fn a_sqlite_file_an_earlier_vitals_migrated_is_adopted_not_migrated_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = common::sqlite_file_url(&dir, "earlier.sqlite");
+    let (_dir, url) = common::sqlite_file("earlier.sqlite");
     let pool = host_pool(&url).await;
     MIGRATOR_SQLITE.run(&pool).await.unwrap();
     health::load_school_sqlite(
@@ -387,8 +350,7 @@ async fn a_sqlite_file_an_earlier_vitals_migrated_is_adopted_not_migrated_again(
 
 #[tokio::test]
 async fn on_sqlite_with_the_health_domain_off_no_vitals_table_is_created() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = common::sqlite_file_url(&dir, "off.sqlite");
+    let (_dir, url) = common::sqlite_file("off.sqlite");
     let vitals = start_vitals_sqlite(&url, false).await;
     assert!(!vitals.config().health);
     assert!(vitals.dashboard().chart_data(false).await.is_err());

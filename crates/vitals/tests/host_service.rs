@@ -31,13 +31,7 @@ const LITERALS: [&str; 5] = [
 /// One start of vitals on a pool of its own to the test's database (its shutdown closes that
 /// pool), configured as the example is but for the URL the test harness chose.
 async fn start_vitals(pool: &PgPool) -> Vitals {
-    let own = PgPool::connect_with((*pool.connect_options()).clone())
-        .await
-        .unwrap();
-    Vitals::builder()
-        .config(Config::defaults().unwrap())
-        .postgres_pool(own)
-        .build()
+    common::start_on_own_pool(pool, Config::defaults().unwrap())
         .await
         .unwrap()
 }
@@ -99,16 +93,9 @@ async fn new_clinic(app: &axum::Router, name: &str) -> i64 {
 
 #[sqlx::test(migrations = false)]
 async fn host_then_vitals_twice_then_the_service_works(pool: PgPool) {
-    let mut last = None;
-    for _ in 0..2 {
-        MIGRATOR.run(&pool).await.unwrap();
-        let vitals = start_vitals(&pool).await;
-        if let Some(previous) = last.replace(vitals) {
-            previous.shutdown().await;
-        }
-        assert_side_by_side(&pool).await;
-    }
-    let vitals = last.unwrap();
+    let config = Config::defaults().unwrap();
+    let check = async || assert_side_by_side(&pool).await;
+    let vitals = common::host_then_vitals(&pool, &MIGRATOR, &config, 2, check).await;
     exercise(&vitals).await;
     vitals.shutdown().await;
 }

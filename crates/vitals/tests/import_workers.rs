@@ -10,7 +10,7 @@ use common::import::*;
 use sqlx::PgPool;
 use uuid::Uuid;
 use vitals::health::records;
-use vitals::import::{DuplicateOf, DuplicateRow, ImportOptions, PgSink};
+use vitals::import::{DuplicateOf, DuplicateRow, ImportOptions, Importer, PgSink, Source};
 
 /// 1 000 vaccination rows for two students, with in-file duplicates (every 7th row repeats
 /// the row before it), rows already in the database (the first 30) and rows of an unknown
@@ -52,6 +52,15 @@ fn vaccinations_csv(student: &str, n: usize) -> tempfile::NamedTempFile {
         csv.push_str(&format!("{student},Vaccine {i},1,2020-01-01,Nurse,L{i}\n"));
     }
     file(".csv", &csv)
+}
+
+/// An import of [`vaccinations_csv`] of student A (`n` rows), in chunks of 10 over `workers`
+/// writers; the file comes first (keep it while the import reads it).
+fn vaccinations_import(n: usize, workers: usize) -> (tempfile::NamedTempFile, Importer, Source) {
+    let f = vaccinations_csv(STUDENT_A, n);
+    let options = ImportOptions::new().chunk_size(10).workers(workers);
+    let (importer, source) = importer_of(&f, Some(records::VACCINATION), options);
+    (f, importer, source)
 }
 
 async fn truncate_vaccinations(pool: &PgPool) {
@@ -130,12 +139,7 @@ async fn a_failed_chunk_is_rolled_back_the_ones_before_stay_and_nothing_after_th
            RAISE EXCEPTION 'lot refused by the test'; END IF; RETURN NEW;",
     )
     .await;
-    let f = vaccinations_csv(STUDENT_A, 100);
-    let (importer, source) = importer_of(
-        &f,
-        Some(records::VACCINATION),
-        ImportOptions::new().chunk_size(10).workers(3),
-    );
+    let (_f, importer, source) = vaccinations_import(100, 3);
     let err = importer
         .run(source, &mut PgSink::new(pool.clone()))
         .await
@@ -216,12 +220,7 @@ async fn a_cancelled_import_commits_none_of_the_chunks_it_was_writing(pool: PgPo
         "IF NEW.lot_number LIKE 'L%5' THEN PERFORM pg_sleep(0.5); END IF; RETURN NEW;",
     )
     .await;
-    let f = vaccinations_csv(STUDENT_A, 20);
-    let (importer, source) = importer_of(
-        &f,
-        Some(records::VACCINATION),
-        ImportOptions::new().chunk_size(10).workers(2),
-    );
+    let (_f, importer, source) = vaccinations_import(20, 2);
     let mut sink = PgSink::new(pool.clone());
     let mut run = Box::pin(importer.run(source, &mut sink));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

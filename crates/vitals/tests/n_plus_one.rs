@@ -108,6 +108,13 @@ fn app(vitals: &Vitals, ids: Vec<Uuid>) -> Router {
         .layer(vitals.query_scope_layer())
 }
 
+/// The host with its pupils, and its app.
+async fn serving_pupils(pool: PgPool) -> (Vitals, Vec<Uuid>, Router) {
+    let (vitals, ids) = host_with_pupils(pool).await;
+    let app = app(&vitals, ids.clone());
+    (vitals, ids, app)
+}
+
 async fn get_text(app: &Router, uri: &str) -> String {
     let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
@@ -134,19 +141,8 @@ async fn six_identical_lookups_in_one_request_are_one_finding_named_by_the_route
     // One subscriber for the whole binary: a thread-local default races with the other tests'
     // threads over the warning's cached callsite interest and can lose the event. The other
     // tests' warnings name other routes (`GET /report`), so this test's lines are told apart.
-    static CAPTURED: std::sync::OnceLock<common::Captured> = std::sync::OnceLock::new();
-    let captured = CAPTURED.get_or_init(|| {
-        let captured = common::Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(captured.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        captured
-    });
-    let (vitals, ids) = host_with_pupils(pool).await;
-    let app = app(&vitals, ids.clone());
+    let captured = common::global_capture(tracing::Level::WARN);
+    let (vitals, ids, app) = serving_pupils(pool).await;
     assert_eq!(findings_metric(&app).await, 0.0);
 
     let requested = Uuid::new_v4();
@@ -182,8 +178,7 @@ async fn six_identical_lookups_in_one_request_are_one_finding_named_by_the_route
 
 #[sqlx::test(migrations = false)]
 async fn six_different_queries_in_one_request_are_no_finding(pool: PgPool) {
-    let (vitals, ids) = host_with_pupils(pool).await;
-    let app = app(&vitals, ids);
+    let (vitals, _, app) = serving_pupils(pool).await;
     assert_eq!(get_text(&app, "/overview").await, "ok");
     assert_eq!(vitals.query_logger().n_plus_one_findings(), vec![]);
     assert_eq!(findings_metric(&app).await, 0.0);
@@ -192,8 +187,7 @@ async fn six_different_queries_in_one_request_are_no_finding(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_task_spawned_with_the_scope_counts_in_its_request(pool: PgPool) {
-    let (vitals, ids) = host_with_pupils(pool).await;
-    let app = app(&vitals, ids);
+    let (vitals, _, app) = serving_pupils(pool).await;
     assert_eq!(get_text(&app, "/report").await, "6");
     let findings = vitals.query_logger().n_plus_one_findings();
     assert_eq!(findings.len(), 1, "{findings:#?}");

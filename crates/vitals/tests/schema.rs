@@ -131,16 +131,5 @@ async fn sqlite_and_postgres_migrations_create_the_same_tables() {
     .fetch_all(&lite)
     .await
     .unwrap();
-    assert_eq!(
-        tables,
-        [
-            "allergies",
-            "appointments",
-            "chronic_conditions",
-            "incident_reports",
-            "medication_logs",
-            "students",
-            "vaccinations"
-        ]
-    );
+    assert_eq!(tables, common::VITALS_TABLES);
 }

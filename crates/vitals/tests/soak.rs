@@ -15,6 +15,7 @@ mod common;
 
 use common::{load_postgres_school, student_ids, vitals_on_postgres};
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,6 +62,24 @@ enum Op {
     Import,
 }
 
+/// Asserts that a read through the cache (awaited first) returns what the database returns.
+async fn assert_fresh<T, E1, E2>(
+    what: &str,
+    cached: impl Future<Output = Result<T, E1>>,
+    fresh: impl Future<Output = Result<T, E2>>,
+) where
+    T: PartialEq + std::fmt::Debug,
+    E1: std::fmt::Debug,
+    E2: std::fmt::Debug,
+{
+    let cached = cached.await.unwrap();
+    let fresh = fresh.await.unwrap();
+    assert_eq!(
+        cached, fresh,
+        "stale cached {what} of a student after the soak"
+    );
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -102,20 +121,11 @@ async fn one_op(
             r.map_err(|e| format!("read: {e}"))
         }
         Op::Write => {
-            let n = vitals::with_db!(v.db(), |db| {
-                sqlx::query(
-                    "INSERT INTO vaccinations (id, student_id, vaccine_name, dose_number, administered_on) \
-                     VALUES ($1, $2, $3, 1, $4)",
-                )
-                .bind(Uuid::new_v4())
-                .bind(student)
-                .bind(format!("Soak-{}", Uuid::new_v4().simple()))
-                .bind(NaiveDate::from_ymd_opt(2026, 1, 1 + rng.gen_range(0..28)).unwrap())
-                .execute(db)
+            let vaccine = format!("Soak-{}", Uuid::new_v4().simple());
+            let day = NaiveDate::from_ymd_opt(2026, 1, 1 + rng.gen_range(0..28)).unwrap();
+            let n = common::add_vaccination(v, student, &vaccine, day)
                 .await
-                .map(|r| r.rows_affected())
-            })
-            .map_err(|e| format!("write: {e}"))?;
+                .map_err(|e| format!("write: {e}"))?;
             if n != 1 {
                 return Err(format!("write: {n} rows"));
             }
@@ -331,28 +341,16 @@ async fn soak_through_the_facade_has_no_error_flat_memory_and_coherent_cache(
     );
 
     // Every write was announced: what the cache serves now equals the database.
-    let db = vitals.db().postgres().unwrap();
-    for id in ids.iter().take(60) {
-        let cached = vitals
-            .health_cache()
-            .student_health_summary(*id)
-            .await
-            .unwrap();
-        let fresh = queries::health_summary_postgres(db, vitals.tables(), *id)
-            .await
-            .unwrap();
-        assert_eq!(
-            cached, fresh,
-            "stale cached summary of a student after the soak"
-        );
-        let cached = vitals.health_cache().vaccinations(*id).await.unwrap();
-        let fresh = queries::vaccinations_postgres(db, vitals.tables(), *id)
-            .await
-            .unwrap();
-        assert_eq!(
-            cached, fresh,
-            "stale cached vaccinations of a student after the soak"
-        );
+    let (db, tables, cache) = (
+        vitals.db().postgres().unwrap(),
+        vitals.tables(),
+        vitals.health_cache(),
+    );
+    for &id in ids.iter().take(60) {
+        let summary = queries::health_summary_postgres(db, tables, id);
+        assert_fresh("summary", cache.student_health_summary(id), summary).await;
+        let vaccinations = queries::vaccinations_postgres(db, tables, id);
+        assert_fresh("vaccinations", cache.vaccinations(id), vaccinations).await;
     }
     vitals.shutdown().await;
 }

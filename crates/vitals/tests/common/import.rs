@@ -5,7 +5,7 @@ use std::io::Write;
 
 use sqlx::{PgPool, SqlitePool};
 use vitals::health::records;
-use vitals::import::{ImportOptions, ImportReport, Importer, PgSink, Source, SqliteSink};
+use vitals::import::{ImportOptions, ImportReport, Importer, PgSink, Sink, Source, SqliteSink};
 
 pub const STUDENT_A: &str = "0b7f5c2e-0000-4000-8000-00000000000a";
 pub const STUDENT_B: &str = "0b7f5c2e-0000-4000-8000-00000000000b";
@@ -54,6 +54,20 @@ pub fn importer_of(
     (importer, source)
 }
 
+/// Imports `f` (of type `ty`, from the file when `None`) into `sink`, and checks every row is
+/// accounted for.
+pub async fn import_into<S: Sink>(
+    sink: &mut S,
+    f: &tempfile::NamedTempFile,
+    ty: Option<&str>,
+    options: ImportOptions,
+) -> ImportReport {
+    let (importer, source) = importer_of(f, ty, options);
+    let report = importer.run(source, sink).await.unwrap();
+    assert_accounted(&report);
+    report
+}
+
 /// Imports `f` into PostgreSQL.
 pub async fn import_pg(
     pool: &PgPool,
@@ -61,13 +75,7 @@ pub async fn import_pg(
     ty: Option<&str>,
     options: ImportOptions,
 ) -> ImportReport {
-    let (importer, source) = importer_of(f, ty, options);
-    let report = importer
-        .run(source, &mut PgSink::new(pool.clone()))
-        .await
-        .unwrap();
-    assert_accounted(&report);
-    report
+    import_into(&mut PgSink::new(pool.clone()), f, ty, options).await
 }
 
 /// Imports `f` into SQLite.
@@ -76,13 +84,7 @@ pub async fn import_sqlite(
     f: &tempfile::NamedTempFile,
     options: ImportOptions,
 ) -> ImportReport {
-    let (importer, source) = importer_of(f, None, options);
-    let report = importer
-        .run(source, &mut SqliteSink::new(pool.clone()))
-        .await
-        .unwrap();
-    assert_accounted(&report);
-    report
+    import_into(&mut SqliteSink::new(pool.clone()), f, None, options).await
 }
 
 /// The rows of `table`.

@@ -8,11 +8,24 @@ pub mod import;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::NaiveDate;
+use sqlx::migrate::Migrator;
 use sqlx::{PgPool, SqlitePool};
 use uuid::Uuid;
 use vitals::cache::{EncryptionKey, Keyring};
 use vitals::health::{self, HealthSummary, School, SchoolGenerator};
-use vitals::{Config, Vitals};
+use vitals::{Config, Db, Vitals};
+
+/// vitals' school-health tables, by name.
+pub const VITALS_TABLES: [&str; 7] = [
+    "allergies",
+    "appointments",
+    "chronic_conditions",
+    "incident_reports",
+    "medication_logs",
+    "students",
+    "vaccinations",
+];
 
 /// `REDIS_URL`, or the local server.
 pub fn redis_url() -> String {
@@ -34,6 +47,14 @@ pub async fn sqlite_memory() -> SqlitePool {
 /// The URL of an SQLite file `name` in `dir`.
 pub fn sqlite_file_url(dir: &tempfile::TempDir, name: &str) -> String {
     format!("sqlite://{}", dir.path().join(name).display())
+}
+
+/// A new temporary directory and the URL of an SQLite file `name` in it (the file goes with
+/// the directory: keep it while the test runs).
+pub fn sqlite_file(name: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_file_url(&dir, name);
+    (dir, url)
 }
 
 /// The facade on a test's PostgreSQL pool, with `config`, its monitor sampling every
@@ -93,6 +114,29 @@ impl std::io::Write for Captured {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+impl Captured {
+    /// A subscriber that writes events up to `level` here, without colours.
+    pub fn subscriber(&self, level: tracing::Level) -> impl tracing::Subscriber + Send + Sync {
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_ansi(false)
+            .with_writer(self.clone())
+            .finish()
+    }
+}
+
+/// What this test binary's one global subscriber writes (events up to `level`; the first
+/// call installs it, and its `level` holds). Global because a thread-local default misses
+/// the events of the runtime's other threads.
+pub fn global_capture(level: tracing::Level) -> &'static Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        let captured = Captured::default();
+        tracing::subscriber::set_global_default(captured.subscriber(level)).unwrap();
+        captured
+    })
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
@@ -155,14 +199,87 @@ pub async fn host_on_postgres(
 ) -> (Vitals, School) {
     let vitals = vitals_on_postgres(redis_config(test), pool, None).await;
     let school = SchoolGenerator::new(students).seed(seed).generate();
-    health::load_school_postgres(
-        vitals.db().postgres().unwrap().inner(),
-        vitals.tables(),
-        &school,
-    )
-    .await
-    .unwrap();
+    load_school(&vitals, &school).await;
     (vitals, school)
+}
+
+/// Loads `school` into the facade's tables on whichever engine it runs, through the engine's
+/// own pool (the load is setup: it stays out of the query log and the pool's statistics).
+pub async fn load_school(vitals: &Vitals, school: &School) {
+    let tables = vitals.tables();
+    match vitals.db() {
+        Db::Postgres(p) => health::load_school_postgres(p.inner(), tables, school).await,
+        Db::Sqlite(p) => health::load_school_sqlite(p.inner(), tables, school).await,
+    }
+    .unwrap();
+}
+
+/// A host's write through the facade's handle: one dose of `vaccine` for `student` on `day`.
+/// Returns the rows written.
+///
+/// # Errors
+/// The database error.
+pub async fn add_vaccination(
+    vitals: &Vitals,
+    student: Uuid,
+    vaccine: &str,
+    day: NaiveDate,
+) -> Result<u64, sqlx::Error> {
+    vitals::with_db!(vitals.db(), |db| {
+        sqlx::query(
+            "INSERT INTO vaccinations (id, student_id, vaccine_name, dose_number, administered_on) \
+             VALUES ($1, $2, $3, 1, $4)",
+        )
+        .bind(Uuid::new_v4())
+        .bind(student)
+        .bind(vaccine)
+        .bind(day)
+        .execute(db)
+        .await
+        .map(|r| r.rows_affected())
+    })
+}
+
+/// A pool of its own to the database of a test's `pool`, for a facade whose shutdown closes
+/// it.
+pub async fn own_pool(pool: &PgPool) -> PgPool {
+    PgPool::connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap()
+}
+
+/// One start of a host's service: the facade with `config` on [`own_pool`].
+///
+/// # Errors
+/// What [`vitals::VitalsBuilder::build`] returns.
+pub async fn start_on_own_pool(pool: &PgPool, config: Config) -> Result<Vitals, vitals::Error> {
+    Vitals::builder()
+        .config(config)
+        .postgres_pool(own_pool(pool).await)
+        .build()
+        .await
+}
+
+/// A rolling restart, `rounds` times: the host's migrations run, then the facade starts on a
+/// pool of its own and the one before it shuts down (the two overlap), then `check`. Returns
+/// the last start, still running.
+pub async fn host_then_vitals(
+    pool: &PgPool,
+    host: &Migrator,
+    config: &Config,
+    rounds: usize,
+    check: impl AsyncFn(),
+) -> Vitals {
+    let mut last: Option<Vitals> = None;
+    for _ in 0..rounds {
+        host.run(pool).await.unwrap();
+        let vitals = start_on_own_pool(pool, config.clone()).await.unwrap();
+        if let Some(previous) = last.replace(vitals) {
+            previous.shutdown().await;
+        }
+        check().await;
+    }
+    last.expect("at least one round")
 }
 
 /// The one number a `SELECT COUNT(*) …` returns.
