@@ -20,12 +20,19 @@
 //! curl -s -XPOST --data-binary @vaccinations.csv '127.0.0.1:8080/api/import?type=vaccination'
 //! ```
 //! (a few student ids to try are printed at start).
+//!
+//! Served with `vitals::http::serve`, not bare `axum::serve`: a request's head must arrive
+//! within `VITALS_HTTP_HEADER_TIMEOUT_MS` (10 s), an idle keep-alive connection is closed after
+//! `VITALS_HTTP_IDLE_TIMEOUT_MS` (60 s), at most `VITALS_HTTP_MAX_CONNECTIONS` (1 024) are open
+//! at once (more wait in the accept backlog), and Ctrl-C lets in-flight requests finish for up
+//! to `VITALS_HTTP_SHUTDOWN_TIMEOUT_MS` (30 s) before closing what is left.
 
 use std::net::SocketAddr;
 
 use clap::Parser;
 use vitals::health::{self, SchoolGenerator};
-use vitals::{Config, Db, Vitals};
+use vitals::http::ServeOptions;
+use vitals::{Config, ConfigError, Db, Vitals};
 
 /// The school-health API example.
 #[derive(Debug, Parser)]
@@ -55,10 +62,18 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let vitals = Vitals::builder()
-        .config(Config::from_env()?)
-        .build()
-        .await?;
+    // Every bad variable at once, vitals' and the server's.
+    let (config, serve_options) = match (Config::from_env(), ServeOptions::from_env()) {
+        (Ok(config), Ok(serve_options)) => (config, serve_options),
+        (config, serve_options) => {
+            let errors = [config.err(), serve_options.err()].into_iter().flatten();
+            // At least one is an error (the arm above took both `Ok`): `merge` finds problems.
+            return Err(
+                ConfigError::merge(errors).map_or_else(|| "bad configuration".into(), Into::into)
+            );
+        }
+    };
+    let vitals = Vitals::builder().config(config).build().await?;
     if args.demo_students > 0 {
         let existing = health_counts(&vitals).await?.students;
         if existing == 0 {
@@ -103,11 +118,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
             "L1 only"
         }
     );
-    axum::serve(listener, app)
+    let summary = vitals::http::serve(listener, app, serve_options)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
-        .await?;
+        .await;
+    eprintln!(
+        "stopped: {} connections served, {} closed at the shutdown deadline",
+        summary.accepted, summary.closed_at_deadline
+    );
     vitals.shutdown().await;
     Ok(())
 }

@@ -14,7 +14,10 @@
 //! ```
 //!
 //! `HOST_SERVICE_ADDR` sets the address (default `127.0.0.1:8080`); every variable of vitals
-//! (`REDIS_URL`, `DB_POOL_MAX`, …) is read by `Config::from_env()`. Ctrl-C stops it.
+//! (`REDIS_URL`, `DB_POOL_MAX`, …) is read by `Config::from_env()`, the server's
+//! (`VITALS_HTTP_*`) by `ServeOptions::from_env()`. It serves with `vitals::http::serve`, not
+//! bare `axum::serve`: header-read (10 s) and idle (60 s) timeouts, at most 1 024 connections
+//! open, and Ctrl-C lets in-flight requests finish for up to 30 s, then closes what is left.
 //!
 //! What it shows: `POST /visits` is a transaction of two INSERTs and a SELECT on
 //! `vitals.db().postgres()?.begin()`, every statement of it (BEGIN and COMMIT too) timed and
@@ -29,9 +32,10 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use vitals::http::ServeOptions;
 use vitals::sqlx; // vitals' own sqlx: the version and features its handle implements
 use vitals::sqlx::migrate::Migrator;
-use vitals::{Config, Vitals};
+use vitals::{Config, ConfigError, Vitals};
 
 /// The host's own migrations. The path is relative to the manifest of the package the example
 /// belongs to (`crates/vitals`). Their history is `public._sqlx_migrations`; vitals' is in its
@@ -200,17 +204,27 @@ async fn main() -> std::process::ExitCode {
 
 /// Starts vitals, then the service on it until Ctrl-C; vitals is shut down either way.
 async fn start() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    // DATABASE_URL, REDIS_URL, DB_POOL_MAX, …: every bad variable reported at once.
-    let vitals = Vitals::builder()
-        .config(Config::from_env()?)
-        .build()
-        .await?;
-    let served = serve(&vitals).await;
+    // DATABASE_URL, REDIS_URL, DB_POOL_MAX, VITALS_HTTP_*, …: every bad variable at once.
+    let (config, serve_options) = match (Config::from_env(), ServeOptions::from_env()) {
+        (Ok(config), Ok(serve_options)) => (config, serve_options),
+        (config, serve_options) => {
+            let errors = [config.err(), serve_options.err()].into_iter().flatten();
+            // At least one is an error (the arm above took both `Ok`): `merge` finds problems.
+            return Err(
+                ConfigError::merge(errors).map_or_else(|| "bad configuration".into(), Into::into)
+            );
+        }
+    };
+    let vitals = Vitals::builder().config(config).build().await?;
+    let served = serve(&vitals, serve_options).await;
     vitals.shutdown().await;
     served
 }
 
-async fn serve(vitals: &Vitals) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn serve(
+    vitals: &Vitals,
+    options: ServeOptions,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // The host's migrations, through vitals' handle (`&MonitoredPool` is an `Acquire`).
     // Without a PostgreSQL DATABASE_URL vitals runs on SQLite and this is `WrongEngine`.
     MIGRATOR.run(vitals.db().postgres()?).await?;
@@ -220,11 +234,16 @@ async fn serve(vitals: &Vitals) -> Result<(), Box<dyn std::error::Error + Send +
         .unwrap_or_else(|| "127.0.0.1:8080".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(%addr, "host_service listening");
-    axum::serve(listener, app(vitals.clone()))
+    let summary = vitals::http::serve(listener, app(vitals.clone()), options)
         .with_graceful_shutdown(async {
             // An error here means no signal handler: stop at once rather than never.
             let _ = tokio::signal::ctrl_c().await;
         })
-        .await?;
+        .await;
+    tracing::info!(
+        accepted = summary.accepted,
+        closed_at_deadline = summary.closed_at_deadline,
+        "host_service stopped"
+    );
     Ok(())
 }

@@ -57,6 +57,7 @@ pub use crate::error_response::{
     FieldProblem, InputBytes, InputJson, InputPath, InputQuery, InputRejection,
 };
 pub use crate::query_scope::{QueryScope, QueryScopeLayer, UNMATCHED_ROUTE};
+pub use crate::serve::{serve, Serve, ServeOptions, ServeOptionsBuilder, ServeSummary};
 use crate::Vitals;
 
 /// How long `/api/health/database/pool`'s `SELECT 1` may take before the pool is unhealthy.

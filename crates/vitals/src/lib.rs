@@ -54,6 +54,8 @@ pub mod http;
 mod importing;
 #[cfg(feature = "http")]
 mod query_scope;
+#[cfg(feature = "http")]
+mod serve;
 mod vitals;
 
 pub use config::{Config, DEFAULT_SQLITE_URL};
