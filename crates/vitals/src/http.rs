@@ -17,7 +17,7 @@
 //!
 //! # Example
 //! ```no_run
-//! # async fn example(vitals: vitals::Vitals) -> std::io::Result<()> {
+//! # async fn example(vitals: vitals::Vitals) -> Result<(), Box<dyn std::error::Error>> {
 //! use axum::routing::post;
 //! use vitals::health::HealthData;
 //! use vitals::http::{InvalidateCacheLayer, StudentId};
@@ -35,7 +35,11 @@
 //!     )
 //!     .merge(vitals::http::router(vitals.clone()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, app).await
+//! // Header-read and idle timeouts, a connection bound and a shutdown deadline
+//! // (`VITALS_HTTP_*`, see `ServeOptions`); `axum::serve` has none of them.
+//! let options = vitals::http::ServeOptions::from_env()?;
+//! let _summary = vitals::http::serve(listener, app, options).await;
+//! # Ok(())
 //! # }
 //! ```
 
