@@ -7,67 +7,64 @@ mod common;
 
 use std::time::Duration;
 
-use common::{config, received, redis_url};
+use common::{build, config, received, redis_url};
 use vitals_cache::{CacheConfig, TieredCache};
 
 const MIN: Duration = Duration::from_secs(60);
 type R = Result<String, std::io::Error>;
 
+/// What happens on the cache while a load runs.
+#[derive(Clone, Copy)]
+enum During {
+    Group(&'static str),
+    Tag(&'static str),
+}
+use During::{Group, Tag};
+
 #[tokio::test]
 async fn a_group_invalidation_spares_loads_outside_the_group_l1_only() {
-    let cache = TieredCache::builder(CacheConfig::default())
-        .build()
-        .await
-        .unwrap();
+    let cache = build(CacheConfig::default()).await;
     let (g, h) = (TieredCache::group_tag("G"), TieredCache::group_tag("H"));
 
-    // A is in H: G's invalidation during its load leaves it cacheable.
-    let c = cache.clone();
-    let v: R = cache
-        .get_or_load(
+    for (key, tags, during, value, cached) in [
+        // A is in H: G's invalidation during its load leaves it cacheable.
+        (
             "student:H:allergies",
-            MIN,
-            &["allergies", &h],
-            || async move {
-                c.invalidate_group("G").await;
-                Ok("a".to_owned())
-            },
-        )
-        .await;
-    assert_eq!(v.unwrap(), "a");
-    assert!(cache.l1().unwrap().contains("student:H:allergies"));
-
-    // B is in G: not cached.
-    let c = cache.clone();
-    let v: R = cache
-        .get_or_load(
+            ["allergies", &h],
+            Group("G"),
+            "a",
+            true,
+        ),
+        // B is in G: not cached.
+        (
             "student:G:allergies",
-            MIN,
-            &["allergies", &g],
-            || async move {
-                c.invalidate_group("G").await;
-                Ok("b".to_owned())
-            },
-        )
-        .await;
-    assert_eq!(v.unwrap(), "b");
-    assert!(!cache.l1().unwrap().contains("student:G:allergies"));
-
-    // A type tag shared by both: the tag's invalidation makes the load uncacheable.
-    let c = cache.clone();
-    let v: R = cache
-        .get_or_load(
+            ["allergies", &g],
+            Group("G"),
+            "b",
+            false,
+        ),
+        // A type tag shared by both: the tag's invalidation makes the load uncacheable.
+        (
             "student:H:conditions",
-            MIN,
-            &["conditions", &h],
-            || async move {
-                c.invalidate_tag("conditions").await;
-                Ok("c".to_owned())
-            },
-        )
-        .await;
-    assert_eq!(v.unwrap(), "c");
-    assert!(!cache.l1().unwrap().contains("student:H:conditions"));
+            ["conditions", &h],
+            Tag("conditions"),
+            "c",
+            false,
+        ),
+    ] {
+        let c = cache.clone();
+        let v: R = cache
+            .get_or_load(key, MIN, &tags, || async move {
+                match during {
+                    Group(group) => c.invalidate_group(group).await,
+                    Tag(tag) => c.invalidate_tag(tag).await,
+                };
+                Ok(value.to_owned())
+            })
+            .await;
+        assert_eq!(v.unwrap(), value);
+        assert_eq!(cache.l1().unwrap().contains(key), cached, "{key}");
+    }
     assert_eq!(cache.stats().stale_loads, 2);
     cache.shutdown().await;
 }
@@ -75,55 +72,35 @@ async fn a_group_invalidation_spares_loads_outside_the_group_l1_only() {
 #[tokio::test]
 async fn a_group_invalidation_on_another_instance_spares_loads_outside_the_group() {
     let cfg = config("spare", &redis_url());
-    let a = TieredCache::builder(cfg.clone()).build().await.unwrap();
-    let b = TieredCache::builder(cfg.clone()).build().await.unwrap();
-    let reader = TieredCache::builder(cfg.with_l1(false, 1, MIN))
-        .build()
-        .await
-        .unwrap();
+    let (a, b) = (build(cfg.clone()).await, build(cfg.clone()).await);
+    let reader = build(cfg.with_l1(false, 1, MIN)).await;
     for c in [&a, &b, &reader] {
         assert!(c.wait_subscribed(Duration::from_secs(5)).await);
     }
     let (g, h) = (TieredCache::group_tag("G"), TieredCache::group_tag("H"));
 
-    // G is invalidated on B and the message reaches A while A loads a key of H.
-    let (a1, b1) = (a.clone(), b.clone());
-    let v: R = a
-        .get_or_load(
-            "student:H:allergies",
-            MIN,
-            &["allergies", &h],
-            || async move {
+    // G is invalidated on B and the message reaches A while A loads: a key of H is cached,
+    // a key of G nowhere.
+    for (received_so_far, key, tags, value, cached) in [
+        (1, "student:H:allergies", ["allergies", &h], "a", true),
+        (2, "student:G:allergies", ["allergies", &g], "b", false),
+    ] {
+        let (a1, b1) = (a.clone(), b.clone());
+        let v: R = a
+            .get_or_load(key, MIN, &tags, || async move {
                 b1.invalidate_group("G").await;
-                received(&a1, 1).await;
-                Ok("a".to_owned())
-            },
-        )
-        .await;
-    assert_eq!(v.unwrap(), "a");
-    assert!(a.l1().unwrap().contains("student:H:allergies"));
-    assert_eq!(
-        reader.get::<String>("student:H:allergies").await.as_deref(),
-        Some("a")
-    );
-
-    // The same while A loads a key of G: cached nowhere.
-    let (a2, b2) = (a.clone(), b.clone());
-    let v: R = a
-        .get_or_load(
-            "student:G:allergies",
-            MIN,
-            &["allergies", &g],
-            || async move {
-                b2.invalidate_group("G").await;
-                received(&a2, 2).await;
-                Ok("b".to_owned())
-            },
-        )
-        .await;
-    assert_eq!(v.unwrap(), "b");
-    assert!(!a.l1().unwrap().contains("student:G:allergies"));
-    assert_eq!(reader.get::<String>("student:G:allergies").await, None);
+                received(&a1, received_so_far).await;
+                Ok(value.to_owned())
+            })
+            .await;
+        assert_eq!(v.unwrap(), value);
+        assert_eq!(a.l1().unwrap().contains(key), cached, "{key}");
+        assert_eq!(
+            reader.get::<String>(key).await.as_deref(),
+            cached.then_some(value),
+            "{key}"
+        );
+    }
     assert_eq!(a.stats().stale_loads, 1);
     for c in [a, b, reader] {
         c.shutdown().await;

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{config, eventually, raw_conn, received, redis_url};
+use common::{config, eventually, pair, received, redis_url, stored};
 use vitals_cache::{codec, CacheConfig, EncryptionKey, Keyring, TieredCache};
 
 const MIN: Duration = Duration::from_secs(60);
@@ -15,45 +15,9 @@ const LOADED: &str = "student:9:conditions";
 /// What the values hold; none of it may be found in the clear.
 const NEEDLES: [&str; 3] = ["Peanut", "Anaphylaxis", "Asthma"];
 
-/// Every key under `prefix` with every byte string it holds (a string's value, a sorted
-/// set's members).
+/// Every key under `prefix` with every byte string it holds.
 async fn keyspace(prefix: &str) -> Vec<(String, Vec<Vec<u8>>)> {
-    let mut conn = raw_conn(&redis_url()).await;
-    // KEYS is fine here: a prefix of this test's own, a handful of keys.
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    for k in keys {
-        let kind: String = redis::cmd("TYPE")
-            .arg(&k)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let held: Vec<Vec<u8>> = match kind.as_str() {
-            "string" => {
-                let v: Option<Vec<u8>> = redis::cmd("GET")
-                    .arg(&k)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-                v.into_iter().collect()
-            }
-            "zset" => redis::cmd("ZRANGE")
-                .arg(&k)
-                .arg(0)
-                .arg(-1)
-                .query_async(&mut conn)
-                .await
-                .unwrap(),
-            "none" => Vec::new(), // expired meanwhile
-            other => panic!("unexpected {other} key {k}"),
-        };
-        out.push((k, held));
-    }
-    out
+    common::keyspace(&redis_url(), &format!("{prefix}*")).await
 }
 
 fn holds_needle(bytes: &[u8]) -> bool {
@@ -64,10 +28,7 @@ fn holds_needle(bytes: &[u8]) -> bool {
 
 /// A write and a load on one instance, read back by a second; returns the two.
 async fn run(cfg: CacheConfig) -> (TieredCache, TieredCache) {
-    let a = TieredCache::builder(cfg.clone()).build().await.unwrap();
-    let b = TieredCache::builder(cfg).build().await.unwrap();
-    assert!(a.wait_subscribed(Duration::from_secs(5)).await);
-    assert!(b.wait_subscribed(Duration::from_secs(5)).await);
+    let (a, b) = pair(cfg).await;
     let group = TieredCache::group_tag("9");
     a.set(KEY, &["Peanut", "Anaphylaxis"], MIN, &["allergies", &group])
         .await
@@ -124,11 +85,9 @@ async fn without_a_key_no_value_reaches_redis_and_invalidations_still_do() {
         } else {
             a.invalidate_group("9").await;
         }
-        let b2 = b.clone();
         assert!(
-            eventually(Duration::from_secs(5), || {
-                let b = b2.clone();
-                async move { !b.l1().unwrap().contains(KEY) }
+            eventually(Duration::from_secs(5), || async {
+                !b.l1().unwrap().contains(KEY)
             })
             .await,
             "change {change} never reached B's L1"
@@ -144,13 +103,7 @@ async fn with_plaintext_allowed_the_value_is_in_redis_in_the_clear() {
     let (a, b) = run(cfg).await;
     assert!(!a.stats().redis_plaintext_refused);
     assert_eq!(a.stats().redis_refused_writes, 0);
-    let mut conn = raw_conn(&redis_url()).await;
-    let raw: Vec<u8> = redis::cmd("GET")
-        .arg(a.redis().unwrap().data_key(KEY))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!(holds_needle(&raw));
+    assert!(holds_needle(&stored(&a, KEY).await));
     assert_eq!(
         b.get::<Vec<String>>(KEY).await.unwrap(),
         ["Peanut", "Anaphylaxis"]
@@ -169,13 +122,7 @@ async fn with_a_key_the_value_is_in_redis_encrypted() {
     let (a, b) = run(cfg).await;
     assert!(!a.stats().redis_plaintext_refused);
     for key in [KEY, LOADED] {
-        let mut conn = raw_conn(&redis_url()).await;
-        let raw: Vec<u8> = redis::cmd("GET")
-            .arg(a.redis().unwrap().data_key(key))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert!(codec::is_encrypted(&raw), "{key}");
+        assert!(codec::is_encrypted(&stored(&a, key).await), "{key}");
     }
     for (k, held) in keyspace(&prefix).await {
         for v in held {

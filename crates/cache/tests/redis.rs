@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{config, eventually, raw_conn, received, redis_url};
+use common::{build, config, eventually, pair, raw_conn, received, redis_url, stored};
 use redis::AsyncCommands as _;
 use serde::{Deserialize, Serialize};
 use vitals_cache::{codec, CacheConfig, EncryptionKey, Keyring, TieredCache};
@@ -21,14 +21,6 @@ struct Allergy {
     allergen: String,
     severity: String,
     reaction: String,
-}
-
-async fn pair(cfg: CacheConfig) -> (TieredCache, TieredCache) {
-    let a = TieredCache::builder(cfg.clone()).build().await.unwrap();
-    let b = TieredCache::builder(cfg).build().await.unwrap();
-    assert!(a.wait_subscribed(Duration::from_secs(5)).await);
-    assert!(b.wait_subscribed(Duration::from_secs(5)).await);
-    (a, b)
 }
 
 #[tokio::test]
@@ -47,11 +39,9 @@ async fn overwrite_on_one_instance_reaches_the_other_instances_l1() {
 
     let t0 = Instant::now();
     a.set("student:1:allergies", &"v2", MIN, &[]).await.unwrap();
-    let b_l1 = b.clone();
     assert!(
-        eventually(Duration::from_secs(5), || {
-            let b = b_l1.clone();
-            async move { !b.l1().unwrap().contains("student:1:allergies") }
+        eventually(Duration::from_secs(5), || async {
+            !b.l1().unwrap().contains("student:1:allergies")
         })
         .await,
         "the overwrite never reached B's L1"
@@ -64,11 +54,9 @@ async fn overwrite_on_one_instance_reaches_the_other_instances_l1() {
     );
 
     a.delete("student:1:allergies").await;
-    let b2 = b.clone();
     assert!(
-        eventually(Duration::from_secs(5), || {
-            let b = b2.clone();
-            async move { b.get::<String>("student:1:allergies").await.is_none() }
+        eventually(Duration::from_secs(5), || async {
+            b.get::<String>("student:1:allergies").await.is_none()
         })
         .await
     );
@@ -82,7 +70,7 @@ async fn overwrite_on_one_instance_reaches_the_other_instances_l1() {
 async fn with_a_key_no_field_of_the_record_reaches_redis_in_clear() {
     let ring = Keyring::new(EncryptionKey::new("k2024", [42; 32]).unwrap(), []);
     let cfg = config("crypto", &redis_url()).with_encryption(Some(ring));
-    let cache = TieredCache::builder(cfg.clone()).build().await.unwrap();
+    let cache = build(cfg.clone()).await;
     let record = Allergy {
         allergen: "Peanut".into(),
         severity: "LIFE_THREATENING".into(),
@@ -93,11 +81,7 @@ async fn with_a_key_no_field_of_the_record_reaches_redis_in_clear() {
         ("student:7:allergies-long", vec![record.clone(); 100]), // compressed too
     ] {
         cache.set(key, &rec, MIN, &["allergies"]).await.unwrap();
-        let mut conn = raw_conn(&redis_url()).await;
-        let raw: Vec<u8> = conn
-            .get(cache.redis().unwrap().data_key(key))
-            .await
-            .unwrap();
+        let raw = stored(&cache, key).await;
         assert!(codec::is_encrypted(&raw));
         for needle in [
             "Peanut",
@@ -113,17 +97,14 @@ async fn with_a_key_no_field_of_the_record_reaches_redis_in_clear() {
             );
         }
         // Another instance with the key reads it back from Redis (not L1).
-        let other = TieredCache::builder(cfg.clone()).build().await.unwrap();
+        let other = build(cfg.clone()).await;
         assert_eq!(other.get::<Vec<Allergy>>(key).await, Some(rec));
         assert_eq!(other.stats().l2_hits, 1);
         other.shutdown().await;
     }
     // An instance with a different key can't read it: a miss, counted.
     let wrong = Keyring::new(EncryptionKey::new("k2024", [1; 32]).unwrap(), []);
-    let intruder = TieredCache::builder(cfg.with_encryption(Some(wrong)))
-        .build()
-        .await
-        .unwrap();
+    let intruder = build(cfg.with_encryption(Some(wrong))).await;
     assert_eq!(
         intruder.get::<Vec<Allergy>>("student:7:allergy").await,
         None
@@ -135,17 +116,11 @@ async fn with_a_key_no_field_of_the_record_reaches_redis_in_clear() {
 
 #[tokio::test]
 async fn large_payloads_are_compressed_in_redis() {
-    let cache = TieredCache::builder(config("lz4", &redis_url()))
-        .build()
-        .await
-        .unwrap();
+    let cache = build(config("lz4", &redis_url())).await;
     let big = "immunisation record ".repeat(200);
     cache.set("doc:1", &big, MIN, &[]).await.unwrap();
     cache.set("doc:2", &"small", MIN, &[]).await.unwrap();
-    let mut conn = raw_conn(&redis_url()).await;
-    let r = cache.redis().unwrap();
-    let raw1: Vec<u8> = conn.get(r.data_key("doc:1")).await.unwrap();
-    let raw2: Vec<u8> = conn.get(r.data_key("doc:2")).await.unwrap();
+    let (raw1, raw2) = (stored(&cache, "doc:1").await, stored(&cache, "doc:2").await);
     assert!(codec::is_compressed(&raw1) && raw1.len() < big.len() / 4);
     assert!(!codec::is_compressed(&raw2));
     cache.clear_l1();
@@ -179,11 +154,9 @@ async fn tag_and_group_invalidation_reach_every_instance() {
         1,
         "only allergies of 1 remain"
     );
-    let b2 = b.clone();
     assert!(
-        eventually(Duration::from_secs(5), || {
-            let b = b2.clone();
-            async move { b.l1().unwrap().len() == 1 }
+        eventually(Duration::from_secs(5), || async {
+            b.l1().unwrap().len() == 1
         })
         .await,
         "B's L1 kept invalidated entries"
@@ -203,10 +176,7 @@ async fn tag_and_group_invalidation_reach_every_instance() {
 
 #[tokio::test]
 async fn writes_during_tag_invalidation_are_never_orphaned() {
-    let cache = TieredCache::builder(config("tagrace", &redis_url()))
-        .build()
-        .await
-        .unwrap();
+    let cache = build(config("tagrace", &redis_url())).await;
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let c = cache.clone();
@@ -264,10 +234,7 @@ async fn writes_during_tag_invalidation_are_never_orphaned() {
 
 #[tokio::test]
 async fn tag_bookkeeping_drops_expired_members() {
-    let cache = TieredCache::builder(config("tagexp", &redis_url()))
-        .build()
-        .await
-        .unwrap();
+    let cache = build(config("tagexp", &redis_url())).await;
     for i in 0..100 {
         cache
             .set(&format!("k{i}"), &i, Duration::from_millis(100), &["t"])
@@ -279,15 +246,11 @@ async fn tag_bookkeeping_drops_expired_members() {
     let card: u64 = conn.zcard(format!("{prefix}:t:t")).await.unwrap();
     // Members already expired on a slow machine are pruned by later writes.
     assert!(card > 0 && card <= 100, "{card}");
-    let url = redis_url();
     let k99 = cache.redis().unwrap().data_key("k99");
     assert!(
-        eventually(Duration::from_secs(5), || {
-            let (url, k) = (url.clone(), k99.clone());
-            async move {
-                let mut c = raw_conn(&url).await;
-                !c.exists::<_, bool>(k).await.unwrap()
-            }
+        eventually(Duration::from_secs(5), || async {
+            let mut c = raw_conn(&redis_url()).await;
+            !c.exists::<_, bool>(&k99).await.unwrap()
         })
         .await
     );
@@ -320,11 +283,9 @@ async fn single_flight(cache: TieredCache) {
             })
         })
         .collect();
-    let c = cache.clone();
     assert!(
-        eventually(Duration::from_secs(5), || {
-            let c = c.clone();
-            async move { c.stats().coalesced == 99 }
+        eventually(Duration::from_secs(5), || async {
+            cache.stats().coalesced == 99
         })
         .await,
         "99 callers should wait on the first one's load"
@@ -340,32 +301,17 @@ async fn single_flight(cache: TieredCache) {
 
 #[tokio::test]
 async fn hundred_concurrent_misses_make_one_load_with_redis() {
-    single_flight(
-        TieredCache::builder(config("flight", &redis_url()))
-            .build()
-            .await
-            .unwrap(),
-    )
-    .await;
+    single_flight(build(config("flight", &redis_url())).await).await;
 }
 
 #[tokio::test]
 async fn hundred_concurrent_misses_make_one_load_l1_only() {
-    single_flight(
-        TieredCache::builder(CacheConfig::default())
-            .build()
-            .await
-            .unwrap(),
-    )
-    .await;
+    single_flight(build(CacheConfig::default()).await).await;
 }
 
 #[tokio::test]
 async fn failed_load_is_not_cached_and_a_waiter_retries() {
-    let cache = TieredCache::builder(config("loadfail", &redis_url()))
-        .build()
-        .await
-        .unwrap();
+    let cache = build(config("loadfail", &redis_url())).await;
     let r: Result<String, &str> = cache
         .get_or_load("k", MIN, &[], || async { Err("db down") })
         .await;
@@ -394,11 +340,9 @@ async fn l2_hit_fills_l1_and_stats_serialise() {
     assert!((s.hit_rate - 2.0 / 3.0).abs() < 1e-9);
     assert_eq!(s.l1_entries, 1);
     assert!(s.l1_bytes > 0);
-    let b2 = b.clone();
     assert!(
-        eventually(Duration::from_secs(5), || {
-            let b = b2.clone();
-            async move { b.stats().redis_used_memory.is_some() }
+        eventually(Duration::from_secs(5), || async {
+            b.stats().redis_used_memory.is_some()
         })
         .await
     );
@@ -428,9 +372,8 @@ async fn dropping_or_shutting_down_the_cache_ends_its_subscription() {
     drop(a);
     drop(b); // no shutdown: dropping the last handle stops the tasks too
     assert!(
-        eventually(Duration::from_secs(5), || {
-            let ch = channel.clone();
-            async move { numsub(ch).await == 0 }
+        eventually(Duration::from_secs(5), || async {
+            numsub(channel.clone()).await == 0
         })
         .await
     );
@@ -440,10 +383,7 @@ async fn dropping_or_shutting_down_the_cache_ends_its_subscription() {
 async fn a_load_overtaken_by_a_change_on_another_instance_is_not_cached() {
     let cfg = config("stale", &redis_url());
     let (a, b) = pair(cfg.clone()).await;
-    let reader = TieredCache::builder(cfg.with_l1(false, 1, MIN))
-        .build()
-        .await
-        .unwrap();
+    let reader = build(cfg.with_l1(false, 1, MIN)).await;
     type R = Result<String, std::io::Error>;
 
     // Overwritten on B while A loads: A's caller gets its load, nobody caches it.
@@ -511,11 +451,9 @@ async fn subscription_is_pinged_and_keeps_delivering() {
     let mut cfg = config("ping", &redis_url());
     cfg.subscription_ping = Duration::from_millis(20);
     let (a, b) = pair(cfg).await;
-    let b1 = b.clone();
     assert!(
-        eventually(Duration::from_secs(5), || {
-            let b = b1.clone();
-            async move { b.stats().subscription_pings >= 3 }
+        eventually(Duration::from_secs(5), || async {
+            b.stats().subscription_pings >= 3
         })
         .await
     );

@@ -7,11 +7,28 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{config, eventually, free_port, raw_conn, received, TestRedis};
+use common::{build, config, eventually, free_port, raw_conn, received, TestRedis};
 use redis::AsyncCommands as _;
 use vitals_cache::{BreakerState, TieredCache};
 
 const MIN: Duration = Duration::from_secs(60);
+
+/// Whether, within 5 s, a Redis-bound read finds `cache`'s breaker open.
+async fn breaker_opens(cache: &TieredCache) -> bool {
+    eventually(Duration::from_secs(5), || async {
+        cache.get::<i32>("absent").await;
+        cache.stats().breaker == Some(BreakerState::Open)
+    })
+    .await
+}
+
+/// Whether, within 5 s, `cache` reads `value` under `key`.
+async fn reads(cache: &TieredCache, key: &str, value: &str) -> bool {
+    eventually(Duration::from_secs(5), || async {
+        cache.get::<String>(key).await.as_deref() == Some(value)
+    })
+    .await
+}
 
 #[tokio::test]
 async fn nothing_listening_builds_degraded_and_serves_from_l1_and_loader() {
@@ -40,17 +57,7 @@ async fn nothing_listening_builds_degraded_and_serves_from_l1_and_loader() {
     assert!(cache.delete("student:1:summary").await);
 
     // Once open, the breaker answers at once instead of trying Redis.
-    let c = cache.clone();
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let c = c.clone();
-            async move {
-                c.get::<i32>("absent").await;
-                c.stats().breaker == Some(BreakerState::Open)
-            }
-        })
-        .await
-    );
+    assert!(breaker_opens(&cache).await);
     let s = cache.stats();
     assert!(!s.redis_connected);
     assert!(s.redis_configured);
@@ -61,8 +68,7 @@ async fn nothing_listening_builds_degraded_and_serves_from_l1_and_loader() {
 async fn redis_killed_mid_test_then_restarted_heals_by_itself() {
     let mut server = TestRedis::start().await;
     let cfg = config("heal", &server.url());
-    let a = TieredCache::builder(cfg.clone()).build().await.unwrap();
-    let b = TieredCache::builder(cfg).build().await.unwrap();
+    let (a, b) = (build(cfg.clone()).await, build(cfg).await);
     assert!(b.wait_subscribed(Duration::from_secs(5)).await);
     a.set("student:3:allergies", &"v1", MIN, &[]).await.unwrap();
     received(&b, 1).await;
@@ -75,14 +81,7 @@ async fn redis_killed_mid_test_then_restarted_heals_by_itself() {
     server.kill();
 
     // The lost subscription clears B's L1: updates it misses can't be known.
-    let b2 = b.clone();
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let b = b2.clone();
-            async move { !b.is_subscribed() }
-        })
-        .await
-    );
+    assert!(eventually(Duration::from_secs(5), || async { !b.is_subscribed() }).await);
     assert!(!b.l1().unwrap().contains("student:3:allergies"));
     assert!(b.stats().subscription_losses >= 1);
 
@@ -97,17 +96,7 @@ async fn redis_killed_mid_test_then_restarted_heals_by_itself() {
     }
     assert_eq!(b.stats().loads, 1, "later calls hit L1");
     // The breaker opens: a Redis-bound call no longer waits for a timeout.
-    let b3 = b.clone();
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let b = b3.clone();
-            async move {
-                b.get::<String>("absent").await;
-                b.stats().breaker == Some(BreakerState::Open)
-            }
-        })
-        .await
-    );
+    assert!(breaker_opens(&b).await);
     let t0 = Instant::now();
     assert_eq!(b.get::<String>("absent").await, None);
     eprintln!("miss with breaker open: {:?}", t0.elapsed());
@@ -118,15 +107,11 @@ async fn redis_killed_mid_test_then_restarted_heals_by_itself() {
     assert!(b.wait_subscribed(Duration::from_secs(10)).await);
     let url = server.url();
     let key = b.redis().unwrap().data_key("after");
-    let b4 = b.clone();
     assert!(
-        eventually(Duration::from_secs(10), || {
-            let (b, url, key) = (b4.clone(), url.clone(), key.clone());
-            async move {
-                b.set("after", &"healed", MIN, &[]).await.unwrap();
-                let mut c = raw_conn(&url).await;
-                c.exists::<_, bool>(key).await.unwrap_or(false)
-            }
+        eventually(Duration::from_secs(10), || async {
+            b.set("after", &"healed", MIN, &[]).await.unwrap();
+            let mut c = raw_conn(&url).await;
+            c.exists::<_, bool>(&key).await.unwrap_or(false)
         })
         .await,
         "writes never reached the restarted redis"
@@ -134,23 +119,9 @@ async fn redis_killed_mid_test_then_restarted_heals_by_itself() {
     assert_eq!(b.stats().breaker, Some(BreakerState::Closed));
     // And coherence works again between the two instances.
     assert!(a.wait_subscribed(Duration::from_secs(10)).await);
-    let a1 = a.clone();
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let a = a1.clone();
-            async move { a.get::<String>("after").await.as_deref() == Some("healed") }
-        })
-        .await
-    );
+    assert!(reads(&a, "after", "healed").await);
     b.set("after", &"v2", MIN, &[]).await.unwrap();
-    let a2 = a.clone();
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let a = a2.clone();
-            async move { a.get::<String>("after").await.as_deref() == Some("v2") }
-        })
-        .await
-    );
+    assert!(reads(&a, "after", "v2").await);
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -7,24 +7,19 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::ffi::OsStr;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{config, eventually, free_port};
+use common::{build, config, eventually, free_port, RedisProcess};
 use vitals_cache::TieredCache;
 
+/// A TLS-only redis-server, its certificates' directory, and its CA's certificate.
 struct TlsRedis {
     port: u16,
-    child: Child,
+    _server: RedisProcess,
     _dir: tempfile::TempDir,
     ca: std::path::PathBuf,
-}
-
-impl Drop for TlsRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_tls_redis() -> TlsRedis {
@@ -93,39 +88,27 @@ fn start_tls_redis() -> TlsRedis {
     ]);
     let (cert, key, ca) = (path("cert.pem"), path("key.pem"), path("ca.pem"));
     let port = free_port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--tls-port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .arg("--tls-cert-file")
-        .arg(&cert)
-        .arg("--tls-key-file")
-        .arg(&key)
-        .arg("--tls-ca-cert-file")
-        .arg(&ca)
-        .args([
-            "--tls-auth-clients",
-            "no",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server on PATH");
+    let tls_port = port.to_string();
+    let options: [(&str, &OsStr); 6] = [
+        ("--port", "0".as_ref()),
+        ("--tls-port", tls_port.as_ref()),
+        ("--tls-cert-file", cert.as_ref()),
+        ("--tls-key-file", key.as_ref()),
+        ("--tls-ca-cert-file", ca.as_ref()),
+        ("--tls-auth-clients", "no".as_ref()),
+    ];
+    let server = RedisProcess::spawn(options.into_iter().flat_map(|(o, v)| [o.as_ref(), v]));
     TlsRedis {
         port,
-        child,
+        _server: server,
         ca,
         _dir: dir,
     }
+}
+
+/// Whether `cache` is connected to its Redis within `limit`.
+async fn connects(cache: &TieredCache, limit: Duration) -> bool {
+    eventually(limit, || async { cache.stats().redis_connected }).await
 }
 
 #[tokio::test]
@@ -134,15 +117,9 @@ async fn rediss_with_a_private_ca_stores_reads_and_subscribes() {
     let url = format!("rediss://127.0.0.1:{}", server.port);
     let cfg = config("tls", &url).with_tls_ca(Some(&server.ca));
     // The server may take a moment to listen; the cache heals by itself once it does.
-    let cache = TieredCache::builder(cfg.clone()).build().await.unwrap();
-    let other = TieredCache::builder(cfg).build().await.unwrap();
-    let c = cache.clone();
+    let (cache, other) = (build(cfg.clone()).await, build(cfg).await);
     assert!(
-        eventually(Duration::from_secs(10), || {
-            let c = c.clone();
-            async move { c.stats().redis_connected }
-        })
-        .await,
+        connects(&cache, Duration::from_secs(10)).await,
         "no TLS connection: {:?}",
         cache.stats()
     );
@@ -156,11 +133,9 @@ async fn rediss_with_a_private_ca_stores_reads_and_subscribes() {
         .await
         .unwrap();
     // Read through the other instance's L2 (its L1 is empty): the value crossed TLS twice.
-    let o = other.clone();
     assert!(
-        eventually(Duration::from_secs(10), || {
-            let o = o.clone();
-            async move { o.get::<String>("student:9:summary").await.as_deref() == Some("over tls") }
+        eventually(Duration::from_secs(10), || async {
+            other.get::<String>("student:9:summary").await.as_deref() == Some("over tls")
         })
         .await
     );
@@ -178,42 +153,23 @@ async fn rediss_without_the_ca_refuses_the_server_and_serves_from_l1() {
     let server = start_tls_redis();
     let url = format!("rediss://127.0.0.1:{}", server.port);
     // First show the server is up and speaks TLS to a client that trusts its CA.
-    let trusted = TieredCache::builder(config("tls-trusted", &url).with_tls_ca(Some(&server.ca)))
-        .build()
-        .await
-        .unwrap();
-    let t = trusted.clone();
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            let t = t.clone();
-            async move { t.stats().redis_connected }
-        })
-        .await
-    );
+    let trusted = build(config("tls-trusted", &url).with_tls_ca(Some(&server.ca))).await;
+    assert!(connects(&trusted, Duration::from_secs(10)).await);
     // No CA: the system's trust store does not know the private CA, so this client must
     // never connect (it retries every 50 ms; two seconds is forty attempts).
-    let cache = TieredCache::builder(config("tls-untrusted", &url))
-        .build()
-        .await
-        .unwrap();
-    let v: Result<String, std::io::Error> = cache
+    let untrusted = build(config("tls-untrusted", &url)).await;
+    let v: Result<String, std::io::Error> = untrusted
         .get_or_load("k", Duration::from_secs(60), &[], || async {
             Ok("loaded".into())
         })
         .await;
     assert_eq!(v.unwrap(), "loaded", "no error reaches the caller");
-    let c = cache.clone();
-    let connected = eventually(Duration::from_secs(2), || {
-        let c = c.clone();
-        async move { c.stats().redis_connected }
-    })
-    .await;
     assert!(
-        !connected,
+        !connects(&untrusted, Duration::from_secs(2)).await,
         "a server with an unverifiable certificate must not be used"
     );
     trusted.shutdown().await;
-    cache.shutdown().await;
+    untrusted.shutdown().await;
 }
 
 #[tokio::test]

@@ -8,12 +8,14 @@
 //! this test started is killed, by its pid).
 
 mod common;
+#[path = "../../cache/tests/common/redis_server.rs"]
+mod redis_server;
 
 use common::{
     cached_summary, free_port, load_postgres_school, student_ids, vitals_on_postgres, Captured,
 };
+use redis_server::{eventually, TestRedis};
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,31 +30,9 @@ use vitals::import::{Format, ImportError, ImportOptions, Source};
 use vitals::pool::retry::retry;
 use vitals::{Config, Error, Vitals};
 
-/// Polls `cond` every 10 ms until it holds or `limit` passes; returns whether it held.
-async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Waits (at most `limit`) until `counter` reaches `n`; returns whether it did.
 async fn count_reaches(counter: &Arc<AtomicU64>, n: u64, limit: Duration) -> bool {
-    eventually(limit, || {
-        let counter = counter.clone();
-        async move { counter.load(Ordering::Relaxed) >= n }
-    })
-    .await
+    eventually(limit, || async { counter.load(Ordering::Relaxed) >= n }).await
 }
 
 /// Tells the load tasks to stop and gathers what each saw fail.
@@ -66,69 +46,6 @@ async fn stop_and_join(
         failures.extend(t.await.unwrap());
     }
     failures
-}
-
-/// A redis-server this test owns on a loopback port; killed by pid on drop.
-struct TestRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl TestRedis {
-    async fn start() -> Self {
-        let mut s = TestRedis {
-            port: free_port(),
-            child: None,
-        };
-        s.restart().await;
-        s
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    async fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        self.child = Some(child);
-        let url = self.url();
-        let up = eventually(Duration::from_secs(10), || {
-            let url = url.clone();
-            async move {
-                let Ok(c) = redis::Client::open(url.as_str()) else {
-                    return false;
-                };
-                match c.get_multiplexed_async_connection().await {
-                    Ok(mut conn) => redis::cmd("PING")
-                        .query_async::<String>(&mut conn)
-                        .await
-                        .is_ok(),
-                    Err(_) => false,
-                }
-            }
-        })
-        .await;
-        assert!(up, "redis-server did not start on port {}", self.port);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for TestRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// A configuration with quick Redis timeouts and breaker (failure paths finish fast), no
@@ -158,6 +75,24 @@ fn config(redis_url: Option<&str>, prefix: &str) -> Config {
 
 fn prefix(name: &str) -> String {
     format!("vt-faults-{name}-{}", Uuid::new_v4().simple())
+}
+
+/// A pool of at most `max` connections on the test's database and the facade on it, without
+/// Redis, on a key prefix named after `name`, its monitor idle for the test's length.
+async fn facade_on_own_pool(
+    opts: PgPoolOptions,
+    conn: &PgConnectOptions,
+    max: u32,
+    name: &str,
+) -> (PgPool, Vitals) {
+    let pool = opts
+        .max_connections(max)
+        .connect_with(conn.clone())
+        .await
+        .unwrap();
+    let config = config(None, &prefix(name));
+    let vitals = vitals_on_postgres(config, pool.clone(), Some(Duration::from_secs(3600))).await;
+    (pool, vitals)
 }
 
 /// Terminates every backend of the current database but the caller's own; returns how many.
@@ -221,11 +156,9 @@ async fn redis_stopped_mid_load_and_restarted_no_read_fails_and_coherence_return
     server.kill();
     // Both lose the subscription (and clear L1); reads go on.
     for v in [&a, &b] {
-        let c = v.cache().clone();
         assert!(
-            eventually(Duration::from_secs(5), || {
-                let c = c.clone();
-                async move { !c.is_subscribed() }
+            eventually(Duration::from_secs(5), || async {
+                !v.cache().is_subscribed()
             })
             .await
         );
@@ -252,18 +185,14 @@ async fn redis_stopped_mid_load_and_restarted_no_read_fails_and_coherence_return
 
     // The breaker heals: writes reach the restarted Redis again.
     for v in [&a, &b] {
-        let v2 = v.clone();
         assert!(
-            eventually(Duration::from_secs(10), || {
-                let v = v2.clone();
-                async move {
-                    v.cache()
-                        .set("probe", &1, Duration::from_secs(60), &[])
-                        .await
-                        .unwrap();
-                    v.cache_stats().breaker == Some(BreakerState::Closed)
-                        && v.cache_stats().redis_connected
-                }
+            eventually(Duration::from_secs(10), || async {
+                v.cache()
+                    .set("probe", &1, Duration::from_secs(60), &[])
+                    .await
+                    .unwrap();
+                v.cache_stats().breaker == Some(BreakerState::Closed)
+                    && v.cache_stats().redis_connected
             })
             .await,
             "breaker never closed: {:?}",
@@ -288,20 +217,9 @@ async fn redis_stopped_mid_load_and_restarted_no_read_fails_and_coherence_return
     .await
     .unwrap();
     a.health_cache().invalidate_student(student).await;
-    let b2 = b.clone();
     assert!(
-        eventually(Duration::from_secs(5), || {
-            let b = b2.clone();
-            async move {
-                b.health_cache()
-                    .student_health_summary(student)
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .vaccinations
-                    .len()
-                    == expected
-            }
+        eventually(Duration::from_secs(5), || async {
+            cached_summary(&b, student).await.vaccinations.len() == expected
         })
         .await,
         "B's L1 never saw A's invalidation after the restart"
@@ -326,17 +244,7 @@ async fn every_postgres_backend_killed_mid_load_later_queries_succeed(
     opts: PgPoolOptions,
     conn: PgConnectOptions,
 ) {
-    let pool = opts
-        .max_connections(8)
-        .connect_with(conn.clone())
-        .await
-        .unwrap();
-    let vitals = vitals_on_postgres(
-        config(None, &prefix("pgload")),
-        pool.clone(),
-        Some(Duration::from_secs(3600)),
-    )
-    .await;
+    let (pool, vitals) = facade_on_own_pool(opts, &conn, 8, "pgload").await;
     let school = load_postgres_school(&pool, 40, 3).await;
     let ids = student_ids(&school);
     let policy = vitals.config().pool.retry_policy();
@@ -439,17 +347,7 @@ async fn every_postgres_backend_killed_mid_import_chunks_are_whole_and_a_rerun_c
 ) {
     const STUDENTS: usize = 200;
     const CHUNK: usize = 100; // 50 students + their 50 vaccinations
-    let pool = opts
-        .max_connections(4)
-        .connect_with(conn.clone())
-        .await
-        .unwrap();
-    let vitals = vitals_on_postgres(
-        config(None, &prefix("pgimport")),
-        pool.clone(),
-        Some(Duration::from_secs(3600)),
-    )
-    .await;
+    let (pool, vitals) = facade_on_own_pool(opts, &conn, 4, "pgimport").await;
     let ids: Vec<Uuid> = (0..STUDENTS).map(|_| Uuid::new_v4()).collect();
     let content = students_with_vaccinations(&ids);
     let source = move || {

@@ -11,15 +11,17 @@
 //! buffer; each test scans the buffer after its own run, so a leak from any test is found.
 
 mod common;
+#[path = "../../cache/tests/common/redis_server.rs"]
+mod redis_server;
 
 use common::{
     cached_summary, free_port, load_postgres_school, redis_url, vitals_on_postgres, Captured,
 };
+use redis_server::TestRedis;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use redis::AsyncCommands as _;
@@ -437,57 +439,9 @@ async fn with_an_encryption_key_redis_holds_no_plaintext(pool: PgPool) {
         .get::<health::HealthSummary>(&HealthData::Summary.key(s.id))
         .await;
     assert_eq!(back.map(|b| b.student), Some(s.clone()));
-    let _: () = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let _: () = conn.del(&keys).await.unwrap();
     other.shutdown().await;
     vitals.shutdown().await;
-}
-
-/// A redis-server with a password, on a free loopback port; killed by pid on drop.
-struct PasswordRedis {
-    port: u16,
-    child: Child,
-}
-
-impl PasswordRedis {
-    async fn start(password: &str) -> Self {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(["--requirepass", password])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        PasswordRedis { port, child }
-    }
-}
-
-impl Drop for PasswordRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test]
@@ -515,7 +469,7 @@ async fn passwords_in_urls_never_appear_in_a_log_or_an_error() {
     let mut texts = vec![err.to_string(), format!("{err:?}"), config_debug];
 
     // Redis with a password: right (connects), wrong (runs on L1), dead port (runs on L1).
-    let server = PasswordRedis::start(redis_password).await;
+    let server = TestRedis::with_password(redis_password).await;
     let dir = tempfile::tempdir().unwrap();
     for (i, (password, port, should_connect)) in [
         (redis_password, server.port, true),

@@ -1,10 +1,14 @@
-//! Helpers of the Redis tests: unique prefixes, configs, a private redis-server.
-#![allow(dead_code)]
+//! Helpers of the Redis tests: unique prefixes, configs, built caches, and the harness of
+//! `redis_server.rs` (a poll, a free port, a private redis-server).
+#![allow(dead_code, unused_imports)]
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod redis_server;
 
-use vitals_cache::CacheConfig;
+use std::time::Duration;
+
+use redis::AsyncCommands as _;
+pub use redis_server::{eventually, free_port, RedisProcess, TestRedis};
+use vitals_cache::{CacheConfig, TieredCache};
 
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -35,6 +39,21 @@ pub fn config(name: &str, url: &str) -> CacheConfig {
         .with_breaker(2, Duration::from_millis(150))
 }
 
+/// A cache built from `cfg` (a Redis that is down does not fail the build).
+pub async fn build(cfg: CacheConfig) -> TieredCache {
+    TieredCache::builder(cfg).build().await.unwrap()
+}
+
+/// Two instances on `cfg`, both subscribed to its invalidations.
+pub async fn pair(cfg: CacheConfig) -> (TieredCache, TieredCache) {
+    let a = build(cfg.clone()).await;
+    let b = build(cfg).await;
+    assert!(a.wait_subscribed(Duration::from_secs(5)).await);
+    assert!(b.wait_subscribed(Duration::from_secs(5)).await);
+    (a, b)
+}
+
+/// A plain connection to `url`, to read what Redis holds past the cache.
 pub async fn raw_conn(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
         .unwrap()
@@ -43,110 +62,70 @@ pub async fn raw_conn(url: &str) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
-/// Polls `cond` every 5 ms until it holds or `limit` passes; returns whether
-/// it held.
-pub async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond().await {
-            return true;
+/// The bytes the Redis at `REDIS_URL` holds for `cache`'s `key`.
+pub async fn stored(cache: &TieredCache, key: &str) -> Vec<u8> {
+    let data_key = cache.redis().unwrap().data_key(key);
+    raw_conn(&redis_url()).await.get(data_key).await.unwrap()
+}
+
+/// Every key matching `pattern` in the Redis at `url`, sorted, with every byte string it
+/// holds: a string's value, a hash's fields and values, the members of a set, a sorted set
+/// or a list; nothing for a key that expired meanwhile.
+pub async fn keyspace(url: &str, pattern: &str) -> Vec<(String, Vec<Vec<u8>>)> {
+    let mut conn = raw_conn(url).await;
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor: u64 = 0;
+    // A few hundred keys at most; the bound only stops a server that never ends its cursor.
+    for _ in 0..10_000 {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 {
+            break;
         }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-/// A free loopback port (nothing listens on it once this returns).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// A redis-server this test owns, on a loopback port; killed on drop.
-pub struct TestRedis {
-    pub port: u16,
-    child: Option<Child>,
-}
-
-impl TestRedis {
-    pub async fn start() -> Self {
-        let mut s = Self {
-            port: free_port(),
-            child: None,
-        };
-        s.restart().await;
-        s
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the server (again) on the same port and waits for PING.
-    pub async fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        self.child = Some(child);
-        let url = self.url();
-        let up = eventually(Duration::from_secs(10), || {
-            let url = url.clone();
-            async move {
-                let Ok(c) = redis::Client::open(url.as_str()) else {
-                    return false;
-                };
-                match c.get_multiplexed_async_connection().await {
-                    Ok(mut conn) => redis::cmd("PING")
-                        .query_async::<String>(&mut conn)
-                        .await
-                        .is_ok(),
-                    Err(_) => false,
-                }
+    assert_eq!(cursor, 0, "SCAN did not finish");
+    keys.sort();
+    keys.dedup();
+    let mut out = Vec::new();
+    for k in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let held: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => {
+                let value: Option<Vec<u8>> = conn.get(&k).await.unwrap();
+                value.into_iter().collect()
             }
-        })
-        .await;
-        assert!(up, "redis-server did not start on port {}", self.port);
+            "hash" => {
+                let pairs: Vec<(Vec<u8>, Vec<u8>)> = conn.hgetall(&k).await.unwrap();
+                pairs.into_iter().flat_map(|(f, v)| [f, v]).collect()
+            }
+            "zset" => conn.zrange(&k, 0, -1).await.unwrap(),
+            "set" => conn.smembers(&k).await.unwrap(),
+            "list" => conn.lrange(&k, 0, -1).await.unwrap(),
+            "none" => Vec::new(), // expired meanwhile
+            other => panic!("unexpected {other} key {k}"),
+        };
+        out.push((k, held));
     }
-
-    /// Kills the server (by its pid) and waits for it to exit.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for TestRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
+    out
 }
 
 /// Waits until `cache` has applied `n` invalidations of other instances, so a
 /// read that follows can't overlap their delivery (a read that does is not
 /// put in L1, by design).
-pub async fn received(cache: &vitals_cache::TieredCache, n: u64) {
+pub async fn received(cache: &TieredCache, n: u64) {
     let ok = eventually(Duration::from_secs(5), || async {
         cache.stats().invalidations_received >= n
     })

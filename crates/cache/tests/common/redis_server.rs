@@ -1,0 +1,136 @@
+//! The harness of every test that needs a Redis of its own: a poll until a condition holds,
+//! a free loopback port, and a redis-server the test starts, kills and restarts.
+//!
+//! The cache's suites reach it through `common`; the facade's `faults` and `security` suites
+//! include this file with `#[path = "../../cache/tests/common/redis_server.rs"]`, one
+//! harness for both crates without a crate of its own. It may use only `std`, `tokio` and
+//! `redis`, which both crates have.
+// Each suite uses part of it.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Polls `cond` every 5 ms until it holds or `limit` passes; returns whether it held.
+pub async fn eventually<F, Fut>(limit: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A free loopback port (nothing listens on it once this returns).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A redis-server process of the test's own; killed (by its pid) and reaped on drop.
+pub struct RedisProcess(Child);
+
+impl RedisProcess {
+    /// Starts `redis-server` with `args` (the ports, and whatever the test needs) after the
+    /// options every test server shares: loopback only, in the foreground, nothing written
+    /// to disk. Does not wait for it to listen.
+    pub fn spawn<I, S>(args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--daemonize", "no"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        Self(child)
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A plain redis-server this test owns on a loopback port, with a password if asked; killed
+/// on drop, and restarted on the same port when the test says.
+pub struct TestRedis {
+    pub port: u16,
+    password: Option<String>,
+    process: Option<RedisProcess>,
+}
+
+impl TestRedis {
+    /// Starts a server without a password and waits for its PING.
+    pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts a server that requires `password` and waits for its PING (authenticated).
+    pub async fn with_password(password: &str) -> Self {
+        Self::start_with(Some(password.to_owned())).await
+    }
+
+    async fn start_with(password: Option<String>) -> Self {
+        let mut s = Self {
+            port: free_port(),
+            password,
+            process: None,
+        };
+        s.restart().await;
+        s
+    }
+
+    /// The server's URL, its password in it if it has one.
+    pub fn url(&self) -> String {
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// Starts the server (again) on the same port and waits for PING.
+    pub async fn restart(&mut self) {
+        let port = self.port.to_string();
+        let mut args = vec!["--port", port.as_str()];
+        if let Some(password) = &self.password {
+            args.extend(["--requirepass", password.as_str()]);
+        }
+        self.process = Some(RedisProcess::spawn(args));
+        let url = self.url();
+        let up = eventually(Duration::from_secs(10), || async {
+            let Ok(c) = redis::Client::open(url.as_str()) else {
+                return false;
+            };
+            match c.get_multiplexed_async_connection().await {
+                Ok(mut conn) => redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            }
+        })
+        .await;
+        assert!(up, "redis-server did not start on port {}", self.port);
+    }
+
+    /// Kills the server (by its pid) and waits for it to exit.
+    pub fn kill(&mut self) {
+        self.process = None;
+    }
+}
