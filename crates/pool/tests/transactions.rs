@@ -103,6 +103,26 @@ macro_rules! shapes {
             wait_until("every connection is idle", || pool.state().active() == 0).await;
         }
 
+        /// What the observer sees of a transaction that inserts row 1 and is rolled back.
+        const INSERT_1_ROLLED_BACK: &[(&str, u64)] = &[
+            ("BEGIN", 0),
+            ("INSERT INTO doses (id) VALUES (1)", 1),
+            ("ROLLBACK", 0),
+        ];
+
+        /// The observer saw exactly `statements` (none failed), and the table holds `rows`
+        /// rows; forgets what the observer saw.
+        async fn saw_then_rows(
+            f: &Fixture<DB>,
+            statements: &[(&str, u64)],
+            rows: usize,
+        ) -> TestResult {
+            assert_eq!(f.seen.take(), ok(statements));
+            assert_eq!(count(&f.pool).await?, rows);
+            f.seen.take();
+            Ok(())
+        }
+
         pub(super) async fn a_committed_transaction_reports_begin_its_statements_and_commit(
             f: Fixture<DB>,
         ) -> TestResult {
@@ -114,18 +134,14 @@ macro_rules! shapes {
                 .await?;
             assert_eq!(rows.len(), 2);
             tx.commit().await?;
-            assert_eq!(
-                f.seen.take(),
-                ok(&[
-                    ("BEGIN", 0),
-                    ("INSERT INTO doses (id) VALUES (1)", 1),
-                    ("INSERT INTO doses (id) VALUES (2)", 1),
-                    ("SELECT id FROM doses ORDER BY id", 2),
-                    ("COMMIT", 0),
-                ])
-            );
-            assert_eq!(count(&f.pool).await?, 2);
-            Ok(())
+            let statements = [
+                ("BEGIN", 0),
+                ("INSERT INTO doses (id) VALUES (1)", 1),
+                ("INSERT INTO doses (id) VALUES (2)", 1),
+                ("SELECT id FROM doses ORDER BY id", 2),
+                ("COMMIT", 0),
+            ];
+            saw_then_rows(&f, &statements, 2).await
         }
 
         pub(super) async fn a_rolled_back_transaction_reports_rollback_and_leaves_no_rows(
@@ -134,16 +150,7 @@ macro_rules! shapes {
             let mut tx = f.pool.begin().await?;
             insert(&mut *tx, 1).await?;
             tx.rollback().await?;
-            assert_eq!(
-                f.seen.take(),
-                ok(&[
-                    ("BEGIN", 0),
-                    ("INSERT INTO doses (id) VALUES (1)", 1),
-                    ("ROLLBACK", 0),
-                ])
-            );
-            assert_eq!(count(&f.pool).await?, 0);
-            Ok(())
+            saw_then_rows(&f, INSERT_1_ROLLED_BACK, 0).await
         }
 
         pub(super) async fn a_dropped_transaction_is_rolled_back(f: Fixture<DB>) -> TestResult {
@@ -151,17 +158,8 @@ macro_rules! shapes {
             let mut tx = f.pool.begin().await?;
             insert(&mut *tx, 1).await?;
             drop(tx);
-            assert_eq!(
-                f.seen.take(),
-                ok(&[
-                    ("BEGIN", 0),
-                    ("INSERT INTO doses (id) VALUES (1)", 1),
-                    ("ROLLBACK", 0),
-                ])
-            );
             all_idle(&f.pool).await;
-            assert_eq!(count(&f.pool).await?, 0);
-            f.seen.take();
+            saw_then_rows(&f, INSERT_1_ROLLED_BACK, 0).await?;
 
             // On a borrowed connection: the ROLLBACK runs before its next statement.
             let mut conn = f.pool.acquire().await?;
@@ -257,17 +255,13 @@ macro_rules! shapes {
             assert_eq!(insert_in_a_transaction(&mut tx, 3).await?, 3);
             tx.commit().await?;
             drop(conn);
-            assert_eq!(
-                f.seen.take(),
-                ok(&[
-                    ("BEGIN", 0),
-                    ("BEGIN", 0),
-                    ("SAVEPOINT _sqlx_savepoint_1", 0),
-                    ("COMMIT", 0),
-                ])
-            );
-            assert_eq!(count(&f.pool).await?, 3);
-            Ok(())
+            let statements = [
+                ("BEGIN", 0),
+                ("BEGIN", 0),
+                ("SAVEPOINT _sqlx_savepoint_1", 0),
+                ("COMMIT", 0),
+            ];
+            saw_then_rows(&f, &statements, 3).await
         }
 
         pub(super) async fn a_savepoint_is_reported_with_sqlx_statements(
