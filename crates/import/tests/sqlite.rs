@@ -66,6 +66,16 @@ async fn count(pool: &SqlitePool, table: &str) -> i64 {
         .unwrap()
 }
 
+/// The rejection of the book on `line` for its `field`.
+fn book_rejected(line: u64, field: &str, reason: &str) -> Rejection {
+    Rejection {
+        line,
+        type_name: Some("book".into()),
+        field: Some(field.into()),
+        reason: reason.into(),
+    }
+}
+
 /// Two authors, then three books (one without a year, one with its year as text).
 fn library() -> String {
     format!(
@@ -117,12 +127,7 @@ async fn a_bad_value_is_rejected_by_line_and_field_without_the_value() {
     assert_eq!((r.imported, r.rejected), (2, 1), "{r:#?}");
     assert_eq!(
         r.rejections,
-        [Rejection {
-            line: 3,
-            type_name: Some("book".into()),
-            field: Some("year".into()),
-            reason: "not a whole number".into(),
-        }]
+        [book_rejected(3, "year", "not a whole number")]
     );
     let json = serde_json::to_string(&r).unwrap();
     assert!(!json.contains("SECRET"), "{json}");
@@ -138,12 +143,7 @@ async fn a_book_of_an_unknown_author_is_rejected() {
     assert_eq!((r.imported, r.rejected), (1, 1), "{r:#?}");
     assert_eq!(
         r.rejections,
-        [Rejection {
-            line: 3,
-            type_name: Some("book".into()),
-            field: Some("author_id".into()),
-            reason: "unknown author_id".into(),
-        }]
+        [book_rejected(3, "author_id", "unknown author_id")]
     );
     assert_eq!(count(&pool, "books").await, 4);
 }
