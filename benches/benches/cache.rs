@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
+use redis::AsyncCommands as _;
 use vitals_cache::{CacheConfig, L1Cache, Tier as _, TieredCache};
 
 const KEYS: usize = 1000;
@@ -230,11 +231,7 @@ fn l2_hit(c: &mut Criterion) {
     g.finish();
     rt.block_on(async {
         cache.delete("student:1:allergies").await;
-        let _: () = redis::cmd("DEL")
-            .arg(&raw_key)
-            .query_async(&mut cm)
-            .await
-            .unwrap();
+        let _: () = cm.del(&raw_key).await.unwrap();
         cache.shutdown().await;
     });
 }
@@ -319,44 +316,46 @@ fn scan_keys(len: usize) -> Vec<String> {
     out
 }
 
+/// Replays `trace` through one cache: a lookup per key (`hit`), an `insert` on a miss;
+/// returns the hits.
+fn replay(trace: &[String], hit: impl Fn(&String) -> bool, insert: impl Fn(&String)) -> usize {
+    let mut hits = 0usize;
+    for k in trace {
+        if hit(k) {
+            hits += 1;
+        } else {
+            insert(k);
+        }
+    }
+    hits
+}
+
 /// Runs a trace (get, insert on miss) through vitals L1, moka and quick_cache of 1 000
 /// entries: prints the hit rates, and times each run in group `name`.
 fn trace_group(c: &mut Criterion, name: &str, what: &str, trace: &[String]) {
     let run_l1 = || {
         let l1 = L1Cache::new(KEYS, MIN, 16);
-        let mut hits = 0usize;
-        for k in trace {
-            if l1.get(k).is_some() {
-                hits += 1;
-            } else {
-                l1.insert(k, payload(), MIN, &[]);
-            }
-        }
-        hits
+        replay(
+            trace,
+            |k| l1.get(k).is_some(),
+            |k| l1.insert(k, payload(), MIN, &[]),
+        )
     };
     let run_moka = || {
         let m: moka::sync::Cache<String, Arc<[u8]>> = moka::sync::Cache::new(KEYS as u64);
-        let mut hits = 0usize;
-        for k in trace {
-            if m.get(k).is_some() {
-                hits += 1;
-            } else {
-                m.insert(k.clone(), payload());
-            }
-        }
-        hits
+        replay(
+            trace,
+            |k| m.get(k).is_some(),
+            |k| m.insert(k.clone(), payload()),
+        )
     };
     let run_quick = || {
         let q: quick_cache::sync::Cache<String, Arc<[u8]>> = quick_cache::sync::Cache::new(KEYS);
-        let mut hits = 0usize;
-        for k in trace {
-            if q.get(k).is_some() {
-                hits += 1;
-            } else {
-                q.insert(k.clone(), payload());
-            }
-        }
-        hits
+        replay(
+            trace,
+            |k| q.get(k).is_some(),
+            |k| q.insert(k.clone(), payload()),
+        )
     };
     let pct = |h: usize| 100.0 * h as f64 / trace.len() as f64;
     eprintln!(
