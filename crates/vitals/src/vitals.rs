@@ -14,7 +14,10 @@ use vitals_querylog::{QueryLogger, SlowQuerySink, SummaryHandle};
 
 use crate::config::{is_postgres, Config};
 use crate::db::{observer, Db, Engine};
-use crate::health::{self, Dashboard, HealthDataCache, HealthWarmer, Tables};
+use crate::health::{
+    self, Dashboard, DashboardSource, HealthDataCache, HealthSource, HealthWarmer, Tables,
+    VitalsSchema,
+};
 use crate::Error;
 
 /// The database layer of a school-health service, composed: build one at start, clone it
@@ -74,6 +77,8 @@ pub struct VitalsBuilder {
     monitor_interval: Option<Duration>,
     pool: Option<AnyPool>,
     health: Option<bool>,
+    health_source: Option<Arc<dyn HealthSource>>,
+    dashboard_source: Option<Arc<dyn DashboardSource>>,
 }
 
 /// A pool the host already has.
@@ -135,6 +140,24 @@ impl VitalsBuilder {
         self
     }
 
+    /// Reads students' health records (the health cache's misses, the warmer) from `source`
+    /// rather than from vitals' own tables: a host whose records live in tables of its own
+    /// implements [`HealthSource`] over them. Its statements run on the facade's monitored
+    /// handle (the source is given [`Vitals::db`]). The cache's keys, TTLs and invalidation
+    /// stay vitals'. Ignored when the domain is off ([`health(false)`](Self::health)). vitals'
+    /// own tables are still migrated (the importer writes them) unless `VITALS_MIGRATE=false`.
+    pub fn health_source(mut self, source: Arc<dyn HealthSource>) -> Self {
+        self.health_source = Some(source);
+        self
+    }
+
+    /// Reads the dashboard's figures from `source` rather than from vitals' own tables (see
+    /// [`health_source`](Self::health_source); one type may implement both traits).
+    pub fn dashboard_source(mut self, source: Arc<dyn DashboardSource>) -> Self {
+        self.dashboard_source = Some(source);
+        self
+    }
+
     /// How often the pool monitor samples (default: the pool configuration's, 30 s).
     pub fn monitor_interval(mut self, every: Duration) -> Self {
         self.monitor_interval = Some(every);
@@ -191,8 +214,20 @@ impl VitalsBuilder {
             self.alert_sink.clone()
         ));
         let cache = TieredCache::builder(config.cache.clone()).build().await?;
+        let schema = VitalsSchema::new(tables.clone());
+        let health_source: Arc<dyn HealthSource> = match self.health_source {
+            Some(source) => source,
+            None => Arc::new(schema.clone()),
+        };
+        let dashboard_source: Arc<dyn DashboardSource> = match self.dashboard_source {
+            Some(source) => source,
+            None => Arc::new(schema),
+        };
         let warmer = if config.health {
-            WarmScheduler::start(&cache, HealthWarmer::new(db.clone(), tables.clone()))
+            WarmScheduler::start(
+                &cache,
+                HealthWarmer::with_source(db.clone(), health_source.clone()),
+            )
         } else {
             WarmScheduler::start(&cache, health::NoWarming)
         };
@@ -209,11 +244,11 @@ impl VitalsBuilder {
         Ok(Vitals {
             inner: Arc::new(Inner {
                 health_cache: match config.health {
-                    true => HealthDataCache::new(db.clone(), tables.clone(), cache.clone()),
+                    true => HealthDataCache::with_source(db.clone(), health_source, cache.clone()),
                     false => HealthDataCache::disabled(db.clone(), cache.clone()),
                 },
                 dashboard: match config.health {
-                    true => Dashboard::new(db.clone(), tables.clone()),
+                    true => Dashboard::with_source(db.clone(), dashboard_source),
                     false => Dashboard::disabled(db.clone()),
                 },
                 tables,
@@ -342,6 +377,8 @@ impl Vitals {
             monitor_interval: None,
             pool: None,
             health: None,
+            health_source: None,
+            dashboard_source: None,
         }
     }
 

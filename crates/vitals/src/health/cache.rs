@@ -1,6 +1,7 @@
 //! The report's `HealthDataCache`: a student's health data through the two-tier cache, with
 //! the report's TTLs, tags per data type and a group per student.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -10,6 +11,8 @@ use vitals_cache::TieredCache;
 
 use super::model::*;
 use super::records;
+use super::schema_source::VitalsSchema;
+use super::source::{HealthSource, SourceFuture};
 use super::store::{health_off, Tables};
 use crate::{Db, Error};
 
@@ -103,7 +106,12 @@ pub fn student_group(student: Uuid) -> String {
 /// A student's health data through the cache: get-or-load with the report's TTLs, explicit
 /// puts (the report's `cacheStudentHealthSummary` …), invalidation of one student or one type.
 ///
-/// Cloning is cheap (a pool handle and a cache handle); share clones across tasks.
+/// A miss reads through a [`HealthSource`]: vitals' own tables ([`VitalsSchema`], what
+/// [`new`](Self::new) builds) or the host's ([`with_source`](Self::with_source)); the keys,
+/// TTLs, groups and invalidation are the same either way.
+///
+/// Cloning is cheap (a pool handle, a cache handle and an `Arc` of the source); share clones
+/// across tasks.
 ///
 /// # Example
 /// ```no_run
@@ -113,20 +121,35 @@ pub fn student_group(student: Uuid) -> String {
 /// health.invalidate_student(id).await; // after a write of that student's records
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HealthDataCache {
     db: Db,
     /// `None` when the school-health domain is off: every read is then `Error::Config`.
-    tables: Option<Tables>,
+    source: Option<Arc<dyn HealthSource>>,
     cache: TieredCache,
+}
+
+impl std::fmt::Debug for HealthDataCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthDataCache")
+            .field("db", &self.db)
+            .field("source", &self.source.as_ref().map(|_| "dyn HealthSource"))
+            .field("cache", &self.cache)
+            .finish()
+    }
 }
 
 impl HealthDataCache {
     /// A health cache over vitals' `tables` through `db`, and `cache`.
     pub fn new(db: Db, tables: Tables, cache: TieredCache) -> Self {
+        Self::with_source(db, Arc::new(VitalsSchema::new(tables)), cache)
+    }
+
+    /// A health cache whose misses read `source` (the host's tables, say) through `db`.
+    pub fn with_source(db: Db, source: Arc<dyn HealthSource>, cache: TieredCache) -> Self {
         HealthDataCache {
             db,
-            tables: Some(tables),
+            source: Some(source),
             cache,
         }
     }
@@ -136,13 +159,13 @@ impl HealthDataCache {
     pub(crate) fn disabled(db: Db, cache: TieredCache) -> Self {
         HealthDataCache {
             db,
-            tables: None,
+            source: None,
             cache,
         }
     }
 
-    fn tables(&self) -> Result<&Tables, Error> {
-        self.tables.as_ref().ok_or_else(health_off)
+    fn source(&self) -> Result<&dyn HealthSource, Error> {
+        self.source.as_deref().ok_or_else(health_off)
     }
 
     /// The underlying cache.
@@ -150,20 +173,19 @@ impl HealthDataCache {
         &self.cache
     }
 
-    async fn through<T, F, Fut>(&self, kind: HealthData, student: Uuid, load: F) -> Result<T, Error>
+    /// Get-or-load of `kind`; `load` is called (and its future boxed) on a miss only.
+    async fn through<'a, T>(
+        &self,
+        kind: HealthData,
+        student: Uuid,
+        load: impl FnOnce() -> SourceFuture<'a, T>,
+    ) -> Result<T, Error>
     where
         T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
     {
         let group = TieredCache::group_tag(&student_group(student));
         self.cache
-            .get_or_load(
-                &kind.key(student),
-                kind.ttl(),
-                &[kind.tag(), &group],
-                || async { load().await.map_err(|e| Error::database(&e)) },
-            )
+            .get_or_load(&kind.key(student), kind.ttl(), &[kind.tag(), &group], load)
             .await
     }
 
@@ -171,7 +193,7 @@ impl HealthDataCache {
     /// cached, so a student created a moment later is found).
     ///
     /// # Errors
-    /// A database error on a miss (scrubbed).
+    /// The source's error on a miss (a database error, scrubbed).
     pub async fn student_health_summary(
         &self,
         student: Uuid,
@@ -183,7 +205,7 @@ impl HealthDataCache {
             NotFound,
             Failed(Error),
         }
-        let (db, t) = (&self.db, self.tables()?);
+        let (db, source) = (&self.db, self.source()?);
         let group = TieredCache::group_tag(&student_group(student));
         let kind = HealthData::Summary;
         let loaded = self
@@ -193,10 +215,10 @@ impl HealthDataCache {
                 kind.ttl(),
                 &[kind.tag(), &group],
                 || async move {
-                    match crate::with_db!(@call db, super::queries => health_summary(t, student)) {
+                    match source.health_summary(db, student).await {
                         Ok(Some(summary)) => Ok(summary),
                         Ok(None) => Err(Miss::NotFound),
-                        Err(e) => Err(Miss::Failed(Error::database(&e))),
+                        Err(e) => Err(Miss::Failed(e)),
                     }
                 },
             )
@@ -211,11 +233,11 @@ impl HealthDataCache {
     /// A student's vaccinations (10 minutes).
     ///
     /// # Errors
-    /// A database error on a miss (scrubbed).
+    /// The source's error on a miss (a database error, scrubbed).
     pub async fn vaccinations(&self, student: Uuid) -> Result<Vec<Vaccination>, Error> {
-        let (db, t) = (&self.db, self.tables()?);
-        self.through(HealthData::Vaccinations, student, || async move {
-            crate::with_db!(@call db, super::queries => vaccinations(t, student))
+        let (db, source) = (&self.db, self.source()?);
+        self.through(HealthData::Vaccinations, student, || {
+            source.vaccinations(db, student)
         })
         .await
     }
@@ -223,11 +245,11 @@ impl HealthDataCache {
     /// A student's active allergies (10 minutes).
     ///
     /// # Errors
-    /// A database error on a miss (scrubbed).
+    /// The source's error on a miss (a database error, scrubbed).
     pub async fn allergies(&self, student: Uuid) -> Result<Vec<Allergy>, Error> {
-        let (db, t) = (&self.db, self.tables()?);
-        self.through(HealthData::Allergies, student, || async move {
-            crate::with_db!(@call db, super::queries => allergies(t, student))
+        let (db, source) = (&self.db, self.source()?);
+        self.through(HealthData::Allergies, student, || {
+            source.allergies(db, student)
         })
         .await
     }
@@ -235,11 +257,11 @@ impl HealthDataCache {
     /// A student's chronic conditions (10 minutes).
     ///
     /// # Errors
-    /// A database error on a miss (scrubbed).
+    /// The source's error on a miss (a database error, scrubbed).
     pub async fn chronic_conditions(&self, student: Uuid) -> Result<Vec<ChronicCondition>, Error> {
-        let (db, t) = (&self.db, self.tables()?);
-        self.through(HealthData::ChronicConditions, student, || async move {
-            crate::with_db!(@call db, super::queries => chronic_conditions(t, student))
+        let (db, source) = (&self.db, self.source()?);
+        self.through(HealthData::ChronicConditions, student, || {
+            source.chronic_conditions(db, student)
         })
         .await
     }

@@ -1,9 +1,13 @@
 //! The report's dashboard: independent reads run at once.
 
-use chrono::{Duration, Utc};
+use std::sync::Arc;
+
+use chrono::Utc;
 use serde::Serialize;
 
 use super::queries::{ActivityCounts, ChartData, RecentActivities};
+use super::schema_source::VitalsSchema;
+use super::source::{DashboardSource, Stat};
 use super::store::{health_off, Tables};
 use crate::{Db, Error};
 
@@ -34,7 +38,9 @@ pub struct DashboardStats {
     pub failures: Vec<StatFailure>,
 }
 
-/// The nurse's dashboard over a [`Db`]. Cloning is cheap.
+/// The nurse's dashboard over a [`Db`], reading through a [`DashboardSource`]: vitals' own
+/// tables ([`VitalsSchema`], what [`new`](Self::new) builds) or the host's
+/// ([`with_source`](Self::with_source)). Cloning is cheap.
 ///
 /// When the host turned the school-health domain off (`VITALS_HEALTH=false`), every read
 /// returns [`Error::Config`] naming `VITALS_HEALTH`, and [`stats`](Self::stats) names every
@@ -51,29 +57,43 @@ pub struct DashboardStats {
 /// }
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Dashboard {
     db: Db,
     /// `None` when the school-health domain is off.
-    tables: Option<Tables>,
+    source: Option<Arc<dyn DashboardSource>>,
+}
+
+impl std::fmt::Debug for Dashboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dashboard")
+            .field("db", &self.db)
+            .field("on", &self.source.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Dashboard {
     /// A dashboard reading vitals' `tables` through `db`.
     pub fn new(db: Db, tables: Tables) -> Self {
+        Self::with_source(db, Arc::new(VitalsSchema::new(tables)))
+    }
+
+    /// A dashboard reading `source` (the host's tables, say) through `db`.
+    pub fn with_source(db: Db, source: Arc<dyn DashboardSource>) -> Self {
         Dashboard {
             db,
-            tables: Some(tables),
+            source: Some(source),
         }
     }
 
     /// A dashboard of a host that turned the school-health domain off.
     pub(crate) fn disabled(db: Db) -> Self {
-        Dashboard { db, tables: None }
+        Dashboard { db, source: None }
     }
 
-    fn tables(&self) -> Result<&Tables, Error> {
-        self.tables.as_ref().ok_or_else(health_off)
+    fn source(&self) -> Result<&dyn DashboardSource, Error> {
+        self.source.as_deref().ok_or_else(health_off)
     }
 
     /// Recent medication doses, incidents and upcoming appointments (`limit` each), the three
@@ -82,8 +102,10 @@ impl Dashboard {
     /// # Errors
     /// The first failing read (scrubbed).
     pub async fn recent_activities(&self, limit: i64) -> Result<RecentActivities, Error> {
-        let (t, now) = (self.tables()?, Utc::now());
-        Ok(crate::with_db!(@call &self.db, super::queries => recent_activities(t, now, limit))?)
+        let source = self.source()?;
+        source
+            .recent_activities(&self.db, Utc::now(), limit, false)
+            .await
     }
 
     /// The same three reads one after another: the report's "before", kept for measuring.
@@ -94,10 +116,10 @@ impl Dashboard {
         &self,
         limit: i64,
     ) -> Result<RecentActivities, Error> {
-        let (t, now) = (self.tables()?, Utc::now());
-        Ok(
-            crate::with_db!(@call &self.db, super::queries => recent_activities_sequential(t, now, limit))?,
-        )
+        let source = self.source()?;
+        source
+            .recent_activities(&self.db, Utc::now(), limit, true)
+            .await
     }
 
     /// The four chart aggregates at once (`sequential = false`) or one after another.
@@ -105,8 +127,8 @@ impl Dashboard {
     /// # Errors
     /// The first failing read (scrubbed).
     pub async fn chart_data(&self, sequential: bool) -> Result<ChartData, Error> {
-        let (t, now) = (self.tables()?, Utc::now());
-        Ok(crate::with_db!(@call &self.db, super::queries => chart_data(t, now, sequential))?)
+        let source = self.source()?;
+        source.chart_data(&self.db, Utc::now(), sequential).await
     }
 
     /// The three activity counters at once (`sequential = false`) or one after another.
@@ -114,24 +136,26 @@ impl Dashboard {
     /// # Errors
     /// The first failing read (scrubbed).
     pub async fn activity_counts(&self, sequential: bool) -> Result<ActivityCounts, Error> {
-        let (t, now) = (self.tables()?, Utc::now());
-        Ok(crate::with_db!(@call &self.db, super::queries => activity_counts(t, now, sequential))?)
+        let source = self.source()?;
+        source
+            .activity_counts(&self.db, Utc::now(), sequential)
+            .await
     }
 
     /// The headline figures, each read at once and on its own; what succeeded is returned
     /// and each failure is named.
     pub async fn stats(&self) -> DashboardStats {
-        let names = STAT_NAMES;
-        let results: [Result<i64, String>; 5] = match self.tables() {
-            Ok(t) => self
-                .read_stats(t)
+        let results: [Result<i64, String>; 5] = match self.source() {
+            Ok(source) => self
+                .read_stats(source)
                 .await
-                .map(|r| r.map_err(|e| vitals_querylog::scrub_text(&e.to_string()))),
+                .map(|r| r.map_err(|e| stat_error(&e))),
             Err(off) => std::array::from_fn(|_| Err(off.to_string())),
         };
         let mut failures = Vec::new();
         let mut values = [None; 5];
-        for ((slot, stat), result) in values.iter_mut().zip(names).zip(results) {
+        for ((slot, stat), result) in values.iter_mut().zip(Stat::ALL).zip(results) {
+            let stat = stat.name();
             match result {
                 Ok(v) => *slot = Some(v),
                 Err(error) => {
@@ -152,43 +176,20 @@ impl Dashboard {
         }
     }
 
-    /// The five figures of [`stats`](Self::stats), in [`STAT_NAMES`]' order, read at once.
-    async fn read_stats(&self, t: &Tables) -> [Result<i64, sqlx::Error>; 5] {
-        let now = Utc::now();
-        let since = (now - Duration::days(30)).date_naive();
-        let sql = [
-            "SELECT COUNT(*) FROM {s}students WHERE active = $1",
-            "SELECT COUNT(DISTINCT student_id) FROM {s}allergies \
-             WHERE active = $1 AND severity IN ('SEVERE', 'LIFE_THREATENING')",
-            "SELECT COUNT(*) FROM {s}chronic_conditions WHERE status = 'ACTIVE'",
-            "SELECT COUNT(*) FROM {s}vaccinations WHERE administered_on >= $1",
-            "SELECT COUNT(*) FROM {s}appointments WHERE scheduled_at > $1 AND status = 'SCHEDULED'",
-        ]
-        .map(|template| t.sql(template));
-        crate::with_db!(&self.db, |p| {
-            let (a, b, c, d, e) = tokio::join!(
-                sqlx::query_scalar::<_, i64>(&sql[0])
-                    .bind(true)
-                    .fetch_one(p),
-                sqlx::query_scalar::<_, i64>(&sql[1])
-                    .bind(true)
-                    .fetch_one(p),
-                sqlx::query_scalar::<_, i64>(&sql[2]).fetch_one(p),
-                sqlx::query_scalar::<_, i64>(&sql[3])
-                    .bind(since)
-                    .fetch_one(p),
-                sqlx::query_scalar::<_, i64>(&sql[4]).bind(now).fetch_one(p),
-            );
-            [a, b, c, d, e]
-        })
+    /// The five figures of [`stats`](Self::stats), in [`Stat::ALL`]'s order, read at once.
+    async fn read_stats(&self, source: &dyn DashboardSource) -> [Result<i64, Error>; 5] {
+        let (db, now) = (&self.db, Utc::now());
+        let [a, b, c, d, e] = Stat::ALL.map(|stat| source.stat(db, stat, now));
+        let (a, b, c, d, e) = tokio::join!(a, b, c, d, e);
+        [a, b, c, d, e]
     }
 }
 
-/// The figures of [`DashboardStats`], as [`StatFailure::stat`] names them.
-const STAT_NAMES: [&str; 5] = [
-    "active_students",
-    "critical_allergies",
-    "active_conditions",
-    "vaccinations_last_30_days",
-    "upcoming_appointments",
-];
+/// A figure's failure as [`StatFailure::error`] says it: a database error's scrubbed message
+/// alone (as before sources), anything else's scrubbed text.
+fn stat_error(err: &Error) -> String {
+    match err.as_database() {
+        Some(db) => db.message().to_owned(),
+        None => vitals_querylog::scrub_text(&err.to_string()),
+    }
+}

@@ -1,7 +1,9 @@
 //! The school-health domain: the only part of vitals that knows about students.
 //!
 //! The schema (sqlx migrations for PostgreSQL and for the embedded SQLite, kept equivalent), the
-//! row types, a deterministic synthetic school, and the import record specs. Everything here holds
+//! row types, a deterministic synthetic school, and the import record specs. The cache, the
+//! warmer and the dashboard read through [`HealthSource`] and [`DashboardSource`]: vitals'
+//! schema ([`VitalsSchema`]) by default, or a host's own tables. Everything here holds
 //! PHI: pass it to the component crates as opaque values, never log it.
 //!
 //! # Example
@@ -28,6 +30,8 @@ pub(crate) mod invalidate;
 mod model;
 pub mod queries;
 pub mod records;
+mod schema_source;
+mod source;
 mod store;
 mod warm;
 
@@ -37,6 +41,8 @@ pub use generate::{School, SchoolGenerator};
 pub use model::*;
 pub use queries::*;
 pub use queries::{ActivityCounts, ChartData, LabelCount, RecentActivities};
+pub use schema_source::VitalsSchema;
+pub use source::{DashboardSource, HealthSource, SourceFuture, Stat, WarmPlan};
 pub use store::*;
 pub use warm::{HealthWarmer, NoWarming, RECENT_STUDENTS};
 

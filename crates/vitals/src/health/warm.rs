@@ -1,99 +1,73 @@
 //! The report's cache warming: what a nurse will ask for first, loaded before they ask.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use chrono::{Duration, Utc};
-use uuid::Uuid;
+use chrono::Utc;
 use vitals_cache::{TieredCache, WarmEntry, WarmError, Warmer};
 
 use super::cache::{student_group, HealthData};
+use super::schema_source::VitalsSchema;
+use super::source::HealthSource;
 use super::store::Tables;
-use crate::Db;
+use crate::{Db, Error};
 
 /// How many recently active students are warmed (the report's "last 500").
 pub const RECENT_STUDENTS: i64 = 500;
 
-// Each `{s}` before a table name becomes the schema (see `Tables::sql`).
-
-/// Students with the most recent health activity (a dose given, an incident, a past
-/// appointment), active ones only, newest first.
-const RECENT_ACTIVITY_SQL: &str = "SELECT r.student_id FROM ( \
-       SELECT student_id, MAX(at) AS last_at FROM ( \
-         SELECT student_id, administered_at AS at FROM {s}medication_logs \
-         UNION ALL SELECT student_id, occurred_at AS at FROM {s}incident_reports \
-         UNION ALL SELECT student_id, scheduled_at AS at FROM {s}appointments WHERE scheduled_at <= $1 \
-       ) activity GROUP BY student_id \
-     ) r JOIN {s}students s ON s.id = r.student_id \
-     WHERE s.active = $2 ORDER BY r.last_at DESC LIMIT $3";
-const CRITICAL_ALLERGY_SQL: &str = "SELECT DISTINCT student_id FROM {s}allergies \
-     WHERE active = $1 AND severity IN ('SEVERE', 'LIFE_THREATENING')";
-const ACTIVE_CONDITION_SQL: &str =
-    "SELECT DISTINCT student_id FROM {s}chronic_conditions WHERE status = 'ACTIVE'";
-const RECENT_VACCINATION_SQL: &str =
-    "SELECT DISTINCT student_id FROM {s}vaccinations WHERE administered_on >= $1";
-
 /// Says what to warm for the school-health service; the cache's `WarmScheduler` runs it in
 /// batches of 50 with bounded concurrency, once after start and then hourly.
 ///
-/// Warms: the health summary of the 500 active students with the most recent activity; the
-/// allergies of every student with a critical (severe, life-threatening) allergy; the chronic
-/// conditions of every student with an active one; the vaccinations of every student
-/// vaccinated in the last 6 months.
-#[derive(Debug, Clone)]
+/// Warms, as its [`HealthSource`]'s [`warm_plan`](HealthSource::warm_plan) names them: the
+/// health summary of the 500 active students with the most recent activity; the allergies of
+/// every student with a critical (severe, life-threatening) allergy; the chronic conditions of
+/// every student with an active one; the vaccinations of every student vaccinated in the last
+/// 6 months. Each value is loaded through the same source, so what the warmer caches is what
+/// a miss of [`HealthDataCache`](super::HealthDataCache) would have read.
+#[derive(Clone)]
 pub struct HealthWarmer {
     db: Db,
-    tables: Tables,
+    source: Arc<dyn HealthSource>,
+}
+
+impl std::fmt::Debug for HealthWarmer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthWarmer")
+            .field("db", &self.db)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HealthWarmer {
     /// A warmer reading vitals' `tables` through `db`.
     pub fn new(db: Db, tables: Tables) -> Self {
-        HealthWarmer { db, tables }
+        Self::with_source(db, Arc::new(VitalsSchema::new(tables)))
+    }
+
+    /// A warmer reading `source` (the host's tables, say) through `db`.
+    pub fn with_source(db: Db, source: Arc<dyn HealthSource>) -> Self {
+        HealthWarmer { db, source }
     }
 
     /// The keys a warming run loads, each once.
     ///
     /// # Errors
-    /// A database error.
-    pub async fn plan(&self) -> Result<Vec<String>, sqlx::Error> {
-        let now = Utc::now();
-        let six_months_ago = (now - Duration::days(183)).date_naive();
-        let t = &self.tables;
-        let (recent_sql, allergic_sql, chronic_sql, vaccinated_sql) = (
-            t.sql(RECENT_ACTIVITY_SQL),
-            t.sql(CRITICAL_ALLERGY_SQL),
-            t.sql(ACTIVE_CONDITION_SQL),
-            t.sql(RECENT_VACCINATION_SQL),
-        );
-        let (recent, allergic, chronic, vaccinated) = crate::with_db!(&self.db, |p| {
-            tokio::try_join!(
-                sqlx::query_scalar::<_, Uuid>(&recent_sql)
-                    .bind(now)
-                    .bind(true)
-                    .bind(RECENT_STUDENTS)
-                    .fetch_all(p),
-                sqlx::query_scalar::<_, Uuid>(&allergic_sql)
-                    .bind(true)
-                    .fetch_all(p),
-                sqlx::query_scalar::<_, Uuid>(&chronic_sql).fetch_all(p),
-                sqlx::query_scalar::<_, Uuid>(&vaccinated_sql)
-                    .bind(six_months_ago)
-                    .fetch_all(p),
-            )
-        })?;
+    /// The source's error (a database error, scrubbed).
+    pub async fn plan(&self) -> Result<Vec<String>, Error> {
+        let plan = self
+            .source
+            .warm_plan(&self.db, Utc::now(), RECENT_STUDENTS)
+            .await?;
         let mut keys = BTreeSet::new();
-        keys.extend(recent.into_iter().map(|id| HealthData::Summary.key(id)));
-        keys.extend(allergic.into_iter().map(|id| HealthData::Allergies.key(id)));
-        keys.extend(
-            chronic
-                .into_iter()
-                .map(|id| HealthData::ChronicConditions.key(id)),
-        );
-        keys.extend(
-            vaccinated
-                .into_iter()
-                .map(|id| HealthData::Vaccinations.key(id)),
-        );
+        let kinds = [
+            (HealthData::Summary, plan.recent_students),
+            (HealthData::Allergies, plan.critical_allergies),
+            (HealthData::ChronicConditions, plan.active_conditions),
+            (HealthData::Vaccinations, plan.recent_vaccinations),
+        ];
+        for (kind, students) in kinds {
+            keys.extend(students.into_iter().map(|id| kind.key(id)));
+        }
         Ok(keys.into_iter().collect())
     }
 
@@ -106,26 +80,23 @@ impl HealthWarmer {
             HealthData::parse_key(key).ok_or_else(|| WarmError::from("not a health cache key"))?;
         let group = TieredCache::group_tag(&student_group(student));
         let tags = [kind.tag(), group.as_str()];
-        let (db, t) = (&self.db, &self.tables);
+        let (db, source) = (&self.db, &*self.source);
         let entry = match kind {
             HealthData::Summary => {
-                let summary =
-                    crate::with_db!(@call db, super::queries => health_summary(t, student))?
-                        .ok_or_else(|| WarmError::from("no such student"))?;
+                let summary = source
+                    .health_summary(db, student)
+                    .await?
+                    .ok_or_else(|| WarmError::from("no such student"))?;
                 WarmEntry::new(&summary, kind.ttl(), &tags)?
             }
-            HealthData::Vaccinations => WarmEntry::new(
-                &crate::with_db!(@call db, super::queries => vaccinations(t, student))?,
-                kind.ttl(),
-                &tags,
-            )?,
-            HealthData::Allergies => WarmEntry::new(
-                &crate::with_db!(@call db, super::queries => allergies(t, student))?,
-                kind.ttl(),
-                &tags,
-            )?,
+            HealthData::Vaccinations => {
+                WarmEntry::new(&source.vaccinations(db, student).await?, kind.ttl(), &tags)?
+            }
+            HealthData::Allergies => {
+                WarmEntry::new(&source.allergies(db, student).await?, kind.ttl(), &tags)?
+            }
             HealthData::ChronicConditions => WarmEntry::new(
-                &crate::with_db!(@call db, super::queries => chronic_conditions(t, student))?,
+                &source.chronic_conditions(db, student).await?,
                 kind.ttl(),
                 &tags,
             )?,
