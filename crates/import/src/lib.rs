@@ -87,7 +87,7 @@ pub use options::{
     ImportOptions, Progress, ProgressFn, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_LISTED, DEFAULT_WORKERS,
 };
 pub use report::{DuplicateOf, DuplicateRow, ImportReport, Rejection, TypeCounts, Warning};
-pub use sink::{Lookup, LookupPart, PgSink, Sink, SqliteSink};
+pub use sink::{ConnectionSource, Lookup, LookupPart, PgSink, Sink, SqliteSink, StatementObserver};
 pub use source::{Format, Item, RawRecord, RawValue, Source, MAX_RECORD_BYTES, TYPE_FIELD};
 pub use spec::{
     Column, ForeignKey, KeyPart, Kind, Normalise, RecordSpec, Registry, Value, DEFAULT_MAX_TEXT,

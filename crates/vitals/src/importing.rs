@@ -2,6 +2,14 @@
 //! types, run on the facade's database inside a query scope named `import`, then the cache
 //! made true again for the owners of the rows it wrote.
 //!
+//! Every statement of an import goes through the facade's handle: the sinks acquire their
+//! connections through the monitored pool ([`Monitored`], so the pool monitor counts the wait
+//! and the hold of each chunk's transaction, the forked writers' included), and report each
+//! statement (`BEGIN`, the foreign-key and existing-key lookups, the insert, `COMMIT`) to the
+//! query logger ([`ImportObserver`]), which sanitises it: it is in the query report, the slow
+//! tiers and the history like any other work. They are recorded as batch statements
+//! ([`QueryLogger::record_batch`]): one of each per chunk by design, never N+1 findings.
+//!
 //! Which rows were written is seen at the [`Sink`] seam, not guessed from the input: an
 //! [`OwnerSink`] wraps the engine's sink and keeps, per transaction, the owner id of every
 //! row an insert put in (the owner column of each record type is the cache's to name,
@@ -13,13 +21,17 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sqlx::Database;
 use uuid::Uuid;
 use vitals_import::{
-    Format, ImportOptions, ImportReport, Importer, Lookup, PgSink, RecordSpec, Sink, Source,
-    SqliteSink, Value,
+    ConnectionSource, Format, ImportOptions, ImportReport, Importer, Lookup, PgSink, RecordSpec,
+    Sink, Source, SqliteSink, StatementObserver, Value,
 };
+use vitals_pool::{MonitoredPool, ObservedConnection};
+use vitals_querylog::{QueryEvent, QueryLogger};
 
 use crate::db::Db;
 use crate::health::{self, HealthDataCache};
@@ -91,14 +103,17 @@ impl Vitals {
             None => self.importer(),
         };
         let written = Written::default();
+        let observer: Arc<dyn StatementObserver> = Arc::new(ImportObserver {
+            logger: self.query_logger().clone(),
+        });
         let run = async {
             match self.db() {
                 Db::Postgres(p) => {
-                    let sink = PgSink::new(p.inner().clone());
+                    let sink = PgSink::on(Monitored(p.clone())).observed_by(observer);
                     importer.run(source, &mut written.wrap(sink)).await
                 }
                 Db::Sqlite(p) => {
-                    let sink = SqliteSink::new(p.inner().clone());
+                    let sink = SqliteSink::on(Monitored(p.clone())).observed_by(observer);
                     importer.run(source, &mut written.wrap(sink)).await
                 }
             }
@@ -110,6 +125,46 @@ impl Vitals {
             report: result?,
             students_invalidated: students.len(),
         })
+    }
+}
+
+/// The monitored pool as the importer's [`ConnectionSource`]: each connection a sink takes
+/// (one per chunk's transaction, one per statement of a dry run) is acquired through the
+/// monitored path, so the pool monitor counts its wait and its hold (with this file's
+/// `file:line` as the leak site). The sink runs its statements on the driver connection
+/// underneath and reports them itself, to [`ImportObserver`].
+struct Monitored<DB: Database>(MonitoredPool<DB>);
+
+// By hand: a derive would ask `DB: Clone`.
+impl<DB: Database> Clone for Monitored<DB> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<DB: Database> ConnectionSource<DB> for Monitored<DB> {
+    type Connection = ObservedConnection<DB>;
+
+    fn acquire(&self) -> impl Future<Output = Result<ObservedConnection<DB>, sqlx::Error>> + Send {
+        sqlx::Acquire::acquire(&self.0)
+    }
+}
+
+/// Feeds every statement of an import to the query logger, as the pool's observer does for
+/// the host's statements (the logger sanitises the text and scrubs the error; the sink never
+/// passes bind values), but as batch statements: counted in no N+1 scope.
+struct ImportObserver {
+    logger: QueryLogger,
+}
+
+impl StatementObserver for ImportObserver {
+    fn statement(&self, sql: &str, elapsed: Duration, rows: u64, error: Option<&sqlx::Error>) {
+        let error = error.map(ToString::to_string);
+        let mut event = QueryEvent::new(sql, elapsed).with_rows(rows);
+        if let Some(e) = error.as_deref() {
+            event = event.with_error(e);
+        }
+        self.logger.record_batch(event);
     }
 }
 

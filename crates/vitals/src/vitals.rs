@@ -200,8 +200,8 @@ impl VitalsBuilder {
         let tables = health_tables(&config, &db).await?;
         if config.health && config.migrate {
             match &db {
-                Db::Postgres(p) => health::migrate_postgres(p.inner(), &tables).await?,
-                Db::Sqlite(p) => health::migrate_sqlite(p.inner()).await?,
+                Db::Postgres(p) => health::migrate_postgres_monitored(p, &tables, &logger).await?,
+                Db::Sqlite(p) => health::migrate_sqlite_monitored(p, &logger).await?,
             }
         }
         let mut monitor_config = config.pool.monitor_config();

@@ -1,8 +1,51 @@
-//! What every driver's sink shares: the pool, the one open transaction, and the count of
-//! statements sent (the report's `queries`).
+//! What every driver's sink shares: where its connections come from ([`ConnectionSource`]),
+//! who sees its statements ([`StatementObserver`]), the one open transaction, and the count
+//! of statements sent (the report's `queries`).
 
+use std::fmt;
+use std::future::Future;
+use std::ops::DerefMut;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
-use sqlx::{Database, Executor, IntoArguments, Pool, Transaction};
+use sqlx::{Database, Execute, Executor, IntoArguments, Pool, TransactionManager};
+
+/// Where a sink takes its connections: one per transaction (held from `BEGIN` to `COMMIT` or
+/// `ROLLBACK`), and one per statement outside a transaction (dry runs). A [`Pool`] is one;
+/// a caller with a pool of its own (a monitored one, counting waits and holds) implements it
+/// over that pool, so the importer's connections count like any other work.
+///
+/// Cloned once per [fork](super::Sink::fork) of the sink.
+pub trait ConnectionSource<DB: Database>: Clone + Send + Sync + 'static {
+    /// A connection lent by the source: the driver connection behind a guard that gives it
+    /// back on drop (sqlx's `PoolConnection`, or a caller's own guard).
+    type Connection: DerefMut<Target = DB::Connection> + Send + 'static;
+
+    /// Acquires a connection.
+    fn acquire(&self) -> impl Future<Output = Result<Self::Connection, sqlx::Error>> + Send;
+}
+
+impl<DB: Database> ConnectionSource<DB> for Pool<DB> {
+    type Connection = PoolConnection<DB>;
+
+    fn acquire(&self) -> impl Future<Output = Result<Self::Connection, sqlx::Error>> + Send {
+        Pool::acquire(self)
+    }
+}
+
+/// Sees every statement a sink sends, once per statement (never per row): the lookups, the
+/// inserts, and the transaction's `BEGIN`, `COMMIT` and `ROLLBACK` (reported with those texts).
+///
+/// `sql` is the statement as sent, with placeholders: bind values (the imported data) are
+/// never passed. `elapsed` is its time on the connection, without the wait for one; `rows` is
+/// the rows returned or, for a statement that returns none, the rows affected (0 when it
+/// failed). A query logger plugs in here (it sanitises the text before keeping it).
+pub trait StatementObserver: Send + Sync {
+    /// Called once per statement, after it finished or failed.
+    fn statement(&self, sql: &str, elapsed: Duration, rows: u64, error: Option<&sqlx::Error>);
+}
 
 /// The [`Sink`](super::Sink) transaction methods of a sink whose `conn` field is a [`Conn`].
 macro_rules! transaction_on_conn {
@@ -22,35 +65,73 @@ macro_rules! transaction_on_conn {
 }
 pub(crate) use transaction_on_conn;
 
-#[derive(Debug)]
-pub(crate) struct Conn<DB: Database> {
-    pool: Pool<DB>,
-    tx: Option<Transaction<'static, DB>>,
+pub(crate) struct Conn<DB: Database, S: ConnectionSource<DB>> {
+    source: S,
+    observer: Option<Arc<dyn StatementObserver>>,
+    /// The connection of the open transaction.
+    tx: Option<S::Connection>,
     statements: u64,
 }
 
-impl<DB: Database> Conn<DB>
+impl<DB: Database, S: ConnectionSource<DB>> fmt::Debug for Conn<DB, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conn")
+            .field("in_transaction", &self.tx.is_some())
+            .field("observed", &self.observer.is_some())
+            .field("statements", &self.statements)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<DB: Database, S: ConnectionSource<DB>> Drop for Conn<DB, S> {
+    /// A transaction still open is rolled back, as dropping sqlx's `Transaction` does (the
+    /// rollback is sent before the connection is used again).
+    fn drop(&mut self) {
+        if let Some(conn) = &mut self.tx {
+            DB::TransactionManager::start_rollback(conn);
+        }
+    }
+}
+
+impl<DB: Database, S: ConnectionSource<DB>> Conn<DB, S>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
-    pub(crate) fn new(pool: Pool<DB>) -> Self {
+    pub(crate) fn new(source: S) -> Self {
         Self {
-            pool,
+            source,
+            observer: None,
             tx: None,
             statements: 0,
         }
     }
 
-    /// A new handle on the same pool, with no transaction and no statements yet.
+    pub(crate) fn set_observer(&mut self, observer: Arc<dyn StatementObserver>) {
+        self.observer = Some(observer);
+    }
+
+    /// A new handle on the same source and observer, with no transaction and no statements
+    /// yet.
     pub(crate) fn fork(&self) -> Self {
-        Self::new(self.pool.clone())
+        Self {
+            source: self.source.clone(),
+            observer: self.observer.clone(),
+            tx: None,
+            statements: 0,
+        }
     }
 
     pub(crate) fn statements(&self) -> u64 {
         self.statements
     }
 
-    /// Runs `q` in the open transaction, or on the pool when there is none.
+    fn observe(&self, sql: &str, elapsed: Duration, rows: u64, error: Option<&sqlx::Error>) {
+        if let Some(o) = &self.observer {
+            o.statement(sql, elapsed, rows, error);
+        }
+    }
+
+    /// Runs `q` in the open transaction, or on a connection of its own when there is none.
     pub(crate) async fn fetch<'q, A>(
         &mut self,
         q: Query<'q, DB, A>,
@@ -59,10 +140,17 @@ where
         A: 'q + IntoArguments<'q, DB>,
     {
         self.statements += 1;
-        match &mut self.tx {
-            Some(tx) => q.fetch_all(&mut **tx).await,
-            None => q.fetch_all(&self.pool).await,
-        }
+        let sql = q.sql();
+        let mut own = None;
+        let conn = match &mut self.tx {
+            Some(tx) => &mut **tx,
+            None => &mut **own.insert(self.source.acquire().await?),
+        };
+        let started = Instant::now();
+        let result = q.fetch_all(conn).await;
+        let rows = result.as_ref().map_or(0, |r| r.len() as u64);
+        self.observe(sql, started.elapsed(), rows, result.as_ref().err());
+        result
     }
 
     /// Runs `q` like [`Conn::fetch`], returning the driver's result (rows affected).
@@ -72,33 +160,79 @@ where
     ) -> Result<DB::QueryResult, sqlx::Error>
     where
         A: 'q + IntoArguments<'q, DB>,
+        DB::QueryResult: RowsAffected,
     {
         self.statements += 1;
-        match &mut self.tx {
-            Some(tx) => q.execute(&mut **tx).await,
-            None => q.execute(&self.pool).await,
-        }
+        let sql = q.sql();
+        let mut own = None;
+        let conn = match &mut self.tx {
+            Some(tx) => &mut **tx,
+            None => &mut **own.insert(self.source.acquire().await?),
+        };
+        let started = Instant::now();
+        let result = q.execute(conn).await;
+        let rows = result.as_ref().map_or(0, RowsAffected::rows_affected);
+        self.observe(sql, started.elapsed(), rows, result.as_ref().err());
+        result
     }
 
     pub(crate) async fn begin(&mut self) -> Result<(), sqlx::Error> {
+        // A transaction left open is rolled back, as replacing sqlx's `Transaction` did.
+        if let Some(mut old) = self.tx.take() {
+            DB::TransactionManager::start_rollback(&mut old);
+        }
         self.statements += 1;
-        self.tx = Some(self.pool.begin().await?);
+        let mut conn = self.source.acquire().await?;
+        let started = Instant::now();
+        let result = DB::TransactionManager::begin(&mut conn, None).await;
+        self.observe("BEGIN", started.elapsed(), 0, result.as_ref().err());
+        result?;
+        self.tx = Some(conn);
         Ok(())
     }
 
     pub(crate) async fn commit(&mut self) -> Result<(), sqlx::Error> {
-        if let Some(tx) = self.tx.take() {
-            self.statements += 1;
-            tx.commit().await?;
-        }
-        Ok(())
+        self.end("COMMIT").await
     }
 
     pub(crate) async fn rollback(&mut self) -> Result<(), sqlx::Error> {
-        if let Some(tx) = self.tx.take() {
-            self.statements += 1;
-            tx.rollback().await?;
+        self.end("ROLLBACK").await
+    }
+
+    /// Commits or rolls back the open transaction, if any, and gives its connection back.
+    async fn end(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
+        let Some(mut conn) = self.tx.take() else {
+            return Ok(());
+        };
+        self.statements += 1;
+        let started = Instant::now();
+        let result = match sql {
+            "COMMIT" => DB::TransactionManager::commit(&mut conn).await,
+            _ => DB::TransactionManager::rollback(&mut conn).await,
+        };
+        self.observe(sql, started.elapsed(), 0, result.as_ref().err());
+        if result.is_err() {
+            // As sqlx's `Transaction` does when its end fails: the rollback is sent before the
+            // connection is used again.
+            DB::TransactionManager::start_rollback(&mut conn);
         }
-        Ok(())
+        result
+    }
+}
+
+/// The rows a statement affected, for any driver's result.
+pub(crate) trait RowsAffected {
+    fn rows_affected(&self) -> u64;
+}
+
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        sqlx::postgres::PgQueryResult::rows_affected(self)
+    }
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        sqlx::sqlite::SqliteQueryResult::rows_affected(self)
     }
 }

@@ -9,6 +9,7 @@ mod conn;
 mod postgres;
 mod sqlite;
 
+pub use conn::{ConnectionSource, StatementObserver};
 pub use postgres::PgSink;
 pub use sqlite::SqliteSink;
 

@@ -1,13 +1,15 @@
 //! PostgreSQL sink: every call is one statement over typed arrays (`UNNEST`), whatever the
 //! number of rows.
 
+use std::sync::Arc;
+
 use chrono::NaiveDate;
 use sqlx::postgres::{PgArguments, PgPool, PgRow};
 use sqlx::query::Query;
 use sqlx::{Postgres, Row as _};
 use uuid::Uuid;
 
-use super::conn::{transaction_on_conn, Conn};
+use super::conn::{transaction_on_conn, Conn, ConnectionSource, StatementObserver};
 use super::{Lookup, Sink};
 use crate::spec::{Kind, RecordSpec, Value};
 
@@ -19,21 +21,40 @@ use crate::spec::{Kind, RecordSpec, Value};
 /// statement per call and no temporary table, so an import of 100 rows of one type is
 /// `BEGIN`, one foreign-key query, one existing-key query, one insert and `COMMIT`.
 ///
-/// Holds a pool (cheap to clone) and at most one open transaction; not shared between
-/// imports. It [forks](Sink::fork): with [`ImportOptions::workers`](crate::ImportOptions::workers)
-/// above 1, chunks are written on up to that many connections of the pool at once.
+/// Holds a [`ConnectionSource`] (a pool by default, cheap to clone) and at most one open
+/// transaction, on a connection held from `BEGIN` to its end; not shared between imports. It
+/// [forks](Sink::fork): with [`ImportOptions::workers`](crate::ImportOptions::workers) above 1,
+/// chunks are written on up to that many connections of the source at once. A
+/// [`StatementObserver`] set with [`observed_by`](Self::observed_by) sees every statement, the
+/// forks' included.
 #[derive(Debug)]
-pub struct PgSink {
-    conn: Conn<Postgres>,
+pub struct PgSink<S: ConnectionSource<Postgres> = PgPool> {
+    conn: Conn<Postgres, S>,
 }
 
 impl PgSink {
     /// A sink writing through `pool`.
     #[must_use]
     pub fn new(pool: PgPool) -> Self {
+        Self::on(pool)
+    }
+}
+
+impl<S: ConnectionSource<Postgres>> PgSink<S> {
+    /// A sink writing on connections acquired from `source`.
+    #[must_use]
+    pub fn on(source: S) -> Self {
         Self {
-            conn: Conn::new(pool),
+            conn: Conn::new(source),
         }
+    }
+
+    /// Reports every statement this sink and its forks send to `observer`, one call per
+    /// statement.
+    #[must_use]
+    pub fn observed_by(mut self, observer: Arc<dyn StatementObserver>) -> Self {
+        self.conn.set_observer(observer);
+        self
     }
 }
 
@@ -145,7 +166,7 @@ fn bind_columns<'a>(
     q
 }
 
-impl Sink for PgSink {
+impl<S: ConnectionSource<Postgres>> Sink for PgSink<S> {
     transaction_on_conn!();
 
     async fn find(&mut self, lookup: &Lookup<'_>) -> Result<Vec<usize>, sqlx::Error> {

@@ -1,13 +1,15 @@
 //! SQLite sink: multi-row statements with bound values, split only where SQLite's limit on
 //! bound parameters forces it.
 
+use std::sync::Arc;
+
 use chrono::NaiveDate;
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqlitePool, SqliteRow};
 use sqlx::{Row as _, Sqlite};
 use uuid::Uuid;
 
-use super::conn::{transaction_on_conn, Conn};
+use super::conn::{transaction_on_conn, Conn, ConnectionSource, StatementObserver};
 use super::{Lookup, Sink};
 use crate::spec::{Kind, RecordSpec, Value};
 
@@ -20,11 +22,12 @@ const MAX_PARAMS: usize = 32_766;
 /// (…)`; inserts are multi-row `INSERT … VALUES … ON CONFLICT DO NOTHING RETURNING key`.
 /// UUIDs are bound as 16-byte blobs (sqlx's encoding) unless [`SqliteSink::uuid_as_text`].
 ///
-/// Holds a pool (cheap to clone) and at most one open transaction; not shared between
-/// imports.
+/// Holds a [`ConnectionSource`] (a pool by default, cheap to clone) and at most one open
+/// transaction, on a connection held from `BEGIN` to its end; not shared between imports. A
+/// [`StatementObserver`] set with [`observed_by`](Self::observed_by) sees every statement.
 #[derive(Debug)]
-pub struct SqliteSink {
-    conn: Conn<Sqlite>,
+pub struct SqliteSink<S: ConnectionSource<Sqlite> = SqlitePool> {
+    conn: Conn<Sqlite, S>,
     uuid_as_text: bool,
 }
 
@@ -32,10 +35,25 @@ impl SqliteSink {
     /// A sink writing through `pool`.
     #[must_use]
     pub fn new(pool: SqlitePool) -> Self {
+        Self::on(pool)
+    }
+}
+
+impl<S: ConnectionSource<Sqlite>> SqliteSink<S> {
+    /// A sink writing on connections acquired from `source`.
+    #[must_use]
+    pub fn on(source: S) -> Self {
         Self {
-            conn: Conn::new(pool),
+            conn: Conn::new(source),
             uuid_as_text: false,
         }
+    }
+
+    /// Reports every statement this sink sends to `observer`, one call per statement.
+    #[must_use]
+    pub fn observed_by(mut self, observer: Arc<dyn StatementObserver>) -> Self {
+        self.conn.set_observer(observer);
+        self
     }
 
     /// Stores UUIDs as hyphenated text instead of blobs (match the schema's convention).
@@ -89,7 +107,7 @@ fn placeholders(n: usize) -> String {
     s
 }
 
-impl Sink for SqliteSink {
+impl<S: ConnectionSource<Sqlite>> Sink for SqliteSink<S> {
     transaction_on_conn!();
 
     async fn find(&mut self, lookup: &Lookup<'_>) -> Result<Vec<usize>, sqlx::Error> {

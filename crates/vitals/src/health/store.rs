@@ -13,9 +13,12 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sqlx::migrate::{MigrateError, Migration};
 use sqlx::{Connection as _, QueryBuilder};
+use vitals_pool::{MonitoredPool, ObservedConnection};
+use vitals_querylog::{QueryEvent, QueryLogger};
 
 use super::generate::School;
 use crate::db::per_engine;
@@ -158,6 +161,65 @@ pub async fn migrate_postgres(pool: &sqlx::PgPool, tables: &Tables) -> Result<()
     Ok(closed?)
 }
 
+/// [`migrate_postgres`] on a connection of the facade's monitored pool (the monitor counts
+/// its wait and its hold), reported to `logger`: the reads of the history around the run go
+/// through the observed connection, and every migration this run applies is recorded as one
+/// statement (its SQL, sanitised by the logger; the execution time sqlx recorded for it).
+/// With a schema the connection is closed when dropped, never handed to the host.
+pub(crate) async fn migrate_postgres_monitored(
+    pool: &MonitoredPool<sqlx::Postgres>,
+    tables: &Tables,
+    logger: &QueryLogger,
+) -> Result<(), MigrateError> {
+    let mut conn = sqlx::Acquire::acquire(pool).await?;
+    // `schema` passed `is_schema_name` (Tables' invariant): a bare identifier, safe to splice.
+    let history = match tables.schema() {
+        Some(schema) => {
+            // Its search_path will be vitals' schema alone.
+            conn.as_pool_connection().close_on_drop();
+            format!("{schema}._sqlx_migrations")
+        }
+        None => "_sqlx_migrations".to_owned(),
+    };
+    let before = applied_postgres(&mut conn, &history).await?;
+    match tables.schema() {
+        Some(schema) => migrate_in_schema(&mut conn, schema).await?,
+        None => MIGRATOR_POSTGRES.run(&mut *conn).await?,
+    }
+    let after = applied_postgres(&mut conn, &history).await?;
+    for m in MIGRATOR_POSTGRES.iter() {
+        let Some(nanos) = after.iter().find(|(v, _)| *v == m.version).map(|(_, t)| *t) else {
+            continue;
+        };
+        if !before.iter().any(|(v, _)| *v == m.version) {
+            let took = Duration::from_nanos(u64::try_from(nanos).unwrap_or(0));
+            logger.record(QueryEvent::new(&m.sql, took));
+        }
+    }
+    Ok(())
+}
+
+/// The versions in the PostgreSQL history `history` (a qualified or plain table name, not
+/// user input) and their execution times (ns), none when it does not exist yet; read through
+/// the observed connection.
+async fn applied_postgres(
+    conn: &mut ObservedConnection<sqlx::Postgres>,
+    history: &str,
+) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(history)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(&format!(
+        "SELECT version, execution_time FROM {history} WHERE success"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+}
+
 async fn migrate_in_schema(
     conn: &mut sqlx::PgConnection,
     schema: &str,
@@ -232,6 +294,28 @@ where
 /// when one applied is not embedded, or the failing migration's database error.
 pub async fn migrate_sqlite(pool: &sqlx::SqlitePool) -> Result<(), MigrateError> {
     let mut conn = pool.acquire().await?;
+    migrate_sqlite_on(&mut conn, |_, _| {}).await
+}
+
+/// [`migrate_sqlite`] on a connection of the facade's monitored pool (the monitor counts its
+/// wait and its hold), every migration this run applies recorded in `logger` as one
+/// statement (its SQL, sanitised by the logger, and how long it took).
+pub(crate) async fn migrate_sqlite_monitored(
+    pool: &MonitoredPool<sqlx::Sqlite>,
+    logger: &QueryLogger,
+) -> Result<(), MigrateError> {
+    let mut conn = sqlx::Acquire::acquire(pool).await?;
+    migrate_sqlite_on(&mut conn, |m, took| {
+        logger.record(QueryEvent::new(&m.sql, took));
+    })
+    .await
+}
+
+/// The SQLite migrations on `conn`; `on_applied` is told of each migration run, with its time.
+async fn migrate_sqlite_on(
+    conn: &mut sqlx::SqliteConnection,
+    mut on_applied: impl FnMut(&Migration, Duration),
+) -> Result<(), MigrateError> {
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS _vitals_migrations ( \
            version INTEGER PRIMARY KEY, description TEXT NOT NULL, checksum BLOB NOT NULL, \
@@ -260,10 +344,12 @@ pub async fn migrate_sqlite(pool: &sqlx::SqlitePool) -> Result<(), MigrateError>
             None => {}
         }
         if !(legacy && adopt_sqlx_history(&mut tx, m).await?) {
+            let started = Instant::now();
             sqlx::raw_sql(&m.sql)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| MigrateError::ExecuteMigration(e, m.version))?;
+            on_applied(m, started.elapsed());
         }
         sqlx::query(
             "INSERT INTO _vitals_migrations (version, description, checksum) VALUES ($1, $2, $3)",
