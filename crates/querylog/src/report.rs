@@ -141,6 +141,28 @@ fn fmt_ms(ms: f64) -> String {
     format!("{}.{:02}ms", thousands(whole as u64), frac as u64)
 }
 
+impl FingerprintStats {
+    /// What the report names a statement by: its model, else its operation.
+    fn label(&self) -> &str {
+        self.model.as_deref().unwrap_or(&self.operation)
+    }
+}
+
+/// A "Top 5 … Queries" section of the text report: its heading, then the first five
+/// entries, numbered from 1, each written by `line`.
+fn top_five(
+    t: &mut String,
+    what: &str,
+    entries: &[FingerprintStats],
+    line: impl Fn(&FingerprintStats) -> String,
+) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(t, "\nTop 5 {what} Queries:");
+    for (i, q) in entries.iter().take(5).enumerate() {
+        let _ = writeln!(t, "  {}. {}", i + 1, line(q));
+    }
+}
+
 impl PerformanceReport {
     /// The report as text, like section 5 of the performance report.
     ///
@@ -185,35 +207,29 @@ impl PerformanceReport {
         for (m, n) in models {
             let _ = writeln!(t, "  {m}: {} queries", thousands(*n));
         }
-        let _ = writeln!(t, "\nTop 5 Slowest Queries:");
-        for (i, q) in s.slowest_queries.iter().take(5).enumerate() {
-            let _ = writeln!(
-                t,
-                "  {}. [{}] {}: {} ({}, p95 {})",
-                i + 1,
+        top_five(&mut t, "Slowest", &s.slowest_queries, |q| {
+            format!(
+                "[{}] {}: {} ({}, p95 {})",
                 fmt_ms(q.max_ms),
-                q.model.as_deref().unwrap_or(&q.operation),
+                q.label(),
                 q.query,
                 q.fingerprint,
                 fmt_ms(q.p95_ms)
-            );
-        }
-        let _ = writeln!(t, "\nTop 5 Most Frequent Queries:");
-        for (i, q) in s.most_frequent_queries.iter().take(5).enumerate() {
-            let _ = writeln!(
-                t,
-                "  {}. [{}x, avg {}, p50 {}, p95 {}, p99 {}] {}: {} ({})",
-                i + 1,
+            )
+        });
+        top_five(&mut t, "Most Frequent", &s.most_frequent_queries, |q| {
+            format!(
+                "[{}x, avg {}, p50 {}, p95 {}, p99 {}] {}: {} ({})",
                 thousands(q.count),
                 fmt_ms(q.avg_ms),
                 fmt_ms(q.p50_ms),
                 fmt_ms(q.p95_ms),
                 fmt_ms(q.p99_ms),
-                q.model.as_deref().unwrap_or(&q.operation),
+                q.label(),
                 q.query,
                 q.fingerprint
-            );
-        }
+            )
+        });
         if !self.n_plus_one.is_empty() {
             let _ = writeln!(t, "\nN+1 Findings:");
             for f in &self.n_plus_one {
@@ -248,11 +264,15 @@ mod tests {
 
     #[test]
     fn formats_numbers_like_the_report() {
-        assert_eq!(thousands(1234), "1,234");
-        assert_eq!(thousands(123), "123");
-        assert_eq!(thousands(1_234_567), "1,234,567");
-        assert_eq!(fmt_ms(3456.0), "3,456.00ms");
-        assert_eq!(fmt_ms(125.434), "125.43ms");
-        assert_eq!(fmt_ms(0.999), "1.00ms");
+        for (n, text) in [(1234, "1,234"), (123, "123"), (1_234_567, "1,234,567")] {
+            assert_eq!(thousands(n), text);
+        }
+        for (ms, text) in [
+            (3456.0, "3,456.00ms"),
+            (125.434, "125.43ms"),
+            (0.999, "1.00ms"),
+        ] {
+            assert_eq!(fmt_ms(ms), text);
+        }
     }
 }
