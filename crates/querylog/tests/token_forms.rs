@@ -3,10 +3,13 @@
 //! `strings.sql`, `errors`), one row each: what the sanitiser writes, and that
 //! the log-line path (`scrub_log_line`, what the `scrub` example runs) masks the
 //! same literals whether the statement comes alone or inside a log line.
+//! `tests/properties.rs` puts the same forms into random statements.
 //!
 //! Run with `cargo test -p vitals-querylog --test token_forms`.
-use proptest::prelude::*;
 use vitals_querylog::{fingerprint, sanitize_sql, scrub_log_line, scrub_text};
+
+mod common;
+use common::{PREFIX, PREFIX_OUT};
 
 /// One row: the input, the sanitiser's output, and the literal contents that
 /// must not survive either path.
@@ -150,11 +153,6 @@ fn the_sanitiser_writes_each_row() {
     );
 }
 
-/// A log line's prefix as PostgreSQL writes it (`log_line_prefix = '%m [%p] '`).
-const PREFIX: &str = "2026-12-02 08:00:00.123 UTC [4242] STATEMENT:  ";
-/// What the prefix becomes.
-const PREFIX_OUT: &str = "[DATE] UTC [?] STATEMENT:  ";
-
 #[test]
 fn the_log_line_path_masks_what_the_sanitiser_masks() {
     for r in TABLE {
@@ -270,107 +268,4 @@ fn log_and_error_lines() {
 #[test]
 fn fingerprints_ignore_trailing_semicolons() {
     assert_eq!(fingerprint("SELECT 1"), fingerprint(" SELECT 2 ;\n"));
-}
-
-// ---- the property ----
-
-/// A secret that cannot occur in the statement's structure.
-fn secret() -> impl Strategy<Value = String> {
-    "[a-z]{1,3}[0-9]{0,3}".prop_map(|s| format!("zq{s}qz"))
-}
-
-/// A secret as a literal of one of the forms of the table. Numeric forms carry
-/// the secret's digits (a leak is a run of `7`s, which the statements lack).
-fn literal(s: &str, kind: u8) -> String {
-    let hex: String = s
-        .bytes()
-        .map(|b| char::from(b"0123456789abcdef"[usize::from(b % 16)]))
-        .collect();
-    match kind % 22 {
-        0 => format!("'{s}'"),
-        1 => format!("E'{s}\\'s'"),
-        2 => format!("U&'{s}'"),
-        3 => format!("U&'{s}' UESCAPE '!'"),
-        4 => format!("B'{s}'"),
-        5 => format!("X'{s}'"),
-        6 => format!("N'{s}'"),
-        7 => format!("$tag${s}$tag$"),
-        8 => format!("$${s}$$"),
-        9 => format!("'{s}'\n'{s}'"),
-        10 => "7_777_777".to_string(),
-        11 => "0x77_7F".to_string(),
-        12 => "-0o777".to_string(),
-        13 => "0b1_0111".to_string(),
-        14 => "7_777.777_7e-7".to_string(),
-        15 => ".777".to_string(),
-        16 => format!("777{s}"),
-        17 => format!("7.7e7{s}"),
-        18 => format!(
-            "77777777-{}-4777-8777-777777777777",
-            &format!("{hex}7777")[..4]
-        ),
-        19 => format!("DATE '{s}'"),
-        20 => "TRUE".to_string(),
-        _ => format!("'{s}' /* {s} */ -- {s}\n"),
-    }
-}
-
-/// Glue between a keyword, identifier or operator and the literal: none, or a
-/// space. Only a string can be glued to a word before it (`LIKE'x'`): a word
-/// glued to a number or a dollar quote is one identifier (`LIKE7`, `THEN$q$`),
-/// in PostgreSQL too.
-fn statement(shape: u8, glue: &[bool], lits: &[String]) -> String {
-    let gluable = |i: usize| lits[i].starts_with('\'');
-    let g = |i: usize| if glue[i] && gluable(i) { "" } else { " " };
-    let (a, b, c) = (&lits[0], &lits[1], &lits[2]);
-    match shape % 6 {
-        0 => format!(
-            "SELECT * FROM students WHERE email ={}{a} AND id IN ({b}, {c})",
-            if glue[0] { "" } else { " " }
-        ),
-        1 => format!("INSERT INTO allergies (a, b) VALUES ({a}, {b}), ({c}::text, {a})"),
-        2 => format!(
-            "UPDATE students SET name ={}{a}, dob = {b} WHERE id = {c}",
-            g(0)
-        ),
-        3 => format!(
-            "DELETE FROM notes WHERE body LIKE{}{a} OR x = ARRAY[{b}, {c}]",
-            g(0)
-        ),
-        4 => format!(
-            "SELECT CASE WHEN x THEN{}{a}ELSE{}{b}END, f({c}) FROM t",
-            g(0),
-            g(1)
-        ),
-        _ => format!("SELECT {a}::text AS \"Name\" FROM t_2024 WHERE y = {b} OR z IN ({c})"),
-    }
-}
-
-fn leaks(out: &str) -> bool {
-    out.contains("zq") || out.contains("qz") || out.contains("77")
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
-
-    /// For any statement with literals of the table's forms, glued or not, no
-    /// literal's content survives the sanitiser, the log-line path (alone and
-    /// in a log line) or the fingerprint's input.
-    #[test]
-    fn no_literal_survives_any_path(
-        secrets in proptest::collection::vec(secret(), 3),
-        kinds in proptest::collection::vec(any::<u8>(), 3),
-        glue in proptest::collection::vec(any::<bool>(), 2),
-        shape in any::<u8>(),
-    ) {
-        let lits: Vec<String> = secrets.iter().zip(&kinds).map(|(s, k)| literal(s, *k)).collect();
-        let sql = statement(shape, &glue, &lits);
-        let out = sanitize_sql(&sql);
-        prop_assert!(!leaks(&out), "{sql:?} -> {out:?}");
-        let alone = scrub_log_line(&sql);
-        prop_assert!(!leaks(&alone), "{sql:?} -> {alone:?}");
-        let line = scrub_log_line(&format!("{PREFIX}{sql}"));
-        prop_assert!(!leaks(&line), "{sql:?} -> {line:?}");
-        prop_assert_eq!(line, format!("{PREFIX_OUT}{alone}"));
-    }
 }
