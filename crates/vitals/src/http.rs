@@ -53,12 +53,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+pub use crate::error_response::{
+    FieldProblem, InputBytes, InputJson, InputPath, InputQuery, InputRejection,
+};
 pub use crate::health::invalidate::{
     BulkInvalidate, BulkInvalidateLayer, Invalidate, InvalidateCache, InvalidateCacheLayer,
     StudentId, TouchedStudents,
-};
-pub use crate::error_response::{
-    FieldProblem, InputBytes, InputJson, InputPath, InputQuery, InputRejection,
 };
 pub use crate::query_scope::{QueryScope, QueryScopeLayer, UNMATCHED_ROUTE};
 pub use crate::serve::{serve, Serve, ServeOptions, ServeOptionsBuilder, ServeSummary};
