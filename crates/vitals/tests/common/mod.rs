@@ -3,6 +3,7 @@
 //! Each binary uses some of them.
 #![allow(dead_code)]
 
+pub mod example;
 pub mod import;
 
 use std::sync::{Arc, Mutex};
