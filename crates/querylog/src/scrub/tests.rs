@@ -148,3 +148,23 @@ fn odd_input_does_not_panic() {
         let _ = scrub_text(t);
     }
 }
+
+#[test]
+fn many_unclosed_key_openings_stay_masked_past_the_scan_budget() {
+    // Thousands of `Key (` that never close on their line: each was scanned to the line's
+    // end (quadratic); past the budget the rest up to the last `)` is one `[VALUE]`.
+    for openings in [3, 50_000] {
+        let line = format!(
+            "DETAIL:  {}a)=(Ada Lovelace, 1815-12-10) already exists.",
+            "Key (".repeat(openings)
+        );
+        let out = scrub_log_line(&line);
+        assert!(
+            !out.contains("Lovelace"),
+            "{openings}: {}",
+            &out[out.len().saturating_sub(80)..]
+        );
+        assert!(!out.contains("1815"), "{openings}");
+        assert!(out.ends_with(") already exists."), "{openings}");
+    }
+}
