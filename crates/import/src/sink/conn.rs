@@ -200,22 +200,28 @@ where
     }
 
     /// Commits or rolls back the open transaction, if any, and gives its connection back.
+    ///
+    /// The connection stays in `self.tx` while the end is awaited: if this future is dropped
+    /// mid-way (a client gone, a shutdown deadline), `Drop` still queues the rollback, as
+    /// sqlx's own `Transaction` does, so no connection goes back to the pool inside a
+    /// transaction.
     async fn end(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
-        let Some(mut conn) = self.tx.take() else {
+        let Some(conn) = self.tx.as_mut() else {
             return Ok(());
         };
         self.statements += 1;
         let started = Instant::now();
         let result = match sql {
-            "COMMIT" => DB::TransactionManager::commit(&mut conn).await,
-            _ => DB::TransactionManager::rollback(&mut conn).await,
+            "COMMIT" => DB::TransactionManager::commit(conn).await,
+            _ => DB::TransactionManager::rollback(conn).await,
         };
-        self.observe(sql, started.elapsed(), 0, result.as_ref().err());
         if result.is_err() {
             // As sqlx's `Transaction` does when its end fails: the rollback is sent before the
             // connection is used again.
-            DB::TransactionManager::start_rollback(&mut conn);
+            DB::TransactionManager::start_rollback(conn);
         }
+        self.tx = None;
+        self.observe(sql, started.elapsed(), 0, result.as_ref().err());
         result
     }
 }
