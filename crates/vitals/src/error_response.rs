@@ -297,7 +297,8 @@ fn short_type(name: &str) -> String {
 }
 
 /// axum's `Query<T>`, refused with an [`InputRejection`] naming the parameter (400), never
-/// its value.
+/// its value. As with [`InputJson`], a `T` that is a map of parameter names the client
+/// chooses would have such a name in the refusal when it is spelt like an identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InputQuery<T>(pub T);
 
@@ -331,6 +332,13 @@ fn query_rejection(rejection: &QueryRejection) -> InputRejection {
 /// axum's `Json<T>`: the same `Content-Type` check and body limit, refused with an
 /// [`InputRejection`] naming the JSON field and the line and column (400 for a body that is
 /// not JSON, 422 for one of the wrong shape, 415, 413), never a value.
+///
+/// The field is named from the body's keys, and only when each is spelt like a declared
+/// identifier (ASCII letters, digits, `_`, at most 128 characters); serde cannot tell a
+/// struct's field from a map's key. So a `T` holding a map whose keys the client chooses
+/// (`HashMap<String, _>`, keyed by something that may be PHI) would have such a key named in
+/// the refusal: take that body with [`InputBytes`] and parse it yourself. The facade's own
+/// routes use struct bodies only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InputJson<T>(pub T);
 
