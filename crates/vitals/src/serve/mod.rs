@@ -63,6 +63,10 @@ pub struct ServeSummary {
 /// - **Header-read timeout** (`VITALS_HTTP_HEADER_TIMEOUT_MS`, 10 s): a request's head must be
 ///   complete this long after the connection was accepted (first request) or after the first
 ///   byte of the head arrived (later requests); else the connection is closed (slowloris).
+///   A pipelined head whose first bytes arrive while the previous request is still in flight
+///   cannot be told from that request's body at the socket, so it is timed as idle from the
+///   response on: bounded still, by the idle timeout plus the header-read timeout (hyper's
+///   own timer, set to that sum).
 /// - **Idle timeout** (`VITALS_HTTP_IDLE_TIMEOUT_MS`, 60 s): a keep-alive connection with no
 ///   request in flight is closed when no byte of a next request arrives this long after the
 ///   last response.
