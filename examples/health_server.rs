@@ -63,16 +63,7 @@ async fn main() {
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Every bad variable at once, vitals' and the server's.
-    let (config, serve_options) = match (Config::from_env(), ServeOptions::from_env()) {
-        (Ok(config), Ok(serve_options)) => (config, serve_options),
-        (config, serve_options) => {
-            let errors = [config.err(), serve_options.err()].into_iter().flatten();
-            // At least one is an error (the arm above took both `Ok`): `merge` finds problems.
-            return Err(
-                ConfigError::merge(errors).map_or_else(|| "bad configuration".into(), Into::into)
-            );
-        }
-    };
+    let (config, serve_options) = ConfigError::both(Config::from_env(), ServeOptions::from_env())?;
     let vitals = Vitals::builder().config(config).build().await?;
     if args.demo_students > 0 {
         let existing = health_counts(&vitals).await?.students;

@@ -205,16 +205,7 @@ async fn main() -> std::process::ExitCode {
 /// Starts vitals, then the service on it until Ctrl-C; vitals is shut down either way.
 async fn start() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // DATABASE_URL, REDIS_URL, DB_POOL_MAX, VITALS_HTTP_*, …: every bad variable at once.
-    let (config, serve_options) = match (Config::from_env(), ServeOptions::from_env()) {
-        (Ok(config), Ok(serve_options)) => (config, serve_options),
-        (config, serve_options) => {
-            let errors = [config.err(), serve_options.err()].into_iter().flatten();
-            // At least one is an error (the arm above took both `Ok`): `merge` finds problems.
-            return Err(
-                ConfigError::merge(errors).map_or_else(|| "bad configuration".into(), Into::into)
-            );
-        }
-    };
+    let (config, serve_options) = ConfigError::both(Config::from_env(), ServeOptions::from_env())?;
     let vitals = Vitals::builder().config(config).build().await?;
     let served = serve(&vitals, serve_options).await;
     vitals.shutdown().await;

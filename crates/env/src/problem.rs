@@ -135,6 +135,32 @@ impl ConfigError {
         let problems: Vec<Problem> = errors.into_iter().flat_map(|e| e.problems).collect();
         (!problems.is_empty()).then(|| Self::new(problems))
     }
+
+    /// Both values, or one error listing the problems of both (a service reading two
+    /// configurations reports every bad variable at once, not the first half).
+    ///
+    /// ```
+    /// use vitals_env::{ConfigError, Problem};
+    ///
+    /// let bad = |v: &str| ConfigError::one(Problem::new("x", v, None, "a number"));
+    /// let both: Result<(u8, u8), _> = ConfigError::both(Err(bad("A")), Err(bad("B")));
+    /// assert_eq!(both.unwrap_err().variables(), ["A", "B"]);
+    /// assert_eq!(ConfigError::both(Ok::<_, ConfigError>(1), Ok(2)).unwrap(), (1, 2));
+    /// ```
+    ///
+    /// # Errors
+    /// The problems of whichever of `a` and `b` failed, `a`'s first.
+    pub fn both<A, B>(a: Result<A, Self>, b: Result<B, Self>) -> Result<(A, B), Self> {
+        match (a, b) {
+            (Ok(a), Ok(b)) => Ok((a, b)),
+            (Err(a), Ok(_)) => Err(a),
+            (Ok(_), Err(b)) => Err(b),
+            (Err(mut a), Err(b)) => {
+                a.problems.extend(b.problems);
+                Err(a)
+            }
+        }
+    }
 }
 
 /// The problems of one component, collected one by one: by an [`Env`](crate::Env) while it

@@ -276,76 +276,6 @@ fn needles(summary: &Value) -> (Vec<String>, Vec<String>) {
     (all, named)
 }
 
-/// Every key of the test's Redis with every byte string it holds, as stored.
-async fn keyspace(url: &str) -> Vec<(String, Vec<Vec<u8>>)> {
-    let mut conn = redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let mut keys: Vec<String> = Vec::new();
-    let mut cursor: u64 = 0;
-    // A few hundred keys at most; the bound only stops a server that never ends its cursor.
-    for _ in 0..10_000 {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        keys.extend(batch);
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
-    }
-    assert_eq!(cursor, 0, "SCAN did not finish");
-    keys.sort();
-    keys.dedup();
-    let mut out = Vec::new();
-    for k in keys {
-        let kind: String = redis::cmd("TYPE")
-            .arg(&k)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let q = |name: &str| {
-            let mut c = redis::cmd(name);
-            c.arg(&k);
-            c
-        };
-        let held: Vec<Vec<u8>> = match kind.as_str() {
-            "string" => {
-                let v: Option<Vec<u8>> = q("GET").query_async(&mut conn).await.unwrap();
-                v.into_iter().collect()
-            }
-            "hash" => {
-                let pairs: Vec<(Vec<u8>, Vec<u8>)> =
-                    q("HGETALL").query_async(&mut conn).await.unwrap();
-                pairs.into_iter().flat_map(|(f, v)| [f, v]).collect()
-            }
-            "zset" => q("ZRANGE")
-                .arg(0)
-                .arg(-1)
-                .query_async(&mut conn)
-                .await
-                .unwrap(),
-            "set" => q("SMEMBERS").query_async(&mut conn).await.unwrap(),
-            "list" => q("LRANGE")
-                .arg(0)
-                .arg(-1)
-                .query_async(&mut conn)
-                .await
-                .unwrap(),
-            "none" => Vec::new(), // expired meanwhile
-            other => panic!("unexpected {other} key {k}"),
-        };
-        out.push((k, held));
-    }
-    out
-}
-
 /// The needles found anywhere in `space`: in a key, in a value as stored, or in a value as
 /// anyone reading Redis gets it without a key (a payload of the cache's codec decoded, lz4
 /// undone: compression is no protection).
@@ -438,7 +368,7 @@ async fn without_a_key_health_server_keeps_values_in_l1_and_redis_holds_none_of_
     );
     assert!(metric(&metrics, "vitals_cache_redis_refused_writes_total") >= 2.0);
 
-    let space = keyspace(&redis.url()).await;
+    let space = redis_server::keyspace(&redis.url(), "*").await;
     // The writes still moved their keys' generations (coherence): the scan saw keys.
     assert!(
         space
@@ -480,7 +410,7 @@ async fn with_a_key_the_values_are_in_redis_encrypted_and_hold_none_of_the_stude
     assert_eq!(stats["redis_plaintext_refused"], false, "{stats}");
     assert_eq!(stats["redis_refused_writes"], 0, "{stats}");
 
-    let space = keyspace(&redis.url()).await;
+    let space = redis_server::keyspace(&redis.url(), "*").await;
     let logical = HealthData::Summary.key(student);
     let data_key = format!("{PREFIX}:v:{logical}");
     let (_, held) = space
@@ -532,7 +462,7 @@ async fn with_plaintext_allowed_the_scan_finds_the_student_in_redis() {
     let stats = server.get_json("/api/health/cache/stats").await;
     assert_eq!(stats["redis_plaintext_refused"], false, "{stats}");
 
-    let space = keyspace(&redis.url()).await;
+    let space = redis_server::keyspace(&redis.url(), "*").await;
     let (needles, named) = needles(&summary);
     let found = hits(&space, &needles);
     assert!(!found.is_empty(), "the scan found nothing in the clear");

@@ -1,5 +1,6 @@
 //! The harness of every test that needs a Redis of its own: a poll until a condition holds,
-//! a free loopback port, and a redis-server the test starts, kills and restarts.
+//! a free loopback port, a redis-server the test starts, kills and restarts, and a dump of its
+//! keyspace (every key with every byte string it holds).
 //!
 //! The cache's suites reach it through `common`; the facade's `faults` and `security` suites
 //! include this file with `#[path = "../../cache/tests/common/redis_server.rs"]`, one
@@ -133,4 +134,63 @@ impl TestRedis {
     pub fn kill(&mut self) {
         self.process = None;
     }
+}
+
+/// Every key matching `pattern` in the Redis at `url`, sorted, with every byte string it
+/// holds: a string's value, a hash's fields and values, the members of a set, a sorted set
+/// or a list; nothing for a key that expired meanwhile.
+pub async fn keyspace(url: &str, pattern: &str) -> Vec<(String, Vec<Vec<u8>>)> {
+    use redis::AsyncCommands as _;
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor: u64 = 0;
+    // A few hundred keys at most; the bound only stops a server that never ends its cursor.
+    for _ in 0..10_000 {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    assert_eq!(cursor, 0, "SCAN did not finish");
+    keys.sort();
+    keys.dedup();
+    let mut out = Vec::new();
+    for k in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let held: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => {
+                let value: Option<Vec<u8>> = conn.get(&k).await.unwrap();
+                value.into_iter().collect()
+            }
+            "hash" => {
+                let pairs: Vec<(Vec<u8>, Vec<u8>)> = conn.hgetall(&k).await.unwrap();
+                pairs.into_iter().flat_map(|(f, v)| [f, v]).collect()
+            }
+            "zset" => conn.zrange(&k, 0, -1).await.unwrap(),
+            "set" => conn.smembers(&k).await.unwrap(),
+            "list" => conn.lrange(&k, 0, -1).await.unwrap(),
+            "none" => Vec::new(), // expired meanwhile
+            other => panic!("unexpected {other} key {k}"),
+        };
+        out.push((k, held));
+    }
+    out
 }
