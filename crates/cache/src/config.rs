@@ -1,7 +1,6 @@
 //! The cache's configuration as data: its fields, defaults, setters and validation. Reading
 //! it from the environment is `env.rs`'s part.
 
-use std::fmt;
 use std::time::Duration;
 
 use vitals_env::{mask_url, ConfigError, Problems};
@@ -105,33 +104,24 @@ impl Default for CacheConfig {
     }
 }
 
-impl fmt::Debug for CacheConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheConfig")
-            .field("redis_url", &self.redis_url.as_deref().map(mask_url))
-            .field("key_prefix", &self.key_prefix)
-            .field("default_ttl", &self.default_ttl)
-            .field("l1_enabled", &self.l1_enabled)
-            .field("l1_max_size", &self.l1_max_size)
-            .field("l1_ttl", &self.l1_ttl)
-            .field("l1_shards", &self.l1_shards)
-            .field("compress_threshold", &self.compress_threshold)
-            .field(
-                "encryption_key_id",
-                &self
-                    .encryption
-                    .as_ref()
-                    .map(|k| k.current().id().to_owned()),
-            )
-            .field("allow_plaintext", &self.allow_plaintext)
-            .field("redis_timeout", &self.redis_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("breaker_threshold", &self.breaker_threshold)
-            .field("breaker_cooldown", &self.breaker_cooldown)
-            .field("warming_enabled", &self.warming_enabled)
-            .finish_non_exhaustive()
-    }
-}
+vitals_env::debug_fields!(CacheConfig as c {
+    redis_url: c.redis_url.as_deref().map(mask_url),
+    key_prefix,
+    default_ttl,
+    l1_enabled,
+    l1_max_size,
+    l1_ttl,
+    l1_shards,
+    compress_threshold,
+    encryption_key_id: c.encryption.as_ref().map(|k| k.current().id().to_owned()),
+    allow_plaintext,
+    redis_timeout,
+    connect_timeout,
+    breaker_threshold,
+    breaker_cooldown,
+    warming_enabled,
+    ..
+});
 
 impl CacheConfig {
     /// Sets the Redis URL (`None`: L1 only).

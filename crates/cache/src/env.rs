@@ -1,7 +1,7 @@
 //! Reading a [`CacheConfig`] from the environment, through `vitals_env`'s typed readers.
 
 use base64::Engine as _;
-use vitals_env::{encode_userinfo, mask_url, Env, Set, Var};
+use vitals_env::{encode_userinfo, mask_url, Env, Var};
 
 use crate::config::CacheConfig;
 use crate::keyring::{valid_key_id, EncryptionKey, Keyring, KEY_ID_EXPECTED};
@@ -32,35 +32,33 @@ impl CacheConfig {
 }
 
 /// L1's size and life, read before the keys.
-#[rustfmt::skip]
-const L1_VARS: &[Var<CacheConfig>] = &[
-    Var::Secs("REDIS_TTL_DEFAULT", 1, Set::Field(|c, v| c.default_ttl = v)),
-    Var::Boolean("CACHE_ENABLE_L1", Set::Field(|c, v| c.l1_enabled = v)),
-    Var::Usize("CACHE_L1_MAX_SIZE", 1, Set::Field(|c, v| c.l1_max_size = v)),
-    Var::Secs("CACHE_L1_TTL", 1, Set::Field(|c, v| c.l1_ttl = v)),
-    Var::Usize("CACHE_L1_SHARDS", 1, Set::Field(|c, v| c.l1_shards = v)),
-    Var::Usize("CACHE_COMPRESS_THRESHOLD", 0, Set::Field(|c, v| c.compress_threshold = v)),
-];
+const L1_VARS: &[Var<CacheConfig>] = vitals_env::vars!(fields CacheConfig {
+    default_ttl: Secs("REDIS_TTL_DEFAULT", 1),
+    l1_enabled: Boolean("CACHE_ENABLE_L1"),
+    l1_max_size: Usize("CACHE_L1_MAX_SIZE", 1),
+    l1_ttl: Secs("CACHE_L1_TTL", 1),
+    l1_shards: Usize("CACHE_L1_SHARDS", 1),
+    compress_threshold: Usize("CACHE_COMPRESS_THRESHOLD", 0),
+});
 
 /// Redis's timings, the breaker and warming, read after the keys.
-#[rustfmt::skip]
-const REDIS_VARS: &[Var<CacheConfig>] = &[
-    Var::Boolean("CACHE_ALLOW_PLAINTEXT", Set::Field(|c, v| c.allow_plaintext = v)),
-    Var::Millis("CACHE_REDIS_TIMEOUT_MS", 1, Set::Field(|c, v| c.redis_timeout = v)),
-    Var::Millis("CACHE_REDIS_CONNECT_TIMEOUT_MS", 1, Set::Field(|c, v| c.connect_timeout = v)),
-    Var::Millis("CACHE_RECONNECT_INTERVAL_MS", 1, Set::Field(|c, v| c.reconnect_interval = v)),
-    Var::Usize("CACHE_BREAKER_THRESHOLD", 1, Set::Field(|c, n| {
+const REDIS_VARS: &[Var<CacheConfig>] = vitals_env::vars!(fields CacheConfig {
+    allow_plaintext: Boolean("CACHE_ALLOW_PLAINTEXT"),
+    redis_timeout: Millis("CACHE_REDIS_TIMEOUT_MS", 1),
+    connect_timeout: Millis("CACHE_REDIS_CONNECT_TIMEOUT_MS", 1),
+    reconnect_interval: Millis("CACHE_RECONNECT_INTERVAL_MS", 1),
+    breaker_threshold: Usize("CACHE_BREAKER_THRESHOLD", 1) => |c, n| {
         c.breaker_threshold = u32::try_from(n).unwrap_or(u32::MAX);
-    })),
-    Var::Millis("CACHE_BREAKER_COOLDOWN_MS", 1, Set::Field(|c, v| c.breaker_cooldown = v)),
-    Var::Millis("CACHE_SUBSCRIPTION_PING_MS", 1, Set::Field(|c, v| c.subscription_ping = v)),
-    Var::Millis("CACHE_STATS_REFRESH_MS", 1, Set::Field(|c, v| c.stats_refresh = v)),
-    Var::Boolean("CACHE_WARMING_ENABLED", Set::Field(|c, v| c.warming_enabled = v)),
-    Var::Secs("CACHE_WARMING_DELAY", 0, Set::Field(|c, v| c.warming_delay = v)),
-    Var::Secs("CACHE_WARMING_INTERVAL", 1, Set::Field(|c, v| c.warming_interval = v)),
-    Var::Usize("CACHE_WARMING_BATCH_SIZE", 1, Set::Field(|c, v| c.warming_batch_size = v)),
-    Var::Usize("CACHE_WARMING_CONCURRENCY", 1, Set::Field(|c, v| c.warming_concurrency = v)),
-];
+    },
+    breaker_cooldown: Millis("CACHE_BREAKER_COOLDOWN_MS", 1),
+    subscription_ping: Millis("CACHE_SUBSCRIPTION_PING_MS", 1),
+    stats_refresh: Millis("CACHE_STATS_REFRESH_MS", 1),
+    warming_enabled: Boolean("CACHE_WARMING_ENABLED"),
+    warming_delay: Secs("CACHE_WARMING_DELAY", 0),
+    warming_interval: Secs("CACHE_WARMING_INTERVAL", 1),
+    warming_batch_size: Usize("CACHE_WARMING_BATCH_SIZE", 1),
+    warming_concurrency: Usize("CACHE_WARMING_CONCURRENCY", 1),
+});
 
 /// Every variable in the order its problems are reported; then `validate`'s checks of the
 /// fields together (and of a field's value, such as the prefix's length), named by their

@@ -16,7 +16,9 @@
 //! a configuration's `from_env` and `from_env_with` over one read function, a table of
 //! [`Var`]s lists a crate's plain variables with their readers and setters ([`Env::apply`]),
 //! [`Problems`] collects the problems a builder finds in values set in code, [`setter!`] writes
-//! a builder's setters, and [`Secret`] keeps a key out of a derived `Debug`.
+//! a builder's setters, and [`Secret`] keeps a key out of a derived `Debug`. [`vars!`] writes a
+//! table as `field: Kind("VARIABLE", bound)` rows, and [`debug_fields!`] a `Debug` that masks
+//! what must not be shown (a URL's password, a callback) and lists the rest by name.
 //!
 //! What it is not: a place for any crate's defaults or rules. It knows no variable names; the
 //! crates own those.

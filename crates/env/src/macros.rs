@@ -58,8 +58,9 @@ macro_rules! from_env_methods {
 
 /// A builder's setters, each storing its argument in the field of its name and returning the
 /// builder: `name(arg: Type)` sets `self.name`, `inner.name(arg: Type)` sets
-/// `self.inner.name` (a builder that wraps the configuration it builds). One call writes one
-/// setter or several, separated by `;`.
+/// `self.inner.name` (a builder that wraps the configuration it builds), `name(Some(arg): Type)`
+/// sets `self.name = Some(arg)` (a builder whose unset fields take defaults decided at
+/// `build`). One call writes one setter or several, separated by `;`.
 ///
 /// ```
 /// #[derive(Default)]
@@ -79,6 +80,19 @@ macro_rules! from_env_methods {
 ///
 /// let options = Options::default().rows(7).strict(true);
 /// assert_eq!((options.rows, options.strict), (7, true));
+///
+/// #[derive(Default)]
+/// pub struct Builder {
+///     rows: Option<usize>,
+/// }
+///
+/// impl Builder {
+///     vitals_env::setter!(
+///         /// Rows written at once (default: the profile's).
+///         rows(Some(n): usize)
+///     );
+/// }
+/// assert_eq!(Builder::default().rows(3).rows, Some(3));
 /// ```
 #[macro_export]
 macro_rules! setter {
@@ -91,6 +105,15 @@ macro_rules! setter {
             }
         )+
     };
+    ($($(#[$doc:meta])* $name:ident(Some($arg:ident): $ty:ty));+ $(;)?) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, $arg: $ty) -> Self {
+                self.$name = Some($arg);
+                self
+            }
+        )+
+    };
     ($($(#[$doc:meta])* $name:ident($arg:ident: $ty:ty));+ $(;)?) => {
         $(
             $(#[$doc])*
@@ -99,5 +122,97 @@ macro_rules! setter {
                 self
             }
         )+
+    };
+}
+
+/// A table of [`Var`](crate::Var)s, one row a variable written as `target: Kind(name, bound)`:
+/// the builder setter (`builder B { ... }`) or the field (`fields C { ... }`) the value goes
+/// to, then the [`Var`](crate::Var) variant and its arguments. A row whose value needs
+/// converting names its own [`Set`](crate::Set) function after `=>`.
+///
+/// ```
+/// use std::time::Duration;
+/// use vitals_env::{Env, Var};
+///
+/// #[derive(Debug, Default, PartialEq)]
+/// struct Limits { rows: usize, timeout: Duration, strict: bool, retries: u32 }
+///
+/// const VARS: &[Var<Limits>] = vitals_env::vars!(fields Limits {
+///     rows: Usize("APP_ROWS", 1),
+///     timeout: Millis("APP_TIMEOUT_MS", 1),
+///     strict: Boolean("APP_STRICT"),
+///     retries: Usize("APP_RETRIES", 0) => |l, n| l.retries = u32::try_from(n).unwrap_or(u32::MAX),
+/// });
+///
+/// let lookup = vitals_env::pairs(&[("APP_ROWS", "20"), ("APP_RETRIES", "3")]);
+/// let limits = Env::new("app", &lookup).apply(Limits::default(), VARS);
+/// assert_eq!(limits, Limits { rows: 20, retries: 3, ..Limits::default() });
+/// ```
+#[macro_export]
+macro_rules! vars {
+    (builder $b:ty { $($set:ident: $kind:ident($($arg:expr),+) $(=> $with:expr)?),+ $(,)? }) => {
+        &[$($crate::Var::$kind(
+            $($arg,)+
+            $crate::Set::Builder($crate::__var_target!(<$b>::$set $(, $with)?)),
+        )),+]
+    };
+    (fields $c:ty { $($field:ident: $kind:ident($($arg:expr),+) $(=> $with:expr)?),+ $(,)? }) => {
+        &[$($crate::Var::$kind(
+            $($arg,)+
+            $crate::Set::Field($crate::__var_target!(|c: &mut $c, v| c.$field = v $(, $with)?)),
+        )),+]
+    };
+}
+
+/// The row's own function when it names one, else the one the row's target stands for.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __var_target {
+    ($default:expr) => {
+        $default
+    };
+    ($default:expr, $with:expr) => {
+        $with
+    };
+}
+
+/// A `Debug` impl that lists the named fields of `Type`, each as `&this.field` or, after `:`,
+/// as the expression given (a masked URL, a key's id, whether a callback is set); `..` at the
+/// end marks the view non-exhaustive (fields left out). For configurations that cannot derive
+/// `Debug` because one field must be masked or cannot be shown.
+///
+/// ```
+/// pub struct Settings { url: String, rows: usize, key: [u8; 4] }
+///
+/// vitals_env::debug_fields!(Settings as s {
+///     url: vitals_env::mask_url(&s.url),
+///     rows,
+///     ..
+/// });
+///
+/// let s = Settings { url: "redis://:hunter2@h/0".into(), rows: 3, key: [1, 2, 3, 4] };
+/// assert_eq!(format!("{s:?}"), r#"Settings { url: "redis://:***@h/0", rows: 3, .. }"#);
+/// ```
+#[macro_export]
+macro_rules! debug_fields {
+    ($ty:ident as $this:ident { $($field:ident $(: $value:expr)?),+ $(,)? }) => {
+        impl ::core::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                let $this = self;
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), &$crate::__var_target!($this.$field $(, $value)?)))+
+                    .finish()
+            }
+        }
+    };
+    ($ty:ident as $this:ident { $($field:ident $(: $value:expr)?),+ , .. }) => {
+        impl ::core::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                let $this = self;
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), &$crate::__var_target!($this.$field $(, $value)?)))+
+                    .finish_non_exhaustive()
+            }
+        }
     };
 }

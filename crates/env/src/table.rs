@@ -35,8 +35,13 @@ pub enum Var<C> {
     /// A whole number of at least the bound, whose problem says the crate's own words of what
     /// is expected (the second field) ([`Env::parse`]).
     Described(&'static str, &'static str, usize, Set<C, usize>),
+    /// A whole number from the first bound to the second ([`Env::whole`]).
+    UsizeIn(&'static str, usize, usize, Set<C, usize>),
     /// Milliseconds, at least the bound ([`Env::millis`]).
     Millis(&'static str, u64, Set<C, Duration>),
+    /// Milliseconds from the first bound to the second, read as a whole number in that range
+    /// ([`Env::whole`]).
+    MillisIn(&'static str, u64, u64, Set<C, Duration>),
     /// Seconds, at least the bound ([`Env::secs`]).
     Secs(&'static str, u64, Set<C, Duration>),
     /// A boolean ([`Env::boolean`]).
@@ -91,7 +96,9 @@ impl<C> Var<C> {
             Var::Usize(name, ..)
             | Var::U32(name, ..)
             | Var::Described(name, ..)
+            | Var::UsizeIn(name, ..)
             | Var::Millis(name, ..)
+            | Var::MillisIn(name, ..)
             | Var::Secs(name, ..)
             | Var::Boolean(name, _)
             | Var::Percent(name, _) => name,
@@ -107,7 +114,12 @@ impl<C> Var<C> {
                 let at_least = |v: &str| v.parse::<usize>().ok().filter(|n| *n >= min);
                 set.apply(target, env.parse(name, expected, at_least))
             }
+            Var::UsizeIn(name, min, max, set) => set.apply(target, env.whole(name, min..=max)),
             Var::Millis(name, min, set) => set.apply(target, env.millis(name, min)),
+            Var::MillisIn(name, min, max, set) => {
+                let ms = env.whole(name, min..=max);
+                set.apply(target, ms.map(Duration::from_millis))
+            }
             Var::Secs(name, min, set) => set.apply(target, env.secs(name, min)),
             Var::Boolean(name, set) => set.apply(target, env.boolean(name)),
             Var::Percent(name, set) => set.apply(target, env.percent(name)),
@@ -136,6 +148,8 @@ mod tests {
         s: Duration,
         on: bool,
         pct: f64,
+        within: usize,
+        ms_within: Duration,
     }
 
     const VARS: &[Var<Target>] = &[
@@ -146,6 +160,8 @@ mod tests {
         Var::Secs("S", 0, Set::Field(|t, v| t.s = v)),
         Var::Boolean("ON", Set::Field(|t, v| t.on = v)),
         Var::Percent("PCT", Set::Field(|t, v| t.pct = v)),
+        Var::UsizeIn("WITHIN", 1, 9, Set::Field(|t, v| t.within = v)),
+        Var::MillisIn("MS_WITHIN", 1, 9, Set::Field(|t, v| t.ms_within = v)),
     ];
 
     #[test]
@@ -158,6 +174,8 @@ mod tests {
             ("S", "7"),
             ("ON", "yes"),
             ("PCT", "50%"),
+            ("WITHIN", "9"),
+            ("MS_WITHIN", "2"),
         ]);
         let mut env = Env::new("t", &lookup);
         let t = env.apply(Target::default(), VARS);
@@ -172,21 +190,32 @@ mod tests {
                 s: Duration::from_secs(7),
                 on: true,
                 pct: 50.0,
+                within: 9,
+                ms_within: Duration::from_millis(2),
             }
         );
     }
 
     #[test]
     fn bad_values_are_recorded_in_table_order_and_leave_the_target() {
-        let lookup = crate::pairs(&[("PCT", "200"), ("N", "0"), ("ROWS", "0")]);
+        let lookup = crate::pairs(&[
+            ("PCT", "200"),
+            ("N", "0"),
+            ("ROWS", "0"),
+            ("WITHIN", "10"),
+            ("MS_WITHIN", "0"),
+        ]);
         let mut env = Env::new("t", &lookup);
         let t = env.apply(Target::default(), VARS);
         assert_eq!(t, Target::default());
         let err = env.finish(t).unwrap_err();
-        assert_eq!(err.variables(), ["N", "ROWS", "PCT"]);
-        assert!(err
-            .to_string()
-            .contains("ROWS=\"0\": expected rows above 0"));
+        assert_eq!(err.variables(), ["N", "ROWS", "PCT", "WITHIN", "MS_WITHIN"]);
+        let text = err.to_string();
+        assert!(text.contains("ROWS=\"0\": expected rows above 0"), "{text}");
+        assert!(
+            text.contains("WITHIN=\"10\": expected a whole number from 1 to 9"),
+            "{text}"
+        );
         assert_eq!(format!("{:?}", VARS[0]), "Var(\"N\")");
     }
 }

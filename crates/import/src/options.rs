@@ -1,10 +1,9 @@
 //! How an import runs: [`ImportOptions`], read from the environment or built with setters,
 //! and the [`Progress`] it reports after every chunk.
 
-use std::fmt;
 use std::sync::Arc;
 
-use vitals_env::{Env, Set, Var};
+use vitals_env::{Env, Var};
 
 /// Default number of rows per chunk (and per transaction).
 pub const DEFAULT_CHUNK_SIZE: usize = 5000;
@@ -50,19 +49,15 @@ pub struct ImportOptions {
     pub(crate) progress: Option<ProgressFn>,
 }
 
-impl fmt::Debug for ImportOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ImportOptions")
-            .field("chunk_size", &self.chunk_size)
-            .field("all_or_nothing", &self.all_or_nothing)
-            .field("max_errors", &self.max_errors)
-            .field("dry_run", &self.dry_run)
-            .field("workers", &self.workers)
-            .field("max_listed", &self.max_listed)
-            .field("progress", &self.progress.is_some())
-            .finish()
-    }
-}
+vitals_env::debug_fields!(ImportOptions as o {
+    chunk_size,
+    all_or_nothing,
+    max_errors,
+    dry_run,
+    workers,
+    max_listed,
+    progress: o.progress.is_some(),
+});
 
 impl Default for ImportOptions {
     fn default() -> Self {
@@ -72,17 +67,13 @@ impl Default for ImportOptions {
 
 /// Every variable, in the crate's own words of what is expected (a blank one reads as unset,
 /// as in every other crate).
-#[rustfmt::skip]
-const VARS: &[Var<ImportOptions>] = &[
-    Var::Described("VITALS_IMPORT_CHUNK_SIZE", "a whole number of rows above 0", 1,
-        Set::Builder(ImportOptions::chunk_size)),
-    Var::Described("VITALS_IMPORT_MAX_ERRORS", "a whole number of rejected rows", 0,
-        Set::Builder(|o, n| o.max_errors(n as u64))),
-    Var::Described("VITALS_IMPORT_WORKERS", "a whole number of connections above 0", 1,
-        Set::Builder(ImportOptions::workers)),
-    Var::Described("VITALS_IMPORT_MAX_LISTED", "a whole number of report entries", 0,
-        Set::Builder(ImportOptions::max_listed)),
-];
+const VARS: &[Var<ImportOptions>] = vitals_env::vars!(builder ImportOptions {
+    chunk_size: Described("VITALS_IMPORT_CHUNK_SIZE", "a whole number of rows above 0", 1),
+    max_errors: Described("VITALS_IMPORT_MAX_ERRORS", "a whole number of rejected rows", 0)
+        => |o, n| o.max_errors(n as u64),
+    workers: Described("VITALS_IMPORT_WORKERS", "a whole number of connections above 0", 1),
+    max_listed: Described("VITALS_IMPORT_MAX_LISTED", "a whole number of report entries", 0),
+});
 
 impl ImportOptions {
     /// Defaults: chunks of [`DEFAULT_CHUNK_SIZE`], commit per chunk, no error limit, write,

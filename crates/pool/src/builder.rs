@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use vitals_env::{ConfigError, Problem};
+use vitals_env::{ConfigError, Problems};
 
 use crate::config::{PoolConfig, Profile};
 
@@ -39,93 +39,50 @@ pub struct PoolConfigBuilder {
     alert_waiting: Option<u32>,
 }
 
-macro_rules! setter {
-    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
-        $(#[$doc])*
-        pub fn $name(mut self, value: $ty) -> Self {
-            self.$name = Some(value);
-            self
-        }
-    };
-}
-
 impl PoolConfigBuilder {
     /// The profile whose defaults fill the fields not set.
     pub fn profile(mut self, profile: Profile) -> Self {
         self.profile = profile;
         self
     }
-    setter!(
+
+    vitals_env::setter!(
         /// `DB_POOL_MIN`.
-        min_connections: u32
-    );
-    setter!(
+        min_connections(Some(n): u32);
         /// `DB_POOL_MAX`; must be at least 1 and at least `min_connections`.
-        max_connections: u32
-    );
-    setter!(
+        max_connections(Some(n): u32);
         /// `DB_ACQUIRE_TIMEOUT`; must not be zero.
-        acquire_timeout: Duration
-    );
-    setter!(
+        acquire_timeout(Some(timeout): Duration);
         /// `DB_IDLE_TIMEOUT`.
-        idle_timeout: Duration
-    );
-    setter!(
+        idle_timeout(Some(timeout): Duration);
         /// `DB_POOL_EVICT` (see [`PoolConfig::evict_interval`]).
-        evict_interval: Duration
-    );
-    setter!(
+        evict_interval(Some(every): Duration);
         /// `DB_HANDLE_DISCONNECTS`.
-        handle_disconnects: bool
-    );
-    setter!(
+        handle_disconnects(Some(yes): bool);
         /// `DB_BENCHMARK`.
-        benchmark: bool
-    );
-    setter!(
+        benchmark(Some(yes): bool);
         /// `DB_STATEMENT_TIMEOUT` (zero turns it off).
-        statement_timeout: Duration
-    );
-    setter!(
+        statement_timeout(Some(timeout): Duration);
         /// `DB_IDLE_IN_TRANSACTION_TIMEOUT` (zero turns it off).
-        idle_in_transaction_timeout: Duration
-    );
-    setter!(
+        idle_in_transaction_timeout(Some(timeout): Duration);
         /// `DB_SQLITE_BUSY_TIMEOUT`.
-        sqlite_busy_timeout: Duration
-    );
-    setter!(
+        sqlite_busy_timeout(Some(timeout): Duration);
         /// `DB_RETRY_MAX`: attempts of a unit of work, the first included; at least 1.
-        retry_max: u32
-    );
-    setter!(
+        retry_max(Some(attempts): u32);
         /// `DB_RETRY_BASE_DELAY`.
-        retry_base_delay: Duration
-    );
-    setter!(
+        retry_base_delay(Some(delay): Duration);
         /// `DB_RETRY_MAX_DELAY`.
-        retry_max_delay: Duration
-    );
-    setter!(
+        retry_max_delay(Some(delay): Duration);
         /// `DB_POOL_LEAK_THRESHOLD` (`None` turns leak counting off).
-        leak_threshold: Option<Duration>
-    );
-    setter!(
+        leak_threshold(Some(threshold): Option<Duration>);
         /// `DB_POOL_MONITOR_INTERVAL`; must not be zero.
-        monitor_interval: Duration
-    );
-    setter!(
+        monitor_interval(Some(every): Duration);
         /// `DB_POOL_ALERT_WARNING`, percent.
-        alert_warning_percent: f64
-    );
-    setter!(
+        alert_warning_percent(Some(percent): f64);
         /// `DB_POOL_ALERT_CRITICAL`, percent; at least the warning level.
-        alert_critical_percent: f64
-    );
-    setter!(
+        alert_critical_percent(Some(percent): f64);
         /// `DB_POOL_ALERT_WAITING`: `connection_wait` when more tasks than this wait.
-        alert_waiting: u32
+        alert_waiting(Some(tasks): u32)
     );
 
     /// Fills unset fields from the profile and validates.
@@ -164,9 +121,9 @@ impl PoolConfigBuilder {
                 .unwrap_or(d.alert_critical_percent),
             alert_waiting: self.alert_waiting.unwrap_or(d.alert_waiting),
         };
-        let mut problems = Vec::new();
+        let mut problems = Problems::new("pool");
         let mut bad = |variable: &str, value: String, expected: &str| {
-            problems.push(Problem::new("pool", variable, Some(value), expected));
+            problems.bad(variable, value, expected);
         };
         if cfg.max_connections == 0 {
             bad("DB_POOL_MAX", "0".into(), "at least 1");
@@ -202,7 +159,7 @@ impl PoolConfigBuilder {
                 "at least DB_POOL_ALERT_WARNING",
             );
         }
-        ConfigError::check(problems, cfg)
+        problems.finish(cfg)
     }
 }
 

@@ -2,7 +2,7 @@
 //! goes through a [`vitals_env::Env`] reader (component `pool`), then the builder's own checks
 //! run, and every problem of both comes back at once.
 
-use vitals_env::{Env, Set, Var};
+use vitals_env::{Env, Var};
 
 use crate::builder::PoolConfigBuilder as B;
 use crate::config::{PoolConfig, Profile};
@@ -17,29 +17,28 @@ const PROFILES: [(&str, Profile); 4] = [
 
 /// Every variable but `DB_PROFILE`, with the builder setter its value goes to; one that is
 /// unset or bad leaves the profile's default.
-#[rustfmt::skip]
-const VARS: &[Var<B>] = &[
-    Var::U32("DB_POOL_MIN", 0, Set::Builder(B::min_connections)),
-    Var::U32("DB_POOL_MAX", 0, Set::Builder(B::max_connections)),
-    Var::U32("DB_RETRY_MAX", 0, Set::Builder(B::retry_max)),
-    Var::U32("DB_POOL_ALERT_WAITING", 0, Set::Builder(B::alert_waiting)),
-    Var::Millis("DB_ACQUIRE_TIMEOUT", 0, Set::Builder(B::acquire_timeout)),
-    Var::Millis("DB_IDLE_TIMEOUT", 0, Set::Builder(B::idle_timeout)),
-    Var::Millis("DB_POOL_EVICT", 0, Set::Builder(B::evict_interval)),
-    Var::Millis("DB_STATEMENT_TIMEOUT", 0, Set::Builder(B::statement_timeout)),
-    Var::Millis("DB_IDLE_IN_TRANSACTION_TIMEOUT", 0, Set::Builder(B::idle_in_transaction_timeout)),
-    Var::Millis("DB_SQLITE_BUSY_TIMEOUT", 0, Set::Builder(B::sqlite_busy_timeout)),
-    Var::Millis("DB_RETRY_BASE_DELAY", 0, Set::Builder(B::retry_base_delay)),
-    Var::Millis("DB_RETRY_MAX_DELAY", 0, Set::Builder(B::retry_max_delay)),
-    Var::Millis("DB_POOL_LEAK_THRESHOLD", 0, Set::Builder(|b, d| {
+const VARS: &[Var<B>] = vitals_env::vars!(builder B {
+    min_connections: U32("DB_POOL_MIN", 0),
+    max_connections: U32("DB_POOL_MAX", 0),
+    retry_max: U32("DB_RETRY_MAX", 0),
+    alert_waiting: U32("DB_POOL_ALERT_WAITING", 0),
+    acquire_timeout: Millis("DB_ACQUIRE_TIMEOUT", 0),
+    idle_timeout: Millis("DB_IDLE_TIMEOUT", 0),
+    evict_interval: Millis("DB_POOL_EVICT", 0),
+    statement_timeout: Millis("DB_STATEMENT_TIMEOUT", 0),
+    idle_in_transaction_timeout: Millis("DB_IDLE_IN_TRANSACTION_TIMEOUT", 0),
+    sqlite_busy_timeout: Millis("DB_SQLITE_BUSY_TIMEOUT", 0),
+    retry_base_delay: Millis("DB_RETRY_BASE_DELAY", 0),
+    retry_max_delay: Millis("DB_RETRY_MAX_DELAY", 0),
+    leak_threshold: Millis("DB_POOL_LEAK_THRESHOLD", 0) => |b, d| {
         b.leak_threshold((!d.is_zero()).then_some(d)) // zero turns it off
-    })),
-    Var::Millis("DB_POOL_MONITOR_INTERVAL", 0, Set::Builder(B::monitor_interval)),
-    Var::Boolean("DB_HANDLE_DISCONNECTS", Set::Builder(B::handle_disconnects)),
-    Var::Boolean("DB_BENCHMARK", Set::Builder(B::benchmark)),
-    Var::Percent("DB_POOL_ALERT_WARNING", Set::Builder(B::alert_warning_percent)),
-    Var::Percent("DB_POOL_ALERT_CRITICAL", Set::Builder(B::alert_critical_percent)),
-];
+    },
+    monitor_interval: Millis("DB_POOL_MONITOR_INTERVAL", 0),
+    handle_disconnects: Boolean("DB_HANDLE_DISCONNECTS"),
+    benchmark: Boolean("DB_BENCHMARK"),
+    alert_warning_percent: Percent("DB_POOL_ALERT_WARNING"),
+    alert_critical_percent: Percent("DB_POOL_ALERT_CRITICAL"),
+});
 
 impl PoolConfig {
     vitals_env::from_env_methods! {

@@ -82,18 +82,14 @@ pub struct RetryPolicy {
     classifier: Option<Classifier>,
 }
 
-impl std::fmt::Debug for RetryPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RetryPolicy")
-            .field("max_attempts", &self.max_attempts)
-            .field("base_delay", &self.base_delay)
-            .field("max_delay", &self.max_delay)
-            .field("extra_sqlstates", &self.extra_sqlstates)
-            .field("message_patterns", &self.message_patterns)
-            .field("classifier", &self.classifier.is_some())
-            .finish()
-    }
-}
+vitals_env::debug_fields!(RetryPolicy as r {
+    max_attempts,
+    base_delay,
+    max_delay,
+    extra_sqlstates,
+    message_patterns,
+    classifier: r.classifier.is_some(),
+});
 
 impl Default for RetryPolicy {
     fn default() -> Self {

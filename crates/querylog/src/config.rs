@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use vitals_env::{ConfigError, Env, Problems, Secret, Set, Var};
+use vitals_env::{ConfigError, Env, Problems, Secret, Var};
 
 use crate::fingerprint::DEFAULT_FINGERPRINT_KEY;
 
@@ -141,14 +141,13 @@ impl LoggerConfig {
 
 /// The plain variables: read as plain numbers, their ranges checked by the builder, so each
 /// rule is written once.
-#[rustfmt::skip]
-const VARS: &[Var<LoggerConfigBuilder>] = &[
-    Var::Millis(ENV_SLOW_WARN_MS, 0, Set::Builder(LoggerConfigBuilder::slow_warn)),
-    Var::Millis(ENV_SLOW_CRITICAL_MS, 0, Set::Builder(LoggerConfigBuilder::slow_critical)),
-    Var::Usize(ENV_RECENT, 0, Set::Builder(LoggerConfigBuilder::recent_capacity)),
-    Var::Usize(ENV_SLOW_HISTORY, 0, Set::Builder(LoggerConfigBuilder::slow_capacity)),
-    Var::Usize(ENV_MAX_FINGERPRINTS, 0, Set::Builder(LoggerConfigBuilder::max_fingerprints)),
-];
+const VARS: &[Var<LoggerConfigBuilder>] = vitals_env::vars!(builder LoggerConfigBuilder {
+    slow_warn: Millis(ENV_SLOW_WARN_MS, 0),
+    slow_critical: Millis(ENV_SLOW_CRITICAL_MS, 0),
+    recent_capacity: Usize(ENV_RECENT, 0),
+    slow_capacity: Usize(ENV_SLOW_HISTORY, 0),
+    max_fingerprints: Usize(ENV_MAX_FINGERPRINTS, 0),
+});
 
 /// The plain variables, the N+1 threshold under whichever name is set, the summary period
 /// and the key; then the builder's checks, named by the variables.

@@ -57,25 +57,18 @@ pub struct Config {
     pub import: ImportOptions,
 }
 
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Masked: a URL's password must not reach a log through `{:?}`.
-        f.debug_struct("Config")
-            .field(
-                "database_url",
-                &self.database_url.as_deref().map(vitals_env::mask_url),
-            )
-            .field("sqlite_url", &vitals_env::mask_url(&self.sqlite_url))
-            .field("migrate", &self.migrate)
-            .field("health", &self.health)
-            .field("pg_schema", &self.pg_schema)
-            .field("pool", &self.pool)
-            .field("querylog", &self.querylog)
-            .field("cache", &self.cache)
-            .field("import", &self.import)
-            .finish()
-    }
-}
+// Masked: a URL's password must not reach a log through `{:?}`.
+vitals_env::debug_fields!(Config as c {
+    database_url: c.database_url.as_deref().map(vitals_env::mask_url),
+    sqlite_url: vitals_env::mask_url(&c.sqlite_url),
+    migrate,
+    health,
+    pg_schema,
+    pool,
+    querylog,
+    cache,
+    import,
+});
 
 impl Config {
     /// The defaults: embedded SQLite, L1 cache only, development pool profile.

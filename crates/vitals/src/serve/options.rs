@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use vitals_env::{ConfigError, Env, Problem};
+use vitals_env::{ConfigError, Env, Problems, Var};
 
 /// The component named in this module's configuration problems.
 const COMPONENT: &str = "http";
@@ -64,49 +64,21 @@ impl ServeOptions {
         ServeOptionsBuilder::default()
     }
 
-    /// Reads the options from the process environment.
-    ///
-    /// # Errors
-    /// [`ConfigError`] listing every variable with a bad value.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_env_with(vitals_env::process_env)
-    }
-
-    /// Reads the options through `lookup` (a variable name to its value), so tests need not
-    /// touch the process environment.
-    ///
-    /// Variables: `VITALS_HTTP_HEADER_TIMEOUT_MS` and `VITALS_HTTP_IDLE_TIMEOUT_MS` (1 ms to a
-    /// day), `VITALS_HTTP_MAX_CONNECTIONS` (at least 1), `VITALS_HTTP_SHUTDOWN_TIMEOUT_MS`
-    /// (0 to a day; 0 closes whatever is open at once). Unset or empty variables keep their
-    /// default.
-    ///
-    /// # Errors
-    /// [`ConfigError`] (component `http`) listing every variable with a bad value.
-    pub fn from_env_with<F>(lookup: F) -> Result<Self, ConfigError>
-    where
-        F: Fn(&str) -> Option<String>,
-    {
-        let mut env = Env::new(COMPONENT, &lookup);
-        let mut builder = Self::builder();
-        if let Some(ms) = env.whole(HEADER_TIMEOUT_VAR, 1..=MAX_TIMEOUT_MS) {
-            builder = builder.header_read_timeout(Duration::from_millis(ms));
-        }
-        if let Some(ms) = env.whole(IDLE_TIMEOUT_VAR, 1..=MAX_TIMEOUT_MS) {
-            builder = builder.idle_timeout(Duration::from_millis(ms));
-        }
-        if let Some(n) = env.whole(MAX_CONNECTIONS_VAR, 1..=MAX_CONNECTIONS_LIMIT) {
-            builder = builder.max_connections(n);
-        }
-        if let Some(ms) = env.whole(SHUTDOWN_TIMEOUT_VAR, 0..=MAX_TIMEOUT_MS) {
-            builder = builder.shutdown_timeout(Duration::from_millis(ms));
-        }
-        match builder.build() {
-            Ok(options) => env.finish(options),
-            Err(e) => {
-                env.absorb(e);
-                env.finish(Self::default())
-            }
-        }
+    vitals_env::from_env_methods! {
+        /// Reads the options from the process environment.
+        ///
+        /// Variables: `VITALS_HTTP_HEADER_TIMEOUT_MS` and `VITALS_HTTP_IDLE_TIMEOUT_MS` (1 ms to
+        /// a day), `VITALS_HTTP_MAX_CONNECTIONS` (at least 1), `VITALS_HTTP_SHUTDOWN_TIMEOUT_MS`
+        /// (0 to a day; 0 closes whatever is open at once). Unset or empty variables keep their
+        /// default.
+        ///
+        /// # Errors
+        /// [`ConfigError`] (component `http`) listing every variable with a bad value.
+        component: "http",
+        read: |env: &mut Env<'_>| {
+            let builder = env.apply(Self::builder(), VARS);
+            env.adopt(builder.build())
+        },
     }
 
     /// How long a request's head may take: from the accept for a connection's first request,
@@ -136,40 +108,32 @@ impl ServeOptions {
     }
 }
 
+/// Every variable, with the builder setter its value goes to; the builder's checks run after.
+const VARS: &[Var<ServeOptionsBuilder>] = vitals_env::vars!(builder ServeOptionsBuilder {
+    header_read_timeout: MillisIn(HEADER_TIMEOUT_VAR, 1, MAX_TIMEOUT_MS),
+    idle_timeout: MillisIn(IDLE_TIMEOUT_VAR, 1, MAX_TIMEOUT_MS),
+    max_connections: UsizeIn(MAX_CONNECTIONS_VAR, 1, MAX_CONNECTIONS_LIMIT),
+    shutdown_timeout: MillisIn(SHUTDOWN_TIMEOUT_VAR, 0, MAX_TIMEOUT_MS),
+});
+
 /// Builder of [`ServeOptions`]; unset fields keep the defaults. `build` validates.
 #[must_use]
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptionsBuilder {
-    header_read_timeout: Option<Duration>,
-    idle_timeout: Option<Duration>,
-    max_connections: Option<usize>,
-    shutdown_timeout: Option<Duration>,
+    options: ServeOptions,
 }
 
 impl ServeOptionsBuilder {
-    /// `VITALS_HTTP_HEADER_TIMEOUT_MS`: more than 0, at most a day.
-    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
-        self.header_read_timeout = Some(timeout);
-        self
-    }
-
-    /// `VITALS_HTTP_IDLE_TIMEOUT_MS`: more than 0, at most a day.
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = Some(timeout);
-        self
-    }
-
-    /// `VITALS_HTTP_MAX_CONNECTIONS`: at least 1.
-    pub fn max_connections(mut self, max: usize) -> Self {
-        self.max_connections = Some(max);
-        self
-    }
-
-    /// `VITALS_HTTP_SHUTDOWN_TIMEOUT_MS`: at most a day (0: close everything at once).
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = Some(timeout);
-        self
-    }
+    vitals_env::setter!(
+        /// `VITALS_HTTP_HEADER_TIMEOUT_MS`: more than 0, at most a day.
+        options.header_read_timeout(timeout: Duration);
+        /// `VITALS_HTTP_IDLE_TIMEOUT_MS`: more than 0, at most a day.
+        options.idle_timeout(timeout: Duration);
+        /// `VITALS_HTTP_MAX_CONNECTIONS`: at least 1.
+        options.max_connections(max: usize);
+        /// `VITALS_HTTP_SHUTDOWN_TIMEOUT_MS`: at most a day (0: close everything at once).
+        options.shutdown_timeout(timeout: Duration)
+    );
 
     /// The options, once every value is checked.
     ///
@@ -177,15 +141,9 @@ impl ServeOptionsBuilder {
     /// [`ConfigError`] naming, by the variable each setter stands for, every value out of
     /// range.
     pub fn build(self) -> Result<ServeOptions, ConfigError> {
-        let d = ServeOptions::default();
-        let options = ServeOptions {
-            header_read_timeout: self.header_read_timeout.unwrap_or(d.header_read_timeout),
-            idle_timeout: self.idle_timeout.unwrap_or(d.idle_timeout),
-            max_connections: self.max_connections.unwrap_or(d.max_connections),
-            shutdown_timeout: self.shutdown_timeout.unwrap_or(d.shutdown_timeout),
-        };
+        let options = self.options;
         let max = Duration::from_millis(MAX_TIMEOUT_MS);
-        let mut problems = Vec::new();
+        let mut problems = Problems::new(COMPONENT);
         for (variable, timeout, zero_allowed) in [
             (HEADER_TIMEOUT_VAR, options.header_read_timeout, false),
             (IDLE_TIMEOUT_VAR, options.idle_timeout, false),
@@ -193,23 +151,21 @@ impl ServeOptionsBuilder {
         ] {
             if (timeout.is_zero() && !zero_allowed) || timeout > max {
                 let from = if zero_allowed { 0 } else { 1 };
-                problems.push(Problem::new(
-                    COMPONENT,
+                problems.bad(
                     variable,
-                    Some(timeout.as_millis().to_string()),
+                    timeout.as_millis(),
                     format!("milliseconds from {from} to {MAX_TIMEOUT_MS} (a day)"),
-                ));
+                );
             }
         }
         if !(1..=MAX_CONNECTIONS_LIMIT).contains(&options.max_connections) {
-            problems.push(Problem::new(
-                COMPONENT,
+            problems.bad(
                 MAX_CONNECTIONS_VAR,
-                Some(options.max_connections.to_string()),
+                options.max_connections,
                 format!("a whole number from 1 to {MAX_CONNECTIONS_LIMIT}"),
-            ));
+            );
         }
-        ConfigError::check(problems, options)
+        problems.finish(options)
     }
 }
 
@@ -217,13 +173,7 @@ impl ServeOptionsBuilder {
 mod tests {
     use super::*;
 
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| {
-            vars.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| (*v).to_string())
-        }
-    }
+    use vitals_env::pairs as env;
 
     #[test]
     fn unset_variables_give_the_defaults() {
