@@ -129,6 +129,12 @@ impl<DB: Database> MonitoredPool<DB> {
         }
     }
 
+    /// The observer every statement is reported to, if any (a handle derived from this one,
+    /// such as a read replica's or the replica router's write handle, chains it).
+    pub fn observer(&self) -> Option<&Arc<dyn QueryObserver>> {
+        self.observer.as_ref()
+    }
+
     /// The wrapped sqlx pool. What is acquired from it directly is not counted (see the type
     /// docs).
     pub fn inner(&self) -> &sqlx::Pool<DB> {

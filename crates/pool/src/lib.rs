@@ -76,6 +76,7 @@ mod health;
 mod monitor;
 mod observer;
 mod probe;
+mod replica;
 pub mod retry;
 mod stats;
 mod transaction;
@@ -93,6 +94,10 @@ pub use monitor::{
 };
 pub use observer::QueryObserver;
 pub use probe::{PoolProbe, PoolState};
+pub use replica::{
+    in_read_scope, read_your_writes, Lsn, Read, ReadTarget, ReplicaConfig, ReplicaError,
+    ReplicaReport, ReplicaRouter, ReplicaStatus, RouterStats, Unfit, WriteToken,
+};
 pub use retry::{is_transient, RetryPolicy};
 pub use stats::{HandleStats, LatencySummary};
 pub use transaction::MonitoredTransaction;

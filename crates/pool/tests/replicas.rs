@@ -1,25 +1,331 @@
-//! Read replicas on real engines: a primary and a streaming standby started by the test.
+//! Read replicas on real engines: a primary (`initdb`, `wal_level=replica`) and a streaming
+//! standby (`pg_basebackup -R`) that each test starts on free loopback ports and stops by pid.
+//! Reads go to the replica; read-your-writes holds under `recovery_min_apply_delay`; the
+//! replica stopped mid-load costs no read and comes back when it restarts; a primary, a
+//! replica of another cluster and an unreachable replica given as replicas are named at start.
 
 #[path = "common/pg_standby.rs"]
 mod pg_standby;
 
-use pg_standby::{PgPrimary, PgStandby};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-#[test]
-fn harness_starts_a_streaming_standby() {
-    let primary = PgPrimary::start().unwrap();
-    let mut standby = PgStandby::of(&primary).unwrap();
-    assert_eq!(
-        standby.server.psql("SELECT pg_is_in_recovery()").unwrap(),
-        "t"
-    );
-    assert_eq!(
-        standby.server.system_identifier().unwrap(),
-        primary.server.system_identifier().unwrap()
-    );
-    standby
-        .set_apply_delay(std::time::Duration::from_millis(200))
+use pg_standby::{PgPrimary, PgStandby};
+use sqlx::Postgres;
+use vitals_pool::{
+    read_your_writes, MonitoredPool, PoolConfig, ReadTarget, ReplicaConfig, ReplicaError,
+    ReplicaRouter, TracingAlertSink, Unfit,
+};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn pool_config() -> PoolConfig {
+    PoolConfig::builder()
+        .min_connections(0)
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+async fn primary_pool(primary: &PgPrimary) -> MonitoredPool<Postgres> {
+    pool_config()
+        .connect_postgres_monitored(&primary.url())
+        .await
+        .unwrap()
+}
+
+fn replicas(urls: &[String]) -> ReplicaConfig {
+    ReplicaConfig::new(urls.iter().cloned())
+        .check_interval_of(Duration::from_millis(50))
+        .max_lag_of(Duration::from_secs(5))
+        .wait_of(Duration::from_secs(3))
+}
+
+async fn router(
+    primary: &PgPrimary,
+    config: &ReplicaConfig,
+) -> Result<ReplicaRouter, ReplicaError> {
+    ReplicaRouter::connect(
+        primary_pool(primary).await,
+        config,
+        &pool_config(),
+        Arc::new(TracingAlertSink),
+    )
+    .await
+}
+
+/// Polls `cond` every 10 ms until it holds or 20 s pass.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn count(pool: &MonitoredPool<Postgres>, tag: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM visits WHERE tag = $1")
+        .bind(tag)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn setup(router: &ReplicaRouter) {
+    sqlx::query("CREATE TABLE visits (id bigserial PRIMARY KEY, tag text NOT NULL)")
+        .execute(router.write())
+        .await
         .unwrap();
+    // The table reached the replica once a fresh read can go there.
+    let token = router.write_token().await.unwrap();
+    until("the replica replays the CREATE", || {
+        router.statuses()[0].fit
+    })
+    .await;
+    assert!(matches!(
+        router.read_after(token).await.target(),
+        ReadTarget::Replica(0)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_to_the_replica_and_writes_to_the_primary() -> TestResult {
+    let primary = PgPrimary::start()?;
+    let standby = PgStandby::of(&primary)?;
+    let router = router(&primary, &replicas(&[standby.url()])).await?;
+    setup(&router).await;
+
+    let read = router.read();
+    assert_eq!(read.target(), ReadTarget::Replica(0));
+    let on_standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(read.pool())
+        .await?;
+    assert!(on_standby, "the read ran on the standby");
+    let on_primary: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(router.write())
+        .await?;
+    assert!(!on_primary, "the write handle is the primary");
+
+    let status = &router.statuses()[0];
+    assert!(status.fit && status.unfit.is_none(), "{status:?}");
+    assert!(status.lag_ms.is_some_and(|l| l < 5_000), "{status:?}");
+    let reports = router.reports(Duration::from_secs(2)).await;
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].health.status, vitals_pool::HealthStatus::Healthy);
+    let json = serde_json::to_value(&reports[0])?;
+    assert_eq!(json["fit"], true, "{json}");
+    assert!(json["url"]
+        .as_str()
+        .unwrap()
+        .contains(&standby.server.port.to_string()));
+    assert!(router.stats().replica_reads >= 2);
+    router.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_your_writes_holds_under_a_replica_slowed_by_apply_delay() -> TestResult {
+    let primary = PgPrimary::start()?;
+    let standby = PgStandby::of(&primary)?;
+    let router = router(&primary, &replicas(&[standby.url()])).await?;
+    setup(&router).await;
+    let delay = Duration::from_millis(400);
+    standby.set_apply_delay(delay)?;
+    let before = router.stats();
+
+    let (waited, seen, target, elsewhere) = read_your_writes(async {
+        sqlx::query("INSERT INTO visits (tag) VALUES ('ryw')")
+            .execute(router.write())
+            .await
+            .unwrap();
+        // Outside the scope the replica is still fit and has not applied the INSERT: the
+        // delay is real, so the scope is what keeps the read right.
+        let elsewhere = tokio::spawn({
+            let router = router.clone();
+            async move { count(router.read().pool(), "ryw").await }
+        })
+        .await
+        .unwrap();
+        // Without waiting, a scope with a write reads the primary.
+        assert_eq!(router.read().target(), ReadTarget::Primary);
+        let start = Instant::now();
+        let read = router.read_consistent().await;
+        let waited = start.elapsed();
+        (
+            waited,
+            count(read.pool(), "ryw").await,
+            read.target(),
+            elsewhere,
+        )
+    })
+    .await;
+    assert_eq!(
+        elsewhere, 0,
+        "the replica outside the scope has not applied the write yet"
+    );
+    assert_eq!(target, ReadTarget::Replica(0), "waited {waited:?}");
+    assert_eq!(seen, 1, "the read in the scope sees its own write");
+    assert!(
+        waited >= delay / 2,
+        "it waited for the replica to replay: {waited:?}"
+    );
+    let stats = router.stats();
+    assert_eq!(
+        (
+            stats.catch_up_waits - before.catch_up_waits,
+            stats.catch_up_fallbacks - before.catch_up_fallbacks
+        ),
+        (1, 0),
+        "{stats:?}"
+    );
+
+    // A wait shorter than the delay gives up and reads the primary, which has the row.
+    let impatient = ReplicaRouter::connect(
+        router.primary().clone(),
+        &replicas(&[standby.url()]).wait_of(Duration::from_millis(50)),
+        &pool_config(),
+        Arc::new(TracingAlertSink),
+    )
+    .await?;
+    let (target, seen) = read_your_writes(async {
+        sqlx::query("INSERT INTO visits (tag) VALUES ('impatient')")
+            .execute(impatient.write())
+            .await
+            .unwrap();
+        let read = impatient.read_consistent().await;
+        (read.target(), count(read.pool(), "impatient").await)
+    })
+    .await;
+    assert_eq!((target, seen), (ReadTarget::Primary, 1));
+    assert_eq!(impatient.stats().catch_up_fallbacks, 1);
+
+    // A fresh read (a cache's loader) outside any scope sees every committed write.
+    sqlx::query("INSERT INTO visits (tag) VALUES ('fresh')")
+        .execute(router.primary())
+        .await?;
+    let fresh = router.read_fresh().await;
+    assert_eq!(
+        count(fresh.pool(), "fresh").await,
+        1,
+        "{:?}",
+        fresh.target()
+    );
+    impatient.shutdown().await;
+    router.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_stopped_mid_load_costs_no_read_and_comes_back() -> TestResult {
+    let primary = PgPrimary::start()?;
+    let mut standby = PgStandby::of(&primary)?;
+    let router = router(&primary, &replicas(&[standby.url()])).await?;
+    setup(&router).await;
+
+    let reads = 300;
+    let mut targets = Vec::with_capacity(reads);
+    let mut failed = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in 0..reads {
+        if i == 100 {
+            standby.stop();
+        }
+        let target = router.read().target();
+        let outcome = router
+            .run_read(|pool| async move {
+                sqlx::query_scalar::<_, i64>("SELECT count(*) FROM visits")
+                    .fetch_one(&pool)
+                    .await
+            })
+            .await;
+        failed += usize::from(outcome.is_err());
+        targets.push(target);
+        assert!(Instant::now() < deadline, "the load took too long");
+    }
+    assert_eq!(failed, 0, "no read failed while the replica went down");
+    assert!(targets[..100].iter().all(|t| *t == ReadTarget::Replica(0)));
+    assert_eq!(
+        targets[reads - 1],
+        ReadTarget::Primary,
+        "reads fell back to the primary"
+    );
+    let status = &router.statuses()[0];
+    assert!(
+        matches!(status.unfit, Some(Unfit::Unreachable { .. })),
+        "{status:?}"
+    );
+    assert!(status.taken_out_total >= 1);
+
+    standby.start()?;
+    until("the replica is back", || router.statuses()[0].fit).await;
+    assert_eq!(router.read().target(), ReadTarget::Replica(0));
+    router.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_replicas_are_named_at_start() -> TestResult {
+    let primary = PgPrimary::start()?;
+    let mut standby = PgStandby::of(&primary)?;
+    let other = PgPrimary::start()?;
+    let other_standby = PgStandby::of(&other)?;
+
+    // The primary's own URL given as a replica.
+    let err = router(&primary, &replicas(&[other.url()]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ReplicaError::NotAReplica { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&other.server.port.to_string()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not in recovery"), "{err}");
+
+    // A standby of another cluster.
+    let err = router(&primary, &replicas(&[other_standby.url()]))
+        .await
+        .unwrap_err();
+    let ReplicaError::OtherCluster {
+        replica_system_id,
+        primary_system_id,
+        ..
+    } = &err
+    else {
+        panic!("expected OtherCluster, got {err}");
+    };
+    assert_eq!(*replica_system_id, other.server.system_identifier()?);
+    assert_eq!(*primary_system_id, primary.server.system_identifier()?);
+    assert!(err.to_string().contains("another cluster"), "{err}");
+
+    // DATABASE_URL pointing at a standby.
+    let err = ReplicaRouter::connect(
+        pool_config()
+            .connect_postgres_monitored(&standby.url())
+            .await?,
+        &replicas(&[]),
+        &pool_config(),
+        Arc::new(TracingAlertSink),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ReplicaError::PrimaryInRecovery), "{err}");
+
+    // Unreachable at start: a warning, reads on the primary, and in when it starts.
     standby.stop();
-    standby.start().unwrap();
+    let router = router(&primary, &replicas(&[standby.url()])).await?;
+    let status = &router.statuses()[0];
+    assert!(
+        matches!(status.unfit, Some(Unfit::Unreachable { .. })),
+        "{status:?}"
+    );
+    assert_eq!(router.read().target(), ReadTarget::Primary);
+    standby.start()?;
+    until("the replica unreachable at start comes in", || {
+        router.statuses()[0].fit
+    })
+    .await;
+    assert_eq!(router.read().target(), ReadTarget::Replica(0));
+    router.shutdown().await;
+    Ok(())
 }

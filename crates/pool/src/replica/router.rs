@@ -1,0 +1,686 @@
+//! [`ReplicaRouter`]: the write handle (the primary) and the read handle (a fit replica, or
+//! the primary), with read-your-writes.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::Postgres;
+use vitals_env::mask_url;
+
+use crate::classify::error_kind;
+use crate::config::PoolConfig;
+use crate::handle::MonitoredPool;
+use crate::health::{health_check, HealthReport};
+use crate::monitor::{AlertSink, PoolAlert, PoolMetrics, PoolMonitor, PoolSummary};
+use crate::probe::PoolProbe;
+use crate::replica::check::{self, Checker};
+use crate::replica::config::ReplicaConfig;
+use crate::replica::lsn::Lsn;
+use crate::replica::scope::{self, Need, WriteMarker, WriteToken};
+use crate::replica::state::{LagClock, Replica, ReplicaStatus, Unfit};
+
+/// What can make the replicas unusable at start; each names the replica (URL masked).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicaError {
+    /// A replica URL could not be parsed.
+    #[error("DATABASE_REPLICA_URLS: invalid replica url {url}: {source}")]
+    InvalidUrl {
+        /// The URL, password masked.
+        url: String,
+        /// What sqlx said.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The server at a replica URL is not in recovery: a primary, which would serve reads of
+    /// other data (or the primary itself).
+    #[error("DATABASE_REPLICA_URLS: {url} is not a replica: it is not in recovery (a primary)")]
+    NotAReplica {
+        /// The URL, password masked.
+        url: String,
+    },
+    /// The server at a replica URL is a standby of another cluster.
+    #[error(
+        "DATABASE_REPLICA_URLS: {url} is a replica of another cluster (system identifier \
+         {replica_system_id}, the primary's is {primary_system_id})"
+    )]
+    OtherCluster {
+        /// The URL, password masked.
+        url: String,
+        /// The replica's `pg_control_system()` identifier.
+        replica_system_id: String,
+        /// The primary's.
+        primary_system_id: String,
+    },
+    /// The primary could not tell its identity.
+    #[error("cannot read the primary's identity: {reason}")]
+    Primary {
+        /// Why (an error kind, never a message).
+        reason: String,
+    },
+    /// `DATABASE_URL` is itself in recovery: writes would fail.
+    #[error("DATABASE_URL is a standby (in recovery), not the primary")]
+    PrimaryInRecovery,
+}
+
+/// Where a read went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadTarget {
+    /// The primary.
+    Primary,
+    /// The replica at this index of [`ReplicaConfig::urls`].
+    Replica(usize),
+}
+
+/// A routed read: the pool to run it on, and where it is.
+///
+/// `&*read` (or [`pool`](Self::pool)) is an sqlx executor: `query(..).fetch_all(read.pool())`.
+#[derive(Debug, Clone, Copy)]
+pub struct Read<'r> {
+    pool: &'r MonitoredPool<Postgres>,
+    target: ReadTarget,
+}
+
+impl<'r> Read<'r> {
+    /// The pool chosen.
+    #[must_use]
+    pub fn pool(&self) -> &'r MonitoredPool<Postgres> {
+        self.pool
+    }
+    /// Where the read goes.
+    #[must_use]
+    pub fn target(&self) -> ReadTarget {
+        self.target
+    }
+}
+
+impl std::ops::Deref for Read<'_> {
+    type Target = MonitoredPool<Postgres>;
+    fn deref(&self) -> &MonitoredPool<Postgres> {
+        self.pool
+    }
+}
+
+/// The router's counters since it started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RouterStats {
+    /// Reads routed to a replica.
+    pub replica_reads: u64,
+    /// Reads routed to the primary (no fit replica, or none caught up in time).
+    pub primary_reads: u64,
+    /// Reads after a write that waited for a replica to replay it.
+    pub catch_up_waits: u64,
+    /// Of those, the ones that went to the primary after `DB_REPLICA_WAIT_MS`.
+    pub catch_up_fallbacks: u64,
+    /// Total time spent waiting for replicas to catch up, µs.
+    pub catch_up_wait_micros: u64,
+    /// Reads run again on the primary after a replica failed under them.
+    pub failovers: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    replica_reads: AtomicU64,
+    primary_reads: AtomicU64,
+    catch_up_waits: AtomicU64,
+    catch_up_fallbacks: AtomicU64,
+    catch_up_wait_micros: AtomicU64,
+    failovers: AtomicU64,
+}
+
+/// One replica's report for `/api/health/database/pool`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicaReport {
+    /// Fitness, lag, replay position, counters.
+    #[serde(flatten)]
+    pub status: ReplicaStatus,
+    /// Its pool now.
+    pub metrics: PoolMetrics,
+    /// Its pool monitor's summary (alerts included).
+    pub summary: Option<PoolSummary>,
+    /// `SELECT 1` on it.
+    pub health: HealthReport,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: ReplicaConfig,
+    pub(crate) replicas: Vec<Replica>,
+    pub(crate) system_id: String,
+    primary_read: MonitoredPool<Postgres>,
+    write: MonitoredPool<Postgres>,
+    wal_block: u64,
+    wal_segment: u64,
+    clock: Mutex<LagClock>,
+    next: AtomicUsize,
+    counters: Counters,
+    started: Instant,
+}
+
+impl Inner {
+    pub(crate) fn check_timeout(&self) -> Duration {
+        (self.config.check_interval() * 4).max(Duration::from_millis(500))
+    }
+
+    pub(crate) fn clock(&self) -> MutexGuard<'_, LagClock> {
+        self.clock.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The primary's insert position, normalized (see [`Lsn::normalized`]).
+    pub(crate) async fn primary_lsn(&self, timeout: Duration) -> Option<Lsn> {
+        let q = sqlx::query_scalar::<_, String>("SELECT pg_current_wal_insert_lsn()::text");
+        match tokio::time::timeout(timeout, q.fetch_one(self.primary_read.inner())).await {
+            Ok(Ok(text)) => {
+                Lsn::parse(&text).map(|l| l.normalized(self.wal_block, self.wal_segment))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The primary and its read replicas, with reads routed to a fit replica.
+///
+/// [`write`](Self::write) is the primary's handle; [`read`](Self::read) picks a replica that is
+/// up, in recovery, of the primary's cluster and at most `DB_REPLICA_MAX_LAG_MS` behind (round
+/// robin among those), or the primary when none is. A task checks every replica each
+/// `DB_REPLICA_CHECK_INTERVAL_MS`: its recovery state, its `pg_control_system()` identifier
+/// and its replay position (`pg_last_wal_replay_lsn()`), whose lag is the age of the oldest
+/// sampled primary position (`pg_current_wal_insert_lsn()`) it has not replayed. A replica
+/// that fails a check is taken out, and put back by the first check it passes.
+///
+/// Read-your-writes: inside [`read_your_writes`](crate::read_your_writes), a statement through
+/// the write handle marks the scope, and reads in it go only to a replica that replayed the
+/// write: [`read`](Self::read) (no waiting) to the primary unless a replica is known to be past
+/// it, [`read_consistent`](Self::read_consistent) waiting up to `DB_REPLICA_WAIT_MS` for one.
+/// [`read_fresh`](Self::read_fresh) sees every write committed before it was called, in any
+/// scope (what a cache's loader needs after an invalidation). Explicit tokens:
+/// [`write_token`](Self::write_token) and [`read_after`](Self::read_after).
+///
+/// Each replica has its own pool (the primary's pool settings, acquire timeout
+/// `DB_REPLICA_ACQUIRE_TIMEOUT_MS`), its own [`PoolMonitor`] whose alerts name it, and an entry
+/// in [`reports`](Self::reports). Cloning is cheap (one `Arc`).
+///
+/// # Example
+/// ```no_run
+/// # async fn example(primary: vitals_pool::MonitoredPool<sqlx::Postgres>) -> Result<(), Box<dyn std::error::Error>> {
+/// use vitals_pool::{read_your_writes, PoolConfig, ReplicaConfig, ReplicaRouter, TracingAlertSink};
+///
+/// let router = ReplicaRouter::connect(
+///     primary,
+///     &ReplicaConfig::from_env()?,
+///     &PoolConfig::from_env()?,
+///     std::sync::Arc::new(TracingAlertSink),
+/// )
+/// .await?;
+/// read_your_writes(async {
+///     sqlx::query("UPDATE visits SET closed = true WHERE id = $1")
+///         .bind(7_i64)
+///         .execute(router.write())
+///         .await?;
+///     // Waits (bounded) for a replica that replayed the UPDATE, else reads the primary.
+///     let read = router.read_consistent().await;
+///     let open: i64 = sqlx::query_scalar("SELECT count(*) FROM visits WHERE NOT closed")
+///         .fetch_one(read.pool())
+///         .await?;
+///     Ok::<_, sqlx::Error>(open)
+/// })
+/// .await?;
+/// router.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ReplicaRouter {
+    inner: Arc<Inner>,
+    tasks: Arc<Mutex<Option<Checker>>>,
+}
+
+impl std::fmt::Debug for ReplicaRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaRouter")
+            .field("replicas", &self.inner.replicas.len())
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Prefixes a replica's pool alerts with its URL.
+struct NamedSink {
+    url: String,
+    next: Arc<dyn AlertSink>,
+}
+
+impl AlertSink for NamedSink {
+    fn on_alert(&self, alert: &PoolAlert) {
+        let mut named = alert.clone();
+        named.message = format!("replica {}: {}", self.url, alert.message);
+        self.next.on_alert(&named);
+    }
+}
+
+impl ReplicaRouter {
+    /// Opens a pool per replica of `config` (with `pool`'s settings and the primary's
+    /// observer), checks each once, starts their monitors (alerts to `alerts`, named by
+    /// replica) and the checking task. A replica that cannot be reached now is logged as a
+    /// warning and kept out until a check reaches it.
+    ///
+    /// # Errors
+    /// [`ReplicaError`] naming the replica: a URL that does not parse, a server that is not in
+    /// recovery (a primary), a standby of another cluster; or the primary's own: in recovery,
+    /// or unable to say its identity.
+    pub async fn connect(
+        primary: MonitoredPool<Postgres>,
+        config: &ReplicaConfig,
+        pool: &PoolConfig,
+        alerts: Arc<dyn AlertSink>,
+    ) -> Result<Self, ReplicaError> {
+        let timeout = pool.acquire_timeout().min(Duration::from_secs(5));
+        let me = check::identity(primary.inner(), timeout)
+            .await
+            .map_err(|u| ReplicaError::Primary {
+                reason: u.to_string(),
+            })?;
+        if me.in_recovery {
+            return Err(ReplicaError::PrimaryInRecovery);
+        }
+        let (wal_block, wal_segment) = wal_sizes(primary.inner()).await?;
+        let observer = primary.observer().cloned();
+        let mut replicas = Vec::with_capacity(config.urls().len());
+        for url in config.urls() {
+            let masked = mask_url(url);
+            let options =
+                PgConnectOptions::from_str(url).map_err(|source| ReplicaError::InvalidUrl {
+                    url: masked.clone(),
+                    source,
+                })?;
+            let sqlx_pool = pool
+                .pg_pool_options()
+                .min_connections(0)
+                .acquire_timeout(config.acquire_timeout())
+                .connect_lazy_with(pool.apply_pg_options(options));
+            let mut handle = pool.monitored(sqlx_pool);
+            if let Some(o) = &observer {
+                handle = handle.with_observer(Arc::clone(o));
+            }
+            let replica = Replica::new(masked.clone(), handle, Unfit::Unchecked);
+            match check::identity(replica.pool.inner(), timeout).await {
+                Ok(id) if !id.in_recovery => return Err(ReplicaError::NotAReplica { url: masked }),
+                Ok(id) if id.system_id != me.system_id => {
+                    return Err(ReplicaError::OtherCluster {
+                        url: masked,
+                        replica_system_id: id.system_id,
+                        primary_system_id: me.system_id,
+                    })
+                }
+                Ok(_) => {}
+                Err(unfit) => {
+                    tracing::warn!(target: "vitals_pool::replica", replica = %masked, reason = %unfit,
+                        "replica unreachable at start: no reads go to it until a check reaches it");
+                    replica.set(Some(unfit), None);
+                }
+            }
+            *replica
+                .monitor
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(PoolMonitor::spawn(
+                replica.pool.clone(),
+                pool.monitor_config(),
+                Arc::new(NamedSink {
+                    url: masked,
+                    next: Arc::clone(&alerts),
+                }),
+            ));
+            replicas.push(replica);
+        }
+        let keep = (config.max_lag() * 4).max(Duration::from_secs(10));
+        let write = primary.with_observer(Arc::new(WriteMarker { next: observer }));
+        let inner = Arc::new(Inner {
+            config: config.clone(),
+            replicas,
+            system_id: me.system_id,
+            primary_read: primary,
+            write,
+            wal_block,
+            wal_segment,
+            clock: Mutex::new(LagClock::new(keep)),
+            next: AtomicUsize::new(0),
+            counters: Counters::default(),
+            started: Instant::now(),
+        });
+        check::check_all(&inner).await;
+        let checker = Checker::spawn(&inner);
+        Ok(Self {
+            inner,
+            tasks: Arc::new(Mutex::new(Some(checker))),
+        })
+    }
+
+    /// The write handle: the primary, every statement of which marks the ambient
+    /// read-your-writes scope.
+    #[must_use]
+    pub fn write(&self) -> &MonitoredPool<Postgres> {
+        &self.inner.write
+    }
+
+    /// The primary as a read handle (its statements mark no scope).
+    #[must_use]
+    pub fn primary(&self) -> &MonitoredPool<Postgres> {
+        &self.inner.primary_read
+    }
+
+    /// A fit replica, round robin, or the primary; without waiting. In a scope with a write,
+    /// only a replica known to have replayed it (else the primary).
+    #[must_use]
+    pub fn read(&self) -> Read<'_> {
+        let min = match scope::need() {
+            Need::Nothing => None,
+            Need::Token(t) => Some(t),
+            Need::Pending => return self.on_primary(),
+        };
+        self.pick(min).unwrap_or_else(|| self.on_primary())
+    }
+
+    /// Like [`read`](Self::read), but after a write in the scope waits up to
+    /// `DB_REPLICA_WAIT_MS` for a fit replica to replay it (asking the primary for its
+    /// position once per write), then reads the primary.
+    pub async fn read_consistent(&self) -> Read<'_> {
+        match scope::need() {
+            Need::Nothing => self.read(),
+            Need::Token(t) => self.read_after(WriteToken(t)).await,
+            Need::Pending => {
+                if !self.any_fit() {
+                    return self.on_primary();
+                }
+                if scope::take_pending() {
+                    match self.inner.primary_lsn(self.inner.check_timeout()).await {
+                        Some(lsn) => scope::raise_token(lsn),
+                        None => {
+                            scope::restore_pending();
+                            return self.on_primary();
+                        }
+                    }
+                }
+                match scope::need() {
+                    Need::Token(t) => self.read_after(WriteToken(t)).await,
+                    _ => self.on_primary(),
+                }
+            }
+        }
+    }
+
+    /// A read that sees every write committed before this call, in any scope: the primary's
+    /// position now, then as [`read_after`](Self::read_after). What a cache's loader uses, so
+    /// that a load after an invalidation never caches a replica's older row.
+    pub async fn read_fresh(&self) -> Read<'_> {
+        if !self.any_fit() {
+            return self.on_primary();
+        }
+        match self.write_token().await {
+            Some(token) => self.read_after(token).await,
+            None => self.on_primary(),
+        }
+    }
+
+    /// The primary's WAL position now: every write that returned before this call is at or
+    /// before it. `None` when the primary does not answer.
+    pub async fn write_token(&self) -> Option<WriteToken> {
+        self.inner
+            .primary_lsn(self.inner.check_timeout())
+            .await
+            .map(WriteToken)
+    }
+
+    /// A fit replica that replayed `token` (waiting up to `DB_REPLICA_WAIT_MS`, asking the fit
+    /// replicas their replay position with a growing pause, 1 to 16 ms), else the primary.
+    pub async fn read_after(&self, token: WriteToken) -> Read<'_> {
+        if let Some(read) = self.pick(Some(token.0)) {
+            return read;
+        }
+        if !self.any_fit() {
+            return self.on_primary();
+        }
+        let c = &self.inner.counters;
+        c.catch_up_waits.fetch_add(1, Ordering::Relaxed);
+        let start = Instant::now();
+        let deadline = start + self.inner.config.wait();
+        let mut pause = Duration::from_millis(1);
+        let picked = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let polls = self
+                .inner
+                .replicas
+                .iter()
+                .filter(|r| r.is_fit())
+                .map(|r| async move {
+                    if let Some(lsn) =
+                        check::replay_position(r.pool.inner(), left.max(Duration::from_millis(1)))
+                            .await
+                    {
+                        r.saw_replay(lsn);
+                    }
+                });
+            futures::future::join_all(polls).await;
+            if let Some(read) = self.pick(Some(token.0)) {
+                break Some(read);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break None;
+            }
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(Duration::from_millis(16));
+        };
+        let waited = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        c.catch_up_wait_micros.fetch_add(waited, Ordering::Relaxed);
+        picked.unwrap_or_else(|| {
+            c.catch_up_fallbacks.fetch_add(1, Ordering::Relaxed);
+            self.on_primary()
+        })
+    }
+
+    /// Runs the read `f` on [`read_consistent`](Self::read_consistent)'s pool; when a replica
+    /// fails under it (connection lost, shut down, a recovery conflict, no connection in
+    /// time), takes a lost replica out and runs `f` again on the primary, so a replica going
+    /// down costs the caller no failed read.
+    ///
+    /// # Errors
+    /// `f`'s error on the primary, or a replica's error that is not one of those.
+    pub async fn run_read<T, F, Fut>(&self, f: F) -> Result<T, sqlx::Error>
+    where
+        F: Fn(MonitoredPool<Postgres>) -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let read = self.read_consistent().await;
+        let (target, pool) = (read.target(), read.pool().clone());
+        match f(pool).await {
+            Err(e) if target != ReadTarget::Primary && replica_failure(&e) => {
+                if lost(&e) {
+                    self.report_failure(target, &error_kind(&e));
+                }
+                self.inner
+                    .counters
+                    .failovers
+                    .fetch_add(1, Ordering::Relaxed);
+                f(self.inner.primary_read.clone()).await
+            }
+            other => other,
+        }
+    }
+
+    /// Takes the replica a read failed on out of the rotation now (the next check that
+    /// reaches it puts it back); `reason` names the failure's kind, never a message.
+    pub fn report_failure(&self, target: ReadTarget, reason: &str) {
+        if let ReadTarget::Replica(i) = target {
+            if let Some(r) = self.inner.replicas.get(i) {
+                r.set(
+                    Some(Unfit::Unreachable {
+                        reason: format!("a read failed: {reason}"),
+                    }),
+                    None,
+                );
+            }
+        }
+    }
+
+    /// Each replica's fitness, lag and counters now.
+    #[must_use]
+    pub fn statuses(&self) -> Vec<ReplicaStatus> {
+        self.inner.replicas.iter().map(Replica::status).collect()
+    }
+
+    /// Each replica's status, pool metrics, monitor summary and a `SELECT 1` within `timeout`
+    /// (run on all replicas at once).
+    pub async fn reports(&self, timeout: Duration) -> Vec<ReplicaReport> {
+        let each = self.inner.replicas.iter().map(|r| async move {
+            let summary = r
+                .monitor
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map(PoolMonitor::summary);
+            ReplicaReport {
+                status: r.status(),
+                metrics: PoolMetrics::from_state(PoolProbe::state(&r.pool), Some(r.pool.stats())),
+                summary,
+                health: health_check(&r.pool, timeout).await,
+            }
+        });
+        futures::future::join_all(each).await
+    }
+
+    /// The router's counters.
+    #[must_use]
+    pub fn stats(&self) -> RouterStats {
+        let c = &self.inner.counters;
+        RouterStats {
+            replica_reads: c.replica_reads.load(Ordering::Relaxed),
+            primary_reads: c.primary_reads.load(Ordering::Relaxed),
+            catch_up_waits: c.catch_up_waits.load(Ordering::Relaxed),
+            catch_up_fallbacks: c.catch_up_fallbacks.load(Ordering::Relaxed),
+            catch_up_wait_micros: c.catch_up_wait_micros.load(Ordering::Relaxed),
+            failovers: c.failovers.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Checks every replica now (the checking task does it every interval).
+    pub async fn check_now(&self) {
+        check::check_all(&self.inner).await;
+    }
+
+    /// How long the router has run.
+    #[must_use]
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// Stops the checking task and the replicas' monitors and closes the replicas' pools (the
+    /// primary's is the caller's). Idempotent.
+    pub async fn shutdown(&self) {
+        let checker = self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(c) = checker {
+            c.stop().await;
+        }
+        for r in &self.inner.replicas {
+            let monitor = r
+                .monitor
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(m) = monitor {
+                m.stop().await;
+            }
+            r.pool.inner().close().await;
+        }
+    }
+
+    fn any_fit(&self) -> bool {
+        self.inner.replicas.iter().any(Replica::is_fit)
+    }
+
+    fn pick(&self, min: Option<Lsn>) -> Option<Read<'_>> {
+        let replicas = &self.inner.replicas;
+        let n = replicas.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        (0..n).map(|k| (start + k) % n).find_map(|i| {
+            let r = &replicas[i];
+            let ok = r.is_fit() && min.is_none_or(|t| r.replay() >= t);
+            ok.then(|| {
+                r.reads.fetch_add(1, Ordering::Relaxed);
+                self.inner
+                    .counters
+                    .replica_reads
+                    .fetch_add(1, Ordering::Relaxed);
+                Read {
+                    pool: &r.pool,
+                    target: ReadTarget::Replica(i),
+                }
+            })
+        })
+    }
+
+    fn on_primary(&self) -> Read<'_> {
+        self.inner
+            .counters
+            .primary_reads
+            .fetch_add(1, Ordering::Relaxed);
+        Read {
+            pool: &self.inner.primary_read,
+            target: ReadTarget::Primary,
+        }
+    }
+}
+
+/// A failure worth running the read again on the primary.
+fn replica_failure(e: &sqlx::Error) -> bool {
+    crate::classify::is_transient(e) || lost(e)
+}
+
+/// A failure that says the replica is gone (rather than busy or in a recovery conflict).
+fn lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => true,
+        sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
+async fn wal_sizes(pool: &sqlx::PgPool) -> Result<(u64, u64), ReplicaError> {
+    let q = sqlx::query_as::<_, (i64, i64)>(
+        "SELECT current_setting('wal_block_size')::bigint, \
+         (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size')",
+    );
+    let (block, segment) = q.fetch_one(pool).await.map_err(|e| ReplicaError::Primary {
+        reason: error_kind(&e),
+    })?;
+    Ok((
+        u64::try_from(block).unwrap_or(0),
+        u64::try_from(segment).unwrap_or(0),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn router_types_are_send_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<ReplicaRouter>();
+        assert_send_sync::<Read<'static>>();
+        assert_send_sync::<ReplicaError>();
+    }
+}

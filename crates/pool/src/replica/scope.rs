@@ -1,0 +1,114 @@
+//! Read-your-writes scopes: a tokio task-local that remembers that a write ran in the scope
+//! (and, once asked, the primary's WAL position after it), and the observer that notes every
+//! statement of the write handle in the ambient scope.
+//!
+//! A statement through the write handle marks the scope *pending* inline, from the pool's
+//! observer (which runs in the task that awaits the statement); the next routed read in the
+//! scope turns the mark into a [`WriteToken`] with one `pg_current_wal_insert_lsn()` on the
+//! primary, taken after the write returned, so at or past its commit record.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::observer::QueryObserver;
+use crate::replica::lsn::Lsn;
+
+/// The WAL position a read must see: a replica whose replay position is at or past it has
+/// replayed the write it was taken after. From [`ReplicaRouter::write_token`](crate::ReplicaRouter::write_token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WriteToken(pub Lsn);
+
+#[derive(Debug, Default)]
+pub(crate) struct ScopeState {
+    /// A statement ran on the write handle since the token was last taken.
+    pending: AtomicBool,
+    /// The highest token the scope holds (0: none).
+    token: AtomicU64,
+}
+
+tokio::task_local! {
+    static SCOPE: Arc<ScopeState>;
+}
+
+/// Runs `fut` in a read-your-writes scope: after a statement through the router's write
+/// handle, reads routed in the scope ([`ReplicaRouter::read`](crate::ReplicaRouter::read),
+/// [`read_consistent`](crate::ReplicaRouter::read_consistent)) go only to a replica that
+/// replayed it, or to the primary. Inside a scope already, `fut` shares that scope.
+///
+/// A task spawned inside is outside the scope unless its future is wrapped with this function
+/// too (then it has a scope of its own).
+pub fn read_your_writes<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+    let state = SCOPE.try_with(Arc::clone).unwrap_or_default();
+    SCOPE.scope(state, fut)
+}
+
+/// Whether the current task is in a read-your-writes scope.
+#[must_use]
+pub fn in_read_scope() -> bool {
+    SCOPE.try_with(|_| ()).is_ok()
+}
+
+/// Notes a write in the ambient scope (nothing outside one).
+pub(crate) fn mark_written() {
+    let _ = SCOPE.try_with(|s| s.pending.store(true, Ordering::Release));
+}
+
+/// What a read in the ambient scope must see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// No scope, or no write in it: any fit replica.
+    Nothing,
+    /// A write whose position is not known yet.
+    Pending,
+    /// Replayed at least this far.
+    Token(Lsn),
+}
+
+pub(crate) fn need() -> Need {
+    SCOPE
+        .try_with(|s| {
+            if s.pending.load(Ordering::Acquire) {
+                Need::Pending
+            } else {
+                match s.token.load(Ordering::Acquire) {
+                    0 => Need::Nothing,
+                    t => Need::Token(Lsn(t)),
+                }
+            }
+        })
+        .unwrap_or(Need::Nothing)
+}
+
+/// Clears the pending mark before the primary is asked for its position (a write that marks
+/// the scope again while the question is out is seen by the next read).
+pub(crate) fn take_pending() -> bool {
+    SCOPE
+        .try_with(|s| s.pending.swap(false, Ordering::AcqRel))
+        .unwrap_or(false)
+}
+
+/// Raises the scope's token to `lsn`.
+pub(crate) fn raise_token(lsn: Lsn) {
+    let _ = SCOPE.try_with(|s| s.token.fetch_max(lsn.0, Ordering::AcqRel));
+}
+
+/// Puts the pending mark back (the primary could not be asked).
+pub(crate) fn restore_pending() {
+    mark_written();
+}
+
+/// The write handle's observer: marks the ambient scope, then hands the statement on.
+pub(crate) struct WriteMarker {
+    pub(crate) next: Option<Arc<dyn QueryObserver>>,
+}
+
+impl QueryObserver for WriteMarker {
+    fn on_query(&self, sql: &str, elapsed: Duration, rows: u64, error: Option<&sqlx::Error>) {
+        mark_written();
+        if let Some(next) = &self.next {
+            next.on_query(sql, elapsed, rows, error);
+        }
+    }
+}

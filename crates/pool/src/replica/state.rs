@@ -1,0 +1,239 @@
+//! What the router knows of each replica between checks: fit or not and why, its replay
+//! position and lag, and its counters; read without a lock on the routing path (atomics), the
+//! details for the health endpoint behind a mutex.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Postgres;
+
+use crate::handle::MonitoredPool;
+use crate::monitor::PoolMonitor;
+use crate::replica::lsn::Lsn;
+
+/// Why a replica takes no reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+#[non_exhaustive]
+pub enum Unfit {
+    /// Its check failed or timed out (the error's kind or SQLSTATE, never a message).
+    Unreachable {
+        /// What failed.
+        reason: String,
+    },
+    /// It is not in recovery: a primary (or a promoted standby), not a replica.
+    NotInRecovery,
+    /// Its system identifier is not the primary's: a standby of another cluster.
+    OtherCluster,
+    /// It has replayed nothing yet.
+    NoReplay,
+    /// Further behind the primary than `DB_REPLICA_MAX_LAG_MS`.
+    Lagging {
+        /// How far behind, ms.
+        lag_ms: u64,
+    },
+    /// Not checked yet.
+    Unchecked,
+}
+
+impl std::fmt::Display for Unfit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unfit::Unreachable { reason } => write!(f, "unreachable ({reason})"),
+            Unfit::NotInRecovery => f.write_str("not in recovery: it is a primary, not a replica"),
+            Unfit::OtherCluster => f.write_str(
+                "system identifier differs from the primary's: a replica of another cluster",
+            ),
+            Unfit::NoReplay => f.write_str("has replayed no WAL yet"),
+            Unfit::Lagging { lag_ms } => write!(f, "lagging {lag_ms} ms"),
+            Unfit::Unchecked => f.write_str("not checked yet"),
+        }
+    }
+}
+
+/// One replica's state, for `/api/health/database/pool` and dashboards.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicaStatus {
+    /// The replica's URL, password masked.
+    pub url: String,
+    /// Whether it takes reads now.
+    pub fit: bool,
+    /// Why not, when it does not.
+    pub unfit: Option<Unfit>,
+    /// How far behind the primary it was at the last check, ms.
+    pub lag_ms: Option<u64>,
+    /// Its replay position at the last check (`pg_last_wal_replay_lsn()`).
+    pub replay_lsn: Option<String>,
+    /// When it was last checked.
+    pub checked_at: Option<DateTime<Utc>>,
+    /// How many times it was taken out of the rotation.
+    pub taken_out_total: u64,
+    /// Reads routed to it.
+    pub reads_total: u64,
+}
+
+pub(crate) struct Details {
+    pub(crate) unfit: Option<Unfit>,
+    pub(crate) checked_at: Option<DateTime<Utc>>,
+    pub(crate) lag_ms: Option<u64>,
+}
+
+/// One replica: its pool and monitor, and what the checks found.
+pub(crate) struct Replica {
+    pub(crate) url: String,
+    pub(crate) pool: MonitoredPool<Postgres>,
+    pub(crate) monitor: Mutex<Option<PoolMonitor>>,
+    fit: AtomicBool,
+    replay: AtomicU64,
+    taken_out: AtomicU64,
+    pub(crate) reads: AtomicU64,
+    details: Mutex<Details>,
+}
+
+impl Replica {
+    pub(crate) fn new(url: String, pool: MonitoredPool<Postgres>, unfit: Unfit) -> Self {
+        Self {
+            url,
+            pool,
+            monitor: Mutex::new(None),
+            fit: AtomicBool::new(false),
+            replay: AtomicU64::new(0),
+            taken_out: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            details: Mutex::new(Details {
+                unfit: Some(unfit),
+                checked_at: None,
+                lag_ms: None,
+            }),
+        }
+    }
+
+    pub(crate) fn is_fit(&self) -> bool {
+        self.fit.load(Ordering::Acquire)
+    }
+
+    /// The highest replay position seen (never goes back: a standby's replay does not).
+    pub(crate) fn replay(&self) -> Lsn {
+        Lsn(self.replay.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn saw_replay(&self, lsn: Lsn) {
+        self.replay.fetch_max(lsn.0, Ordering::AcqRel);
+    }
+
+    fn details(&self) -> MutexGuard<'_, Details> {
+        self.details.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a check's outcome; logs and counts a change of fitness.
+    pub(crate) fn set(&self, unfit: Option<Unfit>, lag_ms: Option<u64>) {
+        let fit = unfit.is_none();
+        let was = self.fit.swap(fit, Ordering::AcqRel);
+        let mut d = self.details();
+        match (&unfit, was) {
+            (Some(why), true) => {
+                self.taken_out.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(target: "vitals_pool::replica", replica = %self.url, reason = %why,
+                    "replica taken out of the read rotation");
+            }
+            (Some(why), false) if d.unfit.as_ref() != Some(why) && !lagging_both(&d.unfit, why) => {
+                tracing::warn!(target: "vitals_pool::replica", replica = %self.url, reason = %why,
+                    "replica takes no reads");
+            }
+            (None, false) => {
+                tracing::info!(target: "vitals_pool::replica", replica = %self.url,
+                    "replica back in the read rotation");
+            }
+            _ => {}
+        }
+        d.unfit = unfit;
+        d.lag_ms = lag_ms;
+        d.checked_at = Some(Utc::now());
+    }
+
+    pub(crate) fn status(&self) -> ReplicaStatus {
+        let d = self.details();
+        let replay = self.replay();
+        ReplicaStatus {
+            url: self.url.clone(),
+            fit: self.is_fit(),
+            unfit: d.unfit.clone(),
+            lag_ms: d.lag_ms,
+            replay_lsn: (replay.0 > 0).then(|| replay.to_string()),
+            checked_at: d.checked_at,
+            taken_out_total: self.taken_out.load(Ordering::Relaxed),
+            reads_total: self.reads.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn lagging_both(a: &Option<Unfit>, b: &Unfit) -> bool {
+    matches!((a, b), (Some(Unfit::Lagging { .. }), Unfit::Lagging { .. }))
+}
+
+/// The primary's WAL position over the last while, to turn a replica's replay position into
+/// a time: a replica's lag is the age of the oldest sampled primary position it has not
+/// replayed (0 when it replayed the newest).
+pub(crate) struct LagClock {
+    samples: VecDeque<(Instant, Lsn)>,
+    keep: Duration,
+}
+
+impl LagClock {
+    pub(crate) fn new(keep: Duration) -> Self {
+        Self {
+            samples: VecDeque::new(),
+            keep,
+        }
+    }
+
+    pub(crate) fn record(&mut self, at: Instant, lsn: Lsn) {
+        // Only a new position starts a new sample: the oldest unreplayed one keeps its time.
+        if self.samples.back().is_none_or(|&(_, last)| lsn > last) {
+            self.samples.push_back((at, lsn));
+        }
+        while self.samples.len() > 2
+            && self
+                .samples
+                .get(1)
+                .is_some_and(|&(t, _)| at.saturating_duration_since(t) > self.keep)
+        {
+            self.samples.pop_front();
+        }
+        while self.samples.len() > 4096 {
+            self.samples.pop_front();
+        }
+    }
+
+    /// How far behind a replica at `replay` is at `now`.
+    pub(crate) fn lag(&self, now: Instant, replay: Lsn) -> Duration {
+        self.samples
+            .iter()
+            .find(|&&(_, lsn)| lsn > replay)
+            .map_or(Duration::ZERO, |&(t, _)| now.saturating_duration_since(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_the_age_of_the_oldest_unreplayed_position() {
+        let t0 = Instant::now();
+        let mut clock = LagClock::new(Duration::from_secs(10));
+        clock.record(t0, Lsn(100));
+        clock.record(t0 + Duration::from_millis(100), Lsn(200));
+        clock.record(t0 + Duration::from_millis(200), Lsn(200)); // no write: same sample
+        clock.record(t0 + Duration::from_millis(300), Lsn(300));
+        let now = t0 + Duration::from_millis(400);
+        assert_eq!(clock.lag(now, Lsn(300)), Duration::ZERO);
+        assert_eq!(clock.lag(now, Lsn(250)), Duration::from_millis(100));
+        assert_eq!(clock.lag(now, Lsn(150)), Duration::from_millis(300));
+        assert_eq!(clock.lag(now, Lsn(50)), Duration::from_millis(400));
+    }
+}
