@@ -12,6 +12,16 @@
 //! its lexical grammar, export metrics, or choose where logs go: it hands
 //! sanitised records to `tracing` and to a [`SlowQuerySink`] you provide.
 //!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `layer` | on | `SqlxQueryLayer`, `ScopeSpans`, `SQLX_QUERY_TARGET`: a `tracing-subscriber` layer over sqlx's own events |
+//!
+//! With `default-features = false` the sanitiser, the scrubber, fingerprints and the
+//! [`QueryLogger`] build without `tracing-subscriber` (their dependencies: `tracing`, `regex`,
+//! `serde`, `siphasher`, `hdrhistogram`, `chrono` and tokio's `rt`).
+//!
 //! # Example
 //!
 //! ```
@@ -61,6 +71,7 @@ mod config;
 mod describe;
 mod fingerprint;
 mod history;
+#[cfg(feature = "layer")]
 mod layer;
 mod logger;
 mod record;
@@ -79,6 +90,7 @@ pub use config::{
 pub use fingerprint::{
     fingerprint, Fingerprint, Fingerprinter, ParseFingerprintError, DEFAULT_FINGERPRINT_KEY,
 };
+#[cfg(feature = "layer")]
 pub use layer::{ScopeSpans, SqlxQueryLayer, SQLX_QUERY_TARGET};
 pub use logger::{QueryLogger, ScopeGuard};
 pub use record::{QueryEvent, QueryRecord, SlowQuerySink, SlowTier, TracingSink};
@@ -106,12 +118,7 @@ pub enum Error {
 // The shared types cross threads: checked by every build, not only by the tests.
 const _: () = {
     const fn send_sync<T: Send + Sync>() {}
-    send_sync::<(
-        QueryLogger,
-        ScopeGuard,
-        Scope,
-        SqlxQueryLayer,
-        Error,
-        ConfigError,
-    )>();
+    send_sync::<(QueryLogger, ScopeGuard, Scope, Error, ConfigError)>();
+    #[cfg(feature = "layer")]
+    send_sync::<SqlxQueryLayer>();
 };

@@ -376,6 +376,7 @@ impl QueryLogger {
     }
 
     /// Ends an N+1 scope: logs its findings and keeps them.
+    #[cfg(feature = "layer")]
     pub(crate) fn finish_scope(&self, tracker: ScopeTracker) {
         self.inner.end_scope(tracker);
     }
