@@ -25,6 +25,16 @@
 //! written on a second connection while the next chunk is checked
 //! ([`ImportOptions::workers`], default 2), so the server inserts on two cores.
 //!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `postgres` | on | `PgSink` (sqlx's PostgreSQL driver, TLS through rustls) |
+//! | `sqlite` | on | `SqliteSink` (sqlx's SQLite driver, SQLite built in) |
+//!
+//! With neither, the sources, validation, de-duplication and the report build on sqlx's
+//! core alone, for a [`Sink`] of your own.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -87,7 +97,11 @@ pub use options::{
     ImportOptions, Progress, ProgressFn, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_LISTED, DEFAULT_WORKERS,
 };
 pub use report::{DuplicateOf, DuplicateRow, ImportReport, Rejection, TypeCounts, Warning};
-pub use sink::{ConnectionSource, Lookup, LookupPart, PgSink, Sink, SqliteSink, StatementObserver};
+#[cfg(feature = "postgres")]
+pub use sink::PgSink;
+#[cfg(feature = "sqlite")]
+pub use sink::SqliteSink;
+pub use sink::{ConnectionSource, Lookup, LookupPart, Sink, StatementObserver};
 pub use source::{Format, Item, RawRecord, RawValue, Source, MAX_RECORD_BYTES, TYPE_FIELD};
 pub use spec::{
     Column, ForeignKey, KeyPart, Kind, Normalise, RecordSpec, Registry, Value, DEFAULT_MAX_TEXT,
@@ -102,13 +116,10 @@ pub use vitals_env::ConfigError;
 const _: () = {
     const fn send_sync<T: Send + Sync>() {}
     const fn send<T: Send>() {}
-    send_sync::<(
-        Importer,
-        Registry,
-        ImportReport,
-        PgSink,
-        SqliteSink,
-        ConfigError,
-    )>();
+    send_sync::<(Importer, Registry, ImportReport, ConfigError)>();
+    #[cfg(feature = "postgres")]
+    send_sync::<PgSink>();
+    #[cfg(feature = "sqlite")]
+    send_sync::<SqliteSink>();
     send::<Source>();
 };

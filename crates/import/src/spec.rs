@@ -43,6 +43,7 @@ pub enum Kind {
 
 impl Kind {
     /// The PostgreSQL array element type the importer binds values of this kind as.
+    #[cfg(feature = "postgres")]
     pub(crate) fn pg_base(&self) -> &'static str {
         match self {
             Kind::Text { .. } | Kind::Enum(_) => "text",

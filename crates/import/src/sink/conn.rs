@@ -2,15 +2,19 @@
 //! who sees its statements ([`StatementObserver`]), the one open transaction, and the count
 //! of statements sent (the report's `queries`).
 
-use std::fmt;
 use std::future::Future;
 use std::ops::DerefMut;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
-use sqlx::query::Query;
-use sqlx::{Database, Execute, Executor, IntoArguments, Pool, TransactionManager};
+use sqlx::{Database, Pool};
+// The shared connection of the engines' sinks (features `postgres`, `sqlite`).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+use {
+    sqlx::query::Query,
+    sqlx::{Execute, Executor, IntoArguments, TransactionManager},
+    std::{fmt, sync::Arc, time::Instant},
+};
 
 /// Where a sink takes its connections: one per transaction (held from `BEGIN` to `COMMIT` or
 /// `ROLLBACK`), and one per statement outside a transaction (dry runs). A [`Pool`] is one;
@@ -48,6 +52,7 @@ pub trait StatementObserver: Send + Sync {
 }
 
 /// The [`Sink`](super::Sink) transaction methods of a sink whose `conn` field is a [`Conn`].
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 macro_rules! transaction_on_conn {
     () => {
         async fn begin(&mut self) -> Result<(), sqlx::Error> {
@@ -63,8 +68,10 @@ macro_rules! transaction_on_conn {
         }
     };
 }
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) use transaction_on_conn;
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) struct Conn<DB: Database, S: ConnectionSource<DB>> {
     source: S,
     observer: Option<Arc<dyn StatementObserver>>,
@@ -73,6 +80,7 @@ pub(crate) struct Conn<DB: Database, S: ConnectionSource<DB>> {
     statements: u64,
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl<DB: Database, S: ConnectionSource<DB>> fmt::Debug for Conn<DB, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Conn")
@@ -83,6 +91,7 @@ impl<DB: Database, S: ConnectionSource<DB>> fmt::Debug for Conn<DB, S> {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl<DB: Database, S: ConnectionSource<DB>> Drop for Conn<DB, S> {
     /// A transaction still open is rolled back, as dropping sqlx's `Transaction` does (the
     /// rollback is sent before the connection is used again).
@@ -93,6 +102,7 @@ impl<DB: Database, S: ConnectionSource<DB>> Drop for Conn<DB, S> {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl<DB: Database, S: ConnectionSource<DB>> Conn<DB, S>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -112,6 +122,7 @@ where
 
     /// A new handle on the same source and observer, with no transaction and no statements
     /// yet.
+    #[cfg(feature = "postgres")]
     pub(crate) fn fork(&self) -> Self {
         Self {
             source: self.source.clone(),
@@ -154,6 +165,7 @@ where
     }
 
     /// Runs `q` like [`Conn::fetch`], returning the driver's result (rows affected).
+    #[cfg(feature = "postgres")]
     pub(crate) async fn execute<'q, A>(
         &mut self,
         q: Query<'q, DB, A>,
@@ -226,17 +238,20 @@ where
     }
 }
 
-/// The rows a statement affected, for any driver's result.
+/// The rows a statement affected, for any driver's result (`Conn::execute`'s).
+#[cfg(feature = "postgres")]
 pub(crate) trait RowsAffected {
     fn rows_affected(&self) -> u64;
 }
 
+#[cfg(feature = "postgres")]
 impl RowsAffected for sqlx::postgres::PgQueryResult {
     fn rows_affected(&self) -> u64 {
         sqlx::postgres::PgQueryResult::rows_affected(self)
     }
 }
 
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
 impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
     fn rows_affected(&self) -> u64 {
         sqlx::sqlite::SqliteQueryResult::rows_affected(self)

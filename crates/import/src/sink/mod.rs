@@ -6,11 +6,15 @@ use std::future::Future;
 use crate::spec::{Column, Kind, Normalise, RecordSpec, Value};
 
 mod conn;
+#[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use conn::{ConnectionSource, StatementObserver};
+#[cfg(feature = "postgres")]
 pub use postgres::PgSink;
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteSink;
 
 /// One part of a [`Lookup`] key: a column of the probed table and how it is compared.
@@ -36,6 +40,7 @@ impl LookupPart {
         }
     }
 
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
     pub(crate) fn sql(&self, alias: &str) -> String {
         match self.normalise {
             Normalise::Exact => format!("{alias}.{}", self.column),
