@@ -37,6 +37,7 @@ pub struct PoolConfigBuilder {
     alert_warning_percent: Option<f64>,
     alert_critical_percent: Option<f64>,
     alert_waiting: Option<u32>,
+    pub(crate) pgbouncer: Option<crate::PgBouncerMode>,
 }
 
 impl PoolConfigBuilder {
@@ -120,6 +121,7 @@ impl PoolConfigBuilder {
                 .alert_critical_percent
                 .unwrap_or(d.alert_critical_percent),
             alert_waiting: self.alert_waiting.unwrap_or(d.alert_waiting),
+            pgbouncer: self.pgbouncer.unwrap_or(d.pgbouncer),
         };
         let mut problems = Problems::new("pool");
         let mut bad = |variable: &str, value: String, expected: &str| {

@@ -50,6 +50,7 @@ pub enum Profile {
 /// | `DB_POOL_ALERT_WARNING` | 80 | % | utilisation warning |
 /// | `DB_POOL_ALERT_CRITICAL` | 90 | % | utilisation critical |
 /// | `DB_POOL_ALERT_WAITING` | 5 | tasks | `connection_wait` when more wait |
+/// | `DB_PGBOUNCER` | off | off/session/transaction | PgBouncer's pool mode ([`PgBouncerMode`](crate::PgBouncerMode)) |
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PoolConfig {
     pub(crate) profile: Profile,
@@ -71,6 +72,7 @@ pub struct PoolConfig {
     pub(crate) alert_warning_percent: f64,
     pub(crate) alert_critical_percent: f64,
     pub(crate) alert_waiting: u32,
+    pub(crate) pgbouncer: crate::PgBouncerMode,
 }
 
 impl Default for PoolConfig {
@@ -103,6 +105,7 @@ impl PoolConfig {
             alert_warning_percent: 80.0,
             alert_critical_percent: 90.0,
             alert_waiting: 5,
+            pgbouncer: crate::PgBouncerMode::Off,
         }
     }
 

@@ -1,9 +1,11 @@
 //! Opening pools with a [`PoolConfig`]: the sqlx pool options, the per-connection
-//! PostgreSQL settings (`statement_timeout`, `idle_in_transaction_session_timeout`), the
-//! SQLite settings (WAL, `busy_timeout`, foreign keys), and the monitored handle.
+//! PostgreSQL settings (`statement_timeout`, `idle_in_transaction_session_timeout`; through
+//! PgBouncer as `pgbouncer/` says, with its check at start), the SQLite settings (WAL,
+//! `busy_timeout`, foreign keys), and the monitored handle.
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -12,6 +14,7 @@ use vitals_env::mask_url;
 use crate::config::PoolConfig;
 use crate::error::PoolError;
 use crate::handle::MonitoredPool;
+use crate::pgbouncer::{detect_pooling, PgBouncerMode, PoolingCheck};
 
 impl PoolConfig {
     fn pool_options<DB: sqlx::Database>(&self) -> sqlx::pool::PoolOptions<DB> {
@@ -24,26 +27,33 @@ impl PoolConfig {
     }
 
     /// The PostgreSQL pool options of these settings, for callers that build the pool themselves.
+    /// With `DB_PGBOUNCER=session` every new connection runs `SET statement_timeout = …; SET
+    /// idle_in_transaction_session_timeout = …` (PgBouncer refuses them as startup options).
     #[must_use]
     pub fn pg_pool_options(&self) -> PgPoolOptions {
-        self.pool_options()
+        let options: PgPoolOptions = self.pool_options();
+        if self.pgbouncer != PgBouncerMode::Session {
+            return options;
+        }
+        let set: Arc<str> = self.timeouts_sql(false).into();
+        options.after_connect(move |conn, _meta| {
+            let set = Arc::clone(&set);
+            Box::pin(async move {
+                // A `&str` runs as one simple query: both SETs in one round trip.
+                sqlx::Executor::execute(&mut *conn, &*set).await.map(drop)
+            })
+        })
     }
 
     /// Adds `statement_timeout` and `idle_in_transaction_session_timeout` to connect options.
-    /// They travel in the startup packet, so every connection has them without an extra round
-    /// trip.
+    /// On a direct connection (`DB_PGBOUNCER=off`) they travel in the startup packet, so every
+    /// connection has them without an extra round trip. Through PgBouncer no startup option
+    /// is sent (nor sqlx's `extra_float_digits`: PgBouncer refuses both), and in transaction
+    /// mode sqlx's statement cache is off; the timeouts are then set as
+    /// [`PgBouncerMode`] says.
     #[must_use]
     pub fn apply_pg_options(&self, options: PgConnectOptions) -> PgConnectOptions {
-        options.options([
-            (
-                "statement_timeout",
-                self.statement_timeout.as_millis().to_string(),
-            ),
-            (
-                "idle_in_transaction_session_timeout",
-                self.idle_in_transaction_timeout.as_millis().to_string(),
-            ),
-        ])
+        self.pg_connect_options(options)
     }
 
     /// Opens a PostgreSQL pool with these settings and connects once to fail fast.
@@ -80,13 +90,79 @@ impl PoolConfig {
             options.get_database().unwrap_or("")
         );
         let options = self.apply_pg_options(options);
-        self.pg_pool_options()
-            .connect_with(options)
+        let pool = self
+            .pg_pool_options()
+            .connect_with(options.clone())
             .await
             .map_err(|source| PoolError::Connect {
-                url: describe,
+                url: describe.clone(),
                 source,
-            })
+            })?;
+        self.check_pgbouncer(&options, &describe).await?;
+        Ok(pool)
+    }
+
+    /// With `DB_PGBOUNCER=session` or `transaction`, checks at start that the server side
+    /// pools the way the setting says ([`detect_pooling`]): session mode over a server that
+    /// shares connections between clients is an error (session settings and sqlx's named
+    /// statements would reach other clients); transaction mode where no sharing is seen is a
+    /// warning (everything still runs correctly, without transaction pooling's savings).
+    async fn check_pgbouncer(
+        &self,
+        options: &PgConnectOptions,
+        describe: &str,
+    ) -> Result<(), PoolError> {
+        if self.pgbouncer == PgBouncerMode::Off {
+            return Ok(());
+        }
+        let check = detect_pooling(options)
+            .await
+            .map_err(|source| PoolError::Connect {
+                url: describe.to_owned(),
+                source,
+            })?;
+        match (self.pgbouncer, check) {
+            (PgBouncerMode::Session, PoolingCheck::SharedServer) => {
+                Err(PoolError::PgBouncerMismatch {
+                    url: describe.to_owned(),
+                })
+            }
+            (PgBouncerMode::Transaction, PoolingCheck::ProxyWithoutSharing { server_port }) => {
+                tracing::warn!(
+                    url = describe,
+                    server_port,
+                    "DB_PGBOUNCER=transaction, but two clients never shared a server \
+                     connection: a proxy in session mode (PgBouncer pool_mode=session?); \
+                     statements run correctly, without transaction pooling's savings"
+                );
+                Ok(())
+            }
+            (PgBouncerMode::Transaction, PoolingCheck::Direct) => {
+                tracing::warn!(
+                    url = describe,
+                    "DB_PGBOUNCER=transaction, but DATABASE_URL reaches PostgreSQL directly \
+                     (no PgBouncer); statements run correctly, each in a transaction"
+                );
+                Ok(())
+            }
+            (PgBouncerMode::Transaction, PoolingCheck::NoSharingSeen) => {
+                tracing::warn!(
+                    url = describe,
+                    "DB_PGBOUNCER=transaction, but two clients never shared a server \
+                     connection (PgBouncer in session mode, or no PgBouncer)"
+                );
+                Ok(())
+            }
+            (mode, check) => {
+                tracing::debug!(
+                    url = describe,
+                    pgbouncer = mode.as_str(),
+                    ?check,
+                    "pooling checked"
+                );
+                Ok(())
+            }
+        }
     }
 
     /// Opens a PostgreSQL pool wrapped in a [`MonitoredPool`] with this configuration's leak
@@ -136,12 +212,14 @@ impl PoolConfig {
     }
 
     /// Wraps a pool in a [`MonitoredPool`] with this configuration's leak threshold and
-    /// benchmark setting.
+    /// benchmark setting, and with `DB_PGBOUNCER=transaction` (on PostgreSQL) the statement
+    /// rules of transaction pooling (see [`PgBouncerMode::Transaction`]).
     #[must_use]
     pub fn monitored<DB: sqlx::Database>(&self, pool: sqlx::Pool<DB>) -> MonitoredPool<DB> {
         MonitoredPool::builder(pool)
             .leak_threshold(self.leak_threshold)
             .benchmark(self.benchmark)
+            .transaction_pooling(self.transaction_pooling::<DB>())
             .build()
     }
 }

@@ -67,6 +67,7 @@ fn read(env: &mut Env<'_>) -> Option<PoolConfig> {
         Profile::Development
     };
     let builder = env.apply(B::default().profile(profile), VARS);
+    let builder = crate::pgbouncer::read_env(env, builder);
     env.adopt(builder.build())
 }
 

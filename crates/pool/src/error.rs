@@ -43,6 +43,17 @@ pub enum PoolError {
     /// A statement or transaction failed.
     #[error("{}", statement_failure(.0))]
     Sqlx(#[from] sqlx::Error),
+    /// `DB_PGBOUNCER=session`, but the server side shares server connections between clients
+    /// (PgBouncer in transaction mode): session settings and sqlx's named statements would
+    /// reach other clients.
+    #[error(
+        "DB_PGBOUNCER=session, but {url} shares server connections between clients \
+         (PgBouncer pool_mode=transaction?): set DB_PGBOUNCER=transaction"
+    )]
+    PgBouncerMismatch {
+        /// The server, without credentials.
+        url: String,
+    },
     /// A file or directory for an embedded SQLite database could not be created.
     #[error("cannot create the directory of sqlite database {path}: {source}")]
     CreateSqliteDir {
@@ -61,7 +72,9 @@ impl PoolError {
         match self {
             Self::InvalidUrl { source, .. } | Self::Connect { source, .. } => Some(source),
             Self::Acquire(e) | Self::Sqlx(e) => Some(e),
-            Self::AcquireTimeout { .. } | Self::CreateSqliteDir { .. } => None,
+            Self::AcquireTimeout { .. }
+            | Self::CreateSqliteDir { .. }
+            | Self::PgBouncerMismatch { .. } => None,
         }
     }
 
@@ -70,7 +83,9 @@ impl PoolError {
     #[must_use]
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::InvalidUrl { .. } | Self::CreateSqliteDir { .. } => false,
+            Self::InvalidUrl { .. }
+            | Self::CreateSqliteDir { .. }
+            | Self::PgBouncerMismatch { .. } => false,
             Self::AcquireTimeout { .. } => true,
             Self::Connect { source, .. } | Self::Acquire(source) | Self::Sqlx(source) => {
                 is_transient(source)

@@ -127,7 +127,7 @@ where
         let (raw, reporter) = self.split();
         let obs = Observation::start(reporter, sql);
         Box::pin(ObservedStream::<DB> {
-            inner: raw.fetch_many(query),
+            inner: crate::pgbouncer::fetch_many::<DB, _>(&reporter.shared, raw, query),
             obs,
         })
     }
@@ -144,7 +144,8 @@ where
         let (raw, reporter) = self.split();
         Box::pin(async move {
             let mut obs = Observation::start(reporter, sql);
-            let result = raw.fetch_optional(query).await;
+            let result =
+                crate::pgbouncer::fetch_optional::<DB, _>(&reporter.shared, raw, query).await;
             obs.returned = u64::from(matches!(result, Ok(Some(_))));
             obs.finish(result.as_ref().err());
             result

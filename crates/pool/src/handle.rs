@@ -29,7 +29,7 @@ use crate::transaction::MonitoredTransaction;
 /// still show up in the pool's size and idle numbers (as busy).
 pub struct MonitoredPool<DB: Database> {
     pool: sqlx::Pool<DB>,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     observer: Option<Arc<dyn QueryObserver>>,
 }
 
@@ -62,6 +62,7 @@ pub struct MonitoredPoolBuilder<DB: Database> {
     leak_threshold: Option<Duration>,
     benchmark: bool,
     observer: Option<Arc<dyn QueryObserver>>,
+    pooling: Option<crate::pgbouncer::TransactionPooling>,
 }
 
 impl<DB: Database> fmt::Debug for MonitoredPoolBuilder<DB> {
@@ -89,6 +90,15 @@ impl<DB: Database> MonitoredPoolBuilder<DB> {
         self.observer = Some(observer);
         self
     }
+    /// Run statements under PgBouncer's transaction pooling (set by
+    /// [`PoolConfig::monitored`](crate::PoolConfig::monitored) when `DB_PGBOUNCER=transaction`).
+    pub(crate) fn transaction_pooling(
+        mut self,
+        pooling: Option<crate::pgbouncer::TransactionPooling>,
+    ) -> Self {
+        self.pooling = pooling;
+        self
+    }
     /// The handle.
     pub fn build(self) -> MonitoredPool<DB> {
         MonitoredPool {
@@ -97,6 +107,7 @@ impl<DB: Database> MonitoredPoolBuilder<DB> {
                 state: Mutex::new(State::new()),
                 leak_threshold: self.leak_threshold,
                 benchmark: self.benchmark,
+                pooling: self.pooling,
             }),
             observer: self.observer,
         }
@@ -116,6 +127,7 @@ impl<DB: Database> MonitoredPool<DB> {
             leak_threshold: Some(Duration::from_secs(60)),
             benchmark: false,
             observer: None,
+            pooling: None,
         }
     }
 

@@ -75,6 +75,7 @@ mod handle;
 mod health;
 mod monitor;
 mod observer;
+mod pgbouncer;
 mod probe;
 mod replica;
 pub mod retry;
@@ -93,6 +94,7 @@ pub use monitor::{
     PoolSummary, Severity, TracingAlertSink,
 };
 pub use observer::QueryObserver;
+pub use pgbouncer::{detect_pooling, PgBouncerMode, PoolingCheck};
 pub use probe::{PoolProbe, PoolState};
 pub use replica::{
     in_read_scope, read_your_writes, Lsn, Read, ReadTarget, ReplicaConfig, ReplicaError,

@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) leak_threshold: Option<Duration>,
     pub(crate) benchmark: bool,
+    /// PgBouncer's transaction mode: how statements run (`pgbouncer/wrap.rs`); `None` direct.
+    pub(crate) pooling: Option<crate::pgbouncer::TransactionPooling>,
 }
 
 impl Shared {

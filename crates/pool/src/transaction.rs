@@ -100,7 +100,11 @@ impl<'c, DB: Database> MonitoredTransaction<'c, DB> {
         let (raw, reporter) = conn.split();
         let depth = DB::TransactionManager::get_transaction_depth(raw);
         let started = Instant::now();
-        let result = DB::TransactionManager::begin(raw, None).await;
+        let result = DB::TransactionManager::begin(
+            raw,
+            crate::pgbouncer::begin_statement(&reporter.shared, depth),
+        )
+        .await;
         reporter.observe(
             &begin_sql(depth),
             started.elapsed(),

@@ -148,6 +148,11 @@ impl<DB: Database> ConnectionSource<DB> for Monitored<DB> {
     fn acquire(&self) -> impl Future<Output = Result<ObservedConnection<DB>, sqlx::Error>> + Send {
         sqlx::Acquire::acquire(&self.0)
     }
+
+    /// Behind PgBouncer's transaction mode, `BEGIN; SET LOCAL …` (and unnamed statements).
+    fn begin_statement(&self) -> Option<std::borrow::Cow<'static, str>> {
+        self.0.transaction_begin_statement()
+    }
 }
 
 /// Feeds every statement of an import to the query logger, as the pool's observer does for

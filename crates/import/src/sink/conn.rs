@@ -2,6 +2,7 @@
 //! who sees its statements ([`StatementObserver`]), the one open transaction, and the count
 //! of statements sent (the report's `queries`).
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::ops::DerefMut;
 use std::time::Duration;
@@ -29,6 +30,15 @@ pub trait ConnectionSource<DB: Database>: Clone + Send + Sync + 'static {
 
     /// Acquires a connection.
     fn acquire(&self) -> impl Future<Output = Result<Self::Connection, sqlx::Error>> + Send;
+
+    /// The statement that begins a transaction on these connections, when it is not sqlx's
+    /// `BEGIN`: a pool behind PgBouncer's transaction mode gives `BEGIN; SET LOCAL …` (the
+    /// timeouts it cannot send at connect). When `Some`, the sink also runs every statement on
+    /// the unnamed prepared statement and none outside a transaction (a statement outside one
+    /// is wrapped in one), as PgBouncer's transaction mode needs. Default `None`.
+    fn begin_statement(&self) -> Option<Cow<'static, str>> {
+        None
+    }
 }
 
 impl<DB: Database> ConnectionSource<DB> for Pool<DB> {
@@ -150,6 +160,13 @@ where
     where
         A: 'q + IntoArguments<'q, DB>,
     {
+        // Under transaction pooling: unnamed statements, and none outside a transaction.
+        let pooled = self.source.begin_statement().is_some();
+        let q = Persistent(q, !pooled);
+        let own_tx = pooled && self.tx.is_none();
+        if own_tx {
+            self.begin().await?;
+        }
         self.statements += 1;
         let sql = q.sql();
         let mut own = None;
@@ -158,9 +175,12 @@ where
             None => &mut **own.insert(self.source.acquire().await?),
         };
         let started = Instant::now();
-        let result = q.fetch_all(conn).await;
+        let result = conn.fetch_all(q).await;
         let rows = result.as_ref().map_or(0, |r| r.len() as u64);
         self.observe(sql, started.elapsed(), rows, result.as_ref().err());
+        if own_tx {
+            self.end_own(result.is_ok()).await?;
+        }
         result
     }
 
@@ -174,6 +194,13 @@ where
         A: 'q + IntoArguments<'q, DB>,
         DB::QueryResult: RowsAffected,
     {
+        // Under transaction pooling: unnamed statements, and none outside a transaction.
+        let pooled = self.source.begin_statement().is_some();
+        let q = Persistent(q, !pooled);
+        let own_tx = pooled && self.tx.is_none();
+        if own_tx {
+            self.begin().await?;
+        }
         self.statements += 1;
         let sql = q.sql();
         let mut own = None;
@@ -182,9 +209,12 @@ where
             None => &mut **own.insert(self.source.acquire().await?),
         };
         let started = Instant::now();
-        let result = q.execute(conn).await;
+        let result = conn.execute(q).await;
         let rows = result.as_ref().map_or(0, RowsAffected::rows_affected);
         self.observe(sql, started.elapsed(), rows, result.as_ref().err());
+        if own_tx {
+            self.end_own(result.is_ok()).await?;
+        }
         result
     }
 
@@ -196,7 +226,7 @@ where
         self.statements += 1;
         let mut conn = self.source.acquire().await?;
         let started = Instant::now();
-        let result = DB::TransactionManager::begin(&mut conn, None).await;
+        let result = DB::TransactionManager::begin(&mut conn, self.source.begin_statement()).await;
         self.observe("BEGIN", started.elapsed(), 0, result.as_ref().err());
         result?;
         self.tx = Some(conn);
@@ -205,6 +235,11 @@ where
 
     pub(crate) async fn commit(&mut self) -> Result<(), sqlx::Error> {
         self.end("COMMIT").await
+    }
+
+    /// Ends the transaction a statement outside one ran in (under transaction pooling).
+    async fn end_own(&mut self, ok: bool) -> Result<(), sqlx::Error> {
+        self.end(if ok { "COMMIT" } else { "ROLLBACK" }).await
     }
 
     pub(crate) async fn rollback(&mut self) -> Result<(), sqlx::Error> {
@@ -255,5 +290,27 @@ impl RowsAffected for sqlx::postgres::PgQueryResult {
 impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
     fn rows_affected(&self) -> u64 {
         sqlx::sqlite::SqliteQueryResult::rows_affected(self)
+    }
+}
+
+/// A statement with sqlx's `persistent` flag set (`Query::persistent` exists only for the
+/// driver's own argument type; the sink's statements are generic over theirs). `false` puts
+/// it on the unnamed prepared statement, as PgBouncer's transaction mode needs.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+struct Persistent<E>(E, bool);
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+impl<'q, DB: Database, E: Execute<'q, DB>> Execute<'q, DB> for Persistent<E> {
+    fn sql(&self) -> &'q str {
+        self.0.sql()
+    }
+    fn statement(&self) -> Option<&DB::Statement<'q>> {
+        self.0.statement()
+    }
+    fn take_arguments(&mut self) -> Result<Option<DB::Arguments<'q>>, sqlx::error::BoxDynError> {
+        self.0.take_arguments()
+    }
+    fn persistent(&self) -> bool {
+        self.1 && self.0.persistent()
     }
 }
