@@ -55,6 +55,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// The importer's (`IMPORT_*`).
     pub import: ImportOptions,
+    /// The read replicas (`DATABASE_REPLICA_URLS`, `DB_REPLICA_*`; PostgreSQL only).
+    pub replicas: vitals_pool::ReplicaConfig,
 }
 
 // Masked: a URL's password must not reach a log through `{:?}`.
@@ -68,6 +70,7 @@ vitals_env::debug_fields!(Config as c {
     querylog,
     cache,
     import,
+    replicas,
 });
 
 impl Config {
@@ -100,6 +103,7 @@ fn read(env: &mut Env<'_>) -> Option<Config> {
     let querylog = env.adopt(LoggerConfig::from_env_with(lookup));
     let cache = env.adopt(CacheConfig::from_env_with(lookup));
     let import = env.adopt(ImportOptions::from_env_with(lookup));
+    let replicas = env.adopt(vitals_pool::ReplicaConfig::from_env_with(lookup));
 
     let database_url = env.url("DATABASE_URL", DATABASE_URL_PREFIXES);
     let sqlite_url = env
@@ -122,6 +126,7 @@ fn read(env: &mut Env<'_>) -> Option<Config> {
         querylog: querylog?,
         cache: cache?,
         import: import?,
+        replicas: replicas?,
     })
 }
 

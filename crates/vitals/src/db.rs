@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{Postgres, Sqlite};
-use vitals_pool::{MonitoredPool, QueryObserver};
+use vitals_pool::{MonitoredPool, QueryObserver, ReadTarget, ReplicaRouter};
 use vitals_querylog::{QueryEvent, QueryLogger};
 
 use crate::Error;
@@ -191,4 +191,137 @@ pub(crate) fn observer(logger: &QueryLogger) -> Arc<dyn QueryObserver> {
     Arc::new(LoggerObserver {
         logger: logger.clone(),
     })
+}
+
+/// Where the facade's reads go: a read replica when `DATABASE_REPLICA_URLS` names fit ones
+/// (see [`ReplicaRouter`]), else the primary, [`Db`] itself.
+///
+/// The health cache's loaders read through [`run`](Self::run) with `fresh`: the primary's
+/// WAL position is taken after the cache's generation snapshot and the load waits for a
+/// replica that replayed it (or reads the primary), so a load that follows an invalidation
+/// never caches a replica's older row. The dashboard reads with read-your-writes
+/// ([`consistent`](Self::consistent)). Writes go through [`Vitals::db`](crate::Vitals::db),
+/// the router's write handle, whose statements mark the request's read-your-writes scope.
+///
+/// Cloning is cheap (a handle and an `Arc`).
+///
+/// # Example
+/// ```no_run
+/// # async fn example(vitals: vitals::Vitals) -> Result<(), vitals::Error> {
+/// // A replica that replayed this scope's writes, or the primary.
+/// let db = vitals.reads().consistent().await;
+/// let n: i64 = sqlx::query_scalar("SELECT count(*) FROM vitals.students")
+///     .fetch_one(db.postgres()?)
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Reads {
+    db: Db,
+    router: Option<ReplicaRouter>,
+}
+
+impl Reads {
+    /// Reads on `db` itself (no replicas).
+    pub fn primary(db: Db) -> Self {
+        Self { db, router: None }
+    }
+
+    /// Reads routed by `router` (whose write handle is `db`'s pool).
+    pub fn routed(db: Db, router: ReplicaRouter) -> Self {
+        Self {
+            db,
+            router: Some(router),
+        }
+    }
+
+    /// The replica router, when replicas are configured.
+    pub fn replicas(&self) -> Option<&ReplicaRouter> {
+        self.router.as_ref()
+    }
+
+    /// A fit replica, or the primary, without waiting (see [`ReplicaRouter::read`]).
+    pub fn now(&self) -> Db {
+        match &self.router {
+            Some(r) => Db::Postgres(r.read().pool().clone()),
+            None => self.db.clone(),
+        }
+    }
+
+    /// A replica that replayed this scope's writes, waiting up to `DB_REPLICA_WAIT_MS`, or the
+    /// primary (see [`ReplicaRouter::read_consistent`]).
+    pub async fn consistent(&self) -> Db {
+        match &self.router {
+            Some(r) => Db::Postgres(r.read_consistent().await.pool().clone()),
+            None => self.db.clone(),
+        }
+    }
+
+    /// A replica that replayed every write committed before this call, or the primary (see
+    /// [`ReplicaRouter::read_fresh`]).
+    pub async fn fresh(&self) -> Db {
+        match &self.router {
+            Some(r) => Db::Postgres(r.read_fresh().await.pool().clone()),
+            None => self.db.clone(),
+        }
+    }
+
+    /// Runs the read `f` on a replica ([`fresh`](Self::fresh) when `fresh`, else
+    /// [`consistent`](Self::consistent)); when it fails there with a connection, timeout or
+    /// recovery-conflict error, a lost replica is taken out and `f` runs again on the primary,
+    /// so a replica going down fails no request.
+    ///
+    /// # Errors
+    /// `f`'s error (on the primary when the replica failed).
+    pub async fn run<T, F, Fut>(&self, fresh: bool, f: F) -> Result<T, Error>
+    where
+        F: Fn(Db) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let Some(router) = &self.router else {
+            return f(self.db.clone()).await;
+        };
+        let read = match fresh {
+            true => router.read_fresh().await,
+            false => router.read_consistent().await,
+        };
+        let target = read.target();
+        let outcome = f(Db::Postgres(read.pool().clone())).await;
+        match outcome {
+            Err(e)
+                if target != ReadTarget::Primary && e.kind().is_some_and(|k| k.is_retryable()) =>
+            {
+                if e.kind() == Some(crate::DbErrorKind::Connection) {
+                    router.report_failure(target, "connection lost");
+                }
+                f(Db::Postgres(router.primary().clone())).await
+            }
+            other => other,
+        }
+    }
+}
+
+/// Connects the replicas of `config` behind the PostgreSQL `db`: the returned [`Db`] is the
+/// router's write handle (its statements mark read-your-writes scopes). SQLite, or no
+/// replica configured: `db` unchanged and reads on it.
+pub(crate) async fn attach_replicas(
+    config: &crate::Config,
+    db: Db,
+    alerts: Arc<dyn vitals_pool::AlertSink>,
+) -> Result<(Db, Reads), Error> {
+    match &db {
+        Db::Postgres(p) if !config.replicas.is_empty() => {
+            let router =
+                ReplicaRouter::connect(p.clone(), &config.replicas, &config.pool, alerts).await?;
+            let db = Db::Postgres(router.write().clone());
+            Ok((db.clone(), Reads::routed(db, router)))
+        }
+        Db::Sqlite(_) if !config.replicas.is_empty() => {
+            tracing::warn!(
+                "DATABASE_REPLICA_URLS is set but vitals runs on SQLite: reads stay on it"
+            );
+            Ok((db.clone(), Reads::primary(db)))
+        }
+        _ => Ok((db.clone(), Reads::primary(db))),
+    }
 }

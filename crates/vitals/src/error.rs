@@ -36,6 +36,10 @@ pub enum Error {
     /// a value.
     #[error("{}", scrubbed(.0))]
     Pool(vitals_pool::PoolError),
+    /// A read replica is unusable at start (a primary, another cluster's standby, a bad
+    /// URL), or `DATABASE_URL` is a standby; the replica is named, its password masked.
+    #[error(transparent)]
+    Replica(#[from] vitals_pool::ReplicaError),
     /// The database could not be reached at start, after the retry policy's attempts.
     #[error("cannot reach the database at {url} after {attempts} attempt(s): {reason}")]
     Unreachable {

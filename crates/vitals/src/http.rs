@@ -61,6 +61,7 @@ pub use crate::health::invalidate::{
     StudentId, TouchedStudents,
 };
 pub use crate::query_scope::{QueryScope, QueryScopeLayer, UNMATCHED_ROUTE};
+pub use crate::read_scope::{ReadYourWrites, ReadYourWritesLayer};
 pub use crate::serve::{serve, Serve, ServeOptions, ServeOptionsBuilder, ServeSummary};
 use crate::Vitals;
 
@@ -89,6 +90,9 @@ pub struct PoolHealth {
     pub summary: Option<vitals_pool::PoolSummary>,
     /// `SELECT 1` within 2 s.
     pub health: vitals_pool::HealthReport,
+    /// Each read replica (`DATABASE_REPLICA_URLS`): fit or why not, lag, its pool's metrics,
+    /// its monitor's summary and alerts, `SELECT 1` on it. Empty without replicas.
+    pub replicas: Vec<vitals_pool::ReplicaReport>,
 }
 
 async fn pool(State(vitals): State<Vitals>) -> Json<PoolHealth> {
@@ -97,6 +101,7 @@ async fn pool(State(vitals): State<Vitals>) -> Json<PoolHealth> {
         metrics: vitals.pool_metrics(),
         summary: vitals.pool_summary(),
         health: vitals.pool_health(HEALTH_CHECK_TIMEOUT).await,
+        replicas: vitals.replica_reports(HEALTH_CHECK_TIMEOUT).await,
     })
 }
 

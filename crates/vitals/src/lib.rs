@@ -55,11 +55,15 @@ mod importing;
 #[cfg(feature = "http")]
 mod query_scope;
 #[cfg(feature = "http")]
+mod read_scope;
+#[cfg(feature = "http")]
 mod serve;
 mod vitals;
 
 pub use config::{Config, DEFAULT_SQLITE_URL};
-pub use db::{Db, Engine};
+pub use db::{Db, Engine, Reads};
+/// Read-your-writes scopes (see [`Reads`] and [`pool::ReplicaRouter`]).
+pub use vitals_pool::read_your_writes;
 pub use error::{ConfigError, ConfigProblem, DatabaseError, DbErrorKind, Error};
 pub use importing::ImportOutcome;
 pub use vitals::{Vitals, VitalsBuilder};

@@ -13,7 +13,7 @@ use vitals_pool::{
 use vitals_querylog::{QueryLogger, SlowQuerySink, SummaryHandle};
 
 use crate::config::{is_postgres, Config};
-use crate::db::{observer, Db, Engine};
+use crate::db::{observer, Db, Engine, Reads};
 use crate::health::{
     self, Dashboard, DashboardSource, HealthDataCache, HealthSource, HealthWarmer, Tables,
     VitalsSchema,
@@ -54,6 +54,7 @@ struct Inner {
     warmer: WarmScheduler,
     importer: Importer,
     monitor: Mutex<Option<PoolMonitor>>,
+    reads: Reads,
     summary: Mutex<Option<SummaryHandle>>,
 }
 
@@ -197,6 +198,7 @@ impl VitalsBuilder {
             Some(pool) => wrap_pool(&config, &logger, pool),
             None => open_db(&config, &logger).await?,
         };
+        let (db, reads) = crate::db::attach_replicas(&config, db, self.alert_sink.clone()).await?;
         let tables = health_tables(&config, &db).await?;
         if config.health && config.migrate {
             match &db {
@@ -244,11 +246,13 @@ impl VitalsBuilder {
         Ok(Vitals {
             inner: Arc::new(Inner {
                 health_cache: match config.health {
-                    true => HealthDataCache::with_source(db.clone(), health_source, cache.clone()),
+                    true => HealthDataCache::with_source(db.clone(), health_source, cache.clone())
+                        .with_reads(reads.clone()),
                     false => HealthDataCache::disabled(db.clone(), cache.clone()),
                 },
                 dashboard: match config.health {
-                    true => Dashboard::with_source(db.clone(), dashboard_source),
+                    true => Dashboard::with_source(db.clone(), dashboard_source)
+                        .with_reads(reads.clone()),
                     false => Dashboard::disabled(db.clone()),
                 },
                 tables,
@@ -259,6 +263,7 @@ impl VitalsBuilder {
                 warmer,
                 importer,
                 monitor: Mutex::new(Some(monitor)),
+                reads,
                 summary: Mutex::new(summary),
             }),
         })
@@ -397,6 +402,21 @@ impl Vitals {
         &self.inner.db
     }
 
+    /// Where reads go: a read replica when `DATABASE_REPLICA_URLS` names fit ones, else the
+    /// primary (see [`Reads`]); [`db`](Self::db) is the write handle.
+    pub fn reads(&self) -> &Reads {
+        &self.inner.reads
+    }
+
+    /// Each read replica's fitness, lag, pool metrics, monitor summary and a `SELECT 1`
+    /// within `timeout` (empty without replicas).
+    pub async fn replica_reports(&self, timeout: Duration) -> Vec<vitals_pool::ReplicaReport> {
+        match self.inner.reads.replicas() {
+            Some(r) => r.reports(timeout).await,
+            None => Vec::new(),
+        }
+    }
+
     /// The query logger: statistics, slow queries, the performance report.
     pub fn query_logger(&self) -> &QueryLogger {
         &self.inner.logger
@@ -497,6 +517,9 @@ impl Vitals {
             s.stop();
         }
         self.inner.cache.shutdown().await;
+        if let Some(router) = self.inner.reads.replicas() {
+            router.shutdown().await;
+        }
         self.inner.db.close().await;
         tracing::info!("vitals stopped");
     }

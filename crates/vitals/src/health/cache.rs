@@ -14,7 +14,7 @@ use super::records;
 use super::schema_source::VitalsSchema;
 use super::source::{HealthSource, SourceFuture};
 use super::store::{health_off, Tables};
-use crate::{Db, Error};
+use crate::{Db, Error, Reads};
 
 /// A student's health summary stays 5 minutes (the report's TTL).
 pub const SUMMARY_TTL: Duration = Duration::from_secs(5 * 60);
@@ -127,6 +127,8 @@ pub struct HealthDataCache {
     /// `None` when the school-health domain is off: every read is then `Error::Config`.
     source: Option<Arc<dyn HealthSource>>,
     cache: TieredCache,
+    /// Where misses read: a replica that replayed every write before the load, or the primary.
+    reads: Reads,
 }
 
 impl std::fmt::Debug for HealthDataCache {
@@ -148,6 +150,7 @@ impl HealthDataCache {
     /// A health cache whose misses read `source` (the host's tables, say) through `db`.
     pub fn with_source(db: Db, source: Arc<dyn HealthSource>, cache: TieredCache) -> Self {
         HealthDataCache {
+            reads: Reads::primary(db.clone()),
             db,
             source: Some(source),
             cache,
@@ -158,10 +161,19 @@ impl HealthDataCache {
     /// [`Error::Config`] naming `VITALS_HEALTH`; invalidations still work.
     pub(crate) fn disabled(db: Db, cache: TieredCache) -> Self {
         HealthDataCache {
+            reads: Reads::primary(db.clone()),
             db,
             source: None,
             cache,
         }
+    }
+
+    /// Misses read through `reads` (the facade's replicas): each load takes the primary's WAL
+    /// position after the cache's generation snapshot and reads a replica that replayed it,
+    /// or the primary, so a load after an invalidation never caches a replica's older row.
+    pub(crate) fn with_reads(mut self, reads: Reads) -> Self {
+        self.reads = reads;
+        self
     }
 
     fn source(&self) -> Result<&dyn HealthSource, Error> {
@@ -178,14 +190,19 @@ impl HealthDataCache {
         &self,
         kind: HealthData,
         student: Uuid,
-        load: impl FnOnce() -> SourceFuture<'a, T>,
+        load: impl Fn(Db) -> SourceFuture<'a, T>,
     ) -> Result<T, Error>
     where
         T: Serialize + DeserializeOwned,
     {
         let group = TieredCache::group_tag(&student_group(student));
         self.cache
-            .get_or_load(&kind.key(student), kind.ttl(), &[kind.tag(), &group], load)
+            .get_or_load(
+                &kind.key(student),
+                kind.ttl(),
+                &[kind.tag(), &group],
+                || self.reads.run(true, load),
+            )
             .await
     }
 
@@ -205,7 +222,7 @@ impl HealthDataCache {
             NotFound,
             Failed(Error),
         }
-        let (db, source) = (&self.db, self.source()?);
+        let (reads, source) = (&self.reads, self.source()?);
         let group = TieredCache::group_tag(&student_group(student));
         let kind = HealthData::Summary;
         let loaded = self
@@ -215,7 +232,8 @@ impl HealthDataCache {
                 kind.ttl(),
                 &[kind.tag(), &group],
                 || async move {
-                    match source.health_summary(db, student).await {
+                    let read = |db: Db| async move { source.health_summary(&db, student).await };
+                    match reads.run(true, read).await {
                         Ok(Some(summary)) => Ok(summary),
                         Ok(None) => Err(Miss::NotFound),
                         Err(e) => Err(Miss::Failed(e)),
@@ -235,9 +253,9 @@ impl HealthDataCache {
     /// # Errors
     /// The source's error on a miss (a database error, scrubbed).
     pub async fn vaccinations(&self, student: Uuid) -> Result<Vec<Vaccination>, Error> {
-        let (db, source) = (&self.db, self.source()?);
-        self.through(HealthData::Vaccinations, student, || {
-            source.vaccinations(db, student)
+        let source = self.source()?;
+        self.through(HealthData::Vaccinations, student, move |db| {
+            Box::pin(async move { source.vaccinations(&db, student).await })
         })
         .await
     }
@@ -247,9 +265,9 @@ impl HealthDataCache {
     /// # Errors
     /// The source's error on a miss (a database error, scrubbed).
     pub async fn allergies(&self, student: Uuid) -> Result<Vec<Allergy>, Error> {
-        let (db, source) = (&self.db, self.source()?);
-        self.through(HealthData::Allergies, student, || {
-            source.allergies(db, student)
+        let source = self.source()?;
+        self.through(HealthData::Allergies, student, move |db| {
+            Box::pin(async move { source.allergies(&db, student).await })
         })
         .await
     }
@@ -259,9 +277,9 @@ impl HealthDataCache {
     /// # Errors
     /// The source's error on a miss (a database error, scrubbed).
     pub async fn chronic_conditions(&self, student: Uuid) -> Result<Vec<ChronicCondition>, Error> {
-        let (db, source) = (&self.db, self.source()?);
-        self.through(HealthData::ChronicConditions, student, || {
-            source.chronic_conditions(db, student)
+        let source = self.source()?;
+        self.through(HealthData::ChronicConditions, student, move |db| {
+            Box::pin(async move { source.chronic_conditions(&db, student).await })
         })
         .await
     }

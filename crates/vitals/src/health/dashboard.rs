@@ -9,7 +9,7 @@ use super::queries::{ActivityCounts, ChartData, RecentActivities};
 use super::schema_source::VitalsSchema;
 use super::source::{DashboardSource, Stat};
 use super::store::{health_off, Tables};
-use crate::{Db, Error};
+use crate::{Db, Error, Reads};
 
 /// One dashboard figure that could not be read, named, with the (scrubbed) reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,6 +62,8 @@ pub struct Dashboard {
     db: Db,
     /// `None` when the school-health domain is off.
     source: Option<Arc<dyn DashboardSource>>,
+    /// Where the reads go: a replica that replayed the scope's writes, or the primary.
+    reads: Reads,
 }
 
 impl std::fmt::Debug for Dashboard {
@@ -82,6 +84,7 @@ impl Dashboard {
     /// A dashboard reading `source` (the host's tables, say) through `db`.
     pub fn with_source(db: Db, source: Arc<dyn DashboardSource>) -> Self {
         Dashboard {
+            reads: Reads::primary(db.clone()),
             db,
             source: Some(source),
         }
@@ -89,7 +92,17 @@ impl Dashboard {
 
     /// A dashboard of a host that turned the school-health domain off.
     pub(crate) fn disabled(db: Db) -> Self {
-        Dashboard { db, source: None }
+        Dashboard {
+            reads: Reads::primary(db.clone()),
+            db,
+            source: None,
+        }
+    }
+
+    /// Reads through `reads` (the facade's replicas, with read-your-writes).
+    pub(crate) fn with_reads(mut self, reads: Reads) -> Self {
+        self.reads = reads;
+        self
     }
 
     fn source(&self) -> Result<&dyn DashboardSource, Error> {
@@ -103,9 +116,9 @@ impl Dashboard {
     /// The first failing read (scrubbed).
     pub async fn recent_activities(&self, limit: i64) -> Result<RecentActivities, Error> {
         let source = self.source()?;
-        source
-            .recent_activities(&self.db, Utc::now(), limit, false)
-            .await
+        let now = Utc::now();
+        let read = |db: Db| async move { source.recent_activities(&db, now, limit, false).await };
+        self.reads.run(false, read).await
     }
 
     /// The same three reads one after another: the report's "before", kept for measuring.
@@ -117,9 +130,9 @@ impl Dashboard {
         limit: i64,
     ) -> Result<RecentActivities, Error> {
         let source = self.source()?;
-        source
-            .recent_activities(&self.db, Utc::now(), limit, true)
-            .await
+        let now = Utc::now();
+        let read = |db: Db| async move { source.recent_activities(&db, now, limit, true).await };
+        self.reads.run(false, read).await
     }
 
     /// The four chart aggregates at once (`sequential = false`) or one after another.
@@ -128,7 +141,9 @@ impl Dashboard {
     /// The first failing read (scrubbed).
     pub async fn chart_data(&self, sequential: bool) -> Result<ChartData, Error> {
         let source = self.source()?;
-        source.chart_data(&self.db, Utc::now(), sequential).await
+        let now = Utc::now();
+        let read = |db: Db| async move { source.chart_data(&db, now, sequential).await };
+        self.reads.run(false, read).await
     }
 
     /// The three activity counters at once (`sequential = false`) or one after another.
@@ -137,9 +152,9 @@ impl Dashboard {
     /// The first failing read (scrubbed).
     pub async fn activity_counts(&self, sequential: bool) -> Result<ActivityCounts, Error> {
         let source = self.source()?;
-        source
-            .activity_counts(&self.db, Utc::now(), sequential)
-            .await
+        let now = Utc::now();
+        let read = |db: Db| async move { source.activity_counts(&db, now, sequential).await };
+        self.reads.run(false, read).await
     }
 
     /// The headline figures, each read at once and on its own; what succeeded is returned
@@ -178,7 +193,7 @@ impl Dashboard {
 
     /// The five figures of [`stats`](Self::stats), in [`Stat::ALL`]'s order, read at once.
     async fn read_stats(&self, source: &dyn DashboardSource) -> [Result<i64, Error>; 5] {
-        let (db, now) = (&self.db, Utc::now());
+        let (db, now) = (&self.reads.consistent().await, Utc::now());
         let [a, b, c, d, e] = Stat::ALL.map(|stat| source.stat(db, stat, now));
         let (a, b, c, d, e) = tokio::join!(a, b, c, d, e);
         [a, b, c, d, e]

@@ -1,0 +1,168 @@
+//! The facade over a primary and a streaming standby the test starts (`initdb`,
+//! `pg_basebackup -R`, free loopback ports, stopped by pid): the health cache's loads read the
+//! replica, a load after an invalidation never caches the replica's older row (the replica is
+//! slowed with `recovery_min_apply_delay`), reads after a write in a request's scope see it,
+//! and `/api/health/database/pool` has the replica's entry.
+#![cfg(feature = "http")]
+
+#[path = "../../pool/tests/common/pg_standby.rs"]
+mod pg_standby;
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use http::Request;
+use tower::ServiceExt;
+use vitals::health::{self, SchoolGenerator};
+use vitals::{Config, Db, Vitals};
+
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn in_recovery(db: &Db) -> bool {
+    sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(db.postgres().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_loads_read_the_replica_and_never_cache_its_older_row() {
+    let primary = pg_standby::PgPrimary::start().unwrap();
+    let standby = pg_standby::PgStandby::of(&primary).unwrap();
+    let (primary_url, standby_url) = (primary.url(), standby.url());
+    let config = Config::from_env_with(vitals::env::pairs(&[
+        ("DATABASE_URL", &primary_url),
+        ("DATABASE_REPLICA_URLS", &standby_url),
+        ("DB_REPLICA_CHECK_INTERVAL_MS", "50"),
+        ("DB_REPLICA_MAX_LAG_MS", "10000"),
+        ("DB_REPLICA_WAIT_MS", "3000"),
+        ("DB_POOL_MIN", "0"),
+    ]))
+    .unwrap();
+    let vitals = Vitals::builder()
+        .config(config)
+        .redis_url(None::<String>)
+        .build()
+        .await
+        .unwrap();
+    let router = vitals
+        .reads()
+        .replicas()
+        .expect("replicas configured")
+        .clone();
+    assert!(
+        !in_recovery(vitals.db()).await,
+        "the write handle is the primary"
+    );
+
+    let school = SchoolGenerator::new(5).seed(18).generate();
+    health::load_school_postgres(vitals.db().postgres().unwrap(), vitals.tables(), &school)
+        .await
+        .unwrap();
+    let student = school.students[0].id;
+    until("the replica is fit", || router.statuses()[0].fit).await;
+
+    // A miss reads the replica once it replayed the school.
+    let before = router.stats().replica_reads;
+    let first = vitals
+        .health_cache()
+        .student_health_summary(student)
+        .await
+        .unwrap()
+        .expect("the student");
+    assert_eq!(first.student.first_name, school.students[0].first_name);
+    assert!(
+        router.stats().replica_reads > before,
+        "{:?}",
+        router.stats()
+    );
+
+    // Slow the replica, rename the student on the primary, invalidate.
+    standby.set_apply_delay(Duration::from_millis(600)).unwrap();
+    let students = vitals.tables().table("students");
+    sqlx::query(&format!(
+        "UPDATE {students} SET first_name = 'Renamed' WHERE id = $1"
+    ))
+    .bind(student)
+    .execute(vitals.db().postgres().unwrap())
+    .await
+    .unwrap();
+    let on_replica: String =
+        sqlx::query_scalar(&format!("SELECT first_name FROM {students} WHERE id = $1"))
+            .bind(student)
+            .fetch_one(router.read().pool())
+            .await
+            .unwrap();
+    assert_ne!(
+        on_replica, "Renamed",
+        "the delay is real: the replica has the older row"
+    );
+    vitals.health_cache().invalidate_student(student).await;
+
+    // The load after the invalidation (no scope: another request) waits for the replica or
+    // reads the primary; what it caches is the new row, and so is the next (cached) read.
+    for _ in 0..2 {
+        let summary = vitals
+            .health_cache()
+            .student_health_summary(student)
+            .await
+            .unwrap()
+            .expect("the student");
+        assert_eq!(summary.student.first_name, "Renamed");
+    }
+
+    // In a read-your-writes scope, a read right after a write goes to the primary (no wait)
+    // or to a replica that replayed it (bounded wait).
+    vitals::read_your_writes(async {
+        sqlx::query(&format!("UPDATE {students} SET grade = '12' WHERE id = $1"))
+            .bind(student)
+            .execute(vitals.db().postgres().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            !in_recovery(&vitals.reads().now()).await,
+            "no wait: the primary"
+        );
+        let db = vitals.reads().consistent().await;
+        let grade: String =
+            sqlx::query_scalar(&format!("SELECT grade FROM {students} WHERE id = $1"))
+                .bind(student)
+                .fetch_one(db.postgres().unwrap())
+                .await
+                .unwrap();
+        assert_eq!(grade, "12");
+    })
+    .await;
+
+    // The pool endpoint names the replica.
+    let response = vitals::http::router(vitals.clone())
+        .oneshot(
+            Request::get("/api/health/database/pool")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let replica = &json["replicas"][0];
+    assert!(
+        replica["url"]
+            .as_str()
+            .unwrap()
+            .contains(&standby.server.port.to_string()),
+        "{json}"
+    );
+    assert!(replica["metrics"]["max_connections"].is_number(), "{json}");
+    assert!(replica["health"]["status"].is_string(), "{json}");
+    vitals.shutdown().await;
+}
