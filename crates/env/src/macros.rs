@@ -56,11 +56,11 @@ macro_rules! from_env_methods {
     };
 }
 
-/// A builder's setters, each storing its argument in the field of its name and returning the
-/// builder: `name(arg: Type)` sets `self.name`, `inner.name(arg: Type)` sets
-/// `self.inner.name` (a builder that wraps the configuration it builds), `name(Some(arg): Type)`
-/// sets `self.name = Some(arg)` (a builder whose unset fields take defaults decided at
-/// `build`). One call writes one setter or several, separated by `;`.
+/// A builder's setters, one row a field, written as the field is declared: `name: Type` writes
+/// `fn name(self, value: Type) -> Self` that sets `self.name`; `inner.name: Type` sets
+/// `self.inner.name` (a builder that wraps the configuration it builds); `name: Some(Type)` sets
+/// `self.name = Some(value)` (a builder whose unset fields take defaults decided at `build`).
+/// Rows are separated by `;`, each with its docs; one call's rows are all of one form.
 ///
 /// ```
 /// #[derive(Default)]
@@ -72,9 +72,9 @@ macro_rules! from_env_methods {
 /// impl Options {
 ///     vitals_env::setter!(
 ///         /// Rows written at once.
-///         rows(n: usize);
+///         rows: usize;
 ///         /// Whether a bad row stops the export.
-///         strict(yes: bool)
+///         strict: bool
 ///     );
 /// }
 ///
@@ -84,44 +84,45 @@ macro_rules! from_env_methods {
 /// #[derive(Default)]
 /// pub struct Builder {
 ///     rows: Option<usize>,
+///     options: Options,
 /// }
 ///
 /// impl Builder {
 ///     vitals_env::setter!(
 ///         /// Rows written at once (default: the profile's).
-///         rows(Some(n): usize)
+///         rows: Some(usize)
+///     );
+///     vitals_env::setter!(
+///         /// Whether a bad row stops the export.
+///         options.strict: bool
 ///     );
 /// }
-/// assert_eq!(Builder::default().rows(3).rows, Some(3));
+/// let b = Builder::default().rows(3).strict(true);
+/// assert_eq!((b.rows, b.options.strict), (Some(3), true));
 /// ```
 #[macro_export]
 macro_rules! setter {
-    ($($(#[$doc:meta])* $inner:ident . $name:ident($arg:ident: $ty:ty));+ $(;)?) => {
-        $(
-            $(#[$doc])*
-            pub fn $name(mut self, $arg: $ty) -> Self {
-                self.$inner.$name = $arg;
-                self
-            }
-        )+
+    ($($(#[$doc:meta])* $inner:ident . $name:ident : $ty:ty);+ $(;)?) => {
+        $($crate::__setter!($(#[$doc])* $name(value: $ty) => $inner.$name = value);)+
     };
-    ($($(#[$doc:meta])* $name:ident(Some($arg:ident): $ty:ty));+ $(;)?) => {
-        $(
-            $(#[$doc])*
-            pub fn $name(mut self, $arg: $ty) -> Self {
-                self.$name = Some($arg);
-                self
-            }
-        )+
+    ($($(#[$doc:meta])* $name:ident : Some($ty:ty));+ $(;)?) => {
+        $($crate::__setter!($(#[$doc])* $name(value: $ty) => $name = Some(value));)+
     };
-    ($($(#[$doc:meta])* $name:ident($arg:ident: $ty:ty));+ $(;)?) => {
-        $(
-            $(#[$doc])*
-            pub fn $name(mut self, $arg: $ty) -> Self {
-                self.$name = $arg;
-                self
-            }
-        )+
+    ($($(#[$doc:meta])* $name:ident : $ty:ty);+ $(;)?) => {
+        $($crate::__setter!($(#[$doc])* $name(value: $ty) => $name = value);)+
+    };
+}
+
+/// One setter of [`setter!`]: `fn name(self, arg: Type) -> Self` storing `value` at the path.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __setter {
+    ($(#[$doc:meta])* $name:ident($arg:ident: $ty:ty) => $($path:ident).+ = $value:expr) => {
+        $(#[$doc])*
+        pub fn $name(mut self, $arg: $ty) -> Self {
+            self.$($path).+ = $value;
+            self
+        }
     };
 }
 
@@ -196,22 +197,24 @@ macro_rules! __var_target {
 #[macro_export]
 macro_rules! debug_fields {
     ($ty:ident as $this:ident { $($field:ident $(: $value:expr)?),+ $(,)? }) => {
-        impl ::core::fmt::Debug for $ty {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                let $this = self;
-                f.debug_struct(stringify!($ty))
-                    $(.field(stringify!($field), &$crate::__var_target!($this.$field $(, $value)?)))+
-                    .finish()
-            }
-        }
+        $crate::__debug_fields!(finish, $ty, $this, $($field $(: $value)?),+);
     };
     ($ty:ident as $this:ident { $($field:ident $(: $value:expr)?),+ , .. }) => {
+        $crate::__debug_fields!(finish_non_exhaustive, $ty, $this, $($field $(: $value)?),+);
+    };
+}
+
+/// The impl of [`debug_fields!`], ended by `finish` or `finish_non_exhaustive`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __debug_fields {
+    ($finish:ident, $ty:ident, $this:ident, $($field:ident $(: $value:expr)?),+) => {
         impl ::core::fmt::Debug for $ty {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                 let $this = self;
                 f.debug_struct(stringify!($ty))
                     $(.field(stringify!($field), &$crate::__var_target!($this.$field $(, $value)?)))+
-                    .finish_non_exhaustive()
+                    .$finish()
             }
         }
     };

@@ -81,6 +81,25 @@ impl ConfigError {
         self.problems.iter().map(|p| p.variable.as_str()).collect()
     }
 
+    /// The needles this error's text does not contain, in the order given; empty when it names
+    /// them all (a test's check that every bad variable, or the words of a problem, is said).
+    ///
+    /// ```
+    /// use vitals_env::{ConfigError, Problem};
+    ///
+    /// let err = ConfigError::one(Problem::new("app", "APP_ROWS", Some("x".into()), "a number"));
+    /// assert_eq!(err.unmentioned(&["APP_ROWS=\"x\"", "APP_STRICT"]), ["APP_STRICT"]);
+    /// ```
+    #[must_use]
+    pub fn unmentioned<'n>(&self, needles: &[&'n str]) -> Vec<&'n str> {
+        let text = self.to_string();
+        needles
+            .iter()
+            .copied()
+            .filter(|n| !text.contains(n))
+            .collect()
+    }
+
     /// The first problem of `variable`, if there is one.
     #[must_use]
     pub fn problem(&self, variable: &str) -> Option<&Problem> {

@@ -164,9 +164,17 @@ mod tests {
         Var::MillisIn("MS_WITHIN", 1, 9, Set::Field(|t, v| t.ms_within = v)),
     ];
 
+    /// The target read from these variables, and the problems found.
+    fn read(vars: &[(&str, &str)]) -> (Target, Result<(), crate::ConfigError>) {
+        let lookup = crate::pairs(vars);
+        let mut env = Env::new("t", &lookup);
+        let t = env.apply(Target::default(), VARS);
+        (t, env.finish(()))
+    }
+
     #[test]
     fn every_kind_is_read_and_set() {
-        let lookup = crate::pairs(&[
+        let (t, problems) = read(&[
             ("N", "3"),
             ("M", "4"),
             ("ROWS", "5"),
@@ -177,9 +185,7 @@ mod tests {
             ("WITHIN", "9"),
             ("MS_WITHIN", "2"),
         ]);
-        let mut env = Env::new("t", &lookup);
-        let t = env.apply(Target::default(), VARS);
-        assert!(env.problems().is_empty(), "{:?}", env.problems());
+        assert_eq!(problems, Ok(()));
         assert_eq!(
             t,
             Target {
@@ -198,17 +204,15 @@ mod tests {
 
     #[test]
     fn bad_values_are_recorded_in_table_order_and_leave_the_target() {
-        let lookup = crate::pairs(&[
+        let (t, problems) = read(&[
             ("PCT", "200"),
             ("N", "0"),
             ("ROWS", "0"),
             ("WITHIN", "10"),
             ("MS_WITHIN", "0"),
         ]);
-        let mut env = Env::new("t", &lookup);
-        let t = env.apply(Target::default(), VARS);
         assert_eq!(t, Target::default());
-        let err = env.finish(t).unwrap_err();
+        let err = problems.unwrap_err();
         assert_eq!(err.variables(), ["N", "ROWS", "PCT", "WITHIN", "MS_WITHIN"]);
         let text = err.to_string();
         assert!(text.contains("ROWS=\"0\": expected rows above 0"), "{text}");

@@ -49,41 +49,41 @@ impl PoolConfigBuilder {
 
     vitals_env::setter!(
         /// `DB_POOL_MIN`.
-        min_connections(Some(n): u32);
+        min_connections: Some(u32);
         /// `DB_POOL_MAX`; must be at least 1 and at least `min_connections`.
-        max_connections(Some(n): u32);
+        max_connections: Some(u32);
         /// `DB_ACQUIRE_TIMEOUT`; must not be zero.
-        acquire_timeout(Some(timeout): Duration);
+        acquire_timeout: Some(Duration);
         /// `DB_IDLE_TIMEOUT`.
-        idle_timeout(Some(timeout): Duration);
+        idle_timeout: Some(Duration);
         /// `DB_POOL_EVICT` (see [`PoolConfig::evict_interval`]).
-        evict_interval(Some(every): Duration);
+        evict_interval: Some(Duration);
         /// `DB_HANDLE_DISCONNECTS`.
-        handle_disconnects(Some(yes): bool);
+        handle_disconnects: Some(bool);
         /// `DB_BENCHMARK`.
-        benchmark(Some(yes): bool);
+        benchmark: Some(bool);
         /// `DB_STATEMENT_TIMEOUT` (zero turns it off).
-        statement_timeout(Some(timeout): Duration);
+        statement_timeout: Some(Duration);
         /// `DB_IDLE_IN_TRANSACTION_TIMEOUT` (zero turns it off).
-        idle_in_transaction_timeout(Some(timeout): Duration);
+        idle_in_transaction_timeout: Some(Duration);
         /// `DB_SQLITE_BUSY_TIMEOUT`.
-        sqlite_busy_timeout(Some(timeout): Duration);
+        sqlite_busy_timeout: Some(Duration);
         /// `DB_RETRY_MAX`: attempts of a unit of work, the first included; at least 1.
-        retry_max(Some(attempts): u32);
+        retry_max: Some(u32);
         /// `DB_RETRY_BASE_DELAY`.
-        retry_base_delay(Some(delay): Duration);
+        retry_base_delay: Some(Duration);
         /// `DB_RETRY_MAX_DELAY`.
-        retry_max_delay(Some(delay): Duration);
+        retry_max_delay: Some(Duration);
         /// `DB_POOL_LEAK_THRESHOLD` (`None` turns leak counting off).
-        leak_threshold(Some(threshold): Option<Duration>);
+        leak_threshold: Some(Option<Duration>);
         /// `DB_POOL_MONITOR_INTERVAL`; must not be zero.
-        monitor_interval(Some(every): Duration);
+        monitor_interval: Some(Duration);
         /// `DB_POOL_ALERT_WARNING`, percent.
-        alert_warning_percent(Some(percent): f64);
+        alert_warning_percent: Some(f64);
         /// `DB_POOL_ALERT_CRITICAL`, percent; at least the warning level.
-        alert_critical_percent(Some(percent): f64);
+        alert_critical_percent: Some(f64);
         /// `DB_POOL_ALERT_WAITING`: `connection_wait` when more tasks than this wait.
-        alert_waiting(Some(tasks): u32)
+        alert_waiting: Some(u32)
     );
 
     /// Fills unset fields from the profile and validates.

@@ -75,7 +75,12 @@ fn read(env: &mut Env<'_>) -> Option<PoolConfig> {
 mod tests {
     use super::*;
     use std::time::Duration;
-    use vitals_env::pairs as env;
+    use vitals_env::{pairs as env, ConfigError};
+
+    /// The error of a configuration with these variables.
+    fn bad(vars: &[(&str, &str)]) -> ConfigError {
+        PoolConfig::from_env_with(env(vars)).unwrap_err()
+    }
 
     #[test]
     fn empty_environment_gives_development_defaults() {
@@ -133,14 +138,13 @@ mod tests {
 
     #[test]
     fn every_bad_variable_is_reported_at_once() {
-        let err = PoolConfig::from_env_with(env(&[
+        let err = bad(&[
             ("DB_PROFILE", "staging"),
             ("DB_POOL_MAX", "lots"),
             ("DB_ACQUIRE_TIMEOUT", "-5"),
             ("DB_BENCHMARK", "maybe"),
             ("DB_POOL_ALERT_WARNING", "120"),
-        ]))
-        .unwrap_err();
+        ]);
         for v in [
             "DB_PROFILE",
             "DB_POOL_MAX",
@@ -160,12 +164,11 @@ mod tests {
 
     #[test]
     fn min_above_max_is_an_error_alongside_parse_errors() {
-        let err = PoolConfig::from_env_with(env(&[
+        let err = bad(&[
             ("DB_POOL_MIN", "20"),
             ("DB_POOL_MAX", "10"),
             ("DB_RETRY_MAX", "x"),
-        ]))
-        .unwrap_err();
+        ]);
         assert_eq!(err.variables(), ["DB_RETRY_MAX", "DB_POOL_MIN"]);
         assert!(err.to_string().contains("min > max"));
     }

@@ -113,12 +113,12 @@ impl RetryPolicy {
 
     vitals_env::setter!(
         /// The ceiling of the first wait; doubled per attempt.
-        base_delay(delay: Duration)
+        base_delay: Duration
     );
 
     vitals_env::setter!(
         /// The largest wait.
-        max_delay(delay: Duration)
+        max_delay: Duration
     );
 
     /// Also retry this SQLSTATE (like adding to the report's `match` list).

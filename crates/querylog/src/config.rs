@@ -217,20 +217,20 @@ pub struct LoggerConfigBuilder {
 impl LoggerConfigBuilder {
     vitals_env::setter!(
         /// Duration from which a query is slow (default 1 s).
-        config.slow_warn(d: Duration);
+        config.slow_warn: Duration;
         /// Duration from which a slow query is critical (default 5 s; not below `slow_warn`).
-        config.slow_critical(d: Duration);
+        config.slow_critical: Duration;
         /// How many recent queries are kept (default 1000; 0 keeps none).
-        config.recent_capacity(n: usize);
+        config.recent_capacity: usize;
         /// How many slow queries are kept (default 100; 0 keeps none).
-        config.slow_capacity(n: usize);
+        config.slow_capacity: usize;
         /// Cap on distinct fingerprints with statistics (default 1000, at least 1).
-        config.max_fingerprints(n: usize);
+        config.max_fingerprints: usize;
         /// Repeats of one fingerprint in one scope that make an N+1 finding (default 5, at least
         /// 2).
-        config.n_plus_one_threshold(n: u32);
+        config.n_plus_one_threshold: u32;
         /// Period of the summary log line (default 5 min; `None` for none).
-        config.summary_interval(d: Option<Duration>)
+        config.summary_interval: Option<Duration>
     );
 
     /// The fingerprint key (default [`DEFAULT_FINGERPRINT_KEY`]).

@@ -126,13 +126,13 @@ pub struct ServeOptionsBuilder {
 impl ServeOptionsBuilder {
     vitals_env::setter!(
         /// `VITALS_HTTP_HEADER_TIMEOUT_MS`: more than 0, at most a day.
-        options.header_read_timeout(timeout: Duration);
+        options.header_read_timeout: Duration;
         /// `VITALS_HTTP_IDLE_TIMEOUT_MS`: more than 0, at most a day.
-        options.idle_timeout(timeout: Duration);
+        options.idle_timeout: Duration;
         /// `VITALS_HTTP_MAX_CONNECTIONS`: at least 1.
-        options.max_connections(max: usize);
+        options.max_connections: usize;
         /// `VITALS_HTTP_SHUTDOWN_TIMEOUT_MS`: at most a day (0: close everything at once).
-        options.shutdown_timeout(timeout: Duration)
+        options.shutdown_timeout: Duration
     );
 
     /// The options, once every value is checked.
