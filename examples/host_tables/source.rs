@@ -15,6 +15,7 @@ use vitals::health::{
     Student, Vaccination, WarmPlan,
 };
 use vitals::sqlx;
+use vitals::sqlx::postgres::PgArguments;
 use vitals::{Db, Error};
 
 /// The host's schema, created by the host (its own migrations would do the same).
@@ -89,6 +90,15 @@ pub async fn add_pupil(
     Ok(id)
 }
 
+/// Runs one of these inserts on the host's PostgreSQL.
+async fn insert(
+    db: &Db,
+    q: sqlx::query::Query<'_, sqlx::Postgres, PgArguments>,
+) -> Result<(), Error> {
+    q.execute(db.postgres()?).await?;
+    Ok(())
+}
+
 /// A dose of `vaccine` given to `pupil` `days_ago` days ago.
 pub async fn add_immunisation(
     db: &Db,
@@ -97,18 +107,19 @@ pub async fn add_immunisation(
     dose: i16,
     days_ago: i64,
 ) -> Result<(), Error> {
-    sqlx::query(
-        "INSERT INTO school.immunisations (jab_id, pupil, vaccine, dose, given_on, nurse) \
-         VALUES ($1, $2, $3, $4, $5, 'School Nurse')",
+    insert(
+        db,
+        sqlx::query(
+            "INSERT INTO school.immunisations (jab_id, pupil, vaccine, dose, given_on, nurse) \
+             VALUES ($1, $2, $3, $4, $5, 'School Nurse')",
+        )
+        .bind(Uuid::new_v4())
+        .bind(pupil)
+        .bind(vaccine)
+        .bind(dose)
+        .bind((Utc::now() - Duration::days(days_ago)).date_naive()),
     )
-    .bind(Uuid::new_v4())
-    .bind(pupil)
-    .bind(vaccine)
-    .bind(dose)
-    .bind((Utc::now() - Duration::days(days_ago)).date_naive())
-    .execute(db.postgres()?)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// A current sensitivity of `pupil` at `level` (`mild` … `anaphylaxis`).
@@ -118,17 +129,18 @@ pub async fn add_sensitivity(
     substance: &str,
     level: &str,
 ) -> Result<(), Error> {
-    sqlx::query(
-        "INSERT INTO school.sensitivities (sensitivity_id, pupil, substance, level) \
-         VALUES ($1, $2, $3, $4)",
+    insert(
+        db,
+        sqlx::query(
+            "INSERT INTO school.sensitivities (sensitivity_id, pupil, substance, level) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(Uuid::new_v4())
+        .bind(pupil)
+        .bind(substance)
+        .bind(level),
     )
-    .bind(Uuid::new_v4())
-    .bind(pupil)
-    .bind(substance)
-    .bind(level)
-    .execute(db.postgres()?)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// A condition of `pupil` in `state` (`active`, `controlled`, `resolved`).
@@ -139,18 +151,19 @@ pub async fn add_condition(
     icd: &str,
     state: &str,
 ) -> Result<(), Error> {
-    sqlx::query(
-        "INSERT INTO school.conditions (condition_id, pupil, title, icd, state) \
-         VALUES ($1, $2, $3, $4, $5)",
+    insert(
+        db,
+        sqlx::query(
+            "INSERT INTO school.conditions (condition_id, pupil, title, icd, state) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(Uuid::new_v4())
+        .bind(pupil)
+        .bind(title)
+        .bind(icd)
+        .bind(state),
     )
-    .bind(Uuid::new_v4())
-    .bind(pupil)
-    .bind(title)
-    .bind(icd)
-    .bind(state)
-    .execute(db.postgres()?)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// The host's tables as vitals' health and dashboard source.

@@ -147,22 +147,17 @@ impl CacheConfig {
         self
     }
 
-    /// Sets the encryption keyring (`None`: no value in Redis, unless
-    /// [`CacheConfig::with_allow_plaintext`]).
-    #[must_use]
-    pub fn with_encryption(mut self, keyring: Option<Keyring>) -> Self {
-        self.encryption = keyring;
-        self
-    }
-
-    /// Lets values be written to Redis in the clear when no keyring is set
-    /// (`CACHE_ALLOW_PLAINTEXT=true`). Without it and without a keyring, Redis
-    /// carries only invalidations and generations: values stay in L1.
-    #[must_use]
-    pub fn with_allow_plaintext(mut self, allow: bool) -> Self {
-        self.allow_plaintext = allow;
-        self
-    }
+    vitals_env::setter!(
+        /// Sets the encryption keyring (`None`: no value in Redis, unless
+        /// [`CacheConfig::with_allow_plaintext`]).
+        #[must_use]
+        with_encryption => encryption: Option<Keyring>;
+        /// Lets values be written to Redis in the clear when no keyring is set
+        /// (`CACHE_ALLOW_PLAINTEXT=true`). Without it and without a keyring, Redis
+        /// carries only invalidations and generations: values stay in L1.
+        #[must_use]
+        with_allow_plaintext => allow_plaintext: bool
+    );
 
     /// Whether values are kept out of Redis because they would be written in the
     /// clear: Redis configured, no keyring, plaintext not allowed.

@@ -59,8 +59,9 @@ macro_rules! from_env_methods {
 /// A builder's setters, one row a field, written as the field is declared: `name: Type` writes
 /// `fn name(self, value: Type) -> Self` that sets `self.name`; `inner.name: Type` sets
 /// `self.inner.name` (a builder that wraps the configuration it builds); `name: Some(Type)` sets
-/// `self.name = Some(value)` (a builder whose unset fields take defaults decided at `build`).
-/// Rows are separated by `;`, each with its docs; one call's rows are all of one form.
+/// `self.name = Some(value)` (a builder whose unset fields take defaults decided at `build`);
+/// `with_name => name: Type` names the setter otherwise than its field. Rows are separated by
+/// `;`, each with its docs and attributes; one call's rows are all of one form.
 ///
 /// ```
 /// #[derive(Default)]
@@ -99,6 +100,15 @@ macro_rules! from_env_methods {
 /// }
 /// let b = Builder::default().rows(3).strict(true);
 /// assert_eq!((b.rows, b.options.strict), (Some(3), true));
+///
+/// impl Options {
+///     vitals_env::setter!(
+///         /// Rows written at once.
+///         #[must_use]
+///         with_rows => rows: usize
+///     );
+/// }
+/// assert_eq!(Options::default().with_rows(2).rows, 2);
 /// ```
 #[macro_export]
 macro_rules! setter {
@@ -107,6 +117,9 @@ macro_rules! setter {
     };
     ($($(#[$doc:meta])* $name:ident : Some($ty:ty));+ $(;)?) => {
         $($crate::__setter!($(#[$doc])* $name(value: $ty) => $name = Some(value));)+
+    };
+    ($($(#[$doc:meta])* $fn:ident => $name:ident : $ty:ty);+ $(;)?) => {
+        $($crate::__setter!($(#[$doc])* $fn(value: $ty) => $name = value);)+
     };
     ($($(#[$doc:meta])* $name:ident : $ty:ty);+ $(;)?) => {
         $($crate::__setter!($(#[$doc])* $name(value: $ty) => $name = value);)+

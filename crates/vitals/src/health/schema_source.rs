@@ -123,30 +123,31 @@ impl VitalsSchema {
     }
 }
 
+/// One of the per-student reads: the engine's query of that name over vitals' tables.
+macro_rules! student_read {
+    ($self:ident, $db:ident, $student:ident, $query:ident) => {{
+        let t = &$self.tables;
+        Box::pin(async move {
+            Ok(crate::with_db!(@call $db, super::queries => $query(t, $student))?)
+        })
+    }};
+}
+
 impl HealthSource for VitalsSchema {
     fn health_summary<'a>(
         &'a self,
         db: &'a Db,
         student: Uuid,
     ) -> SourceFuture<'a, Option<HealthSummary>> {
-        let t = &self.tables;
-        Box::pin(async move {
-            Ok(crate::with_db!(@call db, super::queries => health_summary(t, student))?)
-        })
+        student_read!(self, db, student, health_summary)
     }
 
     fn vaccinations<'a>(&'a self, db: &'a Db, student: Uuid) -> SourceFuture<'a, Vec<Vaccination>> {
-        let t = &self.tables;
-        Box::pin(async move {
-            Ok(crate::with_db!(@call db, super::queries => vaccinations(t, student))?)
-        })
+        student_read!(self, db, student, vaccinations)
     }
 
     fn allergies<'a>(&'a self, db: &'a Db, student: Uuid) -> SourceFuture<'a, Vec<Allergy>> {
-        let t = &self.tables;
-        Box::pin(
-            async move { Ok(crate::with_db!(@call db, super::queries => allergies(t, student))?) },
-        )
+        student_read!(self, db, student, allergies)
     }
 
     fn chronic_conditions<'a>(
@@ -154,10 +155,7 @@ impl HealthSource for VitalsSchema {
         db: &'a Db,
         student: Uuid,
     ) -> SourceFuture<'a, Vec<ChronicCondition>> {
-        let t = &self.tables;
-        Box::pin(async move {
-            Ok(crate::with_db!(@call db, super::queries => chronic_conditions(t, student))?)
-        })
+        student_read!(self, db, student, chronic_conditions)
     }
 
     fn warm_plan<'a>(

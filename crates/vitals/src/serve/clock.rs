@@ -45,11 +45,11 @@ pub(super) struct Timing {
 impl Clock {
     pub(super) fn new(options: &ServeOptions) -> Self {
         Self {
-            header_read_timeout: options.header_read_timeout,
-            idle_timeout: options.idle_timeout,
+            header_read_timeout: options.header_read_timeout(),
+            idle_timeout: options.idle_timeout(),
             state: Mutex::new(Timing {
                 phase: Phase::Fresh,
-                deadline: Some(Instant::now() + options.header_read_timeout),
+                deadline: Some(Instant::now() + options.header_read_timeout()),
                 in_flight: 0,
             }),
             changed: Notify::new(),

@@ -170,7 +170,7 @@ async fn run(
     signal: impl Future<Output = ()>,
 ) -> ServeSummary {
     let mut signal = pin!(signal);
-    let permits = Arc::new(Semaphore::new(options.max_connections));
+    let permits = Arc::new(Semaphore::new(options.max_connections()));
     let draining = CancellationToken::new();
     let mut connections: JoinSet<Closed> = JoinSet::new();
     let mut summary = ServeSummary::default();
@@ -215,7 +215,7 @@ async fn run(
     // Stop accepting first: connections in the backlog are reset, new ones refused.
     drop(listener);
     draining.cancel();
-    let deadline = Instant::now() + options.shutdown_timeout;
+    let deadline = Instant::now() + options.shutdown_timeout();
     loop {
         match tokio::time::timeout_at(deadline, connections.join_next()).await {
             Ok(Some(done)) => summary.count(done),
@@ -294,7 +294,7 @@ async fn connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout + options.idle_timeout);
+        .header_read_timeout(options.header_read_timeout() + options.idle_timeout());
     let mut conn = pin!(builder.serve_connection(io, service).with_upgrades());
     let mut shutting_down = false;
     loop {

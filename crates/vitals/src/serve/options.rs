@@ -40,10 +40,10 @@ const MAX_CONNECTIONS_LIMIT: usize = Semaphore::MAX_PERMITS;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeOptions {
-    pub(super) header_read_timeout: Duration,
-    pub(super) idle_timeout: Duration,
-    pub(super) max_connections: usize,
-    pub(super) shutdown_timeout: Duration,
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    max_connections: usize,
+    shutdown_timeout: Duration,
 }
 
 impl Default for ServeOptions {
