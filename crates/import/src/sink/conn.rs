@@ -160,28 +160,7 @@ where
     where
         A: 'q + IntoArguments<'q, DB>,
     {
-        // Under transaction pooling: unnamed statements, and none outside a transaction.
-        let pooled = self.source.begin_statement().is_some();
-        let q = Persistent(q, !pooled);
-        let own_tx = pooled && self.tx.is_none();
-        if own_tx {
-            self.begin().await?;
-        }
-        self.statements += 1;
-        let sql = q.sql();
-        let mut own = None;
-        let conn = match &mut self.tx {
-            Some(tx) => &mut **tx,
-            None => &mut **own.insert(self.source.acquire().await?),
-        };
-        let started = Instant::now();
-        let result = conn.fetch_all(q).await;
-        let rows = result.as_ref().map_or(0, |r| r.len() as u64);
-        self.observe(sql, started.elapsed(), rows, result.as_ref().err());
-        if own_tx {
-            self.end_own(result.is_ok()).await?;
-        }
-        result
+        self.send::<Fetch, A>(q).await
     }
 
     /// Runs `q` like [`Conn::fetch`], returning the driver's result (rows affected).
@@ -194,7 +173,16 @@ where
         A: 'q + IntoArguments<'q, DB>,
         DB::QueryResult: RowsAffected,
     {
-        // Under transaction pooling: unnamed statements, and none outside a transaction.
+        self.send::<Exec, A>(q).await
+    }
+
+    /// Sends `q` as `O` does, observed, in the open transaction or on a connection of its own.
+    /// Under transaction pooling (a source with a `begin_statement`) it goes on the unnamed
+    /// statement, and one outside a transaction gets a transaction of its own.
+    async fn send<'q, O: Op<DB>, A>(&mut self, q: Query<'q, DB, A>) -> Result<O::Out, sqlx::Error>
+    where
+        A: 'q + IntoArguments<'q, DB>,
+    {
         let pooled = self.source.begin_statement().is_some();
         let q = Persistent(q, !pooled);
         let own_tx = pooled && self.tx.is_none();
@@ -209,8 +197,8 @@ where
             None => &mut **own.insert(self.source.acquire().await?),
         };
         let started = Instant::now();
-        let result = conn.execute(q).await;
-        let rows = result.as_ref().map_or(0, RowsAffected::rows_affected);
+        let result = O::send(conn, q).await;
+        let rows = result.as_ref().map_or(0, O::rows);
         self.observe(sql, started.elapsed(), rows, result.as_ref().err());
         if own_tx {
             self.end_own(result.is_ok()).await?;
@@ -270,6 +258,74 @@ where
         self.tx = None;
         self.observe(sql, started.elapsed(), 0, result.as_ref().err());
         result
+    }
+}
+
+/// How [`Conn::send`] sends a statement and counts what came back: [`Fetch`] (its rows) or
+/// [`Exec`] (the driver's result, its rows affected).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+trait Op<DB: Database> {
+    type Out: Send;
+
+    fn send<'c, 'q: 'c, A>(
+        conn: &'c mut DB::Connection,
+        q: Persistent<Query<'q, DB, A>>,
+    ) -> futures::future::BoxFuture<'c, Result<Self::Out, sqlx::Error>>
+    where
+        A: 'q + IntoArguments<'q, DB>,
+        &'c mut DB::Connection: Executor<'c, Database = DB>;
+
+    fn rows(out: &Self::Out) -> u64;
+}
+
+/// The statement's rows.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+struct Fetch;
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+impl<DB: Database> Op<DB> for Fetch {
+    type Out = Vec<DB::Row>;
+
+    fn send<'c, 'q: 'c, A>(
+        conn: &'c mut DB::Connection,
+        q: Persistent<Query<'q, DB, A>>,
+    ) -> futures::future::BoxFuture<'c, Result<Self::Out, sqlx::Error>>
+    where
+        A: 'q + IntoArguments<'q, DB>,
+        &'c mut DB::Connection: Executor<'c, Database = DB>,
+    {
+        conn.fetch_all(q)
+    }
+
+    fn rows(out: &Self::Out) -> u64 {
+        out.len() as u64
+    }
+}
+
+/// The driver's result: the rows affected.
+#[cfg(feature = "postgres")]
+struct Exec;
+
+#[cfg(feature = "postgres")]
+impl<DB: Database> Op<DB> for Exec
+where
+    DB::QueryResult: RowsAffected,
+{
+    type Out = DB::QueryResult;
+
+    fn send<'c, 'q: 'c, A>(
+        conn: &'c mut DB::Connection,
+        q: Persistent<Query<'q, DB, A>>,
+    ) -> futures::future::BoxFuture<'c, Result<Self::Out, sqlx::Error>>
+    where
+        A: 'q + IntoArguments<'q, DB>,
+        &'c mut DB::Connection: Executor<'c, Database = DB>,
+    {
+        conn.execute(q)
+    }
+
+    fn rows(out: &Self::Out) -> u64 {
+        out.rows_affected()
     }
 }
 
