@@ -1,8 +1,8 @@
 //! The facade over a primary and a streaming standby the test starts (`initdb`,
 //! `pg_basebackup -R`, free loopback ports, stopped by pid): the health cache's loads read the
 //! replica, a load after an invalidation never caches the replica's older row (the replica is
-//! slowed with `recovery_min_apply_delay`), reads after a write in a request's scope see it,
-//! and `/api/health/database/pool` has the replica's entry.
+//! slowed with `recovery_min_apply_delay`), a request's reads after its write see it
+//! (`ReadYourWritesLayer`), and `/api/health/database/pool` has the replica's entry.
 #![cfg(feature = "http")]
 
 #[path = "../../pool/tests/common/pg_standby.rs"]
@@ -32,7 +32,8 @@ async fn in_recovery(db: &Db) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cache_loads_read_the_replica_and_never_cache_its_older_row() {
+async fn reads_go_to_the_replica_cache_loads_never_cache_its_older_row_and_requests_read_their_writes(
+) {
     let primary = pg_standby::PgPrimary::start().unwrap();
     let standby = pg_standby::PgStandby::of(&primary).unwrap();
     let (primary_url, standby_url) = (primary.url(), standby.url());
@@ -139,6 +140,38 @@ async fn cache_loads_read_the_replica_and_never_cache_its_older_row() {
         assert_eq!(grade, "12");
     })
     .await;
+
+    // Per request through the layer: the handler's read after its write goes to the primary;
+    // the same handler without the layer reads the replica (not in any scope).
+    async fn write_then_read(
+        axum::extract::State(vitals): axum::extract::State<Vitals>,
+    ) -> &'static str {
+        sqlx::query("SELECT 1")
+            .execute(vitals.db().postgres().unwrap())
+            .await
+            .unwrap();
+        match in_recovery(&vitals.reads().now()).await {
+            true => "replica",
+            false => "primary",
+        }
+    }
+    for (layered, expected) in [(true, "primary"), (false, "replica")] {
+        let app = axum::Router::new()
+            .route("/w", axum::routing::post(write_then_read))
+            .with_state(vitals.clone());
+        let app = match layered {
+            true => app.layer(vitals::http::ReadYourWritesLayer::new()),
+            false => app,
+        };
+        let response = app
+            .oneshot(Request::post("/w").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(body, expected, "layered: {layered}");
+    }
 
     // The pool endpoint names the replica.
     let response = vitals::http::router(vitals.clone())
