@@ -123,12 +123,13 @@ impl VitalsSchema {
     }
 }
 
-/// One of the per-student reads: the engine's query of that name over vitals' tables.
-macro_rules! student_read {
-    ($self:ident, $db:ident, $student:ident, $query:ident) => {{
+/// A read of the health cache or the dashboard: the engine's query of that name over vitals'
+/// tables, with the method's arguments.
+macro_rules! read {
+    ($self:ident, $db:ident, $query:ident($($arg:expr),*)) => {{
         let t = &$self.tables;
         Box::pin(async move {
-            Ok(crate::with_db!(@call $db, super::queries => $query(t, $student))?)
+            Ok(crate::with_db!(@call $db, super::queries => $query(t, $($arg),*))?)
         })
     }};
 }
@@ -139,15 +140,15 @@ impl HealthSource for VitalsSchema {
         db: &'a Db,
         student: Uuid,
     ) -> SourceFuture<'a, Option<HealthSummary>> {
-        student_read!(self, db, student, health_summary)
+        read!(self, db, health_summary(student))
     }
 
     fn vaccinations<'a>(&'a self, db: &'a Db, student: Uuid) -> SourceFuture<'a, Vec<Vaccination>> {
-        student_read!(self, db, student, vaccinations)
+        read!(self, db, vaccinations(student))
     }
 
     fn allergies<'a>(&'a self, db: &'a Db, student: Uuid) -> SourceFuture<'a, Vec<Allergy>> {
-        student_read!(self, db, student, allergies)
+        read!(self, db, allergies(student))
     }
 
     fn chronic_conditions<'a>(
@@ -155,7 +156,7 @@ impl HealthSource for VitalsSchema {
         db: &'a Db,
         student: Uuid,
     ) -> SourceFuture<'a, Vec<ChronicCondition>> {
-        student_read!(self, db, student, chronic_conditions)
+        read!(self, db, chronic_conditions(student))
     }
 
     fn warm_plan<'a>(
@@ -192,10 +193,7 @@ impl DashboardSource for VitalsSchema {
         now: DateTime<Utc>,
         sequential: bool,
     ) -> SourceFuture<'a, ChartData> {
-        let t = &self.tables;
-        Box::pin(async move {
-            Ok(crate::with_db!(@call db, super::queries => chart_data(t, now, sequential))?)
-        })
+        read!(self, db, chart_data(now, sequential))
     }
 
     fn activity_counts<'a>(
@@ -204,10 +202,7 @@ impl DashboardSource for VitalsSchema {
         now: DateTime<Utc>,
         sequential: bool,
     ) -> SourceFuture<'a, ActivityCounts> {
-        let t = &self.tables;
-        Box::pin(async move {
-            Ok(crate::with_db!(@call db, super::queries => activity_counts(t, now, sequential))?)
-        })
+        read!(self, db, activity_counts(now, sequential))
     }
 
     fn stat<'a>(&'a self, db: &'a Db, stat: Stat, now: DateTime<Utc>) -> SourceFuture<'a, i64> {
