@@ -130,7 +130,7 @@ async fn read_your_writes_holds_under_a_replica_slowed_by_apply_delay() -> TestR
     let standby = PgStandby::of(&primary)?;
     let router = router(&primary, &replicas(&[standby.url()])).await?;
     setup(&router).await;
-    let delay = Duration::from_millis(400);
+    let delay = Duration::from_millis(1000);
     standby.set_apply_delay(delay)?;
     let before = router.stats();
 

@@ -85,7 +85,9 @@ async fn reads_go_to_the_replica_cache_loads_never_cache_its_older_row_and_reque
     );
 
     // Slow the replica, rename the student on the primary, invalidate.
-    standby.set_apply_delay(Duration::from_millis(600)).unwrap();
+    standby
+        .set_apply_delay(Duration::from_millis(1500))
+        .unwrap();
     let students = vitals.tables().table("students");
     sqlx::query(&format!(
         "UPDATE {students} SET first_name = 'Renamed' WHERE id = $1"

@@ -164,7 +164,7 @@ pub(crate) struct Inner {
 
 impl Inner {
     pub(crate) fn check_timeout(&self) -> Duration {
-        (self.config.check_interval() * 4).max(Duration::from_millis(500))
+        (self.config.check_interval() * 4).max(Duration::from_secs(1))
     }
 
     pub(crate) fn clock(&self) -> MutexGuard<'_, LagClock> {
