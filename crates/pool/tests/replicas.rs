@@ -1,8 +1,9 @@
 //! Read replicas on real engines: a primary (`initdb`, `wal_level=replica`) and a streaming
 //! standby (`pg_basebackup -R`) that each test starts on free loopback ports and stops by pid.
 //! Reads go to the replica; read-your-writes holds under `recovery_min_apply_delay`; the
-//! replica stopped mid-load costs no read and comes back when it restarts; a primary, a
-//! replica of another cluster and an unreachable replica given as replicas are named at start.
+//! replica stopped mid-load costs no read and comes back when it restarts, a lagging one is
+//! taken out until it catches up; a primary, a replica of another cluster and an unreachable
+//! replica given as replicas are named at start.
 
 #[path = "common/pg_standby.rs"]
 mod pg_standby;
@@ -120,6 +121,37 @@ async fn reads_go_to_the_replica_and_writes_to_the_primary() -> TestResult {
         .unwrap()
         .contains(&standby.server.port.to_string()));
     assert!(router.stats().replica_reads >= 2);
+    router.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_replica_is_taken_out_and_put_back_when_it_catches_up() -> TestResult {
+    let primary = PgPrimary::start()?;
+    let standby = PgStandby::of(&primary)?;
+    let config = replicas(&[standby.url()]).max_lag_of(Duration::from_millis(300));
+    let router = router(&primary, &config).await?;
+    setup(&router).await;
+
+    standby.set_apply_delay(Duration::from_secs(30))?;
+    sqlx::query("INSERT INTO visits (tag) VALUES ('late')")
+        .execute(router.write())
+        .await?;
+    until("the replica is taken out as lagging", || {
+        matches!(router.statuses()[0].unfit, Some(Unfit::Lagging { .. }))
+    })
+    .await;
+    assert_eq!(router.read().target(), ReadTarget::Primary);
+    assert!(router.statuses()[0].taken_out_total >= 1);
+
+    standby.set_apply_delay(Duration::ZERO)?;
+    until("the replica catches up and is back", || {
+        router.statuses()[0].fit
+    })
+    .await;
+    let read = router.read();
+    assert_eq!(read.target(), ReadTarget::Replica(0));
+    assert_eq!(count(read.pool(), "late").await, 1);
     router.shutdown().await;
     Ok(())
 }
