@@ -81,6 +81,37 @@ macro_rules! transaction_on_conn {
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) use transaction_on_conn;
 
+/// The body of [`Conn::fetch`] and [`Conn::execute`]: `q` sent with the executor's `$send`,
+/// in the open transaction or on a connection of its own, timed and observed (`$rows` counts
+/// what came back). Under transaction pooling (a source with a `begin_statement`) it goes on
+/// the unnamed statement, and one outside a transaction gets a transaction of its own.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+macro_rules! send {
+    ($conn:ident, $q:ident, $send:ident, $rows:expr) => {{
+        let pooled = $conn.source.begin_statement().is_some();
+        let q = Persistent($q, !pooled);
+        let own_tx = pooled && $conn.tx.is_none();
+        if own_tx {
+            $conn.begin().await?;
+        }
+        $conn.statements += 1;
+        let sql = q.sql();
+        let mut own = None;
+        let conn = match &mut $conn.tx {
+            Some(tx) => &mut **tx,
+            None => &mut **own.insert($conn.source.acquire().await?),
+        };
+        let started = Instant::now();
+        let result = conn.$send(q).await;
+        let rows = result.as_ref().map_or(0, $rows);
+        $conn.observe(sql, started.elapsed(), rows, result.as_ref().err());
+        if own_tx {
+            $conn.end_own(result.is_ok()).await?;
+        }
+        result
+    }};
+}
+
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) struct Conn<DB: Database, S: ConnectionSource<DB>> {
     source: S,
@@ -160,7 +191,7 @@ where
     where
         A: 'q + IntoArguments<'q, DB>,
     {
-        self.send::<Fetch, A>(q).await
+        send!(self, q, fetch_all, |rows: &Vec<_>| rows.len() as u64)
     }
 
     /// Runs `q` like [`Conn::fetch`], returning the driver's result (rows affected).
@@ -173,37 +204,7 @@ where
         A: 'q + IntoArguments<'q, DB>,
         DB::QueryResult: RowsAffected,
     {
-        self.send::<Exec, A>(q).await
-    }
-
-    /// Sends `q` as `O` does, observed, in the open transaction or on a connection of its own.
-    /// Under transaction pooling (a source with a `begin_statement`) it goes on the unnamed
-    /// statement, and one outside a transaction gets a transaction of its own.
-    async fn send<'q, O: Op<DB>, A>(&mut self, q: Query<'q, DB, A>) -> Result<O::Out, sqlx::Error>
-    where
-        A: 'q + IntoArguments<'q, DB>,
-    {
-        let pooled = self.source.begin_statement().is_some();
-        let q = Persistent(q, !pooled);
-        let own_tx = pooled && self.tx.is_none();
-        if own_tx {
-            self.begin().await?;
-        }
-        self.statements += 1;
-        let sql = q.sql();
-        let mut own = None;
-        let conn = match &mut self.tx {
-            Some(tx) => &mut **tx,
-            None => &mut **own.insert(self.source.acquire().await?),
-        };
-        let started = Instant::now();
-        let result = O::send(conn, q).await;
-        let rows = result.as_ref().map_or(0, O::rows);
-        self.observe(sql, started.elapsed(), rows, result.as_ref().err());
-        if own_tx {
-            self.end_own(result.is_ok()).await?;
-        }
-        result
+        send!(self, q, execute, RowsAffected::rows_affected)
     }
 
     pub(crate) async fn begin(&mut self) -> Result<(), sqlx::Error> {
@@ -258,74 +259,6 @@ where
         self.tx = None;
         self.observe(sql, started.elapsed(), 0, result.as_ref().err());
         result
-    }
-}
-
-/// How [`Conn::send`] sends a statement and counts what came back: [`Fetch`] (its rows) or
-/// [`Exec`] (the driver's result, its rows affected).
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-trait Op<DB: Database> {
-    type Out: Send;
-
-    fn send<'c, 'q: 'c, A>(
-        conn: &'c mut DB::Connection,
-        q: Persistent<Query<'q, DB, A>>,
-    ) -> futures::future::BoxFuture<'c, Result<Self::Out, sqlx::Error>>
-    where
-        A: 'q + IntoArguments<'q, DB>,
-        &'c mut DB::Connection: Executor<'c, Database = DB>;
-
-    fn rows(out: &Self::Out) -> u64;
-}
-
-/// The statement's rows.
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-struct Fetch;
-
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-impl<DB: Database> Op<DB> for Fetch {
-    type Out = Vec<DB::Row>;
-
-    fn send<'c, 'q: 'c, A>(
-        conn: &'c mut DB::Connection,
-        q: Persistent<Query<'q, DB, A>>,
-    ) -> futures::future::BoxFuture<'c, Result<Self::Out, sqlx::Error>>
-    where
-        A: 'q + IntoArguments<'q, DB>,
-        &'c mut DB::Connection: Executor<'c, Database = DB>,
-    {
-        conn.fetch_all(q)
-    }
-
-    fn rows(out: &Self::Out) -> u64 {
-        out.len() as u64
-    }
-}
-
-/// The driver's result: the rows affected.
-#[cfg(feature = "postgres")]
-struct Exec;
-
-#[cfg(feature = "postgres")]
-impl<DB: Database> Op<DB> for Exec
-where
-    DB::QueryResult: RowsAffected,
-{
-    type Out = DB::QueryResult;
-
-    fn send<'c, 'q: 'c, A>(
-        conn: &'c mut DB::Connection,
-        q: Persistent<Query<'q, DB, A>>,
-    ) -> futures::future::BoxFuture<'c, Result<Self::Out, sqlx::Error>>
-    where
-        A: 'q + IntoArguments<'q, DB>,
-        &'c mut DB::Connection: Executor<'c, Database = DB>,
-    {
-        conn.execute(q)
-    }
-
-    fn rows(out: &Self::Out) -> u64 {
-        out.rows_affected()
     }
 }
 
