@@ -69,6 +69,10 @@ pub enum AlertKind {
     PoolExhaustion,
     /// Connecting failed since the previous sample.
     ConnectionError,
+    /// A read replica was taken out of the read rotation (down, lagging, not in recovery, of
+    /// another cluster); cleared when it is back. Raised by the
+    /// [`ReplicaRouter`](crate::ReplicaRouter), not the sampler.
+    ReplicaUnfit,
 }
 
 /// How bad an alert is.

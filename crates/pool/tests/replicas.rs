@@ -8,14 +8,14 @@
 #[path = "common/pg_standby.rs"]
 mod pg_standby;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pg_standby::{PgPrimary, PgStandby};
 use sqlx::Postgres;
 use vitals_pool::{
-    read_your_writes, MonitoredPool, PoolConfig, ReadTarget, ReplicaConfig, ReplicaError,
-    ReplicaRouter, TracingAlertSink, Unfit,
+    read_your_writes, AlertKind, AlertSink, AlertState, MonitoredPool, PoolAlert, PoolConfig,
+    ReadTarget, ReplicaConfig, ReplicaError, ReplicaRouter, TracingAlertSink, Unfit,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -47,13 +47,33 @@ async fn router(
     primary: &PgPrimary,
     config: &ReplicaConfig,
 ) -> Result<ReplicaRouter, ReplicaError> {
-    ReplicaRouter::connect(
-        primary_pool(primary).await,
-        config,
-        &pool_config(),
-        Arc::new(TracingAlertSink),
-    )
-    .await
+    router_with(primary, config, Arc::new(TracingAlertSink)).await
+}
+
+async fn router_with(
+    primary: &PgPrimary,
+    config: &ReplicaConfig,
+    sink: Arc<dyn AlertSink>,
+) -> Result<ReplicaRouter, ReplicaError> {
+    ReplicaRouter::connect(primary_pool(primary).await, config, &pool_config(), sink).await
+}
+
+/// The alerts raised and cleared, in order.
+#[derive(Default)]
+struct Alerts(Mutex<Vec<PoolAlert>>);
+
+impl AlertSink for Alerts {
+    fn on_alert(&self, alert: &PoolAlert) {
+        self.0.lock().unwrap().push(alert.clone());
+    }
+}
+
+impl Alerts {
+    fn replica_states(&self) -> Vec<AlertState> {
+        let alerts = self.0.lock().unwrap();
+        let replica = alerts.iter().filter(|a| a.kind == AlertKind::ReplicaUnfit);
+        replica.map(|a| a.state).collect()
+    }
 }
 
 /// Polls `cond` every 10 ms until it holds or 20 s pass.
@@ -252,7 +272,8 @@ async fn read_your_writes_holds_under_a_replica_slowed_by_apply_delay() -> TestR
 async fn replica_stopped_mid_load_costs_no_read_and_comes_back() -> TestResult {
     let primary = PgPrimary::start()?;
     let mut standby = PgStandby::of(&primary)?;
-    let router = router(&primary, &replicas(&[standby.url()])).await?;
+    let alerts = Arc::new(Alerts::default());
+    let router = router_with(&primary, &replicas(&[standby.url()]), alerts.clone()).await?;
     setup(&router).await;
 
     let reads = 300;
@@ -292,6 +313,11 @@ async fn replica_stopped_mid_load_costs_no_read_and_comes_back() -> TestResult {
     standby.start()?;
     until("the replica is back", || router.statuses()[0].fit).await;
     assert_eq!(router.read().target(), ReadTarget::Replica(0));
+    assert_eq!(
+        alerts.replica_states(),
+        [AlertState::Raised, AlertState::Cleared],
+        "taken out and back, each once, through the alert sink"
+    );
     router.shutdown().await;
     Ok(())
 }

@@ -306,7 +306,12 @@ impl ReplicaRouter {
             if let Some(o) = &observer {
                 handle = handle.with_observer(Arc::clone(o));
             }
-            let replica = Replica::new(masked.clone(), handle, Unfit::Unchecked);
+            let replica = Replica::new(
+                masked.clone(),
+                handle,
+                Unfit::Unchecked,
+                Arc::clone(&alerts),
+            );
             match check::identity(replica.pool.inner(), timeout).await {
                 Ok(id) if !id.in_recovery => return Err(ReplicaError::NotAReplica { url: masked }),
                 Ok(id) if id.system_id != me.system_id => {

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -12,7 +12,10 @@ use serde::Serialize;
 use sqlx::Postgres;
 
 use crate::handle::MonitoredPool;
-use crate::monitor::PoolMonitor;
+use crate::monitor::{
+    AlertKind, AlertSink, AlertState, PoolAlert, PoolMetrics, PoolMonitor, Severity,
+};
+use crate::probe::PoolProbe;
 use crate::replica::lsn::Lsn;
 
 /// Why a replica takes no reads.
@@ -92,11 +95,18 @@ pub(crate) struct Replica {
     taken_out: AtomicU64,
     pub(crate) reads: AtomicU64,
     details: Mutex<Details>,
+    alerts: Arc<dyn AlertSink>,
 }
 
 impl Replica {
-    pub(crate) fn new(url: String, pool: MonitoredPool<Postgres>, unfit: Unfit) -> Self {
+    pub(crate) fn new(
+        url: String,
+        pool: MonitoredPool<Postgres>,
+        unfit: Unfit,
+        alerts: Arc<dyn AlertSink>,
+    ) -> Self {
         Self {
+            alerts,
             url,
             pool,
             monitor: Mutex::new(None),
@@ -134,25 +144,62 @@ impl Replica {
         let fit = unfit.is_none();
         let was = self.fit.swap(fit, Ordering::AcqRel);
         let mut d = self.details();
+        let unchecked = d.unfit == Some(Unfit::Unchecked);
         match (&unfit, was) {
             (Some(why), true) => {
                 self.taken_out.fetch_add(1, Ordering::Relaxed);
+                self.alert(AlertState::Raised, why);
                 tracing::warn!(target: "vitals_pool::replica", replica = %self.url, reason = %why,
                     "replica taken out of the read rotation");
+            }
+            (Some(why), false) if unchecked => {
+                self.alert(AlertState::Raised, why);
+                tracing::warn!(target: "vitals_pool::replica", replica = %self.url, reason = %why,
+                    "replica takes no reads");
             }
             (Some(why), false) if d.unfit.as_ref() != Some(why) && !lagging_both(&d.unfit, why) => {
                 tracing::warn!(target: "vitals_pool::replica", replica = %self.url, reason = %why,
                     "replica takes no reads");
             }
             (None, false) => {
-                tracing::info!(target: "vitals_pool::replica", replica = %self.url,
-                    "replica back in the read rotation");
+                if let Some(why) = d.unfit.as_ref().filter(|_| !unchecked) {
+                    self.alert(AlertState::Cleared, why);
+                }
+                tracing::info!(target: "vitals_pool::replica", replica = %self.url, first_check = unchecked,
+                    "replica in the read rotation");
             }
             _ => {}
         }
         d.unfit = unfit;
         d.lag_ms = lag_ms;
         d.checked_at = Some(Utc::now());
+    }
+
+    /// Tells the alert sink the replica left or rejoined the rotation (`why`: the reason it
+    /// left). Called under the details lock: the sink must be quick (see [`AlertSink`]).
+    fn alert(&self, state: AlertState, why: &Unfit) {
+        let severity = match why {
+            Unfit::Lagging { .. } => Severity::Warning,
+            _ => Severity::Critical,
+        };
+        let message = match state {
+            AlertState::Raised => {
+                format!("replica {} taken out of the read rotation: {why}", self.url)
+            }
+            AlertState::Cleared => format!(
+                "cleared: replica {} back in the read rotation (was: {why})",
+                self.url
+            ),
+        };
+        let metrics = PoolMetrics::from_state(PoolProbe::state(&self.pool), None);
+        self.alerts.on_alert(&PoolAlert {
+            kind: AlertKind::ReplicaUnfit,
+            severity,
+            state,
+            message,
+            timestamp: metrics.timestamp,
+            metrics,
+        });
     }
 
     pub(crate) fn status(&self) -> ReplicaStatus {
