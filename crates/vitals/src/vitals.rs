@@ -126,44 +126,27 @@ impl VitalsBuilder {
         self
     }
 
-    /// Where slow-query alerts go (default: `tracing`).
-    pub fn slow_query_sink(mut self, sink: Arc<dyn SlowQuerySink>) -> Self {
-        self.slow_query_sink = Some(sink);
-        self
-    }
-
-    /// Turns the school-health domain on or off (default: the configuration's
-    /// `VITALS_HEALTH`, on). Off, vitals keeps the pool, the logger, the cache and the
-    /// importer, and applies no migration, creates no table and warms nothing; the health
-    /// cache's and the dashboard's reads return [`Error::Config`] naming `VITALS_HEALTH`.
-    pub fn health(mut self, on: bool) -> Self {
-        self.health = Some(on);
-        self
-    }
-
-    /// Reads students' health records (the health cache's misses, the warmer) from `source`
-    /// rather than from vitals' own tables: a host whose records live in tables of its own
-    /// implements [`HealthSource`] over them. Its statements run on the facade's monitored
-    /// handle (the source is given [`Vitals::db`]). The cache's keys, TTLs and invalidation
-    /// stay vitals'. Ignored when the domain is off ([`health(false)`](Self::health)). vitals'
-    /// own tables are still migrated (the importer writes them) unless `VITALS_MIGRATE=false`.
-    pub fn health_source(mut self, source: Arc<dyn HealthSource>) -> Self {
-        self.health_source = Some(source);
-        self
-    }
-
-    /// Reads the dashboard's figures from `source` rather than from vitals' own tables (see
-    /// [`health_source`](Self::health_source); one type may implement both traits).
-    pub fn dashboard_source(mut self, source: Arc<dyn DashboardSource>) -> Self {
-        self.dashboard_source = Some(source);
-        self
-    }
-
-    /// How often the pool monitor samples (default: the pool configuration's, 30 s).
-    pub fn monitor_interval(mut self, every: Duration) -> Self {
-        self.monitor_interval = Some(every);
-        self
-    }
+    vitals_env::setter!(
+        /// Where slow-query alerts go (default: `tracing`).
+        slow_query_sink: Some(Arc<dyn SlowQuerySink>);
+        /// Turns the school-health domain on or off (default: the configuration's
+        /// `VITALS_HEALTH`, on). Off, vitals keeps the pool, the logger, the cache and the
+        /// importer, and applies no migration, creates no table and warms nothing; the health
+        /// cache's and the dashboard's reads return [`Error::Config`] naming `VITALS_HEALTH`.
+        health: Some(bool);
+        /// Reads students' health records (the health cache's misses, the warmer) from `value`
+        /// rather than from vitals' own tables: a host whose records live in tables of its own
+        /// implements [`HealthSource`] over them. Its statements run on the facade's monitored
+        /// handle (it is given [`Vitals::db`]). The cache's keys, TTLs and invalidation
+        /// stay vitals'. Ignored when the domain is off ([`health(false)`](Self::health)). vitals'
+        /// own tables are still migrated (the importer writes them) unless `VITALS_MIGRATE=false`.
+        health_source: Some(Arc<dyn HealthSource>);
+        /// Reads the dashboard's figures from `value` rather than from vitals' own tables (see
+        /// [`health_source`](Self::health_source); one type may implement both traits).
+        dashboard_source: Some(Arc<dyn DashboardSource>);
+        /// How often the pool monitor samples (default: the pool configuration's, 30 s).
+        monitor_interval: Some(Duration)
+    );
 
     /// Opens the database (retrying transient failures with the pool's retry policy), applies
     /// the school-health migrations (unless `VITALS_MIGRATE=false` or `VITALS_HEALTH=false`;
