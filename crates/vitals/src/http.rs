@@ -10,6 +10,7 @@
 //! | `GET /api/health/cache/stats` | the cache's statistics |
 //! | `GET /api/health/database/performance` | the query performance report (sanitised) |
 //! | `GET /api/health/database/slow-queries?limit=N` | the last slow queries (sanitised) |
+//! | `GET /api/health/dashboard` | an HTML page of the figures below, refreshing itself; with `Accept: application/json`, its data ([`DashboardSnapshot`]) |
 //! | `GET /metrics` | the same figures in Prometheus text format |
 //!
 //! [`InvalidateCacheLayer`] is the report's `@InvalidateCache({studentIdPath,
@@ -64,6 +65,12 @@ pub use crate::query_scope::{QueryScope, QueryScopeLayer, UNMATCHED_ROUTE};
 pub use crate::read_scope::{ReadYourWrites, ReadYourWritesLayer};
 pub use crate::serve::{serve, Serve, ServeOptions, ServeOptionsBuilder, ServeSummary};
 use crate::Vitals;
+pub use dashboard_page::{
+    CachePanel, DashboardAlert, DashboardSnapshot, PoolPanel, PoolPoint, StatementsPanel,
+    DASHBOARD_PATH,
+};
+
+mod dashboard_page;
 
 /// How long `/api/health/database/pool`'s `SELECT 1` may take before the pool is unhealthy.
 pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -76,6 +83,7 @@ pub fn router(vitals: Vitals) -> Router {
         .route("/api/health/database/performance", get(performance))
         .route("/api/health/database/slow-queries", get(slow_queries))
         .route("/metrics", get(metrics))
+        .merge(dashboard_page::routes())
         .with_state(vitals)
 }
 

@@ -43,6 +43,7 @@ pub use vitals_import as import;
 pub use vitals_pool as pool;
 pub use vitals_querylog as querylog;
 
+pub mod cache_history;
 mod config;
 mod db;
 mod error;

@@ -12,6 +12,7 @@ use vitals_pool::{
 };
 use vitals_querylog::{QueryLogger, SlowQuerySink, SummaryHandle};
 
+use crate::cache_history::{CacheHistory, CacheSample};
 use crate::config::{is_postgres, Config};
 use crate::db::{observer, Db, Engine, Reads};
 use crate::health::{
@@ -56,6 +57,7 @@ struct Inner {
     monitor: Mutex<Option<PoolMonitor>>,
     reads: Reads,
     summary: Mutex<Option<SummaryHandle>>,
+    cache_history: CacheHistory,
 }
 
 impl std::fmt::Debug for Vitals {
@@ -193,12 +195,15 @@ impl VitalsBuilder {
         if let Some(every) = self.monitor_interval {
             monitor_config = monitor_config.interval(every);
         }
+        let sample_every = monitor_config.sampling_interval();
         let monitor = crate::with_db!(&db, |p| PoolMonitor::spawn(
             p.clone(),
             monitor_config,
             self.alert_sink.clone()
         ));
         let cache = TieredCache::builder(config.cache.clone()).build().await?;
+        // The cache's hit rates per interval, at the pool monitor's pace (one dashboard clock).
+        let cache_history = CacheHistory::spawn(cache.clone(), sample_every);
         let schema = VitalsSchema::new(tables.clone());
         let health_source: Arc<dyn HealthSource> = match self.health_source {
             Some(source) => source,
@@ -248,6 +253,7 @@ impl VitalsBuilder {
                 monitor: Mutex::new(Some(monitor)),
                 reads,
                 summary: Mutex::new(summary),
+                cache_history,
             }),
         })
     }
@@ -484,6 +490,18 @@ impl Vitals {
         self.with_monitor(PoolMonitor::summary)
     }
 
+    /// The cache's lookups and hit rates per tier, one entry per pool-monitor interval
+    /// (`DB_POOL_MONITOR_INTERVAL`), oldest first, the latest
+    /// [`CACHE_HISTORY_SAMPLES`](crate::cache_history::CACHE_HISTORY_SAMPLES).
+    pub fn cache_history(&self) -> Vec<CacheSample> {
+        self.inner.cache_history.samples()
+    }
+
+    /// Ends the cache's current interval now, as if the monitor's interval had passed.
+    pub fn sample_cache_now(&self) -> CacheSample {
+        self.inner.cache_history.sample_now()
+    }
+
     /// `SELECT 1` within `timeout`: healthy, degraded or unhealthy, with latency.
     pub async fn pool_health(&self, timeout: Duration) -> HealthReport {
         crate::with_db!(&self.inner.db, |p| health_check(p, timeout).await)
@@ -499,6 +517,7 @@ impl Vitals {
         if let Some(s) = take(&self.inner.summary) {
             s.stop();
         }
+        self.inner.cache_history.stop();
         self.inner.cache.shutdown().await;
         if let Some(router) = self.inner.reads.replicas() {
             router.shutdown().await;

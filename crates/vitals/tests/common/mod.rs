@@ -3,7 +3,9 @@
 //! Each binary uses some of them.
 #![allow(dead_code)]
 
+pub mod chromium;
 pub mod example;
+pub mod health_server;
 pub mod import;
 
 use std::sync::{Arc, Mutex};
