@@ -6,18 +6,20 @@
 //!
 //! One file per mechanism: `config.rs` (the variables), `lsn.rs` (WAL positions),
 //! `scope.rs` (the read-your-writes scope and the write handle's observer), `state.rs` (each
-//! replica's state and the lag clock), `check.rs` (the checks and their task), `router.rs`
-//! (the public router).
+//! replica's state and the lag clock), `check.rs` (the checks and their task), `error.rs`
+//! (what stops the start), `router.rs` (the public router).
 
 mod check;
 mod config;
+mod error;
 mod lsn;
 mod router;
 mod scope;
 mod state;
 
 pub use config::ReplicaConfig;
+pub use error::ReplicaError;
 pub use lsn::Lsn;
-pub use router::{Read, ReadTarget, ReplicaError, ReplicaReport, ReplicaRouter, RouterStats};
+pub use router::{Read, ReadTarget, ReplicaReport, ReplicaRouter, RouterStats};
 pub use scope::{in_read_scope, read_your_writes, WriteToken};
 pub use state::{ReplicaStatus, Unfit};

@@ -20,53 +20,10 @@ use crate::monitor::{AlertSink, PoolAlert, PoolMetrics, PoolMonitor, PoolSummary
 use crate::probe::PoolProbe;
 use crate::replica::check::{self, Checker};
 use crate::replica::config::ReplicaConfig;
+use crate::replica::error::ReplicaError;
 use crate::replica::lsn::Lsn;
 use crate::replica::scope::{self, Need, WriteMarker, WriteToken};
 use crate::replica::state::{LagClock, Replica, ReplicaStatus, Unfit};
-
-/// What can make the replicas unusable at start; each names the replica (URL masked).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReplicaError {
-    /// A replica URL could not be parsed.
-    #[error("DATABASE_REPLICA_URLS: invalid replica url {url}: {source}")]
-    InvalidUrl {
-        /// The URL, password masked.
-        url: String,
-        /// What sqlx said.
-        #[source]
-        source: sqlx::Error,
-    },
-    /// The server at a replica URL is not in recovery: a primary, which would serve reads of
-    /// other data (or the primary itself).
-    #[error("DATABASE_REPLICA_URLS: {url} is not a replica: it is not in recovery (a primary)")]
-    NotAReplica {
-        /// The URL, password masked.
-        url: String,
-    },
-    /// The server at a replica URL is a standby of another cluster.
-    #[error(
-        "DATABASE_REPLICA_URLS: {url} is a replica of another cluster (system identifier \
-         {replica_system_id}, the primary's is {primary_system_id})"
-    )]
-    OtherCluster {
-        /// The URL, password masked.
-        url: String,
-        /// The replica's `pg_control_system()` identifier.
-        replica_system_id: String,
-        /// The primary's.
-        primary_system_id: String,
-    },
-    /// The primary could not tell its identity.
-    #[error("cannot read the primary's identity: {reason}")]
-    Primary {
-        /// Why (an error kind, never a message).
-        reason: String,
-    },
-    /// `DATABASE_URL` is itself in recovery: writes would fail.
-    #[error("DATABASE_URL is a standby (in recovery), not the primary")]
-    PrimaryInRecovery,
-}
 
 /// Where a read went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -440,7 +397,8 @@ impl ReplicaRouter {
     }
 
     /// A fit replica that replayed `token` (waiting up to `DB_REPLICA_WAIT_MS`, asking the fit
-    /// replicas their replay position with a growing pause, 1 to 16 ms), else the primary.
+    /// replicas their replay position with a growing pause, 1 to 16 ms; reads waiting at once
+    /// share one poll per replica per millisecond), else the primary.
     pub async fn read_after(&self, token: WriteToken) -> Read<'_> {
         if let Some(read) = self.pick(Some(token.0)) {
             return read;
@@ -459,7 +417,7 @@ impl ReplicaRouter {
                 .inner
                 .replicas
                 .iter()
-                .filter(|r| r.is_fit())
+                .filter(|r| r.is_fit() && r.claim_poll(Duration::from_millis(1)))
                 .map(|r| async move {
                     if let Some(lsn) =
                         check::replay_position(r.pool.inner(), left.max(Duration::from_millis(1)))
@@ -585,21 +543,11 @@ impl ReplicaRouter {
     /// Stops the checking task and the replicas' monitors and closes the replicas' pools (the
     /// primary's is the caller's). Idempotent.
     pub async fn shutdown(&self) {
-        let checker = self
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(c) = checker {
+        if let Some(c) = take(&self.tasks) {
             c.stop().await;
         }
         for r in &self.inner.replicas {
-            let monitor = r
-                .monitor
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            if let Some(m) = monitor {
+            if let Some(m) = take(&r.monitor) {
                 m.stop().await;
             }
             r.pool.inner().close().await;
@@ -644,6 +592,11 @@ impl ReplicaRouter {
             target: ReadTarget::Primary,
         }
     }
+}
+
+/// Takes what `slot` holds (a poisoned lock is taken over: the slot holds no invariant).
+fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
 }
 
 /// A failure worth running the read again on the primary.

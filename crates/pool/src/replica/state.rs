@@ -96,6 +96,10 @@ pub(crate) struct Replica {
     pub(crate) reads: AtomicU64,
     details: Mutex<Details>,
     alerts: Arc<dyn AlertSink>,
+    created: Instant,
+    /// When a waiting read last asked its replay position, µs after `created` plus one (0:
+    /// never), so that many reads waiting at once send one poll per pause, not one each.
+    polled: AtomicU64,
 }
 
 impl Replica {
@@ -107,6 +111,8 @@ impl Replica {
     ) -> Self {
         Self {
             alerts,
+            created: Instant::now(),
+            polled: AtomicU64::new(0),
             url,
             pool,
             monitor: Mutex::new(None),
@@ -129,6 +135,22 @@ impl Replica {
     /// The highest replay position seen (never goes back: a standby's replay does not).
     pub(crate) fn replay(&self) -> Lsn {
         Lsn(self.replay.load(Ordering::Acquire))
+    }
+
+    /// Whether this caller should ask the replica its replay position now: no other waiting
+    /// read did in the last `every`.
+    pub(crate) fn claim_poll(&self, every: Duration) -> bool {
+        let now = u64::try_from(self.created.elapsed().as_micros())
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1);
+        let last = self.polled.load(Ordering::Acquire);
+        let every = u64::try_from(every.as_micros()).unwrap_or(u64::MAX);
+        if last != 0 && now.saturating_sub(last) < every {
+            return false;
+        }
+        self.polled
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     pub(crate) fn saw_replay(&self, lsn: Lsn) {
