@@ -19,15 +19,10 @@ mod common;
 #[path = "../../cache/tests/common/redis_server.rs"]
 mod redis_server;
 
-use std::net::SocketAddr;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
+use common::health_server::HealthServer;
 use redis_server::TestRedis;
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use uuid::Uuid;
 use vitals::cache::{codec, Codec, EncryptionKey, Keyring};
 use vitals::health::HealthData;
@@ -40,8 +35,6 @@ const PREFIX: &str = "vitals";
 const KEPT_IN_L1: &str = "no CACHE_ENCRYPTION_KEY: cached values are kept in L1 only";
 /// The warning with `CACHE_ALLOW_PLAINTEXT=true` and no key.
 const IN_THE_CLEAR: &str = "cached values are written to Redis in the clear";
-/// Long enough for migrations and a 40-student school on a loaded 2-core machine.
-const START_LIMIT: Duration = Duration::from_secs(120);
 
 fn database_url() -> String {
     std::env::var("DATABASE_URL")
@@ -83,125 +76,6 @@ impl Drop for Schema {
             });
         })
         .join();
-    }
-}
-
-/// A running `health_server`: its address and everything it wrote to standard error.
-struct Server {
-    child: tokio::process::Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    /// Starts the example on `--addr 127.0.0.1:0` with only the variables given (nothing of
-    /// this process's environment: no key or plaintext switch leaks in), and waits for its
-    /// `serving on http://…` line.
-    async fn start(vars: &[(&str, &str)]) -> Self {
-        let bin = common::example::example("vitals", "health_server");
-        let mut child = tokio::process::Command::new(bin)
-            .args(["--addr", "127.0.0.1:0", "--demo-students", "40"])
-            .env_clear()
-            .env("RUST_LOG", "info,sqlx::query=off")
-            .env("NO_COLOR", "1")
-            .envs(vars.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start health_server");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let sink = log.clone();
-        // Reads until the server closes its stderr (it exits), so the pipe never fills.
-        tokio::spawn(async move {
-            let mut tx = Some(tx);
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                {
-                    let mut log = sink.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-                // After the line is in the log: what the test reads then holds it.
-                if let Some(rest) = line.strip_prefix("serving on http://") {
-                    let addr = rest.split(' ').next().and_then(|a| a.parse().ok());
-                    if let (Some(tx), Some(addr)) = (tx.take(), addr) {
-                        let _ = tx.send(addr);
-                    }
-                }
-            }
-        });
-        let addr: SocketAddr = match tokio::time::timeout(START_LIMIT, rx).await {
-            Ok(Ok(addr)) => addr,
-            // The sender dropped: stderr closed before the line, the server exited.
-            Ok(Err(_)) => panic!(
-                "health_server exited before serving ({:?}): {}",
-                child.wait().await,
-                log.lock().unwrap()
-            ),
-            Err(_) => panic!(
-                "health_server not serving after {START_LIMIT:?}: {}",
-                log.lock().unwrap()
-            ),
-        };
-        Self { child, addr, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// `GET path` on a connection of its own; the status and the body.
-    async fn get(&self, path: &str) -> (u16, String) {
-        let addr = self.addr;
-        let exchange = async {
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let request =
-                format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
-            s.write_all(request.as_bytes()).await.unwrap();
-            let mut reply = Vec::new();
-            s.read_to_end(&mut reply).await.unwrap();
-            reply
-        };
-        let reply = tokio::time::timeout(Duration::from_secs(30), exchange)
-            .await
-            .unwrap_or_else(|_| panic!("no reply to GET {path} in 30 s"));
-        let reply = String::from_utf8(reply).unwrap();
-        let (head, body) = reply.split_once("\r\n\r\n").unwrap();
-        // Every route answers a whole body (JSON or text) with a content-length.
-        assert!(
-            !head.to_ascii_lowercase().contains("transfer-encoding"),
-            "{head}"
-        );
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, body.to_owned())
-    }
-
-    /// `GET path`, 200, parsed as JSON.
-    async fn get_json(&self, path: &str) -> Value {
-        let (status, body) = self.get(path).await;
-        assert_eq!(status, 200, "GET {path}: {body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    /// Ctrl-C (SIGINT, to this child's pid), then waits for a clean exit.
-    async fn stop(mut self) -> String {
-        let pid = self.child.id().expect("still running").to_string();
-        let sent = tokio::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(sent.success());
-        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
-            .await
-            .expect("health_server stops within 60 s of Ctrl-C")
-            .unwrap();
-        assert!(status.success(), "{status}: {}", self.log());
-        self.log()
     }
 }
 
@@ -307,7 +181,7 @@ fn hits(space: &[(String, Vec<Vec<u8>>)], needles: &[String]) -> Vec<(String, St
 async fn run_case(
     case: &str,
     cache_vars: &[(&str, &str)],
-) -> (Schema, TestRedis, Server, Uuid, Value) {
+) -> (Schema, TestRedis, HealthServer, Uuid, Value) {
     let schema = Schema::new(case);
     let redis = TestRedis::start().await;
     let redis_url = redis.url();
@@ -318,7 +192,9 @@ async fn run_case(
         ("REDIS_URL", redis_url.as_str()),
     ];
     vars.extend_from_slice(cache_vars);
-    let server = Server::start(&vars).await;
+    // No key or plaintext switch of this process's environment leaks in: only `vars`.
+    let server =
+        HealthServer::start(&std::env::temp_dir(), &["--demo-students", "40"], &vars).await;
     let log = server.log();
     assert!(log.contains("(PostgreSQL"), "{log}");
     assert!(log.contains("Redis L2)"), "{log}");
@@ -360,8 +236,9 @@ async fn without_a_key_health_server_keeps_values_in_l1_and_redis_holds_none_of_
         "{stats}"
     );
     assert_eq!(stats["l2_hits"], 0, "{stats}");
-    let (status, metrics) = server.get("/metrics").await;
-    assert_eq!(status, 200);
+    let metrics = server.get("/metrics", &[]).await;
+    assert_eq!(metrics.status, 200);
+    let metrics = metrics.body;
     assert_eq!(
         metric(&metrics, "vitals_cache_redis_plaintext_refused"),
         1.0
