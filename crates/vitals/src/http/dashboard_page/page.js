@@ -158,15 +158,20 @@
     $("legend-l2").hidden = !cache.redis_configured;
   }
 
-  function statementRows(table, rows) {
+  // Empties `table`'s body; with no rows, one saying `none`. Returns the body, or null.
+  function tableBody(table, rows, none) {
     const body = table.tBodies[0];
     while (body.firstChild) body.removeChild(body.firstChild);
-    if (!rows.length) {
-      const td = el("td", "empty", "No statements recorded yet.");
-      td.colSpan = 8;
-      body.appendChild(el("tr")).appendChild(td);
-      return;
-    }
+    if (rows.length) return body;
+    const td = el("td", "empty", none);
+    td.colSpan = table.tHead.rows[0].cells.length;
+    body.appendChild(el("tr")).appendChild(td);
+    return null;
+  }
+
+  function statementRows(table, rows) {
+    const body = tableBody(table, rows, "No statements recorded yet.");
+    if (!body) return;
     for (const r of rows) {
       const tr = el("tr");
       tr.appendChild(el("td")).appendChild(statement(r.query));
@@ -189,14 +194,8 @@
   }
 
   function renderNPlusOne(findings) {
-    const body = $("n-plus-one").tBodies[0];
-    while (body.firstChild) body.removeChild(body.firstChild);
-    if (!findings.length) {
-      const td = el("td", "empty", "No N+1 findings.");
-      td.colSpan = 5;
-      body.appendChild(el("tr")).appendChild(td);
-      return;
-    }
+    const body = tableBody($("n-plus-one"), findings, "No N+1 findings.");
+    if (!body) return;
     for (const f of findings) {
       const tr = el("tr");
       tr.appendChild(el("td", "", clock(f.at)));
