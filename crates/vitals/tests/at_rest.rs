@@ -15,7 +15,12 @@
 //! `redis-server` on `PATH`). The first test builds the example (`cargo build --example`).
 #![cfg(feature = "http")]
 
-mod common;
+// Only the helpers this test uses (tests/common/{example,health_server}.rs).
+mod common {
+    #![allow(dead_code)]
+    pub mod example;
+    pub mod health_server;
+}
 #[path = "../../cache/tests/common/redis_server.rs"]
 mod redis_server;
 
