@@ -186,6 +186,7 @@ impl VitalsBuilder {
         let (db, reads) = crate::db::attach_replicas(&config, db, self.alert_sink.clone()).await?;
         let tables = health_tables(&config, &db).await?;
         if config.health && config.migrate {
+            refuse_migrations_through_transaction_pooling(&config, &db)?;
             match &db {
                 Db::Postgres(p) => health::migrate_postgres_monitored(p, &tables, &logger).await?,
                 Db::Sqlite(p) => health::migrate_sqlite_monitored(p, &logger).await?,
@@ -257,6 +258,26 @@ impl VitalsBuilder {
             }),
         })
     }
+}
+
+/// Migrations need a session: sqlx's migrator holds an advisory lock across its statements
+/// and vitals sets `search_path` for them, which PgBouncer's transaction pooling would leave
+/// on (or lose to) server connections other clients get. Named at start instead.
+fn refuse_migrations_through_transaction_pooling(config: &Config, db: &Db) -> Result<(), Error> {
+    if db.engine() != crate::Engine::Postgres
+        || config.pool.pgbouncer() != vitals_pool::PgBouncerMode::Transaction
+    {
+        return Ok(());
+    }
+    let problem = crate::ConfigProblem::new(
+        "vitals",
+        "VITALS_MIGRATE",
+        Some("true".to_owned()),
+        "false with DB_PGBOUNCER=transaction: migrations need a session (an advisory lock, \
+         search_path); run them once on a direct connection (vitals::health::migrate_postgres) \
+         and start the pooled instances with VITALS_MIGRATE=false",
+    );
+    Err(Error::Config(crate::ConfigError::one(problem)))
 }
 
 /// Where vitals' tables are: on PostgreSQL `VITALS_PG_SCHEMA`, or when unset the default

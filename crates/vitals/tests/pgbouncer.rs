@@ -166,3 +166,28 @@ async fn the_facade_runs_through_pgbouncer_in_transaction_mode(pool: PgPool) {
     assert_eq!(handle.acquire_errors_total, 0);
     vitals.shutdown().await;
 }
+
+/// Migrations through transaction pooling are refused at start, naming `VITALS_MIGRATE` and
+/// the fix, before any migration statement is sent.
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn migrations_through_transaction_pooling_are_refused_at_start(pool: PgPool) {
+    let bouncer = TestPgBouncer::start(Mode::Transaction, 2);
+    let database = pool.connect_options().get_database().unwrap().to_owned();
+    let mut config = Config::defaults().unwrap();
+    config.database_url = Some(bouncer.url_of(&database));
+    config.migrate = true;
+    config.pg_schema = Some("public".into());
+    config.pool = PoolConfig::builder()
+        .min_connections(0)
+        .pgbouncer(PgBouncerMode::Transaction)
+        .build()
+        .unwrap();
+    let Err(vitals::Error::Config(err)) = Vitals::builder().config(config).build().await else {
+        panic!("migrations through PgBouncer's transaction mode should be refused");
+    };
+    let problem = err.problem("VITALS_MIGRATE").expect("VITALS_MIGRATE named");
+    assert!(
+        err.to_string().contains("DB_PGBOUNCER=transaction"),
+        "{problem:?}"
+    );
+}
