@@ -61,6 +61,7 @@ impl Breaker {
             BreakerState::Open => {
                 if Instant::now() >= g.open_until {
                     g.state = BreakerState::HalfOpen;
+                    crate::metrics::breaker_transition("half_open");
                     true
                 } else {
                     false
@@ -73,6 +74,7 @@ impl Breaker {
         let mut g = self.lock();
         if g.state != BreakerState::Closed {
             tracing::info!(target: "vitals_cache", "redis healthy again: circuit breaker closed");
+            crate::metrics::breaker_transition("closed");
         }
         g.state = BreakerState::Closed;
         g.failures = 0;
@@ -96,6 +98,7 @@ impl Breaker {
                 );
             }
             g.state = BreakerState::Open;
+            crate::metrics::breaker_transition("open");
             g.open_until = Instant::now() + self.cooldown;
         }
     }

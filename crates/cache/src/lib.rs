@@ -47,6 +47,7 @@ mod flight;
 mod inner;
 mod keyring;
 mod l1;
+pub mod metrics;
 mod redis_tier;
 mod stats;
 mod tier;

@@ -18,6 +18,7 @@ use crate::error::CacheError;
 use crate::flight::Role;
 use crate::inner::Inner;
 use crate::l1::L1Cache;
+use crate::metrics::{Answered, Get};
 use crate::redis_tier::RedisTier;
 use crate::stats::CacheStats;
 use crate::tier::{Generations, Tier};
@@ -172,9 +173,11 @@ impl TieredCache {
 
     /// The serialised value of `key` from L1 or Redis, filling L1 from Redis.
     async fn get_bytes(&self, key: &str) -> Option<Arc<[u8]>> {
+        let get = Get::start();
         if let Some(l1) = &self.inner.l1 {
             if let Some(b) = l1.get(key) {
                 self.inner.counters.l1_hits.fetch_add(1, Ordering::Relaxed);
+                get.done(Answered::L1);
                 return Some(b);
             }
         }
@@ -185,6 +188,7 @@ impl TieredCache {
             match redis.get_with_ttl(key).await {
                 Ok(Some((bytes, ttl))) => {
                     self.inner.counters.l2_hits.fetch_add(1, Ordering::Relaxed);
+                    get.done(Answered::L2);
                     if let Some(l1) = &self.inner.l1 {
                         let ttl = ttl.unwrap_or(self.inner.config.l1_ttl);
                         l1.insert_if(key, bytes.clone(), ttl, &[], || {
@@ -198,6 +202,7 @@ impl TieredCache {
             }
         }
         self.inner.counters.misses.fetch_add(1, Ordering::Relaxed);
+        get.done(Answered::Miss);
         None
     }
 
@@ -353,6 +358,7 @@ impl TieredCache {
             None => None,
         };
         self.inner.counters.loads.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::load();
         match loader().await {
             Ok(v) => {
                 match serde_json::to_vec(&v) {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::chunk::Pipeline;
 use crate::error::ImportError;
@@ -73,7 +74,25 @@ impl Importer {
     /// [`ImportError::Database`] when a statement fails: the current chunk (all-or-nothing:
     /// everything) is rolled back; chunks committed before stay, and so may the chunks
     /// written beside it (see [`ImportOptions::workers`]).
+    ///
+    /// The run is an `import` span (a child of the caller's), with its counts recorded at
+    /// the end; each imported row counts in `vitals_import_rows_total{outcome}` (feature
+    /// `metrics`).
     pub async fn run<S: Sink>(
+        &self,
+        source: Source,
+        sink: &mut S,
+    ) -> Result<ImportReport, ImportError> {
+        let span = crate::metrics::span();
+        let result = self
+            .run_in_span(source, sink)
+            .instrument(span.clone())
+            .await;
+        crate::metrics::finish(&span, &result);
+        result
+    }
+
+    async fn run_in_span<S: Sink>(
         &self,
         source: Source,
         sink: &mut S,

@@ -80,6 +80,7 @@ mod date;
 mod error;
 mod importer;
 mod keys;
+pub mod metrics;
 mod options;
 mod reader;
 mod report;

@@ -4,7 +4,6 @@
 //! only in part; each impl says which part.
 
 use std::panic::Location;
-use std::time::Instant;
 
 use futures::future::BoxFuture;
 use sqlx::{Acquire, Database, Transaction, TransactionManager};
@@ -45,11 +44,11 @@ impl<'c, DB: Database> Acquire<'c> for &'c MonitoredPool<DB> {
         let acquire = self.acquire_sqlx(Some(Location::caller()));
         Box::pin(async move {
             let (conn, reporter, hold) = acquire.await?.into_parts();
-            let started = Instant::now();
             // `Transaction::begin` is public but hidden in sqlx's docs; sqlx's own
             // `Acquire for &Pool` starts its transaction the same way.
-            let result = Transaction::begin(conn, None).await;
-            reporter.observe(&begin_sql(0), started.elapsed(), 0, result.as_ref().err());
+            let result = reporter
+                .run(&begin_sql(0), Transaction::begin(conn, None))
+                .await;
             // On success the transaction owns the connection; on failure it went back to
             // the pool. Either way the handle can no longer follow it.
             hold.untrack();
@@ -75,10 +74,7 @@ impl<'c, DB: Database> Acquire<'c> for &'c mut ObservedConnection<DB> {
         let (raw, reporter) = self.split();
         Box::pin(async move {
             let sql = begin_sql(DB::TransactionManager::get_transaction_depth(raw));
-            let started = Instant::now();
-            let result = Transaction::begin(raw, None).await;
-            reporter.observe(&sql, started.elapsed(), 0, result.as_ref().err());
-            result
+            reporter.run(&sql, Transaction::begin(raw, None)).await
         })
     }
 }

@@ -45,6 +45,7 @@ impl Drop for HoldGuard {
             return;
         }
         let held = self.since.elapsed();
+        crate::metrics::connection_hold(held);
         let mut st = self.shared.lock();
         st.held.remove(&self.id);
         st.hold.saturating_record(micros(held));

@@ -10,6 +10,7 @@ use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{BoxStream, Stream, StreamExt};
 use futures::SinkExt;
 use sqlx::{Database, Describe, Either, Execute, Executor};
+use tracing::Span;
 
 use crate::connection::ObservedConnection;
 use crate::handle::MonitoredPool;
@@ -21,22 +22,26 @@ pub trait RowsAffected {
     fn rows_affected(&self) -> u64;
 }
 
+#[cfg(feature = "postgres")]
 impl RowsAffected for sqlx::postgres::PgQueryResult {
     fn rows_affected(&self) -> u64 {
         self.rows_affected()
     }
 }
 
+#[cfg(feature = "sqlite")]
 impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
     fn rows_affected(&self) -> u64 {
         self.rows_affected()
     }
 }
 
-/// One statement being observed; reports it once, when it finished, failed or was dropped.
+/// One statement being observed, with its span (opened here, a child of the caller's span);
+/// reports it once, when it finished, failed or was dropped.
 struct Observation<'a> {
     reporter: &'a Reporter,
     sql: &'a str,
+    span: Span,
     started: Instant,
     returned: u64,
     affected: u64,
@@ -48,6 +53,7 @@ impl<'a> Observation<'a> {
         Self {
             reporter,
             sql,
+            span: reporter.span(),
             started: Instant::now(),
             returned: 0,
             affected: 0,
@@ -66,7 +72,7 @@ impl<'a> Observation<'a> {
                 self.affected
             };
             self.reporter
-                .observe(self.sql, self.started.elapsed(), rows, error);
+                .observe(&self.span, self.sql, self.started.elapsed(), rows, error);
         }
     }
 }
@@ -142,8 +148,8 @@ where
     {
         let sql = query.sql();
         let (raw, reporter) = self.split();
+        let mut obs = Observation::start(reporter, sql);
         Box::pin(async move {
-            let mut obs = Observation::start(reporter, sql);
             let result =
                 crate::pgbouncer::fetch_optional::<DB, _>(&reporter.shared, raw, query).await;
             obs.returned = u64::from(matches!(result, Ok(Some(_))));

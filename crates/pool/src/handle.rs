@@ -12,7 +12,9 @@ use sqlx::Database;
 use crate::classify::error_kind;
 use crate::connection::{HoldGuard, MonitoredConnection, ObservedConnection};
 use crate::error::PoolError;
+use crate::metrics::Acquired;
 use crate::observer::{QueryObserver, Reporter, Shared};
+use crate::spans::Peer;
 use crate::stats::{micros, HandleStats, Held, State};
 use crate::transaction::MonitoredTransaction;
 
@@ -101,6 +103,7 @@ impl<DB: Database> MonitoredPoolBuilder<DB> {
     }
     /// The handle.
     pub fn build(self) -> MonitoredPool<DB> {
+        let peer = Peer::of(&self.pool);
         MonitoredPool {
             pool: self.pool,
             shared: Arc::new(Shared {
@@ -108,6 +111,7 @@ impl<DB: Database> MonitoredPoolBuilder<DB> {
                 leak_threshold: self.leak_threshold,
                 benchmark: self.benchmark,
                 pooling: self.pooling,
+                peer,
             }),
             observer: self.observer,
         }
@@ -246,6 +250,14 @@ impl<DB: Database> MonitoredPool<DB> {
         async move { fut.await.map_err(|(e, _waited)| e) }
     }
 
+    /// A span for a statement run on this pool's connection outside the handle's executors
+    /// (an importer's sink on the driver connection): the one the handle opens for its own
+    /// statements (OpenTelemetry's database attributes, a child of the current span). Run the
+    /// statement in it, then record its end with [`finish_statement_span`](crate::finish_statement_span).
+    pub fn statement_span(&self) -> tracing::Span {
+        self.shared.peer.span()
+    }
+
     fn reporter(&self) -> Reporter {
         Reporter {
             shared: Arc::clone(&self.shared),
@@ -321,6 +333,12 @@ async fn acquire_monitored<DB: Database>(
     let waited = now.saturating_duration_since(start);
     guard.done = true;
     drop(guard);
+    let outcome = match &result {
+        Ok(_) => Acquired::Ok,
+        Err(sqlx::Error::PoolTimedOut) => Acquired::Timeout,
+        Err(_) => Acquired::Error,
+    };
+    crate::metrics::acquire_wait(waited, outcome);
     let mut st = shared.lock();
     st.waiters.remove(&id);
     match result {

@@ -73,12 +73,14 @@ mod error;
 mod executor;
 mod handle;
 mod health;
+pub mod metrics;
 mod monitor;
 mod observer;
 mod pgbouncer;
 mod probe;
 mod replica;
 pub mod retry;
+mod spans;
 mod stats;
 mod transaction;
 
@@ -93,7 +95,7 @@ pub use monitor::{
     AlertKind, AlertSink, AlertState, MonitorConfig, PoolAlert, PoolMetrics, PoolMonitor,
     PoolSummary, Severity, TracingAlertSink,
 };
-pub use observer::QueryObserver;
+pub use observer::{QueryObserver, Statement};
 pub use pgbouncer::{detect_pooling, PgBouncerMode, PoolingCheck};
 pub use probe::{PoolProbe, PoolState};
 pub use replica::{
@@ -101,6 +103,7 @@ pub use replica::{
     ReplicaReport, ReplicaRouter, ReplicaStatus, RouterStats, Unfit, WriteToken,
 };
 pub use retry::{is_transient, RetryPolicy};
+pub use spans::{error_type, finish_statement_span, STATEMENT_SPAN_TARGET};
 pub use stats::{HandleStats, LatencySummary};
 pub use transaction::MonitoredTransaction;
 /// Masks the password of a URL before it is logged or put in an error.

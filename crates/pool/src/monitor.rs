@@ -241,6 +241,7 @@ impl Inner {
         let state = self.probe.state();
         let handle = self.probe.take_handle_stats();
         let metrics = PoolMetrics::from_state(state, handle);
+        crate::metrics::record_pool_gauges(&metrics);
         let mut data = self.lock();
         let wanted = self.evaluate(&metrics, &mut data);
         let mut events = Vec::new();

@@ -4,10 +4,37 @@
 //! Its own file so that the handle, the connections and the transactions all import it and
 //! none of them imports another in a circle.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use tracing::Span;
+
+use crate::spans::{self, Peer};
 use crate::stats::{micros, State};
+
+/// One finished statement, as the handle reports it to [`QueryObserver::on_statement`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Statement<'a> {
+    /// The statement text as written by the host (placeholders, never bind values): raw, so
+    /// it must be sanitised before it is logged or put on a span.
+    pub sql: &'a str,
+    /// Its time on its connection, without the wait for the connection.
+    pub elapsed: Duration,
+    /// Rows returned or, for a statement that returns none, rows affected.
+    pub rows: u64,
+    /// The error, when it failed.
+    pub error: Option<&'a sqlx::Error>,
+    /// The statement's span (see `spans.rs`: OpenTelemetry's database conventions), still
+    /// open, with the engine, database, server, rows and `error.type` recorded. The observer
+    /// records `db.query.text` (sanitised), `db.operation.name`, `db.collection.name` and
+    /// `otel.name` on it. Disabled (`Span::none()`) when no subscriber listens: check
+    /// [`Span::is_disabled`] before computing what to record.
+    pub span: &'a Span,
+    /// `db.system.name` of the statement (`postgresql`, `sqlite`), for a metric's label.
+    pub system: &'static str,
+}
 
 /// Sees every statement run through the handle: `&MonitoredPool` as an
 /// [`Executor`](sqlx::Executor), and `&mut *conn` / `&mut *tx` on what
@@ -22,6 +49,18 @@ use crate::stats::{micros, State};
 pub trait QueryObserver: Send + Sync {
     /// Called once per statement, after it finished, failed or its stream was dropped.
     fn on_query(&self, sql: &str, elapsed: Duration, rows: u64, error: Option<&sqlx::Error>);
+
+    /// Called once per statement instead of [`on_query`](Self::on_query) (which it calls by
+    /// default), with the statement's open span: an observer that sanitises the text records
+    /// it there, so the span carries `db.query.text` without a second sanitiser run.
+    fn on_statement(&self, statement: &Statement<'_>) {
+        self.on_query(
+            statement.sql,
+            statement.elapsed,
+            statement.rows,
+            statement.error,
+        );
+    }
 }
 
 pub(crate) struct Shared {
@@ -30,6 +69,7 @@ pub(crate) struct Shared {
     pub(crate) benchmark: bool,
     /// PgBouncer's transaction mode: how statements run (`pgbouncer/wrap.rs`); `None` direct.
     pub(crate) pooling: Option<crate::pgbouncer::TransactionPooling>,
+    pub(crate) peer: Peer,
 }
 
 impl Shared {
@@ -48,9 +88,29 @@ pub(crate) struct Reporter {
 }
 
 impl Reporter {
-    /// Reports one finished statement.
+    /// A span for a statement about to run, a child of the current span.
+    pub(crate) fn span(&self) -> Span {
+        self.shared.peer.span()
+    }
+
+    /// Runs `statement` (the text `sql`, returning no rows: a transaction's `BEGIN`, `COMMIT`
+    /// or `ROLLBACK`) with a span of its own, timed, and reports it.
+    pub(crate) async fn run<T>(
+        &self,
+        sql: &str,
+        statement: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, sqlx::Error> {
+        let span = self.span();
+        let started = Instant::now();
+        let result = statement.await;
+        self.observe(&span, sql, started.elapsed(), 0, result.as_ref().err());
+        result
+    }
+
+    /// Reports one finished statement, whose span is `span` (still open).
     pub(crate) fn observe(
         &self,
+        span: &Span,
         sql: &str,
         elapsed: Duration,
         rows: u64,
@@ -59,8 +119,16 @@ impl Reporter {
         if self.shared.benchmark {
             self.shared.lock().query.saturating_record(micros(elapsed));
         }
+        spans::finish_statement_span(span, rows, error);
         if let Some(o) = &self.observer {
-            o.on_query(sql, elapsed, rows, error);
+            o.on_statement(&Statement {
+                sql,
+                elapsed,
+                rows,
+                error,
+                span,
+                system: self.shared.peer.system(),
+            });
         }
     }
 }

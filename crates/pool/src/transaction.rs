@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use sqlx::{Database, TransactionManager};
@@ -99,19 +99,13 @@ impl<'c, DB: Database> MonitoredTransaction<'c, DB> {
     async fn start(mut conn: Slot<'c, DB>) -> Result<Self, sqlx::Error> {
         let (raw, reporter) = conn.split();
         let depth = DB::TransactionManager::get_transaction_depth(raw);
-        let started = Instant::now();
-        let result = DB::TransactionManager::begin(
-            raw,
-            crate::pgbouncer::begin_statement(&reporter.shared, depth),
-        )
-        .await;
-        reporter.observe(
-            &begin_sql(depth),
-            started.elapsed(),
-            0,
-            result.as_ref().err(),
-        );
-        result?;
+        let statement = crate::pgbouncer::begin_statement(&reporter.shared, depth);
+        reporter
+            .run(
+                &begin_sql(depth),
+                DB::TransactionManager::begin(raw, statement),
+            )
+            .await?;
         Ok(Self { conn, open: true })
     }
 
@@ -153,10 +147,7 @@ impl<'c, DB: Database> MonitoredTransaction<'c, DB> {
     {
         let (raw, reporter) = self.conn.split();
         let sql = sql_at(DB::TransactionManager::get_transaction_depth(raw));
-        let started = Instant::now();
-        let result = end(raw).await;
-        reporter.observe(&sql, started.elapsed(), 0, result.as_ref().err());
-        result?;
+        reporter.run(&sql, end(raw)).await?;
         self.open = false;
         Ok(())
     }
@@ -198,7 +189,7 @@ impl<DB: Database> Drop for MonitoredTransaction<'_, DB> {
             // the latest when the pool pings it on release (an owned connection goes back
             // right after this, when the fields drop).
             DB::TransactionManager::start_rollback(raw);
-            reporter.observe(&sql, Duration::ZERO, 0, None);
+            reporter.observe(&reporter.span(), &sql, Duration::ZERO, 0, None);
         }
     }
 }

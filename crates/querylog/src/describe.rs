@@ -1,4 +1,5 @@
-//! The operation and the model of a sanitised statement, for statistics and reports.
+//! The operation and the table (and the model named after it) of a sanitised statement, for
+//! statistics, reports, spans and metrics.
 //!
 //! It reads the sanitiser's output (keywords upper case, literals already `?`, layout
 //! normalised), so it needs no lexer of its own: a split on spaces and punctuation, each
@@ -6,10 +7,11 @@
 
 use std::sync::Arc;
 
-/// The operation and the model of a sanitised statement: the main
-/// verb (through `WITH`), and the first table after `FROM` / `INTO` / `UPDATE`,
-/// singular and in PascalCase (`health_records` → `HealthRecord`).
-pub(crate) fn describe(sanitized: &str) -> (Arc<str>, Option<Arc<str>>) {
+/// The operation and the first table of a sanitised statement: the main verb (through
+/// `WITH`), and the first table after `FROM` / `INTO` / `UPDATE` as written, without its
+/// schema (`vaccinations`): the spans' and metrics' `db.collection.name`; [`model_name`]
+/// makes the statistics' model of it.
+pub(crate) fn operation_and_table(sanitized: &str) -> (Arc<str>, Option<Arc<str>>) {
     let toks = tokens(sanitized);
     let first = toks.first().map_or("", |t| t.0);
     let verbs = ["SELECT", "INSERT", "UPDATE", "DELETE"];
@@ -63,7 +65,7 @@ pub(crate) fn describe(sanitized: &str) -> (Arc<str>, Option<Arc<str>>) {
             .chars()
             .next()
             .is_some_and(|c| c.is_alphabetic() || c == '_');
-        ok.then(|| Arc::from(model_name(name)))
+        ok.then(|| Arc::from(name))
     });
     (operation, model)
 }
@@ -112,7 +114,7 @@ fn tokens(s: &str) -> Vec<(&str, u32)> {
 }
 
 /// `health_records` → `HealthRecord`, `allergies` → `Allergy`.
-fn model_name(table: &str) -> String {
+pub(crate) fn model_name(table: &str) -> String {
     let parts: Vec<&str> = table.split('_').filter(|p| !p.is_empty()).collect();
     let mut out = String::with_capacity(table.len());
     for (i, part) in parts.iter().enumerate() {

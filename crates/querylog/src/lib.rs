@@ -93,7 +93,7 @@ pub use fingerprint::{
 #[cfg(feature = "layer")]
 pub use layer::{ScopeSpans, SqlxQueryLayer, SQLX_QUERY_TARGET};
 pub use logger::{QueryLogger, ScopeGuard};
-pub use record::{QueryEvent, QueryRecord, SlowQuerySink, SlowTier, TracingSink};
+pub use record::{QueryEvent, QueryRecord, RecordedQuery, SlowQuerySink, SlowTier, TracingSink};
 pub use report::{FingerprintStats, NPlusOneFinding, PerformanceReport, QueryStatistics};
 pub use sanitize::sanitize_sql;
 pub use scope::{scoped, Scope, Scoped};

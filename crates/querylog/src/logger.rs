@@ -12,7 +12,7 @@ use crate::config::LoggerConfig;
 use crate::fingerprint::{Fingerprint, Fingerprinter};
 use crate::history::History;
 use crate::record::{
-    Kept, QueryEvent, QueryRecord, Recorded, SlowQuerySink, SlowTier, TracingSink,
+    Kept, QueryEvent, QueryRecord, Recorded, RecordedQuery, SlowQuerySink, SlowTier, TracingSink,
 };
 use crate::report::{FingerprintStats, NPlusOneFinding, PerformanceReport, QueryStatistics};
 use crate::sanitize::sanitize_sql;
@@ -124,9 +124,26 @@ impl QueryLogger {
     /// When called inside a [`Scope`] this logger opened (see
     /// [`in_scope`](Self::in_scope)), the statement is counted in it too.
     pub fn record(&self, event: QueryEvent<'_>) -> Fingerprint {
-        let recorded = self.record_inner(&event);
+        self.record_scoped(&event).fingerprint
+    }
+
+    /// Records one executed statement like [`record`](Self::record) and returns what the
+    /// logger made of it (sanitised text, operation, table), for a span or a metric of the
+    /// same statement: the sanitiser runs once for all of them.
+    pub fn record_query(&self, event: QueryEvent<'_>) -> RecordedQuery {
+        RecordedQuery::from(&self.record_scoped(&event))
+    }
+
+    /// [`record_batch`](Self::record_batch), returning what [`record_query`](Self::record_query)
+    /// returns.
+    pub fn record_batch_query(&self, event: QueryEvent<'_>) -> RecordedQuery {
+        RecordedQuery::from(&self.record_inner(&event))
+    }
+
+    fn record_scoped(&self, event: &QueryEvent<'_>) -> Recorded {
+        let recorded = self.record_inner(event);
         scope::observe_current(Arc::as_ptr(&self.inner).cast::<()>(), &recorded);
-        recorded.fingerprint
+        recorded
     }
 
     /// Records one executed statement like [`record`](Self::record), but counts it in no
@@ -169,7 +186,7 @@ impl QueryLogger {
             fingerprint: fp,
             sql: described.sql.clone(),
             model: described.model.clone(),
-            operation: described.operation,
+            operation: described.operation.clone(),
             duration: e.duration,
             rows: e.rows,
             error,
@@ -192,6 +209,8 @@ impl QueryLogger {
             fingerprint: fp,
             sql: described.sql,
             model: described.model,
+            operation: described.operation,
+            collection: described.collection,
             duration: e.duration,
         }
     }

@@ -141,7 +141,60 @@ pub(crate) struct Recorded {
     pub(crate) fingerprint: Fingerprint,
     pub(crate) sql: Arc<str>,
     pub(crate) model: Option<Arc<str>>,
+    pub(crate) operation: Arc<str>,
+    pub(crate) collection: Option<Arc<str>>,
     pub(crate) duration: Duration,
+}
+
+/// What the logger made of a statement it recorded: the fingerprint, the sanitised text, the
+/// operation and the first table. A span or a metric of the same statement takes them from
+/// here, so the statement is sanitised once for the logger, the span and the metrics alike.
+///
+/// Cloning is cheap (`Arc`s shared with the statistics entry).
+#[derive(Clone, Debug)]
+pub struct RecordedQuery {
+    fingerprint: Fingerprint,
+    sql: Arc<str>,
+    operation: Arc<str>,
+    collection: Option<Arc<str>>,
+}
+
+impl RecordedQuery {
+    /// The statement's fingerprint.
+    #[must_use]
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// The sanitised statement (no literal survives): OpenTelemetry's `db.query.text`.
+    #[must_use]
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The operation (`SELECT`, `INSERT`, `BEGIN`, ...): `db.operation.name`.
+    #[must_use]
+    pub fn operation(&self) -> &str {
+        &self.operation
+    }
+
+    /// The first table as written, without its schema (`vaccinations`), when the statement
+    /// names one: `db.collection.name`.
+    #[must_use]
+    pub fn collection(&self) -> Option<&str> {
+        self.collection.as_deref()
+    }
+}
+
+impl From<&Recorded> for RecordedQuery {
+    fn from(r: &Recorded) -> Self {
+        Self {
+            fingerprint: r.fingerprint,
+            sql: r.sql.clone(),
+            operation: r.operation.clone(),
+            collection: r.collection.clone(),
+        }
+    }
 }
 
 /// A query as the histories keep it: [`QueryRecord`]'s fields, the texts shared (`Arc`) with

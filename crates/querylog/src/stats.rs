@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::describe::describe;
+use crate::describe::{model_name, operation_and_table};
 use crate::fingerprint::Fingerprint;
 use crate::record::SlowTier;
 use crate::report::{by_count_desc, FingerprintStats, QueryStatistics};
@@ -57,12 +57,15 @@ pub(crate) struct Described {
     pub(crate) sql: Arc<str>,
     pub(crate) model: Option<Arc<str>>,
     pub(crate) operation: Arc<str>,
+    /// The first table as written (`vaccinations`), for spans and metrics.
+    pub(crate) collection: Option<Arc<str>>,
 }
 
 struct Entry {
     sql: Arc<str>,
     model: Option<Arc<str>>,
     operation: Arc<str>,
+    collection: Option<Arc<str>>,
     count: u64,
     total_us: u64,
     min_us: u64,
@@ -168,11 +171,12 @@ impl Stats {
         let seq = self.seq;
         let sanitized = s.sanitized;
         let entry = self.fingerprints.entry(s.fingerprint).or_insert_with(|| {
-            let (operation, model) = describe(&sanitized);
+            let (operation, collection) = operation_and_table(&sanitized);
             Entry {
                 sql: Arc::from(sanitized),
-                model,
+                model: collection.as_deref().map(|t| Arc::from(model_name(t))),
                 operation,
+                collection,
                 count: 0,
                 total_us: 0,
                 min_us: u64::MAX,
@@ -208,6 +212,7 @@ impl Stats {
             _ => entry.operation.clone(),
         };
         let sql = entry.sql.clone();
+        let collection = entry.collection.clone();
 
         if let Some(m) = &model {
             if let Some(n) = self.by_model.get_mut(&**m) {
@@ -222,6 +227,7 @@ impl Stats {
             sql,
             model,
             operation,
+            collection,
         }
     }
 

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{Postgres, Sqlite};
-use vitals_pool::{MonitoredPool, QueryObserver, ReadTarget, ReplicaRouter};
-use vitals_querylog::{QueryEvent, QueryLogger};
+use vitals_pool::{MonitoredPool, QueryObserver, ReadTarget, ReplicaRouter, Statement};
+use vitals_querylog::QueryLogger;
 
+use crate::telemetry::{self, Scoped};
 use crate::Error;
 
 /// Which database engine vitals runs on.
@@ -21,6 +22,14 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// OpenTelemetry's `db.system.name`: `"postgresql"` or `"sqlite"`.
+    pub fn otel_system(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgresql",
+            Engine::Sqlite => "sqlite",
+        }
+    }
+
     /// `"PostgreSQL"` or `"SQLite"` (also what `Display` writes).
     pub fn name(self) -> &'static str {
         match self {
@@ -177,13 +186,15 @@ pub(crate) struct LoggerObserver {
 
 impl QueryObserver for LoggerObserver {
     fn on_query(&self, sql: &str, elapsed: Duration, rows: u64, error: Option<&sqlx::Error>) {
-        // The logger sanitises the statement and scrubs the error text before keeping either.
-        let error = error.map(ToString::to_string);
-        let mut event = QueryEvent::new(sql, elapsed).with_rows(rows);
-        if let Some(e) = error.as_deref() {
-            event = event.with_error(e);
-        }
-        self.logger.record(event);
+        telemetry::record(&self.logger, sql, elapsed, rows, error, Scoped::Yes);
+    }
+
+    /// Records the statement once: the logger sanitises it, and the span and the statement
+    /// histogram take the sanitised text, operation and table from what it recorded.
+    fn on_statement(&self, s: &Statement<'_>) {
+        let q = telemetry::record(&self.logger, s.sql, s.elapsed, s.rows, s.error, Scoped::Yes);
+        telemetry::describe_span(s.span, &q);
+        telemetry::statement_metrics(s.system, &q, s.elapsed, s.error.is_none());
     }
 }
 

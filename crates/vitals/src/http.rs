@@ -11,7 +11,7 @@
 //! | `GET /api/health/database/performance` | the query performance report (sanitised) |
 //! | `GET /api/health/database/slow-queries?limit=N` | the last slow queries (sanitised) |
 //! | `GET /api/health/dashboard` | an HTML page of the figures below, refreshing itself; with `Accept: application/json`, its data ([`DashboardSnapshot`]) |
-//! | `GET /metrics` | the same figures in Prometheus text format |
+//! | `GET /metrics` | histograms, counters and gauges in Prometheus text format (`metrics-exporter-prometheus`) |
 //!
 //! [`InvalidateCacheLayer`] is the report's `@InvalidateCache({studentIdPath,
 //! invalidateTypes})`; [`BulkInvalidateLayer`] its `BulkCacheInvalidationInterceptor`.
@@ -44,7 +44,6 @@
 //! # }
 //! ```
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -164,189 +163,9 @@ async fn metrics(State(vitals): State<Vitals>) -> Response {
         .into_response()
 }
 
-/// The `/metrics` body: pool, cache and query figures in Prometheus text format.
-pub fn prometheus_text(vitals: &Vitals) -> String {
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
-        }
-    };
-    {
-        let m = vitals.pool_metrics();
-        metric(
-            "vitals_pool_active_connections",
-            "gauge",
-            "Connections in use.",
-            &[("", f64::from(m.active_connections))],
-        );
-        metric(
-            "vitals_pool_idle_connections",
-            "gauge",
-            "Connections open and idle.",
-            &[("", f64::from(m.idle_connections))],
-        );
-        metric(
-            "vitals_pool_max_connections",
-            "gauge",
-            "The pool's ceiling.",
-            &[("", f64::from(m.max_connections))],
-        );
-        metric(
-            "vitals_pool_waiting_requests",
-            "gauge",
-            "Tasks waiting for a connection.",
-            &[("", f64::from(m.waiting_requests.unwrap_or(0)))],
-        );
-        metric(
-            "vitals_pool_utilization_percent",
-            "gauge",
-            "Active over max, percent.",
-            &[("", m.utilization_percent)],
-        );
-    }
-    if let Some(s) = vitals.pool_summary() {
-        metric(
-            "vitals_pool_alerts_active",
-            "gauge",
-            "Pool alerts raised and not cleared.",
-            &[("", s.active_alerts.len() as f64)],
-        );
-    }
-    let c = vitals.cache_stats();
-    metric(
-        "vitals_cache_hits_total",
-        "counter",
-        "Cache hits by tier.",
-        &[
-            ("{tier=\"l1\"}", c.l1_hits as f64),
-            ("{tier=\"l2\"}", c.l2_hits as f64),
-        ],
-    );
-    metric(
-        "vitals_cache_misses_total",
-        "counter",
-        "Cache misses.",
-        &[("", c.misses as f64)],
-    );
-    metric(
-        "vitals_cache_sets_total",
-        "counter",
-        "Cache writes.",
-        &[("", c.sets as f64)],
-    );
-    metric(
-        "vitals_cache_deletes_total",
-        "counter",
-        "Cache deletes.",
-        &[("", c.deletes as f64)],
-    );
-    metric(
-        "vitals_cache_hit_rate",
-        "gauge",
-        "Hits over lookups, 0 to 1.",
-        &[("", c.hit_rate)],
-    );
-    metric(
-        "vitals_cache_l1_entries",
-        "gauge",
-        "Entries in L1.",
-        &[("", c.l1_entries as f64)],
-    );
-    metric(
-        "vitals_cache_l1_bytes",
-        "gauge",
-        "Bytes of values in L1.",
-        &[("", c.l1_bytes as f64)],
-    );
-    metric(
-        "vitals_cache_redis_errors_total",
-        "counter",
-        "Redis calls that failed.",
-        &[("", c.redis_errors as f64)],
-    );
-    metric(
-        "vitals_cache_redis_up",
-        "gauge",
-        "1 when Redis is configured and connected.",
-        &[("", if c.redis_connected { 1.0 } else { 0.0 })],
-    );
-    metric(
-        "vitals_cache_redis_plaintext_refused",
-        "gauge",
-        "1 when values are kept out of Redis: no CACHE_ENCRYPTION_KEY and no CACHE_ALLOW_PLAINTEXT.",
-        &[("", if c.redis_plaintext_refused { 1.0 } else { 0.0 })],
-    );
-    metric(
-        "vitals_cache_redis_refused_writes_total",
-        "counter",
-        "Writes whose value was kept out of Redis for want of an encryption key.",
-        &[("", c.redis_refused_writes as f64)],
-    );
-    if let Some(bytes) = c.redis_used_memory {
-        metric(
-            "vitals_cache_redis_used_memory_bytes",
-            "gauge",
-            "Redis INFO used_memory.",
-            &[("", bytes as f64)],
-        );
-    }
-    metric(
-        "vitals_cache_invalidations_total",
-        "counter",
-        "Invalidations published and received over pub/sub.",
-        &[
-            ("{direction=\"sent\"}", c.invalidations_sent as f64),
-            ("{direction=\"received\"}", c.invalidations_received as f64),
-        ],
-    );
-    let q = vitals.query_logger().statistics();
-    metric(
-        "vitals_queries_total",
-        "counter",
-        "Statements recorded.",
-        &[("", q.total_queries as f64)],
-    );
-    metric(
-        "vitals_slow_queries_total",
-        "counter",
-        "Statements over the slow thresholds.",
-        &[
-            (
-                "{tier=\"warning\"}",
-                q.slow_queries.saturating_sub(q.critical_queries) as f64,
-            ),
-            ("{tier=\"critical\"}", q.critical_queries as f64),
-        ],
-    );
-    metric(
-        "vitals_failed_queries_total",
-        "counter",
-        "Statements that failed.",
-        &[("", q.failed_queries as f64)],
-    );
-    metric(
-        "vitals_query_duration_avg_ms",
-        "gauge",
-        "Average statement time, ms.",
-        &[("", q.avg_duration_ms)],
-    );
-    metric(
-        "vitals_query_duration_max_ms",
-        "gauge",
-        "Longest statement time, ms.",
-        &[("", q.max_duration_ms)],
-    );
-    metric(
-        "vitals_query_n_plus_one_findings_total",
-        "counter",
-        "N+1 patterns found in request scopes.",
-        &[("", q.n_plus_one_findings as f64)],
-    );
-    out
-}
+/// The `/metrics` body, rendered by `metrics-exporter-prometheus` (see
+/// [`crate::metrics`]).
+pub use crate::metrics::prometheus_text;
 
 /// A JSON error body for the host's handlers: `{"error": "..."}` with a status.
 #[derive(Debug, Serialize)]

@@ -31,10 +31,11 @@ use vitals_import::{
     Sink, Source, SqliteSink, StatementObserver, Value,
 };
 use vitals_pool::{MonitoredPool, ObservedConnection};
-use vitals_querylog::{QueryEvent, QueryLogger};
+use vitals_querylog::QueryLogger;
 
 use crate::db::Db;
 use crate::health::{self, HealthDataCache};
+use crate::telemetry::{self, Scoped};
 use crate::{Error, Vitals};
 
 /// What [`Vitals::import`] and [`Vitals::import_file`] return: the importer's report and how
@@ -105,6 +106,7 @@ impl Vitals {
         let written = Written::default();
         let observer: Arc<dyn StatementObserver> = Arc::new(ImportObserver {
             logger: self.query_logger().clone(),
+            db: self.db().clone(),
         });
         let run = async {
             match self.db() {
@@ -160,16 +162,33 @@ impl<DB: Database> ConnectionSource<DB> for Monitored<DB> {
 /// passes bind values), but as batch statements: counted in no N+1 scope.
 struct ImportObserver {
     logger: QueryLogger,
+    /// The pool whose statement spans the import's statements get.
+    db: Db,
 }
 
 impl StatementObserver for ImportObserver {
     fn statement(&self, sql: &str, elapsed: Duration, rows: u64, error: Option<&sqlx::Error>) {
-        let error = error.map(ToString::to_string);
-        let mut event = QueryEvent::new(sql, elapsed).with_rows(rows);
-        if let Some(e) = error.as_deref() {
-            event = event.with_error(e);
-        }
-        self.logger.record_batch(event);
+        telemetry::record(&self.logger, sql, elapsed, rows, error, Scoped::No);
+    }
+
+    fn statement_span(&self) -> tracing::Span {
+        crate::with_db!(&self.db, |p| p.statement_span())
+    }
+
+    /// As the pool's observer does: sanitised once, for the logger, the span and the
+    /// statement histogram.
+    fn statement_in(
+        &self,
+        span: &tracing::Span,
+        sql: &str,
+        elapsed: Duration,
+        rows: u64,
+        error: Option<&sqlx::Error>,
+    ) {
+        vitals_pool::finish_statement_span(span, rows, error);
+        let q = telemetry::record(&self.logger, sql, elapsed, rows, error, Scoped::No);
+        telemetry::describe_span(span, &q);
+        telemetry::statement_metrics(self.db.engine().otel_system(), &q, elapsed, error.is_none());
     }
 }
 

@@ -53,12 +53,15 @@ pub mod health;
 #[cfg(feature = "http")]
 pub mod http;
 mod importing;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "http")]
 mod query_scope;
 #[cfg(feature = "http")]
 mod read_scope;
 #[cfg(feature = "http")]
 mod serve;
+mod telemetry;
 mod vitals;
 
 pub use config::{Config, DEFAULT_SQLITE_URL};

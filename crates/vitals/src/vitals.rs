@@ -162,6 +162,9 @@ impl VitalsBuilder {
     /// reached after the retries (the URL's password masked), [`Error::Migrate`], or
     /// [`Error::Cache`] / [`Error::Import`] for their setup.
     pub async fn build(self) -> Result<Vitals, Error> {
+        // The Prometheus recorder for /metrics, unless the host installed its own first.
+        #[cfg(feature = "metrics")]
+        crate::metrics::install_prometheus();
         let mut config = match self.config {
             Some(c) => c,
             None => Config::defaults()?,

@@ -7,6 +7,8 @@ use std::future::Future;
 use std::ops::DerefMut;
 use std::time::Duration;
 
+use tracing::Span;
+
 use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
 // The shared connection of the engines' sinks (features `postgres`, `sqlite`).
@@ -59,6 +61,27 @@ impl<DB: Database> ConnectionSource<DB> for Pool<DB> {
 pub trait StatementObserver: Send + Sync {
     /// Called once per statement, after it finished or failed.
     fn statement(&self, sql: &str, elapsed: Duration, rows: u64, error: Option<&sqlx::Error>);
+
+    /// A span for a statement about to be sent, opened (not entered) in the current span,
+    /// the `import` span; the sink hands it back to [`statement_in`](Self::statement_in)
+    /// when the statement ends. Default: none (`Span::none()`).
+    fn statement_span(&self) -> Span {
+        Span::none()
+    }
+
+    /// Called once per statement instead of [`statement`](Self::statement) (which it calls
+    /// by default), with the statement's span, still open.
+    fn statement_in(
+        &self,
+        span: &Span,
+        sql: &str,
+        elapsed: Duration,
+        rows: u64,
+        error: Option<&sqlx::Error>,
+    ) {
+        let _ = span;
+        self.statement(sql, elapsed, rows, error);
+    }
 }
 
 /// The [`Sink`](super::Sink) transaction methods of a sink whose `conn` field is a [`Conn`].
@@ -95,6 +118,7 @@ macro_rules! send {
             $conn.begin().await?;
         }
         $conn.statements += 1;
+        let span = statement_span(&$conn.observer);
         let sql = q.sql();
         let mut own = None;
         let conn = match &mut $conn.tx {
@@ -104,7 +128,7 @@ macro_rules! send {
         let started = Instant::now();
         let result = conn.$send(q).await;
         let rows = result.as_ref().map_or(0, $rows);
-        $conn.observe(sql, started.elapsed(), rows, result.as_ref().err());
+        $conn.observe(&span, sql, started.elapsed(), rows, result.as_ref().err());
         if own_tx {
             $conn.end_own(result.is_ok()).await?;
         }
@@ -177,9 +201,16 @@ where
         self.statements
     }
 
-    fn observe(&self, sql: &str, elapsed: Duration, rows: u64, error: Option<&sqlx::Error>) {
+    fn observe(
+        &self,
+        span: &Span,
+        sql: &str,
+        elapsed: Duration,
+        rows: u64,
+        error: Option<&sqlx::Error>,
+    ) {
         if let Some(o) = &self.observer {
-            o.statement(sql, elapsed, rows, error);
+            o.statement_in(span, sql, elapsed, rows, error);
         }
     }
 
@@ -214,9 +245,10 @@ where
         }
         self.statements += 1;
         let mut conn = self.source.acquire().await?;
+        let span = statement_span(&self.observer);
         let started = Instant::now();
         let result = DB::TransactionManager::begin(&mut conn, self.source.begin_statement()).await;
-        self.observe("BEGIN", started.elapsed(), 0, result.as_ref().err());
+        self.observe(&span, "BEGIN", started.elapsed(), 0, result.as_ref().err());
         result?;
         self.tx = Some(conn);
         Ok(())
@@ -246,6 +278,7 @@ where
             return Ok(());
         };
         self.statements += 1;
+        let span = statement_span(&self.observer);
         let started = Instant::now();
         let result = match sql {
             "COMMIT" => DB::TransactionManager::commit(conn).await,
@@ -257,9 +290,17 @@ where
             DB::TransactionManager::start_rollback(conn);
         }
         self.tx = None;
-        self.observe(sql, started.elapsed(), 0, result.as_ref().err());
+        self.observe(&span, sql, started.elapsed(), 0, result.as_ref().err());
         result
     }
+}
+
+/// The span of a statement about to be sent: the observer's, or none.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+fn statement_span(observer: &Option<Arc<dyn StatementObserver>>) -> Span {
+    observer
+        .as_ref()
+        .map_or_else(Span::none, |o| o.statement_span())
 }
 
 /// The rows a statement affected, for any driver's result (`Conn::execute`'s).

@@ -1,0 +1,149 @@
+//! The `tracing` span of every statement run through the handle, named and attributed after
+//! OpenTelemetry's database semantic conventions, so that `tracing-opentelemetry` (or any
+//! subscriber) shows it without configuration.
+//!
+//! The span is opened where the statement runs, so it is a child of the caller's span. It is
+//! not entered: `tracing-opentelemetry` (0.34) fixes a span's name when it is first entered,
+//! and the name (`SELECT vaccinations`) is known only once the observer has sanitised the
+//! text, at the statement's end; the span starts when the statement starts and ends when it
+//! is reported. The pool knows the engine, the database and the
+//! server, the rows and the error; it never sees a sanitised text, so the statement's
+//! `db.query.text`, `db.operation.name`, `db.collection.name` and the span's name
+//! (`otel.name`, `SELECT vaccinations`) are left empty for the [`QueryObserver`] to record
+//! (the facade's records the query logger's sanitised text). Without an observer that records
+//! them, the span is named after the engine (`postgresql`), as the conventions say when
+//! nothing else is known.
+//!
+//! With no subscriber listening, the span is `Span::none()`: opening it is one check of the
+//! callsite's cached interest, and recording into it does nothing.
+//!
+//! [`QueryObserver`]: crate::QueryObserver
+
+use std::borrow::Cow;
+
+use sqlx::{ConnectOptions, Database};
+use tracing::field::Empty;
+use tracing::Span;
+
+/// The target of the statement spans, for a subscriber's filter
+/// (`RUST_LOG=vitals_pool::statement=off` turns them off).
+pub const STATEMENT_SPAN_TARGET: &str = "vitals_pool::statement";
+
+/// What a statement's span says of where it ran, read once from the pool's connect options.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    /// `postgresql` or `sqlite` (OpenTelemetry's `db.system.name` values).
+    system: &'static str,
+    /// The database (PostgreSQL) or the file (SQLite).
+    namespace: Option<String>,
+    address: Option<String>,
+    port: Option<u16>,
+}
+
+impl Peer {
+    pub(crate) fn of<DB: Database>(pool: &sqlx::Pool<DB>) -> Self {
+        // The lossy URL carries the password too: only host, port and path are read from it.
+        let url = pool.connect_options().to_url_lossy();
+        let system = match DB::NAME {
+            "PostgreSQL" => "postgresql",
+            "SQLite" => "sqlite",
+            "MySQL" => "mysql",
+            _ => "other_sql",
+        };
+        let namespace = url
+            .path()
+            .trim_start_matches('/')
+            .rsplit('/')
+            .next()
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned);
+        let remote = system != "sqlite";
+        Self {
+            system,
+            namespace,
+            address: url
+                .host_str()
+                .filter(|h| remote && !h.is_empty())
+                .map(str::to_owned),
+            port: url.port().filter(|_| remote),
+        }
+    }
+
+    /// `db.system.name`.
+    pub(crate) fn system(&self) -> &'static str {
+        self.system
+    }
+
+    /// A new span for one statement, a child of the current span.
+    pub(crate) fn span(&self) -> Span {
+        tracing::info_span!(
+            target: STATEMENT_SPAN_TARGET,
+            "db.statement",
+            otel.name = self.system,
+            otel.kind = "client",
+            otel.status_code = Empty,
+            db.system.name = self.system,
+            db.namespace = self.namespace.as_deref(),
+            server.address = self.address.as_deref(),
+            server.port = self.port.map(i64::from),
+            db.query.text = Empty,
+            db.operation.name = Empty,
+            db.collection.name = Empty,
+            db.response.returned_rows = Empty,
+            error.type = Empty,
+        )
+    }
+}
+
+/// Records what the pool knows at a statement's end: the rows, and on failure `error.type`
+/// (the SQLSTATE of a database error, else the error's class) with the span's error status.
+pub fn finish_statement_span(span: &Span, rows: u64, error: Option<&sqlx::Error>) {
+    if span.is_disabled() {
+        return;
+    }
+    // i64: tracing-opentelemetry exports a u64 as a string.
+    span.record(
+        "db.response.returned_rows",
+        i64::try_from(rows).unwrap_or(i64::MAX),
+    );
+    if let Some(e) = error {
+        span.record("error.type", &*error_type(e));
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// OpenTelemetry's `error.type` of a failed statement: the SQLSTATE of a database error (it
+/// carries no data), else a low-cardinality class of the error (never its message).
+pub fn error_type(e: &sqlx::Error) -> Cow<'static, str> {
+    match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => Cow::Owned(code.into_owned()),
+            None => Cow::Borrowed("database"),
+        },
+        sqlx::Error::Io(_) => Cow::Borrowed("io"),
+        sqlx::Error::Tls(_) => Cow::Borrowed("tls"),
+        sqlx::Error::Protocol(_) => Cow::Borrowed("protocol"),
+        sqlx::Error::PoolTimedOut => Cow::Borrowed("pool_timed_out"),
+        sqlx::Error::PoolClosed => Cow::Borrowed("pool_closed"),
+        sqlx::Error::RowNotFound => Cow::Borrowed("row_not_found"),
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => Cow::Borrowed("decode"),
+        sqlx::Error::Encode(_) => Cow::Borrowed("encode"),
+        _ => Cow::Borrowed("_OTHER"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_type_is_a_class_never_a_message() {
+        assert_eq!(error_type(&sqlx::Error::PoolTimedOut), "pool_timed_out");
+        let io = sqlx::Error::Io(std::io::Error::other("secret 123-45-6789"));
+        assert_eq!(error_type(&io), "io");
+        assert_eq!(
+            error_type(&sqlx::Error::Protocol("x 4111".into())),
+            "protocol"
+        );
+    }
+}
