@@ -42,14 +42,24 @@ pub(crate) struct Peer {
 
 impl Peer {
     pub(crate) fn of<DB: Database>(pool: &sqlx::Pool<DB>) -> Self {
-        // The lossy URL carries the password too: only host, port and path are read from it.
-        let url = pool.connect_options().to_url_lossy();
         let system = match DB::NAME {
             "PostgreSQL" => "postgresql",
             "SQLite" => "sqlite",
             "MySQL" => "mysql",
             _ => "other_sql",
         };
+        if system == "sqlite" {
+            // Nothing remote to name, and sqlx's lossy URL of an SQLite pool panics for some
+            // file names (`sqlite::memory:` gives an "invalid port").
+            return Self {
+                system,
+                namespace: None,
+                address: None,
+                port: None,
+            };
+        }
+        // The lossy URL carries the password too: only host, port and path are read from it.
+        let url = pool.connect_options().to_url_lossy();
         let namespace = url
             .path()
             .trim_start_matches('/')
@@ -57,15 +67,11 @@ impl Peer {
             .next()
             .filter(|p| !p.is_empty())
             .map(str::to_owned);
-        let remote = system != "sqlite";
         Self {
             system,
             namespace,
-            address: url
-                .host_str()
-                .filter(|h| remote && !h.is_empty())
-                .map(str::to_owned),
-            port: url.port().filter(|_| remote),
+            address: url.host_str().filter(|h| !h.is_empty()).map(str::to_owned),
+            port: url.port(),
         }
     }
 
@@ -135,6 +141,32 @@ pub fn error_type(e: &sqlx::Error) -> Cow<'static, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// sqlx's lossy URL of `sqlite::memory:` panics ("invalid port"): the peer never asks.
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn an_in_memory_sqlite_pool_has_a_peer() {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .connect_lazy("sqlite::memory:")
+            .unwrap();
+        let peer = Peer::of(&pool);
+        assert_eq!(peer.system(), "sqlite");
+        assert!(peer.address.is_none() && peer.port.is_none());
+    }
+
+    #[cfg(feature = "postgres")]
+    #[tokio::test]
+    async fn a_postgres_peer_names_the_database_and_server_never_the_password() {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://app:s3cret@db.internal:6543/school")
+            .unwrap();
+        let peer = Peer::of(&pool);
+        assert_eq!(peer.system(), "postgresql");
+        assert_eq!(peer.namespace.as_deref(), Some("school"));
+        assert_eq!(peer.address.as_deref(), Some("db.internal"));
+        assert_eq!(peer.port, Some(6543));
+        assert!(!format!("{peer:?}").contains("s3cret"));
+    }
 
     #[test]
     fn error_type_is_a_class_never_a_message() {
