@@ -308,17 +308,18 @@ fn import_rows() -> Vec<Row> {
     ]
 }
 
-/// A scrubber row: exit 0, `says` in the output, `secret` not.
-fn scrub(
-    what: &'static str,
-    input: fn() -> Vec<u8>,
-    says: &'static [&'static str],
-    secret: &'static str,
-) -> Row {
-    row(what, &[], "", input, 0, says, Some(secret))
+/// Rows of a command that must exit `code` with `says` in its output and `secret` not (the
+/// scrubber's: 0; a configuration's: 1).
+fn hiding(code: i32) -> impl Fn(&'static str, Input, Says, &'static str) -> Row {
+    move |what, input, says, secret| row(what, &[], "", input, code, says, Some(secret))
 }
 
+/// A row's input, and what its output must say.
+type Input = fn() -> Vec<u8>;
+type Says = &'static [&'static str];
+
 fn scrub_rows() -> Vec<Row> {
+    let scrub = hiding(0);
     vec![
         // Item 2: the DETAIL of the allergies' natural key (an expression index).
         scrub(
@@ -397,17 +398,8 @@ fn scrub_rows() -> Vec<Row> {
     ]
 }
 
-/// A configuration row: exit 1, `says` in the output, `secret` not.
-fn config(
-    what: &'static str,
-    input: fn() -> Vec<u8>,
-    says: &'static [&'static str],
-    secret: &'static str,
-) -> Row {
-    row(what, &[], "", input, 1, says, Some(secret))
-}
-
 fn config_rows() -> Vec<Row> {
+    let config = hiding(1);
     vec![
         config(
             "CACHE_ENCRYPTION_KEY of 11 bytes",

@@ -99,54 +99,17 @@ macro_rules! assert_tables_equal {
     ($pool:expr, $school:expr) => {{
         let pool = $pool;
         let school: &School = $school;
-        let students: Vec<Student> = sqlx::query_as(
-            "SELECT id, student_number, first_name, last_name, date_of_birth, grade, active FROM students",
-        )
-        .fetch_all(pool)
-        .await
-        .unwrap();
-        assert_eq!(sorted(&students, |r| r.id), sorted(&school.students, |r| r.id));
-        let rows: Vec<Vaccination> = sqlx::query_as(
-            "SELECT id, student_id, vaccine_name, dose_number, administered_on, administered_by, lot_number FROM vaccinations",
-        )
-        .fetch_all(pool)
-        .await
-        .unwrap();
-        assert_eq!(sorted(&rows, |r| r.id), sorted(&school.vaccinations, |r| r.id));
-        let rows: Vec<Allergy> = sqlx::query_as(
-            "SELECT id, student_id, allergen, severity, reaction, diagnosed_on, active FROM allergies",
-        )
-        .fetch_all(pool)
-        .await
-        .unwrap();
-        assert_eq!(sorted(&rows, |r| r.id), sorted(&school.allergies, |r| r.id));
-        let rows: Vec<ChronicCondition> = sqlx::query_as(
-            "SELECT id, student_id, condition, icd10_code, status, diagnosed_on, notes FROM chronic_conditions",
-        )
-        .fetch_all(pool)
-        .await
-        .unwrap();
-        assert_eq!(sorted(&rows, |r| r.id), sorted(&school.chronic_conditions, |r| r.id));
-        let rows: Vec<MedicationLog> = sqlx::query_as(
-            "SELECT id, student_id, medication, dosage, administered_at, administered_by FROM medication_logs",
-        )
-        .fetch_all(pool)
-        .await
-        .unwrap();
-        assert_eq!(sorted(&rows, |r| r.id), sorted(&school.medication_logs, |r| r.id));
-        let rows: Vec<IncidentReport> = sqlx::query_as(
-            "SELECT id, student_id, occurred_at, kind, severity, description FROM incident_reports",
-        )
-        .fetch_all(pool)
-        .await
-        .unwrap();
-        assert_eq!(sorted(&rows, |r| r.id), sorted(&school.incident_reports, |r| r.id));
-        let rows: Vec<Appointment> =
-            sqlx::query_as("SELECT id, student_id, scheduled_at, kind, status FROM appointments")
-                .fetch_all(pool)
-                .await
-                .unwrap();
-        assert_eq!(sorted(&rows, |r| r.id), sorted(&school.appointments, |r| r.id));
+        assert_tables_equal!(@table pool, Student, school.students, "SELECT id, student_number, first_name, last_name, date_of_birth, grade, active FROM students");
+        assert_tables_equal!(@table pool, Vaccination, school.vaccinations, "SELECT id, student_id, vaccine_name, dose_number, administered_on, administered_by, lot_number FROM vaccinations");
+        assert_tables_equal!(@table pool, Allergy, school.allergies, "SELECT id, student_id, allergen, severity, reaction, diagnosed_on, active FROM allergies");
+        assert_tables_equal!(@table pool, ChronicCondition, school.chronic_conditions, "SELECT id, student_id, condition, icd10_code, status, diagnosed_on, notes FROM chronic_conditions");
+        assert_tables_equal!(@table pool, MedicationLog, school.medication_logs, "SELECT id, student_id, medication, dosage, administered_at, administered_by FROM medication_logs");
+        assert_tables_equal!(@table pool, IncidentReport, school.incident_reports, "SELECT id, student_id, occurred_at, kind, severity, description FROM incident_reports");
+        assert_tables_equal!(@table pool, Appointment, school.appointments, "SELECT id, student_id, scheduled_at, kind, status FROM appointments");
+    }};
+    (@table $pool:ident, $row:ty, $expected:expr, $sql:literal) => {{
+        let rows: Vec<$row> = sqlx::query_as($sql).fetch_all($pool).await.unwrap();
+        assert_eq!(sorted(&rows, |r| r.id), sorted(&$expected, |r| r.id));
     }};
 }
 

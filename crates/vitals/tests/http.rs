@@ -162,15 +162,7 @@ async fn an_import_upload_invalidates_every_student_it_names(pool: PgPool) {
          {},Cholera,1,2026-10-01,Nurse Orlen,LOT1\n{},Cholera,1,2026-10-02,,\nnot-a-uuid,Cholera,1,2026-10-02,,\n",
         students[0], students[1]
     );
-    let (status, body) = call(
-        &app,
-        "POST",
-        "/api/import?type=vaccination",
-        Some(("text/csv", csv)),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let report: Value = serde_json::from_str(&body).unwrap();
+    let (report, _) = common::import_csv(&app, "vaccination", csv).await;
     assert_eq!(report["imported"], 2, "{report}");
     assert_eq!(report["rejected"], 1, "{report}");
     assert_eq!(report["rejections"][0]["line"], 4, "{report}");

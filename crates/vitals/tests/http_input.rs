@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use axum::http::StatusCode;
 use chrono::{Duration, Utc};
 use common::{call, count, Captured};
@@ -23,24 +21,14 @@ use vitals::health;
 /// A synthetic SSN: the hostile value of every test here.
 const SSN: &str = "123-45-6789";
 
-/// The buffer every test's tracing output goes to: one global subscriber at TRACE for the
-/// whole binary (a thread-local default misses events of other runtime threads).
+/// The buffer every test's tracing output goes to: the binary's one global subscriber, at
+/// TRACE (a thread-local default misses events of other runtime threads).
 fn captured() -> &'static Captured {
-    static CAPTURED: OnceLock<Captured> = OnceLock::new();
-    CAPTURED.get_or_init(|| {
-        let c = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(c.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        c
-    })
+    common::global_capture(tracing::Level::TRACE)
 }
 
 fn log_text() -> String {
-    String::from_utf8_lossy(&captured().0.lock().unwrap()).into_owned()
+    captured().text()
 }
 
 /// The school-health router on a facade with a small school, and one student's id.
@@ -419,15 +407,7 @@ async fn an_import_upload_follows_the_same_date_rules(pool: PgPool) {
         Uuid::new_v4(),
     );
     let before = count(&pg, "SELECT COUNT(*) FROM students").await;
-    let (status, body) = call(
-        &app,
-        "POST",
-        "/api/import?type=student",
-        Some(("text/csv", csv)),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let report: Value = serde_json::from_str(&body).unwrap();
+    let (report, body) = common::import_csv(&app, "student", csv).await;
     assert_eq!(report["imported"], 1, "{body}");
     let reasons: Vec<(u64, &str, &str)> = report["rejections"]
         .as_array()

@@ -120,13 +120,20 @@ impl std::io::Write for Captured {
 }
 
 impl Captured {
-    /// A subscriber that writes events up to `level` here, without colours.
+    /// A subscriber that writes events up to `level` here, without colours or timestamps (a
+    /// timestamp is a date: the scrubber's date detector would fire on every line).
     pub fn subscriber(&self, level: tracing::Level) -> impl tracing::Subscriber + Send + Sync {
         tracing_subscriber::fmt()
             .with_max_level(level)
             .with_ansi(false)
+            .without_time()
             .with_writer(self.clone())
             .finish()
+    }
+
+    /// Everything written so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
 
@@ -318,4 +325,17 @@ pub async fn call(
         .await
         .unwrap();
     (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// The JSON report of `POST /api/import?type={kind}` with `csv`, which must answer 200, and
+/// the body as sent.
+pub async fn import_csv(
+    app: &axum::Router,
+    kind: &str,
+    csv: String,
+) -> (serde_json::Value, String) {
+    let uri = format!("/api/import?type={kind}");
+    let (status, body) = call(app, "POST", &uri, Some(("text/csv", csv))).await;
+    assert_eq!(status, axum::http::StatusCode::OK, "{body}");
+    (serde_json::from_str(&body).unwrap(), body)
 }
