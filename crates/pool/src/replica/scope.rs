@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::observer::QueryObserver;
+use crate::observer::{QueryObserver, Statement};
 use crate::replica::lsn::Lsn;
 
 /// The WAL position a read must see: a replica whose replay position is at or past it has
@@ -109,6 +109,14 @@ impl QueryObserver for WriteMarker {
         mark_written();
         if let Some(next) = &self.next {
             next.on_query(sql, elapsed, rows, error);
+        }
+    }
+
+    // Forwarded whole, so the next observer still records on the statement's span.
+    fn on_statement(&self, statement: &Statement<'_>) {
+        mark_written();
+        if let Some(next) = &self.next {
+            next.on_statement(statement);
         }
     }
 }
