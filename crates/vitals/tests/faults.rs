@@ -51,13 +51,12 @@ async fn stop_and_join(
 /// A configuration with quick Redis timeouts and breaker (failure paths finish fast), no
 /// background warming, and a pool that reconnects quickly.
 fn config(redis_url: Option<&str>, prefix: &str) -> Config {
-    let mut c = Config::from_env_with(|name| match name {
-        "CACHE_WARMING_ENABLED" => Some("false".into()),
-        "DB_RETRY_MAX" => Some("5".into()),
-        "DB_RETRY_BASE_DELAY" => Some("20".into()),
-        "DB_RETRY_MAX_DELAY" => Some("200".into()),
-        _ => None,
-    })
+    let mut c = Config::from_env_with(vitals::env::pairs(&[
+        ("CACHE_WARMING_ENABLED", "false"),
+        ("DB_RETRY_MAX", "5"),
+        ("DB_RETRY_BASE_DELAY", "20"),
+        ("DB_RETRY_MAX_DELAY", "200"),
+    ]))
     .unwrap();
     c.cache = c
         .cache
@@ -446,27 +445,21 @@ async fn every_postgres_backend_killed_mid_import_chunks_are_whole_and_a_rerun_c
 #[test]
 fn postgres_unreachable_at_start_is_a_clear_error_after_the_retries() {
     let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(captured.clone())
-        .finish();
     // This thread only: the other tests of this binary do not write here.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = tracing::subscriber::set_default(captured.subscriber(tracing::Level::TRACE));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let port = free_port();
     let url = format!("postgres://vitals:Sup3rSecretPw@127.0.0.1:{port}/school");
-    let config = Config::from_env_with(|name| match name {
-        "DATABASE_URL" => Some(url.clone()),
-        "DB_RETRY_MAX" => Some("3".into()),
-        "DB_RETRY_BASE_DELAY" => Some("50".into()),
-        "DB_RETRY_MAX_DELAY" => Some("100".into()),
-        "DB_ACQUIRE_TIMEOUT" => Some("1000".into()),
-        _ => None,
-    })
+    let config = Config::from_env_with(vitals::env::pairs(&[
+        ("DATABASE_URL", url.as_str()),
+        ("DB_RETRY_MAX", "3"),
+        ("DB_RETRY_BASE_DELAY", "50"),
+        ("DB_RETRY_MAX_DELAY", "100"),
+        ("DB_ACQUIRE_TIMEOUT", "1000"),
+    ]))
     .unwrap();
     let t0 = Instant::now();
     let err = rt
@@ -475,7 +468,7 @@ fn postgres_unreachable_at_start_is_a_clear_error_after_the_retries() {
     let elapsed = t0.elapsed();
     let text = err.to_string();
     let debug = format!("{err:?}");
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     eprintln!("unreachable at start after {elapsed:?}: {text}");
     // The retry policy ran: three attempts, each refused at once (a refused connect is not
     // waited out to the acquire timeout), and the error says so with the real reason.

@@ -20,7 +20,6 @@ use common::{
 use redis_server::TestRedis;
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -33,28 +32,22 @@ use vitals::import::{Format, Source};
 use vitals::querylog::scrub_text;
 use vitals::{Config, Error, Vitals};
 
+/// The configuration of these variables (the rest unset).
+fn config_of(vars: &[(&str, &str)]) -> Config {
+    Config::from_env_with(vitals::env::pairs(vars)).unwrap()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Capture of every tracing line of this binary.
 
-/// The buffer every test's tracing output goes to (installed once, for all threads).
+/// The buffer every test's tracing output goes to: the binary's one global subscriber, at
+/// TRACE (a thread-local default misses events of other runtime threads).
 fn captured() -> &'static Captured {
-    static CAPTURED: OnceLock<Captured> = OnceLock::new();
-    CAPTURED.get_or_init(|| {
-        let c = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            // Timestamps are dates: the date detector would fire on every line.
-            .without_time()
-            .with_writer(c.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        c
-    })
+    common::global_capture(tracing::Level::TRACE)
 }
 
 fn log_text() -> String {
-    String::from_utf8_lossy(&captured().0.lock().unwrap()).into_owned()
+    captured().text()
 }
 
 /// The scrubber's typed masks: one more of them in `scrub_text(line)` than in `line` means a
@@ -115,13 +108,14 @@ fn keyring() -> Keyring {
 
 fn config(prefix: &str, slow_ms: u64) -> Config {
     let slow = slow_ms.to_string();
-    let mut c = Config::from_env_with(|name| match name {
-        "DB_SLOW_QUERY_WARN_MS" => Some(slow.clone()),
-        "DB_SLOW_QUERY_CRITICAL_MS" => Some((slow_ms * 4).to_string()),
-        "CACHE_WARMING_ENABLED" => Some("false".into()),
-        _ => None,
-    })
-    .unwrap();
+    let mut c = config_of(&[
+        ("DB_SLOW_QUERY_WARN_MS", slow.as_str()),
+        (
+            "DB_SLOW_QUERY_CRITICAL_MS",
+            (slow_ms * 4).to_string().as_str(),
+        ),
+        ("CACHE_WARMING_ENABLED", "false"),
+    ]);
     c.cache = c
         .cache
         .with_redis_url(Some(redis_url()))
@@ -438,7 +432,7 @@ async fn with_an_encryption_key_redis_holds_no_plaintext(pool: PgPool) {
         .cache()
         .get::<health::HealthSummary>(&HealthData::Summary.key(s.id))
         .await;
-    assert_eq!(back.map(|b| b.student), Some(s.clone()));
+    assert_eq!(back.map(|b| b.student.clone()), Some(s.clone()));
     let _: () = conn.del(&keys).await.unwrap();
     other.shutdown().await;
     vitals.shutdown().await;
@@ -456,14 +450,12 @@ async fn passwords_in_urls_never_appear_in_a_log_or_an_error() {
         "postgres://vitals:{pg_password}@127.0.0.1:{}/school",
         free_port()
     );
-    let config = Config::from_env_with(|name| match name {
-        "DATABASE_URL" => Some(url.clone()),
-        "DB_RETRY_MAX" => Some("2".into()),
-        "DB_RETRY_BASE_DELAY" => Some("10".into()),
-        "DB_ACQUIRE_TIMEOUT" => Some("500".into()),
-        _ => None,
-    })
-    .unwrap();
+    let config = config_of(&[
+        ("DATABASE_URL", url.as_str()),
+        ("DB_RETRY_MAX", "2"),
+        ("DB_RETRY_BASE_DELAY", "10"),
+        ("DB_ACQUIRE_TIMEOUT", "500"),
+    ]);
     let config_debug = format!("{config:?}");
     let err = Vitals::builder().config(config).build().await.unwrap_err();
     let mut texts = vec![err.to_string(), format!("{err:?}"), config_debug];
@@ -484,14 +476,12 @@ async fn passwords_in_urls_never_appear_in_a_log_or_an_error() {
             "sqlite://{}",
             dir.path().join(format!("{i}.sqlite")).display()
         );
-        let config = Config::from_env_with(|name| match name {
-            "REDIS_URL" => Some(redis.clone()),
-            "DATABASE_URL" => Some(sqlite.clone()),
-            "CACHE_REDIS_CONNECT_TIMEOUT_MS" => Some("300".into()),
-            "CACHE_REDIS_TIMEOUT_MS" => Some("300".into()),
-            _ => None,
-        })
-        .unwrap();
+        let config = config_of(&[
+            ("REDIS_URL", redis.as_str()),
+            ("DATABASE_URL", sqlite.as_str()),
+            ("CACHE_REDIS_CONNECT_TIMEOUT_MS", "300"),
+            ("CACHE_REDIS_TIMEOUT_MS", "300"),
+        ]);
         texts.push(format!("{config:?}"));
         let vitals = Vitals::builder().config(config).build().await.unwrap();
         let connected = vitals.cache().wait_subscribed(Duration::from_secs(3)).await;
@@ -568,14 +558,12 @@ async fn postgres_over_tls_with_sslmode() {
         ));
     }
     for url in &modes {
-        let config = Config::from_env_with(|name| match name {
-            "DATABASE_URL" => Some(url.clone()),
-            "VITALS_MIGRATE" => Some("false".into()),
-            "DB_RETRY_MAX" => Some("1".into()),
-            "DB_POOL_MIN" => Some("0".into()),
-            _ => None,
-        })
-        .unwrap();
+        let config = config_of(&[
+            ("DATABASE_URL", url.as_str()),
+            ("VITALS_MIGRATE", "false"),
+            ("DB_RETRY_MAX", "1"),
+            ("DB_POOL_MIN", "0"),
+        ]);
         let vitals = match Vitals::builder().config(config).build().await {
             Ok(v) => v,
             Err(e) => panic!("{url}: {e}"),
