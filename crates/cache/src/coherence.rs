@@ -1,7 +1,8 @@
 //! The background tasks that keep a cache coherent with Redis: the subscriber (applies
 //! other instances' invalidations, PINGs its subscription so a silently dead one is
 //! noticed, clears L1 and resubscribes when it is lost) and the maintenance task
-//! (connects Redis while it is not, probes it when unwell, refreshes its used memory).
+//! (connects Redis while it is not, probes it when unwell, refreshes its used memory; on a
+//! cluster also follows its masters and replays failed writes).
 //!
 //! Both hold only a weak reference to the cache's state: dropping the last handle, or
 //! [`TieredCache::shutdown`](crate::TieredCache::shutdown), stops them.
@@ -109,6 +110,7 @@ async fn maintenance(weak: Weak<Inner>, redis: RedisTier) {
     let refresh = inner.config.stats_refresh;
     drop(inner);
     let mut last_refresh: Option<tokio::time::Instant> = None;
+    let mut topology_seen = 0;
     loop {
         if weak.strong_count() == 0 {
             return;
@@ -117,6 +119,9 @@ async fn maintenance(weak: Weak<Inner>, redis: RedisTier) {
             if let Err(e) = redis.ensure_connected().await {
                 tracing::debug!(target: "vitals_cache", error = %e, "redis still unreachable");
             }
+        }
+        if redis.is_cluster() && redis.is_connected() {
+            topology_seen = cluster_upkeep(&weak, &redis, topology_seen).await;
         }
         let Some(inner) = weak.upgrade() else { return };
         let subscribed = *inner.subscribed.borrow();
@@ -140,4 +145,31 @@ async fn maintenance(weak: Weak<Inner>, redis: RedisTier) {
             () = tokio::time::sleep(interval) => {}
         }
     }
+}
+
+/// A cluster's share of the maintenance: reads its masters again and, when they changed
+/// since `seen` (a failover, a moved slot range, seen here or by a tag sweep), clears L1,
+/// as a lost subscription does: a message published by a master that failed may never have
+/// reached this instance. Then replays the writes that failed meanwhile. Returns the
+/// changes seen.
+async fn cluster_upkeep(weak: &Weak<Inner>, redis: &RedisTier, seen: u64) -> u64 {
+    if let Err(e) = redis.refresh_slots().await {
+        tracing::debug!(target: "vitals_cache", error = %e, "redis cluster slots not read");
+    }
+    let changes = redis.topology_changes();
+    if changes != seen {
+        if let Err(e) = redis.reconnect_cluster().await {
+            tracing::warn!(target: "vitals_cache", error = %e, "redis cluster reconnection after a topology change failed");
+            // Seen again on the next round.
+            return seen;
+        }
+        if let Some(inner) = weak.upgrade() {
+            inner.clear_l1();
+        }
+        tracing::warn!(target: "vitals_cache", "redis cluster masters changed (failover or resharding): reconnected, L1 cleared");
+    }
+    if redis.pending_repairs() > 0 && redis.breaker_state() != BreakerState::Open {
+        redis.run_repairs().await;
+    }
+    changes
 }

@@ -25,6 +25,14 @@ pub enum CacheError {
     /// No Redis connection is established (yet).
     #[error("redis not connected")]
     NotConnected,
+    /// A seed node of `REDIS_CLUSTER_NODES` cannot serve (named with its password masked).
+    #[error("redis cluster node {node}: {problem}")]
+    ClusterNode {
+        /// The node's address.
+        node: String,
+        /// What is wrong with it.
+        problem: crate::cluster_conn::ClusterNodeProblem,
+    },
     /// A value could not be serialised or deserialised.
     #[error("value (de)serialisation failed: {0}")]
     Serde(#[from] serde_json::Error),

@@ -1,5 +1,7 @@
-//! The shared tier: Redis through a `ConnectionManager`, behind a timeout and
-//! a circuit breaker, with tag bookkeeping and invalidation messages.
+//! The shared tier: Redis through a `ConnectionManager` (one node) or the cluster client,
+//! behind a timeout and a circuit breaker, with tag bookkeeping and invalidation messages.
+//! What only a cluster needs (the tag sweep over buckets, the repairs of failed writes) is
+//! in `cluster_sweep.rs` and `repair.rs`.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,80 +13,14 @@ use serde::{Deserialize, Serialize};
 use vitals_env::{mask_url, ConfigError, Problem};
 
 use crate::breaker::{Breaker, BreakerState};
+use crate::cluster_conn::{is_cluster_fault, shown, Client, Cluster, Conn};
 use crate::codec::Codec;
 use crate::config::CacheConfig;
 use crate::error::CacheError;
+use crate::layout::Layout;
+use crate::repair::Repairs;
+use crate::scripts::{BUCKET_INVALIDATE_SCRIPT, DELETE_SCRIPT, INVALIDATE_SCRIPT, SET_SCRIPT};
 use crate::tier::{Generations, Tier};
-
-/// Sets the value, adds the key to each tag's sorted set (score = expiry in
-/// ms), prunes expired members, keeps each tag set alive as long as its
-/// longest-lived member, bumps the key's generation, then publishes the
-/// overwrite. Atomic, so an invalidation of a tag sees the entry either
-/// entirely before or entirely after: an entry written during an
-/// invalidation is never orphaned.
-///
-/// Conditional form (a loader's result): written only if the generations of
-/// the key and of its tags are still those read before the load, so a value
-/// loaded before an overwrite, delete or tag invalidation on any instance is
-/// not put back into Redis. Returns 1 if written, 0 if not.
-///
-/// Without the value (store '0': values refused because they would be in the
-/// clear) it writes neither the value nor the tag sets, but still checks and
-/// bumps the generation and publishes, so coherence across instances holds.
-///
-/// KEYS: data, n tag sets, key generation, n tag generations.
-/// ARGV: value ('' when not stored), ttl ms, member, channel, message, n,
-/// conditional ('1'), store ('1'), expected generations (n + 1, '' for none).
-const SET_SCRIPT: &str = r"
-local n = tonumber(ARGV[6])
-if ARGV[7] == '1' then
-  for i = 0, n do
-    local cur = redis.call('GET', KEYS[n + 2 + i]) or ''
-    if cur ~= ARGV[9 + i] then return 0 end
-  end
-end
-if ARGV[8] == '1' then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local ttl = tonumber(ARGV[2])
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-  local exp = now + ttl
-  for i = 2, n + 1 do
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-    redis.call('ZADD', KEYS[i], exp, ARGV[3])
-    local top = redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')
-    redis.call('PEXPIREAT', KEYS[i], top[2])
-  end
-end
-redis.call('INCR', KEYS[n + 2])
-redis.call('PEXPIRE', KEYS[n + 2], 60000)
-redis.call('PUBLISH', ARGV[4], ARGV[5])
-return 1
-";
-
-/// Deletes every member of a tag and the tag set itself, bumps the tag's
-/// generation, then publishes the invalidation (a [`Message`] with the
-/// origin, the removed keys and the tag), atomically; returns the members
-/// whose entry still existed.
-///
-/// KEYS: tag set, tag generation.
-/// ARGV: data key prefix, channel, origin, tag.
-const INVALIDATE_SCRIPT: &str = r"
-local members = redis.call('ZRANGE', KEYS[1], 0, -1)
-local removed = {}
-for _, m in ipairs(members) do
-  if redis.call('UNLINK', ARGV[1] .. m) == 1 then table.insert(removed, m) end
-end
-redis.call('UNLINK', KEYS[1])
-redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], 60000)
--- cjson encodes an empty table as {}, not []: leave `k` out when empty
--- (Message.k defaults to empty, as when serialised in Rust).
-local msg = { o = ARGV[3], t = ARGV[4] }
-if #removed > 0 then msg.k = removed end
-redis.call('PUBLISH', ARGV[2], cjson.encode(msg))
-return removed
-";
 
 /// An invalidation broadcast on the channel: keys to drop from every L1, an
 /// optional tag whose local entries to drop too, or a full clear.
@@ -100,29 +36,44 @@ pub(crate) struct Message {
     pub(crate) clear: bool,
 }
 
-struct RedisInner {
-    client: redis::Client,
-    conn: RwLock<Option<ConnectionManager>>,
+pub(crate) struct RedisInner {
+    pub(crate) client: Client,
+    conn: RwLock<Option<Conn>>,
     connecting: tokio::sync::Mutex<()>,
     codec: Codec,
-    prefix: String,
-    channel: String,
-    origin: String,
-    timeout: Duration,
-    connect_timeout: Duration,
+    pub(crate) layout: Layout,
+    pub(crate) channel: String,
+    pub(crate) origin: String,
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     reconnect_interval: Duration,
     breaker: Breaker,
     set_script: redis::Script,
     invalidate_script: redis::Script,
-    errors: AtomicU64,
+    pub(crate) bucket_invalidate_script: redis::Script,
+    pub(crate) delete_script: redis::Script,
+    pub(crate) errors: AtomicU64,
     decode_errors: AtomicU64,
     used_memory: AtomicU64,
-    sent: AtomicU64,
+    pub(crate) sent: AtomicU64,
     /// No keyring and plaintext not allowed: values are never written (or read).
     refuse_values: bool,
     refused_writes: AtomicU64,
     connected_once: AtomicBool,
     url_masked: String,
+    /// Replicas a cluster write waits for, and how long (none on a single node).
+    pub(crate) wait: Option<(u32, Duration)>,
+    /// Cluster fault replies (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, CROSSSLOT…) that reached
+    /// the tier: counted among `errors` too.
+    pub(crate) cluster_faults: AtomicU64,
+    /// Cluster writes not acknowledged by `wait`'s replicas in time.
+    pub(crate) unreplicated_writes: AtomicU64,
+    /// Writes whose group tag is in another bucket than their key (kept out of Redis).
+    pub(crate) layout_faults: AtomicU64,
+    /// Changes of the cluster's masters seen (failovers, resharding).
+    pub(crate) topology_changes: AtomicU64,
+    /// Keys and tags whose cluster write failed, replayed as deletes.
+    pub(crate) repairs: Repairs,
 }
 
 /// The Redis tier. Cheap to clone (an `Arc`), `Send + Sync`.
@@ -139,28 +90,31 @@ struct RedisInner {
 /// allows plaintext, no value is written or read: writes only move the key's
 /// generation and publish the overwrite ([`RedisTier::refuses_plaintext`]); keys are namespaced as `{prefix}:v:{key}`,
 /// tags as `{prefix}:t:{tag}` (a sorted set of keys scored by expiry), and
-/// invalidations are published on `{prefix}:inval`.
+/// invalidations are published on `{prefix}:inval`. On a Redis Cluster
+/// ([`CacheConfig::redis_cluster`]) the keys carry a bucket's hash tag
+/// (`{prefix}:{b17}:v:{key}`) so that every script touches one slot; docs/cache.md, "Redis
+/// Cluster", has the layout.
 #[derive(Clone)]
 pub struct RedisTier {
-    inner: Arc<RedisInner>,
+    pub(crate) inner: Arc<RedisInner>,
 }
 
 impl std::fmt::Debug for RedisTier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisTier")
             .field("url", &self.inner.url_masked)
-            .field("prefix", &self.inner.prefix)
+            .field("layout", &self.inner.layout)
             .field("connected", &self.is_connected())
             .field("breaker", &self.breaker_state())
             .finish()
     }
 }
 
-/// The CA file to trust: set, and the URL is a `rediss://` one.
+/// The CA file to trust: set, and the URL (or a cluster node) is a `rediss://` one.
 fn tls_ca(config: &CacheConfig) -> Option<&std::path::Path> {
-    let url = config.redis_url.as_deref()?;
     let ca = config.redis_tls_ca.as_deref()?;
-    url.starts_with("rediss://").then_some(ca)
+    let mut urls = config.redis_url.iter().chain(&config.redis_cluster.nodes);
+    urls.any(|u| u.starts_with("rediss://")).then_some(ca)
 }
 
 fn unreadable_ca(ca: &std::path::Path, e: &std::io::Error) -> ConfigError {
@@ -204,6 +158,21 @@ impl RedisTier {
 
     /// The tier, trusting `ca_pem` (the contents of [`tls_ca`]'s file) when given.
     fn with_ca_pem(config: &CacheConfig, ca_pem: Option<Vec<u8>>) -> Result<Self, CacheError> {
+        if config.uses_cluster() {
+            let seeds = crate::cluster_config::seed_infos(config)?;
+            let client = crate::cluster_config::client(config, &seeds, ca_pem.clone())?;
+            let shown_seeds: Vec<String> = seeds.iter().map(shown).collect();
+            let cluster = Cluster::new(client, seeds, ca_pem);
+            let wait = config.redis_cluster.wait_replicas;
+            let wait = (wait > 0).then_some((wait, config.redis_cluster.wait_timeout));
+            let url = format!("cluster {}", shown_seeds.join(","));
+            return Ok(Self::with_client(
+                config,
+                Client::Cluster(Box::new(cluster)),
+                url,
+                wait,
+            ));
+        }
         let Some(url) = &config.redis_url else {
             let problem =
                 Problem::new("cache", "REDIS_URL", None, "a redis URL for the Redis tier");
@@ -227,14 +196,29 @@ impl RedisTier {
                 format!("a redis URL ({e})"),
             ))
         })?;
+        Ok(Self::with_client(
+            config,
+            Client::Single(client),
+            mask_url(url),
+            None,
+        ))
+    }
+
+    fn with_client(
+        config: &CacheConfig,
+        client: Client,
+        url_masked: String,
+        wait: Option<(u32, Duration)>,
+    ) -> Self {
         let origin = format!("{:016x}", rand::random::<u64>());
-        Ok(Self {
+        let cluster = matches!(client, Client::Cluster(_));
+        Self {
             inner: Arc::new(RedisInner {
                 client,
                 conn: RwLock::new(None),
                 connecting: tokio::sync::Mutex::new(()),
                 codec: Codec::new(config.compress_threshold, config.encryption.clone()),
-                prefix: config.key_prefix.clone(),
+                layout: Layout::new(&config.key_prefix, cluster),
                 channel: format!("{}:inval", config.key_prefix),
                 origin,
                 timeout: config.redis_timeout,
@@ -243,6 +227,8 @@ impl RedisTier {
                 breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
                 set_script: redis::Script::new(SET_SCRIPT),
                 invalidate_script: redis::Script::new(INVALIDATE_SCRIPT),
+                bucket_invalidate_script: redis::Script::new(BUCKET_INVALIDATE_SCRIPT),
+                delete_script: redis::Script::new(DELETE_SCRIPT),
                 errors: AtomicU64::new(0),
                 decode_errors: AtomicU64::new(0),
                 used_memory: AtomicU64::new(u64::MAX),
@@ -250,9 +236,15 @@ impl RedisTier {
                 refuse_values: config.encryption.is_none() && !config.allow_plaintext,
                 refused_writes: AtomicU64::new(0),
                 connected_once: AtomicBool::new(false),
-                url_masked: mask_url(url),
+                url_masked,
+                wait,
+                cluster_faults: AtomicU64::new(0),
+                unreplicated_writes: AtomicU64::new(0),
+                layout_faults: AtomicU64::new(0),
+                topology_changes: AtomicU64::new(0),
+                repairs: Repairs::default(),
             }),
-        })
+        }
     }
 
     /// Connects if no connection is established yet.
@@ -268,24 +260,27 @@ impl RedisTier {
         if self.is_connected() {
             return Ok(());
         }
-        let cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.inner.connect_timeout)
-            .set_response_timeout(self.inner.timeout)
-            .set_number_of_retries(1)
-            .set_factor(10)
-            .set_max_delay(self.inner.reconnect_interval.as_millis() as u64);
-        let fut = ConnectionManager::new_with_config(self.inner.client.clone(), cfg);
-        let budget = self.inner.connect_timeout * 3;
-        let cm = match tokio::time::timeout(budget, fut).await {
-            Ok(Ok(cm)) => cm,
-            Ok(Err(e)) => return Err(e.into()),
-            Err(_) => return Err(CacheError::Timeout(budget)),
+        let cm = match &self.inner.client {
+            Client::Single(client) => {
+                let cfg = ConnectionManagerConfig::new()
+                    .set_connection_timeout(self.inner.connect_timeout)
+                    .set_response_timeout(self.inner.timeout)
+                    .set_number_of_retries(1)
+                    .set_factor(10)
+                    .set_max_delay(self.inner.reconnect_interval.as_millis() as u64);
+                let fut = ConnectionManager::new_with_config(client.clone(), cfg);
+                let budget = self.inner.connect_timeout * 3;
+                match tokio::time::timeout(budget, fut).await {
+                    Ok(Ok(cm)) => Conn::Single(cm),
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(_) => return Err(CacheError::Timeout(budget)),
+                }
+            }
+            Client::Cluster(cluster) => {
+                crate::cluster_ops::connect(cluster, self.inner.connect_timeout).await?
+            }
         };
-        *self
-            .inner
-            .conn
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cm);
+        self.set_conn(cm);
         if !self.inner.connected_once.swap(true, Ordering::Relaxed) {
             tracing::info!(target: "vitals_cache", url = %self.inner.url_masked, "redis connected");
         }
@@ -342,8 +337,14 @@ impl RedisTier {
     }
 
     /// A new pub/sub connection subscribed to the invalidation channel.
+    ///
+    /// On a cluster, the subscription is on one node (a `PUBLISH` reaches every node of a
+    /// cluster), the next one in turn each time it is made again.
     pub(crate) async fn subscribe(&self) -> Result<redis::aio::PubSub, redis::RedisError> {
-        let mut ps = self.inner.client.get_async_pubsub().await?;
+        let mut ps = match &self.inner.client {
+            Client::Single(client) => client.get_async_pubsub().await?,
+            Client::Cluster(cluster) => cluster.subscription_client()?.get_async_pubsub().await?,
+        };
         ps.subscribe(&self.inner.channel).await?;
         Ok(ps)
     }
@@ -355,11 +356,7 @@ impl RedisTier {
 
     /// The Redis key of a cache key.
     pub fn data_key(&self, key: &str) -> String {
-        format!("{}:v:{key}", self.inner.prefix)
-    }
-
-    fn tag_key(&self, tag: &str) -> String {
-        format!("{}:t:{tag}", self.inner.prefix)
+        self.inner.layout.data_key(key)
     }
 
     /// The pub/sub channel of invalidations.
@@ -367,22 +364,34 @@ impl RedisTier {
         &self.inner.channel
     }
 
+    /// Puts `conn` in place of the connection (the old one closes when its last clone goes).
+    pub(crate) fn set_conn(&self, conn: Conn) {
+        *self
+            .inner
+            .conn
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(conn);
+    }
+
+    /// The connection, if made.
+    pub(crate) fn conn(&self) -> Option<Conn> {
+        self.inner
+            .conn
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Runs one command through the breaker and the timeout.
-    async fn run<T, F, Fut>(&self, f: F) -> Result<T, CacheError>
+    pub(crate) async fn run<T, F, Fut>(&self, f: F) -> Result<T, CacheError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         if !self.inner.breaker.allow() {
             return Err(CacheError::BreakerOpen);
         }
-        let conn = self
-            .inner
-            .conn
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        let Some(conn) = conn else {
+        let Some(conn) = self.conn() else {
             self.inner.breaker.failure();
             return Err(CacheError::NotConnected);
         };
@@ -393,6 +402,10 @@ impl RedisTier {
             }
             Ok(Err(e)) => {
                 self.inner.errors.fetch_add(1, Ordering::Relaxed);
+                if is_cluster_fault(&e) {
+                    self.inner.cluster_faults.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(target: "vitals_cache", kind = ?e.kind(), "redis cluster fault reply");
+                }
                 self.inner.breaker.failure();
                 Err(e.into())
             }
@@ -404,7 +417,7 @@ impl RedisTier {
         }
     }
 
-    fn message(&self, keys: Vec<String>, tag: Option<String>) -> String {
+    pub(crate) fn message(&self, keys: Vec<String>, tag: Option<String>) -> String {
         let m = Message {
             o: self.inner.origin.clone(),
             k: keys,
@@ -413,21 +426,6 @@ impl RedisTier {
         };
         // Serialising a struct of strings can't fail.
         serde_json::to_string(&m).unwrap_or_default()
-    }
-
-    fn gen_key(&self, key: &str) -> String {
-        format!("{}:g:{key}", self.inner.prefix)
-    }
-
-    fn tag_gen_key(&self, tag: &str) -> String {
-        format!("{}:gt:{tag}", self.inner.prefix)
-    }
-
-    /// The generation keys of `key` and of `tags`, in that order.
-    fn gen_keys(&self, key: &str, tags: &[&str]) -> Vec<String> {
-        std::iter::once(self.gen_key(key))
-            .chain(tags.iter().map(|t| self.tag_gen_key(t)))
-            .collect()
     }
 
     /// Decodes a payload read from under `key`, counting a failure in
@@ -460,34 +458,35 @@ impl RedisTier {
         } else {
             Vec::new()
         };
+        let layout = &self.inner.layout;
+        if !layout.misplaced_groups(key, tags).is_empty() {
+            // Its group's set is in another slot: indexing it there is not atomic with the
+            // write, so the entry stays out of Redis (a delete keeps the others coherent).
+            if self.inner.layout_faults.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(target: "vitals_cache", "a key not ending with its group's id is kept out of the Redis Cluster (docs/cache.md, Redis Cluster)");
+            }
+            self.delete_inner(&[key]).await?;
+            return Ok(false);
+        }
         let ttl_ms = ttl.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
-        let data_key = self.data_key(key);
-        let tag_keys: Vec<String> = tags.iter().map(|t| self.tag_key(t)).collect();
-        let gen_keys = self.gen_keys(key, tags);
+        let bucket = layout.bucket(key);
+        let mut keys = vec![layout.data_key(key)];
+        keys.extend(tags.iter().map(|t| layout.tag_key(bucket, t)));
+        keys.extend(layout.gen_keys(key, tags));
         let msg = self.message(vec![key.to_owned()], None);
-        let script = &self.inner.set_script;
-        let channel = &self.inner.channel;
-        let written = self
-            .run(|mut conn| async move {
-                let mut inv = script.key(&data_key);
-                for k in tag_keys.iter().chain(&gen_keys) {
-                    inv.key(k);
-                }
-                inv.arg(payload)
-                    .arg(ttl_ms)
-                    .arg(key)
-                    .arg(channel)
-                    .arg(&msg)
-                    .arg(tags.len())
-                    .arg(if expected.is_some() { "1" } else { "0" })
-                    .arg(if store { "1" } else { "0" });
-                for g in expected.unwrap_or_default() {
-                    inv.arg(g);
-                }
-                inv.invoke_async::<i64>(&mut conn).await
-            })
-            .await?
-            == 1;
+        let mut cmd = crate::scripts::evalsha(&self.inner.set_script, &keys);
+        cmd.arg(payload)
+            .arg(ttl_ms)
+            .arg(key)
+            .arg(&self.inner.channel)
+            .arg(&msg)
+            .arg(tags.len())
+            .arg(if expected.is_some() { "1" } else { "0" })
+            .arg(if store { "1" } else { "0" });
+        for g in expected.unwrap_or_default() {
+            cmd.arg(g);
+        }
+        let written = self.eval::<i64>(SET_SCRIPT, &cmd, bucket).await? == 1;
         if written {
             self.inner.sent.fetch_add(1, Ordering::Relaxed);
             if !store {
@@ -497,13 +496,46 @@ impl RedisTier {
         Ok(written)
     }
 
+    /// Runs a script's `EVALSHA` (loading the script once if Redis lacks it) and, on a
+    /// cluster, the `WAIT` for replicas in the same round trip.
+    pub(crate) async fn eval<T: redis::FromRedisValue + Send>(
+        &self,
+        src: &str,
+        cmd: &redis::Cmd,
+        bucket: u16,
+    ) -> Result<T, CacheError> {
+        let wait = self.wait_at(bucket);
+        let (v, acks) =
+            self.run(|mut conn| async move {
+                crate::scripts::eval::<T>(&mut conn, src, cmd, wait).await
+            })
+            .await?;
+        self.count_acks(acks);
+        Ok(v)
+    }
+
+    /// Counts a write its replicas did not acknowledge in time.
+    pub(crate) fn count_acks(&self, acks: Option<u32>) {
+        if let (Some(acks), Some((want, _))) = (acks, self.inner.wait) {
+            if acks < want {
+                self.inner
+                    .unreplicated_writes
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Deletes keys and broadcasts it.
-    async fn delete_inner(&self, keys: &[&str]) -> Result<u64, CacheError> {
+    pub(crate) async fn delete_inner(&self, keys: &[&str]) -> Result<u64, CacheError> {
         if keys.is_empty() {
             return Ok(0);
         }
-        let data_keys: Vec<String> = keys.iter().map(|k| self.data_key(k)).collect();
-        let gen_keys: Vec<String> = keys.iter().map(|k| self.gen_key(k)).collect();
+        if self.inner.layout.is_cluster() {
+            return self.delete_in_buckets(keys).await;
+        }
+        let layout = &self.inner.layout;
+        let data_keys: Vec<String> = keys.iter().map(|k| layout.data_key(k)).collect();
+        let gen_keys: Vec<String> = keys.iter().map(|k| layout.gen_key(k)).collect();
         let msg = self.message(keys.iter().map(|k| (*k).to_owned()).collect(), None);
         let channel = &self.inner.channel;
         let (n,): (u64,) = self
@@ -525,10 +557,14 @@ impl RedisTier {
     }
 
     /// Deletes the entries of `tag` and broadcasts it; returns their keys.
-    async fn invalidate_tag_inner(&self, tag: &str) -> Result<Vec<String>, CacheError> {
-        let tag_key = self.tag_key(tag);
-        let tag_gen = self.tag_gen_key(tag);
-        let data_prefix = format!("{}:v:", self.inner.prefix);
+    pub(crate) async fn invalidate_tag_inner(&self, tag: &str) -> Result<Vec<String>, CacheError> {
+        if self.inner.layout.is_cluster() {
+            return self.sweep_tag(tag).await;
+        }
+        let layout = &self.inner.layout;
+        let tag_key = layout.tag_key(0, tag);
+        let tag_gen = layout.tag_gen_key(0, tag);
+        let data_prefix = layout.data_prefix(0);
         let script = &self.inner.invalidate_script;
         let channel = &self.inner.channel;
         let origin = &self.inner.origin;
@@ -555,11 +591,23 @@ impl RedisTier {
     /// # Errors
     /// Any Redis error, timeout or open breaker.
     pub async fn ping(&self) -> Result<(), CacheError> {
-        self.run(
-            |mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await },
-        )
+        self.run(|conn| async move {
+            match conn {
+                // One node, not the cluster client's default of every node.
+                Conn::Cluster(mut c) => {
+                    use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                    let random = SingleNodeRoutingInfo::Random;
+                    c.route_command(&redis::cmd("PING"), RoutingInfo::SingleNode(random))
+                        .await
+                        .map(drop)
+                }
+                mut single => redis::cmd("PING")
+                    .query_async::<String>(&mut single)
+                    .await
+                    .map(drop),
+            }
+        })
         .await
-        .map(drop)
     }
 
     /// Reads `INFO memory` and keeps `used_memory` for [`RedisTier::used_memory`].
@@ -567,6 +615,11 @@ impl RedisTier {
     /// # Errors
     /// Any Redis error, timeout or open breaker.
     pub async fn refresh_used_memory(&self) -> Result<u64, CacheError> {
+        if self.inner.layout.is_cluster() {
+            let used = self.cluster_used_memory().await?;
+            self.inner.used_memory.store(used, Ordering::Relaxed);
+            return Ok(used);
+        }
         let info: String = self
             .run(|mut conn| async move {
                 redis::cmd("INFO")
@@ -575,14 +628,18 @@ impl RedisTier {
                     .await
             })
             .await?;
-        let used = info
-            .lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or(CacheError::Decode("INFO memory without used_memory"))?;
+        let used = used_memory_of(&info)?;
         self.inner.used_memory.store(used, Ordering::Relaxed);
         Ok(used)
     }
+}
+
+/// `used_memory` of an `INFO memory` reply.
+pub(crate) fn used_memory_of(info: &str) -> Result<u64, CacheError> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or(CacheError::Decode("INFO memory without used_memory"))
 }
 
 impl Tier for RedisTier {
@@ -610,19 +667,23 @@ impl Tier for RedisTier {
         ttl: Duration,
         tags: &[&str],
     ) -> Result<(), CacheError> {
-        self.set_inner(key, &value, ttl, tags, None).await.map(drop)
+        let r = self.set_inner(key, &value, ttl, tags, None).await;
+        self.repair_on_error(r, &[key], None).map(drop)
     }
 
     async fn delete(&self, key: &str) -> Result<bool, CacheError> {
-        Ok(self.delete_inner(&[key]).await? > 0)
+        let r = self.delete_inner(&[key]).await;
+        Ok(self.repair_on_error(r, &[key], None)? > 0)
     }
 
     async fn delete_many(&self, keys: &[&str]) -> Result<u64, CacheError> {
-        self.delete_inner(keys).await
+        let r = self.delete_inner(keys).await;
+        self.repair_on_error(r, keys, None)
     }
 
     async fn invalidate_tag(&self, tag: &str) -> Result<Vec<String>, CacheError> {
-        self.invalidate_tag_inner(tag).await
+        let r = self.invalidate_tag_inner(tag).await;
+        self.repair_on_error(r, &[], Some(tag))
     }
 
     /// GET and PTTL in one round trip.
@@ -653,7 +714,7 @@ impl Tier for RedisTier {
 
     /// One MGET of the generation keys of `key` and of `tags`.
     async fn generations(&self, key: &str, tags: &[&str]) -> Result<Generations, CacheError> {
-        let keys = self.gen_keys(key, tags);
+        let keys = self.inner.layout.gen_keys(key, tags);
         let gens: Vec<Option<String>> =
             self.run(|mut conn| async move {
                 redis::cmd("MGET").arg(&keys).query_async(&mut conn).await
@@ -674,7 +735,9 @@ impl Tier for RedisTier {
         tags: &[&str],
         since: &Generations,
     ) -> Result<bool, CacheError> {
-        self.set_inner(key, &value, ttl, tags, Some(since.values()))
-            .await
+        let r = self
+            .set_inner(key, &value, ttl, tags, Some(since.values()))
+            .await;
+        self.repair_on_error(r, &[key], None)
     }
 }

@@ -2,6 +2,7 @@
 //! `redis_server.rs` (a poll, a free port, a private redis-server).
 #![allow(dead_code, unused_imports)]
 
+pub mod redis_cluster;
 mod redis_server;
 
 use std::time::Duration;
