@@ -3,8 +3,8 @@
 //! Run (short, the machine is shared):
 //! `cargo bench -p vitals-benches --bench cache -- --warm-up-time 1 --measurement-time 3`
 //! Needs Redis at REDIS_URL (default redis://127.0.0.1:6379) for the L2 and
-//! coherence groups. The Zipf hit rates and the single-flight load counts
-//! are printed to stderr.
+//! coherence groups. The Zipf and scan hit rates of all three caches and the single-flight
+//! load counts are printed to stderr.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,8 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
+use futures::FutureExt as _;
 use rand::{Rng, SeedableRng};
 use redis::AsyncCommands as _;
+use serde::{Deserialize, Serialize};
 use vitals_cache::{CacheConfig, L1Cache, Tier as _, TieredCache};
 
 const KEYS: usize = 1000;
@@ -29,12 +31,50 @@ fn keys() -> Vec<String> {
         .collect()
 }
 
-/// A small JSON record like an allergy list entry (~100 bytes).
-fn payload() -> Arc<[u8]> {
-    Arc::from(
-        br#"[{"allergen":"peanut","severity":"LIFE_THREATENING","reaction":"anaphylaxis","verified":true}]"#
-            .as_slice(),
-    )
+/// One record of a summary's lists.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    id: String,
+    name: String,
+    detail: String,
+    date: String,
+    verified: bool,
+}
+
+/// A student's health summary as a host caches it: the student and four lists of
+/// records, about 5 KB of JSON (printed at start).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Summary {
+    student_id: String,
+    school: String,
+    grade: u8,
+    vaccinations: Vec<Record>,
+    allergies: Vec<Record>,
+    conditions: Vec<Record>,
+    medications: Vec<Record>,
+}
+
+fn summary(i: usize) -> Summary {
+    let records = |kind: &str, n: usize| {
+        (0..n)
+            .map(|j| Record {
+                id: format!("7f3e2a10-0000-4000-8000-{i:06}{j:06}"),
+                name: format!("{kind} {j}"),
+                detail: "administered at the school clinic; no reaction observed".into(),
+                date: "2026-09-14".into(),
+                verified: j % 2 == 0,
+            })
+            .collect()
+    };
+    Summary {
+        student_id: format!("4f1c0000-0000-4000-8000-{i:012}"),
+        school: "Northside Primary".into(),
+        grade: 4,
+        vaccinations: records("vaccine", 20),
+        allergies: records("allergen", 6),
+        conditions: records("condition", 4),
+        medications: records("medication", 10),
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -70,20 +110,31 @@ where
     started.map_or(Duration::ZERO, |s| s.elapsed())
 }
 
-/// An L1 hit (1 000 entries, all present) at 1 and 2 threads: vitals
-/// `L1Cache::get` (16 shards) beside moka's sync cache and quick_cache holding
-/// the same shared bytes.
+/// A typed L1 hit of a ~5 KB summary (1 000 entries, all present) at 1 and 2 threads:
+/// vitals `L1Cache::get::<Summary>` and the whole `TieredCache::get::<Summary>` path
+/// (polled once: an L1 hit never waits) beside moka's sync cache and quick_cache holding
+/// the same `Arc<Summary>` values. Every contender returns an `Arc<Summary>`.
 fn l1_hit(c: &mut Criterion) {
     let keys = keys();
+    let values: Vec<Arc<Summary>> = (0..KEYS).map(|i| Arc::new(summary(i))).collect();
+    let weight = serde_json::to_vec(&*values[0]).unwrap().len();
+    eprintln!("l1_hit: a summary is {weight} bytes of JSON");
     let l1 = L1Cache::new(KEYS, MIN, 16);
-    let moka: moka::sync::Cache<String, Arc<[u8]>> = moka::sync::Cache::new(KEYS as u64);
-    let quick: quick_cache::sync::Cache<String, Arc<[u8]>> = quick_cache::sync::Cache::new(KEYS);
-    for k in &keys {
-        l1.insert(k, payload(), MIN, &[]);
-        moka.insert(k.clone(), payload());
-        quick.insert(k.clone(), payload());
+    let moka: moka::sync::Cache<String, Arc<Summary>> = moka::sync::Cache::new(KEYS as u64);
+    let quick: quick_cache::sync::Cache<String, Arc<Summary>> = quick_cache::sync::Cache::new(KEYS);
+    let rt = runtime();
+    let cache = rt
+        .block_on(TieredCache::builder(CacheConfig::default()).build())
+        .unwrap();
+    for (k, v) in keys.iter().zip(&values) {
+        assert!(l1.insert(k, v.clone(), weight, MIN, &[]));
+        moka.insert(k.clone(), v.clone());
+        quick.insert(k.clone(), v.clone());
+        rt.block_on(cache.set(k, Summary::clone(v), MIN, &[]))
+            .unwrap();
     }
     moka.run_pending_tasks();
+    assert_eq!(cache.stats().l1_entries, KEYS, "every summary in L1");
     let mut g = c.benchmark_group("cache/l1_hit");
     for threads in [1usize, 2] {
         g.throughput(Throughput::Elements(threads as u64));
@@ -91,7 +142,15 @@ fn l1_hit(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("vitals_l1", threads), |b| {
             b.iter_custom(|n| {
                 on_threads(threads, n, |t, i| {
-                    black_box(l1.get(&keys[idx(t, i)]));
+                    black_box(l1.get::<Summary>(&keys[idx(t, i)]));
+                })
+            })
+        });
+        g.bench_function(BenchmarkId::new("vitals_tiered_get", threads), |b| {
+            b.iter_custom(|n| {
+                on_threads(threads, n, |t, i| {
+                    let hit = cache.get::<Summary>(&keys[idx(t, i)]).now_or_never();
+                    black_box(hit);
                 })
             })
         });
@@ -111,32 +170,18 @@ fn l1_hit(c: &mut Criterion) {
         });
     }
     g.finish();
-
-    // The whole TieredCache::get path on an L1 hit, JSON decoding included.
-    let rt = runtime();
-    let cache = rt
-        .block_on(TieredCache::builder(CacheConfig::default()).build())
-        .unwrap();
-    for k in &keys {
-        rt.block_on(cache.set(k, &"peanut, LIFE_THREATENING", MIN, &[]))
-            .unwrap();
-    }
-    let mut g = c.benchmark_group("cache/tiered_get_l1_hit");
-    g.throughput(Throughput::Elements(1));
-    let mut i = 0usize;
-    g.bench_function("vitals_tiered_get_string", |b| {
-        b.to_async(&rt).iter(|| {
-            i = (i + 7) % KEYS;
-            let (cache, k) = (&cache, &keys[i]);
-            async move { black_box(cache.get::<String>(k).await) }
-        })
-    });
-    g.finish();
+    let s = cache.stats();
+    eprintln!(
+        "l1_hit: TieredCache l1_hits {}, misses {}, type_mismatches {}",
+        s.l1_hits, s.misses, s.type_mismatches
+    );
+    rt.block_on(cache.shutdown());
 }
 
-/// An L2 hit (L1 disabled): vitals `RedisTier::get` (GET + header decode) and
-/// `TieredCache::get` (GET+PTTL pipeline, JSON decode) beside a bare redis-rs
-/// `GET` of the same bytes on a multiplexed connection.
+/// An L2 hit (L1 disabled) of the ~5 KB summary: vitals `RedisTier::get` (GET + header
+/// decode and lz4) and `TieredCache::get::<Summary>` (GET+PTTL pipeline, payload and JSON
+/// decode) beside a bare redis-rs `GET` of the same bytes on a multiplexed connection, alone
+/// and followed by the same decode (`Codec::decode` and `serde_json`).
 ///
 /// On a current-thread runtime, all four alike: on a multi-thread one the future is polled
 /// by criterion's `block_on` outside the workers, and every timer armed (vitals bounds each
@@ -163,11 +208,11 @@ fn l2_hit(c: &mut Criterion) {
         eprintln!("cache/l2_hit skipped: redis unreachable");
         return;
     }
-    let value = String::from_utf8(payload().to_vec()).unwrap();
-    rt.block_on(cache.set("student:1:allergies", &value, MIN, &[]))
-        .unwrap();
+    const KEY: &str = "student:1:summary";
+    rt.block_on(cache.set(KEY, summary(1), MIN, &[])).unwrap();
     let tier = cache.redis().unwrap().clone();
-    let data_key = tier.data_key("student:1:allergies");
+    let data_key = tier.data_key(KEY);
+    let codec = vitals_cache::Codec::new(cache.config().compress_threshold, None);
     let raw_key = format!("{prefix}:raw");
     let mut conn = rt.block_on(async {
         let c = redis::Client::open(redis_url().as_str()).unwrap();
@@ -206,6 +251,21 @@ fn l2_hit(c: &mut Criterion) {
             }
         })
     });
+    g.bench_function("redis_rs_bare_get_and_decode", |b| {
+        b.to_async(&rt).iter(|| {
+            let mut conn = conn.clone();
+            let (k, codec) = (&raw_key, &codec);
+            async move {
+                let v: Vec<u8> = redis::cmd("GET")
+                    .arg(k)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                let plain = codec.decode(KEY, &v).unwrap();
+                black_box(serde_json::from_slice::<Summary>(&plain).unwrap())
+            }
+        })
+    });
     let mut cm = rt.block_on(async {
         let c = redis::Client::open(redis_url().as_str()).unwrap();
         redis::aio::ConnectionManager::new(c).await.unwrap()
@@ -222,15 +282,15 @@ fn l2_hit(c: &mut Criterion) {
     });
     g.bench_function("vitals_redis_tier_get", |b| {
         b.to_async(&rt)
-            .iter(|| async { black_box(tier.get("student:1:allergies").await.unwrap()) })
+            .iter(|| async { black_box(tier.get(KEY).await.unwrap()) })
     });
     g.bench_function("vitals_tiered_get_l1_off", |b| {
         b.to_async(&rt)
-            .iter(|| async { black_box(cache.get::<String>("student:1:allergies").await.unwrap()) })
+            .iter(|| async { black_box(cache.get::<Summary>(KEY).await.unwrap()) })
     });
     g.finish();
     rt.block_on(async {
-        cache.delete("student:1:allergies").await;
+        cache.delete(KEY).await;
         let _: () = cm.del(&raw_key).await.unwrap();
         cache.shutdown().await;
     });
@@ -333,28 +393,32 @@ fn replay(trace: &[String], hit: impl Fn(&String) -> bool, insert: impl Fn(&Stri
 /// Runs a trace (get, insert on miss) through vitals L1, moka and quick_cache of 1 000
 /// entries: prints the hit rates, and times each run in group `name`.
 fn trace_group(c: &mut Criterion, name: &str, what: &str, trace: &[String]) {
+    // One shared value: the policies, not the values, are measured.
+    let value = Arc::new(summary(0));
     let run_l1 = || {
         let l1 = L1Cache::new(KEYS, MIN, 16);
         replay(
             trace,
-            |k| l1.get(k).is_some(),
-            |k| l1.insert(k, payload(), MIN, &[]),
+            |k| l1.get::<Summary>(k).is_some(),
+            |k| {
+                l1.insert(k, value.clone(), 5_000, MIN, &[]);
+            },
         )
     };
     let run_moka = || {
-        let m: moka::sync::Cache<String, Arc<[u8]>> = moka::sync::Cache::new(KEYS as u64);
+        let m: moka::sync::Cache<String, Arc<Summary>> = moka::sync::Cache::new(KEYS as u64);
         replay(
             trace,
             |k| m.get(k).is_some(),
-            |k| m.insert(k.clone(), payload()),
+            |k| m.insert(k.clone(), value.clone()),
         )
     };
     let run_quick = || {
-        let q: quick_cache::sync::Cache<String, Arc<[u8]>> = quick_cache::sync::Cache::new(KEYS);
+        let q: quick_cache::sync::Cache<String, Arc<Summary>> = quick_cache::sync::Cache::new(KEYS);
         replay(
             trace,
             |k| q.get(k).is_some(),
-            |k| q.insert(k.clone(), payload()),
+            |k| q.insert(k.clone(), value.clone()),
         )
     };
     let pct = |h: usize| 100.0 * h as f64 / trace.len() as f64;
@@ -411,9 +475,9 @@ fn coherence(c: &mut Criterion) {
             async move {
                 let mut total = Duration::ZERO;
                 for i in 0..iters {
-                    b.l1().unwrap().insert("k", payload(), MIN, &[]);
+                    b.l1().unwrap().insert("k", Arc::new(i), 8, MIN, &[]);
                     let t0 = Instant::now();
-                    a.set("k", &i, MIN, &[]).await.unwrap();
+                    a.set("k", i, MIN, &[]).await.unwrap();
                     while b.l1().unwrap().contains("k") {
                         tokio::time::sleep(Duration::from_micros(50)).await;
                     }

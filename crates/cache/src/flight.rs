@@ -6,15 +6,17 @@
 //! again, and may lead the next flight itself.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::watch;
+
+use crate::l1::Value;
 
 /// The state of one flight, as its followers see it.
 #[derive(Clone)]
 enum Flight {
     Pending,
-    Done(Arc<[u8]>),
+    Done(Value),
     Failed,
 }
 
@@ -34,16 +36,16 @@ pub(crate) enum Role<'a> {
 pub(crate) struct Follower(watch::Receiver<Flight>);
 
 impl Follower {
-    /// The serialised value the leader loaded; `None` when its flight failed or was
-    /// dropped unfinished (then try again).
-    pub(crate) async fn outcome(mut self) -> Option<Arc<[u8]>> {
+    /// The value the leader loaded (shared, its type checked by the caller); `None` when
+    /// its flight failed or was dropped unfinished (then try again).
+    pub(crate) async fn outcome(mut self) -> Option<Value> {
         let outcome = self
             .0
             .wait_for(|f| !matches!(f, Flight::Pending))
             .await
             .map(|f| f.clone());
         match outcome {
-            Ok(Flight::Done(bytes)) => Some(bytes),
+            Ok(Flight::Done(value)) => Some(value),
             _ => None,
         }
     }
@@ -80,8 +82,8 @@ pub(crate) struct FlightGuard<'a> {
 
 impl FlightGuard<'_> {
     /// Hands the loaded value to the followers.
-    pub(crate) fn done(self, bytes: Arc<[u8]>) {
-        self.tx.send_replace(Flight::Done(bytes));
+    pub(crate) fn done(self, value: Value) {
+        self.tx.send_replace(Flight::Done(value));
     }
 
     /// Tells the followers the load failed.

@@ -38,6 +38,7 @@ pub(crate) struct Counters {
     pub(crate) subscription_losses: AtomicU64,
     pub(crate) tag_invalidations: AtomicU64,
     pub(crate) stale_loads: AtomicU64,
+    pub(crate) type_mismatches: AtomicU64,
     pub(crate) subscription_pings: AtomicU64,
 }
 

@@ -34,10 +34,17 @@ pub struct CacheStats {
     /// Loaded values not cached because their key or a tag was overwritten,
     /// deleted or invalidated during the load.
     pub stale_loads: u64,
+    /// Reads of a key as another type than its value was stored as (in L1), or whose
+    /// Redis payload did not deserialise as the type asked for (another type, or an older
+    /// format after a deploy): misses, counted here too.
+    pub type_mismatches: u64,
     /// Entries in L1.
     pub l1_entries: usize,
-    /// Bytes of keys and values in L1.
+    /// Bytes of keys and values in L1 (a value weighs its encoded size).
     pub l1_bytes: usize,
+    /// Values L1 did not take: refused by its admission (asked for less often lately than
+    /// the entry they would have evicted), or larger than a shard's byte budget.
+    pub l1_rejected: u64,
     /// Whether a Redis URL is configured.
     pub redis_configured: bool,
     /// Whether a Redis connection is established.

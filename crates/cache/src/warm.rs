@@ -10,31 +10,46 @@ use futures::StreamExt as _;
 use serde::Serialize;
 
 use crate::error::CacheError;
+use crate::l1::Value;
 use crate::tiered::TieredCache;
 
 /// The error a [`Warmer`] may return; logged and skipped.
 pub type WarmError = Box<dyn std::error::Error + Send + Sync>;
 
-/// What to cache for one key: the serialised value, its TTL and tags.
-#[derive(Debug, Clone)]
+/// What to cache for one key: the value (L1 holds it as it is, read back as a `T`), its
+/// JSON (for Redis), its TTL and tags.
+#[derive(Clone)]
 pub struct WarmEntry {
-    value: Arc<[u8]>,
+    value: Value,
+    bytes: Arc<[u8]>,
     ttl: Duration,
     tags: Vec<String>,
 }
 
+impl std::fmt::Debug for WarmEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the value: it may be PHI.
+        f.debug_struct("WarmEntry")
+            .field("bytes", &self.bytes.len())
+            .field("ttl", &self.ttl)
+            .field("tags", &self.tags)
+            .finish_non_exhaustive()
+    }
+}
+
 impl WarmEntry {
-    /// An entry of `value` for `ttl` under `tags`.
+    /// An entry of `value` for `ttl` under `tags`. Give it the type the readers ask for
+    /// (`get::<T>`, `get_or_load` of a `T`): in L1 another type is a miss.
     ///
     /// # Errors
     /// [`CacheError::Serde`] if `value` does not serialise.
-    pub fn new<T: Serialize + ?Sized>(
-        value: &T,
-        ttl: Duration,
-        tags: &[&str],
-    ) -> Result<Self, CacheError> {
+    pub fn new<T>(value: T, ttl: Duration, tags: &[&str]) -> Result<Self, CacheError>
+    where
+        T: Serialize + Send + Sync + 'static,
+    {
         Ok(Self {
-            value: serde_json::to_vec(value)?.into(),
+            bytes: serde_json::to_vec(&value)?.into(),
+            value: Arc::new(value),
             ttl,
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
         })
@@ -181,7 +196,7 @@ async fn warm<W: Warmer>(cache: &TieredCache, warmer: &W) -> WarmSummary {
             match r {
                 Ok(e) => {
                     let tags: Vec<&str> = e.tags.iter().map(String::as_str).collect();
-                    cache.store(&key, e.value, e.ttl, &tags).await;
+                    cache.store(&key, e.value, e.bytes, e.ttl, &tags).await;
                     summary.warmed += 1;
                 }
                 Err(e) => {

@@ -5,13 +5,14 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{build, config, received, redis_url};
 use vitals_cache::{CacheConfig, TieredCache};
 
 const MIN: Duration = Duration::from_secs(60);
-type R = Result<String, std::io::Error>;
+type R = Result<Arc<String>, std::io::Error>;
 
 /// What happens on the cache while a load runs.
 #[derive(Clone, Copy)]
@@ -62,7 +63,7 @@ async fn a_group_invalidation_spares_loads_outside_the_group_l1_only() {
                 Ok(value.to_owned())
             })
             .await;
-        assert_eq!(v.unwrap(), value);
+        assert_eq!(*v.unwrap(), value);
         assert_eq!(cache.l1().unwrap().contains(key), cached, "{key}");
     }
     assert_eq!(cache.stats().stale_loads, 2);
@@ -93,10 +94,10 @@ async fn a_group_invalidation_on_another_instance_spares_loads_outside_the_group
                 Ok(value.to_owned())
             })
             .await;
-        assert_eq!(v.unwrap(), value);
+        assert_eq!(*v.unwrap(), value);
         assert_eq!(a.l1().unwrap().contains(key), cached, "{key}");
         assert_eq!(
-            reader.get::<String>(key).await.as_deref(),
+            reader.get_cloned::<String>(key).await.as_deref(),
             cached.then_some(value),
             "{key}"
         );

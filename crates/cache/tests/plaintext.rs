@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{config, eventually, pair, received, redis_url, stored};
@@ -30,15 +31,20 @@ fn holds_needle(bytes: &[u8]) -> bool {
 async fn run(cfg: CacheConfig) -> (TieredCache, TieredCache) {
     let (a, b) = pair(cfg).await;
     let group = TieredCache::group_tag("9");
-    a.set(KEY, &["Peanut", "Anaphylaxis"], MIN, &["allergies", &group])
-        .await
-        .unwrap();
-    let v: Result<Vec<String>, std::io::Error> = a
+    a.set(
+        KEY,
+        vec!["Peanut".to_owned(), "Anaphylaxis".to_owned()],
+        MIN,
+        &["allergies", &group],
+    )
+    .await
+    .unwrap();
+    let v: Result<Arc<Vec<String>>, std::io::Error> = a
         .get_or_load(LOADED, MIN, &["conditions", &group], || async {
             Ok(vec!["Asthma".to_owned()])
         })
         .await;
-    assert_eq!(v.unwrap(), ["Asthma"]);
+    assert_eq!(*v.unwrap(), ["Asthma"]);
     assert!(a.l1().unwrap().contains(KEY) && a.l1().unwrap().contains(LOADED));
     received(&b, 2).await;
     (a, b)
@@ -53,7 +59,7 @@ async fn without_a_key_no_value_reaches_redis_and_invalidations_still_do() {
     assert!(s.redis_plaintext_refused);
     assert_eq!(s.redis_refused_writes, 2);
     assert!(
-        b.get::<Vec<String>>(KEY).await.is_none(),
+        b.get_cloned::<Vec<String>>(KEY).await.is_none(),
         "no value to share"
     );
 
@@ -70,7 +76,7 @@ async fn without_a_key_no_value_reaches_redis_and_invalidations_still_do() {
     // Coherence still works: B caches its own load, A's overwrite and A's group
     // invalidation drop it from B's L1.
     for change in 0..2 {
-        let v: Result<String, std::io::Error> = b
+        let v: Result<Arc<String>, std::io::Error> = b
             .get_or_load(
                 KEY,
                 MIN,
@@ -78,10 +84,10 @@ async fn without_a_key_no_value_reaches_redis_and_invalidations_still_do() {
                 || async { Ok("b's load".to_owned()) },
             )
             .await;
-        assert_eq!(v.unwrap(), "b's load");
+        assert_eq!(*v.unwrap(), "b's load");
         assert!(b.l1().unwrap().contains(KEY));
         if change == 0 {
-            a.set(KEY, &"new", MIN, &[]).await.unwrap();
+            a.set(KEY, "new".to_owned(), MIN, &[]).await.unwrap();
         } else {
             a.invalidate_group("9").await;
         }
@@ -105,7 +111,7 @@ async fn with_plaintext_allowed_the_value_is_in_redis_in_the_clear() {
     assert_eq!(a.stats().redis_refused_writes, 0);
     assert!(holds_needle(&stored(&a, KEY).await));
     assert_eq!(
-        b.get::<Vec<String>>(KEY).await.unwrap(),
+        b.get_cloned::<Vec<String>>(KEY).await.unwrap(),
         ["Peanut", "Anaphylaxis"]
     );
     a.shutdown().await;
@@ -130,7 +136,7 @@ async fn with_a_key_the_value_is_in_redis_encrypted() {
         }
     }
     assert_eq!(
-        b.get::<Vec<String>>(KEY).await.unwrap(),
+        b.get_cloned::<Vec<String>>(KEY).await.unwrap(),
         ["Peanut", "Anaphylaxis"]
     );
     a.shutdown().await;

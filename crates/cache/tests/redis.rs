@@ -26,10 +26,14 @@ struct Allergy {
 #[tokio::test]
 async fn overwrite_on_one_instance_reaches_the_other_instances_l1() {
     let (a, b) = pair(config("coherence", &redis_url())).await;
-    a.set("student:1:allergies", &"v1", MIN, &[]).await.unwrap();
+    a.set("student:1:allergies", "v1".to_owned(), MIN, &[])
+        .await
+        .unwrap();
     received(&b, 1).await;
     assert_eq!(
-        b.get::<String>("student:1:allergies").await.as_deref(),
+        b.get_cloned::<String>("student:1:allergies")
+            .await
+            .as_deref(),
         Some("v1")
     );
     assert!(
@@ -38,7 +42,9 @@ async fn overwrite_on_one_instance_reaches_the_other_instances_l1() {
     );
 
     let t0 = Instant::now();
-    a.set("student:1:allergies", &"v2", MIN, &[]).await.unwrap();
+    a.set("student:1:allergies", "v2".to_owned(), MIN, &[])
+        .await
+        .unwrap();
     assert!(
         eventually(Duration::from_secs(5), || async {
             !b.l1().unwrap().contains("student:1:allergies")
@@ -49,14 +55,18 @@ async fn overwrite_on_one_instance_reaches_the_other_instances_l1() {
     let delay = t0.elapsed();
     eprintln!("coherence delay (set on A -> evicted from B's L1): {delay:?}");
     assert_eq!(
-        b.get::<String>("student:1:allergies").await.as_deref(),
+        b.get_cloned::<String>("student:1:allergies")
+            .await
+            .as_deref(),
         Some("v2")
     );
 
     a.delete("student:1:allergies").await;
     assert!(
         eventually(Duration::from_secs(5), || async {
-            b.get::<String>("student:1:allergies").await.is_none()
+            b.get_cloned::<String>("student:1:allergies")
+                .await
+                .is_none()
         })
         .await
     );
@@ -80,7 +90,10 @@ async fn with_a_key_no_field_of_the_record_reaches_redis_in_clear() {
         ("student:7:allergy", vec![record.clone()]),
         ("student:7:allergies-long", vec![record.clone(); 100]), // compressed too
     ] {
-        cache.set(key, &rec, MIN, &["allergies"]).await.unwrap();
+        cache
+            .set(key, rec.clone(), MIN, &["allergies"])
+            .await
+            .unwrap();
         let raw = stored(&cache, key).await;
         assert!(codec::is_encrypted(&raw));
         for needle in [
@@ -98,7 +111,7 @@ async fn with_a_key_no_field_of_the_record_reaches_redis_in_clear() {
         }
         // Another instance with the key reads it back from Redis (not L1).
         let other = build(cfg.clone()).await;
-        assert_eq!(other.get::<Vec<Allergy>>(key).await, Some(rec));
+        assert_eq!(other.get_cloned::<Vec<Allergy>>(key).await, Some(rec));
         assert_eq!(other.stats().l2_hits, 1);
         other.shutdown().await;
     }
@@ -106,7 +119,9 @@ async fn with_a_key_no_field_of_the_record_reaches_redis_in_clear() {
     let wrong = Keyring::new(EncryptionKey::new("k2024", [1; 32]).unwrap(), []);
     let intruder = build(cfg.with_encryption(Some(wrong))).await;
     assert_eq!(
-        intruder.get::<Vec<Allergy>>("student:7:allergy").await,
+        intruder
+            .get_cloned::<Vec<Allergy>>("student:7:allergy")
+            .await,
         None
     );
     assert_eq!(intruder.stats().decode_errors, 1);
@@ -118,13 +133,16 @@ async fn with_a_key_no_field_of_the_record_reaches_redis_in_clear() {
 async fn large_payloads_are_compressed_in_redis() {
     let cache = build(config("lz4", &redis_url())).await;
     let big = "immunisation record ".repeat(200);
-    cache.set("doc:1", &big, MIN, &[]).await.unwrap();
-    cache.set("doc:2", &"small", MIN, &[]).await.unwrap();
+    cache.set("doc:1", big.clone(), MIN, &[]).await.unwrap();
+    cache
+        .set("doc:2", "small".to_owned(), MIN, &[])
+        .await
+        .unwrap();
     let (raw1, raw2) = (stored(&cache, "doc:1").await, stored(&cache, "doc:2").await);
     assert!(codec::is_compressed(&raw1) && raw1.len() < big.len() / 4);
     assert!(!codec::is_compressed(&raw2));
     cache.clear_l1();
-    assert_eq!(cache.get::<String>("doc:1").await, Some(big));
+    assert_eq!(cache.get_cloned::<String>("doc:1").await, Some(big));
     cache.shutdown().await;
 }
 
@@ -134,16 +152,21 @@ async fn tag_and_group_invalidation_reach_every_instance() {
     for s in ["1", "2"] {
         let g = TieredCache::group_tag(s);
         for kind in ["allergies", "vaccinations"] {
-            a.set(&format!("student:{s}:{kind}"), &kind, MIN, &[kind, &g])
-                .await
-                .unwrap();
+            a.set(
+                &format!("student:{s}:{kind}"),
+                kind.to_owned(),
+                MIN,
+                &[kind, &g],
+            )
+            .await
+            .unwrap();
         }
     }
     received(&b, 4).await;
     for s in ["1", "2"] {
         for kind in ["allergies", "vaccinations"] {
             assert!(b
-                .get::<String>(&format!("student:{s}:{kind}"))
+                .get_cloned::<String>(&format!("student:{s}:{kind}"))
                 .await
                 .is_some());
         }
@@ -161,14 +184,17 @@ async fn tag_and_group_invalidation_reach_every_instance() {
         .await,
         "B's L1 kept invalidated entries"
     );
-    assert!(b.get::<String>("student:2:allergies").await.is_some());
+    assert!(b
+        .get_cloned::<String>("student:2:allergies")
+        .await
+        .is_some());
     for gone in [
         "student:1:allergies",
         "student:1:vaccinations",
         "student:2:vaccinations",
     ] {
-        assert!(b.get::<String>(gone).await.is_none(), "{gone}");
-        assert!(a.get::<String>(gone).await.is_none(), "{gone}");
+        assert!(b.get_cloned::<String>(gone).await.is_none(), "{gone}");
+        assert!(a.get_cloned::<String>(gone).await.is_none(), "{gone}");
     }
     a.shutdown().await;
     b.shutdown().await;
@@ -182,7 +208,7 @@ async fn writes_during_tag_invalidation_are_never_orphaned() {
             let c = cache.clone();
             tokio::spawn(async move {
                 for i in 0..50 {
-                    c.set(&format!("k:{w}:{i}"), &i, MIN, &["vaccinations"])
+                    c.set(&format!("k:{w}:{i}"), i, MIN, &["vaccinations"])
                         .await
                         .unwrap();
                 }
@@ -237,7 +263,7 @@ async fn tag_bookkeeping_drops_expired_members() {
     let cache = build(config("tagexp", &redis_url())).await;
     for i in 0..100 {
         cache
-            .set(&format!("k{i}"), &i, Duration::from_millis(100), &["t"])
+            .set(&format!("k{i}"), i, Duration::from_millis(100), &["t"])
             .await
             .unwrap();
     }
@@ -254,7 +280,7 @@ async fn tag_bookkeeping_drops_expired_members() {
         })
         .await
     );
-    cache.set("fresh", &1, MIN, &["t"]).await.unwrap();
+    cache.set("fresh", 1, MIN, &["t"]).await.unwrap();
     let card: u64 = conn.zcard(format!("{prefix}:t:t")).await.unwrap();
     assert_eq!(card, 1, "expired members pruned on the next write");
     let ttl: i64 = conn.pttl(format!("{prefix}:t:t")).await.unwrap();
@@ -292,7 +318,7 @@ async fn single_flight(cache: TieredCache) {
     );
     release.notify_one();
     for t in tasks {
-        assert_eq!(t.await.unwrap(), "summary");
+        assert_eq!(*t.await.unwrap(), "summary");
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     assert_eq!(cache.stats().loads, 1);
@@ -312,15 +338,15 @@ async fn hundred_concurrent_misses_make_one_load_l1_only() {
 #[tokio::test]
 async fn failed_load_is_not_cached_and_a_waiter_retries() {
     let cache = build(config("loadfail", &redis_url())).await;
-    let r: Result<String, &str> = cache
+    let r: Result<Arc<String>, &str> = cache
         .get_or_load("k", MIN, &[], || async { Err("db down") })
         .await;
     assert_eq!(r, Err("db down"));
-    assert!(cache.get::<String>("k").await.is_none());
-    let r: Result<String, &str> = cache
+    assert!(cache.get_cloned::<String>("k").await.is_none());
+    let r: Result<Arc<String>, &str> = cache
         .get_or_load("k", MIN, &[], || async { Ok("ok".to_owned()) })
         .await;
-    assert_eq!(r.unwrap(), "ok");
+    assert_eq!(*r.unwrap(), "ok");
     assert_eq!(cache.stats().load_errors, 1);
     cache.shutdown().await;
 }
@@ -330,11 +356,11 @@ async fn l2_hit_fills_l1_and_stats_serialise() {
     let mut cfg = config("stats", &redis_url());
     cfg.stats_refresh = Duration::from_millis(10);
     let (a, b) = pair(cfg).await;
-    a.set("k", &1u32, MIN, &[]).await.unwrap();
+    a.set("k", 1u32, MIN, &[]).await.unwrap();
     received(&b, 1).await;
-    assert_eq!(b.get::<u32>("k").await, Some(1)); // L2 hit
-    assert_eq!(b.get::<u32>("k").await, Some(1)); // L1 hit
-    assert_eq!(b.get::<u32>("nope").await, None);
+    assert_eq!(b.get_cloned::<u32>("k").await, Some(1)); // L2 hit
+    assert_eq!(b.get_cloned::<u32>("k").await, Some(1)); // L1 hit
+    assert_eq!(b.get_cloned::<u32>("nope").await, None);
     let s = b.stats();
     assert_eq!((s.l1_hits, s.l2_hits, s.misses), (1, 1, 1));
     assert!((s.hit_rate - 2.0 / 3.0).abs() < 1e-9);
@@ -384,25 +410,30 @@ async fn a_load_overtaken_by_a_change_on_another_instance_is_not_cached() {
     let cfg = config("stale", &redis_url());
     let (a, b) = pair(cfg.clone()).await;
     let reader = build(cfg.with_l1(false, 1, MIN)).await;
-    type R = Result<String, std::io::Error>;
+    type R = Result<Arc<String>, std::io::Error>;
 
     // Overwritten on B while A loads: A's caller gets its load, nobody caches it.
     let b1 = b.clone();
     let v: R = a
         .get_or_load("student:5:allergies", MIN, &["allergies"], || async move {
-            b1.set("student:5:allergies", &"new", MIN, &["allergies"])
+            b1.set("student:5:allergies", "new".to_owned(), MIN, &["allergies"])
                 .await
                 .unwrap();
             Ok("old".to_owned())
         })
         .await;
-    assert_eq!(v.unwrap(), "old");
+    assert_eq!(*v.unwrap(), "old");
     assert_eq!(
-        reader.get::<String>("student:5:allergies").await.as_deref(),
+        reader
+            .get_cloned::<String>("student:5:allergies")
+            .await
+            .as_deref(),
         Some("new")
     );
     assert_eq!(
-        a.get::<String>("student:5:allergies").await.as_deref(),
+        a.get_cloned::<String>("student:5:allergies")
+            .await
+            .as_deref(),
         Some("new")
     );
 
@@ -414,8 +445,11 @@ async fn a_load_overtaken_by_a_change_on_another_instance_is_not_cached() {
             Ok("old".to_owned())
         })
         .await;
-    assert_eq!(v.unwrap(), "old");
-    assert_eq!(reader.get::<String>("student:6:allergies").await, None);
+    assert_eq!(*v.unwrap(), "old");
+    assert_eq!(
+        reader.get_cloned::<String>("student:6:allergies").await,
+        None
+    );
     assert!(!a.l1().unwrap().contains("student:6:allergies"));
 
     // Deleted on B while A loads.
@@ -426,8 +460,11 @@ async fn a_load_overtaken_by_a_change_on_another_instance_is_not_cached() {
             Ok("old".to_owned())
         })
         .await;
-    assert_eq!(v.unwrap(), "old");
-    assert_eq!(reader.get::<String>("student:7:allergies").await, None);
+    assert_eq!(*v.unwrap(), "old");
+    assert_eq!(
+        reader.get_cloned::<String>("student:7:allergies").await,
+        None
+    );
     assert_eq!(a.stats().stale_loads, 3);
 
     // An undisturbed load is cached.
@@ -436,9 +473,12 @@ async fn a_load_overtaken_by_a_change_on_another_instance_is_not_cached() {
             Ok("fresh".to_owned())
         })
         .await;
-    assert_eq!(v.unwrap(), "fresh");
+    assert_eq!(*v.unwrap(), "fresh");
     assert_eq!(
-        reader.get::<String>("student:8:allergies").await.as_deref(),
+        reader
+            .get_cloned::<String>("student:8:allergies")
+            .await
+            .as_deref(),
         Some("fresh")
     );
     for c in [a, b, reader] {
@@ -457,7 +497,7 @@ async fn subscription_is_pinged_and_keeps_delivering() {
         })
         .await
     );
-    a.set("k", &1, MIN, &[]).await.unwrap();
+    a.set("k", 1, MIN, &[]).await.unwrap();
     received(&b, 1).await;
     let s = b.stats();
     assert_eq!(s.subscription_losses, 0);

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{build, config, eventually, free_port, raw_conn, received, TestRedis};
@@ -16,7 +17,7 @@ const MIN: Duration = Duration::from_secs(60);
 /// Whether, within 5 s, a Redis-bound read finds `cache`'s breaker open.
 async fn breaker_opens(cache: &TieredCache) -> bool {
     eventually(Duration::from_secs(5), || async {
-        cache.get::<i32>("absent").await;
+        cache.get_cloned::<i32>("absent").await;
         cache.stats().breaker == Some(BreakerState::Open)
     })
     .await
@@ -25,7 +26,7 @@ async fn breaker_opens(cache: &TieredCache) -> bool {
 /// Whether, within 5 s, `cache` reads `value` under `key`.
 async fn reads(cache: &TieredCache, key: &str, value: &str) -> bool {
     eventually(Duration::from_secs(5), || async {
-        cache.get::<String>(key).await.as_deref() == Some(value)
+        cache.get_cloned::<String>(key).await.as_deref() == Some(value)
     })
     .await
 }
@@ -41,18 +42,21 @@ async fn nothing_listening_builds_degraded_and_serves_from_l1_and_loader() {
     assert!(t0.elapsed() < Duration::from_secs(5));
     assert!(!cache.is_subscribed());
 
-    let v: Result<String, std::io::Error> = cache
+    let v: Result<Arc<String>, std::io::Error> = cache
         .get_or_load("student:1:summary", MIN, &["summary"], || async {
             Ok("loaded".to_owned())
         })
         .await;
-    assert_eq!(v.unwrap(), "loaded", "no error reaches the caller");
+    assert_eq!(*v.unwrap(), "loaded", "no error reaches the caller");
     assert_eq!(
-        cache.get::<String>("student:1:summary").await.as_deref(),
+        cache
+            .get_cloned::<String>("student:1:summary")
+            .await
+            .as_deref(),
         Some("loaded")
     );
-    cache.set("k", &1, MIN, &["t"]).await.unwrap();
-    assert_eq!(cache.get::<i32>("k").await, Some(1));
+    cache.set("k", 1, MIN, &["t"]).await.unwrap();
+    assert_eq!(cache.get_cloned::<i32>("k").await, Some(1));
     assert_eq!(cache.invalidate_tag("t").await, 1);
     assert!(cache.delete("student:1:summary").await);
 
@@ -70,10 +74,14 @@ async fn redis_killed_mid_test_then_restarted_heals_by_itself() {
     let cfg = config("heal", &server.url());
     let (a, b) = (build(cfg.clone()).await, build(cfg).await);
     assert!(b.wait_subscribed(Duration::from_secs(5)).await);
-    a.set("student:3:allergies", &"v1", MIN, &[]).await.unwrap();
+    a.set("student:3:allergies", "v1".to_owned(), MIN, &[])
+        .await
+        .unwrap();
     received(&b, 1).await;
     assert_eq!(
-        b.get::<String>("student:3:allergies").await.as_deref(),
+        b.get_cloned::<String>("student:3:allergies")
+            .await
+            .as_deref(),
         Some("v1")
     );
     assert!(b.l1().unwrap().contains("student:3:allergies"));
@@ -87,7 +95,7 @@ async fn redis_killed_mid_test_then_restarted_heals_by_itself() {
 
     // Calls keep working, without error, on L1 and the loader.
     for i in 0..10 {
-        let v: Result<String, std::io::Error> = b
+        let v: Result<Arc<String>, std::io::Error> = b
             .get_or_load("student:3:allergies", MIN, &[], || async move {
                 Ok(format!("from-db-{i}"))
             })
@@ -98,7 +106,7 @@ async fn redis_killed_mid_test_then_restarted_heals_by_itself() {
     // The breaker opens: a Redis-bound call no longer waits for a timeout.
     assert!(breaker_opens(&b).await);
     let t0 = Instant::now();
-    assert_eq!(b.get::<String>("absent").await, None);
+    assert_eq!(b.get_cloned::<String>("absent").await, None);
     eprintln!("miss with breaker open: {:?}", t0.elapsed());
 
     server.restart().await;
@@ -109,7 +117,7 @@ async fn redis_killed_mid_test_then_restarted_heals_by_itself() {
     let key = b.redis().unwrap().data_key("after");
     assert!(
         eventually(Duration::from_secs(10), || async {
-            b.set("after", &"healed", MIN, &[]).await.unwrap();
+            b.set("after", "healed".to_owned(), MIN, &[]).await.unwrap();
             let mut c = raw_conn(&url).await;
             c.exists::<_, bool>(&key).await.unwrap_or(false)
         })
@@ -120,7 +128,7 @@ async fn redis_killed_mid_test_then_restarted_heals_by_itself() {
     // And coherence works again between the two instances.
     assert!(a.wait_subscribed(Duration::from_secs(10)).await);
     assert!(reads(&a, "after", "healed").await);
-    b.set("after", &"v2", MIN, &[]).await.unwrap();
+    b.set("after", "v2".to_owned(), MIN, &[]).await.unwrap();
     assert!(reads(&a, "after", "v2").await);
     a.shutdown().await;
     b.shutdown().await;

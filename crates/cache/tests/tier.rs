@@ -51,9 +51,9 @@ async fn with_l1_off_every_read_goes_to_redis() {
     let cfg = config("nol1", &redis_url()).with_l1(false, 1, MIN);
     let cache = TieredCache::builder(cfg).build().await.unwrap();
     assert!(cache.l1().is_none());
-    cache.set("k", &"v", MIN, &[]).await.unwrap();
-    assert_eq!(cache.get::<String>("k").await.as_deref(), Some("v"));
-    assert_eq!(cache.get::<String>("k").await.as_deref(), Some("v"));
+    cache.set("k", "v".to_owned(), MIN, &[]).await.unwrap();
+    assert_eq!(cache.get_cloned::<String>("k").await.as_deref(), Some("v"));
+    assert_eq!(cache.get_cloned::<String>("k").await.as_deref(), Some("v"));
     let s = cache.stats();
     assert_eq!((s.l1_hits, s.l2_hits, s.l1_entries), (0, 2, 0));
     assert!(cache.delete("k").await);

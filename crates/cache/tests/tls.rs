@@ -9,6 +9,7 @@ mod common;
 
 use std::ffi::OsStr;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{build, config, eventually, free_port, RedisProcess};
@@ -135,7 +136,11 @@ async fn rediss_with_a_private_ca_stores_reads_and_subscribes() {
     // Read through the other instance's L2 (its L1 is empty): the value crossed TLS twice.
     assert!(
         eventually(Duration::from_secs(10), || async {
-            other.get::<String>("student:9:summary").await.as_deref() == Some("over tls")
+            other
+                .get_cloned::<String>("student:9:summary")
+                .await
+                .as_deref()
+                == Some("over tls")
         })
         .await
     );
@@ -158,12 +163,12 @@ async fn rediss_without_the_ca_refuses_the_server_and_serves_from_l1() {
     // No CA: the system's trust store does not know the private CA, so this client must
     // never connect (it retries every 50 ms; two seconds is forty attempts).
     let untrusted = build(config("tls-untrusted", &url)).await;
-    let v: Result<String, std::io::Error> = untrusted
+    let v: Result<Arc<String>, std::io::Error> = untrusted
         .get_or_load("k", Duration::from_secs(60), &[], || async {
             Ok("loaded".into())
         })
         .await;
-    assert_eq!(v.unwrap(), "loaded", "no error reaches the caller");
+    assert_eq!(*v.unwrap(), "loaded", "no error reaches the caller");
     assert!(
         !connects(&untrusted, Duration::from_secs(2)).await,
         "a server with an unverifiable certificate must not be used"

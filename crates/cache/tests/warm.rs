@@ -29,7 +29,7 @@ impl Warmer for Students {
             return Err("record locked".into());
         }
         Ok(WarmEntry::new(
-            &key.len(),
+            key.len(),
             Duration::from_secs(60),
             &["summary"],
         )?)
@@ -61,8 +61,11 @@ async fn warm_now_loads_in_bounded_batches_and_skips_failures() {
     assert_eq!((s.warmed, s.failed), (110, 10));
     assert_eq!(sched.last_summary(), Some(s));
     assert!(max.load(Ordering::SeqCst) <= 4);
-    assert_eq!(cache.get::<usize>("student:5:summary").await, Some(17));
-    assert_eq!(cache.get::<usize>("student:12:summary").await, None);
+    assert_eq!(
+        cache.get_cloned::<usize>("student:5:summary").await,
+        Some(17)
+    );
+    assert_eq!(cache.get_cloned::<usize>("student:12:summary").await, None);
     assert_eq!(cache.invalidate_tag("summary").await, 110);
     cache.shutdown().await;
 }
@@ -82,6 +85,9 @@ async fn scheduled_warming_runs_after_the_delay_then_every_interval() {
     assert_eq!(sched.last_summary().map(|s| s.warmed), Some(3));
     cache.clear_l1();
     tokio::time::sleep(Duration::from_secs(3600)).await;
-    assert_eq!(cache.get::<usize>("student:0:summary").await, Some(17));
+    assert_eq!(
+        cache.get_cloned::<usize>("student:0:summary").await,
+        Some(17)
+    );
     cache.shutdown().await;
 }

@@ -136,13 +136,13 @@ async fn the_summary_comes_from_the_hosts_tables_then_from_the_cache(pool: PgPoo
 
     // The lists too, each cached on its own.
     let (before, hits) = (statements(&vitals), vitals.cache_stats().hits);
-    assert_eq!(health.allergies(ada).await.unwrap(), fresh.allergies);
-    assert_eq!(health.allergies(ada).await.unwrap(), fresh.allergies);
+    assert_eq!(*health.allergies(ada).await.unwrap(), fresh.allergies);
+    assert_eq!(*health.allergies(ada).await.unwrap(), fresh.allergies);
     assert_eq!(
-        health.chronic_conditions(ada).await.unwrap(),
+        *health.chronic_conditions(ada).await.unwrap(),
         fresh.chronic_conditions
     );
-    assert_eq!(health.vaccinations(ada).await.unwrap(), fresh.vaccinations);
+    assert_eq!(*health.vaccinations(ada).await.unwrap(), fresh.vaccinations);
     assert_eq!(
         statements(&vitals) - before,
         3,

@@ -100,7 +100,7 @@ impl<S: Send + Sync> FromRequestParts<S> for StudentPath {
 
 async fn summary(State(vitals): State<Vitals>, StudentPath(student): StudentPath) -> Response {
     match vitals.health_cache().student_health_summary(student).await {
-        Ok(Some(summary)) => Json(summary).into_response(),
+        Ok(Some(summary)) => Json(&*summary).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such student"),
         Err(e) => e.into_response(),
     }
@@ -108,7 +108,7 @@ async fn summary(State(vitals): State<Vitals>, StudentPath(student): StudentPath
 
 async fn vaccinations(State(vitals): State<Vitals>, StudentPath(student): StudentPath) -> Response {
     match vitals.health_cache().vaccinations(student).await {
-        Ok(list) => Json(list).into_response(),
+        Ok(list) => Json(&*list).into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -106,6 +106,10 @@ pub fn student_group(student: Uuid) -> String {
 /// A student's health data through the cache: get-or-load with the report's TTLs, explicit
 /// puts (the report's `cacheStudentHealthSummary` …), invalidation of one student or one type.
 ///
+/// Reads return the cached value shared (`Arc<HealthSummary>`, `Arc<Vec<Allergy>>` …): an
+/// L1 hit decodes and copies nothing; field access goes through the `Arc` as through a
+/// reference, and `(*value).clone()` gives an owned copy where one is needed.
+///
 /// A miss reads through a [`HealthSource`]: vitals' own tables ([`VitalsSchema`], what
 /// [`new`](Self::new) builds) or the host's ([`with_source`](Self::with_source)); the keys,
 /// TTLs, groups and invalidation are the same either way.
@@ -191,9 +195,9 @@ impl HealthDataCache {
         kind: HealthData,
         student: Uuid,
         load: impl Fn(Db) -> SourceFuture<'a, T>,
-    ) -> Result<T, Error>
+    ) -> Result<Arc<T>, Error>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         let group = TieredCache::group_tag(&student_group(student));
         self.cache
@@ -214,7 +218,7 @@ impl HealthDataCache {
     pub async fn student_health_summary(
         &self,
         student: Uuid,
-    ) -> Result<Option<HealthSummary>, Error> {
+    ) -> Result<Option<Arc<HealthSummary>>, Error> {
         // Through get_or_load, like the lists: one load for concurrent misses, and a load
         // overtaken by an invalidation is returned but not cached. "No such student" travels
         // as an error so that it is not cached either.
@@ -252,7 +256,7 @@ impl HealthDataCache {
     ///
     /// # Errors
     /// The source's error on a miss (a database error, scrubbed).
-    pub async fn vaccinations(&self, student: Uuid) -> Result<Vec<Vaccination>, Error> {
+    pub async fn vaccinations(&self, student: Uuid) -> Result<Arc<Vec<Vaccination>>, Error> {
         let source = self.source()?;
         self.through(HealthData::Vaccinations, student, move |db| {
             Box::pin(async move { source.vaccinations(&db, student).await })
@@ -264,7 +268,7 @@ impl HealthDataCache {
     ///
     /// # Errors
     /// The source's error on a miss (a database error, scrubbed).
-    pub async fn allergies(&self, student: Uuid) -> Result<Vec<Allergy>, Error> {
+    pub async fn allergies(&self, student: Uuid) -> Result<Arc<Vec<Allergy>>, Error> {
         let source = self.source()?;
         self.through(HealthData::Allergies, student, move |db| {
             Box::pin(async move { source.allergies(&db, student).await })
@@ -276,7 +280,10 @@ impl HealthDataCache {
     ///
     /// # Errors
     /// The source's error on a miss (a database error, scrubbed).
-    pub async fn chronic_conditions(&self, student: Uuid) -> Result<Vec<ChronicCondition>, Error> {
+    pub async fn chronic_conditions(
+        &self,
+        student: Uuid,
+    ) -> Result<Arc<Vec<ChronicCondition>>, Error> {
         let source = self.source()?;
         self.through(HealthData::ChronicConditions, student, move |db| {
             Box::pin(async move { source.chronic_conditions(&db, student).await })
@@ -285,7 +292,12 @@ impl HealthDataCache {
     }
 
     /// Caches `value` as `kind` of `student`, with the kind's TTL, tag and the student's group.
-    pub async fn put<T: Serialize + ?Sized>(&self, kind: HealthData, student: Uuid, value: &T) {
+    /// Give it the type the reads return (`HealthSummary` for [`HealthData::Summary`],
+    /// `Vec<Vaccination>` …): L1 keeps the value itself, and a read as another type is a miss.
+    pub async fn put<T>(&self, kind: HealthData, student: Uuid, value: T)
+    where
+        T: Serialize + Send + Sync + 'static,
+    {
         let group = TieredCache::group_tag(&student_group(student));
         if let Err(e) = self
             .cache
@@ -296,24 +308,28 @@ impl HealthDataCache {
         }
     }
 
-    /// The report's `cacheStudentHealthSummary`.
+    /// The report's `cacheStudentHealthSummary` (a copy of `summary` is kept).
     pub async fn cache_student_health_summary(&self, student: Uuid, summary: &HealthSummary) {
-        self.put(HealthData::Summary, student, summary).await;
+        self.put(HealthData::Summary, student, summary.clone())
+            .await;
     }
 
-    /// The report's `cacheVaccinations`.
+    /// The report's `cacheVaccinations` (a copy of `list` is kept).
     pub async fn cache_vaccinations(&self, student: Uuid, list: &[Vaccination]) {
-        self.put(HealthData::Vaccinations, student, list).await;
+        self.put(HealthData::Vaccinations, student, list.to_vec())
+            .await;
     }
 
-    /// The report's `cacheAllergies`.
+    /// The report's `cacheAllergies` (a copy of `list` is kept).
     pub async fn cache_allergies(&self, student: Uuid, list: &[Allergy]) {
-        self.put(HealthData::Allergies, student, list).await;
+        self.put(HealthData::Allergies, student, list.to_vec())
+            .await;
     }
 
-    /// The report's `cacheChronicConditions`.
+    /// The report's `cacheChronicConditions` (a copy of `list` is kept).
     pub async fn cache_chronic_conditions(&self, student: Uuid, list: &[ChronicCondition]) {
-        self.put(HealthData::ChronicConditions, student, list).await;
+        self.put(HealthData::ChronicConditions, student, list.to_vec())
+            .await;
     }
 
     /// Drops everything cached about one student, on every instance (the report's

@@ -87,16 +87,16 @@ impl HealthWarmer {
                     .health_summary(db, student)
                     .await?
                     .ok_or_else(|| WarmError::from("no such student"))?;
-                WarmEntry::new(&summary, kind.ttl(), &tags)?
+                WarmEntry::new(summary, kind.ttl(), &tags)?
             }
             HealthData::Vaccinations => {
-                WarmEntry::new(&source.vaccinations(db, student).await?, kind.ttl(), &tags)?
+                WarmEntry::new(source.vaccinations(db, student).await?, kind.ttl(), &tags)?
             }
             HealthData::Allergies => {
-                WarmEntry::new(&source.allergies(db, student).await?, kind.ttl(), &tags)?
+                WarmEntry::new(source.allergies(db, student).await?, kind.ttl(), &tags)?
             }
             HealthData::ChronicConditions => WarmEntry::new(
-                &source.chronic_conditions(db, student).await?,
+                source.chronic_conditions(db, student).await?,
                 kind.ttl(),
                 &tags,
             )?,
