@@ -1,5 +1,4 @@
-//! A two-tier cache for health data: a bounded in-process cache of decoded values (L1:
-//! recency order behind a TinyLFU admission) over
+//! A two-tier cache for health data: a bounded in-process LRU (L1) over
 //! Redis (L2), kept coherent across instances by pub/sub invalidations, with
 //! single-flight loads, tags and groups, a circuit breaker that keeps the
 //! service up when Redis is down, lz4 compression of large payloads and
@@ -20,7 +19,7 @@
 //! # async fn example() -> Result<(), CacheError> {
 //! let cache = TieredCache::builder(CacheConfig::from_env()?).build().await?;
 //! let student = "4f1c";
-//! let allergies: std::sync::Arc<Vec<String>> = cache
+//! let allergies: Vec<String> = cache
 //!     .get_or_load(
 //!         &format!("student:{student}:allergies"),
 //!         Duration::from_secs(600),
@@ -37,7 +36,6 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-mod admission;
 mod breaker;
 mod clock;
 mod cluster_config;
