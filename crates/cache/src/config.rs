@@ -36,6 +36,9 @@ pub struct CacheConfig {
     pub l1_enabled: bool,
     /// Maximum number of entries in L1.
     pub l1_max_size: usize,
+    /// Maximum bytes in L1 (`CACHE_L1_MAX_BYTES`): keys plus each value's encoded size,
+    /// split evenly over the shards; a value larger than a shard's part is not kept in L1.
+    pub l1_max_bytes: usize,
     /// Upper bound of an entry's life in L1 (the entry's own TTL may be shorter).
     pub l1_ttl: Duration,
     /// Number of L1 shards (a power of two); more shards, less lock contention.
@@ -87,6 +90,7 @@ impl Default for CacheConfig {
             default_ttl: Duration::from_secs(300),
             l1_enabled: true,
             l1_max_size: 1000,
+            l1_max_bytes: 64 * 1024 * 1024,
             l1_ttl: Duration::from_secs(60),
             l1_shards: 16,
             compress_threshold: 1024,
@@ -114,6 +118,7 @@ vitals_env::debug_fields!(CacheConfig as c {
     default_ttl,
     l1_enabled,
     l1_max_size,
+    l1_max_bytes,
     l1_ttl,
     l1_shards,
     compress_threshold,
@@ -202,6 +207,13 @@ impl CacheConfig {
         self
     }
 
+    /// Sets L1's bound in bytes (keys plus encoded values).
+    #[must_use]
+    pub fn with_l1_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.l1_max_bytes = max_bytes;
+        self
+    }
+
     /// Checks what the setters cannot: every bad field at once, each named by the variable
     /// it is read from (component `cache`), so [`CacheConfig::from_env_with`] reports these
     /// problems as its own and a field set in code gets the same rules.
@@ -220,6 +232,9 @@ impl CacheConfig {
         }
         if self.l1_max_size == 0 {
             problems.bad("CACHE_L1_MAX_SIZE", 0, "at least 1");
+        }
+        if self.l1_max_bytes == 0 {
+            problems.bad("CACHE_L1_MAX_BYTES", 0, "at least 1");
         }
         if !self.l1_shards.is_power_of_two() || self.l1_shards > 1024 {
             problems.bad(

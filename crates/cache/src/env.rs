@@ -13,7 +13,7 @@ impl CacheConfig {
         /// Variables: `REDIS_URL`, or `REDIS_HOST`, `REDIS_PORT`, `REDIS_DB`,
         /// `REDIS_PASSWORD`, or `REDIS_CLUSTER_NODES` (with `REDIS_CLUSTER_WAIT_REPLICAS`,
         /// `REDIS_CLUSTER_WAIT_MS`); `REDIS_TTL_DEFAULT` (s), `CACHE_ENABLE_L1`,
-        /// `CACHE_L1_MAX_SIZE`, `CACHE_L1_TTL` (s), `CACHE_L1_SHARDS`,
+        /// `CACHE_L1_MAX_SIZE`, `CACHE_L1_MAX_BYTES`, `CACHE_L1_TTL` (s), `CACHE_L1_SHARDS`,
         /// `CACHE_COMPRESS_THRESHOLD` (bytes), `CACHE_ENCRYPTION_KEY` (base64 of 32
         /// bytes), `CACHE_ENCRYPTION_KEY_ID`, `CACHE_ENCRYPTION_OLD_KEYS`
         /// (`id:base64,...`), `CACHE_ALLOW_PLAINTEXT`, `CACHE_KEY_PREFIX`, `CACHE_REDIS_TIMEOUT_MS`,
@@ -37,6 +37,7 @@ const L1_VARS: &[Var<CacheConfig>] = vitals_env::vars!(fields CacheConfig {
     default_ttl: Secs("REDIS_TTL_DEFAULT", 1),
     l1_enabled: Boolean("CACHE_ENABLE_L1"),
     l1_max_size: Usize("CACHE_L1_MAX_SIZE", 1),
+    l1_max_bytes: Usize("CACHE_L1_MAX_BYTES", 1),
     l1_ttl: Secs("CACHE_L1_TTL", 1),
     l1_shards: Usize("CACHE_L1_SHARDS", 1),
     compress_threshold: Usize("CACHE_COMPRESS_THRESHOLD", 0),

@@ -1,4 +1,5 @@
-//! A two-tier cache for health data: a bounded in-process LRU (L1) over
+//! A two-tier cache for health data: a bounded in-process cache of decoded values (L1:
+//! recency order behind a TinyLFU admission) over
 //! Redis (L2), kept coherent across instances by pub/sub invalidations, with
 //! single-flight loads, tags and groups, a circuit breaker that keeps the
 //! service up when Redis is down, lz4 compression of large payloads and
@@ -19,7 +20,7 @@
 //! # async fn example() -> Result<(), CacheError> {
 //! let cache = TieredCache::builder(CacheConfig::from_env()?).build().await?;
 //! let student = "4f1c";
-//! let allergies: Vec<String> = cache
+//! let allergies: std::sync::Arc<Vec<String>> = cache
 //!     .get_or_load(
 //!         &format!("student:{student}:allergies"),
 //!         Duration::from_secs(600),
@@ -36,6 +37,7 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod admission;
 mod breaker;
 mod clock;
 mod cluster_config;

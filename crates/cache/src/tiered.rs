@@ -17,7 +17,7 @@ use crate::config::CacheConfig;
 use crate::error::CacheError;
 use crate::flight::Role;
 use crate::inner::Inner;
-use crate::l1::L1Cache;
+use crate::l1::{L1Cache, Lookup, Value};
 use crate::metrics::{Answered, Get};
 use crate::redis_tier::RedisTier;
 use crate::stats::CacheStats;
@@ -30,6 +30,11 @@ use crate::tier::{Generations, Tier};
 ///   Redis TTL, capped by `l1_ttl`); `set` writes both and tells the other
 ///   instances to drop the key from their L1; `get_or_load` runs the loader
 ///   once for any number of concurrent misses of one key.
+/// - L1 holds decoded values: `get` and `get_or_load` return an `Arc<T>` (the
+///   main path: an L1 hit clones the `Arc`, nothing is decoded or copied). Bytes
+///   (JSON, then compressed and encrypted) exist only on the way to and from
+///   Redis. A key read as another type than it was stored as is a miss, counted
+///   in [`CacheStats::type_mismatches`].
 /// - Redis failures never reach the caller: a miss, a skipped write, and a
 ///   circuit breaker that stops calls from waiting on a dead Redis. Without
 ///   a Redis URL, or while Redis is down, the cache runs on L1 (and loaders).
@@ -81,9 +86,14 @@ impl TieredCacheBuilder {
     pub async fn build(self) -> Result<TieredCache, CacheError> {
         let config = self.config;
         config.validate()?;
-        let l1 = config
-            .l1_enabled
-            .then(|| L1Cache::new(config.l1_max_size, config.l1_ttl, config.l1_shards));
+        let l1 = config.l1_enabled.then(|| {
+            L1Cache::with_max_bytes(
+                config.l1_max_size,
+                config.l1_max_bytes,
+                config.l1_ttl,
+                config.l1_shards,
+            )
+        });
         let redis = match config.uses_redis() {
             true => Some(RedisTier::open(&config).await?),
             false => None,
@@ -171,14 +181,27 @@ impl TieredCache {
             .push(task);
     }
 
-    /// The serialised value of `key` from L1 or Redis, filling L1 from Redis.
-    async fn get_bytes(&self, key: &str) -> Option<Arc<[u8]>> {
+    /// The value of `key` as a `T` from L1, or from Redis (decoded, then held in L1).
+    async fn fetch<T>(&self, key: &str) -> Option<Arc<T>>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        let c = &self.inner.counters;
         let get = Get::start();
         if let Some(l1) = &self.inner.l1 {
-            if let Some(b) = l1.get(key) {
-                self.inner.counters.l1_hits.fetch_add(1, Ordering::Relaxed);
-                get.done(Answered::L1);
-                return Some(b);
+            match l1.lookup::<T>(key) {
+                Lookup::Hit(v) => {
+                    c.l1_hits.fetch_add(1, Ordering::Relaxed);
+                    get.done(Answered::L1);
+                    return Some(v);
+                }
+                Lookup::Mismatch => {
+                    c.type_mismatches.fetch_add(1, Ordering::Relaxed);
+                    c.misses.fetch_add(1, Ordering::Relaxed);
+                    get.done(Answered::Miss);
+                    return None;
+                }
+                Lookup::Miss => {}
             }
         }
         if let Some(redis) = &self.inner.redis {
@@ -186,63 +209,103 @@ impl TieredCache {
             // here, and a tag invalidation that removes it names the key.
             let e0 = self.inner.epoch(key, &[]);
             match redis.get_with_ttl(key).await {
-                Ok(Some((bytes, ttl))) => {
-                    self.inner.counters.l2_hits.fetch_add(1, Ordering::Relaxed);
-                    get.done(Answered::L2);
-                    if let Some(l1) = &self.inner.l1 {
-                        let ttl = ttl.unwrap_or(self.inner.config.l1_ttl);
-                        l1.insert_if(key, bytes.clone(), ttl, &[], || {
-                            self.inner.epoch(key, &[]) == e0
-                        });
+                Ok(Some((bytes, ttl))) => match serde_json::from_slice::<T>(&bytes) {
+                    Ok(v) => {
+                        c.l2_hits.fetch_add(1, Ordering::Relaxed);
+                        get.done(Answered::L2);
+                        let v = Arc::new(v);
+                        if let Some(l1) = &self.inner.l1 {
+                            let ttl = ttl.unwrap_or(self.inner.config.l1_ttl);
+                            l1.insert_if(key, v.clone(), bytes.len(), ttl, &[], || {
+                                self.inner.epoch(key, &[]) == e0
+                            });
+                        }
+                        return Some(v);
                     }
-                    return Some(bytes);
-                }
+                    Err(_) => {
+                        c.type_mismatches.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(
+                            target: "vitals_cache",
+                            "value in redis does not decode as the type asked for (another \
+                             type, or an older format): a miss"
+                        );
+                    }
+                },
                 Ok(None) => {}
                 Err(e) => log_redis_error("get", &e),
             }
         }
-        self.inner.counters.misses.fetch_add(1, Ordering::Relaxed);
+        c.misses.fetch_add(1, Ordering::Relaxed);
         get.done(Answered::Miss);
         None
     }
 
-    /// The value of `key`, from L1 or Redis; `None` on a miss. A value that
-    /// does not deserialise as `T`, and any Redis error, count as a miss.
-    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        let bytes = self.get_bytes(key).await?;
-        match serde_json::from_slice(&bytes) {
-            Ok(v) => Some(v),
-            Err(_) => {
-                tracing::debug!(target: "vitals_cache", "cached value of another type: treated as a miss");
-                None
-            }
-        }
+    /// The value of `key`, from L1 or Redis; `None` on a miss. The main read path: the
+    /// value is shared (`Arc<T>`), decoded once when it came from Redis and never on an L1
+    /// hit. A value stored as another type (in L1), one whose JSON does not deserialise as
+    /// `T` (in Redis: another type, or an older format after a deploy), and any Redis error
+    /// count as a miss; the first two in `type_mismatches`.
+    ///
+    /// ```no_run
+    /// # async fn example(cache: vitals_cache::TieredCache) {
+    /// let allergies: Option<std::sync::Arc<Vec<String>>> =
+    ///     cache.get("student:4f1c:allergies").await;
+    /// # }
+    /// ```
+    pub async fn get<T>(&self, key: &str) -> Option<Arc<T>>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.fetch(key).await
+    }
+
+    /// [`TieredCache::get`], the value cloned out of its `Arc` (a clone of `T` per call:
+    /// for small values and tests; `get` is the path to use on a hot read).
+    pub async fn get_cloned<T>(&self, key: &str) -> Option<T>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        self.fetch::<T>(key).await.map(|v| T::clone(&v))
     }
 
     /// Stores `value` under `key` in L1 and Redis for `ttl`, indexed under
     /// `tags` (data types like `"allergies"`, and [`TieredCache::group_tag`]s),
     /// and tells the other instances to drop their L1 copy.
     ///
-    /// A Redis failure leaves the value in L1 only (logged, counted).
+    /// L1 keeps `value` itself (read back as a `T`: a `get::<String>` of a value set as a
+    /// `&str` is a type mismatch); Redis gets its JSON. A Redis failure leaves the value in
+    /// L1 only (logged, counted).
     ///
     /// # Errors
     /// [`CacheError::Serde`] if `value` does not serialise.
-    pub async fn set<T: Serialize + ?Sized>(
+    pub async fn set<T>(
         &self,
         key: &str,
-        value: &T,
+        value: T,
         ttl: Duration,
         tags: &[&str],
-    ) -> Result<(), CacheError> {
-        let bytes: Arc<[u8]> = serde_json::to_vec(value)?.into();
-        self.store(key, bytes, ttl, tags).await;
+    ) -> Result<(), CacheError>
+    where
+        T: Serialize + Send + Sync + 'static,
+    {
+        let bytes: Arc<[u8]> = serde_json::to_vec(&value)?.into();
+        self.store(key, Arc::new(value), bytes, ttl, tags).await;
         Ok(())
     }
 
-    pub(crate) async fn store(&self, key: &str, bytes: Arc<[u8]>, ttl: Duration, tags: &[&str]) {
+    /// Stores a value and its JSON (`bytes`, also its weight in L1).
+    pub(crate) async fn store(
+        &self,
+        key: &str,
+        value: Value,
+        bytes: Arc<[u8]>,
+        ttl: Duration,
+        tags: &[&str],
+    ) {
         self.inner.counters.sets.fetch_add(1, Ordering::Relaxed);
+        let weight = bytes.len();
         if let Some(redis) = &self.inner.redis {
-            if let Err(e) = redis.set(key, bytes.clone(), ttl, tags).await {
+            if let Err(e) = redis.set(key, bytes, ttl, tags).await {
                 log_redis_error("set", &e);
             }
         }
@@ -250,7 +313,7 @@ impl TieredCache {
         // Redis before it either sees the moved epoch or is overwritten below.
         self.inner.bump(key);
         if let Some(l1) = &self.inner.l1 {
-            l1.insert(key, bytes, ttl, tags);
+            l1.insert_if(key, value, weight, ttl, tags, || true);
         }
     }
 
@@ -259,20 +322,20 @@ impl TieredCache {
     /// (on any instance); in L1 only if Redis took it (or is unavailable) and
     /// no local invalidation moved the epoch of the key or of its tags from `e0`
     /// meanwhile (the Redis write is an await: a delete can land between it and L1).
+    #[allow(clippy::too_many_arguments)] // one call site, the steps of one load
     async fn store_loaded(
         &self,
         key: &str,
+        value: Value,
         bytes: Arc<[u8]>,
         ttl: Duration,
         tags: &[&str],
         gens: Option<Generations>,
         e0: u64,
     ) {
+        let weight = bytes.len();
         if let (Some(redis), Some(gens)) = (&self.inner.redis, &gens) {
-            match redis
-                .set_if_unchanged(key, bytes.clone(), ttl, tags, gens)
-                .await
-            {
+            match redis.set_if_unchanged(key, bytes, ttl, tags, gens).await {
                 Ok(true) => {}
                 Ok(false) => {
                     self.inner
@@ -288,7 +351,9 @@ impl TieredCache {
         if let Some(l1) = &self.inner.l1 {
             // Checked under the shard lock: an invalidation bumps the epoch before it
             // removes from L1, so either this sees the bump or the removal comes after.
-            if !l1.insert_if(key, bytes, ttl, tags, || self.inner.epoch(key, tags) == e0) {
+            if !l1.insert_if(key, value, weight, ttl, tags, || {
+                self.inner.epoch(key, tags) == e0
+            }) {
                 self.inner
                     .counters
                     .stale_loads
@@ -300,10 +365,12 @@ impl TieredCache {
         self.inner.bump(key);
     }
 
-    /// The value of `key`, or the loader's, stored for `ttl` under `tags`.
+    /// The value of `key`, or the loader's, stored for `ttl` under `tags`: shared, as
+    /// [`TieredCache::get`] returns it (a value found under `key` as another type is a miss,
+    /// loaded and stored again as a `T`; so is one in Redis that no longer decodes).
     ///
     /// Any number of concurrent misses of one key run one loader (the others
-    /// wait and share its value). If that load fails or is cancelled, one of
+    /// wait and share its value, the same `Arc`). If that load fails or is cancelled, one of
     /// the waiters loads next. A value loaded while an invalidation of its key
     /// arrived is returned but not cached, since it may predate the change:
     /// locally through the invalidation epochs of the key and of `tags` (an
@@ -320,13 +387,13 @@ impl TieredCache {
         ttl: Duration,
         tags: &[&str],
         loader: F,
-    ) -> Result<T, E>
+    ) -> Result<Arc<T>, E>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        if let Some(v) = self.get(key).await {
+        if let Some(v) = self.fetch::<T>(key).await {
             return Ok(v);
         }
         let guard = loop {
@@ -337,20 +404,24 @@ impl TieredCache {
                         .counters
                         .coalesced
                         .fetch_add(1, Ordering::Relaxed);
-                    if let Some(bytes) = follower.outcome().await {
-                        if let Ok(v) = serde_json::from_slice(&bytes) {
-                            return Ok(v);
+                    if let Some(v) = follower.outcome().await {
+                        match v.downcast::<T>() {
+                            Ok(v) => return Ok(v),
+                            Err(_) => {
+                                self.inner
+                                    .counters
+                                    .type_mismatches
+                                    .fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                 }
             }
         };
         // A flight that ended just before we led may have filled L1.
-        if let Some(b) = self.inner.l1.as_ref().and_then(|l1| l1.get(key)) {
-            if let Ok(v) = serde_json::from_slice(&b) {
-                guard.done(b);
-                return Ok(v);
-            }
+        if let Some(Lookup::Hit(v)) = self.inner.l1.as_ref().map(|l1| l1.lookup::<T>(key)) {
+            guard.done(v.clone());
+            return Ok(v);
         }
         let e0 = self.inner.epoch(key, tags);
         let gens = match &self.inner.redis {
@@ -361,25 +432,24 @@ impl TieredCache {
         crate::metrics::load();
         match loader().await {
             Ok(v) => {
-                match serde_json::to_vec(&v) {
-                    Ok(bytes) => {
-                        let bytes: Arc<[u8]> = bytes.into();
-                        if self.inner.epoch(key, tags) == e0 {
-                            self.store_loaded(key, bytes.clone(), ttl, tags, gens, e0)
-                                .await;
-                        } else {
-                            self.inner
-                                .counters
-                                .stale_loads
-                                .fetch_add(1, Ordering::Relaxed);
-                        }
-                        guard.done(bytes);
+                let v = Arc::new(v);
+                match serde_json::to_vec(&*v) {
+                    Ok(bytes) if self.inner.epoch(key, tags) == e0 => {
+                        self.store_loaded(key, v.clone(), bytes.into(), ttl, tags, gens, e0)
+                            .await;
+                    }
+                    Ok(_) => {
+                        self.inner
+                            .counters
+                            .stale_loads
+                            .fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
                         tracing::warn!(target: "vitals_cache", error = %e, "loaded value does not serialise: not cached");
-                        guard.failed();
                     }
                 }
+                // The waiters share the value, cached or not.
+                guard.done(v.clone());
                 Ok(v)
             }
             Err(e) => {
@@ -484,8 +554,10 @@ impl TieredCache {
             load_errors: c.load_errors.load(Ordering::Relaxed),
             tag_invalidations: c.tag_invalidations.load(Ordering::Relaxed),
             stale_loads: c.stale_loads.load(Ordering::Relaxed),
+            type_mismatches: c.type_mismatches.load(Ordering::Relaxed),
             l1_entries: self.inner.l1.as_ref().map_or(0, L1Cache::len),
             l1_bytes: self.inner.l1.as_ref().map_or(0, L1Cache::bytes),
+            l1_rejected: self.inner.l1.as_ref().map_or(0, L1Cache::rejected),
             redis_configured: redis.is_some(),
             redis_connected: redis.is_some_and(RedisTier::is_connected),
             redis_used_memory: redis.and_then(RedisTier::used_memory),
