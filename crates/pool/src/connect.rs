@@ -3,20 +3,29 @@
 //! PgBouncer as `pgbouncer/` says, with its check at start), the SQLite settings (WAL,
 //! `busy_timeout`, foreign keys), and the monitored handle.
 
+#[cfg(feature = "sqlite")]
 use std::path::Path;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use std::str::FromStr;
+#[cfg(feature = "postgres")]
 use std::sync::Arc;
 
+#[cfg(feature = "postgres")]
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+#[cfg(feature = "sqlite")]
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use vitals_env::mask_url;
 
 use crate::config::PoolConfig;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use crate::error::PoolError;
 use crate::handle::MonitoredPool;
+#[cfg(feature = "postgres")]
 use crate::pgbouncer::{detect_pooling, PgBouncerMode, PoolingCheck};
 
 impl PoolConfig {
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
     fn pool_options<DB: sqlx::Database>(&self) -> sqlx::pool::PoolOptions<DB> {
         sqlx::pool::PoolOptions::<DB>::new()
             .min_connections(self.min_connections)
@@ -30,6 +39,7 @@ impl PoolConfig {
     /// With `DB_PGBOUNCER=session` every new connection runs `SET statement_timeout = …; SET
     /// idle_in_transaction_session_timeout = …` (PgBouncer refuses them as startup options).
     #[must_use]
+    #[cfg(feature = "postgres")]
     pub fn pg_pool_options(&self) -> PgPoolOptions {
         let options: PgPoolOptions = self.pool_options();
         if self.pgbouncer != PgBouncerMode::Session {
@@ -52,6 +62,7 @@ impl PoolConfig {
     /// mode sqlx's statement cache is off; the timeouts are then set as
     /// [`PgBouncerMode`] says.
     #[must_use]
+    #[cfg(feature = "postgres")]
     pub fn apply_pg_options(&self, options: PgConnectOptions) -> PgConnectOptions {
         self.pg_connect_options(options)
     }
@@ -60,6 +71,7 @@ impl PoolConfig {
     ///
     /// # Errors
     /// [`PoolError::InvalidUrl`] or [`PoolError::Connect`], with the URL's password masked.
+    #[cfg(feature = "postgres")]
     pub async fn connect_postgres(&self, url: &str) -> Result<sqlx::PgPool, PoolError> {
         let options = PgConnectOptions::from_str(url).map_err(|source| PoolError::InvalidUrl {
             url: mask_url(url),
@@ -80,6 +92,7 @@ impl PoolConfig {
     ///
     /// # Errors
     /// [`PoolError::Connect`] when the first connection fails.
+    #[cfg(feature = "postgres")]
     pub async fn connect_postgres_with(
         &self,
         options: PgConnectOptions,
@@ -107,6 +120,7 @@ impl PoolConfig {
     /// shares connections between clients is an error (session settings and sqlx's named
     /// statements would reach other clients); transaction mode where no sharing is seen is a
     /// warning (everything still runs correctly, without transaction pooling's savings).
+    #[cfg(feature = "postgres")]
     async fn check_pgbouncer(
         &self,
         options: &PgConnectOptions,
@@ -170,6 +184,7 @@ impl PoolConfig {
     ///
     /// # Errors
     /// As [`connect_postgres`](Self::connect_postgres).
+    #[cfg(feature = "postgres")]
     pub async fn connect_postgres_monitored(
         &self,
         url: &str,
@@ -183,6 +198,7 @@ impl PoolConfig {
     ///
     /// # Errors
     /// [`PoolError::InvalidUrl`], [`PoolError::CreateSqliteDir`] or [`PoolError::Connect`].
+    #[cfg(feature = "sqlite")]
     pub async fn connect_sqlite(&self, url: &str) -> Result<sqlx::SqlitePool, PoolError> {
         let options =
             SqliteConnectOptions::from_str(url).map_err(|source| PoolError::InvalidUrl {

@@ -7,6 +7,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 
 use crate::classify::error_kind;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use crate::handle::MonitoredPool;
 use crate::probe::{PoolProbe, PoolState};
 
@@ -18,6 +19,7 @@ pub trait HealthTarget: PoolProbe {
 
 // Concrete impls: a generic one trips over sqlx's higher-ranked executor bounds when the
 // future must be `Send`.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 macro_rules! health_target {
     ($db:ty) => {
         impl HealthTarget for sqlx::Pool<$db> {
@@ -45,7 +47,9 @@ macro_rules! health_target {
     };
 }
 
+#[cfg(feature = "postgres")]
 health_target!(sqlx::Postgres);
+#[cfg(feature = "sqlite")]
 health_target!(sqlx::Sqlite);
 
 /// The grade of a health check.

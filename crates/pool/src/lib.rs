@@ -22,6 +22,18 @@
 //! [`QueryObserver`]), HTTP endpoints (everything here is `serde::Serialize`), and where
 //! `DATABASE_URL` comes from. It does not replace sqlx's pool; it wraps it.
 //!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `postgres` | on | `connect_postgres*`, PgBouncer modes and their check, `ReplicaRouter` (read replicas, read-your-writes), the handle's PostgreSQL impls; sqlx's PostgreSQL driver with TLS (rustls) |
+//! | `sqlite` | on | `connect_sqlite`, the handle's SQLite impls; sqlx's SQLite driver (SQLite built in) |
+//! | `bb8` | on | [`PoolProbe`] for a `bb8::Pool`, so the monitor watches one |
+//! | `metrics` | off | histograms and gauges through the `metrics` facade (module `metrics`) |
+//!
+//! With `default-features = false` the monitored handle, the monitor, retry and the
+//! configuration build on sqlx's core alone; add the engine you use.
+//!
 //! # Example
 //! ```no_run
 //! use std::sync::Arc;
@@ -78,6 +90,7 @@ mod monitor;
 mod observer;
 mod pgbouncer;
 mod probe;
+#[cfg(feature = "postgres")]
 mod replica;
 pub mod retry;
 mod spans;
@@ -96,8 +109,11 @@ pub use monitor::{
     PoolSummary, Severity, TracingAlertSink,
 };
 pub use observer::{QueryObserver, Statement};
-pub use pgbouncer::{detect_pooling, PgBouncerMode, PoolingCheck};
+pub use pgbouncer::PgBouncerMode;
+#[cfg(feature = "postgres")]
+pub use pgbouncer::{detect_pooling, PoolingCheck};
 pub use probe::{PoolProbe, PoolState};
+#[cfg(feature = "postgres")]
 pub use replica::{
     in_read_scope, read_your_writes, Lsn, Read, ReadTarget, ReplicaConfig, ReplicaError,
     ReplicaReport, ReplicaRouter, ReplicaStatus, RouterStats, Unfit, WriteToken,

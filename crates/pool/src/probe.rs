@@ -65,6 +65,7 @@ impl<DB: sqlx::Database> PoolProbe for sqlx::Pool<DB> {
     }
 }
 
+#[cfg(feature = "bb8")]
 impl<M: bb8::ManageConnection> PoolProbe for bb8::Pool<M> {
     fn state(&self) -> PoolState {
         let s = bb8::Pool::state(self);

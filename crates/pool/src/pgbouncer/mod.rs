@@ -22,6 +22,7 @@
 //! `wrap.rs` runs the statements, `detect.rs` checks at start that the server side shares
 //! its connections the way the setting says.
 
+#[cfg(feature = "postgres")]
 mod detect;
 mod wrap;
 
@@ -29,9 +30,11 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::Serialize;
+#[cfg(feature = "postgres")]
 use sqlx::postgres::PgConnectOptions;
 use vitals_env::Env;
 
+#[cfg(feature = "postgres")]
 pub use detect::{detect_pooling, PoolingCheck};
 pub(crate) use wrap::{begin_statement, fetch_many, fetch_optional, TransactionPooling};
 
@@ -104,6 +107,7 @@ impl PoolConfig {
     /// The connect options of this configuration's mode: on a direct connection the timeouts
     /// as startup options; through PgBouncer no startup option and no `extra_float_digits`
     /// (PgBouncer refuses both), and in transaction mode no statement cache.
+    #[cfg(feature = "postgres")]
     pub(crate) fn pg_connect_options(&self, options: PgConnectOptions) -> PgConnectOptions {
         match self.pgbouncer {
             PgBouncerMode::Off => options.options([
