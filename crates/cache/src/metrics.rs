@@ -111,5 +111,8 @@ pub fn describe_cache_metrics() {
         }
         metrics::counter!("vitals_cache_misses_total").increment(0);
         metrics::counter!("vitals_cache_loads_total").increment(0);
+        for to in ["open", "half_open", "closed"] {
+            metrics::counter!("vitals_cache_breaker_transitions_total", "to" => to).increment(0);
+        }
     }
 }

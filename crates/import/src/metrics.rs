@@ -56,11 +56,17 @@ fn signed(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Describes the rows counter to the installed recorder.
+/// Describes the rows counter to the installed recorder and registers it at zero, so a
+/// scrape shows it before the first import.
 pub fn describe_import_metrics() {
     #[cfg(feature = "metrics")]
-    metrics::describe_counter!(
-        ROWS_TOTAL,
-        "Imported rows by outcome (imported, duplicate, rejected)."
-    );
+    {
+        metrics::describe_counter!(
+            ROWS_TOTAL,
+            "Imported rows by outcome (imported, duplicate, rejected)."
+        );
+        for outcome in ["imported", "duplicate", "rejected"] {
+            metrics::counter!(ROWS_TOTAL, "outcome" => outcome).increment(0);
+        }
+    }
 }

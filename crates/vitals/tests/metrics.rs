@@ -144,3 +144,58 @@ async fn a_known_workload_moves_the_statement_histogram_buckets_by_its_size() {
     assert!(!body.contains("S-0000"), "a bind value in /metrics");
     vitals.shutdown().await;
 }
+
+/// Every metric the Grafana dashboard (docs/grafana-dashboard.json) queries is in /metrics.
+#[tokio::test]
+async fn the_grafana_dashboard_queries_only_metrics_that_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("grafana.db").display());
+    let vitals = Vitals::builder()
+        .config(Config::defaults().unwrap())
+        .database_url(Some(url))
+        .build()
+        .await
+        .unwrap();
+    // A statement and a cache read: histograms appear with their first value.
+    let db = vitals.db().sqlite().unwrap().clone();
+    sqlx::query("SELECT 1").fetch_all(&db).await.unwrap();
+    vitals.cache().clear_l1();
+    let _ = vitals
+        .cache()
+        .get_or_load(
+            "grafana:probe",
+            std::time::Duration::from_secs(5),
+            &[],
+            || async { Ok::<u32, std::convert::Infallible>(1) },
+        )
+        .await;
+    let body = vitals::http::prometheus_text(&vitals);
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../../docs/grafana-dashboard.json")).unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(exprs.len() >= 12);
+    for expr in &exprs {
+        for (at, _) in expr.match_indices("vitals_") {
+            let rest = &expr[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(rest.len());
+            let name = &rest[..end];
+            let family = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            assert!(
+                body.contains(&format!("# TYPE {family} ")),
+                "{family} (in {expr}) not in /metrics"
+            );
+        }
+    }
+    vitals.shutdown().await;
+}
