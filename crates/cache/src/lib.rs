@@ -59,6 +59,7 @@ mod repair;
 mod scripts;
 mod stats;
 mod tier;
+mod tier_counters;
 mod tiered;
 mod warm;
 

@@ -12,7 +12,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use vitals_env::{mask_url, ConfigError, Problem};
 
-use crate::breaker::{Breaker, BreakerState};
+use crate::breaker::Breaker;
 use crate::cluster_conn::{is_cluster_fault, shown, Client, Cluster, Conn};
 use crate::codec::Codec;
 use crate::config::CacheConfig;
@@ -47,18 +47,18 @@ pub(crate) struct RedisInner {
     pub(crate) timeout: Duration,
     pub(crate) connect_timeout: Duration,
     reconnect_interval: Duration,
-    breaker: Breaker,
+    pub(crate) breaker: Breaker,
     set_script: redis::Script,
     invalidate_script: redis::Script,
     pub(crate) bucket_invalidate_script: redis::Script,
     pub(crate) delete_script: redis::Script,
     pub(crate) errors: AtomicU64,
-    decode_errors: AtomicU64,
-    used_memory: AtomicU64,
+    pub(crate) decode_errors: AtomicU64,
+    pub(crate) used_memory: AtomicU64,
     pub(crate) sent: AtomicU64,
     /// No keyring and plaintext not allowed: values are never written (or read).
-    refuse_values: bool,
-    refused_writes: AtomicU64,
+    pub(crate) refuse_values: bool,
+    pub(crate) refused_writes: AtomicU64,
     connected_once: AtomicBool,
     url_masked: String,
     /// Replicas a cluster write waits for, and how long (none on a single node).
@@ -294,46 +294,6 @@ impl RedisTier {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .is_some()
-    }
-
-    /// State of the circuit breaker.
-    pub fn breaker_state(&self) -> BreakerState {
-        self.inner.breaker.state()
-    }
-
-    /// Redis errors (failures and timeouts) so far.
-    pub fn errors(&self) -> u64 {
-        self.inner.errors.load(Ordering::Relaxed)
-    }
-
-    /// Payloads that could not be decoded (treated as misses) so far.
-    pub fn decode_errors(&self) -> u64 {
-        self.inner.decode_errors.load(Ordering::Relaxed)
-    }
-
-    /// Redis `used_memory` as last refreshed, if known.
-    pub fn used_memory(&self) -> Option<u64> {
-        match self.inner.used_memory.load(Ordering::Relaxed) {
-            u64::MAX => None,
-            n => Some(n),
-        }
-    }
-
-    /// Whether values are kept out of Redis because no encryption key is configured
-    /// and plaintext is not allowed (`CACHE_ALLOW_PLAINTEXT`): writes then carry only
-    /// their invalidation and generation, and reads find nothing.
-    pub fn refuses_plaintext(&self) -> bool {
-        self.inner.refuse_values
-    }
-
-    /// Writes whose value was kept out of Redis (see [`RedisTier::refuses_plaintext`]).
-    pub fn refused_writes(&self) -> u64 {
-        self.inner.refused_writes.load(Ordering::Relaxed)
-    }
-
-    /// Invalidation messages published so far (writes, deletes, tag invalidations).
-    pub fn invalidations_sent(&self) -> u64 {
-        self.inner.sent.load(Ordering::Relaxed)
     }
 
     /// A new pub/sub connection subscribed to the invalidation channel.
