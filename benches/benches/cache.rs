@@ -70,10 +70,10 @@ fn summary(i: usize) -> Summary {
         student_id: format!("4f1c0000-0000-4000-8000-{i:012}"),
         school: "Northside Primary".into(),
         grade: 4,
-        vaccinations: records("vaccine", 20),
-        allergies: records("allergen", 6),
-        conditions: records("condition", 4),
-        medications: records("medication", 10),
+        vaccinations: records("vaccine", 12),
+        allergies: records("allergen", 5),
+        conditions: records("condition", 3),
+        medications: records("medication", 9),
     }
 }
 
@@ -119,13 +119,14 @@ fn l1_hit(c: &mut Criterion) {
     let values: Vec<Arc<Summary>> = (0..KEYS).map(|i| Arc::new(summary(i))).collect();
     let weight = serde_json::to_vec(&*values[0]).unwrap().len();
     eprintln!("l1_hit: a summary is {weight} bytes of JSON");
-    let l1 = L1Cache::new(KEYS, MIN, 16);
-    let moka: moka::sync::Cache<String, Arc<Summary>> = moka::sync::Cache::new(KEYS as u64);
-    let quick: quick_cache::sync::Cache<String, Arc<Summary>> = quick_cache::sync::Cache::new(KEYS);
+    // Room for twice the keys, so that every one is held whatever its shard.
+    let l1 = L1Cache::new(2 * KEYS, MIN, 16);
+    let moka: moka::sync::Cache<String, Arc<Summary>> = moka::sync::Cache::new(2 * KEYS as u64);
+    let quick: quick_cache::sync::Cache<String, Arc<Summary>> =
+        quick_cache::sync::Cache::new(2 * KEYS);
     let rt = runtime();
-    let cache = rt
-        .block_on(TieredCache::builder(CacheConfig::default()).build())
-        .unwrap();
+    let cfg = CacheConfig::default().with_l1(true, 2 * KEYS, MIN);
+    let cache = rt.block_on(TieredCache::builder(cfg).build()).unwrap();
     for (k, v) in keys.iter().zip(&values) {
         assert!(l1.insert(k, v.clone(), weight, MIN, &[]));
         moka.insert(k.clone(), v.clone());
