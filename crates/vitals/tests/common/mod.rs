@@ -97,6 +97,8 @@ pub async fn cached_summary(vitals: &Vitals, student: Uuid) -> HealthSummary {
         .await
         .unwrap()
         .unwrap()
+        .as_ref()
+        .clone()
 }
 
 /// A free loopback port (nothing listens on it once this returns).
