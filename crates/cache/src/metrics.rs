@@ -40,6 +40,7 @@ impl Answered {
 /// clock; [`done`](Self::done) records the tier that answered.
 pub(crate) struct Get {
     span: tracing::Span,
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))] // read by the metrics only
     started: Instant,
 }
 

@@ -16,9 +16,11 @@ use vitals_querylog::{QueryEvent, QueryLogger, RecordedQuery};
 /// At most this many `(system, operation, collection, outcome)` series of the statement
 /// histogram; a statement of a new label set past it counts under `operation="_other",
 /// collection="_other"`.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))] // read by the metrics only
 pub const MAX_STATEMENT_SERIES: usize = 256;
 
 /// The statement histogram's name.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))] // read by the metrics only
 pub const STATEMENT_DURATION: &str = "vitals_db_statement_duration_seconds";
 
 /// Whether a statement counts in the current N+1 scope: a host's statements do, an import's
