@@ -23,14 +23,12 @@ pub trait RowsAffected {
 }
 
 #[cfg(feature = "postgres")]
-#[cfg(feature = "postgres")]
 impl RowsAffected for sqlx::postgres::PgQueryResult {
     fn rows_affected(&self) -> u64 {
         self.rows_affected()
     }
 }
 
-#[cfg(feature = "sqlite")]
 #[cfg(feature = "sqlite")]
 impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
     fn rows_affected(&self) -> u64 {

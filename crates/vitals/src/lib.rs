@@ -66,11 +66,11 @@ mod vitals;
 
 pub use config::{Config, DEFAULT_SQLITE_URL};
 pub use db::{Db, Engine, Reads};
-/// Read-your-writes scopes (see [`Reads`] and [`pool::ReplicaRouter`]).
-pub use vitals_pool::read_your_writes;
 pub use error::{ConfigError, ConfigProblem, DatabaseError, DbErrorKind, Error};
 pub use importing::ImportOutcome;
 pub use vitals::{Vitals, VitalsBuilder};
+/// Read-your-writes scopes (see [`Reads`] and [`pool::ReplicaRouter`]).
+pub use vitals_pool::read_your_writes;
 
 /// The README's Rust examples, compiled as doctests so they cannot rot.
 #[cfg(doctest)]
