@@ -156,7 +156,7 @@ fn read(env: &mut Env<'_>) -> Option<ReplicaConfig> {
                 };
                 env.problem(
                     URLS,
-                    &mask_url(&raw),
+                    &mask_each(&raw),
                     format!("comma-separated postgres:// URLs (entry {} {what})", i + 1),
                 );
             }
@@ -175,6 +175,12 @@ fn read(env: &mut Env<'_>) -> Option<ReplicaConfig> {
         config = config.acquire_timeout_of(d);
     }
     Some(config)
+}
+
+/// `raw` with each comma-separated entry masked on its own: [`mask_url`] of the whole list
+/// reads it as one URL and misses a later entry's `?password=`.
+fn mask_each(raw: &str) -> String {
+    raw.split(',').map(mask_url).collect::<Vec<_>>().join(",")
 }
 
 #[cfg(test)]
@@ -215,5 +221,18 @@ mod tests {
         assert!(
             !format!("{:?}", ReplicaConfig::new(["postgres://u:hunter2@h/d"])).contains("hunter2")
         );
+    }
+
+    #[test]
+    fn each_entry_of_a_bad_list_is_masked_on_its_own() {
+        let err = ReplicaConfig::from_env_with(env(&[(
+            URLS,
+            "postgres://h1/db?sslmode=require, ,postgres://h2/db?password=pw",
+        )]))
+        .unwrap_err();
+        let (shown, debug) = (err.to_string(), format!("{err:?}"));
+        assert!(shown.contains("entry 2 is empty"), "{shown}");
+        assert!(!shown.contains("pw"), "{shown}");
+        assert!(!debug.contains("pw"), "{debug}");
     }
 }
