@@ -46,6 +46,13 @@ const SAMPLE_FACTOR: usize = 32;
 /// frequent of them is the victim. One is plain TinyLFU over LRU; a few lean the order
 /// towards LFU, which is what a skewed (Zipf) popularity rewards (see `docs/cache.md`).
 pub(crate) const VICTIMS: usize = 8;
+/// The smallest encoded entry the sketch is sized for: a shard of `max_bytes` holds at most
+/// `max_bytes / MIN_ENTRY_BYTES` entries that matter, whatever its entry count allows (the
+/// sketch and doorkeeper take ~128 bytes per entry they are sized for).
+const MIN_ENTRY_BYTES: usize = 64;
+/// The most entries one shard's sketch is sized for (~128 MiB of sketch and doorkeeper): a
+/// larger shard still works, its counters are only shared by more keys.
+const MAX_SKETCH_ENTRIES: usize = 1 << 20;
 
 /// The frequency sketch and doorkeeper of one shard (see the module's documentation).
 pub(crate) struct Admission {
@@ -60,10 +67,22 @@ pub(crate) struct Admission {
 }
 
 impl Admission {
-    /// The sketch of a shard of `capacity` entries.
-    pub(crate) fn new(capacity: usize) -> Self {
-        let width = (capacity.max(1) * WIDTH_FACTOR).next_power_of_two().max(64);
-        let sample = capacity.max(1) * SAMPLE_FACTOR;
+    /// The entries a sketch for a shard of `capacity` entries and `max_bytes` bytes is sized
+    /// for: the capacity, bounded by what the bytes can hold and by `MAX_SKETCH_ENTRIES`, so
+    /// a huge configured size neither allocates gigabytes at start nor overflows below.
+    pub(crate) fn sized_for(capacity: usize, max_bytes: usize) -> usize {
+        capacity
+            .min(max_bytes / MIN_ENTRY_BYTES)
+            .clamp(1, MAX_SKETCH_ENTRIES)
+    }
+
+    /// The sketch of a shard of `capacity` entries and `max_bytes` bytes (see
+    /// [`Admission::sized_for`]).
+    pub(crate) fn new(capacity: usize, max_bytes: usize) -> Self {
+        let entries = Self::sized_for(capacity, max_bytes);
+        // No overflow: `entries` <= 2^20, so these stay below 2^30.
+        let width = (entries * WIDTH_FACTOR).next_power_of_two().max(64);
+        let sample = entries * SAMPLE_FACTOR;
         // At least 16 bits per access of a period: with 3 probes, under 1 % of the keys
         // seen once pass for seen twice (each such one may evict a resident).
         let door_bits = (sample * 16).next_power_of_two().max(64);
@@ -174,8 +193,22 @@ mod tests {
     }
 
     #[test]
+    fn the_sketch_is_bounded_by_bytes_and_a_hard_cap() {
+        assert_eq!(Admission::sized_for(1000, 64 << 20), 1000);
+        assert_eq!(Admission::sized_for(10_000_000, 1 << 20), 16_384);
+        assert_eq!(
+            Admission::sized_for(usize::MAX, usize::MAX),
+            MAX_SKETCH_ENTRIES
+        );
+        assert_eq!(Admission::sized_for(5, 0), 1);
+        let a = Admission::new(usize::MAX, usize::MAX);
+        let bytes = a.counters.len() + a.door.len() * 8;
+        assert!(bytes <= 160 << 20, "{bytes} bytes");
+    }
+
+    #[test]
     fn the_first_access_only_reaches_the_doorkeeper() {
-        let mut a = Admission::new(64);
+        let mut a = Admission::new(64, 1 << 20);
         assert_eq!(a.estimate(h(1)), 0);
         assert_eq!(a.record(h(1)).0, 1);
         assert_eq!(a.count(h(1)), 0, "a key seen once is not in the counters");
@@ -185,7 +218,7 @@ mod tests {
 
     #[test]
     fn counts_saturate_and_age_by_half() {
-        let mut a = Admission::new(64);
+        let mut a = Admission::new(64, 1 << 20);
         for _ in 0..40 {
             a.record(h(7));
         }
@@ -201,7 +234,7 @@ mod tests {
 
     #[test]
     fn frequent_keys_estimate_above_rare_ones() {
-        let mut a = Admission::new(64);
+        let mut a = Admission::new(64, 1 << 20);
         for round in 0..8u64 {
             a.record(h(1));
             a.record(h(1));

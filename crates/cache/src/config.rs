@@ -9,6 +9,9 @@ use crate::keyring::Keyring;
 
 /// The longest key prefix: it starts every Redis key and the channel's name.
 const MAX_KEY_PREFIX: usize = 64;
+/// The largest `CACHE_L1_MAX_SIZE` accepted: a larger one is a typo more likely than a plan
+/// (the admission sketch is bounded anyway, see `admission.rs`).
+pub(crate) const MAX_L1_SIZE: usize = 10_000_000;
 
 /// Configuration of a [`TieredCache`](crate::TieredCache).
 ///
@@ -34,7 +37,7 @@ pub struct CacheConfig {
     pub default_ttl: Duration,
     /// Whether the in-process L1 is used.
     pub l1_enabled: bool,
-    /// Maximum number of entries in L1.
+    /// Maximum number of entries in L1 (`CACHE_L1_MAX_SIZE`, 1 to 10 000 000).
     pub l1_max_size: usize,
     /// Maximum bytes in L1 (`CACHE_L1_MAX_BYTES`): keys plus each value's encoded size,
     /// split evenly over the shards; a value larger than a shard's part is not kept in L1.
@@ -230,8 +233,12 @@ impl CacheConfig {
                 "1 to 64 characters without spaces",
             );
         }
-        if self.l1_max_size == 0 {
-            problems.bad("CACHE_L1_MAX_SIZE", 0, "at least 1");
+        if self.l1_max_size == 0 || self.l1_max_size > MAX_L1_SIZE {
+            problems.bad(
+                "CACHE_L1_MAX_SIZE",
+                self.l1_max_size,
+                "1 to 10000000 entries",
+            );
         }
         if self.l1_max_bytes == 0 {
             problems.bad("CACHE_L1_MAX_BYTES", 0, "at least 1");

@@ -220,6 +220,17 @@ mod tests {
     }
 
     #[test]
+    fn l1_max_size_has_an_upper_bound() {
+        let ok = CacheConfig::from_env_with(env(&[("CACHE_L1_MAX_SIZE", "10000000")])).unwrap();
+        assert_eq!(ok.l1_max_size, crate::config::MAX_L1_SIZE);
+        let err = CacheConfig::from_env_with(env(&[("CACHE_L1_MAX_SIZE", "10000001")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CACHE_L1_MAX_SIZE"), "{err}");
+        assert!(err.contains("1 to 10000000 entries"), "{err}");
+    }
+
+    #[test]
     fn plaintext_in_redis_is_refused_unless_allowed() {
         let c = CacheConfig::from_env_with(env(&[("REDIS_URL", "redis://h:1/0")])).unwrap();
         assert!(!c.allow_plaintext && c.refuses_plaintext());

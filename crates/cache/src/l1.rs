@@ -262,15 +262,16 @@ impl L1Cache {
             .map(|i| {
                 // `cap` >= 1 because n <= max_size.
                 let cap = base + usize::from(i < extra);
+                let shard_bytes = byte_base + usize::from(i < byte_extra);
                 RwLock::new(Shard {
                     map: LruCache::unbounded_with_hasher(PreHashed::default()),
                     cap,
-                    max_bytes: byte_base + usize::from(i < byte_extra),
+                    max_bytes: shard_bytes,
                     bytes: 0,
                     inserts: 0,
                     promote_after: (cap / 4) as u64,
                     tags: HashMap::new(),
-                    admission: Admission::new(cap),
+                    admission: Admission::new(cap, shard_bytes),
                 })
             })
             .collect();
