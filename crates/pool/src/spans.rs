@@ -21,6 +21,8 @@
 
 use std::borrow::Cow;
 
+#[cfg(feature = "postgres")]
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Database};
 use tracing::field::Empty;
 use tracing::Span;
@@ -58,8 +60,25 @@ impl Peer {
                 port: None,
             };
         }
+        let options = pool.connect_options();
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = (&*options as &dyn std::any::Any).downcast_ref::<PgConnectOptions>() {
+            // Read through the getters: sqlx's lossy URL of PostgreSQL options is formatted
+            // from the unescaped user name and host and `expect`s it to parse, so it panics
+            // for an IPv6 host (`::1`) and misreads a user name with `/`, `?` or `#`.
+            let address = match pg.get_socket() {
+                Some(socket) => socket.to_string_lossy().into_owned(),
+                None => pg.get_host().to_owned(),
+            };
+            return Self {
+                system,
+                namespace: pg.get_database().map(str::to_owned),
+                address: Some(address).filter(|a| !a.is_empty()),
+                port: Some(pg.get_port()),
+            };
+        }
         // The lossy URL carries the password too: only host, port and path are read from it.
-        let url = pool.connect_options().to_url_lossy();
+        let url = options.to_url_lossy();
         let namespace = url
             .path()
             .trim_start_matches('/')
@@ -166,6 +185,27 @@ mod tests {
         assert_eq!(peer.address.as_deref(), Some("db.internal"));
         assert_eq!(peer.port, Some(6543));
         assert!(!format!("{peer:?}").contains("s3cret"));
+    }
+
+    /// sqlx's lossy URL of PostgreSQL options panics for an IPv6 host ("generated
+    /// un-parseable URL") and reads `app/ro`'s `app` as the host: the peer reads the getters.
+    #[cfg(feature = "postgres")]
+    #[tokio::test]
+    async fn a_postgres_peer_of_an_ipv6_host_or_a_user_with_a_slash_is_read_right() {
+        for (host, user) in [("::1", "app"), ("db.internal", "app/ro?#x")] {
+            let options = PgConnectOptions::new()
+                .host(host)
+                .port(6543)
+                .username(user)
+                .password("s3cret")
+                .database("school");
+            let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy_with(options);
+            let peer = Peer::of(&pool);
+            assert_eq!(peer.namespace.as_deref(), Some("school"));
+            assert_eq!(peer.address.as_deref(), Some(host));
+            assert_eq!(peer.port, Some(6543));
+            assert!(!format!("{peer:?}").contains("s3cret"));
+        }
     }
 
     #[test]
