@@ -18,6 +18,18 @@ use crate::tier::Tier;
 /// A decoded value as L1 holds it: shared, its type checked when it is read.
 pub(crate) type Value = Arc<dyn Any + Send + Sync>;
 
+/// What a conditional insert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inserted {
+    /// L1 holds the value.
+    Held,
+    /// The condition did not hold (an invalidation moved the epoch): nothing changed.
+    ConditionFailed,
+    /// Admission refused it or it is larger than its shard's byte budget (counted in
+    /// [`L1Cache::rejected`]); an older value of the key is gone.
+    Refused,
+}
+
 /// What a typed lookup found.
 pub(crate) enum Lookup<T> {
     /// The value, of the type asked for.
@@ -388,11 +400,11 @@ impl L1Cache {
         ttl: Duration,
         tags: &[&str],
     ) -> bool {
-        self.insert_if(key, value, weight, ttl, tags, || true)
+        self.insert_if(key, value, weight, ttl, tags, || true) == Inserted::Held
     }
 
     /// Like [`L1Cache::insert`], but only if `cond` (evaluated under the
-    /// shard's lock) holds; returns whether it inserted. Lets a reader fill L1
+    /// shard's lock) holds; says which way it went. Lets a reader fill L1
     /// only if no invalidation of the key was seen since it read the value.
     pub(crate) fn insert_if(
         &self,
@@ -402,7 +414,7 @@ impl L1Cache {
         ttl: Duration,
         tags: &[&str],
         cond: impl FnOnce() -> bool,
-    ) -> bool {
+    ) -> Inserted {
         let expires = clock::deadline_ms(ttl.min(self.max_ttl));
         let size = key.len().saturating_add(weight);
         let hash = self.hash(key);
@@ -410,7 +422,7 @@ impl L1Cache {
         let held = {
             let mut guard = write(self.shard_of(hash));
             if !cond() {
-                return false;
+                return Inserted::ConditionFailed;
             }
             let shard = &mut *guard;
             // The value it replaces (of `key`, or of a colliding key) goes first, held or not.
@@ -458,7 +470,11 @@ impl L1Cache {
         for e in &evicted {
             self.account_remove(e);
         }
-        held
+        if held {
+            Inserted::Held
+        } else {
+            Inserted::Refused
+        }
     }
 
     /// Removes `key`; true if it was present.
@@ -805,6 +821,18 @@ mod tests {
             }
         }
         assert!(c.len() > 9_000, "{}", c.len());
+    }
+
+    #[test]
+    fn insert_if_tells_a_failed_condition_from_a_refusal() {
+        let c = L1Cache::with_max_bytes(10, 100, Duration::from_secs(60), 1);
+        let ttl = Duration::from_secs(60);
+        let ins = |k: &str, weight, ok| c.insert_if(k, Arc::new(1u8), weight, ttl, &[], || ok);
+        assert_eq!(ins("a", 1, false), Inserted::ConditionFailed);
+        assert_eq!(c.rejected(), 0, "a failed condition is no refusal");
+        assert_eq!(ins("b", 1_000, true), Inserted::Refused);
+        assert_eq!(c.rejected(), 1);
+        assert_eq!(ins("c", 1, true), Inserted::Held);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::config::CacheConfig;
 use crate::error::CacheError;
 use crate::flight::Role;
 use crate::inner::Inner;
-use crate::l1::{L1Cache, Lookup, Value};
+use crate::l1::{Inserted, L1Cache, Lookup, Value};
 use crate::metrics::{Answered, Get};
 use crate::redis_tier::RedisTier;
 use crate::stats::CacheStats;
@@ -351,9 +351,11 @@ impl TieredCache {
         if let Some(l1) = &self.inner.l1 {
             // Checked under the shard lock: an invalidation bumps the epoch before it
             // removes from L1, so either this sees the bump or the removal comes after.
-            if !l1.insert_if(key, value, weight, ttl, tags, || {
+            // A refusal (admission, size) is counted in `l1_rejected`, not as stale.
+            let inserted = l1.insert_if(key, value, weight, ttl, tags, || {
                 self.inner.epoch(key, tags) == e0
-            }) {
+            });
+            if inserted == Inserted::ConditionFailed {
                 self.inner
                     .counters
                     .stale_loads
