@@ -16,8 +16,8 @@ use std::sync::Mutex;
 use crate::error::CacheError;
 use crate::redis_tier::RedisTier;
 
-/// The most keys kept for repair; past it, further ones are counted as dropped (their old
-/// value lives in Redis until its TTL).
+/// The most keys, and apart the most tags, kept for repair; past it, further ones are
+/// counted as dropped (a key's old value lives in Redis until its TTL, so do a tag's).
 const MAX_KEYS: usize = 100_000;
 
 /// Keys per replayed delete.
@@ -46,16 +46,13 @@ impl Repairs {
     }
 
     fn record(&self, keys: &[&str], tag: Option<&str>) {
-        let mut p = self.lock();
+        let mut guard = self.lock();
+        let p = &mut *guard;
         for k in keys {
-            if p.keys.len() < MAX_KEYS {
-                p.keys.insert((*k).to_owned());
-            } else {
-                p.dropped += 1;
-            }
+            keep(&mut p.keys, k, &mut p.dropped);
         }
         if let Some(t) = tag {
-            p.tags.insert(t.to_owned());
+            keep(&mut p.tags, t, &mut p.dropped);
         }
     }
 
@@ -65,7 +62,7 @@ impl Repairs {
         p.keys.len() + p.tags.len() + self.in_flight.load(Ordering::Acquire)
     }
 
-    /// Keys not kept for repair because too many were waiting.
+    /// Keys and tags not kept for repair because too many were waiting.
     pub(crate) fn dropped(&self) -> u64 {
         self.lock().dropped
     }
@@ -80,6 +77,15 @@ impl Repairs {
 
     fn done(&self, n: usize) {
         self.in_flight.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// Adds `item` to `set` unless it holds `MAX_KEYS` others already (then counts it dropped).
+fn keep(set: &mut HashSet<String>, item: &str, dropped: &mut u64) {
+    if set.len() < MAX_KEYS || set.contains(item) {
+        set.insert(item.to_owned());
+    } else {
+        *dropped += 1;
     }
 }
 
@@ -102,7 +108,8 @@ impl RedisTier {
         self.inner.repairs.len()
     }
 
-    /// Keys of failed cluster writes not kept for repair (more than 100 000 were waiting).
+    /// Keys and tags of failed cluster writes not kept for repair (more than 100 000 keys,
+    /// or 100 000 tags, were waiting).
     pub fn dropped_repairs(&self) -> u64 {
         self.inner.repairs.dropped()
     }
@@ -132,5 +139,27 @@ impl RedisTier {
             tracing::info!(target: "vitals_cache", repaired = done, "redis cluster writes repaired after a fault");
         }
         done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_capped_like_keys() {
+        let r = Repairs::default();
+        for i in 0..MAX_KEYS {
+            r.record(&[], Some(&format!("t{i}")));
+        }
+        assert_eq!((r.len(), r.dropped()), (MAX_KEYS, 0));
+        r.record(&[], Some("t0"));
+        assert_eq!(r.dropped(), 0, "a tag already waiting is no new one");
+        r.record(&["k"], Some("one-too-many"));
+        assert_eq!(
+            (r.len(), r.dropped()),
+            (MAX_KEYS + 1, 1),
+            "the key fits, the tag not"
+        );
     }
 }
