@@ -30,8 +30,11 @@ const IDENTITY_SQL: &str = "SELECT pg_is_in_recovery(), \
       ELSE pg_current_wal_insert_lsn() END)::text";
 
 /// Asks `pool` (outside the monitored path: checks are not the host's reads) within `timeout`.
+/// The checks run as simple queries ([`sqlx::raw_sql`]): no named prepared statement, which a
+/// PgBouncer in transaction pooling may route to another server connection.
 pub(crate) async fn identity(pool: &PgPool, timeout: Duration) -> Result<Identity, Unfit> {
-    let row = match tokio::time::timeout(timeout, sqlx::query(IDENTITY_SQL).fetch_one(pool)).await {
+    let q = sqlx::raw_sql(IDENTITY_SQL).fetch_one(pool);
+    let row = match tokio::time::timeout(timeout, q).await {
         Err(_) => {
             return Err(Unfit::Unreachable {
                 reason: format!("no answer within {} ms", timeout.as_millis()),
@@ -61,9 +64,14 @@ pub(crate) async fn identity(pool: &PgPool, timeout: Duration) -> Result<Identit
 
 /// The replay position of a replica now, or `None` when it does not answer within `timeout`.
 pub(crate) async fn replay_position(pool: &PgPool, timeout: Duration) -> Option<Lsn> {
-    let q = sqlx::query_scalar::<_, Option<String>>("SELECT pg_last_wal_replay_lsn()::text");
-    match tokio::time::timeout(timeout, q.fetch_one(pool)).await {
-        Ok(Ok(Some(text))) => Lsn::parse(&text),
+    let q = sqlx::raw_sql("SELECT pg_last_wal_replay_lsn()::text").fetch_one(pool);
+    match tokio::time::timeout(timeout, q).await {
+        Ok(Ok(row)) => row
+            .try_get::<Option<String>, _>(0)
+            .ok()
+            .flatten()
+            .as_deref()
+            .and_then(Lsn::parse),
         _ => None,
     }
 }

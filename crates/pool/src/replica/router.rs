@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::Postgres;
+use sqlx::{Postgres, Row};
 use vitals_env::mask_url;
 
 use crate::classify::error_kind;
@@ -130,11 +130,16 @@ impl Inner {
 
     /// The primary's insert position, normalized (see [`Lsn::normalized`]).
     pub(crate) async fn primary_lsn(&self, timeout: Duration) -> Option<Lsn> {
-        let q = sqlx::query_scalar::<_, String>("SELECT pg_current_wal_insert_lsn()::text");
-        match tokio::time::timeout(timeout, q.fetch_one(self.primary_read.inner())).await {
-            Ok(Ok(text)) => {
-                Lsn::parse(&text).map(|l| l.normalized(self.wal_block, self.wal_segment))
-            }
+        // A simple query (no named prepared statement), as the checks: see `check::identity`.
+        let q = sqlx::raw_sql("SELECT pg_current_wal_insert_lsn()::text")
+            .fetch_one(self.primary_read.inner());
+        match tokio::time::timeout(timeout, q).await {
+            Ok(Ok(row)) => row
+                .try_get::<String, _>(0)
+                .ok()
+                .as_deref()
+                .and_then(Lsn::parse)
+                .map(|l| l.normalized(self.wal_block, self.wal_segment)),
             _ => None,
         }
     }
@@ -617,13 +622,18 @@ fn lost(e: &sqlx::Error) -> bool {
 }
 
 async fn wal_sizes(pool: &sqlx::PgPool) -> Result<(u64, u64), ReplicaError> {
-    let q = sqlx::query_as::<_, (i64, i64)>(
+    // A simple query (no named prepared statement), as the checks: see `check::identity`.
+    let q = sqlx::raw_sql(
         "SELECT current_setting('wal_block_size')::bigint, \
          (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size')",
     );
-    let (block, segment) = q.fetch_one(pool).await.map_err(|e| ReplicaError::Primary {
-        reason: error_kind(&e),
-    })?;
+    let (block, segment) = q
+        .fetch_one(pool)
+        .await
+        .and_then(|row| Ok((row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?)))
+        .map_err(|e| ReplicaError::Primary {
+            reason: error_kind(&e),
+        })?;
     Ok((
         u64::try_from(block).unwrap_or(0),
         u64::try_from(segment).unwrap_or(0),
