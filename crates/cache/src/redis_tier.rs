@@ -20,7 +20,7 @@ use crate::error::CacheError;
 use crate::layout::Layout;
 use crate::repair::Repairs;
 use crate::scripts::{BUCKET_INVALIDATE_SCRIPT, DELETE_SCRIPT, INVALIDATE_SCRIPT, SET_SCRIPT};
-use crate::tier::{Generations, Tier};
+use crate::tier::{Generations, Tier, Written};
 
 /// An invalidation broadcast on the channel: keys to drop from every L1, an
 /// optional tag whose local entries to drop too, or a full clear.
@@ -402,8 +402,7 @@ impl RedisTier {
 
     /// Stores the encoded value and broadcasts the overwrite so other
     /// instances drop `key` from their L1. With `expected` generations (from
-    /// [`Tier::generations`]), writes only if they did not move; returns
-    /// whether it wrote.
+    /// [`Tier::generations`]), writes only if they did not move; says which way it went.
     async fn set_inner(
         &self,
         key: &str,
@@ -411,7 +410,7 @@ impl RedisTier {
         ttl: Duration,
         tags: &[&str],
         expected: Option<&[String]>,
-    ) -> Result<bool, CacheError> {
+    ) -> Result<Written, CacheError> {
         let store = !self.inner.refuse_values;
         let payload = if store {
             self.inner.codec.encode(key, plain)?
@@ -426,7 +425,7 @@ impl RedisTier {
                 tracing::warn!(target: "vitals_cache", "a key not ending with its group's id is kept out of the Redis Cluster (docs/cache.md, Redis Cluster)");
             }
             self.delete_inner(&[key]).await?;
-            return Ok(false);
+            return Ok(Written::Misplaced);
         }
         let ttl_ms = ttl.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
         let bucket = layout.bucket(key);
@@ -453,7 +452,27 @@ impl RedisTier {
                 self.inner.refused_writes.fetch_add(1, Ordering::Relaxed);
             }
         }
-        Ok(written)
+        Ok(if written {
+            Written::Stored
+        } else {
+            Written::Stale
+        })
+    }
+
+    /// [`Tier::set_if_unchanged`], telling a stale value from one the cluster's layout keeps
+    /// out of Redis.
+    pub(crate) async fn set_loaded(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        tags: &[&str],
+        since: &Generations,
+    ) -> Result<Written, CacheError> {
+        let r = self
+            .set_inner(key, value, ttl, tags, Some(since.values()))
+            .await;
+        self.repair_on_error(r, &[key], None)
     }
 
     /// Runs a script's `EVALSHA` (loading the script once if Redis lacks it) and, on a
@@ -695,9 +714,6 @@ impl Tier for RedisTier {
         tags: &[&str],
         since: &Generations,
     ) -> Result<bool, CacheError> {
-        let r = self
-            .set_inner(key, &value, ttl, tags, Some(since.values()))
-            .await;
-        self.repair_on_error(r, &[key], None)
+        Ok(self.set_loaded(key, &value, ttl, tags, since).await? == Written::Stored)
     }
 }

@@ -27,6 +27,18 @@ impl Generations {
     }
 }
 
+/// What a write of a value to Redis did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// Stored.
+    Stored,
+    /// Not stored: a generation moved since it was read, the value may be stale.
+    Stale,
+    /// Not stored: its group's set is in another cluster slot, so it is kept out of Redis
+    /// (the value is not stale: L1 may hold it).
+    Misplaced,
+}
+
 /// One level of cache holding serialised values (plaintext bytes) by key.
 ///
 /// Implemented by [`L1Cache`](crate::L1Cache) (in process) and

@@ -21,7 +21,7 @@ use crate::l1::{Inserted, L1Cache, Lookup, Value};
 use crate::metrics::{Answered, Get};
 use crate::redis_tier::RedisTier;
 use crate::stats::CacheStats;
-use crate::tier::{Generations, Tier};
+use crate::tier::{Generations, Tier, Written};
 
 /// A two-tier cache: a bounded in-process LRU ([`L1Cache`]) over Redis
 /// ([`RedisTier`]), kept coherent across instances by pub/sub.
@@ -335,9 +335,10 @@ impl TieredCache {
     ) {
         let weight = bytes.len();
         if let (Some(redis), Some(gens)) = (&self.inner.redis, &gens) {
-            match redis.set_if_unchanged(key, bytes, ttl, tags, gens).await {
-                Ok(true) => {}
-                Ok(false) => {
+            // Misplaced (kept out of the cluster by its layout): not stale, L1 takes it.
+            match redis.set_loaded(key, &bytes, ttl, tags, gens).await {
+                Ok(Written::Stored | Written::Misplaced) => {}
+                Ok(Written::Stale) => {
                     self.inner
                         .counters
                         .stale_loads

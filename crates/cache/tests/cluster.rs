@@ -160,6 +160,27 @@ async fn get_set_tags_and_groups_on_a_cluster_with_nothing_orphaned() {
     assert!(keys_on(&cluster, &format!("{p}:*:v:student:nogroupid:x"))
         .await
         .is_empty());
+    // Loaded, such a key is kept out of Redis but not taken for stale: L1 holds it.
+    let loads = AtomicU64::new(0);
+    for _ in 0..2 {
+        let tags = [TieredCache::group_tag("s9")];
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let v = a
+            .get_or_load("student:nogroupid:y", TTL, &tags, || async {
+                loads.fetch_add(1, Ordering::Relaxed);
+                Ok::<_, CacheError>(5u32)
+            })
+            .await
+            .unwrap();
+        assert_eq!(*v, 5);
+    }
+    assert_eq!(
+        loads.load(Ordering::Relaxed),
+        1,
+        "the second read is an L1 hit"
+    );
+    assert_eq!(tier.layout_faults(), 2);
+    assert_eq!(a.stats().stale_loads, 0);
     a.shutdown().await;
     b.shutdown().await;
 }
