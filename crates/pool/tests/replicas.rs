@@ -268,6 +268,62 @@ async fn read_your_writes_holds_under_a_replica_slowed_by_apply_delay() -> TestR
     Ok(())
 }
 
+/// The scope stays pending until the read that asks the primary has stored the token: a
+/// second read meanwhile, and a read after one dropped while it asked, both see the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_your_writes_holds_for_a_concurrent_read_and_after_a_dropped_one() -> TestResult {
+    let primary = PgPrimary::start()?;
+    let standby = PgStandby::of(&primary)?;
+    let router = router(&primary, &replicas(&[standby.url()])).await?;
+    setup(&router).await;
+    standby.set_apply_delay(Duration::from_millis(1000))?;
+
+    let (both, after_drop, target) = read_your_writes(async {
+        sqlx::query("INSERT INTO visits (tag) VALUES ('both')")
+            .execute(router.write())
+            .await
+            .unwrap();
+        let one = || async {
+            let read = router.read_consistent().await;
+            (read.target(), count(read.pool(), "both").await)
+        };
+        let both = tokio::join!(one(), one());
+
+        sqlx::query("INSERT INTO visits (tag) VALUES ('dropped')")
+            .execute(router.write())
+            .await
+            .unwrap();
+        // Polled once (it is asking the primary for its position), then dropped.
+        let mut asking = Box::pin(router.read_consistent());
+        let pending = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(asking.as_mut(), cx).is_pending())
+        })
+        .await;
+        assert!(pending, "the read was still asking the primary");
+        drop(asking);
+        let target = router.read().target();
+        let read = router.read_consistent().await;
+        (both, count(read.pool(), "dropped").await, target)
+    })
+    .await;
+    assert_eq!(
+        (both.0 .1, both.1 .1),
+        (1, 1),
+        "both concurrent reads see the write: {both:?}"
+    );
+    assert_eq!(
+        target,
+        ReadTarget::Primary,
+        "the dropped read left the mark"
+    );
+    assert_eq!(
+        after_drop, 1,
+        "the read after the dropped one sees the write"
+    );
+    router.shutdown().await;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_stopped_mid_load_costs_no_read_and_comes_back() -> TestResult {
     let primary = PgPrimary::start()?;

@@ -362,13 +362,13 @@ impl ReplicaRouter {
                 if !self.any_fit() {
                     return self.on_primary();
                 }
-                if scope::take_pending() {
+                // The scope stays pending until the token is stored (see `scope`): a read
+                // meanwhile asks again or reads the primary, and so does one after this
+                // future is dropped while it waits.
+                if let Some(writes) = scope::writes() {
                     match self.inner.primary_lsn(self.inner.check_timeout()).await {
-                        Some(lsn) => scope::raise_token(lsn),
-                        None => {
-                            scope::restore_pending();
-                            return self.on_primary();
-                        }
+                        Some(lsn) => scope::cover(writes, lsn),
+                        None => return self.on_primary(),
                     }
                 }
                 match scope::need() {

@@ -6,9 +6,14 @@
 //! observer (which runs in the task that awaits the statement); the next routed read in the
 //! scope turns the mark into a [`WriteToken`] with one `pg_current_wal_insert_lsn()` on the
 //! primary, taken after the write returned, so at or past its commit record.
+//!
+//! The mark is a count of writes: a read notes the count before it asks the primary, and
+//! only once the token is stored does it mark that many writes covered. Until then (another
+//! read of the scope meanwhile, a write meanwhile, or the read's future dropped while it
+//! waits) the scope stays pending, so no read goes to a replica that may not have the write.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +27,10 @@ pub struct WriteToken(pub Lsn);
 
 #[derive(Debug, Default)]
 pub(crate) struct ScopeState {
-    /// A statement ran on the write handle since the token was last taken.
-    pending: AtomicBool,
+    /// Statements run on the write handle in the scope.
+    writes: AtomicU64,
+    /// How many of `writes` the token covers (stored after the token): fewer means pending.
+    covered: AtomicU64,
     /// The highest token the scope holds (0: none).
     token: AtomicU64,
 }
@@ -52,7 +59,7 @@ pub fn in_read_scope() -> bool {
 
 /// Notes a write in the ambient scope (nothing outside one).
 pub(crate) fn mark_written() {
-    let _ = SCOPE.try_with(|s| s.pending.store(true, Ordering::Release));
+    let _ = SCOPE.try_with(|s| s.writes.fetch_add(1, Ordering::AcqRel));
 }
 
 /// What a read in the ambient scope must see.
@@ -69,7 +76,7 @@ pub(crate) enum Need {
 pub(crate) fn need() -> Need {
     SCOPE
         .try_with(|s| {
-            if s.pending.load(Ordering::Acquire) {
+            if s.covered.load(Ordering::Acquire) < s.writes.load(Ordering::Acquire) {
                 Need::Pending
             } else {
                 match s.token.load(Ordering::Acquire) {
@@ -81,22 +88,20 @@ pub(crate) fn need() -> Need {
         .unwrap_or(Need::Nothing)
 }
 
-/// Clears the pending mark before the primary is asked for its position (a write that marks
-/// the scope again while the question is out is seen by the next read).
-pub(crate) fn take_pending() -> bool {
-    SCOPE
-        .try_with(|s| s.pending.swap(false, Ordering::AcqRel))
-        .unwrap_or(false)
+/// The scope's write count, taken before the primary is asked for its position (`None`
+/// outside a scope).
+pub(crate) fn writes() -> Option<u64> {
+    SCOPE.try_with(|s| s.writes.load(Ordering::Acquire)).ok()
 }
 
-/// Raises the scope's token to `lsn`.
-pub(crate) fn raise_token(lsn: Lsn) {
-    let _ = SCOPE.try_with(|s| s.token.fetch_max(lsn.0, Ordering::AcqRel));
-}
-
-/// Puts the pending mark back (the primary could not be asked).
-pub(crate) fn restore_pending() {
-    mark_written();
+/// Raises the scope's token to `lsn`, asked after `writes` writes had returned, then marks
+/// those writes covered (a write since, or a read that never got here, leaves the scope
+/// pending).
+pub(crate) fn cover(writes: u64, lsn: Lsn) {
+    let _ = SCOPE.try_with(|s| {
+        s.token.fetch_max(lsn.0, Ordering::AcqRel);
+        s.covered.fetch_max(writes, Ordering::AcqRel);
+    });
 }
 
 /// The write handle's observer: marks the ambient scope, then hands the statement on.
