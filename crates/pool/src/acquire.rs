@@ -45,9 +45,12 @@ impl<'c, DB: Database> Acquire<'c> for &'c MonitoredPool<DB> {
         Box::pin(async move {
             let (conn, reporter, hold) = acquire.await?.into_parts();
             // `Transaction::begin` is public but hidden in sqlx's docs; sqlx's own
-            // `Acquire for &Pool` starts its transaction the same way.
+            // `Acquire for &Pool` starts its transaction the same way. The statement is the
+            // handle's own `begin`'s (under PgBouncer's transaction pooling, with the
+            // timeouts `SET LOCAL`).
+            let statement = crate::pgbouncer::begin_statement(&reporter.shared, 0);
             let result = reporter
-                .run(&begin_sql(0), Transaction::begin(conn, None))
+                .run(&begin_sql(0), Transaction::begin(conn, statement))
                 .await;
             // On success the transaction owns the connection; on failure it went back to
             // the pool. Either way the handle can no longer follow it.
@@ -73,8 +76,11 @@ impl<'c, DB: Database> Acquire<'c> for &'c mut ObservedConnection<DB> {
     fn begin(self) -> BoxFuture<'c, Result<Transaction<'c, DB>, sqlx::Error>> {
         let (raw, reporter) = self.split();
         Box::pin(async move {
-            let sql = begin_sql(DB::TransactionManager::get_transaction_depth(raw));
-            reporter.run(&sql, Transaction::begin(raw, None)).await
+            let depth = DB::TransactionManager::get_transaction_depth(raw);
+            let statement = crate::pgbouncer::begin_statement(&reporter.shared, depth);
+            reporter
+                .run(&begin_sql(depth), Transaction::begin(raw, statement))
+                .await
         })
     }
 }

@@ -261,6 +261,30 @@ async fn transactions_through_the_monitored_handle(
     Ok(())
 }
 
+/// sqlx's `Acquire::begin` on the handle and on its connection begins as the handle's own
+/// `begin` does: the timeouts are `SET LOCAL` in the transaction.
+#[sqlx::test]
+async fn acquire_begin_sets_the_timeouts_local(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) -> TestResult {
+    let bouncer = TestPgBouncer::start(Mode::Transaction, 2);
+    let pool = handle(&bouncer, &opts, Duration::from_millis(4321)).await?;
+    let mut tx = sqlx::Acquire::begin(&pool).await?;
+    let row = (&mut *tx).fetch_one("SHOW statement_timeout").await?;
+    assert_eq!(row.try_get::<String, _>(0)?, "4321ms");
+    tx.rollback().await?;
+
+    let mut conn = pool.acquire().await?;
+    let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
+    let row = (&mut *tx)
+        .fetch_one("SHOW idle_in_transaction_session_timeout")
+        .await?;
+    assert_eq!(row.try_get::<String, _>(0)?, "20s");
+    tx.rollback().await?;
+    Ok(())
+}
+
 /// `statement_timeout` is enforced through PgBouncer: a `pg_sleep` past it is cancelled
 /// (57014), a single statement (wrapped in a transaction of its own) and one inside a
 /// transaction alike; the pool goes on.
