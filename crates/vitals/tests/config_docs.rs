@@ -26,7 +26,8 @@ fn variables_read() -> BTreeSet<String> {
                     let ours = ["DB_", "REDIS_", "CACHE_", "VITALS_", "QUERYLOG_"]
                         .iter()
                         .any(|p| piece.starts_with(p))
-                        || piece == "DATABASE_URL";
+                        || piece == "DATABASE_URL"
+                        || piece == "DATABASE_REPLICA_URLS";
                     if is_name && ours && piece.len() > 4 {
                         out.insert(piece.to_string());
                     }
