@@ -1,22 +1,19 @@
 //! The cache's Redis Cluster settings: the seed nodes (`REDIS_CLUSTER_NODES`), how writes wait
-//! for a replica, their reading from the environment, their checks, and the cluster client
-//! they make.
+//! for a replica, their reading from the environment and their checks. The cluster client
+//! they make is `cluster_conn.rs`'s.
 
 use std::time::Duration;
 
-use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _};
-use vitals_env::{mask_url, ConfigError, Env, Problem, Problems};
+use vitals_env::{mask_url, Env, Problems};
 
-use crate::config::CacheConfig;
-use crate::error::CacheError;
-
-/// The Redis Cluster the shared tier runs on, if any ([`CacheConfig::redis_cluster`]).
+/// The Redis Cluster the shared tier runs on, if any
+/// ([`CacheConfig::redis_cluster`](crate::CacheConfig::redis_cluster)).
 ///
 /// With seed nodes, the tier talks to the cluster through the redis crate's async cluster
 /// client (following `MOVED`/`ASK` and failovers) and lays keys out so every script touches
 /// one slot (docs/cache.md, "Redis Cluster"). Without, it is the single node of
-/// [`CacheConfig::redis_url`].
+/// [`CacheConfig::redis_url`](crate::CacheConfig::redis_url).
 ///
 /// ```
 /// use vitals_cache::CacheConfig;
@@ -64,34 +61,9 @@ impl std::fmt::Debug for ClusterOptions {
     }
 }
 
-impl CacheConfig {
-    /// Runs the shared tier on the Redis Cluster of these seed nodes (checked when the
-    /// cache is built); an empty list keeps the single node of `redis_url`.
-    #[must_use]
-    pub fn with_cluster_nodes<S: Into<String>>(
-        mut self,
-        nodes: impl IntoIterator<Item = S>,
-    ) -> Self {
-        self.redis_cluster.nodes = nodes.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Whether a shared tier is configured: a Redis URL or cluster nodes.
-    #[must_use]
-    pub fn uses_redis(&self) -> bool {
-        self.redis_url.is_some() || !self.redis_cluster.nodes.is_empty()
-    }
-
-    /// Whether the shared tier is a cluster.
-    #[must_use]
-    pub fn uses_cluster(&self) -> bool {
-        !self.redis_cluster.nodes.is_empty()
-    }
-}
-
 /// The connection information of each seed node, or what is wrong with each bad one (its
 /// 1-based position and what was expected).
-fn seeds(nodes: &[String]) -> Result<Vec<ConnectionInfo>, Vec<(usize, String)>> {
+pub(crate) fn seeds(nodes: &[String]) -> Result<Vec<ConnectionInfo>, Vec<(usize, String)>> {
     let mut infos: Vec<(usize, ConnectionInfo)> = Vec::new();
     let mut bad = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
@@ -135,12 +107,18 @@ fn is_tls(addr: &ConnectionAddr) -> bool {
 }
 
 /// The problems of the cluster settings, named by their variables; none without nodes.
-pub(crate) fn validate(config: &CacheConfig, problems: &mut Problems) {
-    let nodes = &config.redis_cluster.nodes;
+/// `single_node`: a single node's URL is configured too; `key_prefix`: the keys' prefix.
+pub(crate) fn validate(
+    options: &ClusterOptions,
+    single_node: bool,
+    key_prefix: &str,
+    problems: &mut Problems,
+) {
+    let nodes = &options.nodes;
     if nodes.is_empty() {
         return;
     }
-    if config.redis_url.is_some() {
+    if single_node {
         problems.relation(
             "REDIS_CLUSTER_NODES",
             "either REDIS_URL (one node) or REDIS_CLUSTER_NODES (a cluster), not both",
@@ -155,10 +133,10 @@ pub(crate) fn validate(config: &CacheConfig, problems: &mut Problems) {
             );
         }
     }
-    if config.key_prefix.contains(['{', '}']) {
+    if key_prefix.contains(['{', '}']) {
         problems.bad(
             "CACHE_KEY_PREFIX",
-            &config.key_prefix,
+            key_prefix,
             "no '{' or '}' on a cluster (they would choose the keys' slot)",
         );
     }
@@ -183,66 +161,6 @@ pub(crate) fn read(env: &mut Env<'_>) -> ClusterOptions {
         options.wait_timeout = t;
     }
     options
-}
-
-/// The seed nodes' connection information (checked by [`validate`]).
-pub(crate) fn seed_infos(config: &CacheConfig) -> Result<Vec<ConnectionInfo>, CacheError> {
-    seeds(&config.redis_cluster.nodes).map_err(|bad| {
-        let problems = bad
-            .into_iter()
-            .map(|(n, expected)| {
-                Problem::new(
-                    "cache",
-                    "REDIS_CLUSTER_NODES",
-                    Some(format!(
-                        "node {n} {}",
-                        mask_url(&config.redis_cluster.nodes[n - 1])
-                    )),
-                    expected,
-                )
-            })
-            .collect();
-        CacheError::Config(ConfigError::new(problems))
-    })
-}
-
-/// The cluster client of `seeds`, trusting `ca_pem` for `rediss://` nodes when given, with
-/// the first node's ACL user and password for every node.
-pub(crate) fn client(
-    config: &CacheConfig,
-    seeds: &[ConnectionInfo],
-    ca_pem: Option<Vec<u8>>,
-) -> Result<ClusterClient, CacheError> {
-    let mut builder = ClusterClientBuilder::new(seeds.to_vec())
-        .connection_timeout(config.connect_timeout)
-        .response_timeout(config.redis_timeout)
-        // Redirections (MOVED, ASK) and TRYAGAIN are retried within the command's timeout.
-        .retries(3)
-        .min_retry_wait(5)
-        .max_retry_wait(50);
-    if let Some(first) = seeds.first() {
-        if let Some(user) = &first.redis.username {
-            builder = builder.username(user.clone());
-        }
-        if let Some(pw) = &first.redis.password {
-            builder = builder.password(pw.clone());
-        }
-    }
-    if let Some(pem) = ca_pem {
-        builder = builder.certs(redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(pem),
-        });
-    }
-    builder.build().map_err(|e| {
-        let problem = Problem::new(
-            "cache",
-            "REDIS_CLUSTER_NODES",
-            None,
-            format!("seed nodes the cluster client accepts ({e})"),
-        );
-        CacheError::Config(ConfigError::one(problem))
-    })
 }
 
 #[cfg(test)]

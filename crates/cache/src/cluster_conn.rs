@@ -1,77 +1,22 @@
-//! The Redis tier's connection to a single node or to a cluster, and what the tier knows of
-//! a cluster: its seed nodes (each checked at connection with a clear error), its masters and
+//! What the Redis tier knows of a cluster and how it connects to one: its seed nodes (each
+//! checked at connection with a clear error), the cluster client they make, its masters and
 //! their slots (to send one pipeline per master), and the node its invalidation subscription
-//! is on.
+//! is on. The connection type of both modes is `conn.rs`'s.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
-use redis::cluster::ClusterClient;
+use redis::aio::MultiplexedConnection;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{
-    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, RedisFuture, Value,
-};
-use vitals_env::mask_url;
+use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ErrorKind, Value};
+use vitals_env::{mask_url, ConfigError, Problem};
 
-use crate::error::CacheError;
-
-/// A connection of the Redis tier: the single node's manager, or the cluster client's
-/// connection (which routes each command to its slot's master and follows redirections).
-/// Cheap to clone, as both are.
-#[derive(Clone)]
-pub(crate) enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
-/// Why a seed node cannot serve: each is a clear error when the tier connects.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClusterNodeProblem {
-    /// No connection within the connect timeout (refused, unresolvable, silent).
-    #[error("unreachable ({0})")]
-    Unreachable(String),
-    /// The node refused the ACL user or password.
-    #[error("wrong user or password")]
-    WrongPassword,
-    /// The node answers but is not in cluster mode (`cluster-enabled no`).
-    #[error("not in cluster mode (cluster-enabled no): use REDIS_URL for a single node")]
-    NotClusterMode,
-    /// The node is in a cluster that cannot serve (`cluster_state` not `ok`).
-    #[error("cluster_state is {0}, not ok")]
-    ClusterNotOk(String),
-}
+use crate::cluster_config::{seeds, ClusterOptions};
+use crate::conn::Conn;
+use crate::error::{CacheError, ClusterNodeProblem};
 
 /// A master and the slots it serves, from `CLUSTER SLOTS`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +194,15 @@ impl Cluster {
         Ok(conn)
     }
 
+    /// A new connection to the cluster: seeds checked, slots read, scripts loaded.
+    pub(crate) async fn open(&self, timeout: Duration) -> Result<Conn, CacheError> {
+        let mut conn = self.connect(timeout).await?;
+        self.refresh_slots(&mut conn, None).await?;
+        let mut conn = Conn::Cluster(conn);
+        crate::scripts::load_all(&mut conn).await?;
+        Ok(conn)
+    }
+
     /// Reads the masters and their slots through `conn` and keeps them; returns whether a
     /// range changed master since the last read (a failover, a resharding).
     ///
@@ -386,4 +340,63 @@ fn parse_slots(v: &Value) -> Option<Vec<SlotRange>> {
         });
     }
     Some(out)
+}
+
+/// The seed nodes' connection information (checked by the configuration's validation).
+pub(crate) fn seed_infos(options: &ClusterOptions) -> Result<Vec<ConnectionInfo>, CacheError> {
+    seeds(&options.nodes).map_err(|bad| {
+        let problems = bad
+            .into_iter()
+            .map(|(n, expected)| {
+                Problem::new(
+                    "cache",
+                    "REDIS_CLUSTER_NODES",
+                    Some(format!("node {n} {}", mask_url(&options.nodes[n - 1]))),
+                    expected,
+                )
+            })
+            .collect();
+        CacheError::Config(ConfigError::new(problems))
+    })
+}
+
+/// The cluster client of `seeds`, trusting `ca_pem` for `rediss://` nodes when given, with
+/// the first node's ACL user and password for every node, and these connect and command
+/// timeouts.
+pub(crate) fn client(
+    seeds: &[ConnectionInfo],
+    ca_pem: Option<Vec<u8>>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+) -> Result<ClusterClient, CacheError> {
+    let mut builder = ClusterClientBuilder::new(seeds.to_vec())
+        .connection_timeout(connect_timeout)
+        .response_timeout(response_timeout)
+        // Redirections (MOVED, ASK) and TRYAGAIN are retried within the command's timeout.
+        .retries(3)
+        .min_retry_wait(5)
+        .max_retry_wait(50);
+    if let Some(first) = seeds.first() {
+        if let Some(user) = &first.redis.username {
+            builder = builder.username(user.clone());
+        }
+        if let Some(pw) = &first.redis.password {
+            builder = builder.password(pw.clone());
+        }
+    }
+    if let Some(pem) = ca_pem {
+        builder = builder.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        });
+    }
+    builder.build().map_err(|e| {
+        let problem = Problem::new(
+            "cache",
+            "REDIS_CLUSTER_NODES",
+            None,
+            format!("seed nodes the cluster client accepts ({e})"),
+        );
+        CacheError::Config(ConfigError::one(problem))
+    })
 }

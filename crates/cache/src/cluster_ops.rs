@@ -16,26 +16,16 @@ use std::sync::atomic::Ordering;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::Value;
 
-use crate::cluster_conn::{Client, Cluster, Conn};
+use crate::cluster_conn::{Client, Cluster};
+use crate::conn::Conn;
 use crate::error::CacheError;
 use crate::layout::bucket_slot;
-use crate::redis_tier::{used_memory_of, RedisTier};
+use crate::redis_conn::used_memory_of;
+use crate::redis_tier::RedisTier;
 use crate::scripts::{evalsha, BUCKET_INVALIDATE_SCRIPT, DELETE_SCRIPT};
 
 /// What the bucket script returns: the members it removed, and those it was not given.
 type Swept = (Vec<String>, Vec<String>);
-
-/// A new connection to the cluster: seeds checked, slots read, scripts loaded.
-pub(crate) async fn connect(
-    cluster: &Cluster,
-    timeout: std::time::Duration,
-) -> Result<Conn, CacheError> {
-    let mut conn = cluster.connect(timeout).await?;
-    cluster.refresh_slots(&mut conn, None).await?;
-    let mut conn = Conn::Cluster(conn);
-    crate::scripts::load_all(&mut conn).await?;
-    Ok(conn)
-}
 
 fn not_cluster() -> CacheError {
     CacheError::Decode("a cluster operation on a single-node tier")
@@ -122,7 +112,7 @@ impl RedisTier {
     /// so until a `MOVED` it would keep sending that master's slots to a dead address.
     pub(crate) async fn reconnect_cluster(&self) -> Result<(), CacheError> {
         let cluster = self.cluster().ok_or_else(not_cluster)?;
-        let conn = connect(cluster, self.inner.connect_timeout).await?;
+        let conn = cluster.open(self.inner.connect_timeout).await?;
         self.set_conn(conn);
         Ok(())
     }

@@ -16,7 +16,8 @@ use tokio::task::JoinHandle;
 
 use crate::breaker::BreakerState;
 use crate::inner::Inner;
-use crate::redis_tier::{Message, RedisTier};
+use crate::message::Message;
+use crate::redis_tier::RedisTier;
 
 /// Starts the subscriber and the maintenance task of `inner` over `redis`.
 pub(crate) fn spawn(inner: &Arc<Inner>, redis: &RedisTier) -> [JoinHandle<()>; 2] {

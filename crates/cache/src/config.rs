@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use vitals_env::{mask_url, ConfigError, Problems};
 
+use crate::cluster_config::{self, ClusterOptions};
 use crate::keyring::Keyring;
 
 /// The longest key prefix: it starts every Redis key and the channel's name.
@@ -26,7 +27,7 @@ pub struct CacheConfig {
     pub redis_url: Option<String>,
     /// The Redis Cluster to run on instead of `redis_url` (`REDIS_CLUSTER_NODES`); no nodes
     /// by default.
-    pub redis_cluster: crate::cluster_config::ClusterOptions,
+    pub redis_cluster: ClusterOptions,
     /// PEM file of the certificate authority a `rediss://` server's
     /// certificate is checked against (`REDIS_TLS_CA_FILE`); `None` uses the
     /// system's trust store.
@@ -87,7 +88,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             redis_url: None,
-            redis_cluster: crate::cluster_config::ClusterOptions::default(),
+            redis_cluster: ClusterOptions::default(),
             redis_tls_ca: None,
             key_prefix: "vitals".into(),
             default_ttl: Duration::from_secs(300),
@@ -269,7 +270,33 @@ impl CacheConfig {
                 problems.bad("REDIS_URL", mask_url(url), format!("a redis URL ({e})"));
             }
         }
-        crate::cluster_config::validate(self, &mut problems);
+        let single_node = self.redis_url.is_some();
+        cluster_config::validate(&self.redis_cluster, single_node, prefix, &mut problems);
         problems.finish(())
+    }
+}
+
+impl CacheConfig {
+    /// Runs the shared tier on the Redis Cluster of these seed nodes (checked when the
+    /// cache is built); an empty list keeps the single node of `redis_url`.
+    #[must_use]
+    pub fn with_cluster_nodes<S: Into<String>>(
+        mut self,
+        nodes: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.redis_cluster.nodes = nodes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether a shared tier is configured: a Redis URL or cluster nodes.
+    #[must_use]
+    pub fn uses_redis(&self) -> bool {
+        self.redis_url.is_some() || !self.redis_cluster.nodes.is_empty()
+    }
+
+    /// Whether the shared tier is a cluster.
+    #[must_use]
+    pub fn uses_cluster(&self) -> bool {
+        !self.redis_cluster.nodes.is_empty()
     }
 }

@@ -1,4 +1,4 @@
-//! Errors of the cache.
+//! Errors of the cache, and what can be wrong with a cluster's seed node (an error's part).
 
 use vitals_env::ConfigError;
 
@@ -31,7 +31,7 @@ pub enum CacheError {
         /// The node's address.
         node: String,
         /// What is wrong with it.
-        problem: crate::cluster_conn::ClusterNodeProblem,
+        problem: ClusterNodeProblem,
     },
     /// A value could not be serialised or deserialised.
     #[error("value (de)serialisation failed: {0}")]
@@ -42,4 +42,22 @@ pub enum CacheError {
     /// A payload could not be encrypted or decrypted (wrong key, tampering).
     #[error("encryption failed: {0}")]
     Crypto(String),
+}
+
+/// Why a seed node cannot serve: each is a clear error when the tier connects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterNodeProblem {
+    /// No connection within the connect timeout (refused, unresolvable, silent).
+    #[error("unreachable ({0})")]
+    Unreachable(String),
+    /// The node refused the ACL user or password.
+    #[error("wrong user or password")]
+    WrongPassword,
+    /// The node answers but is not in cluster mode (`cluster-enabled no`).
+    #[error("not in cluster mode (cluster-enabled no): use REDIS_URL for a single node")]
+    NotClusterMode,
+    /// The node is in a cluster that cannot serve (`cluster_state` not `ok`).
+    #[error("cluster_state is {0}, not ok")]
+    ClusterNotOk(String),
 }

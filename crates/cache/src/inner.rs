@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::CacheConfig;
 use crate::flight::Flights;
 use crate::l1::L1Cache;
-use crate::redis_tier::{Message, RedisTier};
+use crate::message::Message;
+use crate::redis_tier::RedisTier;
 
 /// Stripes per set: a change makes a load of another key or tag uncacheable only when
 /// they share a stripe, about 1 in 1024.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::cluster_conn::Conn;
+use crate::conn::Conn;
 
 /// Sets the value, adds the key to each tag's sorted set (score = expiry in
 /// ms), prunes expired members, keeps each tag set alive as long as its
