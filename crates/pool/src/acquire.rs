@@ -10,6 +10,7 @@ use sqlx::{Acquire, Database, Transaction, TransactionManager};
 
 use crate::connection::{MonitoredConnection, ObservedConnection};
 use crate::handle::MonitoredPool;
+use crate::pgbouncer::wrap;
 use crate::transaction::{begin_sql, MonitoredTransaction};
 
 /// `&MonitoredPool` where a function takes `impl Acquire`, as `&sqlx::Pool` is.
@@ -48,7 +49,7 @@ impl<'c, DB: Database> Acquire<'c> for &'c MonitoredPool<DB> {
             // `Acquire for &Pool` starts its transaction the same way. The statement is the
             // handle's own `begin`'s (under PgBouncer's transaction pooling, with the
             // timeouts `SET LOCAL`).
-            let statement = crate::pgbouncer::begin_statement(&reporter.shared, 0);
+            let statement = wrap::begin_statement(reporter.shared.pooling.as_ref(), 0);
             let result = reporter
                 .run(&begin_sql(0), Transaction::begin(conn, statement))
                 .await;
@@ -77,7 +78,7 @@ impl<'c, DB: Database> Acquire<'c> for &'c mut ObservedConnection<DB> {
         let (raw, reporter) = self.split();
         Box::pin(async move {
             let depth = DB::TransactionManager::get_transaction_depth(raw);
-            let statement = crate::pgbouncer::begin_statement(&reporter.shared, depth);
+            let statement = wrap::begin_statement(reporter.shared.pooling.as_ref(), depth);
             reporter
                 .run(&begin_sql(depth), Transaction::begin(raw, statement))
                 .await

@@ -6,6 +6,7 @@ use std::time::Duration;
 use vitals_env::{ConfigError, Problems};
 
 use crate::config::{PoolConfig, Profile};
+use crate::pgbouncer::mode::PgBouncerMode;
 
 impl PoolConfig {
     /// A builder with the development defaults; call [`PoolConfigBuilder::profile`] to switch.
@@ -37,7 +38,7 @@ pub struct PoolConfigBuilder {
     alert_warning_percent: Option<f64>,
     alert_critical_percent: Option<f64>,
     alert_waiting: Option<u32>,
-    pub(crate) pgbouncer: Option<crate::PgBouncerMode>,
+    pub(crate) pgbouncer: Option<PgBouncerMode>,
 }
 
 impl PoolConfigBuilder {

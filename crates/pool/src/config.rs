@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::monitor::MonitorConfig;
+use crate::pgbouncer::mode::PgBouncerMode;
 use crate::retry::RetryPolicy;
 
 /// Which set of defaults applies.
@@ -50,7 +51,7 @@ pub enum Profile {
 /// | `DB_POOL_ALERT_WARNING` | 80 | % | utilisation warning |
 /// | `DB_POOL_ALERT_CRITICAL` | 90 | % | utilisation critical |
 /// | `DB_POOL_ALERT_WAITING` | 5 | tasks | `connection_wait` when more wait |
-/// | `DB_PGBOUNCER` | off | off/session/transaction | PgBouncer's pool mode ([`PgBouncerMode`](crate::PgBouncerMode)) |
+/// | `DB_PGBOUNCER` | off | off/session/transaction | PgBouncer's pool mode ([`PgBouncerMode`]) |
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PoolConfig {
     pub(crate) profile: Profile,
@@ -72,7 +73,7 @@ pub struct PoolConfig {
     pub(crate) alert_warning_percent: f64,
     pub(crate) alert_critical_percent: f64,
     pub(crate) alert_waiting: u32,
-    pub(crate) pgbouncer: crate::PgBouncerMode,
+    pub(crate) pgbouncer: PgBouncerMode,
 }
 
 impl Default for PoolConfig {
@@ -105,7 +106,7 @@ impl PoolConfig {
             alert_warning_percent: 80.0,
             alert_critical_percent: 90.0,
             alert_waiting: 5,
-            pgbouncer: crate::PgBouncerMode::Off,
+            pgbouncer: PgBouncerMode::Off,
         }
     }
 

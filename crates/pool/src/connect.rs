@@ -22,7 +22,9 @@ use crate::config::PoolConfig;
 use crate::error::PoolError;
 use crate::handle::MonitoredPool;
 #[cfg(feature = "postgres")]
-use crate::pgbouncer::{detect_pooling, PgBouncerMode, PoolingCheck};
+use crate::pgbouncer::mode::PgBouncerMode;
+#[cfg(feature = "postgres")]
+use crate::pgbouncer::{detect_pooling, PoolingCheck};
 
 impl PoolConfig {
     #[cfg(any(feature = "postgres", feature = "sqlite"))]

@@ -15,6 +15,7 @@ use tracing::Span;
 use crate::connection::ObservedConnection;
 use crate::handle::MonitoredPool;
 use crate::observer::Reporter;
+use crate::pgbouncer::wrap;
 
 /// The rows affected of a driver's query result (sqlx has no trait for it).
 pub trait RowsAffected {
@@ -133,7 +134,7 @@ where
         let (raw, reporter) = self.split();
         let obs = Observation::start(reporter, sql);
         Box::pin(ObservedStream::<DB> {
-            inner: crate::pgbouncer::fetch_many::<DB, _>(&reporter.shared, raw, query),
+            inner: wrap::fetch_many::<DB, _>(reporter.shared.pooling.as_ref(), raw, query),
             obs,
         })
     }
@@ -151,7 +152,7 @@ where
         let mut obs = Observation::start(reporter, sql);
         Box::pin(async move {
             let result =
-                crate::pgbouncer::fetch_optional::<DB, _>(&reporter.shared, raw, query).await;
+                wrap::fetch_optional::<DB, _>(reporter.shared.pooling.as_ref(), raw, query).await;
             obs.returned = u64::from(matches!(result, Ok(Some(_))));
             obs.finish(result.as_ref().err());
             result

@@ -1,6 +1,7 @@
 //! [`MonitoredPool`]: a sqlx pool handle that counts its waiters exactly and times acquire,
 //! hold and (optionally) every query.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::panic::Location;
@@ -14,6 +15,8 @@ use crate::connection::{HoldGuard, MonitoredConnection, ObservedConnection};
 use crate::error::PoolError;
 use crate::metrics::Acquired;
 use crate::observer::{QueryObserver, Reporter, Shared};
+use crate::pgbouncer::wrap::TransactionPooling;
+use crate::probe::{PoolProbe, PoolState};
 use crate::spans::Peer;
 use crate::stats::{micros, HandleStats, Held, State};
 use crate::transaction::MonitoredTransaction;
@@ -64,7 +67,7 @@ pub struct MonitoredPoolBuilder<DB: Database> {
     leak_threshold: Option<Duration>,
     benchmark: bool,
     observer: Option<Arc<dyn QueryObserver>>,
-    pooling: Option<crate::pgbouncer::TransactionPooling>,
+    pooling: Option<TransactionPooling>,
 }
 
 impl<DB: Database> fmt::Debug for MonitoredPoolBuilder<DB> {
@@ -94,10 +97,7 @@ impl<DB: Database> MonitoredPoolBuilder<DB> {
     }
     /// Run statements under PgBouncer's transaction pooling (set by
     /// [`PoolConfig::monitored`](crate::PoolConfig::monitored) when `DB_PGBOUNCER=transaction`).
-    pub(crate) fn transaction_pooling(
-        mut self,
-        pooling: Option<crate::pgbouncer::TransactionPooling>,
-    ) -> Self {
+    pub(crate) fn transaction_pooling(mut self, pooling: Option<TransactionPooling>) -> Self {
         self.pooling = pooling;
         self
     }
@@ -258,6 +258,22 @@ impl<DB: Database> MonitoredPool<DB> {
         self.shared.peer.span()
     }
 
+    /// Under PgBouncer's transaction mode (`DB_PGBOUNCER=transaction`), the statement this
+    /// handle begins its transactions with (`BEGIN; SET LOCAL statement_timeout = …; SET LOCAL
+    /// idle_in_transaction_session_timeout = …`); `None` otherwise.
+    ///
+    /// For code that runs statements on the driver connection (`&mut **conn`, an importer's
+    /// sink): when this is `Some`, it must begin its transactions with it, run each statement
+    /// with `.persistent(false)` and none outside a transaction, as the handle's own
+    /// executors do.
+    #[must_use]
+    pub fn transaction_begin_statement(&self) -> Option<Cow<'static, str>> {
+        self.shared
+            .pooling
+            .as_ref()
+            .map(TransactionPooling::begin_statement)
+    }
+
     fn reporter(&self) -> Reporter {
         Reporter {
             shared: Arc::clone(&self.shared),
@@ -288,6 +304,19 @@ impl<DB: Database> MonitoredPool<DB> {
             self.shared.benchmark,
             reset,
         )
+    }
+}
+
+impl<DB: Database> PoolProbe for MonitoredPool<DB> {
+    fn state(&self) -> PoolState {
+        let mut s = self.inner().state();
+        s.waiting = Some(u32::try_from(self.waiting()).unwrap_or(u32::MAX));
+        s.waiting_exact = true;
+        s
+    }
+
+    fn take_handle_stats(&self) -> Option<HandleStats> {
+        Some(self.take_stats())
     }
 }
 

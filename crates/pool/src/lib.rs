@@ -93,6 +93,7 @@ mod probe;
 #[cfg(feature = "postgres")]
 mod replica;
 pub mod retry;
+mod sample;
 mod spans;
 mod stats;
 mod transaction;
@@ -105,11 +106,11 @@ pub use executor::RowsAffected;
 pub use handle::{MonitoredPool, MonitoredPoolBuilder};
 pub use health::{health_check, HealthReport, HealthStatus, HealthTarget};
 pub use monitor::{
-    AlertKind, AlertSink, AlertState, MonitorConfig, PoolAlert, PoolMetrics, PoolMonitor,
-    PoolSummary, Severity, TracingAlertSink,
+    AlertKind, AlertSink, AlertState, MonitorConfig, PoolAlert, PoolMonitor, PoolSummary, Severity,
+    TracingAlertSink,
 };
 pub use observer::{QueryObserver, Statement};
-pub use pgbouncer::PgBouncerMode;
+pub use pgbouncer::mode::PgBouncerMode;
 #[cfg(feature = "postgres")]
 pub use pgbouncer::{detect_pooling, PoolingCheck};
 pub use probe::{PoolProbe, PoolState};
@@ -119,6 +120,7 @@ pub use replica::{
     ReplicaReport, ReplicaRouter, ReplicaStatus, RouterStats, Unfit, WriteToken,
 };
 pub use retry::{is_transient, RetryPolicy};
+pub use sample::PoolMetrics;
 pub use spans::{error_type, finish_statement_span, STATEMENT_SPAN_TARGET};
 pub use stats::{HandleStats, LatencySummary};
 pub use transaction::MonitoredTransaction;

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use crate::monitor::PoolMetrics;
+use crate::sample::PoolMetrics;
 
 /// The acquire wait histogram's name.
 pub const ACQUIRE_WAIT: &str = "vitals_pool_acquire_wait_seconds";

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tracing::Span;
 
+use crate::pgbouncer::wrap::TransactionPooling;
 use crate::spans::{self, Peer};
 use crate::stats::{micros, State};
 
@@ -68,7 +69,7 @@ pub(crate) struct Shared {
     pub(crate) leak_threshold: Option<Duration>,
     pub(crate) benchmark: bool,
     /// PgBouncer's transaction mode: how statements run (`pgbouncer/wrap.rs`); `None` direct.
-    pub(crate) pooling: Option<crate::pgbouncer::TransactionPooling>,
+    pub(crate) pooling: Option<TransactionPooling>,
     pub(crate) peer: Peer,
 }
 

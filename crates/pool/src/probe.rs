@@ -2,7 +2,6 @@
 
 use serde::Serialize;
 
-use crate::handle::MonitoredPool;
 use crate::stats::HandleStats;
 
 /// A pool's numbers at one instant.
@@ -16,7 +15,7 @@ pub struct PoolState {
     pub max: u32,
     /// Tasks waiting for a connection, when the pool can tell.
     pub waiting: Option<u32>,
-    /// Whether `waiting` is exact (true for [`MonitoredPool`]; bb8's count drifts upward
+    /// Whether `waiting` is exact (true for [`MonitoredPool`](crate::MonitoredPool); bb8's count drifts upward
     /// when a caller cancels a `get`).
     pub waiting_exact: bool,
 }
@@ -42,7 +41,8 @@ impl PoolState {
 /// What a pool can tell: the seam between pools and the [`PoolMonitor`](crate::PoolMonitor).
 ///
 /// Implemented for `sqlx::Pool<DB>` (no waiter count), `bb8::Pool<M>` (waiters from its
-/// statistics, which drift on cancellation) and [`MonitoredPool`] (exact waiters, latencies).
+/// statistics, which drift on cancellation) and [`MonitoredPool`](crate::MonitoredPool)
+/// (exact waiters, latencies; its impl is beside the handle, so this file knows only the seam).
 pub trait PoolProbe: Send + Sync {
     /// Size, idle, max and waiting now.
     fn state(&self) -> PoolState;
@@ -76,19 +76,6 @@ impl<M: bb8::ManageConnection> PoolProbe for bb8::Pool<M> {
             waiting: Some(u32::try_from(s.statistics.pending_gets()).unwrap_or(u32::MAX)),
             waiting_exact: false,
         }
-    }
-}
-
-impl<DB: sqlx::Database> PoolProbe for MonitoredPool<DB> {
-    fn state(&self) -> PoolState {
-        let mut s = self.inner().state();
-        s.waiting = Some(u32::try_from(self.waiting()).unwrap_or(u32::MAX));
-        s.waiting_exact = true;
-        s
-    }
-
-    fn take_handle_stats(&self) -> Option<HandleStats> {
-        Some(self.take_stats())
     }
 }
 

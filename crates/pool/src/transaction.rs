@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use sqlx::{Database, TransactionManager};
 
 use crate::connection::{MonitoredConnection, ObservedConnection};
+use crate::pgbouncer::wrap;
 
 // `begin` of the connections lives here, beside the transaction it makes, so that
 // connection.rs need not import this file (which imports it).
@@ -99,7 +100,7 @@ impl<'c, DB: Database> MonitoredTransaction<'c, DB> {
     async fn start(mut conn: Slot<'c, DB>) -> Result<Self, sqlx::Error> {
         let (raw, reporter) = conn.split();
         let depth = DB::TransactionManager::get_transaction_depth(raw);
-        let statement = crate::pgbouncer::begin_statement(&reporter.shared, depth);
+        let statement = wrap::begin_statement(reporter.shared.pooling.as_ref(), depth);
         reporter
             .run(
                 &begin_sql(depth),

@@ -19,62 +19,29 @@
 //!   unnamed statement the bind would then run (a wrong answer, not an error);
 //! - nothing sends `DISCARD`.
 //!
+//! `mode.rs` holds the setting (plain data, so the configuration names it without this file),
 //! `wrap.rs` runs the statements, `detect.rs` checks at start that the server side shares
 //! its connections the way the setting says.
 
 #[cfg(feature = "postgres")]
 mod detect;
-mod wrap;
+pub(crate) mod mode;
+pub(crate) mod wrap;
 
 use std::borrow::Cow;
 use std::time::Duration;
 
-use serde::Serialize;
 #[cfg(feature = "postgres")]
 use sqlx::postgres::PgConnectOptions;
 use vitals_env::Env;
 
 #[cfg(feature = "postgres")]
 pub use detect::{detect_pooling, PoolingCheck};
-pub(crate) use wrap::{begin_statement, fetch_many, fetch_optional, TransactionPooling};
 
 use crate::builder::PoolConfigBuilder;
 use crate::config::PoolConfig;
-
-/// What sits between the pool and PostgreSQL (`DB_PGBOUNCER`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PgBouncerMode {
-    /// A direct connection (or a proxy that passes startup parameters through): the timeouts
-    /// travel in the startup packet, sqlx's statement cache is on.
-    #[default]
-    Off,
-    /// PgBouncer with `pool_mode = session`: no startup options; the timeouts are `SET` once
-    /// per connection; the statement cache stays on.
-    Session,
-    /// PgBouncer with `pool_mode = transaction`: no startup options, `SET LOCAL` timeouts in
-    /// each transaction, unnamed statements only, single statements wrapped in a transaction.
-    Transaction,
-}
-
-impl PgBouncerMode {
-    /// `"off"`, `"session"` or `"transaction"`, as `DB_PGBOUNCER` spells it.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Off => "off",
-            Self::Session => "session",
-            Self::Transaction => "transaction",
-        }
-    }
-}
-
-/// `DB_PGBOUNCER`'s accepted values.
-const MODES: [(&str, PgBouncerMode); 3] = [
-    ("off", PgBouncerMode::Off),
-    ("session", PgBouncerMode::Session),
-    ("transaction", PgBouncerMode::Transaction),
-];
+use crate::pgbouncer::mode::{PgBouncerMode, MODES};
+use crate::pgbouncer::wrap::TransactionPooling;
 
 /// Reads `DB_PGBOUNCER` into `builder` (a bad value is a problem of `env`, the default stays).
 pub(crate) fn read_env(env: &mut Env<'_>, builder: PoolConfigBuilder) -> PoolConfigBuilder {
@@ -146,24 +113,6 @@ impl PoolConfig {
 
 fn millis(d: Duration) -> String {
     d.as_millis().to_string()
-}
-
-impl<DB: sqlx::Database> crate::MonitoredPool<DB> {
-    /// Under PgBouncer's transaction mode (`DB_PGBOUNCER=transaction`), the statement this
-    /// handle begins its transactions with (`BEGIN; SET LOCAL statement_timeout = …; SET LOCAL
-    /// idle_in_transaction_session_timeout = …`); `None` otherwise.
-    ///
-    /// For code that runs statements on the driver connection (`&mut **conn`, an importer's
-    /// sink): when this is `Some`, it must begin its transactions with it, run each statement
-    /// with `.persistent(false)` and none outside a transaction, as the handle's own
-    /// executors do.
-    #[must_use]
-    pub fn transaction_begin_statement(&self) -> Option<Cow<'static, str>> {
-        self.shared
-            .pooling
-            .as_ref()
-            .map(TransactionPooling::begin_statement)
-    }
 }
 
 #[cfg(test)]

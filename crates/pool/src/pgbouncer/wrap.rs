@@ -12,8 +12,6 @@ use futures::SinkExt;
 use sqlx::error::BoxDynError;
 use sqlx::{Database, Either, Execute, Executor, TransactionManager};
 
-use crate::observer::Shared;
-
 /// What a driver's `fetch_many` yields.
 type Item<DB> = Result<Either<<DB as Database>::QueryResult, <DB as Database>::Row>, sqlx::Error>;
 
@@ -34,75 +32,106 @@ impl TransactionPooling {
     pub(crate) fn begin_statement(&self) -> Cow<'static, str> {
         self.begin.clone()
     }
+}
 
-    /// `raw.fetch_many(query)` on the unnamed statement; outside a transaction, inside one of
-    /// its own. Streams: rows reach the caller as they come (through a channel of 8).
-    pub(crate) fn fetch_many<'e, 'q: 'e, DB, E>(
-        &'e self,
-        raw: &'e mut DB::Connection,
-        query: E,
-    ) -> BoxStream<'e, Item<DB>>
-    where
-        DB: Database,
-        for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
-        E: 'q + Execute<'q, DB>,
-    {
-        let query = Unnamed(query);
-        if DB::TransactionManager::get_transaction_depth(raw) > 0 {
-            return raw.fetch_many(query);
-        }
-        let (mut tx, rx) = futures::channel::mpsc::channel(8);
-        let producer = async move {
-            let mut own = OwnTransaction::<DB> { conn: raw };
-            if let Err(e) =
-                DB::TransactionManager::begin(own.conn, Some(self.begin_statement())).await
-            {
+/// How one statement runs: `query` as given without transaction pooling; under it on the
+/// unnamed statement, and, outside a transaction, in one of its own begun by the `Some`.
+fn plan<'p, 'q, DB, E>(
+    pooling: Option<&'p TransactionPooling>,
+    raw: &mut DB::Connection,
+    query: E,
+) -> (Option<&'p TransactionPooling>, Unnamed<E>)
+where
+    DB: Database,
+    E: Execute<'q, DB>,
+{
+    let own = pooling.filter(|_| DB::TransactionManager::get_transaction_depth(raw) == 0);
+    let query = Unnamed {
+        query,
+        unnamed: pooling.is_some(),
+    };
+    (own, query)
+}
+
+// The handle's executors and transactions call these three with their handle's transaction
+// pooling (`Shared::pooling`): one line each there, the rules here.
+
+/// `raw.fetch_many(query)`, under `pooling` when the handle has it. Streams: in a
+/// transaction of its own, rows reach the caller as they come (through a channel of 8).
+pub(crate) fn fetch_many<'e, 'q: 'e, DB, E>(
+    pooling: Option<&'e TransactionPooling>,
+    raw: &'e mut DB::Connection,
+    query: E,
+) -> BoxStream<'e, Item<DB>>
+where
+    DB: Database,
+    for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
+    E: 'q + Execute<'q, DB>,
+{
+    let (own, query) = plan::<DB, E>(pooling, raw, query);
+    let Some(pooling) = own else {
+        return raw.fetch_many(query);
+    };
+    let (mut tx, rx) = futures::channel::mpsc::channel(8);
+    let producer = async move {
+        let mut own = match OwnTransaction::<DB>::begin(raw, pooling).await {
+            Ok(own) => own,
+            Err(e) => {
                 let _ = tx.send(Err(e)).await;
                 return;
             }
-            let mut failed = false;
-            {
-                let mut rows = (&mut *own.conn).fetch_many(query);
-                while let Some(item) = rows.next().await {
-                    failed |= item.is_err();
-                    if tx.send(item).await.is_err() {
-                        return; // the caller dropped the stream: `own` rolls back
-                    }
+        };
+        let mut failed = false;
+        {
+            let mut rows = (&mut *own.conn).fetch_many(query);
+            while let Some(item) = rows.next().await {
+                failed |= item.is_err();
+                if tx.send(item).await.is_err() {
+                    return; // the caller dropped the stream: `own` rolls back
                 }
             }
-            if let Err(e) = own.end(failed).await {
-                let _ = tx.send(Err(e)).await;
-            }
-        };
-        let producer = producer.into_stream().filter_map(|()| async { None });
-        Box::pin(futures::stream::select(producer, rx))
-    }
+        }
+        if let Err(e) = own.end(failed).await {
+            let _ = tx.send(Err(e)).await;
+        }
+    };
+    let producer = producer.into_stream().filter_map(|()| async { None });
+    Box::pin(futures::stream::select(producer, rx))
+}
 
-    /// `raw.fetch_optional(query)` on the unnamed statement; outside a transaction, inside
-    /// one of its own.
-    pub(crate) fn fetch_optional<'e, 'q: 'e, DB, E>(
-        &'e self,
-        raw: &'e mut DB::Connection,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
-    where
-        DB: Database,
-        for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
-        E: 'q + Execute<'q, DB>,
-    {
-        let query = Unnamed(query);
-        if DB::TransactionManager::get_transaction_depth(raw) > 0 {
-            return raw.fetch_optional(query);
-        }
-        async move {
-            let mut own = OwnTransaction::<DB> { conn: raw };
-            DB::TransactionManager::begin(own.conn, Some(self.begin_statement())).await?;
-            let result = (&mut *own.conn).fetch_optional(query).await;
-            own.end(result.is_err()).await?;
-            result
-        }
-        .boxed()
+/// `raw.fetch_optional(query)`, under `pooling` when the handle has it.
+pub(crate) fn fetch_optional<'e, 'q: 'e, DB, E>(
+    pooling: Option<&'e TransactionPooling>,
+    raw: &'e mut DB::Connection,
+    query: E,
+) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
+where
+    DB: Database,
+    for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
+    E: 'q + Execute<'q, DB>,
+{
+    let (own, query) = plan::<DB, E>(pooling, raw, query);
+    let Some(pooling) = own else {
+        return raw.fetch_optional(query);
+    };
+    async move {
+        let mut own = OwnTransaction::<DB>::begin(raw, pooling).await?;
+        let result = (&mut *own.conn).fetch_optional(query).await;
+        own.end(result.is_err()).await?;
+        result
     }
+    .boxed()
+}
+
+/// The statement that begins a transaction at `depth` (sqlx's own when `None`): under
+/// transaction pooling, `BEGIN` with the timeouts `SET LOCAL`; a savepoint is sqlx's.
+pub(crate) fn begin_statement(
+    pooling: Option<&TransactionPooling>,
+    depth: usize,
+) -> Option<Cow<'static, str>> {
+    pooling
+        .filter(|_| depth == 0)
+        .map(TransactionPooling::begin_statement)
 }
 
 /// The transaction a single statement runs in; rolled back (queued, as sqlx's `Transaction`
@@ -111,7 +140,17 @@ struct OwnTransaction<'a, DB: Database> {
     conn: &'a mut DB::Connection,
 }
 
-impl<DB: Database> OwnTransaction<'_, DB> {
+impl<'a, DB: Database> OwnTransaction<'a, DB> {
+    /// Begins it on `conn` with `pooling`'s `BEGIN; SET LOCAL …`.
+    async fn begin(
+        conn: &'a mut DB::Connection,
+        pooling: &TransactionPooling,
+    ) -> Result<Self, sqlx::Error> {
+        let own = Self { conn };
+        DB::TransactionManager::begin(own.conn, Some(pooling.begin_statement())).await?;
+        Ok(own)
+    }
+
     /// `COMMIT`, or `ROLLBACK` when the statement failed (PostgreSQL would roll back anyway).
     async fn end(&mut self, failed: bool) -> Result<(), sqlx::Error> {
         if failed {
@@ -130,66 +169,24 @@ impl<DB: Database> Drop for OwnTransaction<'_, DB> {
     }
 }
 
-/// A statement run on the unnamed prepared statement: never named, never cached.
-struct Unnamed<E>(E);
+/// A statement as the handle runs it: under transaction pooling on the unnamed prepared
+/// statement (never named, never cached), otherwise as the host wrote it.
+struct Unnamed<E> {
+    query: E,
+    unnamed: bool,
+}
 
 impl<'q, DB: Database, E: Execute<'q, DB>> Execute<'q, DB> for Unnamed<E> {
     fn sql(&self) -> &'q str {
-        self.0.sql()
+        self.query.sql()
     }
     fn statement(&self) -> Option<&DB::Statement<'q>> {
-        self.0.statement()
+        self.query.statement()
     }
     fn take_arguments(&mut self) -> Result<Option<DB::Arguments<'q>>, BoxDynError> {
-        self.0.take_arguments()
+        self.query.take_arguments()
     }
     fn persistent(&self) -> bool {
-        false
-    }
-}
-
-// The handle's executors and transactions call these three with their handle's shared state:
-// one line each there, the rules here.
-
-/// `raw.fetch_many(query)`, under the handle's transaction pooling when it has one.
-pub(crate) fn fetch_many<'e, 'q: 'e, DB, E>(
-    shared: &'e Shared,
-    raw: &'e mut DB::Connection,
-    query: E,
-) -> BoxStream<'e, Item<DB>>
-where
-    DB: Database,
-    for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
-    E: 'q + Execute<'q, DB>,
-{
-    match &shared.pooling {
-        Some(pooling) => pooling.fetch_many::<DB, E>(raw, query),
-        None => raw.fetch_many(query),
-    }
-}
-
-/// `raw.fetch_optional(query)`, under the handle's transaction pooling when it has one.
-pub(crate) fn fetch_optional<'e, 'q: 'e, DB, E>(
-    shared: &'e Shared,
-    raw: &'e mut DB::Connection,
-    query: E,
-) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
-where
-    DB: Database,
-    for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
-    E: 'q + Execute<'q, DB>,
-{
-    match &shared.pooling {
-        Some(pooling) => pooling.fetch_optional::<DB, E>(raw, query),
-        None => raw.fetch_optional(query),
-    }
-}
-
-/// The statement that begins a transaction at `depth` (sqlx's own when `None`): under
-/// transaction pooling, `BEGIN` with the timeouts `SET LOCAL`; a savepoint is sqlx's.
-pub(crate) fn begin_statement(shared: &Shared, depth: usize) -> Option<Cow<'static, str>> {
-    match &shared.pooling {
-        Some(pooling) if depth == 0 => Some(pooling.begin_statement()),
-        _ => None,
+        !self.unnamed && self.query.persistent()
     }
 }

@@ -11,8 +11,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::classify::error_kind;
+use crate::replica::inner::Inner;
 use crate::replica::lsn::Lsn;
-use crate::replica::router::Inner;
 use crate::replica::state::{Replica, Unfit};
 
 /// What a server says about itself.

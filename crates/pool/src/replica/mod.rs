@@ -6,12 +6,14 @@
 //!
 //! One file per mechanism: `config.rs` (the variables), `lsn.rs` (WAL positions),
 //! `scope.rs` (the read-your-writes scope and the write handle's observer), `state.rs` (each
-//! replica's state and the lag clock), `check.rs` (the checks and their task), `error.rs`
-//! (what stops the start), `router.rs` (the public router).
+//! replica's state and the lag clock), `check.rs` (the checks and their task), `inner.rs` (what
+//! the router and the checks share), `error.rs` (what stops the start), `router.rs` (the
+//! public router).
 
 mod check;
 mod config;
 mod error;
+mod inner;
 mod lsn;
 mod router;
 mod scope;

@@ -3,8 +3,8 @@
 
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -16,14 +16,16 @@ use crate::classify::error_kind;
 use crate::config::PoolConfig;
 use crate::handle::MonitoredPool;
 use crate::health::{health_check, HealthReport};
-use crate::monitor::{AlertSink, PoolAlert, PoolMetrics, PoolMonitor, PoolSummary};
+use crate::monitor::{AlertSink, PoolAlert, PoolMonitor, PoolSummary};
 use crate::probe::PoolProbe;
 use crate::replica::check::{self, Checker};
 use crate::replica::config::ReplicaConfig;
 use crate::replica::error::ReplicaError;
+use crate::replica::inner::{Counters, Inner};
 use crate::replica::lsn::Lsn;
 use crate::replica::scope::{self, Need, WriteMarker, WriteToken};
 use crate::replica::state::{LagClock, Replica, ReplicaStatus, Unfit};
+use crate::sample::PoolMetrics;
 
 /// Where a read went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -81,16 +83,6 @@ pub struct RouterStats {
     pub failovers: u64,
 }
 
-#[derive(Default)]
-struct Counters {
-    replica_reads: AtomicU64,
-    primary_reads: AtomicU64,
-    catch_up_waits: AtomicU64,
-    catch_up_fallbacks: AtomicU64,
-    catch_up_wait_micros: AtomicU64,
-    failovers: AtomicU64,
-}
-
 /// One replica's report for `/api/health/database/pool`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReplicaReport {
@@ -103,46 +95,6 @@ pub struct ReplicaReport {
     pub summary: Option<PoolSummary>,
     /// `SELECT 1` on it.
     pub health: HealthReport,
-}
-
-pub(crate) struct Inner {
-    pub(crate) config: ReplicaConfig,
-    pub(crate) replicas: Vec<Replica>,
-    pub(crate) system_id: String,
-    primary_read: MonitoredPool<Postgres>,
-    write: MonitoredPool<Postgres>,
-    wal_block: u64,
-    wal_segment: u64,
-    clock: Mutex<LagClock>,
-    next: AtomicUsize,
-    counters: Counters,
-    started: Instant,
-}
-
-impl Inner {
-    pub(crate) fn check_timeout(&self) -> Duration {
-        (self.config.check_interval() * 4).max(Duration::from_secs(1))
-    }
-
-    pub(crate) fn clock(&self) -> MutexGuard<'_, LagClock> {
-        self.clock.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The primary's insert position, normalized (see [`Lsn::normalized`]).
-    pub(crate) async fn primary_lsn(&self, timeout: Duration) -> Option<Lsn> {
-        // A simple query (no named prepared statement), as the checks: see `check::identity`.
-        let q = sqlx::raw_sql("SELECT pg_current_wal_insert_lsn()::text")
-            .fetch_one(self.primary_read.inner());
-        match tokio::time::timeout(timeout, q).await {
-            Ok(Ok(row)) => row
-                .try_get::<String, _>(0)
-                .ok()
-                .as_deref()
-                .and_then(Lsn::parse)
-                .map(|l| l.normalized(self.wal_block, self.wal_segment)),
-            _ => None,
-        }
-    }
 }
 
 /// The primary and its read replicas, with reads routed to a fit replica.

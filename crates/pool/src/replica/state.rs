@@ -12,11 +12,10 @@ use serde::Serialize;
 use sqlx::Postgres;
 
 use crate::handle::MonitoredPool;
-use crate::monitor::{
-    AlertKind, AlertSink, AlertState, PoolAlert, PoolMetrics, PoolMonitor, Severity,
-};
+use crate::monitor::{AlertKind, AlertSink, AlertState, PoolAlert, PoolMonitor, Severity};
 use crate::probe::PoolProbe;
 use crate::replica::lsn::Lsn;
+use crate::sample::PoolMetrics;
 
 /// Why a replica takes no reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
