@@ -60,22 +60,27 @@ async fn handle(
         .await
 }
 
-/// Runs the concurrent load of two different bound statements on `exec` (a pool or the
-/// handle, by the closure); returns (errors, wrong answers).
-async fn bound_load<F, Fut>(run: F) -> (usize, usize)
+/// Runs the concurrent load of two different bound statements on `pool` (sqlx's pool or the
+/// handle): `TASKS` tasks, half adding one and half multiplying by 1000; returns (errors,
+/// wrong answers).
+async fn bound_load<P>(pool: P) -> (usize, usize)
 where
-    F: Fn(bool, i64) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Result<i64, sqlx::Error>> + Send,
+    P: Clone + Send + Sync + 'static,
+    for<'c> &'c P: Executor<'c, Database = sqlx::Postgres>,
 {
     let tasks: Vec<_> = (0..TASKS)
         .map(|t| {
-            let run = run.clone();
+            let pool = pool.clone();
             tokio::spawn(async move {
                 let (mut errors, mut wrong) = (0, 0);
                 for i in 0..PER_TASK {
                     let plus = t % 2 == 0;
                     let want = if plus { i + 1 } else { i * 1000 };
-                    match run(plus, i).await {
+                    let got: Result<i64, _> = sqlx::query_scalar(statement(plus))
+                        .bind(i)
+                        .fetch_one(&pool)
+                        .await;
+                    match got {
                         Ok(got) if got == want => {}
                         Ok(_) => wrong += 1,
                         Err(_) => errors += 1,
@@ -117,16 +122,7 @@ async fn statement_cache_off_alone_breaks_under_transaction_pooling(
         .max_connections(8)
         .connect_with(options)
         .await?;
-    let (errors, wrong) = bound_load(move |plus, i| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_scalar(statement(plus))
-                .bind(i)
-                .fetch_one(&pool)
-                .await
-        }
-    })
-    .await;
+    let (errors, wrong) = bound_load::<sqlx::PgPool>(pool).await;
     assert!(
         errors + wrong > 0,
         "named statements under transaction pooling should have failed"
@@ -142,17 +138,7 @@ async fn bound_statements_through_the_handle_are_all_right(
 ) -> TestResult {
     let bouncer = TestPgBouncer::start(Mode::Transaction, 2);
     let pool = handle(&bouncer, &opts, Duration::from_secs(10)).await?;
-    let load = pool.clone();
-    let (errors, wrong) = bound_load(move |plus, i| {
-        let pool = load.clone();
-        async move {
-            sqlx::query_scalar(statement(plus))
-                .bind(i)
-                .fetch_one(&pool)
-                .await
-        }
-    })
-    .await;
+    let (errors, wrong) = bound_load::<MonitoredPool<sqlx::Postgres>>(pool.clone()).await;
     assert_eq!((errors, wrong), (0, 0));
     // Streams too (fetch_many through the channel), and on an acquired connection.
     let rows: Vec<i64> = sqlx::query_scalar("SELECT g FROM generate_series(1, $1::int8) g")

@@ -87,6 +87,21 @@ impl PgServer {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
+    /// A server over the cluster in `data` (inside `dir`, which also holds its socket and
+    /// log) on a free loopback port with the shared [`settings`], started.
+    fn launch(dir: &tempfile::TempDir, data: PathBuf) -> io::Result<Self> {
+        let port = pg_free_port();
+        append(&data.join("postgresql.conf"), &settings(port, dir.path()))?;
+        let mut server = PgServer {
+            port,
+            log: dir.path().join("server.log"),
+            data,
+            pid: None,
+        };
+        server.start()?;
+        Ok(server)
+    }
+
     /// Starts the server and waits until it accepts connections (`pg_ctl -w`).
     pub fn start(&mut self) -> io::Result<()> {
         if self.pid.is_some() {
@@ -221,19 +236,11 @@ impl PgPrimary {
                 "--no-instructions",
             ],
         )?;
-        let port = pg_free_port();
-        append(&data.join("postgresql.conf"), &settings(port, dir.path()))?;
         append(
             &data.join("pg_hba.conf"),
             "\nhost replication all 127.0.0.1/32 trust\n",
         )?;
-        let mut server = PgServer {
-            port,
-            log: dir.path().join("server.log"),
-            data,
-            pid: None,
-        };
-        server.start()?;
+        let server = PgServer::launch(&dir, data)?;
         Ok(Self { server, _dir: dir })
     }
 
@@ -278,17 +285,10 @@ impl PgStandby {
                 "--no-sync",
             ],
         )?;
-        let port = pg_free_port();
-        // The copied postgresql.conf has the primary's port and socket; later lines win.
-        append(&data.join("postgresql.conf"), &settings(port, dir.path()))?;
         let _ = std::fs::remove_file(data.join("postmaster.pid"));
-        let mut server = PgServer {
-            port,
-            log: dir.path().join("server.log"),
-            data,
-            pid: None,
-        };
-        server.start()?;
+        // The copied postgresql.conf has the primary's port and socket; `launch` appends this
+        // server's, and later lines win.
+        let server = PgServer::launch(&dir, data)?;
         Ok(Self { server, _dir: dir })
     }
 
