@@ -167,14 +167,22 @@ where
     where
         'c: 'e,
     {
-        self.split().0.prepare_with(sql, parameters)
+        let (raw, reporter) = self.split();
+        match wrap::refuse_named(reporter.shared.pooling.as_ref()) {
+            Ok(()) => raw.prepare_with(sql, parameters),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 
     fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>>
     where
         'c: 'e,
     {
-        self.split().0.describe(sql)
+        let (raw, reporter) = self.split();
+        match wrap::refuse_named(reporter.shared.pooling.as_ref()) {
+            Ok(()) => raw.describe(sql),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 }
 
@@ -237,7 +245,7 @@ where
         parameters: &'e [DB::TypeInfo],
     ) -> BoxFuture<'e, Result<DB::Statement<'q>, sqlx::Error>> {
         let acquire = self.acquire_sqlx(None);
-        Box::pin(async move { (&mut *acquire.await?).prepare_with(sql, parameters).await })
+        Box::pin(async move { (&mut acquire.await?).prepare_with(sql, parameters).await })
     }
 
     fn describe<'e, 'q: 'e>(
@@ -245,6 +253,6 @@ where
         sql: &'q str,
     ) -> BoxFuture<'e, Result<Describe<DB>, sqlx::Error>> {
         let acquire = self.acquire_sqlx(None);
-        Box::pin(async move { (&mut *acquire.await?).describe(sql).await })
+        Box::pin(async move { (&mut acquire.await?).describe(sql).await })
     }
 }

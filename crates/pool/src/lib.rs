@@ -116,8 +116,8 @@ pub use pgbouncer::{detect_pooling, PoolingCheck};
 pub use probe::{PoolProbe, PoolState};
 #[cfg(feature = "postgres")]
 pub use replica::{
-    in_read_scope, read_your_writes, Lsn, Read, ReadTarget, ReplicaConfig, ReplicaError,
-    ReplicaReport, ReplicaRouter, ReplicaStatus, RouterStats, Unfit, WriteToken,
+    in_read_scope, note_write, read_your_writes, Lsn, Read, ReadTarget, ReplicaConfig,
+    ReplicaError, ReplicaReport, ReplicaRouter, ReplicaStatus, RouterStats, Unfit, WriteToken,
 };
 pub use retry::{is_transient, RetryPolicy};
 pub use sample::PoolMetrics;

@@ -238,12 +238,54 @@ async fn transactions_through_the_monitored_handle(
             "{t} not observed in {texts:?}"
         );
     }
-    // SET LOCAL ended with each transaction: outside the handle's transactions, a raw
-    // simple query on a server connection sees the server's default.
+    // SET LOCAL ended with each transaction: outside the handle's transactions, raw simple
+    // queries see the server's default on every server connection of PgBouncer's pool (two
+    // raw clients each in a transaction hold both of them at once).
     let raw = PgConnectOptions::from_str(&url(&bouncer, &opts))?.extra_float_digits(None);
-    let mut conn = sqlx::ConnectOptions::connect(&raw).await?;
-    let row = conn.fetch_one("SHOW statement_timeout").await?;
-    assert_ne!(row.try_get::<String, _>(0)?, "4321ms");
+    let mut a: sqlx::PgConnection = sqlx::ConnectOptions::connect(&raw).await?;
+    let mut b: sqlx::PgConnection = sqlx::ConnectOptions::connect(&raw).await?;
+    a.execute("BEGIN").await?;
+    b.execute("BEGIN").await?;
+    let pids: Vec<i32> = vec![
+        a.fetch_one("SELECT pg_backend_pid()").await?.try_get(0)?,
+        b.fetch_one("SELECT pg_backend_pid()").await?.try_get(0)?,
+    ];
+    assert_ne!(pids[0], pids[1], "two server connections");
+    for conn in [&mut a, &mut b] {
+        let row = conn.fetch_one("SHOW statement_timeout").await?;
+        assert_ne!(row.try_get::<String, _>(0)?, "4321ms");
+    }
+    Ok(())
+}
+
+/// sqlx's `prepare`/`describe` name a server-side statement whatever the cache says: under
+/// transaction pooling the handle refuses them (a configuration error) rather than leave a
+/// `sqlx_s_N` on a server connection another client gets.
+#[sqlx::test]
+async fn prepare_and_describe_are_refused_under_transaction_pooling(
+    _: PgPoolOptions,
+    opts: PgConnectOptions,
+) -> TestResult {
+    let bouncer = TestPgBouncer::start(Mode::Transaction, 2);
+    let pool = handle(&bouncer, &opts, Duration::from_secs(5)).await?;
+    let refused = |r: Result<(), sqlx::Error>| match r {
+        Err(sqlx::Error::Configuration(e)) => {
+            assert!(e.to_string().contains("DB_PGBOUNCER"), "{e}")
+        }
+        other => panic!("not refused: {other:?}"),
+    };
+    refused((&pool).prepare("SELECT $1::int").await.map(drop));
+    refused((&pool).describe("SELECT 1").await.map(drop));
+    // sqlx's `Acquire` gives the observed connection (the handle's executor).
+    let mut conn = sqlx::Acquire::acquire(&pool).await?;
+    refused((&mut conn).prepare("SELECT $1::int").await.map(drop));
+    refused((&mut conn).describe("SELECT 1").await.map(drop));
+    // The connection is still good for statements, which run unnamed.
+    let one: i32 = sqlx::query_scalar("SELECT $1::int")
+        .bind(1)
+        .fetch_one(&mut conn)
+        .await?;
+    assert_eq!(one, 1);
     Ok(())
 }
 

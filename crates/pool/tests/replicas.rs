@@ -164,6 +164,19 @@ async fn a_lagging_replica_is_taken_out_and_put_back_when_it_catches_up() -> Tes
     assert_eq!(router.read().target(), ReadTarget::Primary);
     assert!(router.statuses()[0].taken_out_total >= 1);
 
+    // A router started now (a deploy while the standby is behind) has sampled the primary
+    // once: the replica is behind that sample by an unknown amount, so it takes no read, not
+    // even just after the start, and is named lagging once the sample is older than the bound.
+    let fresh = router_with(&primary, &config, Arc::new(TracingAlertSink)).await?;
+    assert!(!fresh.statuses()[0].fit, "{:?}", fresh.statuses()[0]);
+    assert_eq!(fresh.read().target(), ReadTarget::Primary);
+    until("the fresh router names the replica lagging", || {
+        assert!(!fresh.statuses()[0].fit, "{:?}", fresh.statuses()[0]);
+        matches!(fresh.statuses()[0].unfit, Some(Unfit::Lagging { .. }))
+    })
+    .await;
+    fresh.shutdown().await;
+
     standby.set_apply_delay(Duration::ZERO)?;
     until("the replica catches up and is back", || {
         router.statuses()[0].fit

@@ -34,6 +34,22 @@ impl TransactionPooling {
     }
 }
 
+/// sqlx's `prepare_with` and `describe` always create a *named* server-side statement
+/// (`sqlx_s_N`, never closed), whatever the statement cache says: under transaction pooling
+/// another client's connection would meet it (42P05, "prepared statement already exists"),
+/// so with `pooling` they are refused before any round trip.
+pub(crate) fn refuse_named(pooling: Option<&TransactionPooling>) -> Result<(), sqlx::Error> {
+    match pooling {
+        None => Ok(()),
+        Some(_) => Err(sqlx::Error::Configuration(
+            "prepare/describe create a named prepared statement, which PgBouncer's \
+             transaction pooling (DB_PGBOUNCER=transaction) hands to other clients: run the \
+             query itself instead (it runs unnamed)"
+                .into(),
+        )),
+    }
+}
+
 /// How one statement runs: `query` as given without transaction pooling; under it on the
 /// unnamed statement, and, outside a transaction, in one of its own begun by the `Some`.
 fn plan<'p, 'q, DB, E>(

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::classify::error_kind;
 use crate::replica::inner::Inner;
 use crate::replica::lsn::Lsn;
-use crate::replica::state::{Replica, Unfit};
+use crate::replica::state::{Lag, Replica, Unfit};
 
 /// What a server says about itself.
 #[derive(Debug, Clone)]
@@ -102,6 +102,7 @@ pub(crate) async fn check_all(inner: &Inner) {
 }
 
 async fn check_one(inner: &Inner, replica: &Replica, timeout: Duration) {
+    let failures = replica.failures();
     match identity(replica.pool.inner(), timeout).await {
         Err(unfit) => replica.set(Some(unfit), None),
         Ok(id) => match verdict(&id, &inner.system_id) {
@@ -109,13 +110,19 @@ async fn check_one(inner: &Inner, replica: &Replica, timeout: Duration) {
             None => {
                 let replay = id.lsn.unwrap_or_default();
                 replica.saw_replay(replay);
-                let lag = inner.clock().lag(Instant::now(), replica.replay());
+                let (lag, exact) = match inner.clock().lag(Instant::now(), replica.replay()) {
+                    Lag::Exact(lag) => (lag, true),
+                    Lag::AtLeast(lag) => (lag, false),
+                };
                 let lag_ms = u64::try_from(lag.as_millis()).unwrap_or(u64::MAX);
                 if lag > inner.config.max_lag() {
                     replica.set(Some(Unfit::Lagging { lag_ms }), Some(lag_ms));
-                } else {
-                    replica.set(None, Some(lag_ms));
+                } else if exact {
+                    replica.set_checked(None, Some(lag_ms), failures);
                 }
+                // Else behind every primary position sampled so far, by an unknown amount
+                // (just after start, or with no sample): the replica stays as it is (one not
+                // checked yet takes no reads) until a later check knows its lag.
             }
         },
     }

@@ -23,5 +23,5 @@ pub use config::ReplicaConfig;
 pub use error::ReplicaError;
 pub use lsn::Lsn;
 pub use router::{Read, ReadTarget, ReplicaReport, ReplicaRouter, RouterStats};
-pub use scope::{in_read_scope, read_your_writes, WriteToken};
+pub use scope::{in_read_scope, note_write, read_your_writes, WriteToken};
 pub use state::{ReplicaStatus, Unfit};

@@ -436,12 +436,9 @@ impl ReplicaRouter {
     pub fn report_failure(&self, target: ReadTarget, reason: &str) {
         if let ReadTarget::Replica(i) = target {
             if let Some(r) = self.inner.replicas.get(i) {
-                r.set(
-                    Some(Unfit::Unreachable {
-                        reason: format!("a read failed: {reason}"),
-                    }),
-                    None,
-                );
+                r.failed(Unfit::Unreachable {
+                    reason: format!("a read failed: {reason}"),
+                });
             }
         }
     }

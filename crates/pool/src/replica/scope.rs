@@ -57,6 +57,16 @@ pub fn in_read_scope() -> bool {
     SCOPE.try_with(|_| ()).is_ok()
 }
 
+/// Notes a write in the ambient scope (nothing outside one), for writes that did not go
+/// through the router's write handle in this task: statements on a raw connection taken with
+/// sqlx's `Acquire`, or run by tasks spawned outside the scope (the facade's importer writes
+/// its chunks so, and calls this when the import returns). The next routed read in the scope
+/// then waits for a replica that has replayed everything written until now, or takes the
+/// primary.
+pub fn note_write() {
+    mark_written();
+}
+
 /// Notes a write in the ambient scope (nothing outside one).
 pub(crate) fn mark_written() {
     let _ = SCOPE.try_with(|s| s.writes.fetch_add(1, Ordering::AcqRel));

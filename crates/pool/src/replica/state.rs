@@ -92,6 +92,8 @@ pub(crate) struct Replica {
     fit: AtomicBool,
     replay: AtomicU64,
     taken_out: AtomicU64,
+    /// Reads that failed on it and took it out ([`Replica::failed`]).
+    failures: AtomicU64,
     pub(crate) reads: AtomicU64,
     details: Mutex<Details>,
     alerts: Arc<dyn AlertSink>,
@@ -118,6 +120,7 @@ impl Replica {
             fit: AtomicBool::new(false),
             replay: AtomicU64::new(0),
             taken_out: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             details: Mutex::new(Details {
                 unfit: Some(unfit),
@@ -160,11 +163,44 @@ impl Replica {
         self.details.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records a check's outcome; logs and counts a change of fitness.
+    /// How many reads failed on it so far (a check notes it before its queries).
+    pub(crate) fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Acquire)
+    }
+
+    /// A read failed on it: out of the rotation now, and a check that began before the
+    /// failure does not put it back ([`Replica::set_checked`]).
+    pub(crate) fn failed(&self, unfit: Unfit) {
+        self.failures.fetch_add(1, Ordering::AcqRel);
+        self.set(Some(unfit), None);
+    }
+
+    /// A check's outcome, from a check that began when [`failures`](Self::failures) was
+    /// `failures_before`: a verdict of fit is dropped when a read failed on the replica
+    /// meanwhile (the next check decides).
+    pub(crate) fn set_checked(
+        &self,
+        unfit: Option<Unfit>,
+        lag_ms: Option<u64>,
+        failures_before: u64,
+    ) {
+        self.apply(unfit, lag_ms, Some(failures_before));
+    }
+
+    /// Records an outcome; logs and counts a change of fitness.
     pub(crate) fn set(&self, unfit: Option<Unfit>, lag_ms: Option<u64>) {
+        self.apply(unfit, lag_ms, None);
+    }
+
+    fn apply(&self, unfit: Option<Unfit>, lag_ms: Option<u64>, failures_before: Option<u64>) {
         let fit = unfit.is_none();
-        let was = self.fit.swap(fit, Ordering::AcqRel);
+        // The flag changes under the details lock, so that the flag, the reason and the
+        // alerts raised and cleared stay in step when a check and a failed read race.
         let mut d = self.details();
+        if fit && failures_before.is_some_and(|n| n != self.failures()) {
+            return;
+        }
+        let was = self.fit.swap(fit, Ordering::AcqRel);
         let unchecked = d.unfit == Some(Unfit::Unchecked);
         match (&unfit, was) {
             (Some(why), true) => {
@@ -277,13 +313,27 @@ impl LagClock {
         }
     }
 
-    /// How far behind a replica at `replay` is at `now`.
-    pub(crate) fn lag(&self, now: Instant, replay: Lsn) -> Duration {
-        self.samples
-            .iter()
-            .find(|&&(_, lsn)| lsn > replay)
-            .map_or(Duration::ZERO, |&(t, _)| now.saturating_duration_since(t))
+    /// How far behind a replica at `replay` is at `now`. Behind the oldest sample (or with
+    /// no sample yet) the clock knows only a lower bound: the oldest sample's age, which just
+    /// after start is about nothing, however far behind the replica is.
+    pub(crate) fn lag(&self, now: Instant, replay: Lsn) -> Lag {
+        match self.samples.iter().position(|&(_, lsn)| lsn > replay) {
+            None if self.samples.is_empty() => Lag::AtLeast(Duration::ZERO),
+            None => Lag::Exact(Duration::ZERO),
+            Some(0) => Lag::AtLeast(now.saturating_duration_since(self.samples[0].0)),
+            // `i` was found in `samples`: the index is in bounds.
+            Some(i) => Lag::Exact(now.saturating_duration_since(self.samples[i].0)),
+        }
     }
+}
+
+/// A replica's lag as the [`LagClock`] knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lag {
+    /// The age of the oldest primary position it has not replayed.
+    Exact(Duration),
+    /// Behind every position sampled (or none sampled): at least this far behind.
+    AtLeast(Duration),
 }
 
 #[cfg(test)]
@@ -299,9 +349,37 @@ mod tests {
         clock.record(t0 + Duration::from_millis(200), Lsn(200)); // no write: same sample
         clock.record(t0 + Duration::from_millis(300), Lsn(300));
         let now = t0 + Duration::from_millis(400);
-        assert_eq!(clock.lag(now, Lsn(300)), Duration::ZERO);
-        assert_eq!(clock.lag(now, Lsn(250)), Duration::from_millis(100));
-        assert_eq!(clock.lag(now, Lsn(150)), Duration::from_millis(300));
-        assert_eq!(clock.lag(now, Lsn(50)), Duration::from_millis(400));
+        assert_eq!(clock.lag(now, Lsn(300)), Lag::Exact(Duration::ZERO));
+        assert_eq!(
+            clock.lag(now, Lsn(250)),
+            Lag::Exact(Duration::from_millis(100))
+        );
+        assert_eq!(
+            clock.lag(now, Lsn(150)),
+            Lag::Exact(Duration::from_millis(300))
+        );
+        assert_eq!(
+            clock.lag(now, Lsn(100)),
+            Lag::Exact(Duration::from_millis(300))
+        );
+        assert_eq!(
+            clock.lag(now, Lsn(50)),
+            Lag::AtLeast(Duration::from_millis(400))
+        );
+    }
+
+    #[test]
+    fn a_replica_behind_the_first_sample_has_no_known_lag() {
+        let t0 = Instant::now();
+        let mut clock = LagClock::new(Duration::from_secs(10));
+        assert_eq!(clock.lag(t0, Lsn(1)), Lag::AtLeast(Duration::ZERO));
+        clock.record(t0, Lsn(1000));
+        let now = t0 + Duration::from_millis(1);
+        // Just started: a replica 30 s behind is not "1 ms behind".
+        assert_eq!(
+            clock.lag(now, Lsn(10)),
+            Lag::AtLeast(Duration::from_millis(1))
+        );
+        assert_eq!(clock.lag(now, Lsn(1000)), Lag::Exact(Duration::ZERO));
     }
 }
