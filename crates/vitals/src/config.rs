@@ -9,6 +9,10 @@ use vitals_env::Env;
 
 use crate::error::ConfigError;
 
+/// How many distinct statements get a `fingerprint` label of their own when
+/// `DB_METRICS_FINGERPRINT` is on and `DB_METRICS_FINGERPRINT_MAX` is unset.
+pub const DEFAULT_METRICS_FINGERPRINT_MAX: u32 = 100;
+
 /// Where the embedded SQLite database lives when `DATABASE_URL` is not set.
 pub const DEFAULT_SQLITE_URL: &str = "sqlite://vitals.sqlite";
 
@@ -47,6 +51,17 @@ pub struct Config {
     /// (`vitals`), unless an earlier vitals already migrated this database into `public`
     /// (then it stays there, with a warning). A lowercase identifier; unused on SQLite.
     pub pg_schema: Option<String>,
+    /// `DB_METRICS_FINGERPRINT` (default `false`, `off`): label the statement histogram
+    /// (`vitals_db_statement_duration_seconds`, feature `metrics`) by the fingerprint of the
+    /// sanitised statement too, so a dashboard can tell statements apart; bounded by
+    /// [`metrics_fingerprint_max`](Self::metrics_fingerprint_max). Never a literal: the
+    /// fingerprint is the query report's, of the text with every literal masked.
+    pub metrics_fingerprint: bool,
+    /// `DB_METRICS_FINGERPRINT_MAX` (default [`DEFAULT_METRICS_FINGERPRINT_MAX`], 1 to 256):
+    /// with [`metrics_fingerprint`](Self::metrics_fingerprint) on, the first this many distinct
+    /// statements of an instance have a `fingerprint` label of their own; every later one is
+    /// labelled `_other`. (The histogram's 256 series per process still bound it all.)
+    pub metrics_fingerprint_max: u32,
     /// The pool's (`DB_*`).
     pub pool: PoolConfig,
     /// The query logger's (`DB_SLOW_QUERY_*`, `DB_QUERYLOG_*`).
@@ -66,6 +81,8 @@ vitals_env::debug_fields!(Config as c {
     migrate,
     health,
     pg_schema,
+    metrics_fingerprint,
+    metrics_fingerprint_max,
     pool,
     querylog,
     cache,
@@ -116,12 +133,18 @@ fn read(env: &mut Env<'_>) -> Option<Config> {
         "a schema name: 1 to 63 lowercase letters, digits and _, not starting with a digit or pg_",
         |s| crate::health::is_schema_name(s).then(|| s.to_owned()),
     );
+    let metrics_fingerprint = env.boolean("DB_METRICS_FINGERPRINT").unwrap_or(false);
+    let metrics_fingerprint_max = env
+        .whole("DB_METRICS_FINGERPRINT_MAX", 1..=256)
+        .unwrap_or(DEFAULT_METRICS_FINGERPRINT_MAX);
     Some(Config {
         database_url,
         sqlite_url,
         migrate,
         health,
         pg_schema,
+        metrics_fingerprint,
+        metrics_fingerprint_max,
         pool: pool?,
         querylog: querylog?,
         cache: cache?,
@@ -153,6 +176,29 @@ mod tests {
         assert!(config.migrate);
         assert!(config.health);
         assert_eq!(config.pg_schema, None);
+        assert!(!config.metrics_fingerprint);
+        assert_eq!(
+            config.metrics_fingerprint_max,
+            DEFAULT_METRICS_FINGERPRINT_MAX
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_label_is_opted_into_and_bounded() {
+        let config = Config::from_env_with(env(&[
+            ("DB_METRICS_FINGERPRINT", "on"),
+            ("DB_METRICS_FINGERPRINT_MAX", "20"),
+        ]))
+        .unwrap();
+        assert!(config.metrics_fingerprint);
+        assert_eq!(config.metrics_fingerprint_max, 20);
+        let err = Config::from_env_with(env(&[
+            ("DB_METRICS_FINGERPRINT", "sometimes"),
+            ("DB_METRICS_FINGERPRINT_MAX", "0"),
+        ]))
+        .unwrap_err();
+        assert!(err.problem("DB_METRICS_FINGERPRINT").is_some(), "{err}");
+        assert!(err.problem("DB_METRICS_FINGERPRINT_MAX").is_some(), "{err}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use sqlx::{Postgres, Sqlite};
 use vitals_pool::{MonitoredPool, QueryObserver, ReadTarget, ReplicaRouter, Statement};
 use vitals_querylog::QueryLogger;
 
-use crate::telemetry::{self, Scoped};
+use crate::telemetry::{self, Scoped, StatementMetrics};
 use crate::Error;
 
 /// Which database engine vitals runs on.
@@ -182,6 +182,7 @@ pub(crate) use per_engine;
 /// [`QueryObserver`] seam; the pool crate knows nothing of the logger).
 pub(crate) struct LoggerObserver {
     pub(crate) logger: QueryLogger,
+    pub(crate) metrics: Arc<StatementMetrics>,
 }
 
 impl QueryObserver for LoggerObserver {
@@ -194,13 +195,18 @@ impl QueryObserver for LoggerObserver {
     fn on_statement(&self, s: &Statement<'_>) {
         let q = telemetry::record(&self.logger, s.sql, s.elapsed, s.rows, s.error, Scoped::Yes);
         telemetry::describe_span(s.span, &q);
-        telemetry::statement_metrics(s.system, &q, s.elapsed, s.error.is_none());
+        self.metrics
+            .record(s.system, &q, s.elapsed, s.error.is_none());
     }
 }
 
-pub(crate) fn observer(logger: &QueryLogger) -> Arc<dyn QueryObserver> {
+pub(crate) fn observer(
+    logger: &QueryLogger,
+    metrics: &Arc<StatementMetrics>,
+) -> Arc<dyn QueryObserver> {
     Arc::new(LoggerObserver {
         logger: logger.clone(),
+        metrics: Arc::clone(metrics),
     })
 }
 

@@ -107,12 +107,19 @@ impl Vitals {
         let observer: Arc<dyn StatementObserver> = Arc::new(ImportObserver {
             logger: self.query_logger().clone(),
             db: self.db().clone(),
+            metrics: self.statement_metrics(),
         });
         let run = async {
             match self.db() {
                 Db::Postgres(p) => {
                     let sink = PgSink::on(Monitored(p.clone())).observed_by(observer);
-                    importer.run(source, &mut written.wrap(sink)).await
+                    let report = importer.run(source, &mut written.wrap(sink)).await;
+                    // The sink writes on raw connections, from the importer's writer tasks:
+                    // no statement passed the write handle in this task, so mark the caller's
+                    // read-your-writes scope here (whatever the outcome: chunks may have
+                    // committed before an error).
+                    //XX vitals_pool::note_write();
+                    report
                 }
                 Db::Sqlite(p) => {
                     let sink = SqliteSink::on(Monitored(p.clone())).observed_by(observer);
@@ -164,6 +171,8 @@ struct ImportObserver {
     logger: QueryLogger,
     /// The pool whose statement spans the import's statements get.
     db: Db,
+    /// The instance's statement histogram (shared with the pool's observer).
+    metrics: Arc<telemetry::StatementMetrics>,
 }
 
 impl StatementObserver for ImportObserver {
@@ -188,7 +197,8 @@ impl StatementObserver for ImportObserver {
         vitals_pool::finish_statement_span(span, rows, error);
         let q = telemetry::record(&self.logger, sql, elapsed, rows, error, Scoped::No);
         telemetry::describe_span(span, &q);
-        telemetry::statement_metrics(self.db.engine().otel_system(), &q, elapsed, error.is_none());
+        self.metrics
+            .record(self.db.engine().otel_system(), &q, elapsed, error.is_none());
     }
 }
 

@@ -64,7 +64,7 @@ mod serve;
 mod telemetry;
 mod vitals;
 
-pub use config::{Config, DEFAULT_SQLITE_URL};
+pub use config::{Config, DEFAULT_METRICS_FINGERPRINT_MAX, DEFAULT_SQLITE_URL};
 pub use db::{Db, Engine, Reads};
 pub use error::{ConfigError, ConfigProblem, DatabaseError, DbErrorKind, Error};
 pub use importing::ImportOutcome;

@@ -6,12 +6,20 @@
 //! collection, outcome}` (feature `metrics`): a bounded set of label values (at most
 //! [`MAX_STATEMENT_SERIES`] series per process; past it a new statement counts under
 //! `operation="_other", collection="_other"`), never a literal (the operation and the table come from the
-//! sanitised text).
+//! sanitised text). When the host opts in (`DB_METRICS_FINGERPRINT=on`,
+//! [`Config::metrics_fingerprint`](crate::Config::metrics_fingerprint)) it has a `fingerprint`
+//! label too: the fingerprint of the sanitised statement (16 hex digits, the query report's),
+//! for the first `DB_METRICS_FINGERPRINT_MAX` distinct statements an instance sees, and
+//! `_other` for every later one; without the opt-in there is no such label.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tracing::Span;
-use vitals_querylog::{QueryEvent, QueryLogger, RecordedQuery};
+use vitals_querylog::{Fingerprint, QueryEvent, QueryLogger, RecordedQuery};
+
+use crate::Config;
 
 /// At most this many `(system, operation, collection, outcome)` series of the statement
 /// histogram; a statement of a new label set past it counts under `operation="_other",
@@ -72,17 +80,75 @@ pub(crate) fn describe_span(span: &Span, q: &RecordedQuery) {
     }
 }
 
-/// Times one statement into the statement histogram (nothing without the `metrics` feature).
-pub(crate) fn statement_metrics(
-    system: &'static str,
-    q: &RecordedQuery,
-    elapsed: Duration,
-    ok: bool,
-) {
-    #[cfg(feature = "metrics")]
-    series::histogram(system, q, ok).record(elapsed.as_secs_f64());
-    #[cfg(not(feature = "metrics"))]
-    let _ = (system, q, elapsed, ok);
+/// The `fingerprint` label of one statement, when the host opted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))] // read by the metrics only
+pub(crate) enum FingerprintLabel {
+    /// One of the first distinct statements: its sanitised text's fingerprint.
+    Of(Fingerprint),
+    /// A statement past the bound: `_other`.
+    Other,
+}
+
+/// The statement histogram of one [`Vitals`](crate::Vitals): whether its statements carry the
+/// `fingerprint` label, and which fingerprints have one of their own. Shared (`Arc`) by the
+/// pool's observer and the importer's, so the bound holds for the instance.
+#[derive(Debug)]
+pub(crate) struct StatementMetrics {
+    /// `None`: no `fingerprint` label (the default). `Some`: at most `max` fingerprints keep
+    /// their own; the set only grows, so a statement's label never changes.
+    fingerprints: Option<Bounded>,
+}
+
+#[derive(Debug)]
+struct Bounded {
+    max: usize,
+    seen: Mutex<HashSet<Fingerprint>>,
+}
+
+impl StatementMetrics {
+    /// As `config` says (`DB_METRICS_FINGERPRINT`, `DB_METRICS_FINGERPRINT_MAX`).
+    pub(crate) fn new(config: &Config) -> Arc<Self> {
+        let max = usize::try_from(config.metrics_fingerprint_max).unwrap_or(usize::MAX);
+        Arc::new(Self {
+            fingerprints: config.metrics_fingerprint.then(|| Bounded {
+                max,
+                seen: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    /// The `fingerprint` label of `q`; `None` without the opt-in.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))] // read by the metrics only
+    pub(crate) fn fingerprint_label(&self, q: &RecordedQuery) -> Option<FingerprintLabel> {
+        let bounded = self.fingerprints.as_ref()?;
+        let fingerprint = q.fingerprint();
+        // A set of u64s: a panic while it is held leaves it consistent.
+        let mut seen = bounded.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.contains(&fingerprint) {
+            return Some(FingerprintLabel::Of(fingerprint));
+        }
+        if seen.len() < bounded.max {
+            seen.insert(fingerprint);
+            return Some(FingerprintLabel::Of(fingerprint));
+        }
+        Some(FingerprintLabel::Other)
+    }
+
+    /// Times one statement into the statement histogram (nothing without the `metrics`
+    /// feature).
+    pub(crate) fn record(
+        &self,
+        system: &'static str,
+        q: &RecordedQuery,
+        elapsed: Duration,
+        ok: bool,
+    ) {
+        #[cfg(feature = "metrics")]
+        series::histogram(system, q, self.fingerprint_label(q), ok).record(elapsed.as_secs_f64());
+        #[cfg(not(feature = "metrics"))]
+        let _ = (system, q, elapsed, ok);
+    }
 }
 
 #[cfg(feature = "metrics")]
@@ -96,21 +162,33 @@ mod series {
     use metrics::Histogram;
     use vitals_querylog::RecordedQuery;
 
-    use super::{MAX_STATEMENT_SERIES, STATEMENT_DURATION};
+    use super::{FingerprintLabel, MAX_STATEMENT_SERIES, STATEMENT_DURATION};
 
-    type Key = (&'static str, Arc<str>, Option<Arc<str>>, bool);
+    type Key = (
+        &'static str,
+        Arc<str>,
+        Option<Arc<str>>,
+        bool,
+        Option<FingerprintLabel>,
+    );
 
     fn handles() -> &'static RwLock<HashMap<Key, Histogram>> {
         static HANDLES: OnceLock<RwLock<HashMap<Key, Histogram>>> = OnceLock::new();
         HANDLES.get_or_init(|| RwLock::new(HashMap::new()))
     }
 
-    pub(super) fn histogram(system: &'static str, q: &RecordedQuery, ok: bool) -> Histogram {
+    pub(super) fn histogram(
+        system: &'static str,
+        q: &RecordedQuery,
+        fingerprint: Option<FingerprintLabel>,
+        ok: bool,
+    ) -> Histogram {
         let key: Key = (
             system,
             Arc::from(q.operation()),
             q.collection().map(Arc::from),
             ok,
+            fingerprint,
         );
         let map = handles();
         if let Some(h) = map.read().unwrap_or_else(PoisonError::into_inner).get(&key) {
@@ -120,18 +198,37 @@ mod series {
         let key = if map.len() < MAX_STATEMENT_SERIES || map.contains_key(&key) {
             key
         } else {
-            (system, Arc::from("_other"), Some(Arc::from("_other")), ok)
+            let other = fingerprint.map(|_| FingerprintLabel::Other);
+            (
+                system,
+                Arc::from("_other"),
+                Some(Arc::from("_other")),
+                ok,
+                other,
+            )
         };
         map.entry(key.clone())
             .or_insert_with(|| {
-                let (system, operation, collection, ok) = key;
-                metrics::histogram!(
-                    STATEMENT_DURATION,
-                    "system" => system,
-                    "operation" => operation.to_string(),
-                    "collection" => collection.as_deref().unwrap_or("").to_owned(),
-                    "outcome" => if ok { "ok" } else { "error" },
-                )
+                let (system, operation, collection, ok, fingerprint) = key;
+                let mut labels = vec![
+                    metrics::Label::from_static_parts("system", system),
+                    metrics::Label::new("operation", operation.to_string()),
+                    metrics::Label::new(
+                        "collection",
+                        collection.as_deref().unwrap_or("").to_owned(),
+                    ),
+                    metrics::Label::from_static_parts("outcome", if ok { "ok" } else { "error" }),
+                ];
+                match fingerprint {
+                    Some(FingerprintLabel::Of(f)) => {
+                        labels.push(metrics::Label::new("fingerprint", f.to_string()));
+                    }
+                    Some(FingerprintLabel::Other) => {
+                        labels.push(metrics::Label::from_static_parts("fingerprint", "_other"));
+                    }
+                    None => {}
+                }
+                metrics::histogram!(STATEMENT_DURATION, labels)
             })
             .clone()
     }

@@ -19,6 +19,7 @@ use crate::health::{
     self, Dashboard, DashboardSource, HealthDataCache, HealthSource, HealthWarmer, Tables,
     VitalsSchema,
 };
+use crate::telemetry::StatementMetrics;
 use crate::Error;
 
 /// The database layer of a school-health service, composed: build one at start, clone it
@@ -58,13 +59,15 @@ struct Inner {
     reads: Reads,
     summary: Mutex<Option<SummaryHandle>>,
     cache_history: CacheHistory,
+    /// The statement histogram's labels (`DB_METRICS_FINGERPRINT`), shared by the observers.
+    statement_metrics: Arc<StatementMetrics>,
 }
 
 impl std::fmt::Debug for Vitals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vitals")
             .field("engine", &self.engine())
-            .field("redis", &self.inner.cache.redis().is_some())
+            .field("redis", &self.inner.cache.config().uses_redis())
             .finish_non_exhaustive()
     }
 }
@@ -182,9 +185,10 @@ impl VitalsBuilder {
             Some(sink) => QueryLogger::with_sink(config.querylog.clone(), sink),
             None => QueryLogger::new(config.querylog.clone()),
         };
+        let statement_metrics = StatementMetrics::new(&config);
         let db = match self.pool {
-            Some(pool) => wrap_pool(&config, &logger, pool),
-            None => open_db(&config, &logger).await?,
+            Some(pool) => wrap_pool(&config, &logger, &statement_metrics, pool),
+            None => open_db(&config, &logger, &statement_metrics).await?,
         };
         let (db, reads) = crate::db::attach_replicas(&config, db, self.alert_sink.clone()).await?;
         let tables = health_tables(&config, &db).await?;
@@ -232,7 +236,7 @@ impl VitalsBuilder {
         });
         tracing::info!(
             engine = db.engine().name(),
-            redis = cache.redis().is_some(),
+            redis = cache.config().uses_redis(),
             "vitals started"
         );
         Ok(Vitals {
@@ -258,6 +262,7 @@ impl VitalsBuilder {
                 reads,
                 summary: Mutex::new(summary),
                 cache_history,
+                statement_metrics,
             }),
         })
     }
@@ -313,7 +318,11 @@ async fn health_tables(config: &Config, db: &Db) -> Result<Tables, Error> {
     })
 }
 
-async fn open_db(config: &Config, logger: &QueryLogger) -> Result<Db, Error> {
+async fn open_db(
+    config: &Config,
+    logger: &QueryLogger,
+    metrics: &Arc<StatementMetrics>,
+) -> Result<Db, Error> {
     let pool_config = &config.pool;
     let pool = match config.database_url.as_deref() {
         Some(url) if is_postgres(url) => {
@@ -326,7 +335,7 @@ async fn open_db(config: &Config, logger: &QueryLogger) -> Result<Db, Error> {
                 .await?,
         ),
     };
-    Ok(wrap_pool(config, logger, pool))
+    Ok(wrap_pool(config, logger, metrics, pool))
 }
 
 /// One direct connection, retried with the pool's policy, before the pool is built: a pool
@@ -373,13 +382,17 @@ async fn probe_postgres(config: &Config, url: &str) -> Result<(), Error> {
 }
 
 /// Wraps a pool in the monitored handle whose statements feed the query logger.
-fn wrap_pool(config: &Config, logger: &QueryLogger, pool: AnyPool) -> Db {
+fn wrap_pool(
+    config: &Config,
+    logger: &QueryLogger,
+    metrics: &Arc<StatementMetrics>,
+    pool: AnyPool,
+) -> Db {
     let pool_config = &config.pool;
+    let observer = observer(logger, metrics);
     match pool {
-        AnyPool::Postgres(p) => {
-            Db::Postgres(pool_config.monitored(p).with_observer(observer(logger)))
-        }
-        AnyPool::Sqlite(p) => Db::Sqlite(pool_config.monitored(p).with_observer(observer(logger))),
+        AnyPool::Postgres(p) => Db::Postgres(pool_config.monitored(p).with_observer(observer)),
+        AnyPool::Sqlite(p) => Db::Sqlite(pool_config.monitored(p).with_observer(observer)),
     }
 }
 
@@ -433,6 +446,11 @@ impl Vitals {
     /// The query logger: statistics, slow queries, the performance report.
     pub fn query_logger(&self) -> &QueryLogger {
         &self.inner.logger
+    }
+
+    /// The statement histogram's labels of this instance, for the importer's observer.
+    pub(crate) fn statement_metrics(&self) -> Arc<StatementMetrics> {
+        Arc::clone(&self.inner.statement_metrics)
     }
 
     /// The two-tier cache.
