@@ -118,7 +118,7 @@ impl Vitals {
                     // no statement passed the write handle in this task, so mark the caller's
                     // read-your-writes scope here (whatever the outcome: chunks may have
                     // committed before an error).
-                    //XX vitals_pool::note_write();
+                    vitals_pool::note_write();
                     report
                 }
                 Db::Sqlite(p) => {

@@ -2,7 +2,7 @@
 //! `pg_basebackup -R`, free loopback ports, stopped by pid): the health cache's loads read the
 //! replica, a load after an invalidation never caches the replica's older row (the replica is
 //! slowed with `recovery_min_apply_delay`), a request's reads after its write see it
-//! (`ReadYourWritesLayer`), and `/api/health/database/pool` has the replica's entry.
+//! (`ReadYourWritesLayer`; an import's too), and `/api/health/database/pool` has the replica's entry.
 #![cfg(feature = "http")]
 
 #[path = "../../pool/tests/common/pg_standby.rs"]
@@ -140,6 +140,38 @@ async fn reads_go_to_the_replica_cache_loads_never_cache_its_older_row_and_reque
                 .await
                 .unwrap();
         assert_eq!(grade, "12");
+    })
+    .await;
+
+    // An import is a write of the scope too, though its chunks are written on raw
+    // connections by the importer's own tasks: the read after it does not go to the (slowed)
+    // replica that has not replayed it.
+    vitals::read_your_writes(async {
+        let csv = format!(
+            "student_id,vaccine_name,dose_number,administered_on\n{student},Synthetic-RYW,1,2015-03-01\n"
+        );
+        let source = vitals::import::Source::from_reader(
+            std::io::Cursor::new(csv.into_bytes()),
+            vitals::import::Format::Csv,
+        )
+        .unwrap()
+        .with_type(vitals::health::records::VACCINATION);
+        let outcome = vitals.import(source, None).await.unwrap();
+        assert_eq!(outcome.report.imported, 1, "{:?}", outcome.report);
+        assert!(
+            !in_recovery(&vitals.reads().now()).await,
+            "the import marked the scope: no wait, so the primary"
+        );
+        let vaccinations = vitals.tables().table("vaccinations");
+        let db = vitals.reads().consistent().await;
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {vaccinations} WHERE student_id = $1 AND vaccine_name = 'Synthetic-RYW'"
+        ))
+        .bind(student)
+        .fetch_one(db.postgres().unwrap())
+        .await
+        .unwrap();
+        assert_eq!(n, 1, "the read after the import sees it");
     })
     .await;
 
