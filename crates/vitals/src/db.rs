@@ -9,7 +9,7 @@ use vitals_pool::{MonitoredPool, QueryObserver, ReadTarget, ReplicaRouter, State
 use vitals_querylog::QueryLogger;
 
 use crate::telemetry::{self, Scoped, StatementMetrics};
-use crate::Error;
+use crate::{DbErrorKind, Error};
 
 /// Which database engine vitals runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -284,9 +284,11 @@ impl Reads {
     }
 
     /// Runs the read `f` on a replica ([`fresh`](Self::fresh) when `fresh`, else
-    /// [`consistent`](Self::consistent)); when it fails there with a connection, timeout or
-    /// recovery-conflict error, a lost replica is taken out and `f` runs again on the primary,
-    /// so a replica going down fails no request.
+    /// [`consistent`](Self::consistent)); when it fails there with a lost connection, a
+    /// recovery conflict or no connection of the replica's pool in time, a lost replica is
+    /// taken out and `f` runs again on the primary, so a replica going down fails no request.
+    /// A statement or lock timeout (57014, 55P03) is the query's own: returned, not run again
+    /// on the primary. `f` may run twice: keep writes out of it.
     ///
     /// # Errors
     /// `f`'s error (on the primary when the replica failed).
@@ -305,16 +307,26 @@ impl Reads {
         let target = read.target();
         let outcome = f(Db::Postgres(read.pool().clone())).await;
         match outcome {
-            Err(e)
-                if target != ReadTarget::Primary && e.kind().is_some_and(|k| k.is_retryable()) =>
-            {
-                if e.kind() == Some(crate::DbErrorKind::Connection) {
+            Err(e) if target != ReadTarget::Primary && replica_failed(&e) => {
+                if e.kind() == Some(DbErrorKind::Connection) {
                     router.report_failure(target, "connection lost");
                 }
                 f(Db::Postgres(router.primary().clone())).await
             }
             other => other,
         }
+    }
+}
+
+/// Whether a read's failure on a replica is the replica's, so the primary runs it again: a
+/// lost connection, a recovery conflict (40001), or no connection of the replica's pool in
+/// time. Not a statement or lock timeout the query earned (57014, 55P03): run again on the
+/// primary it would take as long there, and load the primary with it.
+fn replica_failed(e: &Error) -> bool {
+    match e.kind() {
+        Some(DbErrorKind::Connection | DbErrorKind::SerializationFailure) => true,
+        Some(DbErrorKind::Timeout) => e.code().is_none(),
+        _ => false,
     }
 }
 

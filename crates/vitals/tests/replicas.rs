@@ -207,6 +207,31 @@ async fn reads_go_to_the_replica_cache_loads_never_cache_its_older_row_and_reque
         assert_eq!(body, expected, "layered: {layered}");
     }
 
+    // A read cancelled by its own statement timeout on the replica is returned as it is,
+    // not run again on the primary (it would take as long there, on the primary).
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let cancelled = vitals
+        .reads()
+        .run(false, |db| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                let mut tx = db.postgres().unwrap().begin().await?;
+                sqlx::query("SET LOCAL statement_timeout = 50")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("SELECT pg_sleep(5)").execute(&mut *tx).await?;
+                Ok::<_, vitals::Error>(())
+            }
+        })
+        .await;
+    let err = cancelled.expect_err("the statement timeout cancels the read");
+    assert_eq!(err.code(), Some("57014"), "{err}");
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "ran once"
+    );
+
     // The pool endpoint names the replica.
     let response = vitals::http::router(vitals.clone())
         .oneshot(
