@@ -1,21 +1,9 @@
-//! A circuit breaker in front of Redis.
+//! A circuit breaker in front of Redis (its state, as the stats show it, is `stats.rs`'s).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-/// State of the circuit breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BreakerState {
-    /// Redis is called.
-    Closed,
-    /// Redis is skipped until the cool-down ends.
-    Open,
-    /// One probe call is let through; its outcome closes or reopens.
-    HalfOpen,
-}
+use crate::stats::BreakerState;
 
 #[derive(Debug)]
 struct Inner {

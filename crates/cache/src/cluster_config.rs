@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _};
 use vitals_env::{mask_url, Env, Problems};
 
@@ -63,6 +64,7 @@ impl std::fmt::Debug for ClusterOptions {
 
 /// The connection information of each seed node, or what is wrong with each bad one (its
 /// 1-based position and what was expected).
+#[cfg(feature = "redis")]
 pub(crate) fn seeds(nodes: &[String]) -> Result<Vec<ConnectionInfo>, Vec<(usize, String)>> {
     let mut infos: Vec<(usize, ConnectionInfo)> = Vec::new();
     let mut bad = Vec::new();
@@ -102,12 +104,14 @@ pub(crate) fn seeds(nodes: &[String]) -> Result<Vec<ConnectionInfo>, Vec<(usize,
     }
 }
 
+#[cfg(feature = "redis")]
 fn is_tls(addr: &ConnectionAddr) -> bool {
     matches!(addr, ConnectionAddr::TcpTls { .. })
 }
 
 /// The problems of the cluster settings, named by their variables; none without nodes.
 /// `single_node`: a single node's URL is configured too; `key_prefix`: the keys' prefix.
+#[cfg(feature = "redis")]
 pub(crate) fn validate(
     options: &ClusterOptions,
     single_node: bool,
@@ -142,6 +146,20 @@ pub(crate) fn validate(
     }
 }
 
+/// Without the `redis` feature, seed nodes are a problem of their own: there is no cluster
+/// client to use them.
+#[cfg(not(feature = "redis"))]
+pub(crate) fn validate(
+    options: &ClusterOptions,
+    _single_node: bool,
+    _key_prefix: &str,
+    problems: &mut Problems,
+) {
+    if !options.nodes.is_empty() {
+        problems.relation("REDIS_CLUSTER_NODES", crate::error::NO_REDIS_FEATURE);
+    }
+}
+
 /// Reads `REDIS_CLUSTER_NODES` (comma-separated URLs), `REDIS_CLUSTER_WAIT_REPLICAS` and
 /// `REDIS_CLUSTER_WAIT_MS`; the nodes are checked with the rest of the configuration.
 pub(crate) fn read(env: &mut Env<'_>) -> ClusterOptions {
@@ -163,6 +181,7 @@ pub(crate) fn read(env: &mut Env<'_>) -> ClusterOptions {
     options
 }
 
+#[cfg(feature = "redis")] // the tests read nodes, refused without the feature
 #[cfg(test)]
 mod tests {
     use vitals_env::pairs as env;

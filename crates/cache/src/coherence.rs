@@ -14,10 +14,10 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use tokio::task::JoinHandle;
 
-use crate::breaker::BreakerState;
 use crate::inner::Inner;
 use crate::message::Message;
 use crate::redis_tier::RedisTier;
+use crate::stats::BreakerState;
 
 /// Starts the subscriber and the maintenance task of `inner` over `redis`.
 pub(crate) fn spawn(inner: &Arc<Inner>, redis: &RedisTier) -> [JoinHandle<()>; 2] {

@@ -23,10 +23,10 @@ pub(crate) const MAX_L1_SIZE: usize = 10_000_000;
 #[non_exhaustive]
 pub struct CacheConfig {
     /// Redis URL (`redis://`, or `rediss://` for TLS); `None` runs the cache
-    /// on L1 only.
+    /// on L1 only. Without the `redis` feature, a URL is a configuration error.
     pub redis_url: Option<String>,
     /// The Redis Cluster to run on instead of `redis_url` (`REDIS_CLUSTER_NODES`); no nodes
-    /// by default.
+    /// by default. Without the `redis` feature, nodes are a configuration error.
     pub redis_cluster: ClusterOptions,
     /// PEM file of the certificate authority a `rediss://` server's
     /// certificate is checked against (`REDIS_TLS_CA_FILE`); `None` uses the
@@ -266,9 +266,12 @@ impl CacheConfig {
             );
         }
         if let Some(url) = &self.redis_url {
+            #[cfg(feature = "redis")]
             if let Err(e) = redis::Client::open(url.as_str()) {
                 problems.bad("REDIS_URL", mask_url(url), format!("a redis URL ({e})"));
             }
+            #[cfg(not(feature = "redis"))]
+            problems.bad("REDIS_URL", mask_url(url), crate::error::NO_REDIS_FEATURE);
         }
         let single_node = self.redis_url.is_some();
         cluster_config::validate(&self.redis_cluster, single_node, prefix, &mut problems);

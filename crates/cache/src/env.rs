@@ -1,7 +1,9 @@
 //! Reading a [`CacheConfig`] from the environment, through `vitals_env`'s typed readers.
 
 use base64::Engine as _;
-use vitals_env::{encode_userinfo, mask_url, Env, Var};
+#[cfg(feature = "redis")]
+use vitals_env::{encode_userinfo, mask_url};
+use vitals_env::{Env, Var};
 
 use crate::config::CacheConfig;
 use crate::keyring::{valid_key_id, EncryptionKey, Keyring, KEY_ID_EXPECTED};
@@ -86,8 +88,30 @@ fn read(env: &mut Env<'_>) -> Option<CacheConfig> {
     env.adopt(c.validate().map(|()| c))
 }
 
+/// The variables that name a single Redis node.
+const REDIS_NODE_VARS: [&str; 5] = [
+    "REDIS_URL",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "REDIS_DB",
+    "REDIS_PASSWORD",
+];
+
+/// Without the `redis` feature: each variable naming a Redis node that is set is a problem
+/// (the password's value is never shown), and there is no URL.
+#[cfg(not(feature = "redis"))]
+fn redis_url(env: &mut Env<'_>) -> Option<String> {
+    for name in REDIS_NODE_VARS {
+        if env.is_set(name) {
+            env.relation_problem(name, crate::error::NO_REDIS_FEATURE);
+        }
+    }
+    None
+}
+
 /// `REDIS_URL`, or a URL built from `REDIS_HOST`, `REDIS_PORT`, `REDIS_DB` and
 /// `REDIS_PASSWORD`; `None` when none is set (L1 only) or the URL or host is bad.
+#[cfg(feature = "redis")]
 fn redis_url(env: &mut Env<'_>) -> Option<String> {
     if let Some(url) = env.string("REDIS_URL") {
         if let Err(e) = redis::Client::open(url.as_str()) {
@@ -100,8 +124,7 @@ fn redis_url(env: &mut Env<'_>) -> Option<String> {
         }
         return Some(url);
     }
-    const PARTS: [&str; 4] = ["REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_PASSWORD"];
-    if !PARTS.iter().any(|name| env.is_set(name)) {
+    if !REDIS_NODE_VARS[1..].iter().any(|name| env.is_set(name)) {
         return None;
     }
     let host = env
@@ -231,6 +254,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "redis")]
     fn plaintext_in_redis_is_refused_unless_allowed() {
         let c = CacheConfig::from_env_with(env(&[("REDIS_URL", "redis://h:1/0")])).unwrap();
         assert!(!c.allow_plaintext && c.refuses_plaintext());
@@ -254,6 +278,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "redis")]
     fn host_port_db_password_build_a_url() {
         let c = CacheConfig::from_env_with(env(&[
             ("REDIS_HOST", "cache.local"),
@@ -272,6 +297,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "redis")]
     fn every_bad_variable_is_reported_at_once_and_secrets_are_masked() {
         let err = CacheConfig::from_env_with(env(&[
             ("REDIS_PORT", "seventy"),
@@ -331,6 +357,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "redis")]
     fn tls_urls_are_accepted_and_a_missing_ca_file_is_named() {
         let c = CacheConfig::from_env_with(env(&[("REDIS_URL", "rediss://:pw@h:6380/0")])).unwrap();
         assert_eq!(c.redis_url.as_deref(), Some("rediss://:pw@h:6380/0"));

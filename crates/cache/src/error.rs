@@ -14,6 +14,7 @@ pub enum CacheError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// Redis answered with an error or the connection failed.
+    #[cfg(feature = "redis")]
     #[error("redis error: {0}")]
     Redis(#[from] redis::RedisError),
     /// Redis did not answer within the configured timeout.
@@ -26,6 +27,7 @@ pub enum CacheError {
     #[error("redis not connected")]
     NotConnected,
     /// A seed node of `REDIS_CLUSTER_NODES` cannot serve (named with its password masked).
+    #[cfg(feature = "redis")]
     #[error("redis cluster node {node}: {problem}")]
     ClusterNode {
         /// The node's address.
@@ -45,6 +47,7 @@ pub enum CacheError {
 }
 
 /// Why a seed node cannot serve: each is a clear error when the tier connects.
+#[cfg(feature = "redis")]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClusterNodeProblem {
@@ -61,3 +64,10 @@ pub enum ClusterNodeProblem {
     #[error("cluster_state is {0}, not ok")]
     ClusterNotOk(String),
 }
+
+/// What a variable naming Redis expects in a build without the `redis` feature: a
+/// configuration that asks for Redis is refused, not run on L1 alone in silence (the other
+/// instances' writes would never reach this one's L1).
+#[cfg(not(feature = "redis"))]
+pub(crate) const NO_REDIS_FEATURE: &str =
+    "unset: vitals-cache is built without its `redis` feature (L1 only)";

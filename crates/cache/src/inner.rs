@@ -18,8 +18,12 @@ use tokio_util::sync::CancellationToken;
 use crate::config::CacheConfig;
 use crate::flight::Flights;
 use crate::l1::L1Cache;
+#[cfg(feature = "redis")]
 use crate::message::Message;
-use crate::redis_tier::RedisTier;
+#[cfg(not(feature = "redis"))]
+pub(crate) use crate::no_redis::NoRedis as SharedTier;
+#[cfg(feature = "redis")]
+pub(crate) use crate::redis_tier::RedisTier as SharedTier;
 
 /// Stripes per set: a change makes a load of another key or tag uncacheable only when
 /// they share a stripe, about 1 in 1024.
@@ -46,7 +50,9 @@ pub(crate) struct Counters {
 pub(crate) struct Inner {
     pub(crate) config: CacheConfig,
     pub(crate) l1: Option<L1Cache>,
-    pub(crate) redis: Option<RedisTier>,
+    /// The shared tier: Redis, or without the `redis` feature a type with no values
+    /// (`no_redis.rs`), so that this is always `None` and `tiered.rs` has one code path.
+    pub(crate) redis: Option<SharedTier>,
     pub(crate) flights: Flights,
     /// Invalidation epochs of keys, striped by key hash: a reader fills L1 only if
     /// the stripe of its key did not move while it read from Redis or loaded.
@@ -81,7 +87,7 @@ fn stripe(name: &str) -> usize {
 
 impl Inner {
     /// The state of a cache of `config` over these tiers, not subscribed, no task yet.
-    pub(crate) fn new(config: CacheConfig, l1: Option<L1Cache>, redis: Option<RedisTier>) -> Self {
+    pub(crate) fn new(config: CacheConfig, l1: Option<L1Cache>, redis: Option<SharedTier>) -> Self {
         let (subscribed, _) = watch::channel(false);
         Self {
             config,
@@ -150,6 +156,7 @@ impl Inner {
     }
 
     /// Applies another instance's invalidation to this one's L1.
+    #[cfg(feature = "redis")]
     pub(crate) fn apply(&self, msg: Message) {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         if msg.clear {

@@ -12,6 +12,7 @@ use vitals_env::{ConfigError, Problem};
 #[derive(Clone)]
 pub struct EncryptionKey {
     pub(crate) id: String,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // read by the codec (feature `redis`)
     pub(crate) key: [u8; 32],
 }
 
@@ -39,6 +40,8 @@ impl EncryptionKey {
         &self.id
     }
 
+    /// The key's bytes (read by the codec).
+    #[cfg(any(feature = "redis", test))]
     pub(crate) fn bytes(&self) -> &[u8; 32] {
         &self.key
     }

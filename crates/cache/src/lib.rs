@@ -11,6 +11,18 @@
 //! and tags must carry ids, never names or other PHI: they are stored and
 //! broadcast in the clear.
 //!
+//! # Features
+//!
+//! - `redis` (default): the shared tier (`RedisTier` on one node or a Redis Cluster), the
+//!   pub/sub coherence, the circuit breaker, TLS and the payload codec. Without it the crate
+//!   is an L1-only cache: [`TieredCache`] over [`L1Cache`] and the loader (single flight,
+//!   tags, groups, warming, stats), with no Redis client, no rustls and no background task;
+//!   a configuration naming Redis (`REDIS_URL`, `REDIS_HOST`..., `REDIS_CLUSTER_NODES`, or
+//!   [`CacheConfig::with_redis_url`]) is then a [`CacheError::Config`], never dropped in
+//!   silence.
+//! - `metrics`: get latency per tier, hits, misses, loads and breaker transitions through the
+//!   `metrics` facade ([`metrics`]).
+//!
 //! # Example
 //!
 //! ```no_run
@@ -37,16 +49,11 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+// Always: L1, the tiered cache over it, configuration, warming, statistics.
 mod admission;
-mod breaker;
 mod clock;
 mod cluster_config;
-mod cluster_conn;
-mod cluster_ops;
-pub mod codec;
-mod coherence;
 mod config;
-mod conn;
 mod env;
 mod error;
 mod flight;
@@ -55,30 +62,59 @@ mod keyring;
 mod l1;
 mod l1_hash;
 mod l1_shard;
-mod layout;
-mod message;
 pub mod metrics;
-mod redis_conn;
-mod redis_ops;
-mod redis_tier;
-mod repair;
-mod repair_queue;
-mod scripts;
 mod stats;
 mod tier;
-mod tier_counters;
 mod tiered;
 mod warm;
 
-pub use breaker::BreakerState;
+// The shared tier (feature `redis`): Redis, a cluster, coherence, the payload codec.
+#[cfg(feature = "redis")]
+mod breaker;
+#[cfg(feature = "redis")]
+mod cluster_conn;
+#[cfg(feature = "redis")]
+mod cluster_ops;
+#[cfg(feature = "redis")]
+pub mod codec;
+#[cfg(feature = "redis")]
+mod coherence;
+#[cfg(feature = "redis")]
+mod conn;
+#[cfg(feature = "redis")]
+mod layout;
+#[cfg(feature = "redis")]
+mod message;
+#[cfg(feature = "redis")]
+mod redis_conn;
+#[cfg(feature = "redis")]
+mod redis_ops;
+#[cfg(feature = "redis")]
+mod redis_tier;
+#[cfg(feature = "redis")]
+mod repair;
+#[cfg(feature = "redis")]
+mod repair_queue;
+#[cfg(feature = "redis")]
+mod scripts;
+#[cfg(feature = "redis")]
+mod tier_counters;
+// Without it: the stand-in that keeps the cache's shared tier always absent.
+#[cfg(not(feature = "redis"))]
+mod no_redis;
+
 pub use cluster_config::ClusterOptions;
+#[cfg(feature = "redis")]
 pub use codec::Codec;
 pub use config::CacheConfig;
-pub use error::{CacheError, ClusterNodeProblem};
+pub use error::CacheError;
+#[cfg(feature = "redis")]
+pub use error::ClusterNodeProblem;
 pub use keyring::{EncryptionKey, Keyring};
 pub use l1::L1Cache;
+#[cfg(feature = "redis")]
 pub use redis_tier::RedisTier;
-pub use stats::CacheStats;
+pub use stats::{BreakerState, CacheStats};
 pub use tier::{Generations, Tier};
 pub use tiered::{TieredCache, TieredCacheBuilder};
 /// The configuration error and its problems are `vitals-env`'s, shared by every vitals
@@ -90,12 +126,7 @@ pub use warm::{WarmEntry, WarmError, WarmScheduler, WarmSummary, Warmer};
 // The shared types cross threads: checked by every build, not only by the tests.
 const _: () = {
     const fn send_sync<T: Send + Sync>() {}
-    send_sync::<(
-        TieredCache,
-        L1Cache,
-        RedisTier,
-        WarmScheduler,
-        CacheError,
-        CacheStats,
-    )>();
+    send_sync::<(TieredCache, L1Cache, WarmScheduler, CacheError, CacheStats)>();
+    #[cfg(feature = "redis")]
+    send_sync::<RedisTier>();
 };

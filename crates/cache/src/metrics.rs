@@ -82,6 +82,7 @@ pub(crate) fn load() {
 }
 
 /// The breaker moved to `to` (`open`, `half_open`, `closed`).
+#[cfg(feature = "redis")]
 pub(crate) fn breaker_transition(to: &'static str) {
     #[cfg(feature = "metrics")]
     metrics::counter!("vitals_cache_breaker_transitions_total", "to" => to).increment(1);

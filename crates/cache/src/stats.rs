@@ -2,7 +2,18 @@
 
 use serde::Serialize;
 
-use crate::breaker::BreakerState;
+/// State of the circuit breaker in front of Redis (always `None` in [`CacheStats::breaker`]
+/// without Redis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Redis is called.
+    Closed,
+    /// Redis is skipped until the cool-down ends.
+    Open,
+    /// One probe call is let through; its outcome closes or reopens.
+    HalfOpen,
+}
 
 /// A snapshot of a [`TieredCache`](crate::TieredCache)'s counters and state
 /// (since start). Serialises to JSON for the stats endpoint.

@@ -29,6 +29,7 @@ impl Generations {
 
 /// What a write of a value to Redis did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // made by the Redis tier only
 pub(crate) enum Written {
     /// Stored.
     Stored,
@@ -41,9 +42,8 @@ pub(crate) enum Written {
 
 /// One level of cache holding serialised values (plaintext bytes) by key.
 ///
-/// Implemented by [`L1Cache`](crate::L1Cache) (in process) and
-/// [`RedisTier`](crate::RedisTier) (which encodes what it writes). Keys carry
-/// ids, never names or other PHI.
+/// Implemented by [`L1Cache`](crate::L1Cache) (in process) and, with the `redis` feature,
+/// `RedisTier` (which encodes what it writes). Keys carry ids, never names or other PHI.
 ///
 /// What [`TieredCache`](crate::TieredCache) asks of its shared tier is exactly this
 /// trait: reads with the remaining TTL ([`Tier::get_with_ttl`]), writes (plain, or a

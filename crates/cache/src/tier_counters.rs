@@ -3,8 +3,8 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::breaker::BreakerState;
 use crate::redis_tier::RedisTier;
+use crate::stats::BreakerState;
 
 impl RedisTier {
     /// State of the circuit breaker.

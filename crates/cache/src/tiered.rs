@@ -12,19 +12,22 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
+#[cfg(feature = "redis")]
 use crate::coherence;
 use crate::config::CacheConfig;
 use crate::error::CacheError;
 use crate::flight::Role;
-use crate::inner::Inner;
+use crate::inner::{Inner, SharedTier};
 use crate::l1::{Inserted, L1Cache, Lookup, Value};
 use crate::metrics::{Answered, Get};
+#[cfg(feature = "redis")]
 use crate::redis_tier::RedisTier;
 use crate::stats::CacheStats;
 use crate::tier::{Generations, Tier, Written};
 
 /// A two-tier cache: a bounded in-process LRU ([`L1Cache`]) over Redis
-/// ([`RedisTier`]), kept coherent across instances by pub/sub.
+/// (`RedisTier`, feature `redis`), kept coherent across instances by pub/sub. Without the
+/// feature it is L1 over the loader alone.
 ///
 /// - `get` looks in L1, then Redis (filling L1 for the rest of the entry's
 ///   Redis TTL, capped by `l1_ttl`); `set` writes both and tells the other
@@ -64,6 +67,7 @@ impl std::fmt::Debug for TieredCache {
 #[derive(Debug)]
 pub struct TieredCacheBuilder {
     config: CacheConfig,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // read when there is Redis to wait for
     connect_wait: Option<Duration>,
 }
 
@@ -95,15 +99,18 @@ impl TieredCacheBuilder {
             )
         });
         let redis = match config.uses_redis() {
-            true => Some(RedisTier::open(&config).await?),
+            true => Some(SharedTier::open(&config).await?),
             false => None,
         };
         warn_if_plaintext(&config);
-        let wait = self.connect_wait.unwrap_or(config.connect_timeout);
         let cache = TieredCache {
             inner: Arc::new(Inner::new(config, l1, redis)),
         };
+        #[cfg(feature = "redis")]
         if let Some(redis) = &cache.inner.redis {
+            let wait = self
+                .connect_wait
+                .unwrap_or(cache.inner.config.connect_timeout);
             let first = tokio::time::timeout(wait, redis.ensure_connected()).await;
             if let Some(e) = match first {
                 Ok(Ok(())) => None,
@@ -154,7 +161,8 @@ impl TieredCache {
         self.inner.l1.as_ref()
     }
 
-    /// The Redis tier, if configured.
+    /// The Redis tier, if configured (feature `redis`).
+    #[cfg(feature = "redis")]
     pub fn redis(&self) -> Option<&RedisTier> {
         self.inner.redis.as_ref()
     }
@@ -562,17 +570,17 @@ impl TieredCache {
             l1_bytes: self.inner.l1.as_ref().map_or(0, L1Cache::bytes),
             l1_rejected: self.inner.l1.as_ref().map_or(0, L1Cache::rejected),
             redis_configured: redis.is_some(),
-            redis_connected: redis.is_some_and(RedisTier::is_connected),
-            redis_used_memory: redis.and_then(RedisTier::used_memory),
-            redis_errors: redis.map_or(0, RedisTier::errors),
-            redis_plaintext_refused: redis.is_some_and(RedisTier::refuses_plaintext),
-            redis_refused_writes: redis.map_or(0, RedisTier::refused_writes),
-            decode_errors: redis.map_or(0, RedisTier::decode_errors),
-            breaker: redis.map(RedisTier::breaker_state),
+            redis_connected: redis.is_some_and(SharedTier::is_connected),
+            redis_used_memory: redis.and_then(SharedTier::used_memory),
+            redis_errors: redis.map_or(0, SharedTier::errors),
+            redis_plaintext_refused: redis.is_some_and(SharedTier::refuses_plaintext),
+            redis_refused_writes: redis.map_or(0, SharedTier::refused_writes),
+            decode_errors: redis.map_or(0, SharedTier::decode_errors),
+            breaker: redis.map(SharedTier::breaker_state),
             subscribed: self.is_subscribed(),
             subscription_losses: c.subscription_losses.load(Ordering::Relaxed),
             subscription_pings: c.subscription_pings.load(Ordering::Relaxed),
-            invalidations_sent: redis.map_or(0, RedisTier::invalidations_sent),
+            invalidations_sent: redis.map_or(0, SharedTier::invalidations_sent),
             invalidations_received: c.received.load(Ordering::Relaxed),
         }
     }
