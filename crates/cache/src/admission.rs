@@ -20,7 +20,7 @@
 //!
 //! The sketch records misses only (an L1 hit takes only its shard's read lock, and writing
 //! four counters would cost a hit more than the lookup itself). A resident entry counts its
-//! own hits in a byte of its own (`l1.rs`), halved with the sketch, and its frequency is its
+//! own hits in a byte of its own (`l1_shard.rs`), halved with the sketch, and its frequency is its
 //! sketch count (the misses that got it admitted) plus those hits; an evicted entry's hits
 //! are folded back into the sketch, so a key that returns is known.
 

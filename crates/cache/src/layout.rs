@@ -10,7 +10,7 @@
 //! group whose keys carry the group's id (`health:allergies:4f1c`, `student:4f1c:allergies`)
 //! is one bucket: its invalidation is one slot. A data
 //! type's tag (`vaccinations`) has a set in every bucket; its invalidation visits them all,
-//! grouped per master (`cluster_sweep.rs`).
+//! grouped per master (`cluster_ops.rs`).
 
 /// Buckets of a cluster layout. Fixed: every instance sharing a prefix must place a key in
 /// the same bucket, so changing it is a new layout (a new `CACHE_KEY_PREFIX`). 256 spreads
