@@ -12,13 +12,13 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Row};
 use vitals_pool::retry::{retry, RetryPolicy};
 use vitals_pool::{
-    health_check, AlertKind, AlertSink, AlertState, HealthStatus, MonitorConfig, MonitoredPool,
-    PoolAlert, PoolConfig, PoolError, PoolMonitor, PoolProbe,
+    health_check, AlertKind, AlertState, HealthStatus, MonitorConfig, MonitoredPool, PoolConfig,
+    PoolError, PoolMonitor, PoolProbe,
 };
 
 mod common;
 
-use common::{config, wait_until, Seen, TestResult};
+use common::{config, wait_until, Alerts, Seen, TestResult};
 
 /// A monitored pool of at most `max` connections on the test's database, after running
 /// `statements` on it (through the handle, as the test's own statements run).
@@ -32,25 +32,6 @@ async fn monitored_after(
         sqlx::query(sql).execute(&pool).await?;
     }
     Ok(pool)
-}
-
-#[derive(Default)]
-struct Collect(Mutex<Vec<PoolAlert>>);
-
-impl AlertSink for Collect {
-    fn on_alert(&self, alert: &PoolAlert) {
-        self.0.lock().unwrap().push(alert.clone());
-    }
-}
-
-impl Collect {
-    fn has(&self, kind: AlertKind, state: AlertState) -> bool {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|a| a.kind == kind && a.state == state)
-    }
 }
 
 #[sqlx::test]
@@ -98,7 +79,7 @@ async fn twenty_holders_on_a_pool_of_ten_show_ten_waiting_and_alerts_clear(
 ) -> TestResult {
     let pool = config(10).connect_postgres_with(opts).await?;
     let pool = MonitoredPool::new(pool);
-    let sink = Arc::new(Collect::default());
+    let sink = Arc::new(Alerts::default());
     let monitor = PoolMonitor::manual(pool.clone(), MonitorConfig::default(), sink.clone());
 
     let (release_tx, release_rx) = tokio::sync::watch::channel(false);
@@ -537,7 +518,7 @@ async fn health_check_grades_a_live_pool_and_a_dead_one(
         .pg_pool_options()
         .connect_lazy_with(opts.host("127.0.0.1").port(port));
     let dead = MonitoredPool::new(dead);
-    let sink = Arc::new(Collect::default());
+    let sink = Arc::new(Alerts::default());
     let monitor = PoolMonitor::manual(dead.clone(), MonitorConfig::default(), sink.clone());
     let report = health_check(&dead, Duration::from_secs(2)).await;
     assert_eq!(report.status, HealthStatus::Unhealthy, "{report:?}");

@@ -5,20 +5,20 @@
 //! taken out until it catches up; a primary, a replica of another cluster and an unreachable
 //! replica given as replicas are named at start.
 
+mod common;
 #[path = "common/pg_standby.rs"]
 mod pg_standby;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{Alerts, TestResult};
 use pg_standby::{PgPrimary, PgStandby};
 use sqlx::Postgres;
 use vitals_pool::{
-    read_your_writes, AlertKind, AlertSink, AlertState, MonitoredPool, PoolAlert, PoolConfig,
-    ReadTarget, ReplicaConfig, ReplicaError, ReplicaRouter, TracingAlertSink, Unfit,
+    read_your_writes, AlertKind, AlertSink, AlertState, MonitoredPool, PoolConfig, ReadTarget,
+    ReplicaConfig, ReplicaError, ReplicaRouter, TracingAlertSink, Unfit,
 };
-
-type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn pool_config() -> PoolConfig {
     PoolConfig::builder()
@@ -58,24 +58,6 @@ async fn router_with(
     ReplicaRouter::connect(primary_pool(primary).await, config, &pool_config(), sink).await
 }
 
-/// The alerts raised and cleared, in order.
-#[derive(Default)]
-struct Alerts(Mutex<Vec<PoolAlert>>);
-
-impl AlertSink for Alerts {
-    fn on_alert(&self, alert: &PoolAlert) {
-        self.0.lock().unwrap().push(alert.clone());
-    }
-}
-
-impl Alerts {
-    fn replica_states(&self) -> Vec<AlertState> {
-        let alerts = self.0.lock().unwrap();
-        let replica = alerts.iter().filter(|a| a.kind == AlertKind::ReplicaUnfit);
-        replica.map(|a| a.state).collect()
-    }
-}
-
 /// Polls `cond` every 10 ms until it holds or 20 s pass.
 async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -110,12 +92,23 @@ async fn setup(router: &ReplicaRouter) {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_go_to_the_replica_and_writes_to_the_primary() -> TestResult {
+/// A primary, a streaming standby of it and a router over both (the standby's configuration
+/// from `replicas`, changed by `config`; alerts to `sink`), the `visits` table created and
+/// replayed (`setup`). Keep the primary and the standby while the test runs.
+async fn replicated(
+    config: impl FnOnce(ReplicaConfig) -> ReplicaConfig,
+    sink: Arc<dyn AlertSink>,
+) -> Result<(PgPrimary, PgStandby, ReplicaRouter), Box<dyn std::error::Error>> {
     let primary = PgPrimary::start()?;
     let standby = PgStandby::of(&primary)?;
-    let router = router(&primary, &replicas(&[standby.url()])).await?;
+    let router = router_with(&primary, &config(replicas(&[standby.url()])), sink).await?;
     setup(&router).await;
+    Ok((primary, standby, router))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_to_the_replica_and_writes_to_the_primary() -> TestResult {
+    let (_primary, standby, router) = replicated(|c| c, Arc::new(TracingAlertSink)).await?;
 
     let read = router.read();
     assert_eq!(read.target(), ReadTarget::Replica(0));
@@ -147,11 +140,9 @@ async fn reads_go_to_the_replica_and_writes_to_the_primary() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_replica_is_taken_out_and_put_back_when_it_catches_up() -> TestResult {
-    let primary = PgPrimary::start()?;
-    let standby = PgStandby::of(&primary)?;
-    let config = replicas(&[standby.url()]).max_lag_of(Duration::from_millis(300));
-    let router = router(&primary, &config).await?;
-    setup(&router).await;
+    let lag = Duration::from_millis(300);
+    let (primary, standby, router) =
+        replicated(|c| c.max_lag_of(lag), Arc::new(TracingAlertSink)).await?;
 
     standby.set_apply_delay(Duration::from_secs(30))?;
     sqlx::query("INSERT INTO visits (tag) VALUES ('late')")
@@ -167,6 +158,7 @@ async fn a_lagging_replica_is_taken_out_and_put_back_when_it_catches_up() -> Tes
     // A router started now (a deploy while the standby is behind) has sampled the primary
     // once: the replica is behind that sample by an unknown amount, so it takes no read, not
     // even just after the start, and is named lagging once the sample is older than the bound.
+    let config = replicas(&[standby.url()]).max_lag_of(lag);
     let fresh = router_with(&primary, &config, Arc::new(TracingAlertSink)).await?;
     assert!(!fresh.statuses()[0].fit, "{:?}", fresh.statuses()[0]);
     assert_eq!(fresh.read().target(), ReadTarget::Primary);
@@ -191,10 +183,7 @@ async fn a_lagging_replica_is_taken_out_and_put_back_when_it_catches_up() -> Tes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_your_writes_holds_under_a_replica_slowed_by_apply_delay() -> TestResult {
-    let primary = PgPrimary::start()?;
-    let standby = PgStandby::of(&primary)?;
-    let router = router(&primary, &replicas(&[standby.url()])).await?;
-    setup(&router).await;
+    let (_primary, standby, router) = replicated(|c| c, Arc::new(TracingAlertSink)).await?;
     let delay = Duration::from_millis(1000);
     standby.set_apply_delay(delay)?;
     let before = router.stats();
@@ -285,10 +274,7 @@ async fn read_your_writes_holds_under_a_replica_slowed_by_apply_delay() -> TestR
 /// second read meanwhile, and a read after one dropped while it asked, both see the write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_your_writes_holds_for_a_concurrent_read_and_after_a_dropped_one() -> TestResult {
-    let primary = PgPrimary::start()?;
-    let standby = PgStandby::of(&primary)?;
-    let router = router(&primary, &replicas(&[standby.url()])).await?;
-    setup(&router).await;
+    let (_primary, standby, router) = replicated(|c| c, Arc::new(TracingAlertSink)).await?;
     standby.set_apply_delay(Duration::from_millis(1000))?;
 
     let (both, after_drop, target) = read_your_writes(async {
@@ -339,11 +325,8 @@ async fn read_your_writes_holds_for_a_concurrent_read_and_after_a_dropped_one() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_stopped_mid_load_costs_no_read_and_comes_back() -> TestResult {
-    let primary = PgPrimary::start()?;
-    let mut standby = PgStandby::of(&primary)?;
     let alerts = Arc::new(Alerts::default());
-    let router = router_with(&primary, &replicas(&[standby.url()]), alerts.clone()).await?;
-    setup(&router).await;
+    let (_primary, mut standby, router) = replicated(|c| c, alerts.clone()).await?;
 
     let reads = 300;
     let mut targets = Vec::with_capacity(reads);
@@ -383,7 +366,7 @@ async fn replica_stopped_mid_load_costs_no_read_and_comes_back() -> TestResult {
     until("the replica is back", || router.statuses()[0].fit).await;
     assert_eq!(router.read().target(), ReadTarget::Replica(0));
     assert_eq!(
-        alerts.replica_states(),
+        alerts.states(AlertKind::ReplicaUnfit),
         [AlertState::Raised, AlertState::Cleared],
         "taken out and back, each once, through the alert sink"
     );

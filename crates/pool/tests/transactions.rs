@@ -275,24 +275,17 @@ macro_rules! shapes {
             insert(&mut *inner, 2).await?;
             inner.commit().await?;
             tx.commit().await?;
-            assert_eq!(
-                f.seen.take(),
-                ok(&[
-                    ("BEGIN", 0),
-                    ("SAVEPOINT _sqlx_savepoint_1", 0),
-                    ("INSERT INTO doses (id) VALUES (1)", 1),
-                    ("ROLLBACK TO SAVEPOINT _sqlx_savepoint_1", 0),
-                    ("SAVEPOINT _sqlx_savepoint_1", 0),
-                    ("INSERT INTO doses (id) VALUES (2)", 1),
-                    ("RELEASE SAVEPOINT _sqlx_savepoint_1", 0),
-                    ("COMMIT", 0),
-                ])
-            );
-            let rows = sqlx::query("SELECT id FROM doses")
-                .fetch_all(&f.pool)
-                .await?;
-            assert_eq!(rows.len(), 1);
-            Ok(())
+            let statements = [
+                ("BEGIN", 0),
+                ("SAVEPOINT _sqlx_savepoint_1", 0),
+                ("INSERT INTO doses (id) VALUES (1)", 1),
+                ("ROLLBACK TO SAVEPOINT _sqlx_savepoint_1", 0),
+                ("SAVEPOINT _sqlx_savepoint_1", 0),
+                ("INSERT INTO doses (id) VALUES (2)", 1),
+                ("RELEASE SAVEPOINT _sqlx_savepoint_1", 0),
+                ("COMMIT", 0),
+            ];
+            saw_then_rows(&f, &statements, 1).await
         }
 
         pub(super) async fn an_open_transaction_is_held_and_past_the_threshold_leaked(

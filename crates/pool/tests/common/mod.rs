@@ -1,12 +1,12 @@
-//! What the PostgreSQL and transaction suites share: a small pool configuration, a poll for an
-//! event, and the recording observer.
+//! What the PostgreSQL, replica and transaction suites share: a small pool configuration, a poll
+//! for an event, the recording observer and the recording alert sink.
 // Each suite uses only part of it.
 #![allow(dead_code)]
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use vitals_pool::{PoolConfig, QueryObserver};
+use vitals_pool::{AlertKind, AlertSink, AlertState, PoolAlert, PoolConfig, QueryObserver};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -46,5 +46,36 @@ impl Seen {
     /// Everything seen so far, and forgets it.
     pub fn take(&self) -> Vec<(String, u64, bool)> {
         std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// The alerts raised and cleared, in order.
+#[derive(Default)]
+pub struct Alerts(pub Mutex<Vec<PoolAlert>>);
+
+impl AlertSink for Alerts {
+    fn on_alert(&self, alert: &PoolAlert) {
+        self.0.lock().unwrap().push(alert.clone());
+    }
+}
+
+impl Alerts {
+    /// Whether an alert of `kind` went to `state`.
+    pub fn has(&self, kind: AlertKind, state: AlertState) -> bool {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|a| a.kind == kind && a.state == state)
+    }
+
+    /// The states alerts of `kind` went to, in order.
+    pub fn states(&self, kind: AlertKind) -> Vec<AlertState> {
+        let alerts = self.0.lock().unwrap();
+        alerts
+            .iter()
+            .filter(|a| a.kind == kind)
+            .map(|a| a.state)
+            .collect()
     }
 }
