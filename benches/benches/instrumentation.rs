@@ -12,6 +12,13 @@
 //!   (a simple span processor into the in-memory exporter, emptied between samples), so every
 //!   statement's span is built, named from the sanitised text and exported.
 //!
+//! Criterion runs the four one after another, so on a shared machine a change of load between
+//! them is larger than what is measured (a few µs on ~20–50 µs). After the group, the bench
+//! therefore also measures the four *interleaved*: 200 rounds, each running 400 statements of
+//! every variant in turn, and prints, per variant, the median over the rounds of its per-statement
+//! time minus the bare pool's in the same round, with the rounds' interquartile range. Load that
+//! drifts over seconds falls on both sides of each difference.
+//!
 //! `cargo bench -p vitals-benches --bench instrumentation -- --warm-up-time 1 --measurement-time 3`
 // criterion_group! generates an undocumented `pub fn benches`.
 #![allow(missing_docs)]
@@ -86,11 +93,13 @@ fn instrumentation(c: &mut Criterion) {
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")));
+    let otel = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"))),
+    );
     {
         // This thread's subscriber; the current-thread runtime polls every statement here.
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let _guard = tracing::dispatcher::set_default(&otel);
         group.bench_function("vitals_otel", |b| {
             let db = &handle;
             b.to_async(&rt).iter_custom(|iters| {
@@ -106,10 +115,62 @@ fn instrumentation(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // The paired measurement (see the top of the file): every round runs the four in turn.
+    let mut diffs: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let mut bare_times = Vec::new();
+    let (sqlx_db, monitored_db, vitals_db) = (&pool, &monitored, &handle);
+    rt.block_on(async {
+        for _ in 0..ROUNDS {
+            let bare = per_statement(statements!(sqlx_db, PER_ROUND)).await;
+            let monitored = per_statement(statements!(monitored_db, PER_ROUND)).await;
+            let facade = per_statement(statements!(vitals_db, PER_ROUND)).await;
+            let with_spans = {
+                let _guard = tracing::dispatcher::set_default(&otel);
+                per_statement(statements!(vitals_db, PER_ROUND)).await
+            };
+            exporter.reset();
+            bare_times.push(bare);
+            diffs[0].push(monitored - bare);
+            diffs[1].push(facade - bare);
+            diffs[2].push(with_spans - bare);
+        }
+    });
+    let (bare_median, _, _) = quartiles(&mut bare_times);
+    println!(
+        "pool/instrumented_statement interleaved ({ROUNDS} rounds x {PER_ROUND} statements each): \
+         sqlx_pool {bare_median:.2} µs per statement (median)"
+    );
+    for (name, d) in ["monitored_pool", "vitals", "vitals_otel"]
+        .iter()
+        .zip(diffs.iter_mut())
+    {
+        let (median, q1, q3) = quartiles(d);
+        println!(
+            "  {name:<15} {median:+.2} µs per statement over sqlx_pool (median of rounds; \
+             IQR {q1:+.2} .. {q3:+.2})"
+        );
+    }
     rt.block_on(async {
         vitals.shutdown().await;
         pool.close().await;
     });
+}
+
+/// Rounds of the interleaved measurement, and statements per variant in each.
+const ROUNDS: usize = 200;
+const PER_ROUND: u64 = 400;
+
+/// µs per statement of one variant's `PER_ROUND` statements.
+async fn per_statement(run: impl std::future::Future<Output = Duration>) -> f64 {
+    run.await.as_secs_f64() * 1e6 / PER_ROUND as f64
+}
+
+/// Median, first and third quartile (sorts `xs`; the rounds are never empty).
+fn quartiles(xs: &mut [f64]) -> (f64, f64, f64) {
+    xs.sort_by(f64::total_cmp);
+    let at = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.25), at(0.75))
 }
 
 criterion_group!(benches, instrumentation);
