@@ -5,9 +5,9 @@
 //! - What happens (a statement's duration, an acquire's wait, a cache get, an imported row) is
 //!   recorded where it happens through the `metrics` facade, into whatever recorder the
 //!   process installed. [`install_prometheus`] installs the Prometheus one (the first
-//!   [`Vitals`](crate::Vitals) built calls it; a host that installed its own recorder first,
+//!   [`Vitals`] built calls it; a host that installed its own recorder first,
 //!   an OpenTelemetry or StatsD one, keeps it, and these figures go there instead).
-//! - What one [`Vitals`](crate::Vitals) holds now (L1 entries, Redis up, the query logger's
+//! - What one [`Vitals`] holds now (L1 entries, Redis up, the query logger's
 //!   totals, N+1 findings) is read from its snapshots when `/metrics` is rendered, through a
 //!   recorder of the render's own, so two instances in one process never mix their figures.
 //!
@@ -35,7 +35,7 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// handle; `None` when another recorder was installed first (the host's: vitals' figures go
 /// to it, and `/metrics` shows only the snapshot figures). Idempotent and cheap after the first
 /// call. A host that wants `/metrics` and installs nothing itself need not call it: building
-/// a [`Vitals`](crate::Vitals) does.
+/// a [`Vitals`] does.
 pub fn install_prometheus() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
