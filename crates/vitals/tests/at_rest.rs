@@ -180,6 +180,15 @@ fn hits(space: &[(String, Vec<Vec<u8>>)], needles: &[String]) -> Vec<(String, St
     found
 }
 
+/// None of `student`'s `needles` is anywhere in `space` (see `hits`).
+fn assert_student_not_in(space: &[(String, Vec<Vec<u8>>)], needles: &[String], student: Uuid) {
+    let found = hits(space, needles);
+    assert!(
+        found.is_empty(),
+        "student {student}'s data in Redis: {found:?}"
+    );
+}
+
 /// Starts Redis and the server with `cache_vars`, fetches one student's summary (twice: the
 /// second from the cache) and vaccinations; returns the server, Redis, the student and the
 /// summary.
@@ -266,11 +275,7 @@ async fn without_a_key_health_server_keeps_values_in_l1_and_redis_holds_none_of_
         .collect();
     assert!(values.is_empty(), "value keys in Redis: {values:?}");
     let (needles, _) = needles(&summary);
-    let found = hits(&space, &needles);
-    assert!(
-        found.is_empty(),
-        "student {student}'s data in Redis: {found:?}"
-    );
+    assert_student_not_in(&space, &needles, student);
     eprintln!(
         "no key: {} keys in Redis, {} needles, 0 hits",
         space.len(),
@@ -316,11 +321,7 @@ async fn with_a_key_the_values_are_in_redis_encrypted_and_hold_none_of_the_stude
         named.len(),
         "every named needle is in the decrypted summary"
     );
-    let found = hits(&space, &needles);
-    assert!(
-        found.is_empty(),
-        "student {student}'s data in Redis: {found:?}"
-    );
+    assert_student_not_in(&space, &needles, student);
     let value_keys = space
         .iter()
         .filter(|(k, _)| k.starts_with(&format!("{PREFIX}:v:")))

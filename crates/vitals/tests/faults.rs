@@ -35,6 +35,45 @@ async fn count_reaches(counter: &Arc<AtomicU64>, n: u64, limit: Duration) -> boo
     eventually(limit, || async { counter.load(Ordering::Relaxed) >= n }).await
 }
 
+/// Waits (at most `limit`) until `counter` has grown by `by` from what it is now; returns
+/// whether it did.
+async fn count_grows(counter: &Arc<AtomicU64>, by: u64, limit: Duration) -> bool {
+    let from = counter.load(Ordering::Relaxed);
+    count_reaches(counter, from + by, limit).await
+}
+
+/// A load task: until `stop` is set, runs `unit` on `ids` in turn from index `first`, every
+/// `step`-th (`(first, step)`, cycling), counting in `ok` each that succeeds; returns what the
+/// others failed with.
+fn spawn_load<F, Fut>(
+    stop: &Arc<AtomicBool>,
+    ok: &Arc<AtomicU64>,
+    ids: &Arc<Vec<Uuid>>,
+    (first, step): (usize, usize),
+    mut unit: F,
+) -> tokio::task::JoinHandle<Vec<String>>
+where
+    F: FnMut(Uuid) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let (stop, ok, ids) = (stop.clone(), ok.clone(), ids.clone());
+    tokio::spawn(async move {
+        let mut failures = Vec::new();
+        let mut i = first;
+        while !stop.load(Ordering::Relaxed) {
+            let id = ids[i % ids.len()];
+            i += step;
+            match unit(id).await {
+                Ok(()) => {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(failure) => failures.push(failure),
+            }
+        }
+        failures
+    })
+}
+
 /// Tells the load tasks to stop and gathers what each saw fail.
 async fn stop_and_join(
     stop: &AtomicBool,
@@ -131,25 +170,20 @@ async fn redis_stopped_mid_load_and_restarted_no_read_fails_and_coherence_return
     let mut readers = Vec::new();
     for t in 0..16usize {
         let v = if t % 2 == 0 { a.clone() } else { b.clone() };
-        let (stop, ok, ids) = (stop.clone(), ok.clone(), ids.clone());
-        readers.push(tokio::spawn(async move {
-            let mut failures = Vec::new();
-            let mut i = t;
-            while !stop.load(Ordering::Relaxed) {
-                let id = ids[i % ids.len()];
-                i += 7;
-                match v.health_cache().student_health_summary(id).await {
-                    Ok(Some(s)) if s.student.id == id => {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    other => failures.push(format!("{other:?}")),
-                }
+        readers.push(spawn_load(&stop, &ok, &ids, (t, 7), move |id| {
+            let v = v.clone();
+            async move {
+                let read = v.health_cache().student_health_summary(id).await;
                 tokio::task::yield_now().await;
+                match read {
+                    Ok(Some(s)) if s.student.id == id => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
             }
-            failures
         }));
     }
     let reads_at = |n: u64| count_reaches(&ok, n, Duration::from_secs(10));
+    let more_reads = |by: u64| count_grows(&ok, by, Duration::from_secs(10));
     assert!(reads_at(300).await, "the load never got going");
 
     server.kill();
@@ -162,11 +196,7 @@ async fn redis_stopped_mid_load_and_restarted_no_read_fails_and_coherence_return
             .await
         );
     }
-    let during = ok.load(Ordering::Relaxed);
-    assert!(
-        reads_at(during + 300).await,
-        "reads stalled while Redis was down"
-    );
+    assert!(more_reads(300).await, "reads stalled while Redis was down");
     let breaker_opened = [&a, &b]
         .iter()
         .any(|v| v.cache_stats().breaker == Some(BreakerState::Open));
@@ -174,11 +204,7 @@ async fn redis_stopped_mid_load_and_restarted_no_read_fails_and_coherence_return
     server.restart().await;
     assert!(a.cache().wait_subscribed(Duration::from_secs(10)).await);
     assert!(b.cache().wait_subscribed(Duration::from_secs(10)).await);
-    let after = ok.load(Ordering::Relaxed);
-    assert!(
-        reads_at(after + 300).await,
-        "reads stalled after the restart"
-    );
+    assert!(more_reads(300).await, "reads stalled after the restart");
     let failures = stop_and_join(&stop, readers).await;
     assert!(failures.is_empty(), "failed reads: {failures:?}");
 
@@ -252,32 +278,20 @@ async fn every_postgres_backend_killed_mid_load_later_queries_succeed(
     let ok = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for t in 0..12usize {
-        let (v, stop, ok, ids, policy) = (
-            vitals.clone(),
-            stop.clone(),
-            ok.clone(),
-            ids.clone(),
-            policy.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut failures = Vec::new();
-            let mut i = t;
-            while !stop.load(Ordering::Relaxed) {
-                let id = ids[i % ids.len()];
-                i += 5;
+        let (v, policy) = (vitals.clone(), policy.clone());
+        tasks.push(spawn_load(&stop, &ok, &ids, (t, 5), move |id| {
+            let (v, policy) = (v.clone(), policy.clone());
+            async move {
                 let db = v.db().postgres().unwrap();
                 let r = retry(&policy, || {
                     queries::health_summary_postgres(db, v.tables(), id)
                 })
                 .await;
                 match r {
-                    Ok(Some(_)) => {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    other => failures.push(format!("{other:?}")),
+                    Ok(Some(_)) => Ok(()),
+                    other => Err(format!("{other:?}")),
                 }
             }
-            failures
         }));
     }
     let wait_for = |n: u64| count_reaches(&ok, n, Duration::from_secs(15));
@@ -291,11 +305,8 @@ async fn every_postgres_backend_killed_mid_load_later_queries_succeed(
     .unwrap();
     let killed = terminate_own_database_backends(&mut killer).await;
     assert!(killed >= 1, "no backend to kill");
-    let at_kill = ok.load(Ordering::Relaxed);
-    assert!(
-        wait_for(at_kill + 300).await,
-        "queries did not resume after the kill"
-    );
+    let resumed = count_grows(&ok, 300, Duration::from_secs(15)).await;
+    assert!(resumed, "queries did not resume after the kill");
     let failures = stop_and_join(&stop, tasks).await;
     assert!(failures.is_empty(), "units of work failed: {failures:?}");
     // Later queries run on new backends.

@@ -40,6 +40,11 @@ macro_rules! paste_engine {
     };
 }
 
+/// How many of `records` belong to `student` (`owner` is a record's student).
+fn records_of<T>(records: &[T], owner: impl Fn(&T) -> uuid::Uuid, student: uuid::Uuid) -> usize {
+    records.iter().filter(|r| owner(r) == student).count()
+}
+
 macro_rules! check {
     ($pool:expr, $load:path, $summary:path, $recent:path, $recent_seq:path, $chart:path, $counts:path) => {{
         let pool = $pool;
@@ -56,17 +61,9 @@ macro_rules! check {
             .unwrap()
             .expect("student exists");
         assert_eq!(summary.student.id, allergic);
-        let expected_allergies = school
-            .allergies
-            .iter()
-            .filter(|a| a.student_id == allergic)
-            .count();
+        let expected_allergies = records_of(&school.allergies, |a| a.student_id, allergic);
         assert_eq!(summary.allergies.len(), expected_allergies);
-        let expected_vaccinations = school
-            .vaccinations
-            .iter()
-            .filter(|v| v.student_id == allergic)
-            .count();
+        let expected_vaccinations = records_of(&school.vaccinations, |v| v.student_id, allergic);
         assert_eq!(summary.vaccinations.len(), expected_vaccinations);
         assert!(summary.recent_medications.len() <= 10);
         assert!(

@@ -39,26 +39,48 @@ fn statements(vitals: &Vitals) -> u64 {
     vitals.query_logger().statistics().total_queries
 }
 
+/// A test pupil in the host's tables: one MMR dose `dosed_days_ago` days ago, its
+/// sensitivities `(substance, level)` and one condition `(title, icd, state)`.
+struct Pupil<'a> {
+    admission_no: &'a str,
+    given: &'a str,
+    dosed_days_ago: i64,
+    sensitivities: &'a [(&'a str, &'a str)],
+    condition: (&'a str, &'a str, &'a str),
+}
+
+/// Writes `pupil` to the host's tables (family name `Testpupil`); its id.
+async fn add(vitals: &Vitals, pupil: Pupil<'_>) -> Uuid {
+    let db = vitals.db();
+    let id = source::add_pupil(db, pupil.admission_no, pupil.given, "Testpupil")
+        .await
+        .unwrap();
+    source::add_immunisation(db, id, "MMR", 1, pupil.dosed_days_ago)
+        .await
+        .unwrap();
+    for (substance, level) in pupil.sensitivities {
+        source::add_sensitivity(db, id, substance, level)
+            .await
+            .unwrap();
+    }
+    let (title, icd, state) = pupil.condition;
+    source::add_condition(db, id, title, icd, state)
+        .await
+        .unwrap();
+    id
+}
+
 /// A pupil with a dose 10 days ago, an anaphylactic and a mild sensitivity and an active
 /// condition.
 async fn ada(vitals: &Vitals) -> Uuid {
-    let db = vitals.db();
-    let ada = source::add_pupil(db, "HT-1", "Ada", "Testpupil")
-        .await
-        .unwrap();
-    source::add_immunisation(db, ada, "MMR", 1, 10)
-        .await
-        .unwrap();
-    source::add_sensitivity(db, ada, "Peanut", "anaphylaxis")
-        .await
-        .unwrap();
-    source::add_sensitivity(db, ada, "Dust", "mild")
-        .await
-        .unwrap();
-    source::add_condition(db, ada, "Asthma", "J45", "active")
-        .await
-        .unwrap();
-    ada
+    let ada = Pupil {
+        admission_no: "HT-1",
+        given: "Ada",
+        dosed_days_ago: 10,
+        sensitivities: &[("Peanut", "anaphylaxis"), ("Dust", "mild")],
+        condition: ("Asthma", "J45", "active"),
+    };
+    add(vitals, ada).await
 }
 
 #[sqlx::test(migrations = false)]
@@ -161,21 +183,16 @@ async fn the_summary_comes_from_the_hosts_tables_then_from_the_cache(pool: PgPoo
 async fn the_warmer_warms_through_the_hosts_source(pool: PgPool) {
     let vitals = start(&pool).await;
     let ada = ada(&vitals).await;
-    let db = vitals.db();
     // Immunised long ago, nothing critical or active: only her summary is warmed (a recent
     // student by the host's measure).
-    let bea = source::add_pupil(db, "HT-2", "Bea", "Testpupil")
-        .await
-        .unwrap();
-    source::add_immunisation(db, bea, "MMR", 1, 400)
-        .await
-        .unwrap();
-    source::add_sensitivity(db, bea, "Pollen", "moderate")
-        .await
-        .unwrap();
-    source::add_condition(db, bea, "Eczema", "L20", "resolved")
-        .await
-        .unwrap();
+    let bea = Pupil {
+        admission_no: "HT-2",
+        given: "Bea",
+        dosed_days_ago: 400,
+        sensitivities: &[("Pollen", "moderate")],
+        condition: ("Eczema", "L20", "resolved"),
+    };
+    let bea = add(&vitals, bea).await;
 
     let warmed = vitals.warm_now().await;
     assert_eq!(

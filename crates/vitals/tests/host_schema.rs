@@ -86,12 +86,7 @@ async fn assert_each_side_reaches_its_tables(vitals: &Vitals) {
         .await
         .unwrap();
     let student = school.students[0].id;
-    let summary = vitals
-        .health_cache()
-        .student_health_summary(student)
-        .await
-        .unwrap()
-        .expect("the summary of a student vitals loaded");
+    let summary = common::cached_summary(vitals, student).await;
     assert_eq!(summary.student, school.students[0]);
     let stats = vitals.dashboard().stats().await;
     assert!(stats.failures.is_empty(), "{:?}", stats.failures);

@@ -13,6 +13,18 @@ use vitals::{Config, Vitals};
 const LOOKUPS: u64 = 25;
 const FAILURES: u64 = 3;
 
+/// The facade with the default configuration on a new SQLite file `name` in `dir` (keep `dir`
+/// while the test runs).
+async fn vitals_on_sqlite(dir: &tempfile::TempDir, name: &str) -> Vitals {
+    let url = format!("sqlite://{}", dir.path().join(name).display());
+    Vitals::builder()
+        .config(Config::defaults().unwrap())
+        .database_url(Some(url))
+        .build()
+        .await
+        .unwrap()
+}
+
 fn scrape(vitals: &Vitals) -> Scrape {
     let body = vitals::http::prometheus_text(vitals);
     Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("a valid exposition")
@@ -49,13 +61,7 @@ fn sample<'a>(scrape: &'a Scrape, name: &str) -> &'a Sample {
 #[tokio::test]
 async fn a_known_workload_moves_the_statement_histogram_buckets_by_its_size() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("metrics.db").display());
-    let vitals = Vitals::builder()
-        .config(Config::defaults().unwrap())
-        .database_url(Some(url))
-        .build()
-        .await
-        .unwrap();
+    let vitals = vitals_on_sqlite(&dir, "metrics.db").await;
     let db = vitals.db().sqlite().unwrap().clone();
     let ok = [
         ("system", "sqlite"),
@@ -167,13 +173,7 @@ async fn a_known_workload_moves_the_statement_histogram_buckets_by_its_size() {
 #[tokio::test]
 async fn the_grafana_dashboard_queries_only_metrics_that_exist() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("grafana.db").display());
-    let vitals = Vitals::builder()
-        .config(Config::defaults().unwrap())
-        .database_url(Some(url))
-        .build()
-        .await
-        .unwrap();
+    let vitals = vitals_on_sqlite(&dir, "grafana.db").await;
     // A statement and a cache read: histograms appear with their first value.
     let db = vitals.db().sqlite().unwrap().clone();
     sqlx::query("SELECT 1").fetch_all(&db).await.unwrap();

@@ -5,6 +5,7 @@
 //! (`ReadYourWritesLayer`; an import's too), and `/api/health/database/pool` has the replica's entry.
 #![cfg(feature = "http")]
 
+mod common;
 #[path = "../../pool/tests/common/pg_standby.rs"]
 mod pg_standby;
 
@@ -71,12 +72,7 @@ async fn reads_go_to_the_replica_cache_loads_never_cache_its_older_row_and_reque
 
     // A miss reads the replica once it replayed the school.
     let before = router.stats().replica_reads;
-    let first = vitals
-        .health_cache()
-        .student_health_summary(student)
-        .await
-        .unwrap()
-        .expect("the student");
+    let first = common::cached_summary(&vitals, student).await;
     assert_eq!(first.student.first_name, school.students[0].first_name);
     assert!(
         router.stats().replica_reads > before,
@@ -111,12 +107,7 @@ async fn reads_go_to_the_replica_cache_loads_never_cache_its_older_row_and_reque
     // The load after the invalidation (no scope: another request) waits for the replica or
     // reads the primary; what it caches is the new row, and so is the next (cached) read.
     for _ in 0..2 {
-        let summary = vitals
-            .health_cache()
-            .student_health_summary(student)
-            .await
-            .unwrap()
-            .expect("the student");
+        let summary = common::cached_summary(&vitals, student).await;
         assert_eq!(summary.student.first_name, "Renamed");
     }
 

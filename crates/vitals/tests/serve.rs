@@ -72,6 +72,11 @@ fn options(header_ms: u64, idle_ms: u64) -> vitals::http::ServeOptionsBuilder {
         .idle_timeout(Duration::from_millis(idle_ms))
 }
 
+/// A server on `options` answering `GET /ok`.
+async fn ok_server(options: vitals::http::ServeOptionsBuilder) -> Server {
+    Server::start(options.build().unwrap(), ok_router()).await
+}
+
 /// A response read off the socket: the status line's code, the head, the body.
 #[derive(Debug)]
 struct Reply {
@@ -154,7 +159,7 @@ async fn closed_by_server(stream: &mut TcpStream) -> Vec<u8> {
 #[tokio::test]
 async fn a_client_that_sends_half_a_header_is_closed_after_the_header_timeout() {
     let header = Duration::from_millis(300);
-    let server = Server::start(options(300, 30_000).build().unwrap(), ok_router()).await;
+    let server = ok_server(options(300, 30_000)).await;
     let mut slow = server.connect().await;
     let started = Instant::now();
     slow.write_all(b"GET /ok HTTP/1.1\r\nhost: te")
@@ -190,7 +195,7 @@ async fn a_client_that_sends_half_a_header_is_closed_after_the_header_timeout() 
 async fn the_next_request_on_a_keep_alive_connection_gets_the_header_timeout_from_its_first_byte() {
     // Idle 30 s, header 300 ms: a second request sent half must be closed by the header
     // timeout, not left the idle one.
-    let server = Server::start(options(300, 30_000).build().unwrap(), ok_router()).await;
+    let server = ok_server(options(300, 30_000)).await;
     let mut client = server.connect().await;
     get_ok(&mut client).await;
     let started = Instant::now();
@@ -208,7 +213,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout_not_the_
     // hyper's own header_read_timeout starts when a connection goes idle, so it alone would
     // close this connection after 200 ms; the idle timeout is 1 s.
     let idle = Duration::from_millis(1000);
-    let server = Server::start(options(200, 1000).build().unwrap(), ok_router()).await;
+    let server = ok_server(options(200, 1000)).await;
     let mut client = server.connect().await;
     get_ok(&mut client).await;
     let started = Instant::now();
@@ -225,8 +230,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout_not_the_
 
 #[tokio::test]
 async fn past_max_connections_a_new_connection_waits_until_one_closes() {
-    let options = options(30_000, 30_000).max_connections(2).build().unwrap();
-    let server = Server::start(options, ok_router()).await;
+    let server = ok_server(options(30_000, 30_000).max_connections(2)).await;
     let mut first = server.connect().await;
     let mut second = server.connect().await;
     // Both accepted and served: the bound is reached.
@@ -257,8 +261,7 @@ async fn slow_and_idle_connections_past_the_bound_are_reaped_and_ordinary_reques
     // The 50 slow + 1 000 idle, at a bound of 8: 4 slow-header and 8 idle connections
     // hold more than every place; 6 ordinary clients queue behind them and are all answered
     // once the timeouts reap them.
-    let options = options(300, 400).max_connections(8).build().unwrap();
-    let server = Server::start(options, ok_router()).await;
+    let server = ok_server(options(300, 400).max_connections(8)).await;
     let mut held = Vec::new();
     for _ in 0..4 {
         let mut slow = server.connect().await;
