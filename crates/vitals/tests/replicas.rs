@@ -32,6 +32,21 @@ async fn in_recovery(db: &Db) -> bool {
         .unwrap()
 }
 
+/// Text column `column` of `student`'s row of the `students` table (qualified name), read
+/// on `db`.
+async fn student_text<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
+    students: &str,
+    column: &str,
+    student: uuid::Uuid,
+) -> String {
+    sqlx::query_scalar(&format!("SELECT {column} FROM {students} WHERE id = $1"))
+        .bind(student)
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_go_to_the_replica_cache_loads_never_cache_its_older_row_and_requests_read_their_writes(
 ) {
@@ -92,12 +107,7 @@ async fn reads_go_to_the_replica_cache_loads_never_cache_its_older_row_and_reque
     .execute(vitals.db().postgres().unwrap())
     .await
     .unwrap();
-    let on_replica: String =
-        sqlx::query_scalar(&format!("SELECT first_name FROM {students} WHERE id = $1"))
-            .bind(student)
-            .fetch_one(router.read().pool())
-            .await
-            .unwrap();
+    let on_replica = student_text(router.read().pool(), &students, "first_name", student).await;
     assert_ne!(
         on_replica, "Renamed",
         "the delay is real: the replica has the older row"
@@ -124,12 +134,7 @@ async fn reads_go_to_the_replica_cache_loads_never_cache_its_older_row_and_reque
             "no wait: the primary"
         );
         let db = vitals.reads().consistent().await;
-        let grade: String =
-            sqlx::query_scalar(&format!("SELECT grade FROM {students} WHERE id = $1"))
-                .bind(student)
-                .fetch_one(db.postgres().unwrap())
-                .await
-                .unwrap();
+        let grade = student_text(db.postgres().unwrap(), &students, "grade", student).await;
         assert_eq!(grade, "12");
     })
     .await;

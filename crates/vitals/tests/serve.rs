@@ -125,11 +125,16 @@ async fn read_reply(stream: &mut TcpStream) -> Reply {
     Reply { status, head, body }
 }
 
+/// The reply read off `stream` within `BOUND`; `what` says what did not come.
+async fn reply_within(stream: &mut TcpStream, what: &str) -> Reply {
+    tokio::time::timeout(BOUND, read_reply(stream))
+        .await
+        .expect(what)
+}
+
 async fn get_ok(stream: &mut TcpStream) {
     send(stream, "/ok").await;
-    let reply = tokio::time::timeout(BOUND, read_reply(stream))
-        .await
-        .expect("no reply");
+    let reply = reply_within(stream, "no reply").await;
     assert_eq!(
         (reply.status, reply.body.as_str()),
         (200, "ok"),
@@ -248,9 +253,7 @@ async fn past_max_connections_a_new_connection_waits_until_one_closes() {
     get_ok(&mut first).await;
     // Once one closes, the third is accepted and answered.
     drop(second);
-    let reply = tokio::time::timeout(BOUND, read_reply(&mut third))
-        .await
-        .expect("not served after a connection closed");
+    let reply = reply_within(&mut third, "not served after a connection closed").await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let summary = server.stop().await;
     assert_eq!(summary.accepted, 3, "{summary:?}");
@@ -284,9 +287,7 @@ async fn slow_and_idle_connections_past_the_bound_are_reaped_and_ordinary_reques
     }
     let started = Instant::now();
     for client in &mut ordinary {
-        let reply = tokio::time::timeout(BOUND, read_reply(client))
-            .await
-            .expect("an ordinary request was never answered");
+        let reply = reply_within(client, "an ordinary request was never answered").await;
         assert_eq!(reply.status, 200, "{reply:?}");
     }
     assert!(started.elapsed() < BOUND);
@@ -353,9 +354,7 @@ async fn shutdown_with_a_stuck_client_ends_at_the_deadline_and_an_in_flight_requ
     assert!(refused.is_err(), "accepted during shutdown");
     // The in-flight request completes, told that the connection closes.
     release.notify_one();
-    let reply = tokio::time::timeout(BOUND, read_reply(&mut in_flight))
-        .await
-        .expect("the in-flight request did not complete");
+    let reply = reply_within(&mut in_flight, "the in-flight request did not complete").await;
     assert_eq!(
         (reply.status, reply.body.as_str()),
         (200, "done"),
