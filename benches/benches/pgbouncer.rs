@@ -18,6 +18,7 @@
 #[path = "../../crates/pool/tests/common/pgbouncer.rs"]
 mod pgbouncer_server;
 
+use std::future::Future;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -33,6 +34,25 @@ fn config(mode: PgBouncerMode) -> PoolConfig {
         .pgbouncer(mode)
         .build()
         .expect("a valid pool configuration")
+}
+
+/// Group `group`: `unit` once an iteration on each of `handles`, one element each.
+fn bench_each<'h, F, Fut>(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    handles: &'h [(&str, MonitoredPool<sqlx::Postgres>)],
+    group: &str,
+    unit: F,
+) where
+    F: Fn(&'h MonitoredPool<sqlx::Postgres>) -> Fut,
+    Fut: Future<Output = i64>,
+{
+    let mut group = c.benchmark_group(group);
+    group.throughput(Throughput::Elements(1));
+    for (name, pool) in handles {
+        group.bench_function(*name, |b| b.iter(|| black_box(rt.block_on(unit(pool)))));
+    }
+    group.finish();
 }
 
 /// One bound single statement (`SELECT $1::int8 + 1`) and one transaction (`BEGIN`, the
@@ -71,43 +91,29 @@ fn pgbouncer_path(c: &mut Criterion) {
         ]
     });
 
-    let mut group = c.benchmark_group("pgbouncer/statement");
-    group.throughput(Throughput::Elements(1));
-    for (name, pool) in &handles {
-        group.bench_function(*name, |b| {
-            b.iter(|| {
-                rt.block_on(async {
-                    let v: i64 = sqlx::query_scalar("SELECT $1::int8 + 1")
-                        .bind(black_box(41_i64))
-                        .fetch_one(pool)
-                        .await
-                        .expect("statement");
-                    black_box(v)
-                })
-            });
-        });
-    }
-    group.finish();
-
-    let mut group = c.benchmark_group("pgbouncer/transaction");
-    group.throughput(Throughput::Elements(1));
-    for (name, pool) in &handles {
-        group.bench_function(*name, |b| {
-            b.iter(|| {
-                rt.block_on(async {
-                    let mut tx = pool.begin().await.expect("begin");
-                    let v: i64 = sqlx::query_scalar("SELECT $1::int8 + 1")
-                        .bind(black_box(41_i64))
-                        .fetch_one(&mut *tx)
-                        .await
-                        .expect("statement");
-                    tx.commit().await.expect("commit");
-                    black_box(v)
-                })
-            });
-        });
-    }
-    group.finish();
+    bench_each(c, &rt, &handles, "pgbouncer/statement", |pool| async move {
+        sqlx::query_scalar("SELECT $1::int8 + 1")
+            .bind(black_box(41_i64))
+            .fetch_one(pool)
+            .await
+            .expect("statement")
+    });
+    bench_each(
+        c,
+        &rt,
+        &handles,
+        "pgbouncer/transaction",
+        |pool| async move {
+            let mut tx = pool.begin().await.expect("begin");
+            let v: i64 = sqlx::query_scalar("SELECT $1::int8 + 1")
+                .bind(black_box(41_i64))
+                .fetch_one(&mut *tx)
+                .await
+                .expect("statement");
+            tx.commit().await.expect("commit");
+            v
+        },
+    );
     rt.block_on(async {
         for (_, pool) in handles {
             pool.inner().close().await;
