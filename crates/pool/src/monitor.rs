@@ -5,13 +5,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
 use crate::probe::PoolProbe;
 use crate::sample::PoolMetrics;
+use crate::ticker::Ticker;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 /// The report's alert types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -128,21 +126,14 @@ impl MonitorConfig {
         self.interval = every.max(Duration::from_millis(1));
         self
     }
-    /// Utilisation warning level, percent.
-    pub fn utilization_warning(mut self, percent: f64) -> Self {
-        self.warning_percent = percent;
-        self
-    }
-    /// Utilisation critical level, percent.
-    pub fn utilization_critical(mut self, percent: f64) -> Self {
-        self.critical_percent = percent;
-        self
-    }
-    /// `connection_wait` when more than this many tasks wait.
-    pub fn waiting_threshold(mut self, tasks: u32) -> Self {
-        self.waiting_threshold = tasks;
-        self
-    }
+    vitals_env::setter!(
+        /// Utilisation warning level, percent.
+        utilization_warning => warning_percent: f64;
+        /// Utilisation critical level, percent.
+        utilization_critical => critical_percent: f64;
+        /// `connection_wait` when more than this many tasks wait.
+        waiting_threshold => waiting_threshold: u32;
+    );
     /// Samples kept in history (at least 1).
     pub fn history(mut self, samples: usize) -> Self {
         self.history = samples.max(1);
@@ -379,15 +370,15 @@ impl Inner {
 /// is `Send + Sync`; share it behind an `Arc`.
 pub struct PoolMonitor {
     inner: Arc<Inner>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    /// The sampler, when spawned.
+    sampler: Option<Ticker>,
 }
 
 impl std::fmt::Debug for PoolMonitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PoolMonitor")
             .field("config", &self.inner.config)
-            .field("running", &self.task.is_some())
+            .field("running", &self.sampler.is_some())
             .finish()
     }
 }
@@ -411,8 +402,7 @@ impl PoolMonitor {
                     last_connect_errors: 0,
                 }),
             }),
-            stop: None,
-            task: None,
+            sampler: None,
         }
     }
 
@@ -427,20 +417,12 @@ impl PoolMonitor {
         sink: Arc<dyn AlertSink>,
     ) -> Self {
         let mut me = Self::manual(probe, config, sink);
-        let (tx, mut rx) = oneshot::channel();
         let inner = Arc::clone(&me.inner);
         let every = inner.config.interval;
-        me.task = Some(tokio::spawn(async move {
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = &mut rx => break,
-                    _ = ticker.tick() => { inner.sample(); }
-                }
-            }
+        me.sampler = Some(Ticker::spawn(every, every, move || {
+            inner.sample();
+            std::future::ready(true)
         }));
-        me.stop = Some(tx);
         me
     }
 
@@ -470,20 +452,9 @@ impl PoolMonitor {
     }
 
     /// Stops the sampler and waits for it to end.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for PoolMonitor {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
+    pub async fn stop(self) {
+        if let Some(sampler) = self.sampler {
+            sampler.stop().await;
         }
     }
 }

@@ -7,13 +7,12 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use sqlx::{PgPool, Row};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::classify::error_kind;
 use crate::replica::inner::Inner;
 use crate::replica::lsn::Lsn;
 use crate::replica::state::{Lag, Replica, Unfit};
+use crate::ticker::Ticker;
 
 /// What a server says about itself.
 #[derive(Debug, Clone)]
@@ -129,49 +128,23 @@ async fn check_one(inner: &Inner, replica: &Replica, timeout: Duration) {
 }
 
 /// The checking task; it ends when told to, or when the router is gone.
-pub(crate) struct Checker {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-}
+pub(crate) struct Checker(Ticker);
 
 impl Checker {
     pub(crate) fn spawn(inner: &Arc<Inner>) -> Self {
         let weak: Weak<Inner> = Arc::downgrade(inner);
         let every = inner.config.check_interval();
-        let (tx, mut rx) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(every);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = &mut rx => break,
-                    _ = ticker.tick() => {
-                        let Some(inner) = weak.upgrade() else { break };
-                        check_all(&inner).await;
-                    }
-                }
+        Self(Ticker::spawn(Duration::ZERO, every, move || {
+            let inner = weak.upgrade();
+            async move {
+                let Some(inner) = inner else { return false };
+                check_all(&inner).await;
+                true
             }
-        });
-        Self {
-            stop: Some(tx),
-            task: Some(task),
-        }
+        }))
     }
 
-    pub(crate) async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for Checker {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    pub(crate) async fn stop(self) {
+        self.0.stop().await;
     }
 }

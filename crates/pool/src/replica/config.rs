@@ -74,16 +74,12 @@ impl ReplicaConfig {
         }
     }
 
-    /// The most a replica may lag the primary and still take reads (`DB_REPLICA_MAX_LAG_MS`).
-    pub fn max_lag_of(mut self, lag: Duration) -> Self {
-        self.max_lag = lag;
-        self
-    }
-    /// How long a read after a write waits for a replica to replay it (`DB_REPLICA_WAIT_MS`).
-    pub fn wait_of(mut self, wait: Duration) -> Self {
-        self.wait = wait;
-        self
-    }
+    vitals_env::setter!(
+        /// The most a replica may lag the primary and still take reads (`DB_REPLICA_MAX_LAG_MS`).
+        max_lag_of => max_lag: Duration;
+        /// How long a read after a write waits for a replica to replay it (`DB_REPLICA_WAIT_MS`).
+        wait_of => wait: Duration;
+    );
     /// How often replicas are checked (`DB_REPLICA_CHECK_INTERVAL_MS`; at least 1 ms).
     pub fn check_interval_of(mut self, every: Duration) -> Self {
         self.check_interval = every.max(Duration::from_millis(1));
