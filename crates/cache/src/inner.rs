@@ -2,11 +2,10 @@
 //! invalidation epochs, and the local half of every invalidation (which both a caller's
 //! delete and a message from another instance apply).
 //!
-//! Epochs are striped counters, one set for keys and one for tags: a delete or overwrite
-//! moves its key's stripe, a tag or group invalidation its tag's stripe only. A load
-//! snapshots the stripes of its key and of its tags ([`Inner::epoch`]) and is cached only
-//! if none moved, so an invalidation makes uncacheable the loads it can affect (and the
-//! few whose stripe it shares), not every load in flight.
+//! Epochs are exact per key and per tag (`epochs.rs`): a delete or overwrite moves its
+//! key's, a tag or group invalidation its tag's only. A load watches its key and its tags
+//! ([`Inner::watch`]) and is cached only if none moved, so an invalidation makes
+//! uncacheable the loads it can affect, and no other load in flight.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -16,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CacheConfig;
+use crate::epochs::{Epochs, Snapshot};
 use crate::flight::Flights;
 use crate::l1::L1Cache;
 #[cfg(feature = "redis")]
@@ -24,10 +24,6 @@ use crate::message::Message;
 pub(crate) use crate::no_redis::NoRedis as SharedTier;
 #[cfg(feature = "redis")]
 pub(crate) use crate::redis_tier::RedisTier as SharedTier;
-
-/// Stripes per set: a change makes a load of another key or tag uncacheable only when
-/// they share a stripe, about 1 in 1024.
-const STRIPES: usize = 1024;
 
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -43,6 +39,7 @@ pub(crate) struct Counters {
     pub(crate) subscription_losses: AtomicU64,
     pub(crate) tag_invalidations: AtomicU64,
     pub(crate) stale_loads: AtomicU64,
+    pub(crate) redis_stale_loads: AtomicU64,
     pub(crate) type_mismatches: AtomicU64,
     pub(crate) subscription_pings: AtomicU64,
 }
@@ -54,12 +51,9 @@ pub(crate) struct Inner {
     /// (`no_redis.rs`), so that this is always `None` and `tiered.rs` has one code path.
     pub(crate) redis: Option<SharedTier>,
     pub(crate) flights: Flights,
-    /// Invalidation epochs of keys, striped by key hash: a reader fills L1 only if
-    /// the stripe of its key did not move while it read from Redis or loaded.
-    key_epochs: Box<[AtomicU64]>,
-    /// Invalidation epochs of tags (and groups), striped by tag hash: moved by a tag
-    /// invalidation, checked by loads of entries set with that tag.
-    tag_epochs: Box<[AtomicU64]>,
+    /// Invalidation epochs of the keys and tags (and groups) being read: a reader fills L1
+    /// only if none of its key and tags moved while it read from Redis or loaded.
+    epochs: Epochs,
     pub(crate) counters: Counters,
     pub(crate) subscribed: watch::Sender<bool>,
     pub(crate) shutdown: CancellationToken,
@@ -75,16 +69,6 @@ impl Drop for Inner {
     }
 }
 
-#[inline]
-fn stripe(name: &str) -> usize {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in name.as_bytes() {
-        h ^= u32::from(*b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h as usize % STRIPES
-}
-
 impl Inner {
     /// The state of a cache of `config` over these tiers, not subscribed, no task yet.
     pub(crate) fn new(config: CacheConfig, l1: Option<L1Cache>, redis: Option<SharedTier>) -> Self {
@@ -94,8 +78,7 @@ impl Inner {
             l1,
             redis,
             flights: Flights::default(),
-            key_epochs: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
-            tag_epochs: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            epochs: Epochs::default(),
             counters: Counters::default(),
             subscribed,
             shutdown: CancellationToken::new(),
@@ -104,27 +87,16 @@ impl Inner {
         }
     }
 
-    /// The epoch of `key` with `tags`: the sum of their stripes' counters. Counters only
-    /// grow, so the sum is unchanged exactly when none of them moved.
-    #[inline]
-    pub(crate) fn epoch(&self, key: &str, tags: &[&str]) -> u64 {
-        let mut e = self.key_epochs[stripe(key)].load(Ordering::Acquire);
-        for t in tags {
-            e = e.wrapping_add(self.tag_epochs[stripe(t)].load(Ordering::Acquire));
-        }
-        e
+    /// Watches `key` and `tags` for one read (taken before it starts):
+    /// [`Snapshot::unchanged`] says whether none of them moved since.
+    pub(crate) fn watch<'a>(&'a self, key: &'a str, tags: &[&'a str]) -> Snapshot<'a> {
+        self.epochs.watch(key, tags)
     }
 
     /// Moves the epoch of `key` (an overwrite, a delete, a loaded value stored).
     #[inline]
     pub(crate) fn bump(&self, key: &str) {
-        self.key_epochs[stripe(key)].fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn bump_all(&self) {
-        for e in self.key_epochs.iter().chain(self.tag_epochs.iter()) {
-            e.fetch_add(1, Ordering::AcqRel);
-        }
+        self.epochs.bump_key(key);
     }
 
     /// The local half of a delete: moves the epoch of `key`, then drops it
@@ -140,7 +112,7 @@ impl Inner {
     /// flight that fill them are covered by their keys: Redis names the keys it
     /// removed, and each is forgotten with [`Inner::forget_local`].
     pub(crate) fn invalidate_tag_local(&self, tag: &str) -> Vec<String> {
-        self.tag_epochs[stripe(tag)].fetch_add(1, Ordering::AcqRel);
+        self.epochs.bump_tag(tag);
         self.l1
             .as_ref()
             .map(|l1| l1.invalidate_tag(tag))
@@ -149,7 +121,7 @@ impl Inner {
 
     /// Drops every L1 entry of this instance, moving every epoch first.
     pub(crate) fn clear_l1(&self) {
-        self.bump_all();
+        self.epochs.bump_all();
         if let Some(l1) = &self.l1 {
             l1.clear();
         }

@@ -82,6 +82,8 @@ pub struct L1Cache {
     entries: AtomicUsize,
     bytes: AtomicUsize,
     rejected: AtomicU64,
+    evictions: AtomicU64,
+    expired: AtomicU64,
 }
 
 impl std::fmt::Debug for L1Cache {
@@ -134,6 +136,8 @@ impl L1Cache {
             entries: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             rejected: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
         }
     }
 
@@ -203,6 +207,7 @@ impl L1Cache {
         let mut shard = write(lock);
         if shard.peek(hash, key).is_some_and(|e| e.expires <= now) {
             if let Some(e) = shard.take(hash) {
+                self.expired.fetch_add(1, Ordering::Relaxed);
                 self.account_remove(&e);
             }
         }
@@ -249,6 +254,8 @@ impl L1Cache {
         let size = key.len().saturating_add(weight);
         let hash = self.hash(key);
         let mut evicted = Vec::new();
+        // Whether `evicted` starts with the key's own older value (not an eviction).
+        let replaced_one;
         let held = {
             let mut guard = write(self.shard_of(hash));
             if !cond() {
@@ -267,6 +274,7 @@ impl L1Cache {
                     Some(freq)
                 }
             };
+            replaced_one = usize::from(replaced.is_some());
             evicted.extend(replaced);
             let fits = size <= shard.max_bytes && shard.make_room(size, freq, &mut evicted);
             if fits {
@@ -295,6 +303,11 @@ impl L1Cache {
         };
         if !held {
             self.rejected.fetch_add(1, Ordering::Relaxed);
+        }
+        let made_room = evicted.len().saturating_sub(replaced_one);
+        if made_room > 0 {
+            self.evictions
+                .fetch_add(made_room as u64, Ordering::Relaxed);
         }
         // Dropped outside the lock: a value's destructor may be long.
         for e in &evicted {
@@ -373,6 +386,16 @@ impl L1Cache {
     /// Inserts not held: refused by admission, or larger than a shard's byte budget.
     pub fn rejected(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Entries dropped to make room for another (the entry or byte bound).
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+
+    /// Entries found expired by a lookup (their TTL ran out) and dropped.
+    pub fn expired(&self) -> u64 {
+        self.expired.load(Ordering::Relaxed)
     }
 
     /// Number of shards.

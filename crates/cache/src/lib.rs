@@ -55,6 +55,7 @@ mod clock;
 mod cluster_config;
 mod config;
 mod env;
+mod epochs;
 mod error;
 mod flight;
 mod inner;

@@ -45,6 +45,9 @@ pub struct CacheStats {
     /// Loaded values not cached because their key or a tag was overwritten,
     /// deleted or invalidated during the load.
     pub stale_loads: u64,
+    /// Of `stale_loads`, those Redis refused: a generation of the key or of a tag moved
+    /// there during the load (a change on any instance, this one's included).
+    pub redis_stale_loads: u64,
     /// Reads of a key as another type than its value was stored as (in L1), or whose
     /// Redis payload did not deserialise as the type asked for (another type, or an older
     /// format after a deploy): misses, counted here too.
@@ -56,6 +59,11 @@ pub struct CacheStats {
     /// Values L1 did not take: refused by its admission (asked for less often lately than
     /// the entry they would have evicted), or larger than a shard's byte budget.
     pub l1_rejected: u64,
+    /// Entries L1 dropped to make room for another (its entry or byte bound): their next
+    /// read goes to Redis, or loads.
+    pub l1_evictions: u64,
+    /// L1 entries a lookup found past their TTL (dropped; the read went on to Redis).
+    pub l1_expired: u64,
     /// Whether a Redis URL is configured.
     pub redis_configured: bool,
     /// Whether a Redis connection is established.

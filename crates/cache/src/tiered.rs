@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 #[cfg(feature = "redis")]
 use crate::coherence;
 use crate::config::CacheConfig;
+use crate::epochs::Snapshot;
 use crate::error::CacheError;
 use crate::flight::Role;
 use crate::inner::{Inner, SharedTier};
@@ -213,9 +214,9 @@ impl TieredCache {
             }
         }
         if let Some(redis) = &self.inner.redis {
-            // The key's stripe only: the tags of a value read from Redis are not known
+            // The key's epoch only: the tags of a value read from Redis are not known
             // here, and a tag invalidation that removes it names the key.
-            let e0 = self.inner.epoch(key, &[]);
+            let e0 = self.inner.watch(key, &[]);
             match redis.get_with_ttl(key).await {
                 Ok(Some((bytes, ttl))) => match serde_json::from_slice::<T>(&bytes) {
                     Ok(v) => {
@@ -224,9 +225,7 @@ impl TieredCache {
                         let v = Arc::new(v);
                         if let Some(l1) = &self.inner.l1 {
                             let ttl = ttl.unwrap_or(self.inner.config.l1_ttl);
-                            l1.insert_if(key, v.clone(), bytes.len(), ttl, &[], || {
-                                self.inner.epoch(key, &[]) == e0
-                            });
+                            l1.insert_if(key, v.clone(), bytes.len(), ttl, &[], || e0.unchanged());
                         }
                         return Some(v);
                     }
@@ -328,7 +327,7 @@ impl TieredCache {
     /// Stores a loader's result: in Redis only if no overwrite, delete or
     /// invalidation of the key or its tags happened since `gens` were read
     /// (on any instance); in L1 only if Redis took it (or is unavailable) and
-    /// no local invalidation moved the epoch of the key or of its tags from `e0`
+    /// no local invalidation moved the epoch of the key or of its tags since `e0`
     /// meanwhile (the Redis write is an await: a delete can land between it and L1).
     #[allow(clippy::too_many_arguments)] // one call site, the steps of one load
     async fn store_loaded(
@@ -339,7 +338,7 @@ impl TieredCache {
         ttl: Duration,
         tags: &[&str],
         gens: Option<Generations>,
-        e0: u64,
+        e0: &Snapshot<'_>,
     ) {
         let weight = bytes.len();
         if let (Some(redis), Some(gens)) = (&self.inner.redis, &gens) {
@@ -347,10 +346,9 @@ impl TieredCache {
             match redis.set_loaded(key, &bytes, ttl, tags, gens).await {
                 Ok(Written::Stored | Written::Misplaced) => {}
                 Ok(Written::Stale) => {
-                    self.inner
-                        .counters
-                        .stale_loads
-                        .fetch_add(1, Ordering::Relaxed);
+                    let c = &self.inner.counters;
+                    c.stale_loads.fetch_add(1, Ordering::Relaxed);
+                    c.redis_stale_loads.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
                 Err(e) => log_redis_error("set", &e),
@@ -361,9 +359,7 @@ impl TieredCache {
             // Checked under the shard lock: an invalidation bumps the epoch before it
             // removes from L1, so either this sees the bump or the removal comes after.
             // A refusal (admission, size) is counted in `l1_rejected`, not as stale.
-            let inserted = l1.insert_if(key, value, weight, ttl, tags, || {
-                self.inner.epoch(key, tags) == e0
-            });
+            let inserted = l1.insert_if(key, value, weight, ttl, tags, || e0.unchanged());
             if inserted == Inserted::ConditionFailed {
                 self.inner
                     .counters
@@ -434,7 +430,7 @@ impl TieredCache {
             guard.done(v.clone());
             return Ok(v);
         }
-        let e0 = self.inner.epoch(key, tags);
+        let e0 = self.inner.watch(key, tags);
         let gens = match &self.inner.redis {
             Some(r) => r.generations(key, tags).await.ok(),
             None => None,
@@ -445,8 +441,8 @@ impl TieredCache {
             Ok(v) => {
                 let v = Arc::new(v);
                 match serde_json::to_vec(&*v) {
-                    Ok(bytes) if self.inner.epoch(key, tags) == e0 => {
-                        self.store_loaded(key, v.clone(), bytes.into(), ttl, tags, gens, e0)
+                    Ok(bytes) if e0.unchanged() => {
+                        self.store_loaded(key, v.clone(), bytes.into(), ttl, tags, gens, &e0)
                             .await;
                     }
                     Ok(_) => {
@@ -565,10 +561,13 @@ impl TieredCache {
             load_errors: c.load_errors.load(Ordering::Relaxed),
             tag_invalidations: c.tag_invalidations.load(Ordering::Relaxed),
             stale_loads: c.stale_loads.load(Ordering::Relaxed),
+            redis_stale_loads: c.redis_stale_loads.load(Ordering::Relaxed),
             type_mismatches: c.type_mismatches.load(Ordering::Relaxed),
             l1_entries: self.inner.l1.as_ref().map_or(0, L1Cache::len),
             l1_bytes: self.inner.l1.as_ref().map_or(0, L1Cache::bytes),
             l1_rejected: self.inner.l1.as_ref().map_or(0, L1Cache::rejected),
+            l1_evictions: self.inner.l1.as_ref().map_or(0, L1Cache::evictions),
+            l1_expired: self.inner.l1.as_ref().map_or(0, L1Cache::expired),
             redis_configured: redis.is_some(),
             redis_connected: redis.is_some_and(SharedTier::is_connected),
             redis_used_memory: redis.and_then(SharedTier::used_memory),

@@ -1,6 +1,9 @@
 //! A tag or group invalidation makes uncacheable only the loads it can affect: a load of a
 //! key outside the group, in flight during the invalidation, is cached; one inside is not.
-//! Run with `cargo test -p vitals-cache --test invalidation` (the second test needs Redis
+//! So does a delete: thousands of changes of other keys and groups during a load leave it
+//! cacheable (the epochs are exact per key and per tag, not striped). And the counters that
+//! say where misses come from (stale loads, in Redis too; L1 evictions and expiries).
+//! Run with `cargo test -p vitals-cache --test invalidation` (the Redis tests need Redis
 //! at REDIS_URL, default redis://127.0.0.1:6379).
 
 mod common;
@@ -106,4 +109,94 @@ async fn a_group_invalidation_on_another_instance_spares_loads_outside_the_group
     for c in [a, b, reader] {
         c.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn thousands_of_changes_of_other_keys_and_groups_during_a_load_leave_it_cacheable() {
+    let cache = build(CacheConfig::default()).await;
+    let group = TieredCache::group_tag("A");
+    let tags = ["allergies", group.as_str()];
+    // More names than the 1 024 stripes of each set the epochs had: every stripe moved.
+    let others: Vec<String> = (0..8192)
+        .map(|i| format!("student:{i}:allergies"))
+        .collect();
+    let c = cache.clone();
+    let o = others.clone();
+    let v: R = cache
+        .get_or_load("student:A:allergies", MIN, &tags, || async move {
+            let keys: Vec<&str> = o.iter().map(String::as_str).collect();
+            c.delete_many(&keys).await;
+            for i in 0..8192 {
+                c.invalidate_group(&format!("{i}")).await;
+            }
+            Ok("a".to_owned())
+        })
+        .await;
+    assert_eq!(*v.unwrap(), "a");
+    assert!(cache.l1().unwrap().contains("student:A:allergies"));
+    assert_eq!(cache.stats().stale_loads, 0);
+
+    // The key itself deleted during its load: returned, not cached.
+    let c = cache.clone();
+    let v: R = cache
+        .get_or_load("student:B:allergies", MIN, &tags, || async move {
+            c.delete("student:B:allergies").await;
+            Ok("b".to_owned())
+        })
+        .await;
+    assert_eq!(*v.unwrap(), "b");
+    assert!(!cache.l1().unwrap().contains("student:B:allergies"));
+    assert_eq!(cache.stats().stale_loads, 1);
+    cache.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_load_refused_by_redis_is_counted_there() {
+    let cfg = config("refused", &redis_url());
+    let (a, b) = (build(cfg.clone()).await, build(cfg).await);
+    assert!(a.wait_subscribed(Duration::from_secs(5)).await);
+    // Without its subscriber, A never hears of B's delete: only Redis's generation check
+    // can tell that the load was overtaken.
+    a.shutdown().await;
+    let b1 = b.clone();
+    let v: R = a
+        .get_or_load("student:A:allergies", MIN, &["allergies"], || async move {
+            b1.delete("student:A:allergies").await;
+            Ok("a".to_owned())
+        })
+        .await;
+    assert_eq!(*v.unwrap(), "a");
+    let s = a.stats();
+    assert_eq!((s.stale_loads, s.redis_stale_loads), (1, 1));
+    assert_eq!(b.get_cloned::<String>("student:A:allergies").await, None);
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn evictions_and_expiries_of_l1_are_counted() {
+    let cache = build(CacheConfig::default().with_l1(true, 2, MIN)).await;
+    for k in ["a", "b", "c", "d"] {
+        // Set until held: admission takes a newcomer once asked for more often than the
+        // entry it evicts.
+        for _ in 0..4 {
+            cache.set(k, k.to_owned(), MIN, &[]).await.unwrap();
+        }
+    }
+    let s = cache.stats();
+    assert!(s.l1_evictions >= 1, "{s:?}");
+    assert!(s.l1_entries <= 2);
+    assert_eq!(s.l1_expired, 0);
+    cache.shutdown().await;
+
+    let cache = build(CacheConfig::default()).await;
+    cache
+        .set("short", "s".to_owned(), Duration::from_millis(5), &[])
+        .await
+        .unwrap();
+    assert!(cache.l1().unwrap().contains("short"));
+    // The entry's expiry is the event: there is nothing to await but time.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(cache.get::<String>("short").await, None);
+    assert_eq!(cache.stats().l1_expired, 1);
+    cache.shutdown().await;
 }
