@@ -118,17 +118,17 @@ macro_rules! send {
             $conn.begin().await?;
         }
         $conn.statements += 1;
-        let span = statement_span(&$conn.observer);
+        let mut sending = Sending::open(&$conn.observer);
         let sql = q.sql();
         let mut own = None;
         let conn = match &mut $conn.tx {
             Some(tx) => &mut **tx,
             None => &mut **own.insert($conn.source.acquire().await?),
         };
-        let started = Instant::now();
+        sending.on_connection();
         let result = conn.$send(q).await;
         let rows = result.as_ref().map_or(0, $rows);
-        $conn.observe(&span, sql, started.elapsed(), rows, result.as_ref().err());
+        sending.done(sql, rows, result.as_ref().err());
         if own_tx {
             $conn.end_own(result.is_ok()).await?;
         }
@@ -201,19 +201,6 @@ where
         self.statements
     }
 
-    fn observe(
-        &self,
-        span: &Span,
-        sql: &str,
-        elapsed: Duration,
-        rows: u64,
-        error: Option<&sqlx::Error>,
-    ) {
-        if let Some(o) = &self.observer {
-            o.statement_in(span, sql, elapsed, rows, error);
-        }
-    }
-
     /// Runs `q` in the open transaction, or on a connection of its own when there is none.
     pub(crate) async fn fetch<'q, A>(
         &mut self,
@@ -245,10 +232,9 @@ where
         }
         self.statements += 1;
         let mut conn = self.source.acquire().await?;
-        let span = statement_span(&self.observer);
-        let started = Instant::now();
+        let sending = Sending::open(&self.observer);
         let result = DB::TransactionManager::begin(&mut conn, self.source.begin_statement()).await;
-        self.observe(&span, "BEGIN", started.elapsed(), 0, result.as_ref().err());
+        sending.done("BEGIN", 0, result.as_ref().err());
         result?;
         self.tx = Some(conn);
         Ok(())
@@ -278,8 +264,7 @@ where
             return Ok(());
         };
         self.statements += 1;
-        let span = statement_span(&self.observer);
-        let started = Instant::now();
+        let sending = Sending::open(&self.observer);
         let result = match sql {
             "COMMIT" => DB::TransactionManager::commit(conn).await,
             _ => DB::TransactionManager::rollback(conn).await,
@@ -290,17 +275,44 @@ where
             DB::TransactionManager::start_rollback(conn);
         }
         self.tx = None;
-        self.observe(&span, sql, started.elapsed(), 0, result.as_ref().err());
+        sending.done(sql, 0, result.as_ref().err());
         result
     }
 }
 
-/// The span of a statement about to be sent: the observer's, or none.
+/// One statement being sent, reported once to the observer by [`done`](Self::done): its
+/// span (the observer's, or none), opened before the statement waits for a connection, and
+/// its clock, which counts from [`on_connection`](Self::on_connection) (or from `open`
+/// where the connection is at hand) so the report has its time on the connection only.
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-fn statement_span(observer: &Option<Arc<dyn StatementObserver>>) -> Span {
-    observer
-        .as_ref()
-        .map_or_else(Span::none, |o| o.statement_span())
+struct Sending {
+    observer: Option<Arc<dyn StatementObserver>>,
+    span: Span,
+    started: Instant,
+}
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+impl Sending {
+    fn open(observer: &Option<Arc<dyn StatementObserver>>) -> Self {
+        Self {
+            observer: observer.clone(),
+            span: observer
+                .as_ref()
+                .map_or_else(Span::none, |o| o.statement_span()),
+            started: Instant::now(),
+        }
+    }
+
+    /// The statement is on its connection now: its time starts here.
+    fn on_connection(&mut self) {
+        self.started = Instant::now();
+    }
+
+    fn done(self, sql: &str, rows: u64, error: Option<&sqlx::Error>) {
+        if let Some(o) = &self.observer {
+            o.statement_in(&self.span, sql, self.started.elapsed(), rows, error);
+        }
+    }
 }
 
 /// The rows a statement affected, for any driver's result (`Conn::execute`'s).
