@@ -82,6 +82,15 @@ pub struct CacheConfig {
     pub warming_batch_size: usize,
     /// Concurrent loads within a warming batch.
     pub warming_concurrency: usize,
+    /// How long past its TTL [`TieredCache::get_or_load_with`](crate::TieredCache::get_or_load_with)
+    /// may serve a value whose reload failed, flagged stale (`CACHE_FAIL_SAFE_MAX`, s; zero,
+    /// the default, turns fail-safe off). The default of [`LoadOptions`](crate::LoadOptions).
+    pub fail_safe_max: Duration,
+    /// The fraction of its TTL after which a hit of
+    /// [`TieredCache::get_or_load_with`](crate::TieredCache::get_or_load_with) reloads the
+    /// value in the background (`CACHE_EAGER_REFRESH`, e.g. `0.9`; between 0 and 1
+    /// exclusive; `None`, the default, turns eager refresh off).
+    pub eager_refresh: Option<f64>,
 }
 
 impl Default for CacheConfig {
@@ -112,6 +121,8 @@ impl Default for CacheConfig {
             warming_interval: Duration::from_secs(3600),
             warming_batch_size: 50,
             warming_concurrency: 8,
+            fail_safe_max: Duration::ZERO,
+            eager_refresh: None,
         }
     }
 }
@@ -133,6 +144,8 @@ vitals_env::debug_fields!(CacheConfig as c {
     breaker_threshold,
     breaker_cooldown,
     warming_enabled,
+    fail_safe_max,
+    eager_refresh,
     ..
 });
 
@@ -211,6 +224,15 @@ impl CacheConfig {
         self
     }
 
+    /// Sets fail-safe's longest serve past a TTL (zero: off) and eager refresh's fraction
+    /// of the TTL (`None`: off), the defaults of [`LoadOptions`](crate::LoadOptions).
+    #[must_use]
+    pub fn with_fail_safe(mut self, max: Duration, eager_refresh: Option<f64>) -> Self {
+        self.fail_safe_max = max;
+        self.eager_refresh = eager_refresh;
+        self
+    }
+
     /// Sets L1's bound in bytes (keys plus encoded values).
     #[must_use]
     pub fn with_l1_max_bytes(mut self, max_bytes: usize) -> Self {
@@ -272,6 +294,11 @@ impl CacheConfig {
             }
             #[cfg(not(feature = "redis"))]
             problems.bad("REDIS_URL", mask_url(url), crate::error::NO_REDIS_FEATURE);
+        }
+        if let Some(f) = self.eager_refresh {
+            if !(f > 0.0 && f < 1.0) {
+                problems.bad("CACHE_EAGER_REFRESH", f, crate::fail_safe::EAGER_EXPECTED);
+            }
         }
         let single_node = self.redis_url.is_some();
         cluster_config::validate(&self.redis_cluster, single_node, prefix, &mut problems);

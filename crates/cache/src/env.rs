@@ -24,7 +24,8 @@ impl CacheConfig {
         /// `CACHE_SUBSCRIPTION_PING_MS`, `CACHE_STATS_REFRESH_MS`,
         /// `CACHE_WARMING_ENABLED`, `CACHE_WARMING_DELAY` (s),
         /// `CACHE_WARMING_INTERVAL` (s), `CACHE_WARMING_BATCH_SIZE`,
-        /// `CACHE_WARMING_CONCURRENCY`. Unset or empty variables keep their default.
+        /// `CACHE_WARMING_CONCURRENCY`, `CACHE_FAIL_SAFE_MAX` (s), `CACHE_EAGER_REFRESH`
+        /// (a fraction of the TTL, `0.9` or `90%`). Unset or empty variables keep their default.
         ///
         /// # Errors
         /// [`ConfigError`](vitals_env::ConfigError) (component `cache`) listing every variable
@@ -64,6 +65,11 @@ const REDIS_VARS: &[Var<CacheConfig>] = vitals_env::vars!(fields CacheConfig {
     warming_concurrency: Usize("CACHE_WARMING_CONCURRENCY", 1),
 });
 
+/// Fail-safe's horizon (its eager-refresh sibling is a fraction, read in `read`).
+const LOAD_VARS: &[Var<CacheConfig>] = vitals_env::vars!(fields CacheConfig {
+    fail_safe_max: Secs("CACHE_FAIL_SAFE_MAX", 0),
+});
+
 /// Every variable in the order its problems are reported; then `validate`'s checks of the
 /// fields together (and of a field's value, such as the prefix's length), named by their
 /// variables, as for a configuration set in code.
@@ -84,7 +90,15 @@ fn read(env: &mut Env<'_>) -> Option<CacheConfig> {
     }
     let mut c = env.apply(c, L1_VARS);
     c.encryption = keyring(env);
-    let c = env.apply(c, REDIS_VARS);
+    let mut c = env.apply(c, REDIS_VARS);
+    c = env.apply(c, LOAD_VARS);
+    c.eager_refresh = env
+        .parse(
+            "CACHE_EAGER_REFRESH",
+            crate::fail_safe::EAGER_EXPECTED,
+            crate::fail_safe::parse_fraction,
+        )
+        .flatten();
     env.adopt(c.validate().map(|()| c))
 }
 

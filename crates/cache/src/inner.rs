@@ -42,6 +42,9 @@ pub(crate) struct Counters {
     pub(crate) redis_stale_loads: AtomicU64,
     pub(crate) type_mismatches: AtomicU64,
     pub(crate) subscription_pings: AtomicU64,
+    pub(crate) stale_served: AtomicU64,
+    pub(crate) not_found: AtomicU64,
+    pub(crate) eager_refreshes: AtomicU64,
 }
 
 pub(crate) struct Inner {

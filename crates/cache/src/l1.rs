@@ -181,8 +181,12 @@ impl L1Cache {
         };
         let now = clock::now_ms();
         if e.expires <= now {
+            // Kept for fail-safe until its horizon (`fail_safe.rs`), a miss all the same.
+            let dead = e.stale_until.load(Ordering::Relaxed) <= now;
             drop(shard);
-            self.remove_expired(lock, hash, key, now);
+            if dead {
+                self.remove_expired(lock, hash, key, now);
+            }
             return Lookup::Miss;
         }
         let Ok(v) = e.value.clone().downcast::<T>() else {
@@ -205,7 +209,10 @@ impl L1Cache {
     #[inline(never)]
     fn remove_expired(&self, lock: &RwLock<Shard>, hash: u64, key: &str, now: u64) {
         let mut shard = write(lock);
-        if shard.peek(hash, key).is_some_and(|e| e.expires <= now) {
+        if shard
+            .peek(hash, key)
+            .is_some_and(|e| e.stale_until.load(Ordering::Relaxed) <= now)
+        {
             if let Some(e) = shard.take(hash) {
                 self.expired.fetch_add(1, Ordering::Relaxed);
                 self.account_remove(&e);
@@ -288,6 +295,8 @@ impl L1Cache {
                     hash,
                     Entry {
                         expires,
+                        stale_until: AtomicU64::new(expires),
+                        refresh_at: AtomicU64::new(0),
                         promoted: shard.inserts,
                         hits: AtomicU8::new(0),
                         value,
@@ -401,6 +410,21 @@ impl L1Cache {
     /// Number of shards.
     pub fn shards(&self) -> usize {
         self.shards.len()
+    }
+}
+
+// For fail-safe and eager refresh (`fail_safe.rs`), which read and arm entries in place.
+impl L1Cache {
+    /// `f` of `key`'s entry, expired or not, under its shard's read lock (recency untouched).
+    pub(crate) fn with_entry<R>(&self, key: &str, f: impl FnOnce(&Entry) -> R) -> Option<R> {
+        let hash = self.hash(key);
+        let shard = read(self.shard_of(hash));
+        shard.peek(hash, key).map(f)
+    }
+
+    /// The longest life of an entry (`CACHE_L1_TTL`).
+    pub(crate) fn max_ttl(&self) -> Duration {
+        self.max_ttl
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use lru::LruCache;
@@ -20,6 +20,12 @@ pub(crate) type Value = Arc<dyn Any + Send + Sync>;
 pub(crate) struct Entry {
     /// Expiry on the coarse clock ([`clock::now_ms`]).
     pub(crate) expires: u64,
+    /// Fail-safe's horizon on the same clock: past `expires` the entry is a miss but stays
+    /// (for a stale serve) until this; `expires` unless armed
+    /// (`fail_safe.rs`).
+    pub(crate) stale_until: AtomicU64,
+    /// When a hit asks for an eager refresh: 0 not armed, `u64::MAX` none (or claimed).
+    pub(crate) refresh_at: AtomicU64,
     /// The shard's insert count when this entry was last moved to the front.
     pub(crate) promoted: u64,
     /// Hits since admission (saturating at [`MAX_COUNT`], halved when the sketch ages): with

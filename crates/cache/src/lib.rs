@@ -57,6 +57,7 @@ mod config;
 mod env;
 mod epochs;
 mod error;
+mod fail_safe;
 mod flight;
 mod inner;
 mod keyring;
@@ -109,6 +110,7 @@ pub use cluster_config::ClusterOptions;
 pub use codec::Codec;
 pub use config::CacheConfig;
 pub use error::CacheError;
+pub use fail_safe::{LoadOptions, Loaded};
 #[cfg(feature = "redis")]
 pub use error::ClusterNodeProblem;
 pub use keyring::{EncryptionKey, Keyring};

@@ -52,6 +52,14 @@ pub struct CacheStats {
     /// Redis payload did not deserialise as the type asked for (another type, or an older
     /// format after a deploy): misses, counted here too.
     pub type_mismatches: u64,
+    /// Values served past their TTL, flagged stale, because their reload failed
+    /// (fail-safe, `CACHE_FAIL_SAFE_MAX`); each such failure is in `load_errors` too.
+    pub stale_served: u64,
+    /// Loads whose loader said "not found" (`Ok(None)`): misses, never `load_errors`,
+    /// not cached.
+    pub not_found: u64,
+    /// Background reloads started by a hit late in its TTL (`CACHE_EAGER_REFRESH`).
+    pub eager_refreshes: u64,
     /// Entries in L1.
     pub l1_entries: usize,
     /// Bytes of keys and values in L1 (a value weighs its encoded size).

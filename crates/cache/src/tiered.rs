@@ -191,7 +191,7 @@ impl TieredCache {
     }
 
     /// The value of `key` as a `T` from L1, or from Redis (decoded, then held in L1).
-    async fn fetch<T>(&self, key: &str) -> Option<Arc<T>>
+    pub(crate) async fn fetch<T>(&self, key: &str) -> Option<Arc<T>>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
@@ -330,7 +330,7 @@ impl TieredCache {
     /// no local invalidation moved the epoch of the key or of its tags since `e0`
     /// meanwhile (the Redis write is an await: a delete can land between it and L1).
     #[allow(clippy::too_many_arguments)] // one call site, the steps of one load
-    async fn store_loaded(
+    pub(crate) async fn store_loaded(
         &self,
         key: &str,
         value: Value,
@@ -563,6 +563,9 @@ impl TieredCache {
             stale_loads: c.stale_loads.load(Ordering::Relaxed),
             redis_stale_loads: c.redis_stale_loads.load(Ordering::Relaxed),
             type_mismatches: c.type_mismatches.load(Ordering::Relaxed),
+            stale_served: c.stale_served.load(Ordering::Relaxed),
+            not_found: c.not_found.load(Ordering::Relaxed),
+            eager_refreshes: c.eager_refreshes.load(Ordering::Relaxed),
             l1_entries: self.inner.l1.as_ref().map_or(0, L1Cache::len),
             l1_bytes: self.inner.l1.as_ref().map_or(0, L1Cache::bytes),
             l1_rejected: self.inner.l1.as_ref().map_or(0, L1Cache::rejected),

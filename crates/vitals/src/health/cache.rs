@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
-use vitals_cache::TieredCache;
+use vitals_cache::{Loaded, TieredCache};
 
 use super::model::*;
 use super::records;
@@ -20,6 +20,12 @@ use crate::{Db, Error, Reads};
 pub const SUMMARY_TTL: Duration = Duration::from_secs(5 * 60);
 /// Vaccinations, allergies and chronic conditions change less often: 10 minutes.
 pub const RECORDS_TTL: Duration = Duration::from_secs(10 * 60);
+/// How long allergies and chronic conditions are served past their TTL when their reload
+/// fails (the database down, a timeout): a nurse needs them in an emergency, and a list a
+/// day old beats none. Served flagged stale ([`HealthDataCache::allergies_loaded`]) and
+/// counted (`stale_served`); only what this instance holds in L1 (see `vitals_cache`'s
+/// `get_or_load_with`). The other kinds keep `CACHE_FAIL_SAFE_MAX` (off by default).
+pub const CRITICAL_FAIL_SAFE: Duration = Duration::from_secs(24 * 60 * 60);
 /// How many students [`HealthDataCache::invalidate_students`] drops per Redis pipeline (and
 /// invalidation message): 256 students, 1 024 keys.
 const INVALIDATE_CHUNK: usize = 256;
@@ -264,31 +270,88 @@ impl HealthDataCache {
         .await
     }
 
-    /// A student's active allergies (10 minutes).
+    /// A student's active allergies (10 minutes); served stale for up to
+    /// [`CRITICAL_FAIL_SAFE`] when the database fails ([`allergies_loaded`](Self::allergies_loaded)
+    /// says when).
     ///
     /// # Errors
-    /// The source's error on a miss (a database error, scrubbed).
+    /// The source's error on a miss with nothing to serve stale (a database error, scrubbed).
     pub async fn allergies(&self, student: Uuid) -> Result<Arc<Vec<Allergy>>, Error> {
-        let source = self.source()?;
-        self.through(HealthData::Allergies, student, move |db| {
+        Ok(self.allergies_loaded(student).await?.value)
+    }
+
+    /// [`allergies`](Self::allergies), and whether the list is stale: past its TTL, served
+    /// because the database failed (fail-safe, [`CRITICAL_FAIL_SAFE`]).
+    ///
+    /// # Errors
+    /// The source's error on a miss with nothing to serve stale (a database error, scrubbed).
+    pub async fn allergies_loaded(&self, student: Uuid) -> Result<Loaded<Vec<Allergy>>, Error> {
+        self.through_fail_safe(HealthData::Allergies, student, |source, db, student| {
             Box::pin(async move { source.allergies(&db, student).await })
         })
         .await
     }
 
-    /// A student's chronic conditions (10 minutes).
+    /// A student's chronic conditions (10 minutes); served stale for up to
+    /// [`CRITICAL_FAIL_SAFE`] when the database fails.
     ///
     /// # Errors
-    /// The source's error on a miss (a database error, scrubbed).
+    /// The source's error on a miss with nothing to serve stale (a database error, scrubbed).
     pub async fn chronic_conditions(
         &self,
         student: Uuid,
     ) -> Result<Arc<Vec<ChronicCondition>>, Error> {
-        let source = self.source()?;
-        self.through(HealthData::ChronicConditions, student, move |db| {
-            Box::pin(async move { source.chronic_conditions(&db, student).await })
-        })
+        Ok(self.chronic_conditions_loaded(student).await?.value)
+    }
+
+    /// [`chronic_conditions`](Self::chronic_conditions), and whether the list is stale.
+    ///
+    /// # Errors
+    /// The source's error on a miss with nothing to serve stale (a database error, scrubbed).
+    pub async fn chronic_conditions_loaded(
+        &self,
+        student: Uuid,
+    ) -> Result<Loaded<Vec<ChronicCondition>>, Error> {
+        self.through_fail_safe(
+            HealthData::ChronicConditions,
+            student,
+            |source, db, student| {
+                Box::pin(async move { source.chronic_conditions(&db, student).await })
+            },
+        )
         .await
+    }
+
+    /// Get-or-load of `kind` with fail-safe for [`CRITICAL_FAIL_SAFE`] (and the configured
+    /// eager refresh): the loader owns its handles, since a refresh may run after the call.
+    async fn through_fail_safe<T>(
+        &self,
+        kind: HealthData,
+        student: Uuid,
+        load: fn(Arc<dyn HealthSource>, Db, Uuid) -> SourceFuture<'static, T>,
+    ) -> Result<Loaded<T>, Error>
+    where
+        T: Serialize + DeserializeOwned + Default + Send + Sync + 'static,
+    {
+        let source = self.source.clone().ok_or_else(health_off)?;
+        let reads = self.reads.clone();
+        let group = TieredCache::group_tag(&student_group(student));
+        let options = self.cache.load_options().fail_safe(CRITICAL_FAIL_SAFE);
+        let loaded = self
+            .cache
+            .get_or_load_with(
+                &kind.key(student),
+                kind.ttl(),
+                &[kind.tag(), &group],
+                &options,
+                move || async move {
+                    let read = |db: Db| load(source.clone(), db, student);
+                    reads.run(true, read).await.map(Some)
+                },
+            )
+            .await?;
+        // The loader never says "not found" (a student without records has empty lists).
+        Ok(loaded.unwrap_or_else(|| Loaded::new(Arc::new(T::default()), false)))
     }
 
     /// Caches `value` as `kind` of `student`, with the kind's TTL, tag and the student's group.

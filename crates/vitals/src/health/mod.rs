@@ -35,7 +35,9 @@ mod source;
 mod store;
 mod warm;
 
-pub use cache::{student_group, tags, HealthData, HealthDataCache, RECORDS_TTL, SUMMARY_TTL};
+pub use cache::{
+    student_group, tags, HealthData, HealthDataCache, CRITICAL_FAIL_SAFE, RECORDS_TTL, SUMMARY_TTL,
+};
 pub use dashboard::{Dashboard, DashboardStats, StatFailure};
 pub use generate::{School, SchoolGenerator};
 pub use model::*;

@@ -1,0 +1,508 @@
+//! Fail-safe and eager refresh: [`TieredCache::get_or_load_with`].
+//!
+//! **Fail-safe.** A value loaded (or read from Redis) through `get_or_load_with` with a
+//! fail-safe horizon keeps, in its L1 entry, its logical expiry (`Entry::expires`: past it
+//! the entry is a miss for every read) and a horizon (`Entry::stale_until`, the expiry plus
+//! the horizon): L1 drops the entry only once that has passed too. When a reload fails, the
+//! value is served until the horizon, flagged [`Loaded::stale`] and counted in
+//! `stale_served`. Only L1 keeps it: Redis keeps the logical TTL, because Redis knows no
+//! other expiry, and an entry it kept longer would be served as fresh by every instance's
+//! `get` (a logical expiry in the payload would change the codec's format for every reader).
+//! So a value is served stale by an instance that held it in L1; one restarted, or whose L1
+//! evicted it (a logically expired entry is among the first victims), or cleared it (a lost
+//! subscription), has nothing to serve and returns the error.
+//!
+//! **Eager refresh.** A hit past `fraction × TTL` of its value's life claims the entry's
+//! refresh (one atomic compare-and-swap on the entry: one claim per entry, however many
+//! hits arrive at once), returns the value at once and spawns the reload, which joins the
+//! key's single flight like a miss (a miss meanwhile waits for it rather than loading
+//! again). A failed refresh leaves the entry as it was (no retry until it expires; then
+//! fail-safe applies). L1's TTL cap (`CACHE_L1_TTL`) can make an entry's life shorter than
+//! its value's: such an entry is not armed (its value's age is unknown); an entry filled
+//! from Redis with the rest of its TTL is.
+//!
+//! **Not found.** The loader returns `Ok(None)`: not cached, counted in `not_found`, never
+//! in `load_errors`, and shared with the waiters of the flight.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::clock;
+use crate::config::CacheConfig;
+use crate::flight::{FlightGuard, Role};
+use crate::l1::{L1Cache, Lookup, Value};
+use crate::l1_shard::Entry;
+use crate::tier::Tier as _;
+use crate::tiered::TieredCache;
+
+/// What `CACHE_EAGER_REFRESH` takes, in its problem.
+pub(crate) const EAGER_EXPECTED: &str =
+    "a fraction of the TTL between 0 and 1 exclusive (0.9, or 90%), or 0 for off";
+
+/// `Entry::refresh_at` of an entry not armed yet.
+const UNARMED: u64 = 0;
+/// `Entry::refresh_at` of an entry with no refresh to run (none asked, or claimed).
+const NEVER: u64 = u64::MAX;
+/// Slack of the coarse clock when telling an entry capped by L1's TTL from one that is not.
+const CAP_SLACK_MS: u64 = 5;
+
+/// `CACHE_EAGER_REFRESH`: `0.9` or `90%`; `0` (or `0%`) is off (`Some(None)`).
+pub(crate) fn parse_fraction(v: &str) -> Option<Option<f64>> {
+    let v = v.trim();
+    let f = match v.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().ok()? / 100.0,
+        None => v.parse::<f64>().ok()?,
+    };
+    if f == 0.0 {
+        return Some(None);
+    }
+    (f > 0.0 && f < 1.0).then_some(Some(f))
+}
+
+/// How [`TieredCache::get_or_load_with`] treats a failed reload and a hit late in its TTL.
+/// [`TieredCache::load_options`] gives the configured defaults (`CACHE_FAIL_SAFE_MAX`,
+/// `CACHE_EAGER_REFRESH`); the setters override them per call site.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use vitals_cache::{CacheConfig, LoadOptions};
+/// let critical = LoadOptions::from_config(&CacheConfig::default())
+///     .fail_safe(Duration::from_secs(24 * 3600))
+///     .eager_refresh(Some(0.9));
+/// assert_eq!(critical.fail_safe_max(), Duration::from_secs(24 * 3600));
+/// ```
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadOptions {
+    fail_safe: Duration,
+    eager_refresh: Option<f64>,
+}
+
+impl LoadOptions {
+    /// The defaults of `config`: its `fail_safe_max` and `eager_refresh`.
+    pub fn from_config(config: &CacheConfig) -> Self {
+        Self {
+            fail_safe: config.fail_safe_max,
+            eager_refresh: config.eager_refresh,
+        }
+    }
+
+    /// Serve the last value for up to `max` past its TTL when its reload fails (zero: off).
+    pub fn fail_safe(mut self, max: Duration) -> Self {
+        self.fail_safe = max;
+        self
+    }
+
+    /// Reload in the background on a hit past `fraction` of the TTL (`None`, or a value
+    /// outside 0 to 1 exclusive: off).
+    pub fn eager_refresh(mut self, fraction: Option<f64>) -> Self {
+        self.eager_refresh = fraction.filter(|f| *f > 0.0 && *f < 1.0);
+        self
+    }
+
+    /// The fail-safe horizon (zero when off).
+    pub fn fail_safe_max(&self) -> Duration {
+        self.fail_safe
+    }
+
+    /// The eager-refresh fraction (`None` when off).
+    pub fn eager_fraction(&self) -> Option<f64> {
+        self.eager_refresh
+    }
+
+    fn is_off(&self) -> bool {
+        self.fail_safe.is_zero() && self.eager_refresh.is_none()
+    }
+}
+
+/// A value from [`TieredCache::get_or_load_with`], and whether it is stale: past its TTL,
+/// served because its reload failed (fail-safe).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Loaded<T> {
+    /// The value, shared as [`TieredCache::get`] returns it.
+    pub value: Arc<T>,
+    /// True when the value is past its TTL and its reload failed.
+    pub stale: bool,
+}
+
+impl<T> Loaded<T> {
+    /// A value and its staleness (for wrappers that build one, such as a default for
+    /// "not found").
+    pub fn new(value: Arc<T>, stale: bool) -> Self {
+        Self { value, stale }
+    }
+
+    fn fresh(value: Arc<T>) -> Self {
+        Self {
+            value,
+            stale: false,
+        }
+    }
+}
+
+/// What a flight hands its waiters when the loader found nothing.
+struct NotFound;
+
+/// Whether `a` and `b` are one allocation (the data pointers; vtables may differ).
+fn same(a: &Value, b: &Value) -> bool {
+    std::ptr::eq(Arc::as_ptr(a).cast::<()>(), Arc::as_ptr(b).cast::<()>())
+}
+
+/// Arms `e` once (a fail-safe horizon, a refresh time), then claims its refresh if due;
+/// true for the one caller that should reload.
+fn arm_and_claim(e: &Entry, max_ttl: Duration, ttl: Duration, options: &LoadOptions) -> bool {
+    let now = clock::now_ms();
+    let mut at = e.refresh_at.load(Ordering::Acquire);
+    if at == UNARMED {
+        let horizon = u64::try_from(options.fail_safe.as_millis()).unwrap_or(u64::MAX);
+        e.stale_until
+            .fetch_max(e.expires.saturating_add(horizon), Ordering::Relaxed);
+        let max_ttl_ms = u64::try_from(max_ttl.as_millis()).unwrap_or(u64::MAX);
+        // An entry L1's cap cut short ends before its value: when that is due is unknown.
+        let capped = ttl > max_ttl && e.expires.saturating_sub(now) + CAP_SLACK_MS >= max_ttl_ms;
+        let want = match options.eager_refresh {
+            Some(f) if !capped => {
+                let tail = (ttl.as_millis() as f64 * (1.0 - f)) as u64;
+                e.expires.saturating_sub(tail).max(1)
+            }
+            _ => NEVER,
+        };
+        at = match e
+            .refresh_at
+            .compare_exchange(UNARMED, want, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => want,
+            Err(current) => current,
+        };
+    }
+    at != NEVER
+        && at <= now
+        && e.refresh_at
+            .compare_exchange(at, NEVER, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+}
+
+impl TieredCache {
+    /// The configured [`LoadOptions`] (`CACHE_FAIL_SAFE_MAX`, `CACHE_EAGER_REFRESH`).
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions::from_config(&self.inner.config)
+    }
+
+    /// [`TieredCache::get_or_load`] with fail-safe, eager refresh and "not found".
+    ///
+    /// - The loader returns `Ok(None)` for "not found": `Ok(None)` here, not cached,
+    ///   counted in `not_found` (never in `load_errors`); the waiters of the flight get it
+    ///   too.
+    /// - With `options.fail_safe_max()` non-zero, a value this instance holds in L1 is kept
+    ///   that long past its TTL; when a reload fails it is returned with
+    ///   [`Loaded::stale`] set (counted in `stale_served`; the failure in `load_errors`).
+    ///   Without one, the loader's error is returned as by `get_or_load`.
+    /// - With `options.eager_fraction()` set, a hit past that fraction of its TTL returns at
+    ///   once and reloads in the background, once for any number of concurrent hits
+    ///   (`eager_refreshes`); the reload is a flight of the key, so misses meanwhile wait
+    ///   for it. That is why the loader is `Send + 'static`: it may run after this returns.
+    ///
+    /// See the module `fail_safe.rs` for where the stale value is kept (L1 only) and why.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # async fn example(cache: vitals_cache::TieredCache) -> Result<(), std::io::Error> {
+    /// let options = cache.load_options().fail_safe(Duration::from_secs(24 * 3600));
+    /// let loaded = cache
+    ///     .get_or_load_with("student:4f1c:allergies", Duration::from_secs(600), &["allergies"],
+    ///         &options, || async { Ok::<_, std::io::Error>(Some(vec!["peanut".to_owned()])) })
+    ///     .await?;
+    /// if let Some(l) = loaded {
+    ///     if l.stale { /* say so to the nurse */ }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The loader's error when there is no stale value to serve (fail-safe off, or nothing
+    /// held, or past the horizon).
+    pub async fn get_or_load_with<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        tags: &[&str],
+        options: &LoadOptions,
+        loader: F,
+    ) -> Result<Option<Loaded<T>>, E>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Option<T>, E>> + Send + 'static,
+    {
+        if let Some(v) = self.fetch::<T>(key).await {
+            if self.arm(key, &v, ttl, options) {
+                self.refresh_in_background(key, ttl, tags, *options, loader);
+            }
+            return Ok(Some(Loaded::fresh(v)));
+        }
+        let c = &self.inner.counters;
+        let guard = loop {
+            match self.inner.flights.join(key) {
+                Role::Lead(guard) => break guard,
+                Role::Follow(follower) => {
+                    c.coalesced.fetch_add(1, Ordering::Relaxed);
+                    match follower.outcome().await {
+                        Some(v) if v.is::<NotFound>() => return Ok(None),
+                        Some(v) => match v.downcast::<T>() {
+                            Ok(v) => return Ok(Some(Loaded::fresh(v))),
+                            Err(_) => {
+                                c.type_mismatches.fetch_add(1, Ordering::Relaxed);
+                            }
+                        },
+                        // The leader failed (or was dropped): its stale value, if any, at
+                        // once rather than a load of our own that would likely fail too.
+                        None => {
+                            if let Some(l) = self.stale::<T>(key, options) {
+                                return Ok(Some(l));
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        self.lead(key, ttl, tags, options, guard, loader, false)
+            .await
+    }
+
+    /// The leader's load: the loader, then storing its value (as `get_or_load` does), arming
+    /// its entry, and handing the outcome to the flight's waiters. `refresh`: an eager
+    /// refresh, which must load although L1 holds the (old) value.
+    #[allow(clippy::too_many_arguments)] // the steps of one load, two call sites
+    async fn lead<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        tags: &[&str],
+        options: &LoadOptions,
+        guard: FlightGuard<'_>,
+        loader: F,
+        refresh: bool,
+    ) -> Result<Option<Loaded<T>>, E>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+    {
+        let c = &self.inner.counters;
+        if !refresh {
+            // A flight that ended just before we led may have filled L1.
+            if let Some(Lookup::Hit(v)) = self.inner.l1.as_ref().map(|l1| l1.lookup::<T>(key)) {
+                guard.done(v.clone());
+                return Ok(Some(Loaded::fresh(v)));
+            }
+        }
+        let e0 = self.inner.watch(key, tags);
+        let gens = match &self.inner.redis {
+            Some(r) => r.generations(key, tags).await.ok(),
+            None => None,
+        };
+        c.loads.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::load();
+        match loader().await {
+            Ok(Some(v)) => {
+                let v = Arc::new(v);
+                match serde_json::to_vec(&*v) {
+                    Ok(bytes) if e0.unchanged() => {
+                        self.store_loaded(key, v.clone(), bytes.into(), ttl, tags, gens, &e0)
+                            .await;
+                        // Arms the entry if it is this value (not one overwritten since).
+                        self.arm(key, &v, ttl, options);
+                    }
+                    Ok(_) => {
+                        c.stale_loads.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "vitals_cache", error = %e, "loaded value does not serialise: not cached");
+                    }
+                }
+                guard.done(v.clone());
+                Ok(Some(Loaded::fresh(v)))
+            }
+            Ok(None) => {
+                c.not_found.fetch_add(1, Ordering::Relaxed);
+                guard.done(Arc::new(NotFound));
+                Ok(None)
+            }
+            Err(e) => {
+                c.load_errors.fetch_add(1, Ordering::Relaxed);
+                guard.failed();
+                match self.stale::<T>(key, options) {
+                    Some(l) => {
+                        tracing::warn!(
+                            target: "vitals_cache",
+                            stale = l.stale,
+                            "reload failed: serving the value held in L1 (fail-safe)"
+                        );
+                        Ok(Some(l))
+                    }
+                    None => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Arms the L1 entry of `key` for `options` if it holds `v` and is not armed yet; true
+    /// when this caller claimed its eager refresh.
+    fn arm<T: Send + Sync + 'static>(
+        &self,
+        key: &str,
+        v: &Arc<T>,
+        ttl: Duration,
+        options: &LoadOptions,
+    ) -> bool {
+        let Some(l1) = self.inner.l1.as_ref().filter(|_| !options.is_off()) else {
+            return false;
+        };
+        let v: Value = v.clone();
+        l1.with_entry(key, |e| {
+            same(&e.value, &v) && arm_and_claim(e, l1.max_ttl(), ttl, options)
+        })
+        .unwrap_or(false)
+    }
+
+    /// The value L1 holds for `key` as a `T` within its fail-safe horizon, `stale` if past
+    /// its TTL (counted); `None` with fail-safe off.
+    fn stale<T: Send + Sync + 'static>(
+        &self,
+        key: &str,
+        options: &LoadOptions,
+    ) -> Option<Loaded<T>> {
+        if options.fail_safe.is_zero() {
+            return None;
+        }
+        let l1: &L1Cache = self.inner.l1.as_ref()?;
+        let now = clock::now_ms();
+        let (value, stale) = l1
+            .with_entry(key, |e| {
+                (e.stale_until.load(Ordering::Relaxed) > now)
+                    .then(|| {
+                        e.value
+                            .clone()
+                            .downcast::<T>()
+                            .ok()
+                            .map(|v| (v, e.expires <= now))
+                    })
+                    .flatten()
+            })
+            .flatten()?;
+        if stale {
+            self.inner
+                .counters
+                .stale_served
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Some(Loaded { value, stale })
+    }
+
+    /// Spawns the eager refresh of `key` (on the current tokio runtime; skipped outside
+    /// one). It leads the key's flight, or does nothing if a load of the key is up.
+    fn refresh_in_background<T, E, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        tags: &[&str],
+        options: LoadOptions,
+        loader: F,
+    ) where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Option<T>, E>> + Send + 'static,
+    {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!(target: "vitals_cache", "no tokio runtime: eager refresh skipped");
+            return;
+        };
+        self.inner
+            .counters
+            .eager_refreshes
+            .fetch_add(1, Ordering::Relaxed);
+        let cache = self.clone();
+        let key = key.to_owned();
+        let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
+        runtime.spawn(async move {
+            let Role::Lead(guard) = cache.inner.flights.join(&key) else {
+                return;
+            };
+            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+            // Its outcome is counted (loads, load_errors) and cached; nobody waits for it.
+            let _ = cache
+                .lead::<T, E, F, Fut>(&key, ttl, &tags, &options, guard, loader, true)
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eager_refresh_takes_a_fraction_or_a_percentage() {
+        assert_eq!(parse_fraction("0.9"), Some(Some(0.9)));
+        assert_eq!(parse_fraction(" 90% "), Some(Some(0.9)));
+        assert_eq!(parse_fraction("0"), Some(None));
+        assert_eq!(parse_fraction("1"), None);
+        assert_eq!(parse_fraction("90"), None);
+        assert_eq!(parse_fraction("-0.5"), None);
+        assert_eq!(parse_fraction("soon"), None);
+    }
+
+    #[test]
+    fn both_variables_are_read_and_checked() {
+        let read = |vars: &'static [(&'static str, &'static str)]| {
+            CacheConfig::from_env_with(move |name| {
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            })
+        };
+        let c = read(&[]).unwrap();
+        assert_eq!((c.fail_safe_max, c.eager_refresh), (Duration::ZERO, None));
+        let c = read(&[
+            ("CACHE_FAIL_SAFE_MAX", "86400"),
+            ("CACHE_EAGER_REFRESH", "0.9"),
+        ])
+        .unwrap();
+        assert_eq!(c.fail_safe_max, Duration::from_secs(86_400));
+        assert_eq!(c.eager_refresh, Some(0.9));
+        assert_eq!(
+            read(&[("CACHE_EAGER_REFRESH", "0")]).unwrap().eager_refresh,
+            None
+        );
+        let err = read(&[
+            ("CACHE_FAIL_SAFE_MAX", "a day"),
+            ("CACHE_EAGER_REFRESH", "90"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("CACHE_FAIL_SAFE_MAX"), "{err}");
+        assert!(
+            err.contains("CACHE_EAGER_REFRESH") && err.contains(EAGER_EXPECTED),
+            "{err}"
+        );
+        let code = CacheConfig::default().with_fail_safe(Duration::ZERO, Some(1.0));
+        let err = code.validate().unwrap_err().to_string();
+        assert!(err.contains("CACHE_EAGER_REFRESH"), "{err}");
+    }
+
+    #[test]
+    fn options_out_of_range_turn_eager_refresh_off() {
+        let o = LoadOptions::from_config(&CacheConfig::default());
+        assert!(o.is_off());
+        assert_eq!(o.eager_refresh(Some(1.5)).eager_fraction(), None);
+        assert_eq!(o.eager_refresh(Some(0.9)).eager_fraction(), Some(0.9));
+    }
+}

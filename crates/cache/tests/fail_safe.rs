@@ -1,0 +1,304 @@
+//! Fail-safe, eager refresh and "not found" of `TieredCache::get_or_load_with` (issue 15,
+//! item 5), on the Redis at `REDIS_URL` (127.0.0.1:6379 by default), each test under a
+//! prefix of its own.
+//!
+//! Run with `cargo test -p vitals-cache --test fail_safe`.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::AsyncCommands as _;
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
+use vitals_cache::{LoadOptions, Loaded, TieredCache};
+
+/// What the loaders of these tests fail with: a database that does not answer.
+#[derive(Debug, PartialEq)]
+struct DatabaseDown;
+
+type Got = Result<Option<Loaded<String>>, DatabaseDown>;
+
+async fn load(cache: &TieredCache, key: &str, ttl: Duration, o: &LoadOptions, v: &str) -> Got {
+    let v = v.to_owned();
+    cache
+        .get_or_load_with(
+            key,
+            ttl,
+            &["allergies"],
+            o,
+            move || async move { Ok(Some(v)) },
+        )
+        .await
+}
+
+async fn fail(cache: &TieredCache, key: &str, ttl: Duration, o: &LoadOptions) -> Got {
+    cache
+        .get_or_load_with(key, ttl, &["allergies"], o, || async {
+            Err::<Option<String>, _>(DatabaseDown)
+        })
+        .await
+}
+
+/// Whether Redis still holds `cache`'s value of `key`.
+async fn in_redis(cache: &TieredCache, key: &str) -> bool {
+    let data_key = cache.redis().unwrap().data_key(key);
+    let mut conn = common::raw_conn(&common::redis_url()).await;
+    conn.exists(data_key).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_failed_reload_serves_the_last_value_stale_within_the_horizon_and_not_after() {
+    let cache = common::build(common::config("fs-stale", &common::redis_url())).await;
+    let (ttl, horizon) = (Duration::from_millis(300), Duration::from_millis(1200));
+    let o = cache.load_options().fail_safe(horizon);
+    let key = "student:7:allergies";
+    let loaded_at = Instant::now();
+    let first = load(&cache, key, ttl, &o, "peanut").await.unwrap().unwrap();
+    assert!(!first.stale);
+
+    // Before its TTL a failing loader is not even called: a hit.
+    let hit = fail(&cache, key, ttl, &o).await.unwrap().unwrap();
+    assert!(!hit.stale && *hit.value == "peanut");
+
+    // Past its TTL (Redis dropped it too: its TTL is not extended), the database is down.
+    tokio::time::sleep_until(loaded_at + ttl + Duration::from_millis(100)).await;
+    assert!(!in_redis(&cache, key).await, "redis keeps the logical TTL");
+    let before = cache.stats();
+    let stale = fail(&cache, key, ttl, &o).await.unwrap().unwrap();
+    assert!(stale.stale, "served past its TTL, and says so");
+    assert_eq!(*stale.value, "peanut");
+    // Concurrent callers while it is down: each gets the stale value, none an error.
+    let many = futures::future::join_all((0..8).map(|_| fail(&cache, key, ttl, &o))).await;
+    for got in many {
+        let got = got.expect("fail-safe serves every caller").unwrap();
+        assert!(got.stale && *got.value == "peanut");
+    }
+    let after = cache.stats();
+    assert_eq!(after.stale_served - before.stale_served, 9);
+    assert!(after.load_errors > before.load_errors);
+
+    // Past the horizon: the error, as without fail-safe.
+    tokio::time::sleep_until(loaded_at + ttl + horizon + Duration::from_millis(100)).await;
+    assert_eq!(fail(&cache, key, ttl, &o).await.unwrap_err(), DatabaseDown);
+    assert_eq!(cache.stats().stale_served, after.stale_served);
+
+    // The database is back: a fresh value, not stale.
+    let back = load(&cache, key, ttl, &o, "peanut, sesame")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!back.stale && *back.value == "peanut, sesame");
+    cache.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_fail_safe_off_the_error_reaches_the_caller_as_today() {
+    let cache = common::build(common::config("fs-off", &common::redis_url())).await;
+    let ttl = Duration::from_millis(200);
+    let o = cache.load_options();
+    assert_eq!(o.fail_safe_max(), Duration::ZERO, "off by default");
+    let key = "student:8:allergies";
+    let loaded_at = Instant::now();
+    load(&cache, key, ttl, &o, "latex").await.unwrap().unwrap();
+    let other = "student:9:allergies";
+    cache
+        .get_or_load(other, ttl, &[], || async {
+            Ok::<_, DatabaseDown>("dust".to_owned())
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep_until(loaded_at + ttl + Duration::from_millis(100)).await;
+    assert_eq!(fail(&cache, key, ttl, &o).await.unwrap_err(), DatabaseDown);
+    let old_api = cache
+        .get_or_load(other, ttl, &[], || async { Err::<String, _>(DatabaseDown) })
+        .await;
+    assert_eq!(old_api.unwrap_err(), DatabaseDown);
+    let s = cache.stats();
+    assert_eq!((s.stale_served, s.load_errors), (0, 2));
+    cache.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_invalidated_value_is_never_served_stale() {
+    let cache = common::build(common::config("fs-inval", &common::redis_url())).await;
+    let ttl = Duration::from_millis(200);
+    let o = cache.load_options().fail_safe(Duration::from_secs(30));
+    let key = "student:10:allergies";
+    let loaded_at = Instant::now();
+    load(&cache, key, ttl, &o, "penicillin")
+        .await
+        .unwrap()
+        .unwrap();
+    // A nurse removed the allergy: the entry goes, its fail-safe copy with it.
+    cache.invalidate_tag("allergies").await;
+    tokio::time::sleep_until(loaded_at + ttl + Duration::from_millis(50)).await;
+    assert_eq!(fail(&cache, key, ttl, &o).await.unwrap_err(), DatabaseDown);
+    assert_eq!(cache.stats().stale_served, 0);
+    cache.shutdown().await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_hits_late_in_the_ttl_make_one_background_load_and_are_not_delayed() {
+    let cache = common::build(common::config("fs-eager", &common::redis_url())).await;
+    let ttl = Duration::from_secs(2);
+    let o = cache.load_options().eager_refresh(Some(0.9));
+    let key = "student:11:conditions";
+    let loaded_at = Instant::now();
+    load(&cache, key, ttl, &o, "asthma v1")
+        .await
+        .unwrap()
+        .unwrap();
+
+    // In the last 10 % of the TTL (1.8 s to 2 s).
+    tokio::time::sleep_until(loaded_at + Duration::from_millis(1850)).await;
+    let gate = Arc::new(Notify::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicBool::new(false));
+    let (started_tx, started_rx) = oneshot::channel::<()>();
+    let started_tx = Arc::new(std::sync::Mutex::new(Some(started_tx)));
+    let hits = (0..50).map(|_| {
+        let (cache, o) = (cache.clone(), o);
+        let (gate, calls, finished, started_tx) = (
+            gate.clone(),
+            calls.clone(),
+            finished.clone(),
+            started_tx.clone(),
+        );
+        tokio::spawn(async move {
+            cache
+                .get_or_load_with(key, ttl, &["conditions"], &o, move || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    if let Some(tx) = started_tx.lock().unwrap().take() {
+                        let _ = tx.send(());
+                    }
+                    gate.notified().await;
+                    finished.store(true, Ordering::SeqCst);
+                    Ok::<_, DatabaseDown>(Some("asthma v2".to_owned()))
+                })
+                .await
+        })
+    });
+    for hit in futures::future::join_all(hits).await {
+        let got = hit.unwrap().unwrap().unwrap();
+        assert!(!got.stale);
+        assert_eq!(*got.value, "asthma v1", "a hit returns the value it found");
+    }
+    // Every hit returned while the one refresh is still held at the gate.
+    tokio::time::timeout(Duration::from_secs(5), started_rx)
+        .await
+        .expect("the background refresh starts")
+        .unwrap();
+    assert!(
+        !finished.load(Ordering::SeqCst),
+        "hits did not wait for the loader"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one background load for 50 hits"
+    );
+    assert_eq!(cache.stats().eager_refreshes, 1);
+
+    gate.notify_one();
+    let refreshed = common::eventually(Duration::from_secs(5), || async {
+        cache
+            .get::<String>(key)
+            .await
+            .as_deref()
+            .map(String::as_str)
+            == Some("asthma v2")
+    })
+    .await;
+    assert!(refreshed, "the refresh is cached");
+    let s = cache.stats();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!((s.loads, s.eager_refreshes, s.load_errors), (2, 1, 0));
+    cache.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_eager_refresh_does_not_evict() {
+    let cache = common::build(common::config("fs-eager-fail", &common::redis_url())).await;
+    let ttl = Duration::from_secs(1);
+    let o = cache.load_options().eager_refresh(Some(0.5));
+    let key = "student:12:conditions";
+    let loaded_at = Instant::now();
+    load(&cache, key, ttl, &o, "epilepsy")
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep_until(loaded_at + Duration::from_millis(600)).await;
+    let (tx, rx) = oneshot::channel::<()>();
+    let got = cache
+        .get_or_load_with(key, ttl, &[], &o, move || async move {
+            let _ = tx.send(());
+            Err::<Option<String>, _>(DatabaseDown)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(*got.value, "epilepsy");
+    rx.await.unwrap();
+    let failed = common::eventually(Duration::from_secs(5), || async {
+        cache.stats().load_errors == 1
+    })
+    .await;
+    assert!(failed);
+    assert_eq!(
+        cache
+            .get::<String>(key)
+            .await
+            .as_deref()
+            .map(String::as_str),
+        Some("epilepsy"),
+        "still cached after the refresh failed"
+    );
+    cache.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_loader_that_finds_nothing_is_a_counted_miss_not_a_load_error() {
+    let cache = common::build(common::config("fs-none", &common::redis_url())).await;
+    let ttl = Duration::from_secs(60);
+    let o = cache.load_options().fail_safe(Duration::from_secs(60));
+    let key = "student:13:allergies";
+    let gate = Arc::new(Notify::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let callers = (0..10).map(|_| {
+        let (cache, gate, calls) = (cache.clone(), gate.clone(), calls.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_load_with(key, ttl, &[], &o, move || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    gate.notified().await;
+                    Ok::<Option<String>, DatabaseDown>(None)
+                })
+                .await
+        })
+    });
+    let callers: Vec<_> = callers.collect();
+    let waited = common::eventually(Duration::from_secs(5), || async {
+        let s = cache.stats();
+        s.loads == 1 && s.coalesced == 9
+    })
+    .await;
+    assert!(waited, "one load, nine waiters");
+    gate.notify_one();
+    for c in futures::future::join_all(callers).await {
+        assert!(c.unwrap().unwrap().is_none(), "not found, for every waiter");
+    }
+    let s = cache.stats();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!((s.not_found, s.load_errors, s.stale_served), (1, 0, 0));
+    assert!(s.misses >= 1);
+    // Not cached: the next read loads again.
+    assert!(load(&cache, key, ttl, &o, "pollen")
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(cache.stats().loads, 2);
+    cache.shutdown().await;
+}
