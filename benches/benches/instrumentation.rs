@@ -17,7 +17,10 @@
 //! therefore also measures the four *interleaved*: 200 rounds, each running 400 statements of
 //! every variant in turn, and prints, per variant, the median over the rounds of its per-statement
 //! time minus the bare pool's in the same round, with the rounds' interquartile range. Load that
-//! drifts over seconds falls on both sides of each difference.
+//! drifts over seconds falls on both sides of each difference. It prints this twice: for wall
+//! time, and for the CPU time of the calling thread (Linux's `/proc/thread-self/schedstat`),
+//! which is where all of the instrumentation runs (SQLite runs on sqlx's worker thread) and which
+//! time spent waiting for a core does not inflate.
 //!
 //! `cargo bench -p vitals-benches --bench instrumentation -- --warm-up-time 1 --measurement-time 3`
 // criterion_group! generates an undocumented `pub fn benches`.
@@ -93,6 +96,10 @@ fn instrumentation(c: &mut Criterion) {
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
+    // A second registered dispatcher, never installed: with just one, tracing computes a
+    // callsite's interest from the thread's default at its first hit, so a statement callsite
+    // first hit outside the OpenTelemetry scope would stay disabled inside it too.
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
     let otel = tracing::Dispatch::new(
         tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"))),
@@ -116,54 +123,128 @@ fn instrumentation(c: &mut Criterion) {
     }
     group.finish();
 
-    // The paired measurement (see the top of the file): every round runs the four in turn.
-    let mut diffs: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-    let mut bare_times = Vec::new();
+    // The paired measurement (see the top of the file): every round runs the variants in
+    // turn. Two more than the group: spans on into tracing's registry alone (what vitals'
+    // spans cost with no exporter), and OpenTelemetry's batch processor (what a production
+    // host installs: the export runs on the SDK's own thread, not the caller's).
+    let batch_exporter = InMemorySpanExporter::default();
+    let batch_provider = SdkTracerProvider::builder()
+        .with_batch_exporter(batch_exporter.clone())
+        .build();
+    let otel_batch = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(batch_provider.tracer("bench"))),
+    );
+    let spans_only = tracing::Dispatch::new(tracing_subscriber::registry());
+    let mut wall: [Vec<f64>; VARIANTS.len()] = Default::default();
+    let mut cpu: [Vec<f64>; VARIANTS.len()] = Default::default();
     let (sqlx_db, monitored_db, vitals_db) = (&pool, &monitored, &handle);
     rt.block_on(async {
         for _ in 0..ROUNDS {
-            let bare = per_statement(statements!(sqlx_db, PER_ROUND)).await;
-            let monitored = per_statement(statements!(monitored_db, PER_ROUND)).await;
-            let facade = per_statement(statements!(vitals_db, PER_ROUND)).await;
-            let with_spans = {
-                let _guard = tracing::dispatcher::set_default(&otel);
-                per_statement(statements!(vitals_db, PER_ROUND)).await
-            };
-            exporter.reset();
-            bare_times.push(bare);
-            diffs[0].push(monitored - bare);
-            diffs[1].push(facade - bare);
-            diffs[2].push(with_spans - bare);
+            let runs = [
+                per_statement(statements!(sqlx_db, PER_ROUND)).await,
+                per_statement(statements!(monitored_db, PER_ROUND)).await,
+                per_statement(statements!(vitals_db, PER_ROUND)).await,
+                {
+                    let _guard = tracing::dispatcher::set_default(&spans_only);
+                    per_statement(statements!(vitals_db, PER_ROUND)).await
+                },
+                {
+                    let _guard = tracing::dispatcher::set_default(&otel_batch);
+                    per_statement(statements!(vitals_db, PER_ROUND)).await
+                },
+                {
+                    let _guard = tracing::dispatcher::set_default(&otel);
+                    per_statement(statements!(vitals_db, PER_ROUND)).await
+                },
+            ];
+            // Outside the timing: every statement of the OpenTelemetry runs exported its span.
+            let _ = batch_provider.force_flush();
+            for e in [&exporter, &batch_exporter] {
+                let exported = e.get_finished_spans().map_or(0, |s| s.len());
+                assert!(exported as u64 >= PER_ROUND, "{exported} spans exported");
+                e.reset();
+            }
+            for (i, (w, c)) in runs.into_iter().enumerate() {
+                wall[i].push(w);
+                cpu[i].extend(c);
+            }
         }
     });
-    let (bare_median, _, _) = quartiles(&mut bare_times);
     println!(
-        "pool/instrumented_statement interleaved ({ROUNDS} rounds x {PER_ROUND} statements each): \
-         sqlx_pool {bare_median:.2} µs per statement (median)"
+        "pool/instrumented_statement interleaved ({ROUNDS} rounds x {PER_ROUND} statements of each):"
     );
-    for (name, d) in ["monitored_pool", "vitals", "vitals_otel"]
-        .iter()
-        .zip(diffs.iter_mut())
-    {
-        let (median, q1, q3) = quartiles(d);
-        println!(
-            "  {name:<15} {median:+.2} µs per statement over sqlx_pool (median of rounds; \
-             IQR {q1:+.2} .. {q3:+.2})"
-        );
+    report("wall time", &mut wall);
+    if cpu[0].len() == ROUNDS {
+        report("CPU time of the calling thread", &mut cpu);
     }
+    let _ = batch_provider.shutdown();
     rt.block_on(async {
         vitals.shutdown().await;
         pool.close().await;
     });
 }
 
+/// The interleaved measurement's variants, in the order each round runs them.
+const VARIANTS: [&str; 6] = [
+    "sqlx_pool",
+    "monitored_pool",
+    "vitals",
+    "vitals_spans",
+    "vitals_otel_batch",
+    "vitals_otel",
+];
+
 /// Rounds of the interleaved measurement, and statements per variant in each.
 const ROUNDS: usize = 200;
 const PER_ROUND: u64 = 400;
 
-/// µs per statement of one variant's `PER_ROUND` statements.
-async fn per_statement(run: impl std::future::Future<Output = Duration>) -> f64 {
-    run.await.as_secs_f64() * 1e6 / PER_ROUND as f64
+/// µs per statement of one variant's `PER_ROUND` statements: wall time, and the CPU time
+/// the calling thread spent (`None` where `/proc/thread-self/schedstat` cannot be read).
+async fn per_statement(run: impl std::future::Future<Output = Duration>) -> (f64, Option<f64>) {
+    let cpu_before = thread_cpu_ns();
+    let took = run.await;
+    let cpu = match (cpu_before, thread_cpu_ns()) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e3 / PER_ROUND as f64),
+        _ => None,
+    };
+    (took.as_secs_f64() * 1e6 / PER_ROUND as f64, cpu)
+}
+
+/// Nanoseconds this thread has run on a CPU (Linux's schedstat: the first field). The
+/// current-thread runtime polls every statement, the observer, the logger, the metrics and
+/// the span export on this thread, while SQLite runs on sqlx's worker thread: the difference
+/// between two variants is what the instrumentation costs the caller, and time spent waiting
+/// for a core on a loaded machine is not in it.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Prints the bare pool's median and each other variant's median difference from it in the
+/// same round, with the rounds' interquartile range.
+fn report(what: &str, runs: &mut [Vec<f64>; VARIANTS.len()]) {
+    let diffs: Vec<Vec<f64>> = runs[1..]
+        .iter()
+        .map(|v| v.iter().zip(&runs[0]).map(|(x, bare)| x - bare).collect())
+        .collect();
+    let (bare, _, _) = quartiles(&mut runs[0]);
+    println!(
+        "  {what}: {} {bare:.2} µs per statement (median)",
+        VARIANTS[0]
+    );
+    for (name, mut d) in VARIANTS[1..].iter().zip(diffs) {
+        let (median, q1, q3) = quartiles(&mut d);
+        println!(
+            "    {name:<18} {median:+.2} µs per statement over {} (median of rounds; \
+             IQR {q1:+.2} .. {q3:+.2})",
+            VARIANTS[0]
+        );
+    }
 }
 
 /// Median, first and third quartile (sorts `xs`; the rounds are never empty).
