@@ -15,8 +15,12 @@ use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
 use futures::FutureExt as _;
 use rand::{Rng, SeedableRng};
 use redis::AsyncCommands as _;
-use serde::{Deserialize, Serialize};
 use vitals_cache::{CacheConfig, L1Cache, Tier as _, TieredCache};
+
+// The ~5 KB summary, shared with benches/benches/cache_cluster.rs.
+#[path = "common/summary.rs"]
+mod summary;
+use summary::{summary, Summary};
 
 const KEYS: usize = 1000;
 const MIN: Duration = Duration::from_secs(60);
@@ -29,52 +33,6 @@ fn keys() -> Vec<String> {
     (0..KEYS)
         .map(|i| format!("student:{i}:allergies"))
         .collect()
-}
-
-/// One record of a summary's lists.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Record {
-    id: String,
-    name: String,
-    detail: String,
-    date: String,
-    verified: bool,
-}
-
-/// A student's health summary as a host caches it: the student and four lists of
-/// records, about 5 KB of JSON (printed at start).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Summary {
-    student_id: String,
-    school: String,
-    grade: u8,
-    vaccinations: Vec<Record>,
-    allergies: Vec<Record>,
-    conditions: Vec<Record>,
-    medications: Vec<Record>,
-}
-
-fn summary(i: usize) -> Summary {
-    let records = |kind: &str, n: usize| {
-        (0..n)
-            .map(|j| Record {
-                id: format!("7f3e2a10-0000-4000-8000-{i:06}{j:06}"),
-                name: format!("{kind} {j}"),
-                detail: "administered at the school clinic; no reaction observed".into(),
-                date: "2026-09-14".into(),
-                verified: j % 2 == 0,
-            })
-            .collect()
-    };
-    Summary {
-        student_id: format!("4f1c0000-0000-4000-8000-{i:012}"),
-        school: "Northside Primary".into(),
-        grade: 4,
-        vaccinations: records("vaccine", 12),
-        allergies: records("allergen", 5),
-        conditions: records("condition", 3),
-        medications: records("medication", 9),
-    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
