@@ -107,7 +107,7 @@ fn snapshot(vitals: &Vitals) {
     }
 
     let c = vitals.cache_stats();
-    let counters: [(&str, &str, u64); 4] = [
+    let counters: [(&str, &str, u64); 7] = [
         ("vitals_cache_sets_total", "Cache writes.", c.sets),
         ("vitals_cache_deletes_total", "Cache deletes.", c.deletes),
         (
@@ -119,6 +119,21 @@ fn snapshot(vitals: &Vitals) {
             "vitals_cache_redis_refused_writes_total",
             "Writes whose value was kept out of Redis for want of an encryption key.",
             c.redis_refused_writes,
+        ),
+        (
+            "vitals_cache_stale_loads_total",
+            "Loaded values returned uncached: their key or a tag changed during the load.",
+            c.stale_loads,
+        ),
+        (
+            "vitals_cache_l1_evictions_total",
+            "L1 entries dropped to make room for another.",
+            c.l1_evictions,
+        ),
+        (
+            "vitals_cache_l1_expired_total",
+            "L1 entries found past their TTL.",
+            c.l1_expired,
         ),
     ];
     for (name, help, value) in counters {

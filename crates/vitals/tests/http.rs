@@ -268,6 +268,14 @@ async fn metrics_say_when_values_are_kept_out_of_redis(pool: PgPool) {
         ] {
             assert!(text.contains(&format!("{metric} {refused}")), "{text}");
         }
+        // Where misses come from (issue 15 item 3): nothing loaded, evicted or expired here.
+        for metric in [
+            "vitals_cache_stale_loads_total",
+            "vitals_cache_l1_evictions_total",
+            "vitals_cache_l1_expired_total",
+        ] {
+            assert!(text.contains(&format!("{metric} 0")), "{text}");
+        }
     }
     // One pool behind both: shut down once.
     plain.shutdown().await;
