@@ -7,7 +7,7 @@
 //! ([`Inner::watch`]) and is cached only if none moved, so an invalidation makes
 //! uncacheable the loads it can affect, and no other load in flight.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Mutex;
 
 use tokio::sync::watch;
@@ -133,7 +133,9 @@ impl Inner {
     /// Applies another instance's invalidation to this one's L1.
     #[cfg(feature = "redis")]
     pub(crate) fn apply(&self, msg: Message) {
-        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .received
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if msg.clear {
             self.clear_l1();
             return;
