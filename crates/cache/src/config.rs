@@ -71,6 +71,16 @@ pub struct CacheConfig {
     /// How often the invalidation subscription is PINGed, so a silently dead
     /// connection (no FIN) is noticed and L1 cleared.
     pub subscription_ping: Duration,
+    /// Whether concurrent misses of one key on several instances make one load in all
+    /// (`CACHE_LOAD_LOCK`, default `true`): the first takes a short Redis lock, the others
+    /// wait for its value (docs/cache.md, "One load across instances").
+    pub load_lock: bool,
+    /// Life of that lock (`CACHE_LOAD_LOCK_TTL_MS`): how long a crashed holder keeps the
+    /// others waiting; a load that takes longer may run again elsewhere.
+    pub load_lock_ttl: Duration,
+    /// Longest wait for another instance's load (`CACHE_LOAD_LOCK_WAIT_MS`) before loading
+    /// here.
+    pub load_lock_wait: Duration,
     /// Whether scheduled cache warming runs (default `false`: a host turns it on with
     /// `CACHE_WARMING_ENABLED=true`, as the seed's production `.env` does).
     pub warming_enabled: bool,
@@ -116,6 +126,9 @@ impl Default for CacheConfig {
             breaker_cooldown: Duration::from_secs(5),
             stats_refresh: Duration::from_secs(10),
             subscription_ping: Duration::from_secs(10),
+            load_lock: true,
+            load_lock_ttl: Duration::from_millis(1000),
+            load_lock_wait: Duration::from_millis(1500),
             warming_enabled: false,
             warming_delay: Duration::from_secs(5),
             warming_interval: Duration::from_secs(3600),
@@ -212,6 +225,16 @@ impl CacheConfig {
     pub fn with_breaker(mut self, threshold: u32, cooldown: Duration) -> Self {
         self.breaker_threshold = threshold;
         self.breaker_cooldown = cooldown;
+        self
+    }
+
+    /// Sets the lock of one load across instances: on or off, its life, and the longest
+    /// wait for another instance's load.
+    #[must_use]
+    pub fn with_load_lock(mut self, enabled: bool, ttl: Duration, wait: Duration) -> Self {
+        self.load_lock = enabled;
+        self.load_lock_ttl = ttl;
+        self.load_lock_wait = wait;
         self
     }
 

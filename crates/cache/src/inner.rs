@@ -34,6 +34,10 @@ pub(crate) struct Counters {
     pub(crate) deletes: AtomicU64,
     pub(crate) loads: AtomicU64,
     pub(crate) coalesced: AtomicU64,
+    pub(crate) load_locks: AtomicU64,
+    pub(crate) load_lock_waits: AtomicU64,
+    pub(crate) coalesced_remote: AtomicU64,
+    pub(crate) load_lock_timeouts: AtomicU64,
     pub(crate) load_errors: AtomicU64,
     pub(crate) received: AtomicU64,
     pub(crate) subscription_losses: AtomicU64,
@@ -54,6 +58,9 @@ pub(crate) struct Inner {
     /// (`no_redis.rs`), so that this is always `None` and `tiered.rs` has one code path.
     pub(crate) redis: Option<SharedTier>,
     pub(crate) flights: Flights,
+    /// Keys waiting on another instance's load, woken by `apply` (`load_lock.rs`).
+    #[cfg(feature = "redis")]
+    pub(crate) arrivals: crate::load_lock::Arrivals,
     /// Invalidation epochs of the keys and tags (and groups) being read: a reader fills L1
     /// only if none of its key and tags moved while it read from Redis or loaded.
     epochs: Epochs,
@@ -81,6 +88,8 @@ impl Inner {
             l1,
             redis,
             flights: Flights::default(),
+            #[cfg(feature = "redis")]
+            arrivals: crate::load_lock::Arrivals::default(),
             epochs: Epochs::default(),
             counters: Counters::default(),
             subscribed,
@@ -146,5 +155,7 @@ impl Inner {
         for k in &msg.k {
             self.forget_local(k);
         }
+        // After the keys are forgotten: a waiter woken now reads past the moved epochs.
+        self.arrivals.wake(&msg);
     }
 }

@@ -140,6 +140,12 @@ impl Layout {
         self.name(self.bucket(key), "g", key)
     }
 
+    /// The lock a load of `key` holds across instances (`load_lock.rs`), in `key`'s bucket:
+    /// one slot with its value, for the lock script.
+    pub(crate) fn lock_key(&self, key: &str) -> String {
+        self.name(self.bucket(key), "l", key)
+    }
+
     /// `tag`'s set of keys in `bucket`.
     pub(crate) fn tag_key(&self, bucket: u16, tag: &str) -> String {
         self.name(bucket, "t", tag)
@@ -222,6 +228,7 @@ mod tests {
         for k in [
             l.data_key("health:a:42"),
             l.gen_key("health:a:42"),
+            l.lock_key("health:a:42"),
             l.tag_key(b, "allergies"),
             l.tag_gen_key(b, "allergies"),
         ] {

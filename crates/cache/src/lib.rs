@@ -86,6 +86,8 @@ mod conn;
 #[cfg(feature = "redis")]
 mod layout;
 #[cfg(feature = "redis")]
+mod load_lock;
+#[cfg(feature = "redis")]
 mod message;
 #[cfg(feature = "redis")]
 mod redis_conn;

@@ -14,6 +14,10 @@ pub(crate) struct Message {
     pub(crate) t: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) clear: bool,
+    /// A key whose load lock was released with no value written (`load_lock.rs`): its
+    /// waiters ask again. Nothing to drop; instances that predate it ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) u: Option<String>,
 }
 
 impl Message {
@@ -24,8 +28,21 @@ impl Message {
             k: keys,
             t: tag,
             clear: false,
+            u: None,
         };
         // Serialising a struct of strings can't fail.
+        serde_json::to_string(&m).unwrap_or_default()
+    }
+
+    /// The JSON of the release notice of `key`'s load lock, sent by `origin`.
+    pub(crate) fn released(origin: &str, key: &str) -> String {
+        let m = Self {
+            o: origin.to_owned(),
+            k: Vec::new(),
+            t: None,
+            clear: false,
+            u: Some(key.to_owned()),
+        };
         serde_json::to_string(&m).unwrap_or_default()
     }
 }

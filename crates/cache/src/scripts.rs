@@ -126,6 +126,36 @@ redis.call('PUBLISH', ARGV[1], ARGV[2])
 return removed
 ";
 
+/// A load's lock across instances (`load_lock.rs`): `{1}` if the value is there already;
+/// `{2, '', 0, generations}` if the lock was taken (`SET NX PX`), with the generations of the
+/// key and of its tags read in the same step (the load needs them, so taking the lock costs
+/// no round trip); else `{0, holder's token, remaining life in ms}`. The value, the lock and
+/// the generations are in one slot (the entry's bucket).
+///
+/// KEYS: data, lock, key generation, tag generations. ARGV: token, ttl ms.
+pub(crate) const LOAD_LOCK_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return {1, '', 0, {}} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local gens = {}
+  for i = 3, #KEYS do gens[i - 2] = redis.call('GET', KEYS[i]) or '' end
+  return {2, '', 0, gens}
+end
+return {0, redis.call('GET', KEYS[2]) or '', redis.call('PTTL', KEYS[2]), {}}
+";
+
+/// Releases a load's lock if it still holds the caller's token (a lock that expired and
+/// was taken by another load is left alone) and, when no value was left behind (the load
+/// failed, was stale or cancelled), publishes the release so waiters ask again; a written
+/// value has published its own message. Returns 1 if released.
+///
+/// KEYS: lock, data. ARGV: token, channel, release message.
+pub(crate) const LOAD_UNLOCK_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return 1
+";
+
 /// An `EVALSHA` of `script` over `keys`; the caller adds the arguments.
 pub(crate) fn evalsha(script: &redis::Script, keys: &[String]) -> redis::Cmd {
     let mut cmd = redis::cmd("EVALSHA");

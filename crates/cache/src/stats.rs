@@ -38,6 +38,16 @@ pub struct CacheStats {
     pub loads: u64,
     /// Callers of `get_or_load` that waited on another caller's load.
     pub coalesced: u64,
+    /// Load locks this instance took before loading (one load across instances).
+    pub load_locks: u64,
+    /// Misses that found another instance's load lock held and waited for its value.
+    pub load_lock_waits: u64,
+    /// Misses that got the value another instance loaded, instead of loading (their read
+    /// of it from Redis counts as an L2 hit).
+    pub coalesced_remote: u64,
+    /// Misses that waited `CACHE_LOAD_LOCK_WAIT_MS` for another instance's load in vain,
+    /// then loaded here.
+    pub load_lock_timeouts: u64,
     /// Loader runs that failed.
     pub load_errors: u64,
     /// Tag and group invalidations requested here.

@@ -430,10 +430,22 @@ impl TieredCache {
             guard.done(v.clone());
             return Ok(v);
         }
+        // One load across instances: another's value, or the lock (released on drop).
+        #[cfg(feature = "redis")]
+        let (_lock, asked) = match self.load_across::<T>(key, tags).await {
+            crate::load_lock::Across::Arrived(v) => {
+                guard.done(v.clone());
+                return Ok(v);
+            }
+            crate::load_lock::Across::Load(lock, asked) => (lock, asked),
+        };
+        #[cfg(not(feature = "redis"))]
+        let asked: Option<Option<Generations>> = None;
         let e0 = self.inner.watch(key, tags);
-        let gens = match &self.inner.redis {
-            Some(r) => r.generations(key, tags).await.ok(),
-            None => None,
+        let gens = match (&self.inner.redis, asked) {
+            (_, Some(gens)) => gens,
+            (Some(r), None) => r.generations(key, tags).await.ok(),
+            (None, None) => None,
         };
         self.inner.counters.loads.fetch_add(1, Ordering::Relaxed);
         crate::metrics::load();
@@ -558,6 +570,10 @@ impl TieredCache {
             deletes: c.deletes.load(Ordering::Relaxed),
             loads: c.loads.load(Ordering::Relaxed),
             coalesced: c.coalesced.load(Ordering::Relaxed),
+            load_locks: c.load_locks.load(Ordering::Relaxed),
+            load_lock_waits: c.load_lock_waits.load(Ordering::Relaxed),
+            coalesced_remote: c.coalesced_remote.load(Ordering::Relaxed),
+            load_lock_timeouts: c.load_lock_timeouts.load(Ordering::Relaxed),
             load_errors: c.load_errors.load(Ordering::Relaxed),
             tag_invalidations: c.tag_invalidations.load(Ordering::Relaxed),
             stale_loads: c.stale_loads.load(Ordering::Relaxed),

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{build, config, eventually, free_port, raw_conn, received, TestRedis};
+use common::{build, config, eventually, free_port, raw_conn, received, RedisProcess, TestRedis};
 use redis::AsyncCommands as _;
 use vitals_cache::{BreakerState, TieredCache};
 
@@ -132,4 +132,148 @@ async fn redis_killed_mid_test_then_restarted_heals_by_itself() {
     assert!(reads(&a, "after", "v2").await);
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// A redis-server of the test's own that is full: `maxmemory` 1 MB under `noeviction`,
+/// filled from a plain connection until it answers writes with `OOM`. Returns its URL.
+async fn full_redis() -> (RedisProcess, String) {
+    let port = free_port();
+    let server = RedisProcess::spawn([
+        "--port",
+        &port.to_string(),
+        "--maxmemory",
+        "1mb",
+        "--maxmemory-policy",
+        "noeviction",
+    ]);
+    let url = format!("redis://127.0.0.1:{port}");
+    let up = eventually(Duration::from_secs(10), || async {
+        match redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+        {
+            Ok(mut c) => redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(up, "redis-server did not start on port {port}");
+    let mut conn = raw_conn(&url).await;
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut refused = None;
+    for i in 0..1000 {
+        if let Err(e) = conn.set::<_, _, ()>(format!("fill:{i}"), &chunk).await {
+            refused = Some(e);
+            break;
+        }
+    }
+    let refused = refused.expect("a 1 MB redis refuses writes before 64 MB");
+    assert!(refused.to_string().contains("OOM"), "{refused}");
+    (server, url)
+}
+
+#[tokio::test]
+async fn a_full_redis_refuses_writes_and_l1_and_the_loader_serve() {
+    let (_server, url) = full_redis().await;
+    let cache = build(config("oom", &url)).await;
+    assert!(cache.wait_subscribed(Duration::from_secs(5)).await);
+    let mut conn = raw_conn(&url).await;
+
+    // The load's writes (its lock, its value) are refused; the caller gets its value.
+    let v: Result<Arc<String>, std::io::Error> = cache
+        .get_or_load("student:1:summary", MIN, &["summary"], || async {
+            Ok("loaded".to_owned())
+        })
+        .await;
+    assert_eq!(*v.unwrap(), "loaded", "no error reaches the caller");
+    let s = cache.stats();
+    assert!(s.redis_errors >= 1, "the refused write is counted: {s:?}");
+    assert_eq!(s.loads, 1);
+    let data_key = cache.redis().unwrap().data_key("student:1:summary");
+    assert!(
+        !conn.exists::<_, bool>(&data_key).await.unwrap(),
+        "Redis is full"
+    );
+    // L1 took it: the next read needs neither Redis nor the loader.
+    let again: Result<Arc<String>, std::io::Error> = cache
+        .get_or_load("student:1:summary", MIN, &["summary"], || async {
+            Ok("loaded twice".to_owned())
+        })
+        .await;
+    assert_eq!(*again.unwrap(), "loaded");
+    assert_eq!(cache.stats().loads, 1);
+    assert!(cache.stats().l1_hits >= 1);
+
+    // Reads still succeed on a full Redis, so the breaker counts consecutive failures only:
+    // a run of refused writes (threshold 2 here) opens it, and the writes that follow skip
+    // Redis at once (no more errors counted) while `set` still answers Ok with L1 holding
+    // the value.
+    assert_eq!(
+        cache.get_cloned::<String>("absent").await,
+        None,
+        "a read succeeds"
+    );
+    assert_eq!(cache.stats().breaker, Some(BreakerState::Closed));
+    let before = cache.stats().redis_errors;
+    for i in 0..2 {
+        cache
+            .set(
+                &format!("student:{i}:allergies"),
+                "peanut".to_owned(),
+                MIN,
+                &[],
+            )
+            .await
+            .expect("a refused write is not the caller's error");
+    }
+    let s = cache.stats();
+    assert_eq!(s.redis_errors, before + 2, "{s:?}");
+    assert_eq!(s.breaker, Some(BreakerState::Open), "{s:?}");
+    for i in 2..10 {
+        cache
+            .set(
+                &format!("student:{i}:allergies"),
+                "peanut".to_owned(),
+                MIN,
+                &[],
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(cache.stats().redis_errors, before + 2, "skipped, not tried");
+    for i in 0..10 {
+        assert_eq!(
+            cache
+                .get_cloned::<String>(&format!("student:{i}:allergies"))
+                .await
+                .as_deref(),
+            Some("peanut")
+        );
+    }
+    // Room again (the test raises the bound): the breaker's probe succeeds, writes land.
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("64mb")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let key = cache.redis().unwrap().data_key("after");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            cache
+                .set("after", "stored".to_owned(), MIN, &[])
+                .await
+                .unwrap();
+            conn.clone().exists::<_, bool>(&key).await.unwrap_or(false)
+        })
+        .await,
+        "writes never reached Redis once it had room"
+    );
+    assert_eq!(cache.stats().breaker, Some(BreakerState::Closed));
+    cache.shutdown().await;
 }
