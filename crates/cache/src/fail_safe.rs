@@ -207,6 +207,7 @@ impl TieredCache {
     ///   once and reloads in the background, once for any number of concurrent hits
     ///   (`eager_refreshes`); the reload is a flight of the key, so misses meanwhile wait
     ///   for it. That is why the loader is `Send + 'static`: it may run after this returns.
+    /// - A miss's load takes the cross-instance load lock as `get_or_load`'s does.
     ///
     /// See the module `fail_safe.rs` for where the stale value is kept (L1 only) and why.
     ///
@@ -303,10 +304,28 @@ impl TieredCache {
                 return Ok(Some(Loaded::fresh(v)));
             }
         }
+        // One load across instances, as `get_or_load`'s (`load_lock.rs`): another's value, or
+        // the lock (released on drop). Not for a refresh: Redis still holds the value it
+        // replaces, which would "arrive" at once.
+        #[cfg(feature = "redis")]
+        let (_lock, asked) = match refresh {
+            true => (None, None),
+            false => match self.load_across::<T>(key, tags).await {
+                crate::load_lock::Across::Arrived(v) => {
+                    guard.done(v.clone());
+                    self.arm(key, &v, ttl, options);
+                    return Ok(Some(Loaded::fresh(v)));
+                }
+                crate::load_lock::Across::Load(lock, asked) => (lock, asked),
+            },
+        };
+        #[cfg(not(feature = "redis"))]
+        let asked: Option<Option<crate::tier::Generations>> = None;
         let e0 = self.inner.watch(key, tags);
-        let gens = match &self.inner.redis {
-            Some(r) => r.generations(key, tags).await.ok(),
-            None => None,
+        let gens = match (&self.inner.redis, asked) {
+            (_, Some(gens)) => gens,
+            (Some(r), None) => r.generations(key, tags).await.ok(),
+            (None, None) => None,
         };
         c.loads.fetch_add(1, Ordering::Relaxed);
         crate::metrics::load();

@@ -302,3 +302,48 @@ async fn a_loader_that_finds_nothing_is_a_counted_miss_not_a_load_error() {
     assert_eq!(cache.stats().loads, 2);
     cache.shutdown().await;
 }
+
+#[tokio::test]
+async fn misses_on_two_instances_make_one_load_through_the_load_lock() {
+    let (a, b) = common::pair(common::config("fs-lock", &common::redis_url())).await;
+    let ttl = Duration::from_secs(60);
+    let o = a.load_options().fail_safe(Duration::from_secs(60));
+    let key = "student:14:allergies";
+    let gate = Arc::new(Notify::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let callers: Vec<_> = [&a, &b]
+        .into_iter()
+        .flat_map(|cache| (0..20).map(move |_| cache.clone()))
+        .map(|cache| {
+            let (gate, calls) = (gate.clone(), calls.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_load_with(key, ttl, &[], &o, move || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        gate.notified().await;
+                        Ok::<_, DatabaseDown>(Some("bee stings".to_owned()))
+                    })
+                    .await
+            })
+        })
+        .collect();
+    // One instance holds the lock and loads; the other's leader waits for its value.
+    let waiting = common::eventually(Duration::from_secs(5), || async {
+        calls.load(Ordering::SeqCst) == 1
+            && a.stats().load_lock_waits + b.stats().load_lock_waits == 1
+    })
+    .await;
+    assert!(waiting, "one load, the other instance waiting on its lock");
+    gate.notify_one();
+    for c in futures::future::join_all(callers).await {
+        assert_eq!(*c.unwrap().unwrap().unwrap().value, "bee stings");
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one load for both instances"
+    );
+    assert_eq!(a.stats().loads + b.stats().loads, 1);
+    a.shutdown().await;
+    b.shutdown().await;
+}
