@@ -13,13 +13,17 @@
 //!   through `TieredCache::get` with L1 off (every get an L2 hit, decode included) beside a
 //!   bare redis-rs async cluster client reading the same key, with and without the same
 //!   decode. Values as in `cache/l2_hit`: lz4-compressed (over the 1 024-byte threshold), not
-//!   encrypted (no key, plaintext allowed).
+//!   encrypted (no key, plaintext allowed). Then the same contenders interleaved get by get
+//!   (10 000 rounds, the order rotated), with `RedisTier::get_with_ttl` and the bare pipeline
+//!   without decode besides, their p50s and ratios printed to stderr: on a shared machine
+//!   criterion's one-after-another samples drift with the load.
 //! - `cache_cluster/invalidation_delay`: two `TieredCache`s A and B on the cluster, B's L1
 //!   holding the key; A overwrites it, deletes it, or invalidates its tag in every bucket;
 //!   the time from A's call to B's L1 no longer holding the key, B's L1 polled in a tight
 //!   loop (no sleep). A bounded number of events (500 each, at most 30 s, each at most
-//!   100 ms); p50, p99 and max printed to stderr, beside the same measurement on the single
-//!   Redis at REDIS_URL (default redis://127.0.0.1:6379) when it answers.
+//!   100 ms); p50, p99 and max printed to stderr, with the events over 5 ms during which the
+//!   poller itself was off the CPU for over half the delay, beside the same measurement on the
+//!   single Redis at REDIS_URL (default redis://127.0.0.1:6379) when it answers.
 
 use std::hint::black_box;
 use std::sync::Arc;
