@@ -277,3 +277,65 @@ async fn a_full_redis_refuses_writes_and_l1_and_the_loader_serve() {
     assert_eq!(cache.stats().breaker, Some(BreakerState::Closed));
     cache.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_slow_redis_costs_a_miss_two_timeouts_then_the_breaker_answers_at_once() {
+    let server = TestRedis::start().await;
+    let cfg = config("slow", &server.url());
+    let timeout = cfg.redis_timeout;
+    let cache = build(cfg).await;
+    assert!(cache.wait_subscribed(Duration::from_secs(5)).await);
+    // Every command of every other client waits until the pause ends: a Redis that answers
+    // nothing within the cache's timeout, without closing a connection.
+    let mut admin = raw_conn(&server.url()).await;
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(2_000)
+        .arg("ALL")
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
+
+    let t0 = Instant::now();
+    let v: Result<Arc<String>, std::io::Error> = cache
+        .get_or_load("student:2:summary", MIN, &[], || async {
+            Ok("loaded".to_owned())
+        })
+        .await;
+    let took = t0.elapsed();
+    assert_eq!(*v.unwrap(), "loaded", "no error reaches the caller");
+    // The read and the lock time out (the breaker's threshold is 2 here); the write is
+    // skipped, as after a failed generations read.
+    let s = cache.stats();
+    assert_eq!(s.redis_errors, 2, "{s:?}");
+    assert_eq!(s.breaker, Some(BreakerState::Open), "{s:?}");
+    assert!(took < timeout * 2 + Duration::from_millis(400), "{took:?}");
+
+    // Open: the next miss does not wait on Redis, and L1 serves what was loaded.
+    let t0 = Instant::now();
+    let other: Result<Arc<String>, std::io::Error> = cache
+        .get_or_load("student:3:summary", MIN, &[], || async {
+            Ok("other".to_owned())
+        })
+        .await;
+    assert_eq!(*other.unwrap(), "other");
+    assert!(t0.elapsed() < timeout, "{:?}", t0.elapsed());
+    assert_eq!(
+        cache
+            .get_cloned::<String>("student:2:summary")
+            .await
+            .as_deref(),
+        Some("loaded")
+    );
+
+    // The pause ends (a paused client's UNPAUSE would wait for it too): the breaker's probe
+    // closes it.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            cache.get_cloned::<u8>("absent").await;
+            cache.stats().breaker == Some(BreakerState::Closed)
+        })
+        .await
+    );
+    cache.shutdown().await;
+}
