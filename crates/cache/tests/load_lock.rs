@@ -307,3 +307,46 @@ async fn the_lock_can_be_turned_off() {
         c.shutdown().await;
     }
 }
+
+/// What the lock costs a miss on one instance: the median of 2 000 misses (each a new key,
+/// loader returning at once) with the lock and without, interleaved in rounds of 100 so a
+/// busy machine's drift falls on both. A figure for docs/cache.md, not a check:
+/// `cargo test -p vitals-cache --test load_lock -- --ignored --nocapture miss_cost`.
+#[tokio::test]
+#[ignore = "a measurement"]
+async fn miss_cost_with_and_without_the_lock() {
+    let on = build(config("lock-cost-on", &redis_url())).await;
+    let off = build(config("lock-cost-off", &redis_url()).with_load_lock(
+        false,
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+    ))
+    .await;
+    assert!(on.wait_subscribed(Duration::from_secs(5)).await);
+    let (mut t_on, mut t_off) = (Vec::new(), Vec::new());
+    for round in 0..20 {
+        for (cache, times) in [(&on, &mut t_on), (&off, &mut t_off)] {
+            for i in 0..100 {
+                let key = format!("student:{round}-{i}:summary");
+                let t0 = Instant::now();
+                let v: R = cache
+                    .get_or_load(&key, MIN, &["summary"], || async { Ok("s".to_owned()) })
+                    .await;
+                times.push(t0.elapsed());
+                v.unwrap();
+            }
+        }
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (m_on, m_off) = (median(&mut t_on), median(&mut t_off));
+    assert_eq!(on.stats().load_locks, 2000);
+    eprintln!(
+        "miss, median of 2000: lock on {m_on:?}, off {m_off:?}, ratio {:.2}",
+        m_on.as_secs_f64() / m_off.as_secs_f64()
+    );
+    on.shutdown().await;
+    off.shutdown().await;
+}
