@@ -20,7 +20,8 @@
 //!
 //! No lock when it cannot help: Redis down or its breaker open (the script fails fast and
 //! the leader loads locally, as before), the subscription down (no arrival could be heard),
-//! or values kept out of Redis (no value would arrive). A lock held by this instance (a
+//! or values kept out of Redis (none would arrive: no key, or a cluster key its layout keeps
+//! out). A lock held by this instance (a
 //! cancelled leader's release still on its way) is not waited for. An L1 hit never comes
 //! here.
 
@@ -237,7 +238,13 @@ impl TieredCache {
         let Some(redis) = &self.inner.redis else {
             return Across::Load(None, None);
         };
-        if !config.load_lock || redis.refuses_plaintext() || !self.is_subscribed() {
+        // A key its cluster layout keeps out of Redis (`misplaced_groups`) has no value to
+        // wait for either: each waiter would load in turn.
+        if !config.load_lock
+            || redis.refuses_plaintext()
+            || !self.is_subscribed()
+            || !redis.inner.layout.misplaced_groups(key, tags).is_empty()
+        {
             return Across::Load(None, None);
         }
         let c = &self.inner.counters;
