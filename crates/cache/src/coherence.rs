@@ -46,7 +46,7 @@ async fn subscriber(weak: Weak<Inner>, redis: RedisTier) {
             () = token.cancelled() => return,
             r = tokio::time::timeout(connect_timeout, redis.subscribe()) => r,
         };
-        if let Ok(Ok(ps)) = ps {
+        if let Ok(Ok(subscriptions)) = ps {
             let Some(inner) = weak.upgrade() else { return };
             if lost_before {
                 // Entries filled while unsubscribed may have missed updates.
@@ -54,7 +54,18 @@ async fn subscriber(weak: Weak<Inner>, redis: RedisTier) {
                 tracing::info!(target: "vitals_cache", "invalidation subscription restored: L1 cleared");
             }
             inner.subscribed.send_replace(true);
-            let (mut sink, mut stream) = ps.split();
+            let (mut sinks, streams): (Vec<_>, Vec<_>) = subscriptions
+                .into_iter()
+                .map(redis::aio::PubSub::split)
+                .unzip();
+            // One stream of every subscription's messages; it ends when any of them ends
+            // (that node gone: resubscribe to the masters as they are now).
+            let mut stream = futures::stream::select_all(streams.into_iter().map(|s| {
+                s.map(Some)
+                    .chain(futures::stream::once(async { None }))
+                    .boxed()
+            }))
+            .scan((), |(), m| futures::future::ready(m));
             drop(inner);
             let mut ping =
                 tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
@@ -62,12 +73,11 @@ async fn subscriber(weak: Weak<Inner>, redis: RedisTier) {
                 let msg = tokio::select! {
                     () = token.cancelled() => return,
                     _ = ping.tick() => {
-                        let pong = tokio::time::timeout(
-                            connect_timeout,
-                            sink.ping::<redis::Value>(),
-                        )
-                        .await;
-                        if !matches!(pong, Ok(Ok(_))) {
+                        let pongs = futures::future::join_all(
+                            sinks.iter_mut().map(|sink| sink.ping::<redis::Value>()),
+                        );
+                        let pongs = tokio::time::timeout(connect_timeout, pongs).await;
+                        if !pongs.is_ok_and(|all| all.iter().all(Result::is_ok)) {
                             break;
                         }
                         let Some(inner) = weak.upgrade() else { return };

@@ -61,17 +61,27 @@ impl RedisTier {
             .is_some()
     }
 
-    /// A new pub/sub connection subscribed to the invalidation channel.
+    /// New pub/sub connections subscribed to the invalidation channel: one on a single node.
     ///
-    /// On a cluster, the subscription is on one node (a `PUBLISH` reaches every node of a
-    /// cluster), the next one in turn each time it is made again.
-    pub(crate) async fn subscribe(&self) -> Result<redis::aio::PubSub, redis::RedisError> {
-        let mut ps = match &self.inner.client {
-            Client::Single(client) => client.get_async_pubsub().await?,
-            Client::Cluster(cluster) => cluster.subscription_client()?.get_async_pubsub().await?,
+    /// On a cluster, one on every master (see `ClusterConn::master_clients`; a message heard
+    /// on several is applied each time, which is harmless: an invalidation is idempotent), or,
+    /// before the slots are known, one on the next node in turn (a `PUBLISH` reaches every
+    /// node of a cluster).
+    pub(crate) async fn subscribe(&self) -> Result<Vec<redis::aio::PubSub>, redis::RedisError> {
+        let clients = match &self.inner.client {
+            Client::Single(client) => vec![client.clone()],
+            Client::Cluster(cluster) => match cluster.master_clients()? {
+                masters if masters.is_empty() => vec![cluster.subscription_client()?],
+                masters => masters,
+            },
         };
-        ps.subscribe(&self.inner.channel).await?;
-        Ok(ps)
+        let mut subscriptions = Vec::with_capacity(clients.len());
+        for client in clients {
+            let mut ps = client.get_async_pubsub().await?;
+            ps.subscribe(&self.inner.channel).await?;
+            subscriptions.push(ps);
+        }
+        Ok(subscriptions)
     }
 
     /// Whether this instance sent `message` (an instance ignores its own).

@@ -69,6 +69,30 @@ async fn get_set_tags_and_groups_on_a_cluster_with_nothing_orphaned() {
     let tier = a.redis().unwrap();
     assert!(tier.is_cluster() && tier.is_connected());
 
+    // Each instance listens on every master (a master delivers what its scripts publish to
+    // its own subscribers, without the cluster bus's delay): two subscribers on each.
+    let channel = tier.channel().to_owned();
+    let listening = eventually(Duration::from_secs(10), || {
+        let (cluster, channel) = (&cluster, &channel);
+        async move {
+            for (port, _) in cluster.masters().await {
+                let mut c = admin(port).await.unwrap();
+                let (_, n): (String, u64) = redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(channel)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                if n < 2 {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    assert!(listening, "an instance is not subscribed on every master");
+
     for i in 0..40 {
         for kind in ["allergies", "conditions"] {
             let (key, group) = student_key(kind, i);
