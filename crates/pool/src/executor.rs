@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use futures::future::{BoxFuture, FutureExt};
+use futures::future::BoxFuture;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use futures::SinkExt;
 use sqlx::{Database, Describe, Either, Execute, Executor};
@@ -16,6 +16,7 @@ use crate::connection::ObservedConnection;
 use crate::handle::MonitoredPool;
 use crate::observer::Reporter;
 use crate::pgbouncer::wrap;
+use crate::stream::{self, Item};
 
 /// The rows affected of a driver's query result (sqlx has no trait for it).
 pub trait RowsAffected {
@@ -83,9 +84,6 @@ impl Drop for Observation<'_> {
         self.finish(None);
     }
 }
-
-/// What a driver's `fetch_many` yields.
-type Item<DB> = Result<Either<<DB as Database>::QueryResult, <DB as Database>::Row>, sqlx::Error>;
 
 /// A driver's statement stream, counted as it is read; reported when it ends, fails or is
 /// dropped (with the rows read so far).
@@ -208,8 +206,7 @@ where
         E: 'q + Execute<'q, DB>,
     {
         let acquire = self.acquire_sqlx(None);
-        let (mut tx, rx) = futures::channel::mpsc::channel(8);
-        let producer = async move {
+        stream::produced(move |mut tx| async move {
             let mut conn = match acquire.await {
                 Ok(c) => c,
                 Err(e) => {
@@ -217,15 +214,13 @@ where
                     return;
                 }
             };
-            let mut stream = (&mut conn).fetch_many(query);
-            while let Some(item) = stream.next().await {
+            let mut rows = (&mut conn).fetch_many(query);
+            while let Some(item) = rows.next().await {
                 if tx.send(item).await.is_err() {
                     break; // the caller dropped the stream
                 }
             }
-        };
-        let producer = producer.into_stream().filter_map(|()| async { None });
-        Box::pin(futures::stream::select(producer, rx))
+        })
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(

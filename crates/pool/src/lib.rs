@@ -96,6 +96,7 @@ pub mod retry;
 mod sample;
 mod spans;
 mod stats;
+mod stream;
 mod ticker;
 mod transaction;
 

@@ -10,10 +10,9 @@ use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{BoxStream, StreamExt};
 use futures::SinkExt;
 use sqlx::error::BoxDynError;
-use sqlx::{Database, Either, Execute, Executor, TransactionManager};
+use sqlx::{Database, Execute, Executor, TransactionManager};
 
-/// What a driver's `fetch_many` yields.
-type Item<DB> = Result<Either<<DB as Database>::QueryResult, <DB as Database>::Row>, sqlx::Error>;
+use crate::stream::{self, Item};
 
 /// The statement-running rules of PgBouncer's transaction mode, shared by a handle's
 /// connections.
@@ -88,8 +87,7 @@ where
     let Some(pooling) = own else {
         return raw.fetch_many(query);
     };
-    let (mut tx, rx) = futures::channel::mpsc::channel(8);
-    let producer = async move {
+    stream::produced(move |mut tx| async move {
         let mut own = match OwnTransaction::<DB>::begin(raw, pooling).await {
             Ok(own) => own,
             Err(e) => {
@@ -110,9 +108,7 @@ where
         if let Err(e) = own.end(failed).await {
             let _ = tx.send(Err(e)).await;
         }
-    };
-    let producer = producer.into_stream().filter_map(|()| async { None });
-    Box::pin(futures::stream::select(producer, rx))
+    })
 }
 
 /// `raw.fetch_optional(query)`, under `pooling` when the handle has it.
