@@ -320,7 +320,7 @@ impl CacheConfig {
         }
         if let Some(f) = self.eager_refresh {
             if !(f > 0.0 && f < 1.0) {
-                problems.bad("CACHE_EAGER_REFRESH", f, crate::fail_safe::EAGER_EXPECTED);
+                problems.bad("CACHE_EAGER_REFRESH", f, crate::fraction::EAGER_EXPECTED);
             }
         }
         let single_node = self.redis_url.is_some();

@@ -99,8 +99,8 @@ fn read(env: &mut Env<'_>) -> Option<CacheConfig> {
     c.eager_refresh = env
         .parse(
             "CACHE_EAGER_REFRESH",
-            crate::fail_safe::EAGER_EXPECTED,
-            crate::fail_safe::parse_fraction,
+            crate::fraction::EAGER_EXPECTED,
+            crate::fraction::parse_fraction,
         )
         .flatten();
     env.adopt(c.validate().map(|()| c))

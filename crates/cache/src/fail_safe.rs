@@ -40,29 +40,12 @@ use crate::l1_shard::Entry;
 use crate::tier::Tier as _;
 use crate::tiered::TieredCache;
 
-/// What `CACHE_EAGER_REFRESH` takes, in its problem.
-pub(crate) const EAGER_EXPECTED: &str =
-    "a fraction of the TTL between 0 and 1 exclusive (0.9, or 90%), or 0 for off";
-
 /// `Entry::refresh_at` of an entry not armed yet.
 const UNARMED: u64 = 0;
 /// `Entry::refresh_at` of an entry with no refresh to run (none asked, or claimed).
 const NEVER: u64 = u64::MAX;
 /// Slack of the coarse clock when telling an entry capped by L1's TTL from one that is not.
 const CAP_SLACK_MS: u64 = 5;
-
-/// `CACHE_EAGER_REFRESH`: `0.9` or `90%`; `0` (or `0%`) is off (`Some(None)`).
-pub(crate) fn parse_fraction(v: &str) -> Option<Option<f64>> {
-    let v = v.trim();
-    let f = match v.strip_suffix('%') {
-        Some(p) => p.trim().parse::<f64>().ok()? / 100.0,
-        None => v.parse::<f64>().ok()?,
-    };
-    if f == 0.0 {
-        return Some(None);
-    }
-    (f > 0.0 && f < 1.0).then_some(Some(f))
-}
 
 /// How [`TieredCache::get_or_load_with`] treats a failed reload and a hit late in its TTL.
 /// [`TieredCache::load_options`] gives the configured defaults (`CACHE_FAIL_SAFE_MAX`,
@@ -310,14 +293,18 @@ impl TieredCache {
         #[cfg(feature = "redis")]
         let (_lock, asked) = match refresh {
             true => (None, None),
-            false => match self.load_across::<T>(key, tags).await {
-                crate::load_lock::Across::Arrived(v) => {
-                    guard.done(v.clone());
-                    self.arm(key, &v, ttl, options);
-                    return Ok(Some(Loaded::fresh(v)));
+            false => {
+                match crate::load_lock::load_across(&self.inner, key, tags, || self.fetch::<T>(key))
+                    .await
+                {
+                    crate::load_lock::Across::Arrived(v) => {
+                        guard.done(v.clone());
+                        self.arm(key, &v, ttl, options);
+                        return Ok(Some(Loaded::fresh(v)));
+                    }
+                    crate::load_lock::Across::Load(lock, asked) => (lock, asked),
                 }
-                crate::load_lock::Across::Load(lock, asked) => (lock, asked),
-            },
+            }
         };
         #[cfg(not(feature = "redis"))]
         let asked: Option<Option<crate::tier::Generations>> = None;
@@ -467,6 +454,7 @@ impl TieredCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fraction::{parse_fraction, EAGER_EXPECTED};
 
     #[test]
     fn eager_refresh_takes_a_fraction_or_a_percentage() {

@@ -58,9 +58,9 @@ pub(crate) struct Inner {
     /// (`no_redis.rs`), so that this is always `None` and `tiered.rs` has one code path.
     pub(crate) redis: Option<SharedTier>,
     pub(crate) flights: Flights,
-    /// Keys waiting on another instance's load, woken by `apply` (`load_lock.rs`).
+    /// Keys waiting on another instance's load, woken by `apply` (`arrivals.rs`, `load_lock.rs`).
     #[cfg(feature = "redis")]
-    pub(crate) arrivals: crate::load_lock::Arrivals,
+    pub(crate) arrivals: crate::arrivals::Arrivals,
     /// Invalidation epochs of the keys and tags (and groups) being read: a reader fills L1
     /// only if none of its key and tags moved while it read from Redis or loaded.
     epochs: Epochs,
@@ -89,7 +89,7 @@ impl Inner {
             redis,
             flights: Flights::default(),
             #[cfg(feature = "redis")]
-            arrivals: crate::load_lock::Arrivals::default(),
+            arrivals: crate::arrivals::Arrivals::default(),
             epochs: Epochs::default(),
             counters: Counters::default(),
             subscribed,

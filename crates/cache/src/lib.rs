@@ -59,6 +59,7 @@ mod epochs;
 mod error;
 mod fail_safe;
 mod flight;
+mod fraction;
 mod inner;
 mod keyring;
 mod l1;
@@ -71,6 +72,8 @@ mod tiered;
 mod warm;
 
 // The shared tier (feature `redis`): Redis, a cluster, coherence, the payload codec.
+#[cfg(feature = "redis")]
+mod arrivals;
 #[cfg(feature = "redis")]
 mod breaker;
 #[cfg(feature = "redis")]
@@ -112,9 +115,9 @@ pub use cluster_config::ClusterOptions;
 pub use codec::Codec;
 pub use config::CacheConfig;
 pub use error::CacheError;
-pub use fail_safe::{LoadOptions, Loaded};
 #[cfg(feature = "redis")]
 pub use error::ClusterNodeProblem;
+pub use fail_safe::{LoadOptions, Loaded};
 pub use keyring::{EncryptionKey, Keyring};
 pub use l1::L1Cache;
 #[cfg(feature = "redis")]

@@ -25,92 +25,25 @@
 //! cancelled leader's release still on its way) is not waited for. An L1 hit never comes
 //! here.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::error::CacheError;
+use crate::inner::Inner;
 use crate::message::Message;
 use crate::redis_tier::RedisTier;
 use crate::scripts::{evalsha, LOAD_LOCK_SCRIPT, LOAD_UNLOCK_SCRIPT};
 use crate::tier::Generations;
-use crate::tiered::TieredCache;
 
 static LOCK: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(LOAD_LOCK_SCRIPT));
 static UNLOCK: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(LOAD_UNLOCK_SCRIPT));
 
 /// Tokens of this process's locks: with the instance's origin, unique per lock.
 static TOKENS: AtomicU64 = AtomicU64::new(0);
-
-/// The keys this instance waits on another instance's load of, woken by the arrival of
-/// their value (or a release notice) on the invalidation channel.
-#[derive(Default)]
-pub(crate) struct Arrivals {
-    /// How many keys are waited on: the subscriber skips the map when none is.
-    waiting: AtomicUsize,
-    map: Mutex<HashMap<String, (usize, Arc<Notify>)>>,
-}
-
-impl Arrivals {
-    /// Registers interest in `key`'s arrival until the returned handle drops.
-    fn register(&self, key: &str) -> Interest<'_> {
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = map
-            .entry(key.to_owned())
-            .or_insert_with(|| (0, Arc::new(Notify::new())));
-        entry.0 += 1;
-        let notify = entry.1.clone();
-        self.waiting.fetch_add(1, Ordering::Release);
-        Interest {
-            arrivals: self,
-            key: key.to_owned(),
-            notify,
-        }
-    }
-
-    /// Wakes the waiters of the keys a message from another instance names (written,
-    /// deleted, or released without a value).
-    pub(crate) fn wake(&self, msg: &Message) {
-        if self.waiting.load(Ordering::Acquire) == 0 {
-            return;
-        }
-        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        for k in msg.k.iter().chain(msg.u.iter()) {
-            if let Some((_, n)) = map.get(k) {
-                n.notify_waiters();
-            }
-        }
-    }
-}
-
-/// A waiter's interest in one key's arrival.
-struct Interest<'a> {
-    arrivals: &'a Arrivals,
-    key: String,
-    notify: Arc<Notify>,
-}
-
-impl Drop for Interest<'_> {
-    fn drop(&mut self) {
-        let mut map = self
-            .arrivals
-            .map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = map.get_mut(&self.key) {
-            entry.0 -= 1;
-            if entry.0 == 0 {
-                map.remove(&self.key);
-            }
-        }
-        self.arrivals.waiting.fetch_sub(1, Ordering::Release);
-    }
-}
 
 /// What the lock script found.
 enum Attempt {
@@ -227,95 +160,74 @@ pub(crate) enum Across<T> {
     Load(Option<LoadLock>, Option<Option<Generations>>),
 }
 
-impl TieredCache {
-    /// Before a flight's leader loads `key`: the value another instance is loading, when it
-    /// arrives within `load_lock_wait`, or the go-ahead to load (with the lock when taken).
-    pub(crate) async fn load_across<T>(&self, key: &str, tags: &[&str]) -> Across<T>
-    where
-        T: DeserializeOwned + Send + Sync + 'static,
+/// Before a flight's leader loads `key`: the value another instance is loading, when it
+/// arrives within `load_lock_wait` (read from Redis by `fetch`), or the go-ahead to load
+/// (with the lock when taken).
+pub(crate) async fn load_across<T, F, Fut>(
+    inner: &Inner,
+    key: &str,
+    tags: &[&str],
+    fetch: F,
+) -> Across<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Option<Arc<T>>>,
+{
+    let config = &inner.config;
+    let Some(redis) = &inner.redis else {
+        return Across::Load(None, None);
+    };
+    // A key its cluster layout keeps out of Redis (`misplaced_groups`) has no value to
+    // wait for either: each waiter would load in turn.
+    if !config.load_lock
+        || redis.refuses_plaintext()
+        || !*inner.subscribed.borrow()
+        || !redis.inner.layout.misplaced_groups(key, tags).is_empty()
     {
-        let config = &self.inner.config;
-        let Some(redis) = &self.inner.redis else {
-            return Across::Load(None, None);
-        };
-        // A key its cluster layout keeps out of Redis (`misplaced_groups`) has no value to
-        // wait for either: each waiter would load in turn.
-        if !config.load_lock
-            || redis.refuses_plaintext()
-            || !self.is_subscribed()
-            || !redis.inner.layout.misplaced_groups(key, tags).is_empty()
-        {
-            return Across::Load(None, None);
-        }
-        let c = &self.inner.counters;
-        let deadline = Instant::now() + config.load_lock_wait;
-        let interest = self.inner.arrivals.register(key);
-        let mut waited = false;
-        loop {
-            // Enabled before the script runs: an arrival between the two still wakes it.
-            let arrival = interest.notify.notified();
-            tokio::pin!(arrival);
-            arrival.as_mut().enable();
-            match redis.try_load_lock(key, tags, config.load_lock_ttl).await {
-                // Redis unwell (counted, and by the breaker): load here, as without the lock.
-                Err(_) => return Across::Load(None, Some(None)),
-                Ok(Attempt::Acquired(lock, gens)) => {
-                    c.load_locks.fetch_add(1, Ordering::Relaxed);
-                    return Across::Load(Some(lock), Some(Some(gens)));
-                }
-                Ok(Attempt::Present) => {
-                    // A payload that does not decode as `T` is loaded and overwritten here.
-                    return match self.fetch::<T>(key).await {
-                        Some(v) => {
-                            c.coalesced_remote.fetch_add(1, Ordering::Relaxed);
-                            Across::Arrived(v)
-                        }
-                        None => Across::Load(None, None),
-                    };
-                }
-                Ok(Attempt::Held { ours: true, .. }) => return Across::Load(None, None),
-                Ok(Attempt::Held { left, .. }) => {
-                    let now = Instant::now();
-                    if !waited {
-                        waited = true;
-                        c.load_lock_waits.fetch_add(1, Ordering::Relaxed);
+        return Across::Load(None, None);
+    }
+    let c = &inner.counters;
+    let deadline = Instant::now() + config.load_lock_wait;
+    let interest = inner.arrivals.register(key);
+    let mut waited = false;
+    loop {
+        // Enabled before the script runs: an arrival between the two still wakes it.
+        let arrival = interest.notify.notified();
+        tokio::pin!(arrival);
+        arrival.as_mut().enable();
+        match redis.try_load_lock(key, tags, config.load_lock_ttl).await {
+            // Redis unwell (counted, and by the breaker): load here, as without the lock.
+            Err(_) => return Across::Load(None, Some(None)),
+            Ok(Attempt::Acquired(lock, gens)) => {
+                c.load_locks.fetch_add(1, Ordering::Relaxed);
+                return Across::Load(Some(lock), Some(Some(gens)));
+            }
+            Ok(Attempt::Present) => {
+                // A payload that does not decode as `T` is loaded and overwritten here.
+                return match fetch().await {
+                    Some(v) => {
+                        c.coalesced_remote.fetch_add(1, Ordering::Relaxed);
+                        Across::Arrived(v)
                     }
-                    if now >= deadline {
-                        c.load_lock_timeouts.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(target: "vitals_cache", "another instance's load did not arrive in time: loading here");
-                        return Across::Load(None, None);
-                    }
-                    // The event, or the end of the lock's life (its holder may be gone).
-                    let until = deadline.min(now + left + Duration::from_millis(1));
-                    let _ = tokio::time::timeout_at(until, arrival).await;
+                    None => Across::Load(None, None),
+                };
+            }
+            Ok(Attempt::Held { ours: true, .. }) => return Across::Load(None, None),
+            Ok(Attempt::Held { left, .. }) => {
+                let now = Instant::now();
+                if !waited {
+                    waited = true;
+                    c.load_lock_waits.fetch_add(1, Ordering::Relaxed);
                 }
+                if now >= deadline {
+                    c.load_lock_timeouts.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(target: "vitals_cache", "another instance's load did not arrive in time: loading here");
+                    return Across::Load(None, None);
+                }
+                // The event, or the end of the lock's life (its holder may be gone).
+                let until = deadline.min(now + left + Duration::from_millis(1));
+                let _ = tokio::time::timeout_at(until, arrival).await;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_message_naming_a_waited_key_wakes_its_waiters_only() {
-        let arrivals = Arrivals::default();
-        {
-            let a = arrivals.register("k:1");
-            let b = arrivals.register("k:2");
-            let (wa, wb) = (a.notify.notified(), b.notify.notified());
-            tokio::pin!(wa, wb);
-            wa.as_mut().enable();
-            wb.as_mut().enable();
-            let msg: Message = serde_json::from_str(&Message::released("other", "k:1")).unwrap();
-            arrivals.wake(&msg);
-            tokio::time::timeout(Duration::from_secs(5), wa)
-                .await
-                .expect("woken");
-            assert!(futures::poll!(wb.as_mut()).is_pending(), "k:2 not named");
-        }
-        assert_eq!(arrivals.waiting.load(Ordering::Acquire), 0);
-        assert!(arrivals.map.lock().unwrap().is_empty(), "unregistered");
     }
 }

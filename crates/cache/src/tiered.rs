@@ -432,13 +432,16 @@ impl TieredCache {
         }
         // One load across instances: another's value, or the lock (released on drop).
         #[cfg(feature = "redis")]
-        let (_lock, asked) = match self.load_across::<T>(key, tags).await {
-            crate::load_lock::Across::Arrived(v) => {
-                guard.done(v.clone());
-                return Ok(v);
-            }
-            crate::load_lock::Across::Load(lock, asked) => (lock, asked),
-        };
+        let (_lock, asked) =
+            match crate::load_lock::load_across(&self.inner, key, tags, || self.fetch::<T>(key))
+                .await
+            {
+                crate::load_lock::Across::Arrived(v) => {
+                    guard.done(v.clone());
+                    return Ok(v);
+                }
+                crate::load_lock::Across::Load(lock, asked) => (lock, asked),
+            };
         #[cfg(not(feature = "redis"))]
         let asked: Option<Option<Generations>> = None;
         let e0 = self.inner.watch(key, tags);
