@@ -34,7 +34,7 @@ use serde::Serialize;
 
 use crate::clock;
 use crate::config::CacheConfig;
-use crate::flight::{FlightGuard, Role};
+use crate::flight::{Ended, FlightGuard, Role};
 use crate::l1::{L1Cache, Lookup, Value};
 use crate::l1_shard::Entry;
 use crate::tier::Tier as _;
@@ -139,13 +139,21 @@ fn same(a: &Value, b: &Value) -> bool {
 
 /// Arms `e` once (a fail-safe horizon, a refresh time), then claims its refresh if due;
 /// true for the one caller that should reload.
-fn arm_and_claim(e: &Entry, max_ttl: Duration, ttl: Duration, options: &LoadOptions) -> bool {
+fn arm_and_claim(
+    e: &Entry,
+    max_ttl: Duration,
+    ttl: Duration,
+    options: &LoadOptions,
+    fail_safe: bool,
+) -> bool {
     let now = clock::now_ms();
     let mut at = e.refresh_at.load(Ordering::Acquire);
     if at == UNARMED {
-        let horizon = u64::try_from(options.fail_safe.as_millis()).unwrap_or(u64::MAX);
-        e.stale_until
-            .fetch_max(e.expires.saturating_add(horizon), Ordering::Relaxed);
+        if fail_safe {
+            let horizon = u64::try_from(options.fail_safe.as_millis()).unwrap_or(u64::MAX);
+            e.stale_until
+                .fetch_max(e.expires.saturating_add(horizon), Ordering::Relaxed);
+        }
         let max_ttl_ms = u64::try_from(max_ttl.as_millis()).unwrap_or(u64::MAX);
         // An entry L1's cap cut short ends before its value: when that is due is unknown.
         let capped = ttl > max_ttl && e.expires.saturating_sub(now) + CAP_SLACK_MS >= max_ttl_ms;
@@ -226,7 +234,7 @@ impl TieredCache {
         Fut: Future<Output = Result<Option<T>, E>> + Send + 'static,
     {
         if let Some(v) = self.fetch::<T>(key).await {
-            if self.arm(key, &v, ttl, options) {
+            if self.arm(key, &v, ttl, tags, options) {
                 self.refresh_in_background(key, ttl, tags, *options, loader);
             }
             return Ok(Some(Loaded::fresh(v)));
@@ -237,17 +245,19 @@ impl TieredCache {
                 Role::Lead(guard) => break guard,
                 Role::Follow(follower) => {
                     c.coalesced.fetch_add(1, Ordering::Relaxed);
-                    match follower.outcome().await {
-                        Some(v) if v.is::<NotFound>() => return Ok(None),
-                        Some(v) => match v.downcast::<T>() {
+                    match follower.ended().await {
+                        Ended::Done(v) if v.is::<NotFound>() => return Ok(None),
+                        Ended::Done(v) => match v.downcast::<T>() {
                             Ok(v) => return Ok(Some(Loaded::fresh(v))),
                             Err(_) => {
                                 c.type_mismatches.fetch_add(1, Ordering::Relaxed);
                             }
                         },
-                        // The leader failed (or was dropped): its stale value, if any, at
-                        // once rather than a load of our own that would likely fail too.
-                        None => {
+                        // The leader's caller went away: nothing failed, lead or follow anew.
+                        Ended::Abandoned => {}
+                        // The leader failed: its stale value, if any, at once rather than a
+                        // load of our own that would likely fail too.
+                        Ended::Failed => {
                             if let Some(l) = self.stale::<T>(key, options) {
                                 return Ok(Some(l));
                             }
@@ -299,7 +309,7 @@ impl TieredCache {
                 {
                     crate::load_lock::Across::Arrived(v) => {
                         guard.done(v.clone());
-                        self.arm(key, &v, ttl, options);
+                        self.arm(key, &v, ttl, tags, options);
                         return Ok(Some(Loaded::fresh(v)));
                     }
                     crate::load_lock::Across::Load(lock, asked) => (lock, asked),
@@ -324,7 +334,7 @@ impl TieredCache {
                         self.store_loaded(key, v.clone(), bytes.into(), ttl, tags, gens, &e0)
                             .await;
                         // Arms the entry if it is this value (not one overwritten since).
-                        self.arm(key, &v, ttl, options);
+                        self.arm(key, &v, ttl, tags, options);
                     }
                     Ok(_) => {
                         c.stale_loads.fetch_add(1, Ordering::Relaxed);
@@ -366,6 +376,7 @@ impl TieredCache {
         key: &str,
         v: &Arc<T>,
         ttl: Duration,
+        tags: &[&str],
         options: &LoadOptions,
     ) -> bool {
         let Some(l1) = self.inner.l1.as_ref().filter(|_| !options.is_off()) else {
@@ -373,7 +384,12 @@ impl TieredCache {
         };
         let v: Value = v.clone();
         l1.with_entry(key, |e| {
-            same(&e.value, &v) && arm_and_claim(e, l1.max_ttl(), ttl, options)
+            // A fail-safe horizon only on an entry indexed under every tag of the call: one
+            // filled from Redis carries none, and a tag or group invalidation after Redis
+            // expired the key would name no key and find no tagged entry, so the copy would
+            // outlive the invalidation.
+            let indexed = tags.iter().all(|t| e.tags.iter().any(|et| &**et == *t));
+            same(&e.value, &v) && arm_and_claim(e, l1.max_ttl(), ttl, options, indexed)
         })
         .unwrap_or(false)
     }

@@ -38,17 +38,37 @@ pub(crate) struct Follower(watch::Receiver<Flight>);
 impl Follower {
     /// The value the leader loaded (shared, its type checked by the caller); `None` when
     /// its flight failed or was dropped unfinished (then try again).
-    pub(crate) async fn outcome(mut self) -> Option<Value> {
+    pub(crate) async fn outcome(self) -> Option<Value> {
+        match self.ended().await {
+            Ended::Done(value) => Some(value),
+            Ended::Failed | Ended::Abandoned => None,
+        }
+    }
+
+    /// How the leader's flight ended: with a value, failed, or dropped unfinished (the
+    /// leader's caller went away: nothing failed).
+    pub(crate) async fn ended(mut self) -> Ended {
         let outcome = self
             .0
             .wait_for(|f| !matches!(f, Flight::Pending))
             .await
             .map(|f| f.clone());
         match outcome {
-            Ok(Flight::Done(value)) => Some(value),
-            _ => None,
+            Ok(Flight::Done(value)) => Ended::Done(value),
+            Ok(_) => Ended::Failed,
+            Err(_) => Ended::Abandoned,
         }
     }
+}
+
+/// How a flight ended, for a follower ([`Follower::ended`]).
+pub(crate) enum Ended {
+    /// The leader loaded a value.
+    Done(Value),
+    /// The leader's load failed.
+    Failed,
+    /// The leader was dropped before it finished.
+    Abandoned,
 }
 
 impl Flights {

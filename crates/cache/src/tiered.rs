@@ -504,7 +504,16 @@ impl TieredCache {
         }
         match &self.inner.redis {
             Some(redis) => match redis.delete_many(keys).await {
-                Ok(n) => n.max(local),
+                Ok(n) => {
+                    // Again after Redis: a read of this instance that fetched a key before
+                    // the DEL (and watched after the first clear) may have filled L1 with
+                    // it; this instance ignores its own message, so nothing else would
+                    // drop it.
+                    for k in keys {
+                        self.inner.forget_local(k);
+                    }
+                    n.max(local)
+                }
                 Err(e) => {
                     log_redis_error("delete", &e);
                     local

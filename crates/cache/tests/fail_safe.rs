@@ -140,6 +140,32 @@ async fn an_invalidated_value_is_never_served_stale() {
     cache.shutdown().await;
 }
 
+/// The same on another instance, which took the value from Redis (so its L1 entry came
+/// without the entry's tags): a tag invalidation after Redis expired the key names no key,
+/// so that copy must not have been given a fail-safe horizon at all.
+#[tokio::test]
+async fn a_copy_read_from_redis_is_not_served_stale_after_a_tag_invalidation() {
+    let cfg = common::config("fs-inval-b", &common::redis_url());
+    let (a, b) = (common::build(cfg.clone()).await, common::build(cfg).await);
+    let ttl = Duration::from_millis(300);
+    let o = a.load_options().fail_safe(Duration::from_secs(30));
+    let key = "student:12:allergies";
+    let loaded_at = Instant::now();
+    load(&a, key, ttl, &o, "latex").await.unwrap().unwrap();
+    // B's read is an L2 hit: its loader never runs.
+    let on_b = fail(&b, key, ttl, &o).await.unwrap().unwrap();
+    assert!(!on_b.stale && *on_b.value == "latex");
+    assert!(b.stats().l2_hits >= 1, "{:?}", b.stats());
+    tokio::time::sleep_until(loaded_at + ttl + Duration::from_millis(100)).await;
+    assert!(!in_redis(&a, key).await, "Redis expired the key");
+    // The allergy was removed: the data type's invalidation.
+    a.invalidate_tag("allergies").await;
+    assert_eq!(fail(&b, key, ttl, &o).await.unwrap_err(), DatabaseDown);
+    assert_eq!(b.stats().stale_served, 0);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 #[tokio::test]
 async fn fifty_concurrent_hits_late_in_the_ttl_make_one_background_load_and_are_not_delayed() {
     let cache = common::build(common::config("fs-eager", &common::redis_url())).await;
