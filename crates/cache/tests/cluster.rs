@@ -12,31 +12,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::redis_cluster::{admin, TestCluster};
-use common::{build, eventually, free_port, prefix, TestRedis};
+use common::{build, eventually, free_port, pair, quick, TestRedis};
 use vitals_cache::{CacheConfig, CacheError, ClusterNodeProblem, RedisTier, TieredCache};
 
 const TTL: Duration = Duration::from_secs(600);
 
 /// The cache on `seeds`, with quick timeouts so a failover's calls give up fast.
 fn config(name: &str, seeds: Vec<String>) -> CacheConfig {
-    CacheConfig::default()
-        .with_cluster_nodes(seeds)
-        .with_key_prefix(prefix(name))
-        .with_allow_plaintext(true)
-        .with_redis_timeouts(
-            Duration::from_millis(500),
-            Duration::from_millis(500),
-            Duration::from_millis(50),
-        )
-        .with_breaker(5, Duration::from_millis(200))
-}
-
-async fn pair(cfg: CacheConfig) -> (TieredCache, TieredCache) {
-    let a = build(cfg.clone()).await;
-    let b = build(cfg).await;
-    assert!(a.wait_subscribed(Duration::from_secs(5)).await);
-    assert!(b.wait_subscribed(Duration::from_secs(5)).await);
-    (a, b)
+    let cluster = CacheConfig::default().with_cluster_nodes(seeds);
+    quick(
+        cluster,
+        name,
+        Duration::from_millis(500),
+        (5, Duration::from_millis(200)),
+    )
 }
 
 /// Every key matching `pattern` on the cluster's masters.

@@ -42,6 +42,95 @@ async fn fail(cache: &TieredCache, key: &str, ttl: Duration, o: &LoadOptions) ->
         .await
 }
 
+/// The cache of test `name`, on the Redis at `REDIS_URL` under a prefix of its own.
+async fn own_cache(name: &str) -> TieredCache {
+    common::build(common::config(name, &common::redis_url())).await
+}
+
+/// The cache of test `name`, its load options serving a value up to `horizon` past its TTL
+/// when its reload fails.
+async fn fail_safe_cache(name: &str, horizon: Duration) -> (TieredCache, LoadOptions) {
+    let cache = own_cache(name).await;
+    let o = cache.load_options().fail_safe(horizon);
+    (cache, o)
+}
+
+/// A first [`load`] of `v` that finds it, and when it began.
+async fn first_load(
+    cache: &TieredCache,
+    key: &str,
+    ttl: Duration,
+    o: &LoadOptions,
+    v: &str,
+) -> (Instant, Loaded<String>) {
+    let began = Instant::now();
+    let loaded = load(cache, key, ttl, o, v).await.unwrap().unwrap();
+    (began, loaded)
+}
+
+/// The cache of test `name`, its load options refreshing eagerly past `fraction` of the TTL,
+/// once it loaded `v` under `key` for `ttl` and `at` of that TTL passed since.
+async fn late_in_the_ttl(
+    name: &str,
+    key: &str,
+    ttl: Duration,
+    fraction: f64,
+    v: &str,
+    at: f64,
+) -> (TieredCache, LoadOptions) {
+    let cache = own_cache(name).await;
+    let o = cache.load_options().eager_refresh(Some(fraction));
+    let (loaded_at, _) = first_load(&cache, key, ttl, &o, v).await;
+    tokio::time::sleep_until(loaded_at + ttl.mul_f64(at)).await;
+    (cache, o)
+}
+
+/// A loader held at a gate: each caller of [`Gated::spawn`] runs on a task of its own, and a
+/// load it runs counts itself in `calls`, then waits until [`Gated::open`].
+struct Gated {
+    gate: Arc<Notify>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Gated {
+    fn new() -> Self {
+        Self {
+            gate: Arc::new(Notify::new()),
+            calls: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// A `get_or_load_with` of `key` on `cache` (no tag) whose load, once let through,
+    /// finds `found`.
+    fn spawn(
+        &self,
+        cache: &TieredCache,
+        (key, ttl, o): (&'static str, Duration, LoadOptions),
+        found: Option<&'static str>,
+    ) -> tokio::task::JoinHandle<Got> {
+        let (cache, gate, calls) = (cache.clone(), self.gate.clone(), self.calls.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_load_with(key, ttl, &[], &o, move || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    gate.notified().await;
+                    Ok::<_, DatabaseDown>(found.map(str::to_owned))
+                })
+                .await
+        })
+    }
+
+    /// The loads run so far.
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Lets the load waiting at the gate finish.
+    fn open(&self) {
+        self.gate.notify_one();
+    }
+}
+
 /// Whether Redis still holds `cache`'s value of `key`.
 async fn in_redis(cache: &TieredCache, key: &str) -> bool {
     let data_key = cache.redis().unwrap().data_key(key);
@@ -51,12 +140,10 @@ async fn in_redis(cache: &TieredCache, key: &str) -> bool {
 
 #[tokio::test]
 async fn a_failed_reload_serves_the_last_value_stale_within_the_horizon_and_not_after() {
-    let cache = common::build(common::config("fs-stale", &common::redis_url())).await;
     let (ttl, horizon) = (Duration::from_millis(300), Duration::from_millis(1200));
-    let o = cache.load_options().fail_safe(horizon);
+    let (cache, o) = fail_safe_cache("fs-stale", horizon).await;
     let key = "student:7:allergies";
-    let loaded_at = Instant::now();
-    let first = load(&cache, key, ttl, &o, "peanut").await.unwrap().unwrap();
+    let (loaded_at, first) = first_load(&cache, key, ttl, &o, "peanut").await;
     assert!(!first.stale);
 
     // Before its TTL a failing loader is not even called: a hit.
@@ -96,13 +183,12 @@ async fn a_failed_reload_serves_the_last_value_stale_within_the_horizon_and_not_
 
 #[tokio::test]
 async fn with_fail_safe_off_the_error_reaches_the_caller_as_today() {
-    let cache = common::build(common::config("fs-off", &common::redis_url())).await;
+    let cache = own_cache("fs-off").await;
     let ttl = Duration::from_millis(200);
     let o = cache.load_options();
     assert_eq!(o.fail_safe_max(), Duration::ZERO, "off by default");
     let key = "student:8:allergies";
-    let loaded_at = Instant::now();
-    load(&cache, key, ttl, &o, "latex").await.unwrap().unwrap();
+    let (loaded_at, _) = first_load(&cache, key, ttl, &o, "latex").await;
     let other = "student:9:allergies";
     cache
         .get_or_load(other, ttl, &[], || async {
@@ -123,15 +209,9 @@ async fn with_fail_safe_off_the_error_reaches_the_caller_as_today() {
 
 #[tokio::test]
 async fn an_invalidated_value_is_never_served_stale() {
-    let cache = common::build(common::config("fs-inval", &common::redis_url())).await;
-    let ttl = Duration::from_millis(200);
-    let o = cache.load_options().fail_safe(Duration::from_secs(30));
-    let key = "student:10:allergies";
-    let loaded_at = Instant::now();
-    load(&cache, key, ttl, &o, "penicillin")
-        .await
-        .unwrap()
-        .unwrap();
+    let (cache, o) = fail_safe_cache("fs-inval", Duration::from_secs(30)).await;
+    let (key, ttl) = ("student:10:allergies", Duration::from_millis(200));
+    let (loaded_at, _) = first_load(&cache, key, ttl, &o, "penicillin").await;
     // A nurse removed the allergy: the entry goes, its fail-safe copy with it.
     cache.invalidate_tag("allergies").await;
     tokio::time::sleep_until(loaded_at + ttl + Duration::from_millis(50)).await;
@@ -150,8 +230,7 @@ async fn a_copy_read_from_redis_is_not_served_stale_after_a_tag_invalidation() {
     let ttl = Duration::from_millis(300);
     let o = a.load_options().fail_safe(Duration::from_secs(30));
     let key = "student:12:allergies";
-    let loaded_at = Instant::now();
-    load(&a, key, ttl, &o, "latex").await.unwrap().unwrap();
+    let (loaded_at, _) = first_load(&a, key, ttl, &o, "latex").await;
     // B's read is an L2 hit: its loader never runs.
     let on_b = fail(&b, key, ttl, &o).await.unwrap().unwrap();
     assert!(!on_b.stale && *on_b.value == "latex");
@@ -168,18 +247,9 @@ async fn a_copy_read_from_redis_is_not_served_stale_after_a_tag_invalidation() {
 
 #[tokio::test]
 async fn fifty_concurrent_hits_late_in_the_ttl_make_one_background_load_and_are_not_delayed() {
-    let cache = common::build(common::config("fs-eager", &common::redis_url())).await;
-    let ttl = Duration::from_secs(2);
-    let o = cache.load_options().eager_refresh(Some(0.9));
-    let key = "student:11:conditions";
-    let loaded_at = Instant::now();
-    load(&cache, key, ttl, &o, "asthma v1")
-        .await
-        .unwrap()
-        .unwrap();
-
-    // In the last 10 % of the TTL (1.8 s to 2 s).
-    tokio::time::sleep_until(loaded_at + Duration::from_millis(1850)).await;
+    let (key, ttl) = ("student:11:conditions", Duration::from_secs(2));
+    // In the last 10 % of the TTL (1.8 s to 2 s): at 1.85 s.
+    let (cache, o) = late_in_the_ttl("fs-eager", key, ttl, 0.9, "asthma v1", 0.925).await;
     let gate = Arc::new(Notify::new());
     let calls = Arc::new(AtomicUsize::new(0));
     let finished = Arc::new(AtomicBool::new(false));
@@ -247,16 +317,9 @@ async fn fifty_concurrent_hits_late_in_the_ttl_make_one_background_load_and_are_
 
 #[tokio::test]
 async fn a_failed_eager_refresh_does_not_evict() {
-    let cache = common::build(common::config("fs-eager-fail", &common::redis_url())).await;
-    let ttl = Duration::from_secs(1);
-    let o = cache.load_options().eager_refresh(Some(0.5));
-    let key = "student:12:conditions";
-    let loaded_at = Instant::now();
-    load(&cache, key, ttl, &o, "epilepsy")
-        .await
-        .unwrap()
-        .unwrap();
-    tokio::time::sleep_until(loaded_at + Duration::from_millis(600)).await;
+    let (key, ttl) = ("student:12:conditions", Duration::from_secs(1));
+    // Past half the TTL: at 0.6 s.
+    let (cache, o) = late_in_the_ttl("fs-eager-fail", key, ttl, 0.5, "epilepsy", 0.6).await;
     let (tx, rx) = oneshot::channel::<()>();
     let got = cache
         .get_or_load_with(key, ttl, &[], &o, move || async move {
@@ -287,37 +350,24 @@ async fn a_failed_eager_refresh_does_not_evict() {
 
 #[tokio::test]
 async fn a_loader_that_finds_nothing_is_a_counted_miss_not_a_load_error() {
-    let cache = common::build(common::config("fs-none", &common::redis_url())).await;
-    let ttl = Duration::from_secs(60);
-    let o = cache.load_options().fail_safe(Duration::from_secs(60));
-    let key = "student:13:allergies";
-    let gate = Arc::new(Notify::new());
-    let calls = Arc::new(AtomicUsize::new(0));
-    let callers = (0..10).map(|_| {
-        let (cache, gate, calls) = (cache.clone(), gate.clone(), calls.clone());
-        tokio::spawn(async move {
-            cache
-                .get_or_load_with(key, ttl, &[], &o, move || async move {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    gate.notified().await;
-                    Ok::<Option<String>, DatabaseDown>(None)
-                })
-                .await
-        })
-    });
-    let callers: Vec<_> = callers.collect();
+    let (cache, o) = fail_safe_cache("fs-none", Duration::from_secs(60)).await;
+    let (key, ttl) = ("student:13:allergies", Duration::from_secs(60));
+    let loader = Gated::new();
+    let callers: Vec<_> = (0..10)
+        .map(|_| loader.spawn(&cache, (key, ttl, o), None))
+        .collect();
     let waited = common::eventually(Duration::from_secs(5), || async {
         let s = cache.stats();
         s.loads == 1 && s.coalesced == 9
     })
     .await;
     assert!(waited, "one load, nine waiters");
-    gate.notify_one();
+    loader.open();
     for c in futures::future::join_all(callers).await {
         assert!(c.unwrap().unwrap().is_none(), "not found, for every waiter");
     }
     let s = cache.stats();
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(loader.calls(), 1);
     assert_eq!((s.not_found, s.load_errors, s.stale_served), (1, 0, 0));
     assert!(s.misses >= 1);
     // Not cached: the next read loads again.
@@ -335,40 +385,23 @@ async fn misses_on_two_instances_make_one_load_through_the_load_lock() {
     let ttl = Duration::from_secs(60);
     let o = a.load_options().fail_safe(Duration::from_secs(60));
     let key = "student:14:allergies";
-    let gate = Arc::new(Notify::new());
-    let calls = Arc::new(AtomicUsize::new(0));
+    let loader = Gated::new();
     let callers: Vec<_> = [&a, &b]
         .into_iter()
-        .flat_map(|cache| (0..20).map(move |_| cache.clone()))
-        .map(|cache| {
-            let (gate, calls) = (gate.clone(), calls.clone());
-            tokio::spawn(async move {
-                cache
-                    .get_or_load_with(key, ttl, &[], &o, move || async move {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        gate.notified().await;
-                        Ok::<_, DatabaseDown>(Some("bee stings".to_owned()))
-                    })
-                    .await
-            })
-        })
+        .flat_map(|cache| (0..20).map(move |_| cache))
+        .map(|cache| loader.spawn(cache, (key, ttl, o), Some("bee stings")))
         .collect();
     // One instance holds the lock and loads; the other's leader waits for its value.
     let waiting = common::eventually(Duration::from_secs(5), || async {
-        calls.load(Ordering::SeqCst) == 1
-            && a.stats().load_lock_waits + b.stats().load_lock_waits == 1
+        loader.calls() == 1 && a.stats().load_lock_waits + b.stats().load_lock_waits == 1
     })
     .await;
     assert!(waiting, "one load, the other instance waiting on its lock");
-    gate.notify_one();
+    loader.open();
     for c in futures::future::join_all(callers).await {
         assert_eq!(*c.unwrap().unwrap().unwrap().value, "bee stings");
     }
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        1,
-        "one load for both instances"
-    );
+    assert_eq!(loader.calls(), 1, "one load for both instances");
     assert_eq!(a.stats().loads + b.stats().loads, 1);
     a.shutdown().await;
     b.shutdown().await;

@@ -8,14 +8,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{build, config, received, redis_url};
+use common::{build, config, load_during, received, redis_url};
 use vitals_cache::{CacheConfig, TieredCache};
 
 const MIN: Duration = Duration::from_secs(60);
-type R = Result<Arc<String>, std::io::Error>;
 
 /// What happens on the cache while a load runs.
 #[derive(Clone, Copy)]
@@ -56,17 +54,13 @@ async fn a_group_invalidation_spares_loads_outside_the_group_l1_only() {
             false,
         ),
     ] {
-        let c = cache.clone();
-        let v: R = cache
-            .get_or_load(key, MIN, &tags, || async move {
-                match during {
-                    Group(group) => c.invalidate_group(group).await,
-                    Tag(tag) => c.invalidate_tag(tag).await,
-                };
-                Ok(value.to_owned())
-            })
-            .await;
-        assert_eq!(*v.unwrap(), value);
+        let change = async {
+            match during {
+                Group(group) => cache.invalidate_group(group).await,
+                Tag(tag) => cache.invalidate_tag(tag).await,
+            };
+        };
+        load_during(&cache, key, &tags, change, value).await;
         assert_eq!(cache.l1().unwrap().contains(key), cached, "{key}");
     }
     assert_eq!(cache.stats().stale_loads, 2);
@@ -89,15 +83,11 @@ async fn a_group_invalidation_on_another_instance_spares_loads_outside_the_group
         (1, "student:H:allergies", ["allergies", &h], "a", true),
         (2, "student:G:allergies", ["allergies", &g], "b", false),
     ] {
-        let (a1, b1) = (a.clone(), b.clone());
-        let v: R = a
-            .get_or_load(key, MIN, &tags, || async move {
-                b1.invalidate_group("G").await;
-                received(&a1, received_so_far).await;
-                Ok(value.to_owned())
-            })
-            .await;
-        assert_eq!(*v.unwrap(), value);
+        let change = async {
+            b.invalidate_group("G").await;
+            received(&a, received_so_far).await;
+        };
+        load_during(&a, key, &tags, change, value).await;
         assert_eq!(a.l1().unwrap().contains(key), cached, "{key}");
         assert_eq!(
             reader.get_cloned::<String>(key).await.as_deref(),
@@ -120,31 +110,22 @@ async fn thousands_of_changes_of_other_keys_and_groups_during_a_load_leave_it_ca
     let others: Vec<String> = (0..8192)
         .map(|i| format!("student:{i}:allergies"))
         .collect();
-    let c = cache.clone();
-    let o = others.clone();
-    let v: R = cache
-        .get_or_load("student:A:allergies", MIN, &tags, || async move {
-            let keys: Vec<&str> = o.iter().map(String::as_str).collect();
-            c.delete_many(&keys).await;
-            for i in 0..8192 {
-                c.invalidate_group(&format!("{i}")).await;
-            }
-            Ok("a".to_owned())
-        })
-        .await;
-    assert_eq!(*v.unwrap(), "a");
+    let changes = async {
+        let keys: Vec<&str> = others.iter().map(String::as_str).collect();
+        cache.delete_many(&keys).await;
+        for i in 0..8192 {
+            cache.invalidate_group(&format!("{i}")).await;
+        }
+    };
+    load_during(&cache, "student:A:allergies", &tags, changes, "a").await;
     assert!(cache.l1().unwrap().contains("student:A:allergies"));
     assert_eq!(cache.stats().stale_loads, 0);
 
     // The key itself deleted during its load: returned, not cached.
-    let c = cache.clone();
-    let v: R = cache
-        .get_or_load("student:B:allergies", MIN, &tags, || async move {
-            c.delete("student:B:allergies").await;
-            Ok("b".to_owned())
-        })
-        .await;
-    assert_eq!(*v.unwrap(), "b");
+    let delete = async {
+        cache.delete("student:B:allergies").await;
+    };
+    load_during(&cache, "student:B:allergies", &tags, delete, "b").await;
     assert!(!cache.l1().unwrap().contains("student:B:allergies"));
     assert_eq!(cache.stats().stale_loads, 1);
     cache.shutdown().await;
@@ -158,14 +139,10 @@ async fn a_load_refused_by_redis_is_counted_there() {
     // Without its subscriber, A never hears of B's delete: only Redis's generation check
     // can tell that the load was overtaken.
     a.shutdown().await;
-    let b1 = b.clone();
-    let v: R = a
-        .get_or_load("student:A:allergies", MIN, &["allergies"], || async move {
-            b1.delete("student:A:allergies").await;
-            Ok("a".to_owned())
-        })
-        .await;
-    assert_eq!(*v.unwrap(), "a");
+    let delete = async {
+        b.delete("student:A:allergies").await;
+    };
+    load_during(&a, "student:A:allergies", &["allergies"], delete, "a").await;
     let s = a.stats();
     assert_eq!((s.stale_loads, s.redis_stale_loads), (1, 1));
     assert_eq!(b.get_cloned::<String>("student:A:allergies").await, None);

@@ -218,11 +218,8 @@ async fn a_holder_that_crashes_mid_load_holds_the_others_only_until_its_lock_exp
 #[tokio::test]
 async fn a_cancelled_holder_releases_its_lock_at_once() {
     // A lock and a wait far longer than the test: only a release lets the others go.
-    let cfg = config("lock-cancel", &redis_url()).with_load_lock(
-        true,
-        Duration::from_secs(60),
-        Duration::from_secs(60),
-    );
+    let long = Duration::from_secs(60);
+    let cfg = config("lock-cancel", &redis_url()).with_load_lock(true, long, long);
     let caches = instances(&cfg, 2).await;
     let started = Arc::new(Notify::new());
     let s = started.clone();
@@ -274,11 +271,8 @@ async fn a_cancelled_holder_releases_its_lock_at_once() {
 
 #[tokio::test]
 async fn the_lock_can_be_turned_off() {
-    let cfg = config("lock-off", &redis_url()).with_load_lock(
-        false,
-        Duration::from_secs(2),
-        Duration::from_secs(3),
-    );
+    let (ttl, wait) = (Duration::from_secs(2), Duration::from_secs(3));
+    let cfg = config("lock-off", &redis_url()).with_load_lock(false, ttl, wait);
     let caches = instances(&cfg, 2).await;
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let loads = Arc::new(AtomicUsize::new(0));

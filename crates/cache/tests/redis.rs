@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{build, config, eventually, pair, raw_conn, received, redis_url, stored};
+use common::{
+    build, config, eventually, load_during, pair, raw_conn, read_string, received, redis_url,
+    set_then_read, stored,
+};
 use redis::AsyncCommands as _;
 use serde::{Deserialize, Serialize};
 use vitals_cache::{codec, CacheConfig, EncryptionKey, Keyring, TieredCache};
@@ -23,19 +26,18 @@ struct Allergy {
     reaction: String,
 }
 
+/// Two subscribed instances on the Redis at `REDIS_URL` under a prefix of `name`, `tweak`
+/// applied to their config.
+async fn pair_with(name: &str, tweak: impl FnOnce(&mut CacheConfig)) -> (TieredCache, TieredCache) {
+    let mut cfg = config(name, &redis_url());
+    tweak(&mut cfg);
+    pair(cfg).await
+}
+
 #[tokio::test]
 async fn overwrite_on_one_instance_reaches_the_other_instances_l1() {
     let (a, b) = pair(config("coherence", &redis_url())).await;
-    a.set("student:1:allergies", "v1".to_owned(), MIN, &[])
-        .await
-        .unwrap();
-    received(&b, 1).await;
-    assert_eq!(
-        b.get_cloned::<String>("student:1:allergies")
-            .await
-            .as_deref(),
-        Some("v1")
-    );
+    set_then_read(&a, &b, "student:1:allergies", "v1", 1).await;
     assert!(
         b.l1().unwrap().contains("student:1:allergies"),
         "B filled its L1"
@@ -55,18 +57,14 @@ async fn overwrite_on_one_instance_reaches_the_other_instances_l1() {
     let delay = t0.elapsed();
     eprintln!("coherence delay (set on A -> evicted from B's L1): {delay:?}");
     assert_eq!(
-        b.get_cloned::<String>("student:1:allergies")
-            .await
-            .as_deref(),
+        read_string(&b, "student:1:allergies").await.as_deref(),
         Some("v2")
     );
 
     a.delete("student:1:allergies").await;
     assert!(
         eventually(Duration::from_secs(5), || async {
-            b.get_cloned::<String>("student:1:allergies")
-                .await
-                .is_none()
+            read_string(&b, "student:1:allergies").await.is_none()
         })
         .await
     );
@@ -142,7 +140,7 @@ async fn large_payloads_are_compressed_in_redis() {
     assert!(codec::is_compressed(&raw1) && raw1.len() < big.len() / 4);
     assert!(!codec::is_compressed(&raw2));
     cache.clear_l1();
-    assert_eq!(cache.get_cloned::<String>("doc:1").await, Some(big));
+    assert_eq!(read_string(&cache, "doc:1").await, Some(big));
     cache.shutdown().await;
 }
 
@@ -165,8 +163,7 @@ async fn tag_and_group_invalidation_reach_every_instance() {
     received(&b, 4).await;
     for s in ["1", "2"] {
         for kind in ["allergies", "vaccinations"] {
-            assert!(b
-                .get_cloned::<String>(&format!("student:{s}:{kind}"))
+            assert!(read_string(&b, &format!("student:{s}:{kind}"))
                 .await
                 .is_some());
         }
@@ -184,17 +181,14 @@ async fn tag_and_group_invalidation_reach_every_instance() {
         .await,
         "B's L1 kept invalidated entries"
     );
-    assert!(b
-        .get_cloned::<String>("student:2:allergies")
-        .await
-        .is_some());
+    assert!(read_string(&b, "student:2:allergies").await.is_some());
     for gone in [
         "student:1:allergies",
         "student:1:vaccinations",
         "student:2:vaccinations",
     ] {
-        assert!(b.get_cloned::<String>(gone).await.is_none(), "{gone}");
-        assert!(a.get_cloned::<String>(gone).await.is_none(), "{gone}");
+        assert!(read_string(&b, gone).await.is_none(), "{gone}");
+        assert!(read_string(&a, gone).await.is_none(), "{gone}");
     }
     a.shutdown().await;
     b.shutdown().await;
@@ -342,7 +336,7 @@ async fn failed_load_is_not_cached_and_a_waiter_retries() {
         .get_or_load("k", MIN, &[], || async { Err("db down") })
         .await;
     assert_eq!(r, Err("db down"));
-    assert!(cache.get_cloned::<String>("k").await.is_none());
+    assert!(read_string(&cache, "k").await.is_none());
     let r: Result<Arc<String>, &str> = cache
         .get_or_load("k", MIN, &[], || async { Ok("ok".to_owned()) })
         .await;
@@ -353,9 +347,7 @@ async fn failed_load_is_not_cached_and_a_waiter_retries() {
 
 #[tokio::test]
 async fn l2_hit_fills_l1_and_stats_serialise() {
-    let mut cfg = config("stats", &redis_url());
-    cfg.stats_refresh = Duration::from_millis(10);
-    let (a, b) = pair(cfg).await;
+    let (a, b) = pair_with("stats", |c| c.stats_refresh = Duration::from_millis(10)).await;
     a.set("k", 1u32, MIN, &[]).await.unwrap();
     received(&b, 1).await;
     assert_eq!(b.get_cloned::<u32>("k").await, Some(1)); // L2 hit
@@ -410,75 +402,43 @@ async fn a_load_overtaken_by_a_change_on_another_instance_is_not_cached() {
     let cfg = config("stale", &redis_url());
     let (a, b) = pair(cfg.clone()).await;
     let reader = build(cfg.with_l1(false, 1, MIN)).await;
-    type R = Result<Arc<String>, std::io::Error>;
 
     // Overwritten on B while A loads: A's caller gets its load, nobody caches it.
-    let b1 = b.clone();
-    let v: R = a
-        .get_or_load("student:5:allergies", MIN, &["allergies"], || async move {
-            b1.set("student:5:allergies", "new".to_owned(), MIN, &["allergies"])
-                .await
-                .unwrap();
-            Ok("old".to_owned())
-        })
-        .await;
-    assert_eq!(*v.unwrap(), "old");
-    assert_eq!(
-        reader
-            .get_cloned::<String>("student:5:allergies")
+    let overwrite = async {
+        b.set("student:5:allergies", "new".to_owned(), MIN, &["allergies"])
             .await
-            .as_deref(),
+            .unwrap();
+    };
+    load_during(&a, "student:5:allergies", &["allergies"], overwrite, "old").await;
+    assert_eq!(
+        read_string(&reader, "student:5:allergies").await.as_deref(),
         Some("new")
     );
     assert_eq!(
-        a.get_cloned::<String>("student:5:allergies")
-            .await
-            .as_deref(),
+        read_string(&a, "student:5:allergies").await.as_deref(),
         Some("new")
     );
 
     // Tag invalidated on B while A loads.
-    let b2 = b.clone();
-    let v: R = a
-        .get_or_load("student:6:allergies", MIN, &["allergies"], || async move {
-            b2.invalidate_tag("allergies").await;
-            Ok("old".to_owned())
-        })
-        .await;
-    assert_eq!(*v.unwrap(), "old");
-    assert_eq!(
-        reader.get_cloned::<String>("student:6:allergies").await,
-        None
-    );
+    let invalidate = async {
+        b.invalidate_tag("allergies").await;
+    };
+    load_during(&a, "student:6:allergies", &["allergies"], invalidate, "old").await;
+    assert_eq!(read_string(&reader, "student:6:allergies").await, None);
     assert!(!a.l1().unwrap().contains("student:6:allergies"));
 
     // Deleted on B while A loads.
-    let b3 = b.clone();
-    let v: R = a
-        .get_or_load("student:7:allergies", MIN, &[], || async move {
-            b3.delete("student:7:allergies").await;
-            Ok("old".to_owned())
-        })
-        .await;
-    assert_eq!(*v.unwrap(), "old");
-    assert_eq!(
-        reader.get_cloned::<String>("student:7:allergies").await,
-        None
-    );
+    let delete = async {
+        b.delete("student:7:allergies").await;
+    };
+    load_during(&a, "student:7:allergies", &[], delete, "old").await;
+    assert_eq!(read_string(&reader, "student:7:allergies").await, None);
     assert_eq!(a.stats().stale_loads, 3);
 
     // An undisturbed load is cached.
-    let v: R = a
-        .get_or_load("student:8:allergies", MIN, &["allergies"], || async {
-            Ok("fresh".to_owned())
-        })
-        .await;
-    assert_eq!(*v.unwrap(), "fresh");
+    load_during(&a, "student:8:allergies", &["allergies"], async {}, "fresh").await;
     assert_eq!(
-        reader
-            .get_cloned::<String>("student:8:allergies")
-            .await
-            .as_deref(),
+        read_string(&reader, "student:8:allergies").await.as_deref(),
         Some("fresh")
     );
     for c in [a, b, reader] {
@@ -488,9 +448,7 @@ async fn a_load_overtaken_by_a_change_on_another_instance_is_not_cached() {
 
 #[tokio::test]
 async fn subscription_is_pinged_and_keeps_delivering() {
-    let mut cfg = config("ping", &redis_url());
-    cfg.subscription_ping = Duration::from_millis(20);
-    let (a, b) = pair(cfg).await;
+    let (a, b) = pair_with("ping", |c| c.subscription_ping = Duration::from_millis(20)).await;
     assert!(
         eventually(Duration::from_secs(5), || async {
             b.stats().subscription_pings >= 3

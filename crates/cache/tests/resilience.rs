@@ -8,7 +8,10 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{build, config, eventually, free_port, raw_conn, received, RedisProcess, TestRedis};
+use common::{
+    build, config, eventually, free_port, raw_conn, read_string, set_then_read, wait_for_ping,
+    RedisProcess, TestRedis,
+};
 use redis::AsyncCommands as _;
 use vitals_cache::{BreakerState, TieredCache};
 
@@ -26,7 +29,7 @@ async fn breaker_opens(cache: &TieredCache) -> bool {
 /// Whether, within 5 s, `cache` reads `value` under `key`.
 async fn reads(cache: &TieredCache, key: &str, value: &str) -> bool {
     eventually(Duration::from_secs(5), || async {
-        cache.get_cloned::<String>(key).await.as_deref() == Some(value)
+        read_string(cache, key).await.as_deref() == Some(value)
     })
     .await
 }
@@ -49,10 +52,7 @@ async fn nothing_listening_builds_degraded_and_serves_from_l1_and_loader() {
         .await;
     assert_eq!(*v.unwrap(), "loaded", "no error reaches the caller");
     assert_eq!(
-        cache
-            .get_cloned::<String>("student:1:summary")
-            .await
-            .as_deref(),
+        read_string(&cache, "student:1:summary").await.as_deref(),
         Some("loaded")
     );
     cache.set("k", 1, MIN, &["t"]).await.unwrap();
@@ -74,16 +74,7 @@ async fn redis_killed_mid_test_then_restarted_heals_by_itself() {
     let cfg = config("heal", &server.url());
     let (a, b) = (build(cfg.clone()).await, build(cfg).await);
     assert!(b.wait_subscribed(Duration::from_secs(5)).await);
-    a.set("student:3:allergies", "v1".to_owned(), MIN, &[])
-        .await
-        .unwrap();
-    received(&b, 1).await;
-    assert_eq!(
-        b.get_cloned::<String>("student:3:allergies")
-            .await
-            .as_deref(),
-        Some("v1")
-    );
+    set_then_read(&a, &b, "student:3:allergies", "v1", 1).await;
     assert!(b.l1().unwrap().contains("student:3:allergies"));
 
     server.kill();
@@ -106,7 +97,7 @@ async fn redis_killed_mid_test_then_restarted_heals_by_itself() {
     // The breaker opens: a Redis-bound call no longer waits for a timeout.
     assert!(breaker_opens(&b).await);
     let t0 = Instant::now();
-    assert_eq!(b.get_cloned::<String>("absent").await, None);
+    assert_eq!(read_string(&b, "absent").await, None);
     eprintln!("miss with breaker open: {:?}", t0.elapsed());
 
     server.restart().await;
@@ -147,21 +138,7 @@ async fn full_redis() -> (RedisProcess, String) {
         "noeviction",
     ]);
     let url = format!("redis://127.0.0.1:{port}");
-    let up = eventually(Duration::from_secs(10), || async {
-        match redis::Client::open(url.as_str())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-        {
-            Ok(mut c) => redis::cmd("PING")
-                .query_async::<String>(&mut c)
-                .await
-                .is_ok(),
-            Err(_) => false,
-        }
-    })
-    .await;
-    assert!(up, "redis-server did not start on port {port}");
+    wait_for_ping(&url, port).await;
     let mut conn = raw_conn(&url).await;
     let chunk = vec![b'x'; 64 * 1024];
     let mut refused = None;
@@ -174,6 +151,22 @@ async fn full_redis() -> (RedisProcess, String) {
     let refused = refused.expect("a 1 MB redis refuses writes before 64 MB");
     assert!(refused.to_string().contains("OOM"), "{refused}");
     (server, url)
+}
+
+/// Sets `student:{i}:allergies` to "peanut" on `cache` for every `i` of `students`; each
+/// `set` answers Ok, whether Redis took the write, refused it or was skipped.
+async fn set_peanut(cache: &TieredCache, students: std::ops::Range<usize>) {
+    for i in students {
+        cache
+            .set(
+                &format!("student:{i}:allergies"),
+                "peanut".to_owned(),
+                MIN,
+                &[],
+            )
+            .await
+            .expect("a refused write is not the caller's error");
+    }
 }
 
 #[tokio::test]
@@ -212,43 +205,18 @@ async fn a_full_redis_refuses_writes_and_l1_and_the_loader_serve() {
     // a run of refused writes (threshold 2 here) opens it, and the writes that follow skip
     // Redis at once (no more errors counted) while `set` still answers Ok with L1 holding
     // the value.
-    assert_eq!(
-        cache.get_cloned::<String>("absent").await,
-        None,
-        "a read succeeds"
-    );
+    assert_eq!(read_string(&cache, "absent").await, None, "a read succeeds");
     assert_eq!(cache.stats().breaker, Some(BreakerState::Closed));
     let before = cache.stats().redis_errors;
-    for i in 0..2 {
-        cache
-            .set(
-                &format!("student:{i}:allergies"),
-                "peanut".to_owned(),
-                MIN,
-                &[],
-            )
-            .await
-            .expect("a refused write is not the caller's error");
-    }
+    set_peanut(&cache, 0..2).await;
     let s = cache.stats();
     assert_eq!(s.redis_errors, before + 2, "{s:?}");
     assert_eq!(s.breaker, Some(BreakerState::Open), "{s:?}");
-    for i in 2..10 {
-        cache
-            .set(
-                &format!("student:{i}:allergies"),
-                "peanut".to_owned(),
-                MIN,
-                &[],
-            )
-            .await
-            .unwrap();
-    }
+    set_peanut(&cache, 2..10).await;
     assert_eq!(cache.stats().redis_errors, before + 2, "skipped, not tried");
     for i in 0..10 {
         assert_eq!(
-            cache
-                .get_cloned::<String>(&format!("student:{i}:allergies"))
+            read_string(&cache, &format!("student:{i}:allergies"))
                 .await
                 .as_deref(),
             Some("peanut")
@@ -321,10 +289,7 @@ async fn a_slow_redis_costs_a_miss_two_timeouts_then_the_breaker_answers_at_once
     assert_eq!(*other.unwrap(), "other");
     assert!(t0.elapsed() < timeout, "{:?}", t0.elapsed());
     assert_eq!(
-        cache
-            .get_cloned::<String>("student:2:summary")
-            .await
-            .as_deref(),
+        read_string(&cache, "student:2:summary").await.as_deref(),
         Some("loaded")
     );
 

@@ -5,10 +5,12 @@
 pub mod redis_cluster;
 mod redis_server;
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::AsyncCommands as _;
-pub use redis_server::{eventually, free_port, keyspace, RedisProcess, TestRedis};
+pub use redis_server::{eventually, free_port, keyspace, wait_for_ping, RedisProcess, TestRedis};
 use vitals_cache::{CacheConfig, TieredCache};
 
 pub fn redis_url() -> String {
@@ -28,16 +30,33 @@ pub fn prefix(name: &str) -> String {
 /// unencrypted (`allow_plaintext`): these tests read what Redis holds, and the
 /// ones about encryption, or about keeping values out, set their own.
 pub fn config(name: &str, url: &str) -> CacheConfig {
-    CacheConfig::default()
-        .with_redis_url(Some(url))
+    let redis = CacheConfig::default().with_redis_url(Some(url));
+    quick(
+        redis,
+        name,
+        Duration::from_millis(300),
+        (2, Duration::from_millis(150)),
+    )
+}
+
+/// `redis` (a config naming its Redis) as a test's: under a [`prefix`] of `name`, values
+/// unencrypted (`allow_plaintext`), a 500 ms command timeout, `connect` to connect, a
+/// reconnect every 50 ms, and the breaker opening after `breaker.0` failures for `breaker.1`.
+pub fn quick(
+    redis: CacheConfig,
+    name: &str,
+    connect: Duration,
+    breaker: (u32, Duration),
+) -> CacheConfig {
+    redis
         .with_key_prefix(prefix(name))
         .with_allow_plaintext(true)
         .with_redis_timeouts(
             Duration::from_millis(500),
-            Duration::from_millis(300),
+            connect,
             Duration::from_millis(50),
         )
-        .with_breaker(2, Duration::from_millis(150))
+        .with_breaker(breaker.0, breaker.1)
 }
 
 /// A cache built from `cfg` (a Redis that is down does not fail the build).
@@ -67,6 +86,39 @@ pub async fn raw_conn(url: &str) -> redis::aio::MultiplexedConnection {
 pub async fn stored(cache: &TieredCache, key: &str) -> Vec<u8> {
     let data_key = cache.redis().unwrap().data_key(key);
     raw_conn(&redis_url()).await.get(data_key).await.unwrap()
+}
+
+/// The string `cache` reads under `key` (`get_cloned`: L1, then Redis).
+pub async fn read_string(cache: &TieredCache, key: &str) -> Option<String> {
+    cache.get_cloned::<String>(key).await
+}
+
+/// `a` sets `key` to `value` (a minute, no tag); once `b` has received that write's
+/// invalidation (its `n`-th in all), `b` reads `value`, from Redis.
+pub async fn set_then_read(a: &TieredCache, b: &TieredCache, key: &str, value: &str, n: u64) {
+    a.set(key, value.to_owned(), Duration::from_secs(60), &[])
+        .await
+        .unwrap();
+    received(b, n).await;
+    assert_eq!(read_string(b, key).await.as_deref(), Some(value));
+}
+
+/// `cache`'s `get_or_load` of `key` (a minute, `tags`) whose loader awaits `during` (what
+/// happens while the load runs), then returns `loaded`: the caller gets `loaded`.
+pub async fn load_during(
+    cache: &TieredCache,
+    key: &str,
+    tags: &[&str],
+    during: impl Future<Output = ()>,
+    loaded: &str,
+) {
+    let v: Result<Arc<String>, std::io::Error> = cache
+        .get_or_load(key, Duration::from_secs(60), tags, || async move {
+            during.await;
+            Ok(loaded.to_owned())
+        })
+        .await;
+    assert_eq!(*v.unwrap(), loaded);
 }
 
 /// Waits until `cache` has applied `n` invalidations of other instances, so a

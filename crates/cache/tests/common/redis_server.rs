@@ -37,6 +37,25 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// Waits, 10 s at most, until the redis-server at `url` (listening on `port`) answers PING;
+/// fails the test if it never does.
+pub async fn wait_for_ping(url: &str, port: u16) {
+    let up = eventually(Duration::from_secs(10), || async {
+        let Ok(c) = redis::Client::open(url) else {
+            return false;
+        };
+        match c.get_multiplexed_async_connection().await {
+            Ok(mut conn) => redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(up, "redis-server did not start on port {port}");
+}
+
 /// A redis-server process of the test's own; killed (by its pid) and reaped on drop.
 pub struct RedisProcess(Child);
 
@@ -113,21 +132,7 @@ impl TestRedis {
             args.extend(["--requirepass", password.as_str()]);
         }
         self.process = Some(RedisProcess::spawn(args));
-        let url = self.url();
-        let up = eventually(Duration::from_secs(10), || async {
-            let Ok(c) = redis::Client::open(url.as_str()) else {
-                return false;
-            };
-            match c.get_multiplexed_async_connection().await {
-                Ok(mut conn) => redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .is_ok(),
-                Err(_) => false,
-            }
-        })
-        .await;
-        assert!(up, "redis-server did not start on port {}", self.port);
+        wait_for_ping(&self.url(), self.port).await;
     }
 
     /// Kills the server (by its pid) and waits for it to exit.
