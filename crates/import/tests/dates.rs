@@ -86,16 +86,11 @@ async fn an_import_rejects_year_0000_and_future_birth_dates_by_field() {
     let source = Source::from_reader(Cursor::new(ndjson), Format::Ndjson).unwrap();
     let report = common::import(registry(), &pool, source, ImportOptions::new()).await;
     assert_eq!((report.imported, report.rejected), (2, 2), "{report:#?}");
-    let got: Vec<(u64, Option<&str>, &str)> = report
-        .rejections
-        .iter()
-        .map(|r| (r.line, r.field.as_deref(), r.reason.as_str()))
-        .collect();
     assert_eq!(
-        got,
+        report.rejections,
         [
-            (1, Some("born"), "year out of range 0001..=9999"),
-            (2, Some("born"), "in the future"),
+            common::rejected(1, "person", "born", "year out of range 0001..=9999"),
+            common::rejected(2, "person", "born", "in the future"),
         ]
     );
     let json = serde_json::to_string(&report).unwrap();

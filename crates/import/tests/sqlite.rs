@@ -11,7 +11,7 @@ use std::io::Cursor;
 use sqlx::sqlite::SqlitePool;
 use vitals_import::{
     Column, DuplicateOf, DuplicateRow, Format, ImportOptions, ImportReport, KeyPart, RecordSpec,
-    Registry, Rejection, Source,
+    Registry, Source,
 };
 
 const AUTHOR_A: &str = "5a1c0e3e-0000-4000-8000-00000000000a";
@@ -66,16 +66,6 @@ async fn count(pool: &SqlitePool, table: &str) -> i64 {
         .unwrap()
 }
 
-/// The rejection of the book on `line` for its `field`.
-fn book_rejected(line: u64, field: &str, reason: &str) -> Rejection {
-    Rejection {
-        line,
-        type_name: Some("book".into()),
-        field: Some(field.into()),
-        reason: reason.into(),
-    }
-}
-
 /// Two authors, then three books (one without a year, one with its year as text).
 fn library() -> String {
     format!(
@@ -127,7 +117,7 @@ async fn a_bad_value_is_rejected_by_line_and_field_without_the_value() {
     assert_eq!((r.imported, r.rejected), (2, 1), "{r:#?}");
     assert_eq!(
         r.rejections,
-        [book_rejected(3, "year", "not a whole number")]
+        [common::rejected(3, "book", "year", "not a whole number")]
     );
     let json = serde_json::to_string(&r).unwrap();
     assert!(!json.contains("SECRET"), "{json}");
@@ -143,7 +133,12 @@ async fn a_book_of_an_unknown_author_is_rejected() {
     assert_eq!((r.imported, r.rejected), (1, 1), "{r:#?}");
     assert_eq!(
         r.rejections,
-        [book_rejected(3, "author_id", "unknown author_id")]
+        [common::rejected(
+            3,
+            "book",
+            "author_id",
+            "unknown author_id"
+        )]
     );
     assert_eq!(count(&pool, "books").await, 4);
 }

@@ -1,8 +1,10 @@
-//! What the SQLite suites share: a fresh database file with a schema of the test's own, and
-//! an import into it that checks the report's counts add up.
+//! What the SQLite suites share: a fresh database file with a schema of the test's own, an
+//! import into it that checks the report's counts add up, and the rejection a report lists.
 
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use vitals_import::{ImportOptions, ImportReport, Importer, Registry, Source, SqliteSink};
+use vitals_import::{
+    ImportOptions, ImportReport, Importer, Registry, Rejection, Source, SqliteSink,
+};
 
 /// A database file in a temporary directory (gone when the directory is dropped), with
 /// foreign keys enforced, on one connection, after running `ddl`.
@@ -41,4 +43,15 @@ pub async fn import(
         "{report:#?}"
     );
     report
+}
+
+/// The rejection of the `type_name` row on `line` for its `field`.
+#[allow(dead_code)] // not every suite that includes this module checks rejections whole
+pub fn rejected(line: u64, type_name: &str, field: &str, reason: &str) -> Rejection {
+    Rejection {
+        line,
+        type_name: Some(type_name.into()),
+        field: Some(field.into()),
+        reason: reason.into(),
+    }
 }
