@@ -60,8 +60,9 @@ macro_rules! from_env_methods {
 /// `fn name(self, value: Type) -> Self` that sets `self.name`; `inner.name: Type` sets
 /// `self.inner.name` (a builder that wraps the configuration it builds); `name: Some(Type)` sets
 /// `self.name = Some(value)` (a builder whose unset fields take defaults decided at `build`);
-/// `with_name => name: Type` names the setter otherwise than its field. Rows are separated by
-/// `;`, each with its docs and attributes; one call's rows are all of one form.
+/// `with_name => name: Type` (or `with_name => name: Some(Type)`) names the setter otherwise
+/// than its field. Rows are separated by `;`, each with its docs and attributes; one call's
+/// rows are all of one form.
 ///
 /// ```
 /// #[derive(Default)]
@@ -117,6 +118,9 @@ macro_rules! setter {
     };
     ($($(#[$doc:meta])* $name:ident : Some($ty:ty));+ $(;)?) => {
         $($crate::__setter!($(#[$doc])* $name(value: $ty) => $name = Some(value));)+
+    };
+    ($($(#[$doc:meta])* $fn:ident => $name:ident : Some($ty:ty));+ $(;)?) => {
+        $($crate::__setter!($(#[$doc])* $fn(value: $ty) => $name = Some(value));)+
     };
     ($($(#[$doc:meta])* $fn:ident => $name:ident : $ty:ty);+ $(;)?) => {
         $($crate::__setter!($(#[$doc])* $fn(value: $ty) => $name = value);)+

@@ -42,33 +42,20 @@ impl<'a> QueryEvent<'a> {
         }
     }
 
-    /// Sets the model.
-    #[must_use]
-    pub fn with_model(mut self, model: &'a str) -> Self {
-        self.model = Some(model);
-        self
-    }
-
-    /// Sets the operation.
-    #[must_use]
-    pub fn with_operation(mut self, operation: &'a str) -> Self {
-        self.operation = Some(operation);
-        self
-    }
-
-    /// Sets the row count.
-    #[must_use]
-    pub fn with_rows(mut self, rows: u64) -> Self {
-        self.rows = Some(rows);
-        self
-    }
-
-    /// Sets the error text (raw; it is scrubbed).
-    #[must_use]
-    pub fn with_error(mut self, error: &'a str) -> Self {
-        self.error = Some(error);
-        self
-    }
+    vitals_env::setter!(
+        /// Sets the model.
+        #[must_use]
+        with_model => model: Some(&'a str);
+        /// Sets the operation.
+        #[must_use]
+        with_operation => operation: Some(&'a str);
+        /// Sets the row count.
+        #[must_use]
+        with_rows => rows: Some(u64);
+        /// Sets the error text (raw; it is scrubbed).
+        #[must_use]
+        with_error => error: Some(&'a str)
+    );
 }
 
 /// How slow a query was.
