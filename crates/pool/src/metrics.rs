@@ -51,16 +51,36 @@ pub(crate) fn connection_hold(held: Duration) {
     let _ = held;
 }
 
+/// The pool gauges: name, help text, and the value a sample gives (waiting is 0 when the
+/// probe cannot tell).
+#[cfg(feature = "metrics")]
+const GAUGES: [(&str, &str, fn(&PoolMetrics) -> u32); 4] = [
+    (
+        "vitals_pool_active_connections",
+        "Connections in use.",
+        |m| m.active_connections,
+    ),
+    (
+        "vitals_pool_idle_connections",
+        "Connections open and idle.",
+        |m| m.idle_connections,
+    ),
+    (
+        "vitals_pool_waiting_requests",
+        "Tasks waiting for a connection.",
+        |m| m.waiting_requests.unwrap_or(0),
+    ),
+    ("vitals_pool_max_connections", "The pool's ceiling.", |m| {
+        m.max_connections
+    }),
+];
+
 /// Sets the pool gauges from a sample: active, idle, waiting (0 when the probe cannot tell)
 /// and max connections.
 pub fn record_pool_gauges(m: &PoolMetrics) {
     #[cfg(feature = "metrics")]
-    {
-        metrics::gauge!("vitals_pool_active_connections").set(f64::from(m.active_connections));
-        metrics::gauge!("vitals_pool_idle_connections").set(f64::from(m.idle_connections));
-        metrics::gauge!("vitals_pool_waiting_requests")
-            .set(f64::from(m.waiting_requests.unwrap_or(0)));
-        metrics::gauge!("vitals_pool_max_connections").set(f64::from(m.max_connections));
+    for (name, _, value) in GAUGES {
+        metrics::gauge!(name).set(f64::from(value(m)));
     }
     #[cfg(not(feature = "metrics"))]
     let _ = m;
@@ -72,22 +92,20 @@ pub fn describe_pool_metrics() {
     #[cfg(feature = "metrics")]
     {
         use metrics::{describe_gauge, describe_histogram, Unit};
-        describe_histogram!(
-            ACQUIRE_WAIT,
-            Unit::Seconds,
-            "Time to acquire a connection through the monitored handle."
-        );
-        describe_histogram!(
-            CONNECTION_HOLD,
-            Unit::Seconds,
-            "Time a connection was held before it went back to the pool."
-        );
-        describe_gauge!("vitals_pool_active_connections", "Connections in use.");
-        describe_gauge!("vitals_pool_idle_connections", "Connections open and idle.");
-        describe_gauge!(
-            "vitals_pool_waiting_requests",
-            "Tasks waiting for a connection."
-        );
-        describe_gauge!("vitals_pool_max_connections", "The pool's ceiling.");
+        for (name, help) in [
+            (
+                ACQUIRE_WAIT,
+                "Time to acquire a connection through the monitored handle.",
+            ),
+            (
+                CONNECTION_HOLD,
+                "Time a connection was held before it went back to the pool.",
+            ),
+        ] {
+            describe_histogram!(name, Unit::Seconds, help);
+        }
+        for (name, help, _) in GAUGES {
+            describe_gauge!(name, help);
+        }
     }
 }
