@@ -128,6 +128,7 @@ impl<DB: Database> DerefMut for ObservedConnection<DB> {
 /// (an [`ObservedConnection`], every statement reported), `conn.begin()` starts a
 /// [`MonitoredTransaction`](crate::MonitoredTransaction) whose hold this connection's covers, and `&mut **conn` is the
 /// driver connection for code that needs it (statements there are not observed).
+#[derive(Debug)] // the observed connection's: how long it has been held, nothing else
 pub struct MonitoredConnection<DB: Database> {
     inner: ObservedConnection<DB>,
 }
@@ -150,14 +151,6 @@ impl<DB: Database> MonitoredConnection<DB> {
     /// How long the connection has been held.
     pub fn held_for(&self) -> Duration {
         self.inner.held_for()
-    }
-}
-
-impl<DB: Database> fmt::Debug for MonitoredConnection<DB> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MonitoredConnection")
-            .field("held_for", &self.held_for())
-            .finish()
     }
 }
 
