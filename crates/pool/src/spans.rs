@@ -161,14 +161,16 @@ pub fn error_type(e: &sqlx::Error) -> Cow<'static, str> {
 mod tests {
     use super::*;
 
+    /// The peer of a pool on `options` (lazy: nothing is connected).
+    fn peer_of<DB: Database>(options: <DB::Connection as sqlx::Connection>::Options) -> Peer {
+        Peer::of(&sqlx::pool::PoolOptions::<DB>::new().connect_lazy_with(options))
+    }
+
     /// sqlx's lossy URL of `sqlite::memory:` panics ("invalid port"): the peer never asks.
     #[cfg(feature = "sqlite")]
     #[tokio::test]
     async fn an_in_memory_sqlite_pool_has_a_peer() {
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .connect_lazy("sqlite::memory:")
-            .unwrap();
-        let peer = Peer::of(&pool);
+        let peer = peer_of::<sqlx::Sqlite>("sqlite::memory:".parse().unwrap());
         assert_eq!(peer.system(), "sqlite");
         assert!(peer.address.is_none() && peer.port.is_none());
     }
@@ -176,10 +178,8 @@ mod tests {
     #[cfg(feature = "postgres")]
     #[tokio::test]
     async fn a_postgres_peer_names_the_database_and_server_never_the_password() {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .connect_lazy("postgres://app:s3cret@db.internal:6543/school")
-            .unwrap();
-        let peer = Peer::of(&pool);
+        let url = "postgres://app:s3cret@db.internal:6543/school";
+        let peer = peer_of::<sqlx::Postgres>(url.parse().unwrap());
         assert_eq!(peer.system(), "postgresql");
         assert_eq!(peer.namespace.as_deref(), Some("school"));
         assert_eq!(peer.address.as_deref(), Some("db.internal"));
@@ -199,8 +199,7 @@ mod tests {
                 .username(user)
                 .password("s3cret")
                 .database("school");
-            let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy_with(options);
-            let peer = Peer::of(&pool);
+            let peer = peer_of::<sqlx::Postgres>(options);
             assert_eq!(peer.namespace.as_deref(), Some("school"));
             assert_eq!(peer.address.as_deref(), Some(host));
             assert_eq!(peer.port, Some(6543));

@@ -349,23 +349,16 @@ mod tests {
         clock.record(t0 + Duration::from_millis(200), Lsn(200)); // no write: same sample
         clock.record(t0 + Duration::from_millis(300), Lsn(300));
         let now = t0 + Duration::from_millis(400);
-        assert_eq!(clock.lag(now, Lsn(300)), Lag::Exact(Duration::ZERO));
-        assert_eq!(
-            clock.lag(now, Lsn(250)),
-            Lag::Exact(Duration::from_millis(100))
-        );
-        assert_eq!(
-            clock.lag(now, Lsn(150)),
-            Lag::Exact(Duration::from_millis(300))
-        );
-        assert_eq!(
-            clock.lag(now, Lsn(100)),
-            Lag::Exact(Duration::from_millis(300))
-        );
-        assert_eq!(
-            clock.lag(now, Lsn(50)),
-            Lag::AtLeast(Duration::from_millis(400))
-        );
+        let ms = Duration::from_millis;
+        for (replayed, lag) in [
+            (300, Lag::Exact(Duration::ZERO)),
+            (250, Lag::Exact(ms(100))),
+            (150, Lag::Exact(ms(300))),
+            (100, Lag::Exact(ms(300))),
+            (50, Lag::AtLeast(ms(400))),
+        ] {
+            assert_eq!(clock.lag(now, Lsn(replayed)), lag, "replayed {replayed}");
+        }
     }
 
     #[test]
