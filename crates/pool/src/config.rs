@@ -191,9 +191,3 @@ impl PoolConfig {
             .waiting_threshold(self.alert_waiting)
     }
 }
-
-// The configuration crosses threads: checked by every build, not only by the tests.
-const _: () = {
-    const fn send_sync<T: Send + Sync>() {}
-    send_sync::<(PoolConfig, crate::ConfigError)>();
-};

@@ -122,10 +122,4 @@ mod tests {
         assert_eq!(io.to_string(), "database error: io: ConnectionReset");
         assert!(matches!(io, PoolError::Sqlx(sqlx::Error::Io(_))));
     }
-
-    #[test]
-    fn pool_error_is_send_sync() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<PoolError>();
-    }
 }

@@ -131,3 +131,11 @@ pub use vitals_env::mask_url;
 /// The configuration error of [`PoolConfig::from_env`] and [`PoolConfigBuilder::build`]
 /// (shared by every vitals crate), and one of its problems.
 pub use vitals_env::{ConfigError, Problem as ConfigProblem};
+
+// The shared types cross threads: checked by every build, not only by the tests.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<(PoolConfig, ConfigError, PoolError, PoolMonitor, PoolAlert)>();
+    #[cfg(feature = "postgres")]
+    send_sync::<(ReplicaRouter, Read<'static>, ReplicaError)>();
+};

@@ -579,11 +579,4 @@ mod tests {
         assert_eq!(mon.history().len(), 2);
         mon.stop().await;
     }
-
-    #[test]
-    fn monitor_is_send_sync() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<PoolMonitor>();
-        assert_send_sync::<PoolAlert>();
-    }
 }

@@ -10,7 +10,7 @@ use sqlx::{Postgres, Row};
 
 use crate::handle::MonitoredPool;
 use crate::replica::config::ReplicaConfig;
-use crate::replica::lsn::Lsn;
+use crate::replica::lsn::{Lsn, WalSizes};
 use crate::replica::state::{LagClock, Replica};
 
 /// The router's counters, read into [`RouterStats`](crate::RouterStats).
@@ -33,8 +33,7 @@ pub(crate) struct Inner {
     pub(crate) system_id: String,
     pub(crate) primary_read: MonitoredPool<Postgres>,
     pub(crate) write: MonitoredPool<Postgres>,
-    pub(crate) wal_block: u64,
-    pub(crate) wal_segment: u64,
+    pub(crate) wal: WalSizes,
     pub(crate) clock: Mutex<LagClock>,
     pub(crate) next: AtomicUsize,
     pub(crate) counters: Counters,
@@ -61,7 +60,7 @@ impl Inner {
                 .ok()
                 .as_deref()
                 .and_then(Lsn::parse)
-                .map(|l| l.normalized(self.wal_block, self.wal_segment)),
+                .map(|l| l.normalized(self.wal.block, self.wal.segment)),
             _ => None,
         }
     }

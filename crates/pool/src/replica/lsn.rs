@@ -9,6 +9,14 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Lsn(pub u64);
 
+/// The server's WAL geometry, `wal_block_size` and `wal_segment_size` in bytes, read once at
+/// start: where [`Lsn::normalized`] looks for page headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct WalSizes {
+    pub(crate) block: u64,
+    pub(crate) segment: u64,
+}
+
 /// A WAL page header's size at a page start (`SizeOfXLogShortPHD`) and at a segment start
 /// (`SizeOfXLogLongPHD`).
 const SHORT_HEADER: u64 = 24;

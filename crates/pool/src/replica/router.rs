@@ -22,7 +22,7 @@ use crate::replica::check::{self, Checker};
 use crate::replica::config::ReplicaConfig;
 use crate::replica::error::ReplicaError;
 use crate::replica::inner::{Counters, Inner};
-use crate::replica::lsn::Lsn;
+use crate::replica::lsn::{Lsn, WalSizes};
 use crate::replica::scope::{self, Need, WriteMarker, WriteToken};
 use crate::replica::state::{LagClock, Replica, ReplicaStatus, Unfit};
 use crate::sample::PoolMetrics;
@@ -201,7 +201,7 @@ impl ReplicaRouter {
         if me.in_recovery {
             return Err(ReplicaError::PrimaryInRecovery);
         }
-        let (wal_block, wal_segment) = wal_sizes(primary.inner()).await?;
+        let wal = wal_sizes(primary.inner()).await?;
         let observer = primary.observer().cloned();
         let mut replicas = Vec::with_capacity(config.urls().len());
         for url in config.urls() {
@@ -263,8 +263,7 @@ impl ReplicaRouter {
             system_id: me.system_id,
             primary_read: primary,
             write,
-            wal_block,
-            wal_segment,
+            wal,
             clock: Mutex::new(LagClock::new(keep)),
             next: AtomicUsize::new(0),
             counters: Counters::default(),
@@ -570,7 +569,7 @@ fn lost(e: &sqlx::Error) -> bool {
     }
 }
 
-async fn wal_sizes(pool: &sqlx::PgPool) -> Result<(u64, u64), ReplicaError> {
+async fn wal_sizes(pool: &sqlx::PgPool) -> Result<WalSizes, ReplicaError> {
     // A simple query (no named prepared statement), as the checks: see `check::identity`.
     let q = sqlx::raw_sql(
         "SELECT current_setting('wal_block_size')::bigint, \
@@ -583,21 +582,8 @@ async fn wal_sizes(pool: &sqlx::PgPool) -> Result<(u64, u64), ReplicaError> {
         .map_err(|e| ReplicaError::Primary {
             reason: error_kind(&e),
         })?;
-    Ok((
-        u64::try_from(block).unwrap_or(0),
-        u64::try_from(segment).unwrap_or(0),
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn router_types_are_send_sync() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<ReplicaRouter>();
-        assert_send_sync::<Read<'static>>();
-        assert_send_sync::<ReplicaError>();
-    }
+    Ok(WalSizes {
+        block: u64::try_from(block).unwrap_or(0),
+        segment: u64::try_from(segment).unwrap_or(0),
+    })
 }
