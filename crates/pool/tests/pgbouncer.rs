@@ -76,11 +76,7 @@ where
                 for i in 0..PER_TASK {
                     let plus = t % 2 == 0;
                     let want = if plus { i + 1 } else { i * 1000 };
-                    let got: Result<i64, _> = sqlx::query_scalar(statement(plus))
-                        .bind(i)
-                        .fetch_one(&pool)
-                        .await;
-                    match got {
+                    match bound(&pool, plus, i).await {
                         Ok(got) if got == want => {}
                         Ok(_) => wrong += 1,
                         Err(_) => errors += 1,
@@ -98,12 +94,17 @@ where
     total
 }
 
-fn statement(plus: bool) -> &'static str {
-    if plus {
+/// One of the load's two bound statements on `e`: `i + 1` (`plus`) or `i * 1000`.
+async fn bound<'e, E>(e: E, plus: bool, i: i64) -> Result<i64, sqlx::Error>
+where
+    E: Executor<'e, Database = sqlx::Postgres>,
+{
+    let sql = if plus {
         "SELECT $1::int8 + 1"
     } else {
         "SELECT $1::int8 * 1000"
-    }
+    };
+    sqlx::query_scalar(sql).bind(i).fetch_one(e).await
 }
 
 /// The control: sqlx's statement cache off alone (what sqlx#67 suggests) still names each
@@ -148,11 +149,7 @@ async fn bound_statements_through_the_handle_are_all_right(
     assert_eq!(rows.len(), 100);
     let mut conn = pool.acquire().await?;
     for i in 0..20_i64 {
-        let v: i64 = sqlx::query_scalar(statement(true))
-            .bind(i)
-            .fetch_one(&mut *conn)
-            .await?;
-        assert_eq!(v, i + 1);
+        assert_eq!(bound(&mut *conn, true, i).await?, i + 1);
     }
     Ok(())
 }
@@ -206,13 +203,9 @@ async fn transactions_through_the_monitored_handle(
         .await?;
 
     let mut tx = pool.begin().await?;
-    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
-        .fetch_one(&mut *tx)
-        .await?;
+    let timeout: String = common::scalar(&mut *tx, "SHOW statement_timeout").await?;
     assert_eq!(timeout, "4321ms");
-    let idle: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
-        .fetch_one(&mut *tx)
-        .await?;
+    let idle: String = common::scalar(&mut *tx, "SHOW idle_in_transaction_session_timeout").await?;
     assert_eq!(idle, "20s");
     for id in 1..=3 {
         insert_dose(&mut tx, id).await?;
@@ -362,10 +355,7 @@ async fn the_monitor_counts_through_pgbouncer(
         .connect_postgres_monitored(&url(&bouncer, &opts))
         .await?;
     for i in 0..10_i64 {
-        let _: i64 = sqlx::query_scalar(statement(true))
-            .bind(i)
-            .fetch_one(&pool)
-            .await?;
+        bound(&pool, true, i).await?;
     }
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT 1").execute(&mut *tx).await?;
@@ -419,11 +409,7 @@ async fn the_pooling_mode_is_checked_at_start(
     let pool = config(PgBouncerMode::Transaction, Duration::from_secs(5))
         .connect_postgres_monitored(&url(&session, &opts))
         .await?;
-    let v: i64 = sqlx::query_scalar(statement(true))
-        .bind(1_i64)
-        .fetch_one(&pool)
-        .await?;
-    assert_eq!(v, 2);
+    assert_eq!(bound(&pool, true, 1).await?, 2);
     Ok(())
 }
 
@@ -438,9 +424,7 @@ async fn session_mode_sets_the_timeouts_per_connection(
     let pool = config(PgBouncerMode::Session, Duration::from_millis(1234))
         .connect_postgres_monitored(&url(&bouncer, &opts))
         .await?;
-    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
-        .fetch_one(&pool)
-        .await?;
+    let timeout: String = common::scalar(&pool, "SHOW statement_timeout").await?;
     assert_eq!(timeout, "1234ms");
     Ok(())
 }

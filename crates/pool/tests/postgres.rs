@@ -50,12 +50,9 @@ async fn timeouts_are_set_on_every_connection_and_enforced(
     let mut a = pool.acquire().await?;
     let mut b = pool.acquire().await?;
     for conn in [&mut a, &mut b] {
-        let st: String = sqlx::query_scalar("SHOW statement_timeout")
-            .fetch_one(&mut **conn)
-            .await?;
-        let it: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
-            .fetch_one(&mut **conn)
-            .await?;
+        let st: String = common::scalar(&mut **conn, "SHOW statement_timeout").await?;
+        let it: String =
+            common::scalar(&mut **conn, "SHOW idle_in_transaction_session_timeout").await?;
         assert_eq!(st, "300ms");
         assert_eq!(it, "1500ms");
     }

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use vitals_pool::{health_check, HealthStatus, MonitoredPool, PoolConfig, PoolProbe};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+mod common;
+
+use common::TestResult;
 
 #[tokio::test]
 async fn connect_sqlite_creates_the_file_and_sets_wal_busy_timeout_and_foreign_keys() -> TestResult
@@ -22,15 +24,9 @@ async fn connect_sqlite_creates_the_file_and_sets_wal_busy_timeout_and_foreign_k
     let mut a = pool.acquire().await?;
     let mut b = pool.acquire().await?;
     for conn in [&mut a, &mut b] {
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&mut **conn)
-            .await?;
-        let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
-            .fetch_one(&mut **conn)
-            .await?;
-        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-            .fetch_one(&mut **conn)
-            .await?;
+        let mode: String = common::scalar(&mut **conn, "PRAGMA journal_mode").await?;
+        let busy: i64 = common::scalar(&mut **conn, "PRAGMA busy_timeout").await?;
+        let fk: i64 = common::scalar(&mut **conn, "PRAGMA foreign_keys").await?;
         assert_eq!((mode.as_str(), busy, fk), ("wal", 1234, 1));
     }
     Ok(())

@@ -1,5 +1,6 @@
-//! What the PostgreSQL, replica and transaction suites share: a small pool configuration, a poll
-//! for an event, the recording observer and the recording alert sink.
+//! What the PostgreSQL, replica, transaction and SQLite suites share: a small pool
+//! configuration, a poll for an event, a setting read on a connection, the recording observer
+//! and the recording alert sink.
 // Each suite uses only part of it.
 #![allow(dead_code)]
 
@@ -17,6 +18,17 @@ pub async fn wait_until<F: FnMut() -> bool>(what: &str, mut cond: F) {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// The one value `sql` (a `SHOW` or a `PRAGMA`) returns on `e`.
+pub async fn scalar<'e, E, T>(e: E, sql: &'e str) -> Result<T, sqlx::Error>
+where
+    E: sqlx::Executor<'e>,
+    (T,): for<'r> sqlx::FromRow<'r, <E::Database as sqlx::Database>::Row>,
+    T: Send + Unpin,
+    for<'q> <E::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, E::Database>,
+{
+    sqlx::query_scalar(sql).fetch_one(e).await
 }
 
 /// No idle connections kept, at most `max`, and a 10 s acquire timeout.
