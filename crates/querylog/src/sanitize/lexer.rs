@@ -92,10 +92,10 @@ impl Iterator for Lexer<'_> {
 }
 
 /// Byte classes, one table lookup per test (the lexer's hot path).
-const SPACE: u8 = 1;
-const IDENT_START: u8 = 2;
-const IDENT_CONT: u8 = 4;
-const OP: u8 = 8;
+pub(crate) const SPACE: u8 = 1;
+pub(crate) const IDENT_START: u8 = 2;
+pub(crate) const IDENT_CONT: u8 = 4;
+pub(crate) const OP: u8 = 8;
 
 const CLASSES: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -139,27 +139,13 @@ const CLASSES: [u8; 256] = {
     t
 };
 
+/// Whether `b` is in `class`, one of the byte classes above: `SPACE`, `IDENT_START`,
+/// `IDENT_CONT` (an identifier character after the first: letters, digits, `_`, `$`, and any
+/// byte of a non-ASCII character) or `OP` (PostgreSQL's operator characters, `?` included, for
+/// jsonb's `?|`).
 #[inline]
-pub(crate) fn is_space(b: u8) -> bool {
-    CLASSES[usize::from(b)] & SPACE != 0
-}
-
-#[inline]
-pub(crate) fn is_ident_start(b: u8) -> bool {
-    CLASSES[usize::from(b)] & IDENT_START != 0
-}
-
-/// An identifier character after the first: letters, digits, `_`, `$`, and
-/// any byte of a non-ASCII character.
-#[inline]
-pub(crate) fn is_ident_cont(b: u8) -> bool {
-    CLASSES[usize::from(b)] & IDENT_CONT != 0
-}
-
-/// PostgreSQL's operator characters (`?` included, for jsonb's `?|`).
-#[inline]
-pub(crate) fn is_op_char(b: u8) -> bool {
-    CLASSES[usize::from(b)] & OP != 0
+pub(crate) fn is(class: u8, b: u8) -> bool {
+    CLASSES[usize::from(b)] & class != 0
 }
 
 /// The token starting at `i` (which is within `b`): its kind and end.
@@ -173,9 +159,9 @@ fn token_at(b: &[u8], i: usize) -> (Kind, usize) {
         None => (Kind::Unterminated, n),
     };
     match c {
-        _ if is_space(c) => {
+        _ if is(SPACE, c) => {
             let mut j = i + 1;
-            while j < n && is_space(b[j]) {
+            while j < n && is(SPACE, b[j]) {
                 j += 1;
             }
             (Kind::Space, j)
@@ -191,9 +177,9 @@ fn token_at(b: &[u8], i: usize) -> (Kind, usize) {
                 while j < n && b[j].is_ascii_digit() {
                     j += 1;
                 }
-                if j < n && is_ident_cont(b[j]) {
+                if j < n && is(IDENT_CONT, b[j]) {
                     // `{param_junk}`: `$1abc`, rejected by PostgreSQL; a literal here.
-                    while j < n && is_ident_cont(b[j]) {
+                    while j < n && is(IDENT_CONT, b[j]) {
                         j += 1;
                     }
                     return (Kind::Number, j);
@@ -233,8 +219,8 @@ fn token_at(b: &[u8], i: usize) -> (Kind, usize) {
             }
             (Kind::Param, j)
         }
-        _ if is_op_char(c) => (Kind::Op, scan_operator(b, i)),
-        _ if is_ident_start(c) => {
+        _ if is(OP, c) => (Kind::Op, scan_operator(b, i)),
+        _ if is(IDENT_START, c) => {
             if next == Some(b'\'') {
                 match c {
                     b'E' | b'e' => return string(scan_escape_string(b, i + 2)),
@@ -263,7 +249,7 @@ fn token_at(b: &[u8], i: usize) -> (Kind, usize) {
                 return (Kind::Number, e);
             }
             let mut j = i + 1;
-            while j < n && is_ident_cont(b[j]) {
+            while j < n && is(IDENT_CONT, b[j]) {
                 j += 1;
             }
             (Kind::Word, j)
@@ -278,7 +264,7 @@ fn token_at(b: &[u8], i: usize) -> (Kind, usize) {
 fn scan_operator(b: &[u8], i: usize) -> usize {
     let n = b.len();
     let mut j = i + 1;
-    while j < n && is_op_char(b[j]) {
+    while j < n && is(OP, b[j]) {
         if j + 1 < n && (b[j] == b'-' && b[j + 1] == b'-' || b[j] == b'/' && b[j + 1] == b'*') {
             break;
         }
@@ -314,7 +300,7 @@ pub(crate) fn uuid_at(b: &[u8], i: usize) -> Option<usize> {
         }
         j = end;
     }
-    while j < b.len() && is_ident_cont(b[j]) {
+    while j < b.len() && is(IDENT_CONT, b[j]) {
         j += 1;
     }
     Some(j)
@@ -333,7 +319,7 @@ pub(crate) fn scan_number(b: &[u8], i: usize) -> usize {
         j
     };
     let ident_tail = |mut j: usize| {
-        while j < n && is_ident_cont(b[j]) {
+        while j < n && is(IDENT_CONT, b[j]) {
             j += 1;
         }
         j
@@ -458,7 +444,7 @@ pub(crate) fn dollar_tag(b: &[u8], i: usize) -> Option<usize> {
     if j < b.len() && b[j] == b'$' {
         return Some(j + 1);
     }
-    if j < b.len() && is_ident_start(b[j]) {
+    if j < b.len() && is(IDENT_START, b[j]) {
         j += 1;
         while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] >= 0x80) {
             j += 1;
@@ -535,10 +521,10 @@ mod tests {
 
     #[test]
     fn byte_classes() {
-        assert!(is_space(b'\x0c') && !is_space(b'a'));
-        assert!(is_ident_start(b'_') && is_ident_start(0xC3) && !is_ident_start(b'1'));
-        assert!(is_ident_cont(b'$') && is_ident_cont(b'9') && !is_ident_cont(b'-'));
-        assert!(is_op_char(b'?') && is_op_char(b'`') && !is_op_char(b'('));
+        assert!(is(SPACE, b'\x0c') && !is(SPACE, b'a'));
+        assert!(is(IDENT_START, b'_') && is(IDENT_START, 0xC3) && !is(IDENT_START, b'1'));
+        assert!(is(IDENT_CONT, b'$') && is(IDENT_CONT, b'9') && !is(IDENT_CONT, b'-'));
+        assert!(is(OP, b'?') && is(OP, b'`') && !is(OP, b'('));
     }
 
     #[test]

@@ -260,7 +260,7 @@ fn is_cast_item(item: &str) -> bool {
     rest.starts_with("::")
         && rest
             .bytes()
-            .all(|c| lexer::is_ident_cont(c) && c != b'$' || b":[]. ".contains(&c))
+            .all(|c| lexer::is(lexer::IDENT_CONT, c) && c != b'$' || b":[]. ".contains(&c))
 }
 
 /// Collapses a bracket's items `v::t, v::t, …` (from `from` to the end of the

@@ -2,7 +2,7 @@
 //! PostgreSQL form of it; digits inside words, and a port after a masked or local host, stay.
 
 use super::held::is_held_char;
-use crate::sanitize::lexer::{is_ident_cont, scan_number};
+use crate::sanitize::lexer::{is, scan_number, IDENT_CONT};
 
 /// Whether the character before byte `i` glues a number to a word (an
 /// identifier character, `$`; not a held span's stand-in).
@@ -45,7 +45,7 @@ pub(super) fn mask_numbers(text: &str) -> String {
                         .all(|x| x.is_ascii_alphabetic() || *x >= 0x80)
             };
             if plain_int_word {
-                while j < b.len() && is_ident_cont(b[j]) {
+                while j < b.len() && is(IDENT_CONT, b[j]) {
                     j += 1;
                 }
             } else if is_port(text, start, j) {
@@ -56,9 +56,9 @@ pub(super) fn mask_numbers(text: &str) -> String {
                 copied = j;
             }
             i = j;
-        } else if is_ident_cont(c) {
+        } else if is(IDENT_CONT, c) {
             // Skip the rest of a word so that digits inside it stay.
-            while i < b.len() && is_ident_cont(b[i]) {
+            while i < b.len() && is(IDENT_CONT, b[i]) {
                 i += 1;
             }
         } else {

@@ -3,8 +3,8 @@
 
 use super::sql::sql_word;
 use crate::sanitize::lexer::{
-    dollar_tag, find, is_ident_cont, scan_block_comment, scan_escape_string, scan_quoted,
-    scan_standard_string,
+    dollar_tag, find, is, scan_block_comment, scan_escape_string, scan_quoted,
+    scan_standard_string, IDENT_CONT,
 };
 
 /// The prose part of a log line: string and dollar-quoted literals become `?`
@@ -18,7 +18,7 @@ pub(super) fn mask_prose(text: &str, out: &mut String) -> bool {
     let mut i = 0;
     while i < n {
         let c = b[i];
-        let prev_ident = i > 0 && is_ident_cont(b[i - 1]);
+        let prev_ident = i > 0 && is(IDENT_CONT, b[i - 1]);
         match c {
             b'\'' => {
                 // `E'`, `B'`, `X'`, `N'`: a one-letter prefix at a word start.
@@ -27,15 +27,15 @@ pub(super) fn mask_prose(text: &str, out: &mut String) -> bool {
                         b[i - 1],
                         b'E' | b'e' | b'B' | b'b' | b'X' | b'x' | b'N' | b'n'
                     )
-                    && (i < 2 || !is_ident_cont(b[i - 2]));
+                    && (i < 2 || !is(IDENT_CONT, b[i - 2]));
                 let u_amp = i >= 2
                     && b[i - 1] == b'&'
                     && matches!(b[i - 2], b'U' | b'u')
-                    && (i < 3 || !is_ident_cont(b[i - 3]));
+                    && (i < 3 || !is(IDENT_CONT, b[i - 3]));
                 let sql_before = prev_ident && {
                     let ws = b[..i]
                         .iter()
-                        .rposition(|&x| !is_ident_cont(x))
+                        .rposition(|&x| !is(IDENT_CONT, x))
                         .map_or(0, |p| p + 1);
                     sql_word(&b[ws..i]).is_some()
                 };

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use regex::{Captures, Regex};
 
-use crate::sanitize::lexer::{is_ident_cont, uuid_at};
+use crate::sanitize::lexer::{is, uuid_at, IDENT_CONT};
 
 /// One rule: a pattern, and what a match becomes (`None` keeps the match).
 pub(super) struct Rule {
@@ -142,7 +142,7 @@ fn mask_uuids(text: &str) -> Cow<'_, str> {
     let mut copied = 0;
     let mut i = 0;
     while i + 36 <= b.len() {
-        if b[i].is_ascii_hexdigit() && (i == 0 || !is_ident_cont(b[i - 1])) {
+        if b[i].is_ascii_hexdigit() && (i == 0 || !is(IDENT_CONT, b[i - 1])) {
             if let Some(end) = uuid_at(b, i) {
                 let o = out.get_or_insert_with(|| String::with_capacity(text.len()));
                 o.push_str(&text[copied..i]);

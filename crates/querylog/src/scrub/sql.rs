@@ -3,7 +3,7 @@
 
 use super::held::Held;
 use super::rules::scrub_typed;
-use crate::sanitize::lexer::{is_ident_cont, Kind, Lexer};
+use crate::sanitize::lexer::{is, Kind, Lexer, IDENT_CONT};
 
 /// Words that make an apostrophe glued to them a quote (`LIKE'%x%'`), and that
 /// start a SQL region of a log line.
@@ -42,12 +42,12 @@ pub(super) fn sql_region(text: &str) -> Option<(usize, usize)> {
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if !b[i].is_ascii_alphabetic() || (i > 0 && is_ident_cont(b[i - 1])) {
+        if !b[i].is_ascii_alphabetic() || (i > 0 && is(IDENT_CONT, b[i - 1])) {
             i += 1;
             continue;
         }
         let mut j = i + 1;
-        while j < b.len() && is_ident_cont(b[j]) {
+        while j < b.len() && is(IDENT_CONT, b[j]) {
             j += 1;
         }
         let word = &b[i..j];
@@ -86,11 +86,11 @@ pub(super) fn mask_sql_region(sql: &str, out: &mut String, held: &mut Held) {
     let b = sql.as_bytes();
     let mut dropped_comment = false;
     let mask = |out: &mut String, end: usize| {
-        if out.as_bytes().last().is_some_and(|&c| is_ident_cont(c)) {
+        if out.as_bytes().last().is_some_and(|&c| is(IDENT_CONT, c)) {
             out.push(' ');
         }
         out.push('?');
-        if b.get(end).is_some_and(|&c| is_ident_cont(c) || c == b'\'') {
+        if b.get(end).is_some_and(|&c| is(IDENT_CONT, c) || c == b'\'') {
             out.push(' ');
         }
     };
