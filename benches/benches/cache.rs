@@ -21,26 +21,22 @@ use vitals_cache::{CacheConfig, L1Cache, Tier as _, TieredCache};
 #[path = "common/summary.rs"]
 mod summary;
 use summary::{summary, Summary};
+// The bare redis-rs GET (and decode) peers, shared with benches/benches/cache_cluster.rs.
+#[path = "common/redis_get.rs"]
+mod redis_get;
+use redis_get::{get_raw, BareGet, Then};
+// Where Redis is, and the runtime, shared with benches/benches/cache_cluster.rs.
+#[path = "common/setup.rs"]
+mod setup;
+use setup::{redis_url, runtime};
 
 const KEYS: usize = 1000;
 const MIN: Duration = Duration::from_secs(60);
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 fn keys() -> Vec<String> {
     (0..KEYS)
         .map(|i| format!("student:{i}:allergies"))
         .collect()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Runs `op(thread, i)` `iters` times on each of `threads` threads; returns
@@ -177,13 +173,7 @@ fn l2_hit(c: &mut Criterion) {
         let c = redis::Client::open(redis_url().as_str()).unwrap();
         c.get_multiplexed_async_connection().await.unwrap()
     });
-    let stored: Vec<u8> = rt.block_on(async {
-        redis::cmd("GET")
-            .arg(&data_key)
-            .query_async(&mut conn)
-            .await
-            .unwrap()
-    });
+    let stored = rt.block_on(get_raw(&mut conn, &data_key));
     rt.block_on(async {
         redis::cmd("SET")
             .arg(&raw_key)
@@ -196,49 +186,15 @@ fn l2_hit(c: &mut Criterion) {
     });
     let mut g = c.benchmark_group("cache/l2_hit");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("redis_rs_bare_get", |b| {
-        b.to_async(&rt).iter(|| {
-            let mut conn = conn.clone();
-            let k = &raw_key;
-            async move {
-                let v: Vec<u8> = redis::cmd("GET")
-                    .arg(k)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-                black_box(v)
-            }
-        })
-    });
-    g.bench_function("redis_rs_bare_get_and_decode", |b| {
-        b.to_async(&rt).iter(|| {
-            let mut conn = conn.clone();
-            let (k, codec) = (&raw_key, &codec);
-            async move {
-                let v: Vec<u8> = redis::cmd("GET")
-                    .arg(k)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-                let plain = codec.decode(KEY, &v).unwrap();
-                black_box(serde_json::from_slice::<Summary>(&plain).unwrap())
-            }
-        })
-    });
+    let bare = BareGet::new(&conn, &raw_key, &codec, KEY);
+    bare.bench(&mut g, &rt, "redis_rs_bare_get", Then::Keep);
+    bare.bench(&mut g, &rt, "redis_rs_bare_get_and_decode", Then::Decode);
     let mut cm = rt.block_on(async {
         let c = redis::Client::open(redis_url().as_str()).unwrap();
         redis::aio::ConnectionManager::new(c).await.unwrap()
     });
-    g.bench_function("redis_rs_connection_manager_get", |b| {
-        b.to_async(&rt).iter(|| {
-            let mut cm = cm.clone();
-            let k = &raw_key;
-            async move {
-                let v: Vec<u8> = redis::cmd("GET").arg(k).query_async(&mut cm).await.unwrap();
-                black_box(v)
-            }
-        })
-    });
+    let cm_get = BareGet::new(&cm, &raw_key, &codec, KEY);
+    cm_get.bench(&mut g, &rt, "redis_rs_connection_manager_get", Then::Keep);
     g.bench_function("vitals_redis_tier_get", |b| {
         b.to_async(&rt)
             .iter(|| async { black_box(tier.get(KEY).await.unwrap()) })

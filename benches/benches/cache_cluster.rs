@@ -42,8 +42,16 @@ mod redis_server;
 // The ~5 KB summary, shared with benches/benches/cache.rs.
 #[path = "common/summary.rs"]
 mod summary;
+// The bare redis-rs GET (and decode) peers, shared with benches/benches/cache.rs.
+#[path = "common/redis_get.rs"]
+mod redis_get;
+// Where Redis is, and the runtime, shared with benches/benches/cache.rs.
+#[path = "common/setup.rs"]
+mod setup;
 
 use redis_cluster::TestCluster;
+use redis_get::{decode, get_raw, BareGet, Then};
+use setup::{redis_url, runtime};
 use summary::{summary, Summary};
 
 const MIN: Duration = Duration::from_secs(60);
@@ -56,18 +64,6 @@ const EVENT_LIMIT: Duration = Duration::from_millis(100);
 /// The tags of the invalidation cases (`vaccinations-<n>`): data types, with a set in every
 /// bucket (not a group's tag, which has one).
 const TAG: &str = "vaccinations";
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn multi_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// The 1-minute load average, to say how busy the machine was.
 fn load() -> String {
@@ -169,13 +165,7 @@ fn l2_hit(c: &mut Criterion, seeds: &[String]) {
         .build()
         .unwrap();
     let conn = rt.block_on(client.get_async_connection()).unwrap();
-    let stored: Vec<u8> = rt.block_on(async {
-        redis::cmd("GET")
-            .arg(&data_key)
-            .query_async(&mut conn.clone())
-            .await
-            .unwrap()
-    });
+    let stored = rt.block_on(get_raw(&mut conn.clone(), &data_key));
     eprintln!(
         "cache_cluster/l2_hit: summary {json} bytes of JSON, {} bytes in Redis \
          (lz4 over {} bytes, not encrypted); load average {}",
@@ -190,50 +180,16 @@ fn l2_hit(c: &mut Criterion, seeds: &[String]) {
 
     let mut g = c.benchmark_group("cache_cluster/l2_hit");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("redis_rs_cluster_get", |b| {
-        b.to_async(&rt).iter(|| {
-            let mut conn = conn.clone();
-            let k = &data_key;
-            async move {
-                let v: Vec<u8> = redis::cmd("GET")
-                    .arg(k)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-                black_box(v)
-            }
-        })
-    });
-    g.bench_function("redis_rs_cluster_get_and_decode", |b| {
-        b.to_async(&rt).iter(|| {
-            let mut conn = conn.clone();
-            let (k, codec) = (&data_key, &codec);
-            async move {
-                let v: Vec<u8> = redis::cmd("GET")
-                    .arg(k)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-                let plain = codec.decode(KEY, &v).unwrap();
-                black_box(serde_json::from_slice::<Summary>(&plain).unwrap())
-            }
-        })
-    });
+    let bare = BareGet::new(&conn, &data_key, &codec, KEY);
+    bare.bench(&mut g, &rt, "redis_rs_cluster_get", Then::Keep);
+    bare.bench(&mut g, &rt, "redis_rs_cluster_get_and_decode", Then::Decode);
     g.bench_function("redis_rs_cluster_get_pttl_pipeline_and_decode", |b| {
         b.to_async(&rt).iter(|| {
             let mut conn = conn.clone();
             let (k, codec) = (&data_key, &codec);
             async move {
-                let (v, ttl): (Vec<u8>, i64) = redis::pipe()
-                    .cmd("GET")
-                    .arg(k)
-                    .cmd("PTTL")
-                    .arg(k)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-                let plain = codec.decode(KEY, &v).unwrap();
-                black_box((serde_json::from_slice::<Summary>(&plain).unwrap(), ttl))
+                let (v, ttl) = get_pttl(&mut conn, k).await;
+                black_box((decode(codec, KEY, &v), ttl))
             }
         })
     });
@@ -263,6 +219,22 @@ fn l2_hit(c: &mut Criterion, seeds: &[String]) {
         cache.delete(KEY).await;
         cache.shutdown().await;
     });
+}
+
+/// The GET + PTTL pipeline `TieredCache::get` sends for `data_key`, on the bare cluster
+/// connection: the stored bytes and their remaining life in ms.
+async fn get_pttl(
+    conn: &mut redis::cluster_async::ClusterConnection,
+    data_key: &str,
+) -> (Vec<u8>, i64) {
+    redis::pipe()
+        .cmd("GET")
+        .arg(data_key)
+        .cmd("PTTL")
+        .arg(data_key)
+        .query_async(conn)
+        .await
+        .unwrap()
 }
 
 /// Rounds of the interleaved comparison (one get of every contender each).
@@ -299,35 +271,15 @@ fn interleaved(
         async move {
             let t0 = Instant::now();
             match c {
-                0 => {
-                    let v: Vec<u8> = redis::cmd("GET")
-                        .arg(data_key)
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap();
-                    black_box(v);
-                }
+                0 => drop(black_box(get_raw(&mut conn, data_key).await)),
                 1 => {
-                    let v: Vec<u8> = redis::cmd("GET")
-                        .arg(data_key)
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap();
-                    let plain = codec.decode(key, &v).unwrap();
-                    black_box(serde_json::from_slice::<Summary>(&plain).unwrap());
+                    let v = get_raw(&mut conn, data_key).await;
+                    black_box(decode(codec, key, &v));
                 }
                 2 | 3 => {
-                    let (v, ttl): (Vec<u8>, i64) = redis::pipe()
-                        .cmd("GET")
-                        .arg(data_key)
-                        .cmd("PTTL")
-                        .arg(data_key)
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap();
+                    let (v, ttl) = get_pttl(&mut conn, data_key).await;
                     if c == 3 {
-                        let plain = codec.decode(key, &v).unwrap();
-                        black_box(serde_json::from_slice::<Summary>(&plain).unwrap());
+                        black_box(decode(codec, key, &v));
                     }
                     black_box((v, ttl));
                 }
@@ -581,7 +533,7 @@ fn benches() {
         eprintln!("cache_cluster skipped: redis-server and redis-cli 7 are needed on PATH");
         return;
     }
-    let rt = multi_thread();
+    let rt = runtime();
     let started = Instant::now();
     // Its six servers are killed by pid when it drops: at the end of this function, or
     // while a panic unwinds through it.
