@@ -51,10 +51,14 @@ pub(crate) fn connection_hold(held: Duration) {
     let _ = held;
 }
 
-/// The pool gauges: name, help text, and the value a sample gives (waiting is 0 when the
+/// One pool gauge: name, help text, and the value a sample gives (waiting is 0 when the
 /// probe cannot tell).
 #[cfg(feature = "metrics")]
-const GAUGES: [(&str, &str, fn(&PoolMetrics) -> u32); 4] = [
+type Gauge = (&'static str, &'static str, fn(&PoolMetrics) -> u32);
+
+/// The pool's four gauges.
+#[cfg(feature = "metrics")]
+const GAUGES: [Gauge; 4] = [
     (
         "vitals_pool_active_connections",
         "Connections in use.",
