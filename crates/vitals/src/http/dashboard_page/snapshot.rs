@@ -2,12 +2,10 @@
 //! monitor's history, the cache's history, the query logger's statistics): building one
 //! sends nothing to the database, so a page left open does not show up in its own figures.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use vitals_cache::BreakerState;
-use vitals_pool::{AlertKind, PoolMetrics, Severity};
+use vitals_cache::{BreakerState, CacheStats};
+use vitals_pool::{PoolMetrics, PoolSummary, Severity};
 use vitals_querylog::{FingerprintStats, NPlusOneFinding};
 
 use crate::cache_history::CacheSample;
@@ -33,19 +31,16 @@ pub struct DashboardSnapshot {
     pub alerts: Vec<DashboardAlert>,
 }
 
-/// The pool: now, a summary and the monitor's samples.
+/// The pool: now, the monitor's summary and its samples.
 #[derive(Debug, Clone, Serialize)]
 pub struct PoolPanel {
     /// The pool now.
     pub now: PoolPoint,
-    /// Mean utilisation over the history, percent.
-    pub average_utilization_percent: f64,
-    /// Highest utilisation over the history, percent.
-    pub peak_utilization_percent: f64,
-    /// Most tasks waiting over the history.
-    pub peak_waiting: Option<u32>,
-    /// Alerts raised since start, by kind.
-    pub alerts_by_kind: BTreeMap<AlertKind, u64>,
+    /// The monitor's summary over its history (flattened into the panel:
+    /// `average_utilization_percent`, `peak_utilization_percent`, `peak_waiting`,
+    /// `alerts_by_kind`, ...); all zero and empty when the pool has no monitor.
+    #[serde(flatten)]
+    pub summary: PoolSummary,
     /// The monitor's samples, oldest first (`DB_POOL_MONITOR_INTERVAL` apart).
     pub history: Vec<PoolPoint>,
 }
@@ -83,23 +78,13 @@ impl From<&PoolMetrics> for PoolPoint {
     }
 }
 
-/// The cache: totals since start and the hit rates per interval.
+/// The cache: its statistics since start and the hit rates per interval.
 #[derive(Debug, Clone, Serialize)]
 pub struct CachePanel {
-    /// Lookups L1 answered since start.
-    pub l1_hits: u64,
-    /// Lookups Redis answered since start.
-    pub l2_hits: u64,
-    /// Lookups neither answered since start.
-    pub misses: u64,
-    /// Hits over lookups since start, 0 to 1.
-    pub hit_rate: f64,
-    /// Entries in L1.
-    pub l1_entries: usize,
-    /// Whether a Redis URL is configured.
-    pub redis_configured: bool,
-    /// Whether Redis is connected.
-    pub redis_connected: bool,
+    /// The cache's statistics since start (flattened into the panel: `l1_hits`, `l2_hits`,
+    /// `misses`, `hit_rate`, `l1_entries`, `redis_configured`, `redis_connected`, ...).
+    #[serde(flatten)]
+    pub stats: CacheStats,
     /// One entry per pool-monitor interval, oldest first.
     pub history: Vec<CacheSample>,
 }
@@ -213,24 +198,11 @@ impl DashboardSnapshot {
             engine: vitals.engine(),
             pool: PoolPanel {
                 now: PoolPoint::from(&now),
-                average_utilization_percent: summary
-                    .as_ref()
-                    .map_or(0.0, |s| s.average_utilization_percent),
-                peak_utilization_percent: summary
-                    .as_ref()
-                    .map_or(0.0, |s| s.peak_utilization_percent),
-                peak_waiting: summary.as_ref().and_then(|s| s.peak_waiting),
-                alerts_by_kind: summary.map(|s| s.alerts_by_kind).unwrap_or_default(),
+                summary: summary.unwrap_or_else(no_monitor),
                 history: vitals.pool_history().iter().map(PoolPoint::from).collect(),
             },
             cache: CachePanel {
-                l1_hits: cache.l1_hits,
-                l2_hits: cache.l2_hits,
-                misses: cache.misses,
-                hit_rate: cache.hit_rate,
-                l1_entries: cache.l1_entries,
-                redis_configured: cache.redis_configured,
-                redis_connected: cache.redis_connected,
+                stats: cache,
                 history: vitals.cache_history(),
             },
             statements: StatementsPanel {
@@ -246,5 +218,18 @@ impl DashboardSnapshot {
             n_plus_one: report.n_plus_one,
             alerts,
         }
+    }
+}
+
+/// The summary of a pool without a monitor (it was stopped): no samples, no alerts.
+fn no_monitor() -> PoolSummary {
+    PoolSummary {
+        samples: 0,
+        average_utilization_percent: 0.0,
+        peak_utilization_percent: 0.0,
+        peak_waiting: None,
+        alerts_by_kind: Default::default(),
+        active_alerts: Vec::new(),
+        latest: None,
     }
 }
