@@ -272,13 +272,7 @@ where
     if !candidate {
         return Ok(false);
     }
-    let recorded: Option<Vec<u8>> = sqlx::query_scalar(
-        "SELECT checksum FROM public._sqlx_migrations WHERE version = $1 AND success",
-    )
-    .bind(first.version)
-    .fetch_optional(db)
-    .await?;
-    Ok(recorded.as_deref() == Some(&*first.checksum))
+    in_sqlx_history_postgres(db, "public._sqlx_migrations", first).await
 }
 
 /// Applies the school-health migrations to a SQLite database (idempotent), recording them in
@@ -343,7 +337,7 @@ async fn migrate_sqlite_on(
             Some(_) => return Err(MigrateError::VersionMismatch(m.version)),
             None => {}
         }
-        if !(legacy && adopt_sqlx_history(&mut tx, m).await?) {
+        if !(legacy && in_sqlx_history_sqlite(&mut *tx, "_sqlx_migrations", m).await?) {
             let started = Instant::now();
             sqlx::raw_sql(&m.sql)
                 .execute(&mut *tx)
@@ -373,19 +367,17 @@ async fn migrate_sqlite_on(
     }
 }
 
-/// Whether an earlier vitals applied `m` through `_sqlx_migrations` (same version and
-/// checksum): then it is recorded, not run again.
-async fn adopt_sqlx_history(
-    conn: &mut sqlx::SqliteConnection,
-    m: &Migration,
-) -> Result<bool, sqlx::Error> {
-    let recorded: Option<Vec<u8>> = sqlx::query_scalar(
-        "SELECT checksum FROM _sqlx_migrations WHERE version = $1 AND success = 1",
-    )
-    .bind(m.version)
-    .fetch_optional(conn)
-    .await?;
-    Ok(recorded.as_deref() == Some(&*m.checksum))
+per_engine! {
+    /// Whether sqlx's migration history `history` (`_sqlx_migrations`, where an earlier
+    /// vitals recorded its migrations) holds `m` as applied, with the same checksum.
+    fn in_sqlx_history_postgres / in_sqlx_history_sqlite <Db> (db: Executor, history: &str, m: &Migration) -> Result<bool, sqlx::Error> {
+        let sql = format!("SELECT checksum FROM {history} WHERE version = $1 AND success");
+        let recorded: Option<Vec<u8>> = sqlx::query_scalar(&sql)
+            .bind(m.version)
+            .fetch_optional(db)
+            .await?;
+        Ok(recorded.as_deref() == Some(&*m.checksum))
+    }
 }
 
 /// How many rows each table of the school-health schema holds.
@@ -451,66 +443,28 @@ per_engine! {
         }
 
         let mut tx = db.begin().await?;
-        let mut written = 0u64;
-        written += insert(&mut tx, tables.sql("INSERT INTO {s}students (id, student_number, first_name, last_name, date_of_birth, grade, active) "), &school.students, |mut b, s| {
-            b.push_bind(s.id)
-                .push_bind(s.student_number.clone())
-                .push_bind(s.first_name.clone())
-                .push_bind(s.last_name.clone())
-                .push_bind(s.date_of_birth)
-                .push_bind(s.grade.clone())
-                .push_bind(s.active);
-        }).await?;
-        written += insert(&mut tx, tables.sql("INSERT INTO {s}vaccinations (id, student_id, vaccine_name, dose_number, administered_on, administered_by, lot_number) "), &school.vaccinations, |mut b, v| {
-            b.push_bind(v.id)
-                .push_bind(v.student_id)
-                .push_bind(v.vaccine_name.clone())
-                .push_bind(v.dose_number)
-                .push_bind(v.administered_on)
-                .push_bind(v.administered_by.clone())
-                .push_bind(v.lot_number.clone());
-        }).await?;
-        written += insert(&mut tx, tables.sql("INSERT INTO {s}allergies (id, student_id, allergen, severity, reaction, diagnosed_on, active) "), &school.allergies, |mut b, a| {
-            b.push_bind(a.id)
-                .push_bind(a.student_id)
-                .push_bind(a.allergen.clone())
-                .push_bind(a.severity)
-                .push_bind(a.reaction.clone())
-                .push_bind(a.diagnosed_on)
-                .push_bind(a.active);
-        }).await?;
-        written += insert(&mut tx, tables.sql("INSERT INTO {s}chronic_conditions (id, student_id, condition, icd10_code, status, diagnosed_on, notes) "), &school.chronic_conditions, |mut b, c| {
-            b.push_bind(c.id)
-                .push_bind(c.student_id)
-                .push_bind(c.condition.clone())
-                .push_bind(c.icd10_code.clone())
-                .push_bind(c.status)
-                .push_bind(c.diagnosed_on)
-                .push_bind(c.notes.clone());
-        }).await?;
-        written += insert(&mut tx, tables.sql("INSERT INTO {s}medication_logs (id, student_id, medication, dosage, administered_at, administered_by) "), &school.medication_logs, |mut b, m| {
-            b.push_bind(m.id)
-                .push_bind(m.student_id)
-                .push_bind(m.medication.clone())
-                .push_bind(m.dosage.clone())
-                .push_bind(m.administered_at)
-                .push_bind(m.administered_by.clone());
-        }).await?;
-        written += insert(&mut tx, tables.sql("INSERT INTO {s}incident_reports (id, student_id, occurred_at, kind, severity, description) "), &school.incident_reports, |mut b, i| {
-            b.push_bind(i.id)
-                .push_bind(i.student_id)
-                .push_bind(i.occurred_at)
-                .push_bind(i.kind.clone())
-                .push_bind(i.severity)
-                .push_bind(i.description.clone());
-        }).await?;
-        written += insert(&mut tx, tables.sql("INSERT INTO {s}appointments (id, student_id, scheduled_at, kind, status) "), &school.appointments, |mut b, a| {
-            b.push_bind(a.id)
-                .push_bind(a.student_id)
-                .push_bind(a.scheduled_at)
-                .push_bind(a.kind.clone())
-                .push_bind(a.status);
-        }).await?;
+        // Inserts `school.$table` into the table of that name, the columns named as the
+        // record's fields (one list for both, so they cannot disagree).
+        macro_rules! insert_all {
+            ($table:ident ($($field:ident),+)) => {
+                insert(
+                    &mut tx,
+                    tables.sql(concat!("INSERT INTO {s}", stringify!($table), " (", stringify!($($field),+), ") ")),
+                    &school.$table,
+                    |mut b, row| {
+                        $(b.push_bind(row.$field.clone());)+
+                    },
+                )
+                .await?
+            };
+        }
+        let written = insert_all!(students (id, student_number, first_name, last_name, date_of_birth, grade, active))
+            + insert_all!(vaccinations (id, student_id, vaccine_name, dose_number, administered_on, administered_by, lot_number))
+            + insert_all!(allergies (id, student_id, allergen, severity, reaction, diagnosed_on, active))
+            + insert_all!(chronic_conditions (id, student_id, condition, icd10_code, status, diagnosed_on, notes))
+            + insert_all!(medication_logs (id, student_id, medication, dosage, administered_at, administered_by))
+            + insert_all!(incident_reports (id, student_id, occurred_at, kind, severity, description))
+            + insert_all!(appointments (id, student_id, scheduled_at, kind, status));
         tx.commit().await?;
         Ok(written)
     }
