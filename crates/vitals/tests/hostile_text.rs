@@ -197,6 +197,22 @@ macro_rules! assert_imported_verbatim {
     }};
 }
 
+/// Each student's health summary, read from the tables (through the first of `reads`'
+/// database), holds the student as generated, and each of `reads`' cached summaries, in
+/// turn, is that summary.
+async fn assert_summaries_verbatim(school: &School, reads: &[(&Vitals, &str)]) {
+    let (db, tables) = (reads[0].0.db(), reads[0].0.tables());
+    for s in &school.students {
+        let fresh = vitals::with_db!(@call db, health::queries => health_summary(tables, s.id))
+            .unwrap()
+            .unwrap();
+        assert_eq!(fresh.student, *s);
+        for (vitals, what) in reads {
+            assert_eq!(cached_summary(vitals, s.id).await, fresh, "{what}");
+        }
+    }
+}
+
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn hostile_text_in_every_field_is_stored_verbatim_on_postgres(pool: PgPool) {
     // The bulk loader: every text field of all seven record types.
@@ -226,17 +242,7 @@ async fn hostile_text_in_every_field_is_stored_verbatim_on_postgres(pool: PgPool
         .build()
         .await
         .unwrap();
-    for s in &school.students {
-        let fresh = health::queries::health_summary_postgres(&pool, a.tables(), s.id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(fresh.student, *s);
-        let via_a = cached_summary(&a, s.id).await;
-        let via_b = cached_summary(&b, s.id).await;
-        assert_eq!(via_a, fresh);
-        assert_eq!(via_b, fresh);
-    }
+    assert_summaries_verbatim(&school, &[(&a, "via A"), (&b, "via B")]).await;
     assert!(
         b.cache_stats().l2_hits >= 1,
         "B read A's entries from Redis"
@@ -277,17 +283,7 @@ async fn hostile_text_in_every_field_is_stored_verbatim_on_sqlite() {
         .await
         .unwrap();
     assert_tables_equal!(&pool, &school);
-    for s in &school.students {
-        let fresh = health::queries::health_summary_sqlite(&pool, vitals.tables(), s.id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(fresh.student, *s);
-        let cached = cached_summary(&vitals, s.id).await;
-        assert_eq!(cached, fresh);
-        let again = cached_summary(&vitals, s.id).await;
-        assert_eq!(again, fresh, "the L1 copy");
-    }
+    assert_summaries_verbatim(&school, &[(&vitals, "cached"), (&vitals, "the L1 copy")]).await;
 
     sqlx::query("DELETE FROM students")
         .execute(&pool)
