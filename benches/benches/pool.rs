@@ -24,12 +24,15 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sqlx::postgres::PgPoolOptions;
 use vitals_pool::{MonitoredPool, QueryObserver};
 
+#[path = "common/runtime.rs"]
+mod runtime;
+
 fn database_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+fn multi_thread_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -41,10 +44,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// it wraps (same pool, 4 connections), with sqlx's default ping before acquire and without.
 /// A current-thread runtime keeps cross-thread wake-ups out of the comparison.
 fn acquire_release(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = runtime::current_thread();
     for ping in [true, false] {
         let pool = rt.block_on(async {
             PgPoolOptions::new()
@@ -110,10 +110,7 @@ macro_rules! statements_in_one_transaction {
 /// the monitored side). The transaction of the first pair is opened before the timed loop
 /// and rolled back after it, so only the statement is timed. Current-thread runtime, as above.
 fn transaction(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = runtime::current_thread();
     let pool = rt.block_on(async {
         PgPoolOptions::new()
             .min_connections(2)
@@ -181,10 +178,7 @@ fn transaction_paired(_c: &mut Criterion) {
     if !std::env::args().any(|a| a.contains("pool/transaction")) {
         return;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = runtime::current_thread();
     rt.block_on(async {
         let pool = PgPoolOptions::new()
             .min_connections(2)
@@ -309,7 +303,7 @@ fn pool_sizes(_c: &mut Criterion) {
     if !std::env::args().any(|a| a.contains("pool/sizes")) {
         return;
     }
-    let rt = runtime();
+    let rt = multi_thread_runtime();
     let run_for = Duration::from_secs(2);
     println!("workload | pool size | queries/s | p50 ms | p99 ms | errors");
     for (name, sql) in [

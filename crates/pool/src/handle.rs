@@ -258,6 +258,26 @@ impl<DB: Database> MonitoredPool<DB> {
         self.shared.peer.span()
     }
 
+    /// Reports one statement at its end exactly as the handle's executors do (the benchmark
+    /// histogram when on, [`finish_statement_span`](crate::finish_statement_span) on `span`,
+    /// then the observer's [`on_statement`](QueryObserver::on_statement)), for a statement the
+    /// caller did not run through the handle. `span` is one [`statement_span`](Self::statement_span)
+    /// opened; it stays the caller's to close.
+    ///
+    /// Not part of the stable API: it lets `benches/benches/instrumentation.rs` time what the
+    /// handle adds to a statement without the database's round trip.
+    #[doc(hidden)]
+    pub fn report_statement(
+        &self,
+        span: &tracing::Span,
+        sql: &str,
+        elapsed: Duration,
+        rows: u64,
+        error: Option<&sqlx::Error>,
+    ) {
+        self.reporter().observe(span, sql, elapsed, rows, error);
+    }
+
     /// Under PgBouncer's transaction mode (`DB_PGBOUNCER=transaction`), the statement this
     /// handle begins its transactions with (`BEGIN; SET LOCAL statement_timeout = …; SET LOCAL
     /// idle_in_transaction_session_timeout = …`); `None` otherwise.

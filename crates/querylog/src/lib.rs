@@ -96,6 +96,8 @@ pub use logger::{QueryLogger, ScopeGuard};
 pub use record::{QueryEvent, QueryRecord, RecordedQuery, SlowQuerySink, SlowTier, TracingSink};
 pub use report::{FingerprintStats, NPlusOneFinding, PerformanceReport, QueryStatistics};
 pub use sanitize::sanitize_sql;
+#[doc(hidden)]
+pub use sanitize::sanitizer_runs_on_this_thread;
 pub use scope::{scoped, Scope, Scoped};
 pub use scrub::{sanitize_any, scrub_log_line, scrub_text};
 pub use summary::SummaryHandle;

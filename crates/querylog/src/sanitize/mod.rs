@@ -14,6 +14,20 @@ mod tests;
 
 use lexer::{Kind, Lexer};
 
+thread_local! {
+    /// How many times [`sanitize_sql`] ran on this thread (one add on a thread-local).
+    static RUNS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many times [`sanitize_sql`] has run on the calling thread, so a benchmark or a test can
+/// check that a statement is sanitised once for the logger, its span and its metrics
+/// (`benches/benches/instrumentation.rs`). Not part of the stable API.
+#[doc(hidden)]
+#[must_use]
+pub fn sanitizer_runs_on_this_thread() -> u64 {
+    RUNS.with(std::cell::Cell::get)
+}
+
 /// What is emitted for any literal, and for any masked remainder.
 const MASK: &str = "?";
 
@@ -448,6 +462,7 @@ fn keyword(word: &[u8], buf: &mut [u8; 16]) -> bool {
 /// ```
 #[must_use]
 pub fn sanitize_sql(sql: &str) -> String {
+    RUNS.with(|runs| runs.set(runs.get().wrapping_add(1)));
     let b = sql.as_bytes();
     let mut w = Writer::new(b.len().min(4096));
     let mut kw = [0u8; 16];
