@@ -18,6 +18,7 @@
 // Only the helpers this test uses (tests/common/{example,health_server}.rs).
 mod common {
     #![allow(dead_code)]
+    pub mod child;
     pub mod example;
     pub mod health_server;
 }
@@ -180,13 +181,32 @@ fn hits(space: &[(String, Vec<Vec<u8>>)], needles: &[String]) -> Vec<(String, St
     found
 }
 
-/// None of `student`'s `needles` is anywhere in `space` (see `hits`).
-fn assert_student_not_in(space: &[(String, Vec<Vec<u8>>)], needles: &[String], student: Uuid) {
+/// None of `student`'s `needles` is anywhere in `space` (see `hits`); says so, for `case`.
+fn assert_student_not_in(
+    space: &[(String, Vec<Vec<u8>>)],
+    needles: &[String],
+    student: Uuid,
+    case: &str,
+) {
     let found = hits(space, needles);
     assert!(
         found.is_empty(),
         "student {student}'s data in Redis: {found:?}"
     );
+    eprintln!(
+        "{case}: {} keys in Redis, {} needles, 0 hits",
+        space.len(),
+        needles.len()
+    );
+}
+
+/// The keys of `space` that hold a cached value (`{PREFIX}:v:…`).
+fn value_keys(space: &[(String, Vec<Vec<u8>>)]) -> Vec<&String> {
+    space
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with(&format!("{PREFIX}:v:")))
+        .collect()
 }
 
 /// Starts Redis and the server with `cache_vars`, fetches one student's summary (twice: the
@@ -268,19 +288,10 @@ async fn without_a_key_health_server_keeps_values_in_l1_and_redis_holds_none_of_
         "no generation counter in {:?}",
         space.iter().map(|(k, _)| k).collect::<Vec<_>>()
     );
-    let values: Vec<&String> = space
-        .iter()
-        .map(|(k, _)| k)
-        .filter(|k| k.starts_with(&format!("{PREFIX}:v:")))
-        .collect();
+    let values = value_keys(&space);
     assert!(values.is_empty(), "value keys in Redis: {values:?}");
     let (needles, _) = needles(&summary);
-    assert_student_not_in(&space, &needles, student);
-    eprintln!(
-        "no key: {} keys in Redis, {} needles, 0 hits",
-        space.len(),
-        needles.len()
-    );
+    assert_student_not_in(&space, &needles, student, "no key");
     server.stop().await;
 }
 
@@ -321,16 +332,9 @@ async fn with_a_key_the_values_are_in_redis_encrypted_and_hold_none_of_the_stude
         named.len(),
         "every named needle is in the decrypted summary"
     );
-    assert_student_not_in(&space, &needles, student);
-    let value_keys = space
-        .iter()
-        .filter(|(k, _)| k.starts_with(&format!("{PREFIX}:v:")))
-        .count();
-    eprintln!(
-        "key: {} keys in Redis ({value_keys} values, all encrypted), {} needles, 0 hits",
-        space.len(),
-        needles.len()
-    );
+    let values = value_keys(&space).len();
+    let case = format!("key ({values} values, all encrypted)");
+    assert_student_not_in(&space, &needles, student, &case);
     server.stop().await;
 }
 

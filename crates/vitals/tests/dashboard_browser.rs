@@ -13,10 +13,11 @@
 //! fails). The first run builds the example.
 #![cfg(feature = "http")]
 
-// Only the helpers this test uses (tests/common/{example,health_server,chromium}.rs), not
-// the whole of tests/common/mod.rs.
+// Only the helpers this test uses (tests/common/{example,health_server,chromium,child}.rs),
+// not the whole of tests/common/mod.rs.
 mod common {
     #![allow(dead_code)]
+    pub mod child;
     pub mod chromium;
     pub mod example;
     pub mod health_server;

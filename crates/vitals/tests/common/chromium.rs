@@ -55,16 +55,11 @@ impl Chromium {
     /// Runs Chromium with `args` and a new profile; its standard output.
     async fn run(&self, args: &[&str]) -> String {
         let profile = tempfile::tempdir().unwrap();
-        let child = tokio::process::Command::new(&self.bin)
-            .args(FLAGS)
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.args(FLAGS)
             .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start chromium");
+            .args(args);
+        let child = super::child::spawn(&mut cmd, Stdio::piped(), "chromium");
         let out = tokio::time::timeout(RUN_LIMIT, child.wait_with_output())
             .await
             .unwrap_or_else(|_| panic!("chromium {args:?} did not finish in {RUN_LIMIT:?}"))

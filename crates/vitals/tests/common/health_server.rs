@@ -50,20 +50,15 @@ impl HealthServer {
     /// If it exits or does not serve within [`START_LIMIT`].
     pub async fn start(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Self {
         let bin = super::example::example("vitals", "health_server");
-        let mut child = tokio::process::Command::new(bin)
-            .args(["--addr", "127.0.0.1:0"])
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.args(["--addr", "127.0.0.1:0"])
             .args(args)
             .current_dir(dir)
             .env_clear()
             .env("RUST_LOG", "info,sqlx::query=off")
             .env("NO_COLOR", "1")
-            .envs(vars.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start health_server");
+            .envs(vars.iter().copied());
+        let mut child = super::child::spawn(&mut cmd, Stdio::null(), "health_server");
         let stderr = child.stderr.take().expect("stderr is piped");
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = tokio::sync::oneshot::channel();

@@ -3,6 +3,7 @@
 //! Each binary uses some of them.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod chromium;
 pub mod example;
 pub mod health_server;
