@@ -2,8 +2,8 @@
 //! arrival of their value, or a release notice, on the invalidation channel (`Inner::apply`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
@@ -15,23 +15,37 @@ use crate::message::Message;
 pub(crate) struct Arrivals {
     /// How many keys are waited on: the subscriber skips the map when none is.
     waiting: AtomicUsize,
-    map: Mutex<HashMap<String, (usize, Arc<Notify>)>>,
+    map: Mutex<HashMap<String, Waited>>,
+}
+
+/// One waited key: how many wait, their wake-up, and how many release notices of a failed
+/// load arrived for it.
+#[derive(Default)]
+struct Waited {
+    waiters: usize,
+    signal: Arc<Signal>,
+}
+
+/// A waited key's wake-up, and its count of failed loads released.
+#[derive(Default)]
+pub(crate) struct Signal {
+    pub(crate) notify: Notify,
+    failures: AtomicU64,
 }
 
 impl Arrivals {
     /// Registers interest in `key`'s arrival until the returned handle drops.
     pub(crate) fn register(&self, key: &str) -> Interest<'_> {
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = map
-            .entry(key.to_owned())
-            .or_insert_with(|| (0, Arc::new(Notify::new())));
-        entry.0 += 1;
-        let notify = entry.1.clone();
+        let mut map = crate::poison::lock(&self.map);
+        let entry = map.entry(key.to_owned()).or_default();
+        entry.waiters += 1;
+        let signal = entry.signal.clone();
         self.waiting.fetch_add(1, Ordering::Release);
         Interest {
             arrivals: self,
             key: key.to_owned(),
-            notify,
+            failures: signal.failures.load(Ordering::Acquire),
+            signal,
         }
     }
 
@@ -41,10 +55,14 @@ impl Arrivals {
         if self.waiting.load(Ordering::Acquire) == 0 {
             return;
         }
-        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = crate::poison::lock(&self.map);
+        if let Some(w) = msg.u.as_ref().filter(|_| msg.f).and_then(|k| map.get(k)) {
+            // Before the wake-up: a waiter woken by it sees the failure.
+            w.signal.failures.fetch_add(1, Ordering::Release);
+        }
         for k in msg.k.iter().chain(msg.u.iter()) {
-            if let Some((_, n)) = map.get(k) {
-                n.notify_waiters();
+            if let Some(w) = map.get(k) {
+                w.signal.notify.notify_waiters();
             }
         }
     }
@@ -54,19 +72,24 @@ impl Arrivals {
 pub(crate) struct Interest<'a> {
     arrivals: &'a Arrivals,
     key: String,
-    pub(crate) notify: Arc<Notify>,
+    pub(crate) signal: Arc<Signal>,
+    /// The key's failures released when this interest registered.
+    failures: u64,
+}
+
+impl Interest<'_> {
+    /// Whether a load of the key released its lock failed since this interest registered.
+    pub(crate) fn holder_failed(&self) -> bool {
+        self.signal.failures.load(Ordering::Acquire) > self.failures
+    }
 }
 
 impl Drop for Interest<'_> {
     fn drop(&mut self) {
-        let mut map = self
-            .arrivals
-            .map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut map = crate::poison::lock(&self.arrivals.map);
         if let Some(entry) = map.get_mut(&self.key) {
-            entry.0 -= 1;
-            if entry.0 == 0 {
+            entry.waiters -= 1;
+            if entry.waiters == 0 {
                 map.remove(&self.key);
             }
         }
@@ -86,16 +109,22 @@ mod tests {
         {
             let a = arrivals.register("k:1");
             let b = arrivals.register("k:2");
-            let (wa, wb) = (a.notify.notified(), b.notify.notified());
+            let (wa, wb) = (a.signal.notify.notified(), b.signal.notify.notified());
             tokio::pin!(wa, wb);
             wa.as_mut().enable();
             wb.as_mut().enable();
-            let msg: Message = serde_json::from_str(&Message::released("other", "k:1")).unwrap();
+            let msg: Message =
+                serde_json::from_str(&Message::released("other", "k:1", false)).unwrap();
             arrivals.wake(&msg);
             tokio::time::timeout(Duration::from_secs(5), wa)
                 .await
                 .expect("woken");
             assert!(futures::poll!(wb.as_mut()).is_pending(), "k:2 not named");
+            assert!(!a.holder_failed(), "a release, not a failure");
+            let failed: Message =
+                serde_json::from_str(&Message::released("other", "k:1", true)).unwrap();
+            arrivals.wake(&failed);
+            assert!(a.holder_failed() && !b.holder_failed());
         }
         assert_eq!(arrivals.waiting.load(Ordering::Acquire), 0);
         assert!(arrivals.map.lock().unwrap().is_empty(), "unregistered");

@@ -226,10 +226,7 @@ impl Cluster {
                 .map(|r| (r.start, r.end, r.master.clone()))
                 .collect()
         };
-        let mut held = self
-            .slots
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut held = crate::poison::write(&self.slots);
         let changed = !held.is_empty() && masters(&held) != masters(&slots);
         *held = Arc::new(slots);
         Ok(changed)
@@ -237,10 +234,7 @@ impl Cluster {
 
     /// The masters and their slots, as last read (empty before the first read).
     pub(crate) fn slots(&self) -> Arc<Vec<SlotRange>> {
-        self.slots
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        crate::poison::read(&self.slots).clone()
     }
 
     /// The master serving `slot`, as last read.

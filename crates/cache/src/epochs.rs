@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Shards per set of names (keys, tags): the lock a change or a watch takes.
 const SHARDS: usize = 64;
@@ -38,7 +38,7 @@ pub(crate) struct Snapshot<'a> {
 
 fn lock(shard: &Shard) -> MutexGuard<'_, HashMap<Box<str>, Arc<AtomicU64>>> {
     // A panic under this lock leaves the map consistent (each step is one map call).
-    shard.lock().unwrap_or_else(PoisonError::into_inner)
+    crate::poison::lock(shard)
 }
 
 #[inline]

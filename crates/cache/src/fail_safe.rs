@@ -21,8 +21,13 @@
 //! its value's: such an entry is not armed (its value's age is unknown); an entry filled
 //! from Redis with the rest of its TTL is.
 //!
-//! **Not found.** The loader returns `Ok(None)`: not cached, counted in `not_found`, never
-//! in `load_errors`, and shared with the waiters of the flight.
+//! The refresh runs only if L1 still holds the value whose hit claimed it, and is counted in
+//! `eager_refreshes` then: concurrent reads from Redis fill an entry each, each claimed once,
+//! and one refresh runs.
+//!
+//! **Not found.** The loader returns `Ok(None)`: see `load.rs`, the load path this shares
+//! with `get_or_load` (what is held of the value goes: a refresh that finds nothing deletes
+//! it).
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -34,10 +39,9 @@ use serde::Serialize;
 
 use crate::clock;
 use crate::config::CacheConfig;
-use crate::flight::{Ended, FlightGuard, Role};
-use crate::l1::{L1Cache, Lookup, Value};
+use crate::flight::Role;
+use crate::l1::{L1Cache, Value};
 use crate::l1_shard::Entry;
-use crate::tier::Tier as _;
 use crate::tiered::TieredCache;
 
 /// `Entry::refresh_at` of an entry not armed yet.
@@ -67,6 +71,12 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
+    /// Fail-safe and eager refresh off: [`TieredCache::get_or_load`]'s load.
+    pub const OFF: Self = Self {
+        fail_safe: Duration::ZERO,
+        eager_refresh: None,
+    };
+
     /// The defaults of `config`: its `fail_safe_max` and `eager_refresh`.
     pub fn from_config(config: &CacheConfig) -> Self {
         Self {
@@ -121,16 +131,13 @@ impl<T> Loaded<T> {
         Self { value, stale }
     }
 
-    fn fresh(value: Arc<T>) -> Self {
+    pub(crate) fn fresh(value: Arc<T>) -> Self {
         Self {
             value,
             stale: false,
         }
     }
 }
-
-/// What a flight hands its waiters when the loader found nothing.
-struct NotFound;
 
 /// Whether `a` and `b` are one allocation (the data pointers; vtables may differ).
 fn same(a: &Value, b: &Value) -> bool {
@@ -189,7 +196,8 @@ impl TieredCache {
     ///
     /// - The loader returns `Ok(None)` for "not found": `Ok(None)` here, not cached,
     ///   counted in `not_found` (never in `load_errors`); the waiters of the flight get it
-    ///   too.
+    ///   too. What this instance held of it is dropped (an eager refresh's `Ok(None)` deletes
+    ///   the value from both tiers), so a gone value is not served stale.
     /// - With `options.fail_safe_max()` non-zero, a value this instance holds in L1 is kept
     ///   that long past its TTL; when a reload fails it is returned with
     ///   [`Loaded::stale`] set (counted in `stale_served`; the failure in `load_errors`).
@@ -198,7 +206,8 @@ impl TieredCache {
     ///   once and reloads in the background, once for any number of concurrent hits
     ///   (`eager_refreshes`); the reload is a flight of the key, so misses meanwhile wait
     ///   for it. That is why the loader is `Send + 'static`: it may run after this returns.
-    /// - A miss's load takes the cross-instance load lock as `get_or_load`'s does.
+    /// - A miss's load takes the cross-instance load lock as `get_or_load`'s does; when the
+    ///   load of the instance holding it fails, a stale value held here is served at once.
     ///
     /// See the module `fail_safe.rs` for where the stale value is kept (L1 only) and why.
     ///
@@ -235,143 +244,17 @@ impl TieredCache {
     {
         if let Some(v) = self.fetch::<T>(key).await {
             if self.arm(key, &v, ttl, tags, options) {
-                self.refresh_in_background(key, ttl, tags, *options, loader);
+                self.refresh_in_background(key, &v, ttl, tags, *options, loader);
             }
             return Ok(Some(Loaded::fresh(v)));
         }
-        let c = &self.inner.counters;
-        let guard = loop {
-            match self.inner.flights.join(key) {
-                Role::Lead(guard) => break guard,
-                Role::Follow(follower) => {
-                    c.coalesced.fetch_add(1, Ordering::Relaxed);
-                    match follower.ended().await {
-                        Ended::Done(v) if v.is::<NotFound>() => return Ok(None),
-                        Ended::Done(v) => match v.downcast::<T>() {
-                            Ok(v) => return Ok(Some(Loaded::fresh(v))),
-                            Err(_) => {
-                                c.type_mismatches.fetch_add(1, Ordering::Relaxed);
-                            }
-                        },
-                        // The leader's caller went away: nothing failed, lead or follow anew.
-                        Ended::Abandoned => {}
-                        // The leader failed: its stale value, if any, at once rather than a
-                        // load of our own that would likely fail too.
-                        Ended::Failed => {
-                            if let Some(l) = self.stale::<T>(key, options) {
-                                return Ok(Some(l));
-                            }
-                        }
-                    }
-                }
-            }
-        };
-        self.lead(key, ttl, tags, options, guard, loader, false)
+        self.load_miss::<T, Option<Loaded<T>>, E, F, Fut>(key, ttl, tags, options, loader)
             .await
-    }
-
-    /// The leader's load: the loader, then storing its value (as `get_or_load` does), arming
-    /// its entry, and handing the outcome to the flight's waiters. `refresh`: an eager
-    /// refresh, which must load although L1 holds the (old) value.
-    #[allow(clippy::too_many_arguments)] // the steps of one load, two call sites
-    async fn lead<T, E, F, Fut>(
-        &self,
-        key: &str,
-        ttl: Duration,
-        tags: &[&str],
-        options: &LoadOptions,
-        guard: FlightGuard<'_>,
-        loader: F,
-        refresh: bool,
-    ) -> Result<Option<Loaded<T>>, E>
-    where
-        T: Serialize + DeserializeOwned + Send + Sync + 'static,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<T>, E>>,
-    {
-        let c = &self.inner.counters;
-        if !refresh {
-            // A flight that ended just before we led may have filled L1.
-            if let Some(Lookup::Hit(v)) = self.inner.l1.as_ref().map(|l1| l1.lookup::<T>(key)) {
-                guard.done(v.clone());
-                return Ok(Some(Loaded::fresh(v)));
-            }
-        }
-        // One load across instances, as `get_or_load`'s (`load_lock.rs`): another's value, or
-        // the lock (released on drop). Not for a refresh: Redis still holds the value it
-        // replaces, which would "arrive" at once.
-        #[cfg(feature = "redis")]
-        let (_lock, asked) = match refresh {
-            true => (None, None),
-            false => {
-                match crate::load_lock::load_across(&self.inner, key, tags, || self.fetch::<T>(key))
-                    .await
-                {
-                    crate::load_lock::Across::Arrived(v) => {
-                        guard.done(v.clone());
-                        self.arm(key, &v, ttl, tags, options);
-                        return Ok(Some(Loaded::fresh(v)));
-                    }
-                    crate::load_lock::Across::Load(lock, asked) => (lock, asked),
-                }
-            }
-        };
-        #[cfg(not(feature = "redis"))]
-        let asked: Option<Option<crate::tier::Generations>> = None;
-        let e0 = self.inner.watch(key, tags);
-        let gens = match (&self.inner.redis, asked) {
-            (_, Some(gens)) => gens,
-            (Some(r), None) => r.generations(key, tags).await.ok(),
-            (None, None) => None,
-        };
-        c.loads.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::load();
-        match loader().await {
-            Ok(Some(v)) => {
-                let v = Arc::new(v);
-                match serde_json::to_vec(&*v) {
-                    Ok(bytes) if e0.unchanged() => {
-                        self.store_loaded(key, v.clone(), bytes.into(), ttl, tags, gens, &e0)
-                            .await;
-                        // Arms the entry if it is this value (not one overwritten since).
-                        self.arm(key, &v, ttl, tags, options);
-                    }
-                    Ok(_) => {
-                        c.stale_loads.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        tracing::warn!(target: "vitals_cache", error = %e, "loaded value does not serialise: not cached");
-                    }
-                }
-                guard.done(v.clone());
-                Ok(Some(Loaded::fresh(v)))
-            }
-            Ok(None) => {
-                c.not_found.fetch_add(1, Ordering::Relaxed);
-                guard.done(Arc::new(NotFound));
-                Ok(None)
-            }
-            Err(e) => {
-                c.load_errors.fetch_add(1, Ordering::Relaxed);
-                guard.failed();
-                match self.stale::<T>(key, options) {
-                    Some(l) => {
-                        tracing::warn!(
-                            target: "vitals_cache",
-                            stale = l.stale,
-                            "reload failed: serving the value held in L1 (fail-safe)"
-                        );
-                        Ok(Some(l))
-                    }
-                    None => Err(e),
-                }
-            }
-        }
     }
 
     /// Arms the L1 entry of `key` for `options` if it holds `v` and is not armed yet; true
     /// when this caller claimed its eager refresh.
-    fn arm<T: Send + Sync + 'static>(
+    pub(crate) fn arm<T: Send + Sync + 'static>(
         &self,
         key: &str,
         v: &Arc<T>,
@@ -396,7 +279,7 @@ impl TieredCache {
 
     /// The value L1 holds for `key` as a `T` within its fail-safe horizon, `stale` if past
     /// its TTL (counted); `None` with fail-safe off.
-    fn stale<T: Send + Sync + 'static>(
+    pub(crate) fn stale<T: Send + Sync + 'static>(
         &self,
         key: &str,
         options: &LoadOptions,
@@ -428,11 +311,16 @@ impl TieredCache {
         Some(Loaded { value, stale })
     }
 
-    /// Spawns the eager refresh of `key` (on the current tokio runtime; skipped outside
-    /// one). It leads the key's flight, or does nothing if a load of the key is up.
+    /// Spawns the eager refresh of `key`, claimed by a hit on `claimed` (on the current tokio
+    /// runtime; skipped outside one). It leads the key's flight and runs if L1 still holds
+    /// `claimed`: not when a load of the key is up (another refresh, or a miss), nor when the
+    /// value was replaced or dropped meanwhile (an earlier refresh ran, a write, a delete).
+    /// Counted in `eager_refreshes` when it runs: once however many hits claimed (concurrent
+    /// reads from Redis fill an entry each, each claimed once).
     fn refresh_in_background<T, E, F, Fut>(
         &self,
         key: &str,
+        claimed: &Arc<T>,
         ttl: Duration,
         tags: &[&str],
         options: LoadOptions,
@@ -447,21 +335,33 @@ impl TieredCache {
             tracing::debug!(target: "vitals_cache", "no tokio runtime: eager refresh skipped");
             return;
         };
-        self.inner
-            .counters
-            .eager_refreshes
-            .fetch_add(1, Ordering::Relaxed);
         let cache = self.clone();
         let key = key.to_owned();
+        let claimed: Value = claimed.clone();
         let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
         runtime.spawn(async move {
             let Role::Lead(guard) = cache.inner.flights.join(&key) else {
                 return;
             };
+            let held = cache
+                .inner
+                .l1
+                .as_ref()
+                .and_then(|l1| l1.with_entry(&key, |e| same(&e.value, &claimed)));
+            if held != Some(true) {
+                return;
+            }
+            cache
+                .inner
+                .counters
+                .eager_refreshes
+                .fetch_add(1, Ordering::Relaxed);
             let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
             // Its outcome is counted (loads, load_errors) and cached; nobody waits for it.
             let _ = cache
-                .lead::<T, E, F, Fut>(&key, ttl, &tags, &options, guard, loader, true)
+                .lead::<T, Option<Loaded<T>>, E, F, Fut>(
+                    &key, ttl, &tags, &options, guard, loader, true,
+                )
                 .await;
         });
     }

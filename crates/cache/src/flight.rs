@@ -6,7 +6,7 @@
 //! again, and may lead the next flight itself.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 use tokio::sync::watch;
 
@@ -36,15 +36,6 @@ pub(crate) enum Role<'a> {
 pub(crate) struct Follower(watch::Receiver<Flight>);
 
 impl Follower {
-    /// The value the leader loaded (shared, its type checked by the caller); `None` when
-    /// its flight failed or was dropped unfinished (then try again).
-    pub(crate) async fn outcome(self) -> Option<Value> {
-        match self.ended().await {
-            Ended::Done(value) => Some(value),
-            Ended::Failed | Ended::Abandoned => None,
-        }
-    }
-
     /// How the leader's flight ended: with a value, failed, or dropped unfinished (the
     /// leader's caller went away: nothing failed).
     pub(crate) async fn ended(mut self) -> Ended {
@@ -74,7 +65,7 @@ pub(crate) enum Ended {
 impl Flights {
     /// Leads the flight of `key` when none is up, else follows it.
     pub(crate) fn join<'a>(&'a self, key: &'a str) -> Role<'a> {
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = crate::poison::lock(&self.map);
         match map.get(key) {
             Some(rx) => Role::Follow(Follower(rx.clone())),
             None => {
@@ -114,11 +105,7 @@ impl FlightGuard<'_> {
 
 impl Drop for FlightGuard<'_> {
     fn drop(&mut self) {
-        let mut map = self
-            .flights
-            .map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut map = crate::poison::lock(&self.flights.map);
         if map
             .get(self.key)
             .is_some_and(|rx| rx.same_channel(&self.rx))

@@ -512,24 +512,20 @@ impl L1Cache {
 mod tests {
     use super::*;
 
-    fn v(s: &str) -> &str {
-        s
-    }
-
     #[test]
     fn entry_expires_after_its_ttl() {
         let c = L1Cache::new(10, Duration::from_secs(60), 1);
-        c.put("a", v("1"), Duration::ZERO, &[]);
+        c.put("a", "1", Duration::ZERO, &[]);
         assert!(c.got("a").is_none());
         assert_eq!(c.len(), 0);
-        c.put("b", v("1"), Duration::from_secs(3600), &[]);
+        c.put("b", "1", Duration::from_secs(3600), &[]);
         assert!(c.got("b").is_some());
     }
 
     #[test]
     fn max_ttl_caps_entry_ttl() {
         let c = L1Cache::new(10, Duration::ZERO, 1);
-        c.put("a", v("1"), Duration::from_secs(3600), &[]);
+        c.put("a", "1", Duration::from_secs(3600), &[]);
         assert!(c.got("a").is_none());
     }
 
@@ -538,14 +534,14 @@ mod tests {
         let c = L1Cache::new(2, Duration::from_secs(60), 1);
         c.put(
             "a",
-            v("1"),
+            "1",
             Duration::from_secs(60),
             &["allergies", "student:1"],
         );
-        c.put("b", v("1"), Duration::from_secs(60), &["allergies"]);
+        c.put("b", "1", Duration::from_secs(60), &["allergies"]);
         // Asked for twice, c is admitted in the place of a (the LRU entry).
-        c.put("c", v("1"), Duration::from_secs(60), &["vaccinations"]);
-        c.put("c", v("1"), Duration::from_secs(60), &["vaccinations"]);
+        c.put("c", "1", Duration::from_secs(60), &["vaccinations"]);
+        c.put("c", "1", Duration::from_secs(60), &["vaccinations"]);
         let mut removed = c.invalidate_tag("allergies");
         removed.sort();
         assert_eq!(removed, ["b"]);
@@ -557,8 +553,8 @@ mod tests {
     #[test]
     fn overwrite_replaces_tags_and_accounting() {
         let c = L1Cache::new(10, Duration::from_secs(60), 1);
-        c.put("a", v("1234"), Duration::from_secs(60), &["t1"]);
-        c.put("a", v("12"), Duration::from_secs(60), &["t2"]);
+        c.put("a", "1234", Duration::from_secs(60), &["t1"]);
+        c.put("a", "12", Duration::from_secs(60), &["t2"]);
         assert_eq!(c.len(), 1);
         assert_eq!(c.bytes(), 3);
         assert!(c.invalidate_tag("t1").is_empty());
@@ -570,7 +566,7 @@ mod tests {
     fn clear_resets_counters() {
         let c = L1Cache::new(10, Duration::from_secs(60), 4);
         for i in 0..8 {
-            c.put(&i.to_string(), v("xy"), Duration::from_secs(60), &["t"]);
+            c.put(&i.to_string(), "xy", Duration::from_secs(60), &["t"]);
         }
         c.clear();
         assert_eq!((c.len(), c.bytes()), (0, 0));

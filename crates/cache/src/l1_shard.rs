@@ -168,22 +168,18 @@ mod tests {
 
     use crate::l1::L1Cache;
 
-    fn v(s: &str) -> &str {
-        s
-    }
-
     #[test]
     fn bounded_by_max_size_with_lru_eviction() {
         let c = L1Cache::new(4, Duration::from_secs(60), 1);
         for i in 0..4 {
-            c.put(&format!("k{i}"), v("x"), Duration::from_secs(60), &[]);
+            c.put(&format!("k{i}"), "x", Duration::from_secs(60), &[]);
         }
         assert!(c.got("k0").is_some()); // k0 now most recent; k1 is LRU
                                         // Asked for once, as often as k1: not admitted. Asked again: it takes k1's place.
-        assert!(!c.put("k4", v("x"), Duration::from_secs(60), &[]));
+        assert!(!c.put("k4", "x", Duration::from_secs(60), &[]));
         assert!(c.contains("k1") && !c.contains("k4"));
         assert_eq!(c.rejected(), 1);
-        assert!(c.put("k4", v("x"), Duration::from_secs(60), &[]));
+        assert!(c.put("k4", "x", Duration::from_secs(60), &[]));
         assert_eq!(c.len(), 4);
         assert!(c.got("k1").is_none());
         assert!(c.got("k0").is_some());
@@ -192,9 +188,9 @@ mod tests {
     #[test]
     fn an_entry_hit_between_inserts_is_never_evicted() {
         let c = L1Cache::new(8, Duration::from_secs(60), 1);
-        c.put("hot", v("x"), Duration::from_secs(60), &[]);
+        c.put("hot", "x", Duration::from_secs(60), &[]);
         for i in 0..1000 {
-            c.put(&format!("cold{i}"), v("x"), Duration::from_secs(60), &[]);
+            c.put(&format!("cold{i}"), "x", Duration::from_secs(60), &[]);
             assert!(c.got("hot").is_some(), "evicted after {i} inserts");
         }
         assert_eq!(c.len(), 8);
@@ -204,12 +200,7 @@ mod tests {
     fn sharded_capacity_sums_to_max_size() {
         let c = L1Cache::new(1000, Duration::from_secs(60), 16);
         for i in 0..5000 {
-            c.put(
-                &format!("student:{i}"),
-                v("x"),
-                Duration::from_secs(60),
-                &[],
-            );
+            c.put(&format!("student:{i}"), "x", Duration::from_secs(60), &[]);
         }
         assert!(c.len() <= 1000, "{}", c.len());
         assert!(c.len() > 900, "{}", c.len());

@@ -62,6 +62,15 @@ pub(crate) struct LoadLock {
     redis: RedisTier,
     key: String,
     token: String,
+    /// The load failed: the release notice says so.
+    failed: bool,
+}
+
+impl LoadLock {
+    /// Marks the load failed: its waiters on other instances may serve their stale value.
+    pub(crate) fn failed(&mut self) {
+        self.failed = true;
+    }
 }
 
 impl Drop for LoadLock {
@@ -71,13 +80,14 @@ impl Drop for LoadLock {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (redis, key, token) = (
+        let (redis, key, token, failed) = (
             self.redis.clone(),
             std::mem::take(&mut self.key),
             std::mem::take(&mut self.token),
+            self.failed,
         );
         rt.spawn(async move {
-            if let Err(e) = redis.release_load_lock(&key, &token).await {
+            if let Err(e) = redis.release_load_lock(&key, &token, failed).await {
                 tracing::debug!(target: "vitals_cache", error = %e, "load lock not released: it expires");
             }
         });
@@ -117,6 +127,7 @@ impl RedisTier {
                     redis: self.clone(),
                     key: key.to_owned(),
                     token,
+                    failed: false,
                 },
                 Generations::new(gens),
             ),
@@ -131,11 +142,16 @@ impl RedisTier {
     }
 
     /// Deletes `key`'s lock if it still holds `token`; tells the waiters when no value was
-    /// left behind (the write's own message told them otherwise).
-    async fn release_load_lock(&self, key: &str, token: &str) -> Result<(), CacheError> {
+    /// left behind (the write's own message told them otherwise), and whether the load failed.
+    async fn release_load_lock(
+        &self,
+        key: &str,
+        token: &str,
+        failed: bool,
+    ) -> Result<(), CacheError> {
         let layout = &self.inner.layout;
         let keys = [layout.lock_key(key), layout.data_key(key)];
-        let msg = Message::released(&self.inner.origin, key);
+        let msg = Message::released(&self.inner.origin, key, failed);
         let mut cmd = evalsha(&UNLOCK, &keys);
         cmd.arg(token).arg(&self.inner.channel).arg(&msg);
         let _: i64 = self
@@ -150,9 +166,12 @@ impl RedisTier {
 }
 
 /// What a flight's leader does after asking the other instances.
-pub(crate) enum Across<T> {
+pub(crate) enum Across<T, S> {
     /// Another instance loaded it: the value, from Redis.
     Arrived(Arc<T>),
+    /// The load of the instance holding the lock failed: the stale value this instance holds
+    /// (fail-safe), as that load's own caller gets its own.
+    Failed(S),
     /// Load here, holding the lock if one was taken (`None`: no lock, as without Redis).
     /// With the generations to write the value under when Redis was asked already
     /// (`Some(None)`: the ask failed, so the value stays out of Redis as after a failed
@@ -161,14 +180,15 @@ pub(crate) enum Across<T> {
 }
 
 /// Before a flight's leader loads `key`: the value another instance is loading, when it
-/// arrives within `load_lock_wait` (read from Redis by `fetch`), or the go-ahead to load
-/// (with the lock when taken).
-pub(crate) async fn load_across<T, F, Fut>(
+/// arrives within `load_lock_wait` (read from Redis by `fetch`), the value `stale` gives
+/// (fail-safe) when that load failed, or the go-ahead to load (with the lock when taken).
+pub(crate) async fn load_across<T, S, F, Fut>(
     inner: &Inner,
     key: &str,
     tags: &[&str],
     fetch: F,
-) -> Across<T>
+    stale: impl Fn() -> Option<S>,
+) -> Across<T, S>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Option<Arc<T>>>,
@@ -192,7 +212,7 @@ where
     let mut waited = false;
     loop {
         // Enabled before the script runs: an arrival between the two still wakes it.
-        let arrival = interest.notify.notified();
+        let arrival = interest.signal.notify.notified();
         tokio::pin!(arrival);
         arrival.as_mut().enable();
         match redis.try_load_lock(key, tags, config.load_lock_ttl).await {
@@ -227,6 +247,13 @@ where
                 // The event, or the end of the lock's life (its holder may be gone).
                 let until = deadline.min(now + left + Duration::from_millis(1));
                 let _ = tokio::time::timeout_at(until, arrival).await;
+                // The holder's load failed: the stale value now, rather than a load of our
+                // own (each instance in turn) that would likely fail too.
+                if interest.holder_failed() {
+                    if let Some(s) = stale() {
+                        return Across::Failed(s);
+                    }
+                }
             }
         }
     }

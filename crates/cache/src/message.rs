@@ -18,6 +18,11 @@ pub(crate) struct Message {
     /// waiters ask again. Nothing to drop; instances that predate it ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) u: Option<String>,
+    /// With `u`: the load that held the lock failed, so its waiters may serve their stale
+    /// value (fail-safe) at once as its caller does (`load_lock.rs`). Instances that predate
+    /// it ignore it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) f: bool,
 }
 
 impl Message {
@@ -29,19 +34,22 @@ impl Message {
             t: tag,
             clear: false,
             u: None,
+            f: false,
         };
         // Serialising a struct of strings can't fail.
         serde_json::to_string(&m).unwrap_or_default()
     }
 
-    /// The JSON of the release notice of `key`'s load lock, sent by `origin`.
-    pub(crate) fn released(origin: &str, key: &str) -> String {
+    /// The JSON of the release notice of `key`'s load lock, sent by `origin`; `failed`: its
+    /// load failed.
+    pub(crate) fn released(origin: &str, key: &str, failed: bool) -> String {
         let m = Self {
             o: origin.to_owned(),
             k: Vec::new(),
             t: None,
             clear: false,
             u: Some(key.to_owned()),
+            f: failed,
         };
         serde_json::to_string(&m).unwrap_or_default()
     }

@@ -54,11 +54,7 @@ impl RedisTier {
 
     /// Whether a connection (manager) is established.
     pub fn is_connected(&self) -> bool {
-        self.inner
-            .conn
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some()
+        crate::poison::read(&self.inner.conn).is_some()
     }
 
     /// New pub/sub connections subscribed to the invalidation channel: one on a single node.
@@ -91,20 +87,12 @@ impl RedisTier {
 
     /// Puts `conn` in place of the connection (the old one closes when its last clone goes).
     pub(crate) fn set_conn(&self, conn: Conn) {
-        *self
-            .inner
-            .conn
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(conn);
+        *crate::poison::write(&self.inner.conn) = Some(conn);
     }
 
     /// The connection, if made.
     pub(crate) fn conn(&self) -> Option<Conn> {
-        self.inner
-            .conn
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        crate::poison::read(&self.inner.conn).clone()
     }
 
     /// Runs one command through the breaker and the timeout.

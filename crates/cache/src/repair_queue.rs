@@ -26,9 +26,7 @@ struct Pending {
 
 impl Repairs {
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::poison::lock(&self.pending)
     }
 
     pub(crate) fn record(&self, keys: &[&str], tag: Option<&str>) {

@@ -17,7 +17,7 @@ use crate::coherence;
 use crate::config::CacheConfig;
 use crate::epochs::Snapshot;
 use crate::error::CacheError;
-use crate::flight::Role;
+use crate::fail_safe::LoadOptions;
 use crate::inner::{Inner, SharedTier};
 use crate::l1::{Inserted, L1Cache, Lookup, Value};
 use crate::metrics::{Answered, Get};
@@ -183,11 +183,7 @@ impl TieredCache {
 
     /// Keeps a background task, awaited by [`TieredCache::shutdown`].
     pub(crate) fn add_task(&self, task: JoinHandle<()>) {
-        self.inner
-            .tasks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(task);
+        crate::poison::lock(&self.inner.tasks).push(task);
     }
 
     /// The value of `key` as a `T` from L1, or from Redis (decoded, then held in L1).
@@ -378,7 +374,9 @@ impl TieredCache {
     ///
     /// Any number of concurrent misses of one key run one loader (the others
     /// wait and share its value, the same `Arc`). If that load fails or is cancelled, one of
-    /// the waiters loads next. A value loaded while an invalidation of its key
+    /// the waiters loads next; so does one that waited on a `get_or_load_with` whose loader
+    /// found nothing. This is [`TieredCache::get_or_load_with`]'s load with
+    /// [`LoadOptions::OFF`] (`load.rs`). A value loaded while an invalidation of its key
     /// arrived is returned but not cached, since it may predate the change:
     /// locally through the invalidation epochs of the key and of `tags` (an
     /// invalidation of another tag or group leaves it cacheable), and in Redis through
@@ -403,86 +401,9 @@ impl TieredCache {
         if let Some(v) = self.fetch::<T>(key).await {
             return Ok(v);
         }
-        let guard = loop {
-            match self.inner.flights.join(key) {
-                Role::Lead(guard) => break guard,
-                Role::Follow(follower) => {
-                    self.inner
-                        .counters
-                        .coalesced
-                        .fetch_add(1, Ordering::Relaxed);
-                    if let Some(v) = follower.outcome().await {
-                        match v.downcast::<T>() {
-                            Ok(v) => return Ok(v),
-                            Err(_) => {
-                                self.inner
-                                    .counters
-                                    .type_mismatches
-                                    .fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                }
-            }
-        };
-        // A flight that ended just before we led may have filled L1.
-        if let Some(Lookup::Hit(v)) = self.inner.l1.as_ref().map(|l1| l1.lookup::<T>(key)) {
-            guard.done(v.clone());
-            return Ok(v);
-        }
-        // One load across instances: another's value, or the lock (released on drop).
-        #[cfg(feature = "redis")]
-        let (_lock, asked) =
-            match crate::load_lock::load_across(&self.inner, key, tags, || self.fetch::<T>(key))
-                .await
-            {
-                crate::load_lock::Across::Arrived(v) => {
-                    guard.done(v.clone());
-                    return Ok(v);
-                }
-                crate::load_lock::Across::Load(lock, asked) => (lock, asked),
-            };
-        #[cfg(not(feature = "redis"))]
-        let asked: Option<Option<Generations>> = None;
-        let e0 = self.inner.watch(key, tags);
-        let gens = match (&self.inner.redis, asked) {
-            (_, Some(gens)) => gens,
-            (Some(r), None) => r.generations(key, tags).await.ok(),
-            (None, None) => None,
-        };
-        self.inner.counters.loads.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::load();
-        match loader().await {
-            Ok(v) => {
-                let v = Arc::new(v);
-                match serde_json::to_vec(&*v) {
-                    Ok(bytes) if e0.unchanged() => {
-                        self.store_loaded(key, v.clone(), bytes.into(), ttl, tags, gens, &e0)
-                            .await;
-                    }
-                    Ok(_) => {
-                        self.inner
-                            .counters
-                            .stale_loads
-                            .fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        tracing::warn!(target: "vitals_cache", error = %e, "loaded value does not serialise: not cached");
-                    }
-                }
-                // The waiters share the value, cached or not.
-                guard.done(v.clone());
-                Ok(v)
-            }
-            Err(e) => {
-                self.inner
-                    .counters
-                    .load_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                guard.failed();
-                Err(e)
-            }
-        }
+        // `get_or_load_with`'s load with its options off (`load.rs`).
+        self.load_miss::<T, Arc<T>, E, F, Fut>(key, ttl, tags, &LoadOptions::OFF, loader)
+            .await
     }
 
     /// Removes `key` from both tiers (and from the other instances' L1);
@@ -622,13 +543,8 @@ impl TieredCache {
             return;
         }
         self.inner.shutdown.cancel();
-        let tasks: Vec<JoinHandle<()>> = std::mem::take(
-            &mut *self
-                .inner
-                .tasks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let tasks: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *crate::poison::lock(&self.inner.tasks));
         for t in tasks {
             let _ = t.await;
         }

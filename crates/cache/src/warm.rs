@@ -154,19 +154,13 @@ impl WarmScheduler {
     pub async fn warm_now(&self) -> WarmSummary {
         let _g = self.lock.lock().await;
         let summary = (self.run)().await;
-        *self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(summary);
+        *crate::poison::lock(&self.last) = Some(summary);
         summary
     }
 
     /// The summary of the last finished run.
     pub fn last_summary(&self) -> Option<WarmSummary> {
-        *self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        *crate::poison::lock(&self.last)
     }
 }
 

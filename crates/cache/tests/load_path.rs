@@ -1,0 +1,286 @@
+//! The load path of `get_or_load` and `get_or_load_with` (one implementation, issue 15's
+//! review): "not found" is neither a type mismatch nor a load error, an eager refresh that
+//! finds nothing drops the value, a stale copy is not served once its reload found nothing,
+//! `eager_refreshes` counts refreshes run, and a waiter on another instance's load lock gets
+//! its stale value at once when that load fails. On the Redis at `REDIS_URL`
+//! (127.0.0.1:6379 by default), each test under a prefix of its own.
+//!
+//! Run with `cargo test -p vitals-cache --test load_path`.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::AsyncCommands as _;
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
+use vitals_cache::{LoadOptions, Loaded, TieredCache};
+
+/// What the loaders of these tests fail with: a database that does not answer.
+#[derive(Debug, PartialEq)]
+struct DatabaseDown;
+
+type Got = Result<Option<Loaded<String>>, DatabaseDown>;
+
+async fn load(cache: &TieredCache, key: &str, ttl: Duration, o: &LoadOptions, v: &str) -> Got {
+    let v = v.to_owned();
+    cache
+        .get_or_load_with(key, ttl, &[], o, move || async move { Ok(Some(v)) })
+        .await
+}
+
+async fn fail(cache: &TieredCache, key: &str, ttl: Duration, o: &LoadOptions) -> Got {
+    cache
+        .get_or_load_with(key, ttl, &[], o, || async {
+            Err::<Option<String>, _>(DatabaseDown)
+        })
+        .await
+}
+
+/// Whether Redis still holds `cache`'s value of `key`.
+async fn in_redis(cache: &TieredCache, key: &str) -> bool {
+    let data_key = cache.redis().unwrap().data_key(key);
+    let mut conn = common::raw_conn(&common::redis_url()).await;
+    conn.exists(data_key).await.unwrap()
+}
+
+/// A `get_or_load` that follows a flight whose loader found nothing loads for itself: not a
+/// type mismatch (the old code downcast the flight's "not found" as a value and counted one).
+#[tokio::test]
+async fn a_get_or_load_waiting_on_a_flight_that_found_nothing_loads_without_a_type_mismatch() {
+    let cache = common::build(common::config("lp-none-follow", &common::redis_url())).await;
+    let ttl = Duration::from_secs(60);
+    let o = cache.load_options();
+    let key = "student:20:allergies";
+    let gate = Arc::new(Notify::new());
+    let leader = {
+        let (cache, gate) = (cache.clone(), gate.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_load_with(key, ttl, &[], &o, move || async move {
+                    gate.notified().await;
+                    Ok::<Option<String>, DatabaseDown>(None)
+                })
+                .await
+        })
+    };
+    let led = common::eventually(Duration::from_secs(5), || async {
+        cache.stats().loads == 1
+    })
+    .await;
+    assert!(led, "the not-found load is up");
+    let follower = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            cache
+                .get_or_load(key, ttl, &[], || async {
+                    Ok::<_, DatabaseDown>("pollen".to_owned())
+                })
+                .await
+        })
+    };
+    let waiting = common::eventually(Duration::from_secs(5), || async {
+        cache.stats().coalesced == 1
+    })
+    .await;
+    assert!(waiting, "get_or_load waits on the flight");
+    gate.notify_one();
+    assert!(leader.await.unwrap().unwrap().is_none());
+    assert_eq!(*follower.await.unwrap().unwrap(), "pollen");
+    let s = cache.stats();
+    assert_eq!(
+        (s.not_found, s.load_errors, s.type_mismatches, s.loads),
+        (1, 0, 0, 2),
+        "{s:?}"
+    );
+    cache.shutdown().await;
+}
+
+/// A value kept past its TTL for fail-safe whose reload said "not found" is gone: a later
+/// failed reload must not serve it (the old code kept the stale copy in L1 and served it).
+#[tokio::test]
+async fn a_value_whose_reload_found_nothing_is_not_served_stale_afterwards() {
+    let cache = common::build(common::config("lp-none-stale", &common::redis_url())).await;
+    let ttl = Duration::from_millis(300);
+    let o = cache.load_options().fail_safe(Duration::from_secs(30));
+    let key = "student:21:allergies";
+    let loaded_at = Instant::now();
+    load(&cache, key, ttl, &o, "peanut").await.unwrap().unwrap();
+    tokio::time::sleep_until(loaded_at + ttl + Duration::from_millis(100)).await;
+    // The allergy record was deleted in the database.
+    let gone = cache
+        .get_or_load_with(key, ttl, &[], &o, || async {
+            Ok::<Option<String>, DatabaseDown>(None)
+        })
+        .await
+        .unwrap();
+    assert!(gone.is_none());
+    // Then the database goes down: nothing to serve, the error.
+    assert_eq!(fail(&cache, key, ttl, &o).await.unwrap_err(), DatabaseDown);
+    assert_eq!(cache.stats().stale_served, 0);
+    cache.shutdown().await;
+}
+
+/// An eager refresh whose loader finds nothing drops the value, here, in Redis and on the
+/// other instances (the old code kept serving it until its TTL).
+#[tokio::test]
+async fn an_eager_refresh_that_finds_nothing_drops_the_value_everywhere() {
+    let (a, b) = common::pair(common::config("lp-eager-none", &common::redis_url())).await;
+    let ttl = Duration::from_secs(20);
+    let o = a.load_options().eager_refresh(Some(0.05));
+    let key = "student:22:conditions";
+    let loaded_at = Instant::now();
+    load(&a, key, ttl, &o, "asthma").await.unwrap().unwrap();
+    assert_eq!(
+        b.get::<String>(key).await.as_deref().map(String::as_str),
+        Some("asthma"),
+        "B holds it too (from Redis)"
+    );
+    // Past 5 % of the TTL (1 s): a hit claims the refresh; the record was deleted meanwhile.
+    tokio::time::sleep_until(loaded_at + Duration::from_millis(1100)).await;
+    let (tx, rx) = oneshot::channel::<()>();
+    let hit = a
+        .get_or_load_with(key, ttl, &[], &o, move || async move {
+            let _ = tx.send(());
+            Ok::<Option<String>, DatabaseDown>(None)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(*hit.value, "asthma", "the hit returns what it found");
+    tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .expect("the refresh ran")
+        .unwrap();
+    let dropped = common::eventually(Duration::from_secs(5), || async {
+        a.get::<String>(key).await.is_none()
+            && b.get::<String>(key).await.is_none()
+            && !in_redis(&a, key).await
+    })
+    .await;
+    assert!(dropped, "no longer served: {:?} {:?}", a.stats(), b.stats());
+    assert_eq!((a.stats().not_found, a.stats().load_errors), (1, 0));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Many hits at once on an instance that reads the value from Redis late in its TTL (each
+/// read fills its own L1 entry, each entry one claim) run one refresh and count one (the old
+/// code counted every claim, though the refreshes after the first found its flight up).
+#[tokio::test]
+async fn concurrent_hits_read_from_redis_count_the_one_refresh_they_run() {
+    let (a, b) = common::pair(common::config("lp-eager-count", &common::redis_url())).await;
+    let ttl = Duration::from_secs(20);
+    let o = a.load_options().eager_refresh(Some(0.05));
+    let key = "student:23:conditions";
+    let loaded_at = Instant::now();
+    load(&a, key, ttl, &o, "diabetes v1")
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep_until(loaded_at + Duration::from_millis(1100)).await;
+    let gate = Arc::new(Notify::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let hits = (0..30).map(|_| {
+        let (b, gate, calls) = (b.clone(), gate.clone(), calls.clone());
+        tokio::spawn(async move {
+            b.get_or_load_with(key, ttl, &[], &o, move || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                gate.notified().await;
+                Ok::<_, DatabaseDown>(Some("diabetes v2".to_owned()))
+            })
+            .await
+        })
+    });
+    for hit in futures::future::join_all(hits).await {
+        assert_eq!(*hit.unwrap().unwrap().unwrap().value, "diabetes v1");
+    }
+    let started = common::eventually(Duration::from_secs(5), || async {
+        calls.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(started, "the refresh runs");
+    gate.notify_one();
+    let refreshed = common::eventually(Duration::from_secs(5), || async {
+        b.get::<String>(key).await.as_deref().map(String::as_str) == Some("diabetes v2")
+    })
+    .await;
+    assert!(refreshed);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one refresh ran");
+    let s = b.stats();
+    assert_eq!((s.eager_refreshes, s.loads), (1, 1), "{s:?}");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Two instances hold a value past its TTL (fail-safe); A's reload holds the load lock and
+/// fails. B, waiting on that lock, gets its stale value at once, as A's caller does, rather
+/// than running a load of its own on the failing database (the old code took the lock after
+/// A's release and loaded: each instance in turn, one after another).
+#[tokio::test]
+async fn a_waiter_on_the_load_lock_gets_the_stale_value_when_the_holders_load_fails() {
+    let (a, b) = common::pair(common::config("lp-lock-stale", &common::redis_url())).await;
+    let ttl = Duration::from_millis(300);
+    let o = a.load_options().fail_safe(Duration::from_secs(30));
+    let key = "student:24:allergies";
+    let loaded_at = Instant::now();
+    load(&a, key, ttl, &o, "latex").await.unwrap().unwrap();
+    // B reads it from Redis, untagged: its copy gets a horizon too.
+    let on_b = fail(&b, key, ttl, &o).await.unwrap().unwrap();
+    assert!(!on_b.stale && *on_b.value == "latex");
+    tokio::time::sleep_until(loaded_at + ttl + Duration::from_millis(100)).await;
+    assert!(!in_redis(&a, key).await, "Redis expired the key");
+
+    let gate = Arc::new(Notify::new());
+    let on_a = {
+        let (a, gate) = (a.clone(), gate.clone());
+        tokio::spawn(async move {
+            a.get_or_load_with(key, ttl, &[], &o, move || async move {
+                gate.notified().await;
+                Err::<Option<String>, _>(DatabaseDown)
+            })
+            .await
+        })
+    };
+    let locked = common::eventually(Duration::from_secs(5), || async {
+        a.stats().load_locks == 2
+    })
+    .await;
+    assert!(
+        locked,
+        "A holds the lock (its second: the first load took one too)"
+    );
+    let b_calls = Arc::new(AtomicUsize::new(0));
+    let on_b = {
+        let (b, calls) = (b.clone(), b_calls.clone());
+        tokio::spawn(async move {
+            b.get_or_load_with(key, ttl, &[], &o, move || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err::<Option<String>, _>(DatabaseDown)
+            })
+            .await
+        })
+    };
+    let waiting = common::eventually(Duration::from_secs(5), || async {
+        b.stats().load_lock_waits == 1
+    })
+    .await;
+    assert!(waiting, "B waits on A's lock");
+    gate.notify_one();
+    let on_a = on_a.await.unwrap().unwrap().unwrap();
+    assert!(on_a.stale && *on_a.value == "latex");
+    let on_b = tokio::time::timeout(Duration::from_secs(5), on_b)
+        .await
+        .expect("B answered")
+        .unwrap()
+        .expect("B serves its stale value")
+        .unwrap();
+    assert!(on_b.stale && *on_b.value == "latex");
+    assert_eq!(b_calls.load(Ordering::SeqCst), 0, "B did not load");
+    let s = b.stats();
+    assert_eq!((s.loads, s.stale_served, s.load_lock_timeouts), (0, 1, 0));
+    a.shutdown().await;
+    b.shutdown().await;
+}
