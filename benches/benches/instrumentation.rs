@@ -45,9 +45,9 @@
 //!   pipeline, closed (what any `tracing-opentelemetry` instrumentation of a statement pays).
 //!   For `SELECT 1` and for a typical read of a host (a table, placeholders, 120 bytes).
 //!
-//! Every run of the facade's observer checks that the sanitiser ran once per statement
-//! (`vitals_querylog::sanitizer_runs_on_this_thread`); the end-to-end rounds check it too. After
-//! the groups, interleaved rounds of both parts print a table: each part's median per
+//! Every run of the facade's observer checks that the sanitiser ran at most once for its text
+//! (`vitals_querylog::sanitizer_runs_on_this_thread`; the logger remembers what it made of a
+//! text); the end-to-end rounds check it too. After the groups, interleaved rounds of both parts print a table: each part's median per
 //! operation, and the whole (the acquire's difference plus the statement's end, per round) beside
 //! the 3 µs target.
 //!
@@ -153,7 +153,7 @@ fn instrumentation(c: &mut Criterion) {
         b.to_async(&rt).iter_custom(|iters| async move {
             let runs = sanitizer_runs_on_this_thread();
             let took: Duration = statements!(db, iters).await;
-            sanitised_once(runs, iters);
+            sanitised_at_most_once(runs, true);
             took
         });
     });
@@ -179,7 +179,7 @@ fn instrumentation(c: &mut Criterion) {
                 async move {
                     let runs = sanitizer_runs_on_this_thread();
                     let took: Duration = statements!(db, iters).await;
-                    sanitised_once(runs, iters);
+                    sanitised_at_most_once(runs, true);
                     // Outside the timing: the exported spans, so memory stays bounded.
                     assert!(exporter.get_finished_spans().map_or(0, |s| s.len()) > 0);
                     exporter.reset();
@@ -228,9 +228,8 @@ fn instrumentation(c: &mut Criterion) {
                     6 => per_statement(hand_spans(sqlx_db, PER_ROUND)).await,
                     _ => per_statement(statements!(vitals_db, PER_ROUND)).await,
                 };
-                // The facade's variants sanitise once per statement; the others not at all.
-                let expected = if (2..=5).contains(&i) { PER_ROUND } else { 0 };
-                sanitised_once(sanitised, expected);
+                // The facade's variants sanitise the text at most once; the others not at all.
+                sanitised_at_most_once(sanitised, (2..=5).contains(&i));
             }
             // Outside the timing: every statement of the OpenTelemetry runs exported its span.
             let _ = batch_provider.force_flush();
@@ -332,15 +331,18 @@ fn quartiles(xs: &mut [f64]) -> (f64, f64, f64) {
     (at(0.5), at(0.25), at(0.75))
 }
 
-/// Checks, outside any timing, that the sanitiser ran `statements` times on this thread since
-/// it had run `before` times: once per statement for the logger, the span and the metrics
-/// alike (the span's `db.query.text` and name and the histogram's labels come from the
-/// logger's `RecordedQuery`).
-fn sanitised_once(before: u64, statements: u64) {
+/// Checks, outside any timing, how often the sanitiser ran on this thread since it had run
+/// `before` times, for a run of one statement text: at most once for the facade (`facade`),
+/// for the logger, the span and the metrics alike (the span's `db.query.text` and name and the
+/// histogram's labels come from the logger's `RecordedQuery`, and the logger remembers what it
+/// made of a text it saw), and never for the others. A span or a metric that sanitised on its
+/// own would run it once per statement.
+fn sanitised_at_most_once(before: u64, facade: bool) {
     let ran = sanitizer_runs_on_this_thread().wrapping_sub(before);
-    assert_eq!(
-        ran, statements,
-        "sanitiser runs for {statements} statements"
+    let most = u64::from(facade);
+    assert!(
+        ran <= most,
+        "sanitiser ran {ran} times for one text (at most {most})"
     );
 }
 
@@ -406,7 +408,7 @@ where
 /// `iters` statement ends as the handle's executors make them, without the statement: the span
 /// opened, the end reported (`finish_statement_span`, then the facade's observer: the logger,
 /// the span's attributes and name, the statement histogram), the span closed (exported under
-/// OpenTelemetry). Checks the sanitiser ran once per statement.
+/// OpenTelemetry). Checks the sanitiser ran at most once.
 fn statement_ends(handle: &MonitoredPool<Sqlite>, sql: &str, iters: u64) -> Duration {
     let sanitised = sanitizer_runs_on_this_thread();
     let start = Instant::now();
@@ -416,7 +418,7 @@ fn statement_ends(handle: &MonitoredPool<Sqlite>, sql: &str, iters: u64) -> Dura
         drop(span);
     }
     let took = start.elapsed();
-    sanitised_once(sanitised, iters);
+    sanitised_at_most_once(sanitised, true);
     took
 }
 

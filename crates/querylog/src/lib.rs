@@ -81,6 +81,7 @@ mod scope;
 mod scrub;
 mod stats;
 mod summary;
+mod texts;
 
 pub use config::{
     LoggerConfig, LoggerConfigBuilder, ENV_FINGERPRINT_KEY, ENV_MAX_FINGERPRINTS,

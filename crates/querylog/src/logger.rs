@@ -20,6 +20,7 @@ use crate::scope::{self, Scope, ScopeEnd, ScopeTracker, Scoped};
 use crate::scrub::scrub_log_line;
 use crate::stats::{us, Sample, Stats};
 use crate::summary::SummaryHandle;
+use crate::texts::Texts;
 
 /// How many N+1 findings are kept.
 const FINDINGS_KEPT: usize = 100;
@@ -37,6 +38,8 @@ struct Inner {
     config: LoggerConfig,
     fingerprinter: Fingerprinter,
     sink: Arc<dyn SlowQuerySink>,
+    /// What the sanitiser made of each text, so a repeated statement is not sanitised again.
+    texts: Texts,
     state: Mutex<State>,
 }
 
@@ -98,6 +101,7 @@ impl QueryLogger {
                 config,
                 fingerprinter,
                 sink,
+                texts: Texts::new(),
                 state,
             }),
         }
@@ -156,8 +160,11 @@ impl QueryLogger {
 
     pub(crate) fn record_inner(&self, e: &QueryEvent<'_>) -> Recorded {
         let cfg = &self.inner.config;
-        let sanitized = sanitize_sql(e.sql);
-        let fp = self.inner.fingerprinter.fingerprint_sanitized(&sanitized);
+        let (sanitized, fp) = self.inner.texts.get(e.sql, |sql| {
+            let sanitized = sanitize_sql(sql);
+            let fp = self.inner.fingerprinter.fingerprint_sanitized(&sanitized);
+            (Arc::from(sanitized), fp)
+        });
         let error: Option<Arc<str>> = e.error.map(|t| Arc::from(scrub_log_line(t)));
         let tier = if e.duration >= cfg.slow_critical() {
             Some(SlowTier::Critical)

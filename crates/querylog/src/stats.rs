@@ -43,7 +43,7 @@ fn avg_ms(total_us: u64, count: u64) -> f64 {
 /// except the model and operation a caller gave, which are scrubbed here if kept.
 pub(crate) struct Sample<'a> {
     pub(crate) fingerprint: Fingerprint,
-    pub(crate) sanitized: String,
+    pub(crate) sanitized: Arc<str>,
     pub(crate) duration_us: u64,
     pub(crate) tier: Option<SlowTier>,
     pub(crate) failed: bool,
@@ -173,7 +173,7 @@ impl Stats {
         let entry = self.fingerprints.entry(s.fingerprint).or_insert_with(|| {
             let (operation, collection) = operation_and_table(&sanitized);
             Entry {
-                sql: Arc::from(sanitized),
+                sql: sanitized,
                 model: collection.as_deref().map(|t| Arc::from(model_name(t))),
                 operation,
                 collection,
