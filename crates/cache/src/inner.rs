@@ -27,7 +27,8 @@ pub(crate) use crate::redis_tier::RedisTier as SharedTier;
 
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub(crate) l1_hits: AtomicU64,
+    /// Striped: every L1 hit bumps it, from any number of threads at once.
+    pub(crate) l1_hits: crate::striped::StripedCounter,
     pub(crate) l2_hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) sets: AtomicU64,

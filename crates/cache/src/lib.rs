@@ -69,6 +69,7 @@ mod load;
 pub mod metrics;
 mod poison;
 mod stats;
+mod striped;
 mod tier;
 mod tiered;
 mod warm;

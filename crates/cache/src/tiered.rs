@@ -192,15 +192,16 @@ impl TieredCache {
         T: DeserializeOwned + Send + Sync + 'static,
     {
         let c = &self.inner.counters;
-        let get = Get::start();
+        let mut get = Get::start();
         if let Some(l1) = &self.inner.l1 {
             match l1.lookup::<T>(key) {
                 Lookup::Hit(v) => {
-                    c.l1_hits.fetch_add(1, Ordering::Relaxed);
+                    c.l1_hits.add(1);
                     get.done(Answered::L1);
                     return Some(v);
                 }
                 Lookup::Mismatch => {
+                    get.past_l1();
                     c.type_mismatches.fetch_add(1, Ordering::Relaxed);
                     c.misses.fetch_add(1, Ordering::Relaxed);
                     get.done(Answered::Miss);
@@ -209,6 +210,7 @@ impl TieredCache {
                 Lookup::Miss => {}
             }
         }
+        get.past_l1();
         if let Some(redis) = &self.inner.redis {
             // The key's epoch only: the tags of a value read from Redis are not known
             // here, and a tag invalidation that removes it names the key.
@@ -484,7 +486,7 @@ impl TieredCache {
     /// value refreshed in the background (every `stats_refresh`).
     pub fn stats(&self) -> CacheStats {
         let c = &self.inner.counters;
-        let l1_hits = c.l1_hits.load(Ordering::Relaxed);
+        let l1_hits = c.l1_hits.get();
         let l2_hits = c.l2_hits.load(Ordering::Relaxed);
         let misses = c.misses.load(Ordering::Relaxed);
         let lookups = l1_hits + l2_hits + misses;
