@@ -8,10 +8,10 @@
 //! **Not found.** A loader of `get_or_load_with` that returns `Ok(None)`: not cached,
 //! counted in `not_found` (never in `load_errors` nor `type_mismatches`), shared with the
 //! waiters that can take it (a `get_or_load` waiting on that flight loads for itself). The
-//! thing is gone, so what this instance held of it goes too: the L1 entry a miss found
-//! expired (a fail-safe copy, which a later failed reload would otherwise serve), and, for an
-//! eager refresh, the value in both tiers and the other instances' L1 (a delete), unless
-//! an invalidation of the key or its tags moved meanwhile (then it is gone already).
+//! thing is gone, so what any instance held of it goes too: the key leaves both tiers and
+//! every instance's L1 (an expired fail-safe copy, which a later failed reload would otherwise
+//! serve; a removal not counted in `deletes`), unless an invalidation of the key or its tags
+//! moved meanwhile (then it is gone already).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -231,16 +231,10 @@ impl TieredCache {
             }
             Ok(Err(absent)) => {
                 c.not_found.fetch_add(1, Ordering::Relaxed);
-                // Gone: no copy of it may be served (fail-safe, a refresh's old value).
+                // Gone: no copy of it may be served (fail-safe, a refresh's old value), here
+                // or on another instance (whose expired copy a failed reload would serve).
                 if e0.unchanged() {
-                    match refresh {
-                        true => {
-                            self.delete(key).await;
-                        }
-                        false => {
-                            self.inner.forget_local(key);
-                        }
-                    }
+                    self.remove_many(&[key]).await;
                 }
                 guard.done(Arc::new(NotFound));
                 Ok(A::absent(absent))
@@ -253,6 +247,11 @@ impl TieredCache {
                     lock.failed();
                 }
                 guard.failed();
+                // A refresh serves no one (its result is dropped); the flight's waiters
+                // take their stale value themselves.
+                if refresh {
+                    return Err(e);
+                }
                 match self.stale::<T>(key, options) {
                     Some(l) => {
                         tracing::warn!(

@@ -421,6 +421,12 @@ impl TieredCache {
             .counters
             .deletes
             .fetch_add(keys.len() as u64, Ordering::Relaxed);
+        self.remove_many(keys).await
+    }
+
+    /// [`delete_many`](Self::delete_many) without counting `deletes`: for the cache's own
+    /// removals (a load that found its key gone), which are not the caller's deletes.
+    pub(crate) async fn remove_many(&self, keys: &[&str]) -> u64 {
         let mut local = 0;
         for k in keys {
             local += u64::from(self.inner.forget_local(k));

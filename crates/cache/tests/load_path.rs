@@ -123,6 +123,47 @@ async fn a_value_whose_reload_found_nothing_is_not_served_stale_afterwards() {
     cache.shutdown().await;
 }
 
+/// A miss that finds nothing drops the key on the other instances too: their expired
+/// fail-safe copy of it is not served when their own reload fails afterwards (the first version
+/// of the fix dropped only the finding instance's copy).
+#[tokio::test]
+async fn a_reload_that_found_nothing_drops_the_other_instances_stale_copy() {
+    let (a, b) = common::pair(common::config("lp-none-both", &common::redis_url())).await;
+    let ttl = Duration::from_millis(300);
+    let o = a.load_options().fail_safe(Duration::from_secs(30));
+    let key = "student:23:allergies";
+    let loaded_at = Instant::now();
+    load(&a, key, ttl, &o, "peanut").await.unwrap().unwrap();
+    // B holds its own copy (from Redis), armed for fail-safe by its call.
+    let held = load(&b, key, ttl, &o, "not loaded: B reads Redis").await;
+    assert_eq!(held.unwrap().unwrap().value.as_str(), "peanut");
+    tokio::time::sleep_until(loaded_at + ttl + Duration::from_millis(100)).await;
+    let received = b.stats().invalidations_received;
+    // The allergy record was deleted in the database; A's reload finds nothing.
+    let gone = a
+        .get_or_load_with(key, ttl, &[], &o, || async {
+            Ok::<Option<String>, DatabaseDown>(None)
+        })
+        .await
+        .unwrap();
+    assert!(gone.is_none());
+    let told = common::eventually(Duration::from_secs(5), || async {
+        b.stats().invalidations_received > received
+    })
+    .await;
+    assert!(told, "B heard of the removal: {:?}", b.stats());
+    // Then B's database call fails: nothing to serve, the error.
+    assert_eq!(fail(&b, key, ttl, &o).await.unwrap_err(), DatabaseDown);
+    assert_eq!(b.stats().stale_served, 0);
+    assert_eq!(
+        a.stats().deletes,
+        0,
+        "the cache's own removal is not a caller's delete"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 /// An eager refresh whose loader finds nothing drops the value, here, in Redis and on the
 /// other instances (the old code kept serving it until its TTL).
 #[tokio::test]
