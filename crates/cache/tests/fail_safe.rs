@@ -10,36 +10,21 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::AsyncCommands as _;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 use vitals_cache::{LoadOptions, Loaded, TieredCache};
 
-/// What the loaders of these tests fail with: a database that does not answer.
-#[derive(Debug, PartialEq)]
-struct DatabaseDown;
+use common::loaders::{in_redis, DatabaseDown, Got};
 
-type Got = Result<Option<Loaded<String>>, DatabaseDown>;
+/// The tags these tests' loads are stored under (a tag, so fail-safe arms only entries indexed under it).
+const TAGS: &[&str] = &["allergies"];
 
 async fn load(cache: &TieredCache, key: &str, ttl: Duration, o: &LoadOptions, v: &str) -> Got {
-    let v = v.to_owned();
-    cache
-        .get_or_load_with(
-            key,
-            ttl,
-            &["allergies"],
-            o,
-            move || async move { Ok(Some(v)) },
-        )
-        .await
+    common::loaders::load(cache, key, ttl, TAGS, o, v).await
 }
 
 async fn fail(cache: &TieredCache, key: &str, ttl: Duration, o: &LoadOptions) -> Got {
-    cache
-        .get_or_load_with(key, ttl, &["allergies"], o, || async {
-            Err::<Option<String>, _>(DatabaseDown)
-        })
-        .await
+    common::loaders::fail(cache, key, ttl, TAGS, o).await
 }
 
 /// The cache of test `name`, on the Redis at `REDIS_URL` under a prefix of its own.
@@ -129,13 +114,6 @@ impl Gated {
     fn open(&self) {
         self.gate.notify_one();
     }
-}
-
-/// Whether Redis still holds `cache`'s value of `key`.
-async fn in_redis(cache: &TieredCache, key: &str) -> bool {
-    let data_key = cache.redis().unwrap().data_key(key);
-    let mut conn = common::raw_conn(&common::redis_url()).await;
-    conn.exists(data_key).await.unwrap()
 }
 
 #[tokio::test]

@@ -13,37 +13,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::AsyncCommands as _;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
-use vitals_cache::{LoadOptions, Loaded, TieredCache};
+use vitals_cache::{LoadOptions, TieredCache};
 
-/// What the loaders of these tests fail with: a database that does not answer.
-#[derive(Debug, PartialEq)]
-struct DatabaseDown;
+use common::loaders::{in_redis, DatabaseDown, Got};
 
-type Got = Result<Option<Loaded<String>>, DatabaseDown>;
+/// The tags these tests' loads are stored under (none).
+const TAGS: &[&str] = &[];
 
 async fn load(cache: &TieredCache, key: &str, ttl: Duration, o: &LoadOptions, v: &str) -> Got {
-    let v = v.to_owned();
-    cache
-        .get_or_load_with(key, ttl, &[], o, move || async move { Ok(Some(v)) })
-        .await
+    common::loaders::load(cache, key, ttl, TAGS, o, v).await
 }
 
 async fn fail(cache: &TieredCache, key: &str, ttl: Duration, o: &LoadOptions) -> Got {
-    cache
-        .get_or_load_with(key, ttl, &[], o, || async {
-            Err::<Option<String>, _>(DatabaseDown)
-        })
-        .await
-}
-
-/// Whether Redis still holds `cache`'s value of `key`.
-async fn in_redis(cache: &TieredCache, key: &str) -> bool {
-    let data_key = cache.redis().unwrap().data_key(key);
-    let mut conn = common::raw_conn(&common::redis_url()).await;
-    conn.exists(data_key).await.unwrap()
+    common::loaders::fail(cache, key, ttl, TAGS, o).await
 }
 
 /// A `get_or_load` that follows a flight whose loader found nothing loads for itself: not a

@@ -35,7 +35,8 @@ pub(crate) struct Texts {
 
 impl Texts {
     pub(crate) fn new() -> Self {
-        // Two independent draws of the process's random hashing keys.
+        // Two draws from the process's random hashing keys (each a fresh `RandomState`, whose
+        // keys are unpredictable, hashed over nothing): a key no log or caller can know.
         let k0 = RandomState::new().build_hasher().finish();
         let k1 = RandomState::new().build_hasher().finish();
         Self {

@@ -2,6 +2,7 @@
 //! `redis_server.rs` (a poll, a free port, a private redis-server).
 #![allow(dead_code, unused_imports)]
 
+pub mod loaders;
 pub mod redis_cluster;
 mod redis_server;
 
