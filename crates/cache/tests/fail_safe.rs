@@ -11,46 +11,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{oneshot, Notify};
-use tokio::time::Instant;
-use vitals_cache::{LoadOptions, Loaded, TieredCache};
+use vitals_cache::{LoadOptions, TieredCache};
 
-use common::loaders::{in_redis, DatabaseDown, Got};
+use common::loaders::{
+    fail_safe_cache, fail_safe_pair, first_load, in_redis, load_answering, telling, DatabaseDown,
+    Gated, Got,
+};
+use common::own_cache;
 
 /// The tags these tests' loads are stored under (a tag, so fail-safe arms only entries indexed under it).
 const TAGS: &[&str] = &["allergies"];
 
 async fn load(cache: &TieredCache, key: &str, ttl: Duration, o: &LoadOptions, v: &str) -> Got {
-    common::loaders::load(cache, key, ttl, TAGS, o, v).await
+    load_answering(cache, key, ttl, TAGS, o, Ok(Some(v))).await
 }
 
 async fn fail(cache: &TieredCache, key: &str, ttl: Duration, o: &LoadOptions) -> Got {
-    common::loaders::fail(cache, key, ttl, TAGS, o).await
-}
-
-/// The cache of test `name`, on the Redis at `REDIS_URL` under a prefix of its own.
-async fn own_cache(name: &str) -> TieredCache {
-    common::build(common::config(name, &common::redis_url())).await
-}
-
-/// The cache of test `name`, its load options serving a value up to `horizon` past its TTL
-/// when its reload fails.
-async fn fail_safe_cache(name: &str, horizon: Duration) -> (TieredCache, LoadOptions) {
-    let cache = own_cache(name).await;
-    let o = cache.load_options().fail_safe(horizon);
-    (cache, o)
-}
-
-/// A first [`load`] of `v` that finds it, and when it began.
-async fn first_load(
-    cache: &TieredCache,
-    key: &str,
-    ttl: Duration,
-    o: &LoadOptions,
-    v: &str,
-) -> (Instant, Loaded<String>) {
-    let began = Instant::now();
-    let loaded = load(cache, key, ttl, o, v).await.unwrap().unwrap();
-    (began, loaded)
+    load_answering(cache, key, ttl, TAGS, o, Err(DatabaseDown)).await
 }
 
 /// The cache of test `name`, its load options refreshing eagerly past `fraction` of the TTL,
@@ -65,55 +42,9 @@ async fn late_in_the_ttl(
 ) -> (TieredCache, LoadOptions) {
     let cache = own_cache(name).await;
     let o = cache.load_options().eager_refresh(Some(fraction));
-    let (loaded_at, _) = first_load(&cache, key, ttl, &o, v).await;
+    let (loaded_at, _) = first_load(load(&cache, key, ttl, &o, v)).await;
     tokio::time::sleep_until(loaded_at + ttl.mul_f64(at)).await;
     (cache, o)
-}
-
-/// A loader held at a gate: each caller of [`Gated::spawn`] runs on a task of its own, and a
-/// load it runs counts itself in `calls`, then waits until [`Gated::open`].
-struct Gated {
-    gate: Arc<Notify>,
-    calls: Arc<AtomicUsize>,
-}
-
-impl Gated {
-    fn new() -> Self {
-        Self {
-            gate: Arc::new(Notify::new()),
-            calls: Arc::new(AtomicUsize::new(0)),
-        }
-    }
-
-    /// A `get_or_load_with` of `key` on `cache` (no tag) whose load, once let through,
-    /// finds `found`.
-    fn spawn(
-        &self,
-        cache: &TieredCache,
-        (key, ttl, o): (&'static str, Duration, LoadOptions),
-        found: Option<&'static str>,
-    ) -> tokio::task::JoinHandle<Got> {
-        let (cache, gate, calls) = (cache.clone(), self.gate.clone(), self.calls.clone());
-        tokio::spawn(async move {
-            cache
-                .get_or_load_with(key, ttl, &[], &o, move || async move {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    gate.notified().await;
-                    Ok::<_, DatabaseDown>(found.map(str::to_owned))
-                })
-                .await
-        })
-    }
-
-    /// The loads run so far.
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    /// Lets the load waiting at the gate finish.
-    fn open(&self) {
-        self.gate.notify_one();
-    }
 }
 
 #[tokio::test]
@@ -121,7 +52,7 @@ async fn a_failed_reload_serves_the_last_value_stale_within_the_horizon_and_not_
     let (ttl, horizon) = (Duration::from_millis(300), Duration::from_millis(1200));
     let (cache, o) = fail_safe_cache("fs-stale", horizon).await;
     let key = "student:7:allergies";
-    let (loaded_at, first) = first_load(&cache, key, ttl, &o, "peanut").await;
+    let (loaded_at, first) = first_load(load(&cache, key, ttl, &o, "peanut")).await;
     assert!(!first.stale);
 
     // Before its TTL a failing loader is not even called: a hit.
@@ -166,7 +97,7 @@ async fn with_fail_safe_off_the_error_reaches_the_caller_as_today() {
     let o = cache.load_options();
     assert_eq!(o.fail_safe_max(), Duration::ZERO, "off by default");
     let key = "student:8:allergies";
-    let (loaded_at, _) = first_load(&cache, key, ttl, &o, "latex").await;
+    let (loaded_at, _) = first_load(load(&cache, key, ttl, &o, "latex")).await;
     let other = "student:9:allergies";
     cache
         .get_or_load(other, ttl, &[], || async {
@@ -189,7 +120,7 @@ async fn with_fail_safe_off_the_error_reaches_the_caller_as_today() {
 async fn an_invalidated_value_is_never_served_stale() {
     let (cache, o) = fail_safe_cache("fs-inval", Duration::from_secs(30)).await;
     let (key, ttl) = ("student:10:allergies", Duration::from_millis(200));
-    let (loaded_at, _) = first_load(&cache, key, ttl, &o, "penicillin").await;
+    let (loaded_at, _) = first_load(load(&cache, key, ttl, &o, "penicillin")).await;
     // A nurse removed the allergy: the entry goes, its fail-safe copy with it.
     cache.invalidate_tag("allergies").await;
     tokio::time::sleep_until(loaded_at + ttl + Duration::from_millis(50)).await;
@@ -208,7 +139,7 @@ async fn a_copy_read_from_redis_is_not_served_stale_after_a_tag_invalidation() {
     let ttl = Duration::from_millis(300);
     let o = a.load_options().fail_safe(Duration::from_secs(30));
     let key = "student:12:allergies";
-    let (loaded_at, _) = first_load(&a, key, ttl, &o, "latex").await;
+    let (loaded_at, _) = first_load(load(&a, key, ttl, &o, "latex")).await;
     // B's read is an L2 hit: its loader never runs.
     let on_b = fail(&b, key, ttl, &o).await.unwrap().unwrap();
     assert!(!on_b.stale && *on_b.value == "latex");
@@ -300,17 +231,14 @@ async fn a_failed_eager_refresh_does_not_evict() {
     let (key, ttl) = ("student:12:conditions", Duration::from_secs(1));
     // Past half the TTL: at 0.6 s.
     let (cache, o) = late_in_the_ttl("fs-eager-fail", key, ttl, 0.5, "epilepsy", 0.6).await;
-    let (tx, rx) = oneshot::channel::<()>();
+    let (loader, ran) = telling(Err(DatabaseDown));
     let got = cache
-        .get_or_load_with(key, ttl, &[], &o, move || async move {
-            let _ = tx.send(());
-            Err::<Option<String>, _>(DatabaseDown)
-        })
+        .get_or_load_with(key, ttl, &[], &o, loader)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(*got.value, "epilepsy");
-    rx.await.unwrap();
+    ran.await.unwrap();
     let failed = common::eventually(Duration::from_secs(5), || async {
         cache.stats().load_errors == 1
     })
@@ -361,9 +289,8 @@ async fn a_loader_that_finds_nothing_is_a_counted_miss_not_a_load_error() {
 
 #[tokio::test]
 async fn misses_on_two_instances_make_one_load_through_the_load_lock() {
-    let (a, b) = common::pair(common::config("fs-lock", &common::redis_url())).await;
+    let (a, b, o) = fail_safe_pair("fs-lock", Duration::from_secs(60)).await;
     let ttl = Duration::from_secs(60);
-    let o = a.load_options().fail_safe(Duration::from_secs(60));
     let key = "student:14:allergies";
     let loader = Gated::new();
     let callers: Vec<_> = [&a, &b]

@@ -13,43 +13,41 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{oneshot, Notify};
-use tokio::time::Instant;
+use tokio::sync::Notify;
 use vitals_cache::{LoadOptions, TieredCache};
 
-use common::loaders::{in_redis, DatabaseDown, Got};
+use common::loaders::{
+    fail_safe_cache, fail_safe_pair, first_load, in_redis, load_answering, telling, DatabaseDown,
+    Gated, Got,
+};
+use common::{own_cache, own_pair};
 
 /// The tags these tests' loads are stored under (none).
 const TAGS: &[&str] = &[];
 
 async fn load(cache: &TieredCache, key: &str, ttl: Duration, o: &LoadOptions, v: &str) -> Got {
-    common::loaders::load(cache, key, ttl, TAGS, o, v).await
+    load_answering(cache, key, ttl, TAGS, o, Ok(Some(v))).await
 }
 
 async fn fail(cache: &TieredCache, key: &str, ttl: Duration, o: &LoadOptions) -> Got {
-    common::loaders::fail(cache, key, ttl, TAGS, o).await
+    load_answering(cache, key, ttl, TAGS, o, Err(DatabaseDown)).await
+}
+
+/// A load whose loader finds nothing: the record was deleted in the database.
+async fn find_nothing(cache: &TieredCache, key: &str, ttl: Duration, o: &LoadOptions) -> Got {
+    load_answering(cache, key, ttl, TAGS, o, Ok(None)).await
 }
 
 /// A `get_or_load` that follows a flight whose loader found nothing loads for itself: not a
 /// type mismatch (the old code downcast the flight's "not found" as a value and counted one).
 #[tokio::test]
 async fn a_get_or_load_waiting_on_a_flight_that_found_nothing_loads_without_a_type_mismatch() {
-    let cache = common::build(common::config("lp-none-follow", &common::redis_url())).await;
+    let cache = own_cache("lp-none-follow").await;
     let ttl = Duration::from_secs(60);
     let o = cache.load_options();
     let key = "student:20:allergies";
-    let gate = Arc::new(Notify::new());
-    let leader = {
-        let (cache, gate) = (cache.clone(), gate.clone());
-        tokio::spawn(async move {
-            cache
-                .get_or_load_with(key, ttl, &[], &o, move || async move {
-                    gate.notified().await;
-                    Ok::<Option<String>, DatabaseDown>(None)
-                })
-                .await
-        })
-    };
+    let not_found = Gated::new();
+    let leader = not_found.spawn(&cache, (key, ttl, o), None);
     let led = common::eventually(Duration::from_secs(5), || async {
         cache.stats().loads == 1
     })
@@ -70,7 +68,7 @@ async fn a_get_or_load_waiting_on_a_flight_that_found_nothing_loads_without_a_ty
     })
     .await;
     assert!(waiting, "get_or_load waits on the flight");
-    gate.notify_one();
+    not_found.open();
     assert!(leader.await.unwrap().unwrap().is_none());
     assert_eq!(*follower.await.unwrap().unwrap(), "pollen");
     let s = cache.stats();
@@ -86,20 +84,13 @@ async fn a_get_or_load_waiting_on_a_flight_that_found_nothing_loads_without_a_ty
 /// failed reload must not serve it (the old code kept the stale copy in L1 and served it).
 #[tokio::test]
 async fn a_value_whose_reload_found_nothing_is_not_served_stale_afterwards() {
-    let cache = common::build(common::config("lp-none-stale", &common::redis_url())).await;
+    let (cache, o) = fail_safe_cache("lp-none-stale", Duration::from_secs(30)).await;
     let ttl = Duration::from_millis(300);
-    let o = cache.load_options().fail_safe(Duration::from_secs(30));
     let key = "student:21:allergies";
-    let loaded_at = Instant::now();
-    load(&cache, key, ttl, &o, "peanut").await.unwrap().unwrap();
+    let (loaded_at, _) = first_load(load(&cache, key, ttl, &o, "peanut")).await;
     tokio::time::sleep_until(loaded_at + ttl + Duration::from_millis(100)).await;
     // The allergy record was deleted in the database.
-    let gone = cache
-        .get_or_load_with(key, ttl, &[], &o, || async {
-            Ok::<Option<String>, DatabaseDown>(None)
-        })
-        .await
-        .unwrap();
+    let gone = find_nothing(&cache, key, ttl, &o).await.unwrap();
     assert!(gone.is_none());
     // Then the database goes down: nothing to serve, the error.
     assert_eq!(fail(&cache, key, ttl, &o).await.unwrap_err(), DatabaseDown);
@@ -112,24 +103,17 @@ async fn a_value_whose_reload_found_nothing_is_not_served_stale_afterwards() {
 /// of the fix dropped only the finding instance's copy).
 #[tokio::test]
 async fn a_reload_that_found_nothing_drops_the_other_instances_stale_copy() {
-    let (a, b) = common::pair(common::config("lp-none-both", &common::redis_url())).await;
+    let (a, b, o) = fail_safe_pair("lp-none-both", Duration::from_secs(30)).await;
     let ttl = Duration::from_millis(300);
-    let o = a.load_options().fail_safe(Duration::from_secs(30));
     let key = "student:23:allergies";
-    let loaded_at = Instant::now();
-    load(&a, key, ttl, &o, "peanut").await.unwrap().unwrap();
+    let (loaded_at, _) = first_load(load(&a, key, ttl, &o, "peanut")).await;
     // B holds its own copy (from Redis), armed for fail-safe by its call.
     let held = load(&b, key, ttl, &o, "not loaded: B reads Redis").await;
     assert_eq!(held.unwrap().unwrap().value.as_str(), "peanut");
     tokio::time::sleep_until(loaded_at + ttl + Duration::from_millis(100)).await;
     let received = b.stats().invalidations_received;
     // The allergy record was deleted in the database; A's reload finds nothing.
-    let gone = a
-        .get_or_load_with(key, ttl, &[], &o, || async {
-            Ok::<Option<String>, DatabaseDown>(None)
-        })
-        .await
-        .unwrap();
+    let gone = find_nothing(&a, key, ttl, &o).await.unwrap();
     assert!(gone.is_none());
     let told = common::eventually(Duration::from_secs(5), || async {
         b.stats().invalidations_received > received
@@ -152,12 +136,11 @@ async fn a_reload_that_found_nothing_drops_the_other_instances_stale_copy() {
 /// other instances (the old code kept serving it until its TTL).
 #[tokio::test]
 async fn an_eager_refresh_that_finds_nothing_drops_the_value_everywhere() {
-    let (a, b) = common::pair(common::config("lp-eager-none", &common::redis_url())).await;
+    let (a, b) = own_pair("lp-eager-none").await;
     let ttl = Duration::from_secs(20);
     let o = a.load_options().eager_refresh(Some(0.05));
     let key = "student:22:conditions";
-    let loaded_at = Instant::now();
-    load(&a, key, ttl, &o, "asthma").await.unwrap().unwrap();
+    let (loaded_at, _) = first_load(load(&a, key, ttl, &o, "asthma")).await;
     assert_eq!(
         b.get::<String>(key).await.as_deref().map(String::as_str),
         Some("asthma"),
@@ -165,17 +148,14 @@ async fn an_eager_refresh_that_finds_nothing_drops_the_value_everywhere() {
     );
     // Past 5 % of the TTL (1 s): a hit claims the refresh; the record was deleted meanwhile.
     tokio::time::sleep_until(loaded_at + Duration::from_millis(1100)).await;
-    let (tx, rx) = oneshot::channel::<()>();
+    let (loader, ran) = telling(Ok(None));
     let hit = a
-        .get_or_load_with(key, ttl, &[], &o, move || async move {
-            let _ = tx.send(());
-            Ok::<Option<String>, DatabaseDown>(None)
-        })
+        .get_or_load_with(key, ttl, &[], &o, loader)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(*hit.value, "asthma", "the hit returns what it found");
-    tokio::time::timeout(Duration::from_secs(5), rx)
+    tokio::time::timeout(Duration::from_secs(5), ran)
         .await
         .expect("the refresh ran")
         .unwrap();
@@ -196,44 +176,27 @@ async fn an_eager_refresh_that_finds_nothing_drops_the_value_everywhere() {
 /// code counted every claim, though the refreshes after the first found its flight up).
 #[tokio::test]
 async fn concurrent_hits_read_from_redis_count_the_one_refresh_they_run() {
-    let (a, b) = common::pair(common::config("lp-eager-count", &common::redis_url())).await;
+    let (a, b) = own_pair("lp-eager-count").await;
     let ttl = Duration::from_secs(20);
     let o = a.load_options().eager_refresh(Some(0.05));
     let key = "student:23:conditions";
-    let loaded_at = Instant::now();
-    load(&a, key, ttl, &o, "diabetes v1")
-        .await
-        .unwrap()
-        .unwrap();
+    let (loaded_at, _) = first_load(load(&a, key, ttl, &o, "diabetes v1")).await;
     tokio::time::sleep_until(loaded_at + Duration::from_millis(1100)).await;
-    let gate = Arc::new(Notify::new());
-    let calls = Arc::new(AtomicUsize::new(0));
-    let hits = (0..30).map(|_| {
-        let (b, gate, calls) = (b.clone(), gate.clone(), calls.clone());
-        tokio::spawn(async move {
-            b.get_or_load_with(key, ttl, &[], &o, move || async move {
-                calls.fetch_add(1, Ordering::SeqCst);
-                gate.notified().await;
-                Ok::<_, DatabaseDown>(Some("diabetes v2".to_owned()))
-            })
-            .await
-        })
-    });
+    let refresh = Gated::new();
+    let hits = (0..30).map(|_| refresh.spawn(&b, (key, ttl, o), Some("diabetes v2")));
     for hit in futures::future::join_all(hits).await {
         assert_eq!(*hit.unwrap().unwrap().unwrap().value, "diabetes v1");
     }
-    let started = common::eventually(Duration::from_secs(5), || async {
-        calls.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    let started =
+        common::eventually(Duration::from_secs(5), || async { refresh.calls() == 1 }).await;
     assert!(started, "the refresh runs");
-    gate.notify_one();
+    refresh.open();
     let refreshed = common::eventually(Duration::from_secs(5), || async {
         b.get::<String>(key).await.as_deref().map(String::as_str) == Some("diabetes v2")
     })
     .await;
     assert!(refreshed);
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "one refresh ran");
+    assert_eq!(refresh.calls(), 1, "one refresh ran");
     let s = b.stats();
     assert_eq!((s.eager_refreshes, s.loads), (1, 1), "{s:?}");
     a.shutdown().await;
@@ -246,12 +209,10 @@ async fn concurrent_hits_read_from_redis_count_the_one_refresh_they_run() {
 /// A's release and loaded: each instance in turn, one after another).
 #[tokio::test]
 async fn a_waiter_on_the_load_lock_gets_the_stale_value_when_the_holders_load_fails() {
-    let (a, b) = common::pair(common::config("lp-lock-stale", &common::redis_url())).await;
+    let (a, b, o) = fail_safe_pair("lp-lock-stale", Duration::from_secs(30)).await;
     let ttl = Duration::from_millis(300);
-    let o = a.load_options().fail_safe(Duration::from_secs(30));
     let key = "student:24:allergies";
-    let loaded_at = Instant::now();
-    load(&a, key, ttl, &o, "latex").await.unwrap().unwrap();
+    let (loaded_at, _) = first_load(load(&a, key, ttl, &o, "latex")).await;
     // B reads it from Redis, untagged: its copy gets a horizon too.
     let on_b = fail(&b, key, ttl, &o).await.unwrap().unwrap();
     assert!(!on_b.stale && *on_b.value == "latex");

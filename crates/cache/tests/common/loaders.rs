@@ -1,9 +1,16 @@
-//! The loaders of the fail-safe and load-path tests: one that finds a value, one whose
-//! database does not answer, and a look at Redis for the value itself.
+//! The loaders of the fail-safe and load-path tests: one that finds a value, finds nothing or
+//! whose database does not answer, one that tells when it ran, one held at a gate, and a look
+//! at Redis for the value itself; and their caches with fail-safe on.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use redis::AsyncCommands as _;
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
 use vitals_cache::{LoadOptions, Loaded, TieredCache};
 
 /// What the loaders of these tests fail with: a database that does not answer.
@@ -13,34 +20,117 @@ pub struct DatabaseDown;
 /// What `get_or_load_with` answers these loaders.
 pub type Got = Result<Option<Loaded<String>>, DatabaseDown>;
 
-/// `get_or_load_with` of `key` under `tags`, whose loader finds `v`.
-pub async fn load(
+/// The cache of test `name`, its load options serving a value up to `horizon` past its TTL
+/// when its reload fails.
+pub async fn fail_safe_cache(name: &str, horizon: Duration) -> (TieredCache, LoadOptions) {
+    let cache = super::own_cache(name).await;
+    let o = cache.load_options().fail_safe(horizon);
+    (cache, o)
+}
+
+/// Two instances of the cache of test `name` (as [`super::own_pair`]), with the load options
+/// of [`fail_safe_cache`].
+pub async fn fail_safe_pair(
+    name: &str,
+    horizon: Duration,
+) -> (TieredCache, TieredCache, LoadOptions) {
+    let (a, b) = super::own_pair(name).await;
+    let o = a.load_options().fail_safe(horizon);
+    (a, b, o)
+}
+
+/// `get_or_load_with` of `key` under `tags`, whose loader answers `answer`: finds that value
+/// (`Ok(Some(_))`), finds nothing (`Ok(None)`: the record was deleted in the database), or
+/// fails with [`DatabaseDown`].
+pub async fn load_answering(
     cache: &TieredCache,
     key: &str,
     ttl: Duration,
     tags: &[&str],
     o: &LoadOptions,
-    v: &str,
+    answer: Result<Option<&str>, DatabaseDown>,
 ) -> Got {
-    let v = v.to_owned();
+    let answer = answer.map(|found| found.map(str::to_owned));
     cache
-        .get_or_load_with(key, ttl, tags, o, move || async move { Ok(Some(v)) })
+        .get_or_load_with(key, ttl, tags, o, move || async move { answer })
         .await
 }
 
-/// `get_or_load_with` of `key` under `tags`, whose loader fails with [`DatabaseDown`].
-pub async fn fail(
-    cache: &TieredCache,
-    key: &str,
-    ttl: Duration,
-    tags: &[&str],
-    o: &LoadOptions,
-) -> Got {
-    cache
-        .get_or_load_with(key, ttl, tags, o, || async {
-            Err::<Option<String>, _>(DatabaseDown)
+/// What these loaders answer: a value, nothing (`Ok(None)`) or [`DatabaseDown`].
+pub type Answer = Result<Option<String>, DatabaseDown>;
+
+/// A loader answering `answer`, and a receiver told when it runs (an eager refresh runs it in
+/// the background, after the hit that claimed the refresh returned).
+pub fn telling(
+    answer: Result<Option<&str>, DatabaseDown>,
+) -> (
+    impl FnOnce() -> BoxFuture<'static, Answer> + Send + 'static,
+    oneshot::Receiver<()>,
+) {
+    let answer = answer.map(|found| found.map(str::to_owned));
+    let (tx, ran) = oneshot::channel();
+    let loader = move || -> BoxFuture<'static, Answer> {
+        Box::pin(async move {
+            let _ = tx.send(());
+            answer
         })
-        .await
+    };
+    (loader, ran)
+}
+
+/// A first load (`load`, not yet begun) that finds its value: that value, and when the load
+/// began.
+pub async fn first_load(load: impl Future<Output = Got>) -> (Instant, Loaded<String>) {
+    let began = Instant::now();
+    let loaded = load.await.unwrap().unwrap();
+    (began, loaded)
+}
+
+/// A loader held at a gate: each caller of [`Gated::spawn`] runs on a task of its own, and a
+/// load it runs counts itself in `calls`, then waits until [`Gated::open`].
+pub struct Gated {
+    gate: Arc<Notify>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Gated {
+    /// The gate shut, no load run yet.
+    pub fn new() -> Self {
+        Self {
+            gate: Arc::new(Notify::new()),
+            calls: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// A `get_or_load_with` of `key` on `cache` (no tag) whose load, once let through,
+    /// finds `found`.
+    pub fn spawn(
+        &self,
+        cache: &TieredCache,
+        (key, ttl, o): (&'static str, Duration, LoadOptions),
+        found: Option<&'static str>,
+    ) -> tokio::task::JoinHandle<Got> {
+        let (cache, gate, calls) = (cache.clone(), self.gate.clone(), self.calls.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_load_with(key, ttl, &[], &o, move || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    gate.notified().await;
+                    Ok::<_, DatabaseDown>(found.map(str::to_owned))
+                })
+                .await
+        })
+    }
+
+    /// The loads run so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Lets the load waiting at the gate finish.
+    pub fn open(&self) {
+        self.gate.notify_one();
+    }
 }
 
 /// Whether Redis still holds `cache`'s value of `key`.

@@ -60,6 +60,17 @@ pub fn quick(
         .with_breaker(breaker.0, breaker.1)
 }
 
+/// The cache of test `name`, on the Redis at `REDIS_URL` under a prefix of its own.
+pub async fn own_cache(name: &str) -> TieredCache {
+    build(config(name, &redis_url())).await
+}
+
+/// Two instances of the cache of test `name` (as [`own_cache`]), both subscribed to its
+/// invalidations.
+pub async fn own_pair(name: &str) -> (TieredCache, TieredCache) {
+    pair(config(name, &redis_url())).await
+}
+
 /// A cache built from `cfg` (a Redis that is down does not fail the build).
 pub async fn build(cfg: CacheConfig) -> TieredCache {
     TieredCache::builder(cfg).build().await.unwrap()
