@@ -109,6 +109,41 @@ pub fn student_group(student: Uuid) -> String {
     format!("student:{student}")
 }
 
+/// Where one kind of one student's data is cached: its key, its TTL and its tags (the kind's
+/// tag and the student's group, so that invalidating either drops it). The reads, the puts
+/// and the warmer all cache through one.
+pub(crate) struct Slot {
+    kind: HealthData,
+    key: String,
+    group: String,
+}
+
+impl Slot {
+    /// The slot of `kind` of `student`.
+    pub(crate) fn new(kind: HealthData, student: Uuid) -> Self {
+        Slot {
+            kind,
+            key: kind.key(student),
+            group: TieredCache::group_tag(&student_group(student)),
+        }
+    }
+
+    /// The cache key ([`HealthData::key`]).
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// How long the kind stays cached ([`HealthData::ttl`]).
+    pub(crate) fn ttl(&self) -> Duration {
+        self.kind.ttl()
+    }
+
+    /// The kind's tag and the student's group tag.
+    pub(crate) fn tags(&self) -> [&str; 2] {
+        [self.kind.tag(), &self.group]
+    }
+}
+
 /// A student's health data through the cache: get-or-load with the report's TTLs, explicit
 /// puts (the report's `cacheStudentHealthSummary` …), invalidation of one student or one type.
 ///
@@ -205,14 +240,11 @@ impl HealthDataCache {
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        let group = TieredCache::group_tag(&student_group(student));
+        let slot = Slot::new(kind, student);
         self.cache
-            .get_or_load(
-                &kind.key(student),
-                kind.ttl(),
-                &[kind.tag(), &group],
-                || self.reads.run(true, load),
-            )
+            .get_or_load(slot.key(), slot.ttl(), &slot.tags(), || {
+                self.reads.run(true, load)
+            })
             .await
     }
 
@@ -233,23 +265,17 @@ impl HealthDataCache {
             Failed(Error),
         }
         let (reads, source) = (&self.reads, self.source()?);
-        let group = TieredCache::group_tag(&student_group(student));
-        let kind = HealthData::Summary;
+        let slot = Slot::new(HealthData::Summary, student);
         let loaded = self
             .cache
-            .get_or_load(
-                &kind.key(student),
-                kind.ttl(),
-                &[kind.tag(), &group],
-                || async move {
-                    let read = |db: Db| async move { source.health_summary(&db, student).await };
-                    match reads.run(true, read).await {
-                        Ok(Some(summary)) => Ok(summary),
-                        Ok(None) => Err(Miss::NotFound),
-                        Err(e) => Err(Miss::Failed(e)),
-                    }
-                },
-            )
+            .get_or_load(slot.key(), slot.ttl(), &slot.tags(), || async move {
+                let read = |db: Db| async move { source.health_summary(&db, student).await };
+                match reads.run(true, read).await {
+                    Ok(Some(summary)) => Ok(summary),
+                    Ok(None) => Err(Miss::NotFound),
+                    Err(e) => Err(Miss::Failed(e)),
+                }
+            })
             .await;
         match loaded {
             Ok(summary) => Ok(Some(summary)),
@@ -335,14 +361,14 @@ impl HealthDataCache {
     {
         let source = self.source.clone().ok_or_else(health_off)?;
         let reads = self.reads.clone();
-        let group = TieredCache::group_tag(&student_group(student));
+        let slot = Slot::new(kind, student);
         let options = self.cache.load_options().fail_safe(CRITICAL_FAIL_SAFE);
         let loaded = self
             .cache
             .get_or_load_with(
-                &kind.key(student),
-                kind.ttl(),
-                &[kind.tag(), &group],
+                slot.key(),
+                slot.ttl(),
+                &slot.tags(),
                 &options,
                 move || async move {
                     let read = |db: Db| load(source.clone(), db, student);
@@ -361,10 +387,10 @@ impl HealthDataCache {
     where
         T: Serialize + Send + Sync + 'static,
     {
-        let group = TieredCache::group_tag(&student_group(student));
+        let slot = Slot::new(kind, student);
         if let Err(e) = self
             .cache
-            .set(&kind.key(student), value, kind.ttl(), &[kind.tag(), &group])
+            .set(slot.key(), value, slot.ttl(), &slot.tags())
             .await
         {
             tracing::warn!(kind = kind.tag(), error = %e, "could not cache health data");

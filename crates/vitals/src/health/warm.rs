@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::Utc;
-use vitals_cache::{TieredCache, WarmEntry, WarmError, Warmer};
+use vitals_cache::{WarmEntry, WarmError, Warmer};
 
-use super::cache::{student_group, HealthData};
+use super::cache::{HealthData, Slot};
 use super::schema_source::VitalsSchema;
 use super::source::HealthSource;
 use super::store::Tables;
@@ -78,8 +78,8 @@ impl HealthWarmer {
     pub async fn entry(&self, key: &str) -> Result<WarmEntry, WarmError> {
         let (kind, student) =
             HealthData::parse_key(key).ok_or_else(|| WarmError::from("not a health cache key"))?;
-        let group = TieredCache::group_tag(&student_group(student));
-        let tags = [kind.tag(), group.as_str()];
+        let slot = Slot::new(kind, student);
+        let tags = slot.tags();
         let (db, source) = (&self.db, &*self.source);
         let entry = match kind {
             HealthData::Summary => {
