@@ -12,8 +12,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Row};
 use vitals_pool::retry::{retry, RetryPolicy};
 use vitals_pool::{
-    health_check, AlertKind, AlertState, HealthStatus, MonitorConfig, MonitoredPool, PoolConfig,
-    PoolError, PoolMonitor, PoolProbe,
+    health_check, AlertKind, AlertState, HealthStatus, MonitorConfig, MonitoredConnection,
+    MonitoredPool, MonitoredTransaction, PoolConfig, PoolError, PoolMonitor, PoolProbe,
 };
 
 mod common;
@@ -289,6 +289,20 @@ async fn after_every_backend_is_terminated_later_queries_succeed(
     Ok(())
 }
 
+/// A SERIALIZABLE transaction on `conn`, and the sum of the doses it read.
+async fn serializable_sum(
+    conn: &mut MonitoredConnection<sqlx::Postgres>,
+) -> Result<(MonitoredTransaction<'_, sqlx::Postgres>, i64), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+        .execute(&mut *tx)
+        .await?;
+    let sum: i64 = sqlx::query_scalar("SELECT sum(mg) FROM doses")
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok((tx, sum))
+}
+
 #[sqlx::test]
 async fn a_serialization_failure_is_retried_and_succeeds(
     _: PgPoolOptions,
@@ -309,24 +323,12 @@ async fn a_serialization_failure_is_retried_and_succeeds(
     let total: i64 = retry(&policy, || async {
         let n = attempts.fetch_add(1, Ordering::SeqCst);
         let mut conn = pool.acquire().await?;
-        let mut tx = conn.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
-            .execute(&mut *tx)
-            .await?;
-        let sum: i64 = sqlx::query_scalar("SELECT sum(mg) FROM doses")
-            .fetch_one(&mut *tx)
-            .await?;
+        let (mut tx, sum) = serializable_sum(&mut conn).await?;
         if n == 0 {
             // A concurrent SERIALIZABLE transaction reads and writes the same rows and commits
             // first: write skew, so this one must fail with 40001.
             let mut other_conn = pool.acquire().await?;
-            let mut other = other_conn.begin().await?;
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
-                .execute(&mut *other)
-                .await?;
-            let s: i64 = sqlx::query_scalar("SELECT sum(mg) FROM doses")
-                .fetch_one(&mut *other)
-                .await?;
+            let (mut other, s) = serializable_sum(&mut other_conn).await?;
             sqlx::query("INSERT INTO doses VALUES (100, $1)")
                 .bind(i32::try_from(s).unwrap_or(0))
                 .execute(&mut *other)
