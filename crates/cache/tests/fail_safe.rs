@@ -262,7 +262,7 @@ async fn a_loader_that_finds_nothing_is_a_counted_miss_not_a_load_error() {
     let (key, ttl) = ("student:13:allergies", Duration::from_secs(60));
     let loader = Gated::new();
     let callers: Vec<_> = (0..10)
-        .map(|_| loader.spawn(&cache, (key, ttl, o), None))
+        .map(|_| loader.spawn(&cache, (key, ttl, o), Ok(None)))
         .collect();
     let waited = common::eventually(Duration::from_secs(5), || async {
         let s = cache.stats();
@@ -296,7 +296,7 @@ async fn misses_on_two_instances_make_one_load_through_the_load_lock() {
     let callers: Vec<_> = [&a, &b]
         .into_iter()
         .flat_map(|cache| (0..20).map(move |_| cache))
-        .map(|cache| loader.spawn(cache, (key, ttl, o), Some("bee stings")))
+        .map(|cache| loader.spawn(cache, (key, ttl, o), Ok(Some("bee stings"))))
         .collect();
     // One instance holds the lock and loads; the other's leader waits for its value.
     let waiting = common::eventually(Duration::from_secs(5), || async {

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use vitals_cache::{LoadOptions, TieredCache};
 
 use common::loaders::{
@@ -47,7 +46,7 @@ async fn a_get_or_load_waiting_on_a_flight_that_found_nothing_loads_without_a_ty
     let o = cache.load_options();
     let key = "student:20:allergies";
     let not_found = Gated::new();
-    let leader = not_found.spawn(&cache, (key, ttl, o), None);
+    let leader = not_found.spawn(&cache, (key, ttl, o), Ok(None));
     let led = common::eventually(Duration::from_secs(5), || async {
         cache.stats().loads == 1
     })
@@ -183,7 +182,7 @@ async fn concurrent_hits_read_from_redis_count_the_one_refresh_they_run() {
     let (loaded_at, _) = first_load(load(&a, key, ttl, &o, "diabetes v1")).await;
     tokio::time::sleep_until(loaded_at + Duration::from_millis(1100)).await;
     let refresh = Gated::new();
-    let hits = (0..30).map(|_| refresh.spawn(&b, (key, ttl, o), Some("diabetes v2")));
+    let hits = (0..30).map(|_| refresh.spawn(&b, (key, ttl, o), Ok(Some("diabetes v2"))));
     for hit in futures::future::join_all(hits).await {
         assert_eq!(*hit.unwrap().unwrap().unwrap().value, "diabetes v1");
     }
@@ -219,17 +218,8 @@ async fn a_waiter_on_the_load_lock_gets_the_stale_value_when_the_holders_load_fa
     tokio::time::sleep_until(loaded_at + ttl + Duration::from_millis(100)).await;
     assert!(!in_redis(&a, key).await, "Redis expired the key");
 
-    let gate = Arc::new(Notify::new());
-    let on_a = {
-        let (a, gate) = (a.clone(), gate.clone());
-        tokio::spawn(async move {
-            a.get_or_load_with(key, ttl, &[], &o, move || async move {
-                gate.notified().await;
-                Err::<Option<String>, _>(DatabaseDown)
-            })
-            .await
-        })
-    };
+    let failing = Gated::new();
+    let on_a = failing.spawn(&a, (key, ttl, o), Err(DatabaseDown));
     let locked = common::eventually(Duration::from_secs(5), || async {
         a.stats().load_locks == 2
     })
@@ -254,7 +244,7 @@ async fn a_waiter_on_the_load_lock_gets_the_stale_value_when_the_holders_load_fa
     })
     .await;
     assert!(waiting, "B waits on A's lock");
-    gate.notify_one();
+    failing.open();
     let on_a = on_a.await.unwrap().unwrap().unwrap();
     assert!(on_a.stale && *on_a.value == "latex");
     let on_b = tokio::time::timeout(Duration::from_secs(5), on_b)

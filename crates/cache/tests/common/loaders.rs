@@ -103,12 +103,12 @@ impl Gated {
     }
 
     /// A `get_or_load_with` of `key` on `cache` (no tag) whose load, once let through,
-    /// finds `found`.
+    /// answers `answer` (as [`load_answering`]'s).
     pub fn spawn(
         &self,
         cache: &TieredCache,
         (key, ttl, o): (&'static str, Duration, LoadOptions),
-        found: Option<&'static str>,
+        answer: Result<Option<&'static str>, DatabaseDown>,
     ) -> tokio::task::JoinHandle<Got> {
         let (cache, gate, calls) = (cache.clone(), self.gate.clone(), self.calls.clone());
         tokio::spawn(async move {
@@ -116,7 +116,7 @@ impl Gated {
                 .get_or_load_with(key, ttl, &[], &o, move || async move {
                     calls.fetch_add(1, Ordering::SeqCst);
                     gate.notified().await;
-                    Ok::<_, DatabaseDown>(found.map(str::to_owned))
+                    answer.map(|found| found.map(str::to_owned))
                 })
                 .await
         })
