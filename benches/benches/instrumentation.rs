@@ -37,8 +37,9 @@
 //! - `pool/instrumentation_alone/statement_end`: what the handle does around a statement, with
 //!   no database: the statement's span opened (`MonitoredPool::statement_span`), its end
 //!   reported as the handle's executors report it (`MonitoredPool::report_statement`:
-//!   `finish_statement_span`, then the facade's observer, the query logger: sanitise once,
-//!   fingerprint, statistics, the span's attributes and name, the statement histogram), and the
+//!   the facade's observer: the query logger (sanitise once, fingerprint, statistics), the
+//!   span's whole end in one record (`end_statement_span`: rows, attributes, name), the
+//!   statement histogram), and the
 //!   span closed (under OpenTelemetry: built and exported). Without a subscriber, with spans
 //!   into tracing's registry alone, and with `tracing-opentelemetry` into the SDK's in-memory
 //!   exporter; beside it, the peer: a span made by hand with the same attributes under the same
@@ -406,8 +407,8 @@ where
 }
 
 /// `iters` statement ends as the handle's executors make them, without the statement: the span
-/// opened, the end reported (`finish_statement_span`, then the facade's observer: the logger,
-/// the span's attributes and name, the statement histogram), the span closed (exported under
+/// opened, the end reported (the facade's observer: the logger, the span's rows, attributes and
+/// name in one record, the statement histogram), the span closed (exported under
 /// OpenTelemetry). Checks the sanitiser ran at most once.
 fn statement_ends(handle: &MonitoredPool<Sqlite>, sql: &str, iters: u64) -> Duration {
     let sanitised = sanitizer_runs_on_this_thread();

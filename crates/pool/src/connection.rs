@@ -35,7 +35,7 @@ impl HoldGuard {
     /// code the handle cannot follow (sqlx's own `Transaction`, see `acquire.rs`).
     pub(crate) fn untrack(mut self) {
         self.tracked = false;
-        self.shared.lock().held.remove(&self.id);
+        self.shared.lock().held.remove(self.id);
     }
 }
 
@@ -45,9 +45,9 @@ impl Drop for HoldGuard {
             return;
         }
         let held = self.since.elapsed();
-        crate::metrics::connection_hold(held);
+        self.shared.histograms.connection_hold(held);
         let mut st = self.shared.lock();
-        st.held.remove(&self.id);
+        st.held.remove(self.id);
         st.hold.saturating_record(micros(held));
         if self.shared.leak_threshold.is_some_and(|t| held >= t) {
             st.long_holds_total += 1;

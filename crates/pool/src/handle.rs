@@ -13,7 +13,7 @@ use sqlx::Database;
 use crate::classify::error_kind;
 use crate::connection::{HoldGuard, MonitoredConnection, ObservedConnection};
 use crate::error::PoolError;
-use crate::metrics::Acquired;
+use crate::metrics::{Acquired, Histograms};
 use crate::observer::{QueryObserver, Reporter, Shared};
 use crate::pgbouncer::wrap::TransactionPooling;
 use crate::probe::{PoolProbe, PoolState};
@@ -112,6 +112,7 @@ impl<DB: Database> MonitoredPoolBuilder<DB> {
                 benchmark: self.benchmark,
                 pooling: self.pooling,
                 peer,
+                histograms: Histograms::new(),
             }),
             observer: self.observer,
         }
@@ -351,7 +352,7 @@ impl Drop for WaitGuard<'_> {
     fn drop(&mut self) {
         if !self.done {
             let mut st = self.shared.lock();
-            st.waiters.remove(&self.id);
+            st.waiters.remove(self.id);
             st.cancelled_total += 1;
         }
     }
@@ -387,9 +388,9 @@ async fn acquire_monitored<DB: Database>(
         Err(sqlx::Error::PoolTimedOut) => Acquired::Timeout,
         Err(_) => Acquired::Error,
     };
-    crate::metrics::acquire_wait(waited, outcome);
+    shared.histograms.acquire_wait(waited, outcome);
     let mut st = shared.lock();
-    st.waiters.remove(&id);
+    st.waiters.remove(id);
     match result {
         Ok(conn) => {
             st.acquire.saturating_record(micros(waited));

@@ -76,6 +76,7 @@
 
 mod acquire;
 mod builder;
+mod by_id;
 mod classify;
 mod config;
 mod connect;
@@ -123,7 +124,10 @@ pub use replica::{
 };
 pub use retry::{is_transient, RetryPolicy};
 pub use sample::PoolMetrics;
-pub use spans::{error_type, finish_statement_span, STATEMENT_SPAN_TARGET};
+pub use spans::{
+    end_statement_span, error_type, finish_statement_span, StatementDescription,
+    STATEMENT_SPAN_TARGET,
+};
 pub use stats::{HandleStats, LatencySummary};
 pub use transaction::MonitoredTransaction;
 /// Masks the password of a URL before it is logged or put in an error.

@@ -23,32 +23,101 @@ pub const CONNECTION_HOLD: &str = "vitals_pool_connection_hold_seconds";
 /// How an acquire ended, the `outcome` label of [`ACQUIRE_WAIT`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Acquired {
-    Ok,
-    Timeout,
-    Error,
+    Ok = 0,
+    Timeout = 1,
+    Error = 2,
 }
 
-/// One acquire's wait.
-pub(crate) fn acquire_wait(waited: Duration, outcome: Acquired) {
+/// The handle's two histograms, registered once when the handle is built, so that an acquire
+/// and a release each cost a record rather than a key built and looked up in the recorder's
+/// registry (the `metrics` crate's advice for hot paths). A handle is bound to the recorder
+/// current when it was registered: when another one is current at a record (the host
+/// installed its recorder after building the handle, or a test's local recorder), that record
+/// registers anew into it, as the `histogram!` macro does, so nothing is lost.
+pub(crate) struct Histograms {
     #[cfg(feature = "metrics")]
-    {
-        let outcome = match outcome {
-            Acquired::Ok => "ok",
-            Acquired::Timeout => "timeout",
-            Acquired::Error => "error",
-        };
-        metrics::histogram!(ACQUIRE_WAIT, "outcome" => outcome).record(waited.as_secs_f64());
+    cached: Cached,
+}
+
+#[cfg(feature = "metrics")]
+struct Cached {
+    /// The recorder the handles were registered with (its address; see [`recorder_id`]).
+    recorder: usize,
+    /// The acquire wait by outcome, in [`Acquired`]'s order.
+    wait: [metrics::Histogram; 3],
+    hold: metrics::Histogram,
+}
+
+/// The address of the recorder a `metrics` call would reach now (the thread's local one, else
+/// the global one, else the no-op): equal addresses, the same recorder.
+#[cfg(feature = "metrics")]
+fn recorder_id() -> usize {
+    metrics::with_recorder(|r| std::ptr::from_ref(r).cast::<()>() as usize)
+}
+
+#[cfg(feature = "metrics")]
+fn wait_histogram(outcome: Acquired) -> metrics::Histogram {
+    let outcome = match outcome {
+        Acquired::Ok => "ok",
+        Acquired::Timeout => "timeout",
+        Acquired::Error => "error",
+    };
+    metrics::histogram!(ACQUIRE_WAIT, "outcome" => outcome)
+}
+
+#[cfg(feature = "metrics")]
+fn hold_histogram() -> metrics::Histogram {
+    metrics::histogram!(CONNECTION_HOLD)
+}
+
+impl Histograms {
+    /// Registers the histograms with the recorder current now.
+    pub(crate) fn new() -> Self {
+        Self {
+            #[cfg(feature = "metrics")]
+            cached: Cached {
+                recorder: recorder_id(),
+                wait: [Acquired::Ok, Acquired::Timeout, Acquired::Error].map(wait_histogram),
+                hold: hold_histogram(),
+            },
+        }
     }
-    #[cfg(not(feature = "metrics"))]
-    let _ = (waited, outcome);
-}
 
-/// One connection's hold, from its acquire to its return.
-pub(crate) fn connection_hold(held: Duration) {
+    /// Whether the handles were registered with the recorder current now.
     #[cfg(feature = "metrics")]
-    metrics::histogram!(CONNECTION_HOLD).record(held.as_secs_f64());
-    #[cfg(not(feature = "metrics"))]
-    let _ = held;
+    fn current(&self) -> bool {
+        self.cached.recorder == recorder_id()
+    }
+
+    /// One acquire's wait.
+    pub(crate) fn acquire_wait(&self, waited: Duration, outcome: Acquired) {
+        #[cfg(feature = "metrics")]
+        {
+            let seconds = waited.as_secs_f64();
+            if self.current() {
+                self.cached.wait[outcome as usize].record(seconds);
+            } else {
+                wait_histogram(outcome).record(seconds);
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (waited, outcome);
+    }
+
+    /// One connection's hold, from its acquire to its return.
+    pub(crate) fn connection_hold(&self, held: Duration) {
+        #[cfg(feature = "metrics")]
+        {
+            let seconds = held.as_secs_f64();
+            if self.current() {
+                self.cached.hold.record(seconds);
+            } else {
+                hold_histogram().record(seconds);
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = held;
+    }
 }
 
 /// One pool gauge: name, help text, and the value a sample gives (waiting is 0 when the
@@ -111,5 +180,62 @@ pub fn describe_pool_metrics() {
         for (name, help, _) in GAUGES {
             describe_gauge!(name, help);
         }
+    }
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    use super::*;
+
+    /// The count line of `name` (with `labels`) in a Prometheus body.
+    fn count(body: &str, name: &str, labels: &str) -> Option<u64> {
+        let prefix = format!("{name}_count{labels} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.trim().parse().ok())
+    }
+
+    #[test]
+    fn handles_registered_with_the_current_recorder_are_the_ones_recorded_into() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        metrics::with_local_recorder(&recorder, || {
+            let h = Histograms::new();
+            assert!(h.current());
+            for _ in 0..2 {
+                h.acquire_wait(Duration::from_millis(2), Acquired::Ok);
+                h.connection_hold(Duration::from_millis(3));
+            }
+            h.acquire_wait(Duration::from_secs(1), Acquired::Timeout);
+        });
+        let body = recorder.handle().render();
+        assert_eq!(
+            count(&body, ACQUIRE_WAIT, "{outcome=\"ok\"}"),
+            Some(2),
+            "{body}"
+        );
+        assert_eq!(count(&body, ACQUIRE_WAIT, "{outcome=\"timeout\"}"), Some(1));
+        assert_eq!(count(&body, CONNECTION_HOLD, ""), Some(2));
+    }
+
+    /// A handle built before the host's recorder (here: with none, the no-op one) still
+    /// reaches the recorder current at each record: nothing is lost to the cache.
+    #[test]
+    fn a_handle_built_before_the_recorder_records_into_the_current_one() {
+        let h = metrics::with_local_recorder(&metrics::NoopRecorder, Histograms::new);
+        let recorder = PrometheusBuilder::new().build_recorder();
+        metrics::with_local_recorder(&recorder, || {
+            assert!(!h.current());
+            h.acquire_wait(Duration::from_millis(2), Acquired::Error);
+            h.connection_hold(Duration::from_millis(3));
+        });
+        let body = recorder.handle().render();
+        assert_eq!(
+            count(&body, ACQUIRE_WAIT, "{outcome=\"error\"}"),
+            Some(1),
+            "{body}"
+        );
+        assert_eq!(count(&body, CONNECTION_HOLD, ""), Some(1));
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tracing::Span;
 
+use crate::metrics::Histograms;
 use crate::pgbouncer::wrap::TransactionPooling;
 use crate::spans::{self, Peer};
 use crate::stats::{micros, State};
@@ -28,9 +29,10 @@ pub struct Statement<'a> {
     /// The error, when it failed.
     pub error: Option<&'a sqlx::Error>,
     /// The statement's span (see `spans.rs`: OpenTelemetry's database conventions), still
-    /// open, with the engine, database, server, rows and `error.type` recorded. The observer
-    /// records `db.query.text` (sanitised), `db.operation.name`, `db.collection.name` and
-    /// `otel.name` on it. Disabled (`Span::none()`) when no subscriber listens: check
+    /// open, with the engine, database and server recorded, and the rows and `error.type`
+    /// too unless the observer [records the span's end](QueryObserver::records_span_end)
+    /// itself. The observer records `db.query.text` (sanitised), `db.operation.name`,
+    /// `db.collection.name` and `otel.name` on it. Disabled (`Span::none()`) when no subscriber listens: check
     /// [`Span::is_disabled`] before computing what to record.
     pub span: &'a Span,
     /// `db.system.name` of the statement (`postgresql`, `sqlite`), for a metric's label.
@@ -62,6 +64,17 @@ pub trait QueryObserver: Send + Sync {
             statement.error,
         );
     }
+
+    /// Whether [`on_statement`](Self::on_statement) records the statement's end on its span
+    /// itself, rows and error included, with [`end_statement_span`](crate::end_statement_span)
+    /// (one call to the subscriber for the whole end). When `true`, the handle records
+    /// nothing on the span before calling it; when `false` (the default), it records the rows
+    /// and the error first ([`finish_statement_span`](crate::finish_statement_span)), and the
+    /// observer may add its description with
+    /// [`end_statement_span`](crate::end_statement_span) or `Span::record`.
+    fn records_span_end(&self) -> bool {
+        false
+    }
 }
 
 pub(crate) struct Shared {
@@ -71,6 +84,8 @@ pub(crate) struct Shared {
     /// PgBouncer's transaction mode: how statements run (`pgbouncer/wrap.rs`); `None` direct.
     pub(crate) pooling: Option<TransactionPooling>,
     pub(crate) peer: Peer,
+    /// The acquire-wait and hold histograms, registered once.
+    pub(crate) histograms: Histograms,
 }
 
 impl Shared {
@@ -120,8 +135,11 @@ impl Reporter {
         if self.shared.benchmark {
             self.shared.lock().query.saturating_record(micros(elapsed));
         }
-        spans::finish_statement_span(span, rows, error);
-        if let Some(o) = &self.observer {
+        let observer = self.observer.as_deref();
+        if !observer.is_some_and(QueryObserver::records_span_end) {
+            spans::finish_statement_span(span, rows, error);
+        }
+        if let Some(o) = observer {
             o.on_statement(&Statement {
                 sql,
                 elapsed,

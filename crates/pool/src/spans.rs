@@ -20,12 +20,14 @@
 //! [`QueryObserver`]: crate::QueryObserver
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 #[cfg(feature = "postgres")]
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Database};
-use tracing::field::Empty;
-use tracing::Span;
+
+use tracing::field::{Empty, Field, Value};
+use tracing::{Metadata, Span};
 
 /// The target of the statement spans, for a subscriber's filter
 /// (`RUST_LOG=vitals_pool::statement=off` turns them off).
@@ -134,6 +136,129 @@ pub fn finish_statement_span(span: &Span, rows: u64, error: Option<&sqlx::Error>
     if let Some(e) = error {
         span.record("error.type", &*error_type(e));
         span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// What a [`QueryObserver`] that sanitises statements knows of one at its end, for
+/// [`end_statement_span`].
+///
+/// [`QueryObserver`]: crate::QueryObserver
+#[derive(Debug, Clone, Copy)]
+pub struct StatementDescription<'a> {
+    /// The sanitised text (`db.query.text`): it is exported as it is, so it must never be the
+    /// raw statement.
+    pub text: &'a str,
+    /// `db.operation.name` (`SELECT`).
+    pub operation: &'a str,
+    /// `db.collection.name`, when the statement names a table.
+    pub collection: Option<&'a str>,
+}
+
+/// Records a statement's end on its span in one call to the subscriber: what
+/// [`finish_statement_span`] records (the rows; on failure `error.type` and the error status)
+/// and the observer's description (`db.query.text`, `db.operation.name`,
+/// `db.collection.name`, and the span's name `otel.name`: `SELECT vaccinations`, or the
+/// operation alone). One `record_all` rather than a `record` per field: under
+/// `tracing-opentelemetry` each record looks the span up and locks its data.
+///
+/// For an observer whose [`records_span_end`](crate::QueryObserver::records_span_end) is
+/// `true` (the handle then records nothing at the end), and for code that reports a statement
+/// it ran outside the handle, instead of [`finish_statement_span`]. `span` is a statement span
+/// of the handle's ([`MonitoredPool::statement_span`], or the one a
+/// [`Statement`](crate::Statement) carries); on another span, nothing is recorded.
+///
+/// [`QueryObserver`]: crate::QueryObserver
+/// [`MonitoredPool::statement_span`]: crate::MonitoredPool::statement_span
+pub fn end_statement_span(
+    span: &Span,
+    description: &StatementDescription<'_>,
+    rows: u64,
+    error: Option<&sqlx::Error>,
+) {
+    if span.is_disabled() {
+        return; // no subscriber listens
+    }
+    let Some(meta) = span.metadata() else {
+        return;
+    };
+    let fields = EndFields::of(meta);
+    let Some([f_text, f_operation, f_collection, f_name, f_rows, f_error, f_status]) = fields.get()
+    else {
+        return;
+    };
+    let StatementDescription {
+        text,
+        operation,
+        collection,
+    } = *description;
+    let name = match collection {
+        Some(c) => Cow::Owned(format!("{operation} {c}")),
+        None => Cow::Borrowed(operation),
+    };
+    let name: &str = &name;
+    // i64: tracing-opentelemetry exports a u64 as a string.
+    let rows = i64::try_from(rows).unwrap_or(i64::MAX);
+    let error_type = error.map(error_type);
+    let error_type = error_type.as_deref();
+    let values: [(&Field, Option<&dyn Value>); 7] = [
+        (f_text, Some(&text)),
+        (f_operation, Some(&operation)),
+        (f_collection, collection.as_ref().map(|c| c as &dyn Value)),
+        (f_name, Some(&name)),
+        (f_rows, Some(&rows)),
+        (f_error, error_type.as_ref().map(|e| e as &dyn Value)),
+        (f_status, error.map(|_| &"ERROR" as &dyn Value)),
+    ];
+    span.record_all(&meta.fields().value_set(&values));
+}
+
+/// The fields [`end_statement_span`] records, looked up by name once for the statement span's
+/// callsite (a lookup compares the names of all its fields) and again only for a span of
+/// another callsite.
+#[derive(Clone)]
+struct EndFields([Option<Field>; 7]);
+
+const END_FIELDS: [&str; 7] = [
+    "db.query.text",
+    "db.operation.name",
+    "db.collection.name",
+    "otel.name",
+    "db.response.returned_rows",
+    "error.type",
+    "otel.status_code",
+];
+
+impl EndFields {
+    fn lookup(meta: &'static Metadata<'static>) -> Self {
+        Self(END_FIELDS.map(|name| meta.fields().field(name)))
+    }
+
+    /// The fields of `meta`'s callsite: the remembered ones when it is the statement span's.
+    fn of(meta: &'static Metadata<'static>) -> Cow<'static, Self> {
+        static STATEMENT: OnceLock<EndFields> = OnceLock::new();
+        let remembered = STATEMENT.get_or_init(|| Self::lookup(meta));
+        let same = remembered.0[0]
+            .as_ref()
+            .is_some_and(|f| f.callsite() == meta.callsite());
+        if same {
+            Cow::Borrowed(remembered)
+        } else {
+            Cow::Owned(Self::lookup(meta))
+        }
+    }
+
+    /// All of them, or `None` when the span lacks one.
+    fn get(&self) -> Option<[&Field; 7]> {
+        let [a, b, c, d, e, f, g] = &self.0;
+        Some([
+            a.as_ref()?,
+            b.as_ref()?,
+            c.as_ref()?,
+            d.as_ref()?,
+            e.as_ref()?,
+            f.as_ref()?,
+            g.as_ref()?,
+        ])
     }
 }
 

@@ -1,7 +1,7 @@
 //! What the [`MonitoredPool`](crate::MonitoredPool) measures: the state kept under its lock
 //! (waiters, held connections, histograms, counters) and the [`HandleStats`] snapshot of it.
 
-use std::collections::BTreeMap;
+use crate::by_id::ById;
 use std::panic::Location;
 use std::time::{Duration, Instant};
 
@@ -91,9 +91,9 @@ pub(crate) struct Held {
 /// What the handle measures, kept under its lock.
 pub(crate) struct State {
     pub(crate) next_id: u64,
-    pub(crate) waiters: BTreeMap<u64, Instant>,
+    pub(crate) waiters: ById<Instant>,
     pub(crate) peak_waiting: usize,
-    pub(crate) held: BTreeMap<u64, Held>,
+    pub(crate) held: ById<Held>,
     pub(crate) acquire: Histogram<u64>,
     pub(crate) hold: Histogram<u64>,
     pub(crate) query: Histogram<u64>,
@@ -109,9 +109,9 @@ impl State {
     pub(crate) fn new() -> Self {
         Self {
             next_id: 0,
-            waiters: BTreeMap::new(),
+            waiters: ById::new(),
             peak_waiting: 0,
-            held: BTreeMap::new(),
+            held: ById::new(),
             acquire: histogram(),
             hold: histogram(),
             query: histogram(),

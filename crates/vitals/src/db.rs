@@ -194,9 +194,14 @@ impl QueryObserver for LoggerObserver {
     /// histogram take the sanitised text, operation and table from what it recorded.
     fn on_statement(&self, s: &Statement<'_>) {
         let q = telemetry::record(&self.logger, s.sql, s.elapsed, s.rows, s.error, Scoped::Yes);
-        telemetry::describe_span(s.span, &q);
+        telemetry::end_span(s.span, &q, s.rows, s.error);
         self.metrics
             .record(s.system, &q, s.elapsed, s.error.is_none());
+    }
+
+    /// `on_statement` records the span's whole end, rows and error with the description.
+    fn records_span_end(&self) -> bool {
+        true
     }
 }
 

@@ -194,9 +194,8 @@ impl StatementObserver for ImportObserver {
         rows: u64,
         error: Option<&sqlx::Error>,
     ) {
-        vitals_pool::finish_statement_span(span, rows, error);
         let q = telemetry::record(&self.logger, sql, elapsed, rows, error, Scoped::No);
-        telemetry::describe_span(span, &q);
+        telemetry::end_span(span, &q, rows, error);
         self.metrics
             .record(self.db.engine().otel_system(), &q, elapsed, error.is_none());
     }

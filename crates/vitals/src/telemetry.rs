@@ -60,24 +60,17 @@ pub(crate) fn record(
     }
 }
 
-/// Records the logger's description of a statement on its span: `db.query.text` (the
-/// sanitised text), `db.operation.name`, `db.collection.name` and the span's name
-/// (`SELECT vaccinations`, or the operation alone when the statement names no table).
-pub(crate) fn describe_span(span: &Span, q: &RecordedQuery) {
-    if span.is_disabled() {
-        return;
-    }
-    span.record("db.query.text", q.sql());
-    span.record("db.operation.name", q.operation());
-    match q.collection() {
-        Some(c) => {
-            span.record("db.collection.name", c);
-            span.record("otel.name", format!("{} {c}", q.operation()));
-        }
-        None => {
-            span.record("otel.name", q.operation());
-        }
-    }
+/// Records a statement's end on its span in one call: the rows and error, and the logger's
+/// description: `db.query.text` (the sanitised text), `db.operation.name`,
+/// `db.collection.name` and the span's name (`SELECT vaccinations`, or the operation alone
+/// when the statement names no table).
+pub(crate) fn end_span(span: &Span, q: &RecordedQuery, rows: u64, error: Option<&sqlx::Error>) {
+    let description = vitals_pool::StatementDescription {
+        text: q.sql(),
+        operation: q.operation(),
+        collection: q.collection(),
+    };
+    vitals_pool::end_statement_span(span, &description, rows, error);
 }
 
 /// The `fingerprint` label of one statement, when the host opted in.
@@ -93,12 +86,32 @@ pub(crate) enum FingerprintLabel {
 /// The statement histogram of one [`Vitals`](crate::Vitals): whether its statements carry the
 /// `fingerprint` label, and which fingerprints have one of their own. Shared (`Arc`) by the
 /// pool's observer and the importer's, so the bound holds for the instance.
-#[derive(Debug)]
 pub(crate) struct StatementMetrics {
     /// `None`: no `fingerprint` label (the default). `Some`: at most `max` fingerprints keep
     /// their own; the set only grows, so a statement's label never changes.
     fingerprints: Option<Bounded>,
+    /// The histogram of each statement seen, by engine, fingerprint and outcome, so that a
+    /// statement seen before costs one map lookup: its labels (operation, table, fingerprint
+    /// label) are a function of its sanitised text, which its fingerprint names, and of this
+    /// instance's fingerprint set, which only grows. At most [`MAX_KNOWN_STATEMENTS`]; a
+    /// statement past it takes the label lookup of `series::histogram` each time.
+    #[cfg(feature = "metrics")]
+    known: std::sync::RwLock<
+        std::collections::HashMap<(&'static str, Fingerprint, bool), metrics::Histogram>,
+    >,
 }
+
+impl std::fmt::Debug for StatementMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatementMetrics")
+            .field("fingerprints", &self.fingerprints)
+            .finish_non_exhaustive()
+    }
+}
+
+/// At most this many statements keep their histogram handle in [`StatementMetrics`].
+#[cfg(feature = "metrics")]
+const MAX_KNOWN_STATEMENTS: usize = 4096;
 
 #[derive(Debug)]
 struct Bounded {
@@ -115,6 +128,8 @@ impl StatementMetrics {
                 max,
                 seen: Mutex::new(HashSet::new()),
             }),
+            #[cfg(feature = "metrics")]
+            known: std::sync::RwLock::default(),
         })
     }
 
@@ -145,7 +160,23 @@ impl StatementMetrics {
         ok: bool,
     ) {
         #[cfg(feature = "metrics")]
-        series::histogram(system, q, self.fingerprint_label(q), ok).record(elapsed.as_secs_f64());
+        {
+            let seconds = elapsed.as_secs_f64();
+            let key = (system, q.fingerprint(), ok);
+            // Plain maps of handles: a panic while one is held leaves it consistent.
+            let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(h) = known.get(&key) {
+                h.record(seconds);
+                return;
+            }
+            drop(known);
+            let h = series::histogram(system, q, self.fingerprint_label(q), ok);
+            h.record(seconds);
+            let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
+            if known.len() < MAX_KNOWN_STATEMENTS {
+                known.insert(key, h);
+            }
+        }
         #[cfg(not(feature = "metrics"))]
         let _ = (system, q, elapsed, ok);
     }
