@@ -1,38 +1,42 @@
-//! The handle's waiters and held connections, keyed by the id each acquire takes: a `Vec`
-//! sorted by id that keeps its capacity, so an acquire and its release allocate nothing once
-//! the pool has been busy (a `BTreeMap` allocates a node whenever it goes from empty to one
-//! entry, that is at almost every acquire of a quiet pool). Ids are taken in increasing
-//! order, so an insert is a push and the first entry is the oldest; the entries are at most
-//! the pool's connections and waiters, so a removal's shift is short.
+//! The handle's waiters and held connections, keyed by the id each acquire takes: a
+//! `VecDeque` sorted by id that keeps its capacity, so an acquire and its release allocate
+//! nothing once the pool has been busy (a `BTreeMap` allocates a node whenever it goes from
+//! empty to one entry, that is at almost every acquire of a quiet pool). Ids are taken in
+//! increasing order, so a waiter's insert is a push at the back and the first entry is the
+//! oldest; a held connection's, whose acquires may end out of order, lands by binary search.
+//! A removal moves the shorter side: waiters leave mostly from the front, so even a long
+//! queue of waiters on a saturated pool costs O(1) per removal there.
+
+use std::collections::VecDeque;
 
 /// Values by increasing `u64` id, oldest first.
 #[derive(Debug)]
 pub(crate) struct ById<T> {
-    entries: Vec<(u64, T)>,
+    entries: VecDeque<(u64, T)>,
 }
 
 impl<T> ById<T> {
     pub(crate) const fn new() -> Self {
         Self {
-            entries: Vec::new(),
+            entries: VecDeque::new(),
         }
     }
 
     /// Adds `value` under `id`; an id already present has its value replaced.
     pub(crate) fn insert(&mut self, id: u64, value: T) {
-        match self.entries.last() {
+        match self.entries.back() {
             Some((last, _)) if *last >= id => match self.position(id) {
                 Ok(i) => self.entries[i].1 = value,
                 Err(i) => self.entries.insert(i, (id, value)),
             },
-            _ => self.entries.push((id, value)),
+            _ => self.entries.push_back((id, value)),
         }
     }
 
     /// Takes the value under `id` out, if present.
     pub(crate) fn remove(&mut self, id: u64) -> Option<T> {
         let i = self.position(id).ok()?;
-        Some(self.entries.remove(i).1)
+        self.entries.remove(i).map(|(_, v)| v)
     }
 
     pub(crate) fn len(&self) -> usize {

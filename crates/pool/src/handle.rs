@@ -254,13 +254,15 @@ impl<DB: Database> MonitoredPool<DB> {
     /// A span for a statement run on this pool's connection outside the handle's executors
     /// (an importer's sink on the driver connection): the one the handle opens for its own
     /// statements (OpenTelemetry's database attributes, a child of the current span). Run the
-    /// statement in it, then record its end with [`finish_statement_span`](crate::finish_statement_span).
+    /// statement in it, then record its end with [`finish_statement_span`](crate::finish_statement_span)
+    /// (or, with a sanitised description, [`end_statement_span`](crate::end_statement_span)).
     pub fn statement_span(&self) -> tracing::Span {
         self.shared.peer.span()
     }
 
     /// Reports one statement at its end exactly as the handle's executors do (the benchmark
-    /// histogram when on, [`finish_statement_span`](crate::finish_statement_span) on `span`,
+    /// histogram when on, [`finish_statement_span`](crate::finish_statement_span) on `span`
+    /// unless the observer [records the span's end](QueryObserver::records_span_end) itself,
     /// then the observer's [`on_statement`](QueryObserver::on_statement)), for a statement the
     /// caller did not run through the handle. `span` is one [`statement_span`](Self::statement_span)
     /// opened; it stays the caller's to close.

@@ -33,7 +33,10 @@ pub(crate) enum Acquired {
 /// registry (the `metrics` crate's advice for hot paths). A handle is bound to the recorder
 /// current when it was registered: when another one is current at a record (the host
 /// installed its recorder after building the handle, or a test's local recorder), that record
-/// registers anew into it, as the `histogram!` macro does, so nothing is lost.
+/// registers anew into it, as the `histogram!` macro does, so nothing is lost. A recorder is
+/// told apart by its address: one global recorder (a service's) always is; a local recorder
+/// dropped and rebuilt at the same address, or two zero-sized recorders, may look alike, so a
+/// test that swaps local recorders builds its handle inside each one's scope.
 pub(crate) struct Histograms {
     #[cfg(feature = "metrics")]
     cached: Cached,

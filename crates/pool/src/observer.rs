@@ -70,8 +70,9 @@ pub trait QueryObserver: Send + Sync {
     /// (one call to the subscriber for the whole end). When `true`, the handle records
     /// nothing on the span before calling it; when `false` (the default), it records the rows
     /// and the error first ([`finish_statement_span`](crate::finish_statement_span)), and the
-    /// observer may add its description with
-    /// [`end_statement_span`](crate::end_statement_span) or `Span::record`.
+    /// observer adds only its description, with `Span::record` (not `end_statement_span`,
+    /// which would record the rows and error a second time: OpenTelemetry would export them
+    /// twice). An observer that wraps another returns the wrapped one's answer.
     fn records_span_end(&self) -> bool {
         false
     }

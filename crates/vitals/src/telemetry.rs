@@ -169,9 +169,14 @@ impl StatementMetrics {
                 h.record(seconds);
                 return;
             }
+            // Full: no write lock (it would block every reader) for a handle not kept.
+            let full = known.len() >= MAX_KNOWN_STATEMENTS;
             drop(known);
             let h = series::histogram(system, q, self.fingerprint_label(q), ok);
             h.record(seconds);
+            if full {
+                return;
+            }
             let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
             if known.len() < MAX_KNOWN_STATEMENTS {
                 known.insert(key, h);

@@ -134,4 +134,35 @@ impl QueryObserver for WriteMarker {
             next.on_statement(statement);
         }
     }
+
+    // The next observer's: when it records the span's end itself, the handle must not too.
+    fn records_span_end(&self) -> bool {
+        self.next.as_ref().is_some_and(|n| n.records_span_end())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An observer that records a statement span's end itself, as the facade's does.
+    struct EndsSpans;
+
+    impl QueryObserver for EndsSpans {
+        fn on_query(&self, _: &str, _: Duration, _: u64, _: Option<&sqlx::Error>) {}
+
+        fn records_span_end(&self) -> bool {
+            true
+        }
+    }
+
+    /// The handle records the rows and error on a span only when the observer does not: the
+    /// write marker answers for the observer it wraps, or the rows would be recorded (and
+    /// exported) twice on every write through the router.
+    #[test]
+    fn the_write_marker_answers_records_span_end_for_the_observer_it_wraps() {
+        let wrapping = |next: Option<Arc<dyn QueryObserver>>| WriteMarker { next };
+        assert!(wrapping(Some(Arc::new(EndsSpans))).records_span_end());
+        assert!(!wrapping(None).records_span_end());
+    }
 }
