@@ -148,10 +148,20 @@ async fn a_lagging_replica_is_taken_out_and_put_back_when_it_catches_up() -> Tes
     sqlx::query("INSERT INTO visits (tag) VALUES ('late')")
         .execute(router.write())
         .await?;
-    until("the replica is taken out as lagging", || {
-        matches!(router.statuses()[0].unfit, Some(Unfit::Lagging { .. }))
-    })
-    .await;
+    // `pg_reload_conf()` only signals the standby: its startup process takes the delay up a
+    // moment later, and a write replayed before then leaves nothing behind to lag on. So a
+    // write every 50 ms while waiting (at most 400, as a live primary has): those are held.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !matches!(router.statuses()[0].unfit, Some(Unfit::Lagging { .. })) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting until the replica is taken out as lagging"
+        );
+        sqlx::query("INSERT INTO visits (tag) VALUES ('tick')")
+            .execute(router.write())
+            .await?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(router.read().target(), ReadTarget::Primary);
     assert!(router.statuses()[0].taken_out_total >= 1);
 
