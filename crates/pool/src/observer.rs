@@ -32,8 +32,8 @@ pub struct Statement<'a> {
     /// open, with the engine, database and server recorded, and the rows and `error.type`
     /// too unless the observer [records the span's end](QueryObserver::records_span_end)
     /// itself. The observer records `db.query.text` (sanitised), `db.operation.name`,
-    /// `db.collection.name` and `otel.name` on it. Disabled (`Span::none()`) when no subscriber listens: check
-    /// [`Span::is_disabled`] before computing what to record.
+    /// `db.collection.name` and `otel.name` on it. Disabled (`Span::none()`) when no
+    /// subscriber listens: check [`Span::is_disabled`] before computing what to record.
     pub span: &'a Span,
     /// `db.system.name` of the statement (`postgresql`, `sqlite`), for a metric's label.
     pub system: &'static str,

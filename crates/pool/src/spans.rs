@@ -25,7 +25,6 @@ use std::sync::OnceLock;
 #[cfg(feature = "postgres")]
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Database};
-
 use tracing::field::{Empty, Field, Value};
 use tracing::{Metadata, Span};
 
@@ -128,15 +127,17 @@ pub fn finish_statement_span(span: &Span, rows: u64, error: Option<&sqlx::Error>
     if span.is_disabled() {
         return;
     }
-    // i64: tracing-opentelemetry exports a u64 as a string.
-    span.record(
-        "db.response.returned_rows",
-        i64::try_from(rows).unwrap_or(i64::MAX),
-    );
+    span.record("db.response.returned_rows", returned_rows(rows));
     if let Some(e) = error {
         span.record("error.type", &*error_type(e));
         span.record("otel.status_code", "ERROR");
     }
+}
+
+/// `db.response.returned_rows` as recorded: an i64, since tracing-opentelemetry exports a u64
+/// as a string.
+fn returned_rows(rows: u64) -> i64 {
+    i64::try_from(rows).unwrap_or(i64::MAX)
 }
 
 /// What a [`QueryObserver`] that sanitises statements knows of one at its end, for
@@ -196,8 +197,7 @@ pub fn end_statement_span(
         None => Cow::Borrowed(operation),
     };
     let name: &str = &name;
-    // i64: tracing-opentelemetry exports a u64 as a string.
-    let rows = i64::try_from(rows).unwrap_or(i64::MAX);
+    let rows = returned_rows(rows);
     let error_type = error.map(error_type);
     let error_type = error_type.as_deref();
     let values: [(&Field, Option<&dyn Value>); 7] = [

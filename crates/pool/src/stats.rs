@@ -1,12 +1,13 @@
 //! What the [`MonitoredPool`](crate::MonitoredPool) measures: the state kept under its lock
 //! (waiters, held connections, histograms, counters) and the [`HandleStats`] snapshot of it.
 
-use crate::by_id::ById;
 use std::panic::Location;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+
+use crate::by_id::ById;
 
 /// p50/p95/p99/max of a latency histogram, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
