@@ -66,6 +66,8 @@ pub(crate) struct Inner {
     /// only if none of its key and tags moved while it read from Redis or loaded.
     epochs: Epochs,
     pub(crate) counters: Counters,
+    /// The get latency and hit and miss handles of the `metrics` facade (`metrics.rs`).
+    pub(crate) figures: crate::metrics::GetFigures,
     pub(crate) subscribed: watch::Sender<bool>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -93,6 +95,7 @@ impl Inner {
             arrivals: crate::arrivals::Arrivals::default(),
             epochs: Epochs::default(),
             counters: Counters::default(),
+            figures: crate::metrics::GetFigures::new(),
             subscribed,
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),

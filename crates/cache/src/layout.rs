@@ -20,7 +20,7 @@ pub(crate) const BUCKETS: u16 = 256;
 
 /// The prefix of a group's tag ([`TieredCache::group_tag`](crate::TieredCache::group_tag)):
 /// such a tag is kept in its own bucket only, other tags in every bucket.
-pub(crate) const GROUP_TAG_PREFIX: &str = "group:";
+pub(crate) const GROUP_TAG_PREFIX: &str = crate::TieredCache::GROUP_TAG_PREFIX;
 
 /// How keys are named in Redis.
 #[derive(Debug, Clone)]

@@ -18,12 +18,12 @@ use std::time::Instant;
 /// The get latency histogram's name.
 pub const GET_SECONDS: &str = "vitals_cache_get_seconds";
 
-/// Which tier answered a get.
+/// Which tier answered a get, in the order of [`GetFigures`]' handles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Answered {
-    L1,
-    L2,
-    Miss,
+    L1 = 0,
+    L2 = 1,
+    Miss = 2,
 }
 
 impl Answered {
@@ -67,6 +67,90 @@ fn sampled_now() -> Option<Instant> {
     None
 }
 
+/// A cache's get figures (the latency histogram and the hit and miss counters, one handle
+/// per tier), registered once when the cache is built, so that a get costs a record and an
+/// increment rather than a key built (its label list allocated) and looked up in the
+/// recorder's registry at each call: the `metrics` crate's advice for hot paths. Bound to the
+/// recorder current when they were registered: a get made while another one is current (the
+/// host installed its recorder after building the cache, or a test's local recorder)
+/// registers into that one as the macros do, so nothing is lost. Recorders are told apart by
+/// address, as the pool's histograms do (`vitals_pool::metrics`).
+pub(crate) struct GetFigures {
+    #[cfg(feature = "metrics")]
+    cached: Cached,
+}
+
+#[cfg(feature = "metrics")]
+struct Cached {
+    /// The recorder the handles were registered with (its address; see [`recorder_id`]).
+    recorder: usize,
+    /// `vitals_cache_get_seconds` by tier, in [`Answered`]'s order.
+    seconds: [metrics::Histogram; 3],
+    /// `vitals_cache_hits_total{tier="l1"}`, `{tier="l2"}`, then `vitals_cache_misses_total`.
+    counts: [metrics::Counter; 3],
+}
+
+/// The address of the recorder a `metrics` call would reach now (the thread's local one, else
+/// the global one, else the no-op): equal addresses, the same recorder.
+#[cfg(feature = "metrics")]
+fn recorder_id() -> usize {
+    metrics::with_recorder(|r| std::ptr::from_ref(r).cast::<()>() as usize)
+}
+
+#[cfg(feature = "metrics")]
+fn seconds_histogram(tier: Answered) -> metrics::Histogram {
+    metrics::histogram!(GET_SECONDS, "tier" => tier.label())
+}
+
+#[cfg(feature = "metrics")]
+fn count_counter(tier: Answered) -> metrics::Counter {
+    match tier {
+        Answered::Miss => metrics::counter!("vitals_cache_misses_total"),
+        hit => metrics::counter!("vitals_cache_hits_total", "tier" => hit.label()),
+    }
+}
+
+#[cfg(feature = "metrics")]
+const TIERS: [Answered; 3] = [Answered::L1, Answered::L2, Answered::Miss];
+
+impl GetFigures {
+    /// Registers the handles with the recorder current now.
+    pub(crate) fn new() -> Self {
+        Self {
+            #[cfg(feature = "metrics")]
+            cached: Cached {
+                recorder: recorder_id(),
+                seconds: TIERS.map(seconds_histogram),
+                counts: TIERS.map(count_counter),
+            },
+        }
+    }
+
+    /// One get answered by `tier`, timed from `started` if its clock was read.
+    #[inline]
+    fn record(&self, tier: Answered, started: Option<Instant>) {
+        #[cfg(feature = "metrics")]
+        {
+            let current = self.cached.recorder == recorder_id();
+            if let Some(started) = started {
+                let elapsed = started.elapsed().as_secs_f64();
+                if current {
+                    self.cached.seconds[tier as usize].record(elapsed);
+                } else {
+                    seconds_histogram(tier).record(elapsed);
+                }
+            }
+            if current {
+                self.cached.counts[tier as usize].increment(1);
+            } else {
+                count_counter(tier).increment(1);
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (tier, started);
+    }
+}
+
 /// One get being answered: its `cache.get` span (a child of the caller's span) and its
 /// clock; [`done`](Self::done) records the tier that answered.
 ///
@@ -83,14 +167,21 @@ pub(crate) struct Get {
 impl Get {
     #[inline]
     pub(crate) fn start() -> Self {
-        Self {
-            // No field value is built here: `cache.tier` is recorded by `done`, and only
-            // if a subscriber wants the span (a disabled span is `Span::none()`).
-            span: tracing::info_span!(
+        // The span is made only when a subscriber wants spans of `vitals_cache` at info:
+        // otherwise `Span::none()`, without the disabled span's work (tracing's `log`
+        // feature, which sqlx turns on, records the fields of a disabled span and logs
+        // its drop). No field value is built here: `cache.tier` is recorded by `done`.
+        let span = if tracing::span_enabled!(target: "vitals_cache", tracing::Level::INFO) {
+            tracing::info_span!(
                 target: "vitals_cache",
                 "cache.get",
                 cache.tier = tracing::field::Empty
-            ),
+            )
+        } else {
+            tracing::Span::none()
+        };
+        Self {
+            span,
             started: sampled_now(),
         }
     }
@@ -107,26 +198,13 @@ impl Get {
     }
 
     /// The get was answered by `tier`: the span's `cache.tier`, the counters and the latency
-    /// histogram (an L1 hit's only if its clock was read at the start).
+    /// histogram (an L1 hit's only if its clock was read at the start), through `figures`.
     #[inline]
-    pub(crate) fn done(self, tier: Answered) {
+    pub(crate) fn done(self, tier: Answered, figures: &GetFigures) {
         if !self.span.is_disabled() {
             self.span.record("cache.tier", tier.label());
         }
-        #[cfg(feature = "metrics")]
-        {
-            if let Some(started) = self.started {
-                let elapsed = started.elapsed().as_secs_f64();
-                metrics::histogram!(GET_SECONDS, "tier" => tier.label()).record(elapsed);
-            }
-            match tier {
-                Answered::Miss => metrics::counter!("vitals_cache_misses_total").increment(1),
-                hit => {
-                    metrics::counter!("vitals_cache_hits_total", "tier" => hit.label())
-                        .increment(1);
-                }
-            }
-        }
+        figures.record(tier, self.started);
     }
 }
 
@@ -172,5 +250,77 @@ pub fn describe_cache_metrics() {
         for to in ["open", "half_open", "closed"] {
             metrics::counter!("vitals_cache_breaker_transitions_total", "to" => to).increment(0);
         }
+    }
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use std::time::Duration;
+
+    use futures::FutureExt;
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    use crate::{CacheConfig, TieredCache};
+
+    /// An L1-only cache holding `"k"`, built on a runtime of its own.
+    fn cache_holding_k(rt: &tokio::runtime::Runtime) -> TieredCache {
+        rt.block_on(async {
+            let cfg = CacheConfig::default().with_l1(true, 16, Duration::from_secs(60));
+            let cache = TieredCache::builder(cfg).build().await.unwrap();
+            cache
+                .set("k", 7_u32, Duration::from_secs(60), &[])
+                .await
+                .unwrap();
+            cache
+        })
+    }
+
+    /// The value of `name` (with its labels, as rendered) in a Prometheus text body.
+    fn value(body: &str, name: &str) -> Option<f64> {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Three L1 hits and one miss under a fresh Prometheus recorder, the cache built by
+    /// `build` (outside the recorder's scope, or inside it); returns the rendered hits and
+    /// misses and the L1 latency samples.
+    fn figures(inside: bool) -> (Option<f64>, Option<f64>, Option<f64>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let outside = (!inside).then(|| cache_holding_k(&rt));
+        let recorder = PrometheusBuilder::new().build_recorder();
+        metrics::with_local_recorder(&recorder, || {
+            let cache = outside.clone().unwrap_or_else(|| cache_holding_k(&rt));
+            for _ in 0..3 {
+                let hit = cache.get::<u32>("k").now_or_never().flatten();
+                assert_eq!(hit.as_deref(), Some(&7));
+            }
+            assert!(cache
+                .get::<u32>("absent")
+                .now_or_never()
+                .flatten()
+                .is_none());
+        });
+        let body = recorder.handle().render();
+        (
+            value(&body, r#"vitals_cache_hits_total{tier="l1"}"#),
+            value(&body, "vitals_cache_misses_total"),
+            value(&body, r#"vitals_cache_get_seconds_count{tier="miss"}"#),
+        )
+    }
+
+    /// The handles registered when the cache was built serve the recorder current then.
+    #[test]
+    fn a_cache_built_under_the_recorder_counts_every_get_into_it() {
+        assert_eq!(figures(true), (Some(3.0), Some(1.0), Some(1.0)));
+    }
+
+    /// A cache built before the host's recorder (here a local one) loses nothing: each get
+    /// registers into the recorder current at the get, as the macros do.
+    #[test]
+    fn a_cache_built_before_the_recorder_still_counts_every_get_into_it() {
+        assert_eq!(figures(false), (Some(3.0), Some(1.0), Some(1.0)));
     }
 }

@@ -145,11 +145,18 @@ impl TieredCache {
         }
     }
 
+    /// What every [`group_tag`](Self::group_tag) starts with: `group_tag(g)` is this
+    /// followed by `g`, for a caller that writes a tag into a buffer of its own.
+    pub const GROUP_TAG_PREFIX: &'static str = "group:";
+
     /// The tag that registers a key in `group` (e.g. a student id), for
     /// [`TieredCache::set`]'s tags; [`TieredCache::invalidate_group`] drops
     /// every key of the group.
     pub fn group_tag(group: &str) -> String {
-        format!("group:{group}")
+        let mut tag = String::with_capacity(Self::GROUP_TAG_PREFIX.len() + group.len());
+        tag.push_str(Self::GROUP_TAG_PREFIX);
+        tag.push_str(group);
+        tag
     }
 
     /// The configuration the cache runs with.
@@ -187,6 +194,12 @@ impl TieredCache {
     }
 
     /// The value of `key` as a `T` from L1, or from Redis (decoded, then held in L1).
+    ///
+    /// The Redis read is a boxed future of its own ([`fetch_shared`](Self::fetch_shared)),
+    /// made only when L1 did not answer: this future stays a few words, so an L1 hit neither
+    /// builds nor moves the Redis read's state (some hundreds of bytes, copied at each move of
+    /// the future: the caller's `.await`, `now_or_never`), and the allocation is paid on the
+    /// path that waits for a round trip anyway.
     pub(crate) async fn fetch<T>(&self, key: &str) -> Option<Arc<T>>
     where
         T: DeserializeOwned + Send + Sync + 'static,
@@ -197,52 +210,79 @@ impl TieredCache {
             match l1.lookup::<T>(key) {
                 Lookup::Hit(v) => {
                     c.l1_hits.add(1);
-                    get.done(Answered::L1);
+                    get.done(Answered::L1, &self.inner.figures);
                     return Some(v);
                 }
                 Lookup::Mismatch => {
                     get.past_l1();
                     c.type_mismatches.fetch_add(1, Ordering::Relaxed);
                     c.misses.fetch_add(1, Ordering::Relaxed);
-                    get.done(Answered::Miss);
+                    get.done(Answered::Miss, &self.inner.figures);
                     return None;
                 }
                 Lookup::Miss => {}
             }
         }
         get.past_l1();
-        if let Some(redis) = &self.inner.redis {
-            // The key's epoch only: the tags of a value read from Redis are not known
-            // here, and a tag invalidation that removes it names the key.
-            let e0 = self.inner.watch(key, &[]);
-            match redis.get_with_ttl(key).await {
-                Ok(Some((bytes, ttl))) => match serde_json::from_slice::<T>(&bytes) {
-                    Ok(v) => {
-                        c.l2_hits.fetch_add(1, Ordering::Relaxed);
-                        get.done(Answered::L2);
-                        let v = Arc::new(v);
-                        if let Some(l1) = &self.inner.l1 {
-                            let ttl = ttl.unwrap_or(self.inner.config.l1_ttl);
-                            l1.insert_if(key, v.clone(), bytes.len(), ttl, &[], || e0.unchanged());
-                        }
-                        return Some(v);
-                    }
-                    Err(_) => {
-                        c.type_mismatches.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(
-                            target: "vitals_cache",
-                            "value in redis does not decode as the type asked for (another \
-                             type, or an older format): a miss"
-                        );
-                    }
-                },
-                Ok(None) => {}
-                Err(e) => log_redis_error("get", &e),
+        let found = if self.inner.redis.is_some() {
+            Box::pin(self.fetch_shared::<T>(key)).await
+        } else {
+            None
+        };
+        match found {
+            Some(v) => {
+                c.l2_hits.fetch_add(1, Ordering::Relaxed);
+                get.done(Answered::L2, &self.inner.figures);
+                Some(v)
+            }
+            None => {
+                c.misses.fetch_add(1, Ordering::Relaxed);
+                get.done(Answered::Miss, &self.inner.figures);
+                None
             }
         }
-        c.misses.fetch_add(1, Ordering::Relaxed);
-        get.done(Answered::Miss);
-        None
+    }
+
+    /// [`fetch`](Self::fetch)'s read from Redis: the value decoded as a `T` and held in L1
+    /// for the rest of its Redis TTL (capped by `CACHE_L1_TTL`); `None` when Redis has none,
+    /// fails, or holds a payload that does not decode as `T` (counted in `type_mismatches`).
+    async fn fetch_shared<T>(&self, key: &str) -> Option<Arc<T>>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        let redis = self.inner.redis.as_ref()?;
+        // The key's epoch only: the tags of a value read from Redis are not known
+        // here, and a tag invalidation that removes it names the key.
+        let e0 = self.inner.watch(key, &[]);
+        match redis.get_with_ttl(key).await {
+            Ok(Some((bytes, ttl))) => match serde_json::from_slice::<T>(&bytes) {
+                Ok(v) => {
+                    let v = Arc::new(v);
+                    if let Some(l1) = &self.inner.l1 {
+                        let ttl = ttl.unwrap_or(self.inner.config.l1_ttl);
+                        l1.insert_if(key, v.clone(), bytes.len(), ttl, &[], || e0.unchanged());
+                    }
+                    Some(v)
+                }
+                Err(_) => {
+                    self.inner
+                        .counters
+                        .type_mismatches
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        target: "vitals_cache",
+                        "value in redis does not decode as the type asked for (another \
+                         type, or an older format): a miss"
+                    );
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                log_redis_error("get", &e);
+                None
+            }
+        }
     }
 
     /// The value of `key`, from L1 or Redis; `None` on a miss. The main read path: the

@@ -92,7 +92,17 @@ impl HealthData {
     /// The cache key of this kind for one student: ids only, never a name (keys are visible
     /// in Redis, unencrypted).
     pub fn key(self, student: Uuid) -> String {
-        format!("health:{}:{student}", self.tag())
+        let mut key = String::with_capacity(KEY_LEN);
+        self.push_key(student, &mut key);
+        key
+    }
+
+    /// Appends [`key`](Self::key) to `out`.
+    fn push_key(self, student: Uuid, out: &mut String) {
+        out.push_str("health:");
+        out.push_str(self.tag());
+        out.push(':');
+        push_uuid(student, out);
     }
 
     /// The kind and student of a key made by [`key`](Self::key).
@@ -106,7 +116,26 @@ impl HealthData {
 /// The cache group of a student: every key of one student is in it, so
 /// `cache().invalidate_group(&student_group(id))` drops them all at once.
 pub fn student_group(student: Uuid) -> String {
-    format!("student:{student}")
+    let mut group = String::with_capacity(STUDENT_GROUP_PREFIX.len() + Uuid::encode_buffer().len());
+    push_student_group(student, &mut group);
+    group
+}
+
+/// What every [`student_group`] starts with.
+const STUDENT_GROUP_PREFIX: &str = "student:";
+
+/// Room for the longest key and group tag of one student (the kind's tag is a word).
+const KEY_LEN: usize = 64;
+
+/// Appends [`student_group`] to `out`.
+fn push_student_group(student: Uuid, out: &mut String) {
+    out.push_str(STUDENT_GROUP_PREFIX);
+    push_uuid(student, out);
+}
+
+/// Appends `id` hyphenated in lower case (its `Display`), without the formatting machinery.
+fn push_uuid(id: Uuid, out: &mut String) {
+    out.push_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
 }
 
 /// Where one kind of one student's data is cached: its key, its TTL and its tags (the kind's
@@ -114,23 +143,27 @@ pub fn student_group(student: Uuid) -> String {
 /// and the warmer all cache through one.
 pub(crate) struct Slot {
     kind: HealthData,
-    key: String,
-    group: String,
+    /// The key, then the group tag: one allocation for both, since every read builds a
+    /// slot, hit or miss.
+    text: String,
+    /// Where the group tag starts in `text`.
+    split: usize,
 }
 
 impl Slot {
     /// The slot of `kind` of `student`.
     pub(crate) fn new(kind: HealthData, student: Uuid) -> Self {
-        Slot {
-            kind,
-            key: kind.key(student),
-            group: TieredCache::group_tag(&student_group(student)),
-        }
+        let mut text = String::with_capacity(2 * KEY_LEN);
+        kind.push_key(student, &mut text);
+        let split = text.len();
+        text.push_str(TieredCache::GROUP_TAG_PREFIX);
+        push_student_group(student, &mut text);
+        Slot { kind, text, split }
     }
 
     /// The cache key ([`HealthData::key`]).
     pub(crate) fn key(&self) -> &str {
-        &self.key
+        &self.text[..self.split]
     }
 
     /// How long the kind stays cached ([`HealthData::ttl`]).
@@ -140,7 +173,7 @@ impl Slot {
 
     /// The kind's tag and the student's group tag.
     pub(crate) fn tags(&self) -> [&str; 2] {
-        [self.kind.tag(), &self.group]
+        [self.kind.tag(), &self.text[self.split..]]
     }
 }
 
@@ -475,5 +508,34 @@ impl HealthDataCache {
     /// `invalidateByTag('vaccinations')`).
     pub async fn invalidate_tag(&self, tag: &str) -> usize {
         self.cache.invalidate_tag(tag).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slot writes its key and group tag into one buffer: they are the key, the group and
+    /// the group's tag the rest of vitals names (invalidation, the warmer, the endpoints).
+    #[test]
+    fn a_slot_names_the_key_and_group_tag_everyone_else_does() {
+        let student = Uuid::from_u128(0x4f1c_0000_0000_4000_8000_0000_0000_00ab);
+        assert_eq!(
+            student_group(student),
+            "student:4f1c0000-0000-4000-8000-0000000000ab"
+        );
+        for kind in HealthData::ALL {
+            let slot = Slot::new(kind, student);
+            assert_eq!(slot.key(), kind.key(student));
+            assert_eq!(slot.key(), format!("health:{}:{student}", kind.tag()));
+            assert_eq!(
+                slot.tags(),
+                [
+                    kind.tag(),
+                    TieredCache::group_tag(&student_group(student)).as_str()
+                ]
+            );
+            assert_eq!(HealthData::parse_key(slot.key()), Some((kind, student)));
+        }
     }
 }
