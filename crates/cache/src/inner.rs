@@ -86,6 +86,7 @@ impl Inner {
     /// The state of a cache of `config` over these tiers, not subscribed, no task yet.
     pub(crate) fn new(config: CacheConfig, l1: Option<L1Cache>, redis: Option<SharedTier>) -> Self {
         let (subscribed, _) = watch::channel(false);
+        let figures = crate::metrics::GetFigures::new(redis.is_some());
         Self {
             config,
             l1,
@@ -95,7 +96,7 @@ impl Inner {
             arrivals: crate::arrivals::Arrivals::default(),
             epochs: Epochs::default(),
             counters: Counters::default(),
-            figures: crate::metrics::GetFigures::new(),
+            figures,
             subscribed,
             shutdown: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),

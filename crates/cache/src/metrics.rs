@@ -73,8 +73,13 @@ fn sampled_now() -> Option<Instant> {
 /// recorder's registry at each call: the `metrics` crate's advice for hot paths. Bound to the
 /// recorder current when they were registered: a get made while another one is current (the
 /// host installed its recorder after building the cache, or a test's local recorder)
-/// registers into that one as the macros do, so nothing is lost. Recorders are told apart by
-/// address, as the pool's histograms do (`vitals_pool::metrics`).
+/// registers into that one as the macros do (the slower path, for the life of a cache built
+/// before any recorder was installed: the facade installs its recorder first). Recorders are
+/// told apart by address, as the pool's histograms do (`vitals_pool::metrics`): one global
+/// recorder (a service's) always is; a local recorder dropped and rebuilt at the same
+/// address, or two zero-sized recorders, may look alike, so a test that swaps local recorders
+/// builds its cache inside each one's scope. The `l2` histogram is registered only for a
+/// cache with Redis, so that a scrape shows no empty `tier="l2"` series where L2 cannot answer.
 pub(crate) struct GetFigures {
     #[cfg(feature = "metrics")]
     cached: Cached,
@@ -114,13 +119,21 @@ fn count_counter(tier: Answered) -> metrics::Counter {
 const TIERS: [Answered; 3] = [Answered::L1, Answered::L2, Answered::Miss];
 
 impl GetFigures {
-    /// Registers the handles with the recorder current now.
-    pub(crate) fn new() -> Self {
+    /// Registers the handles with the recorder current now (`with_l2`: the cache has Redis).
+    pub(crate) fn new(with_l2: bool) -> Self {
+        #[cfg(not(feature = "metrics"))]
+        let _ = with_l2;
         Self {
             #[cfg(feature = "metrics")]
             cached: Cached {
                 recorder: recorder_id(),
-                seconds: TIERS.map(seconds_histogram),
+                seconds: TIERS.map(|tier| {
+                    if tier == Answered::L2 && !with_l2 {
+                        metrics::Histogram::noop()
+                    } else {
+                        seconds_histogram(tier)
+                    }
+                }),
                 counts: TIERS.map(count_counter),
             },
         }
@@ -167,11 +180,12 @@ pub(crate) struct Get {
 impl Get {
     #[inline]
     pub(crate) fn start() -> Self {
-        // The span is made only when a subscriber wants spans of `vitals_cache` at info:
-        // otherwise `Span::none()`, without the disabled span's work (tracing's `log`
-        // feature, which sqlx turns on, records the fields of a disabled span and logs
-        // its drop). No field value is built here: `cache.tier` is recorded by `done`.
-        let span = if tracing::span_enabled!(target: "vitals_cache", tracing::Level::INFO) {
+        // Without a subscriber (the level filter is off) no span at all, rather than a
+        // disabled one: tracing's `log` feature, which sqlx turns on, records a disabled
+        // span's fields and logs its drop. With one, the span's own callsite decides, so a
+        // filter on its name or fields works as before. No field value is built here:
+        // `cache.tier` is recorded by `done`.
+        let span = if tracing::level_enabled!(tracing::Level::INFO) {
             tracing::info_span!(
                 target: "vitals_cache",
                 "cache.get",
@@ -281,9 +295,9 @@ mod tests {
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
-    /// Three L1 hits and one miss under a fresh Prometheus recorder, the cache built by
-    /// `build` (outside the recorder's scope, or inside it); returns the rendered hits and
-    /// misses and the L1 latency samples.
+    /// Three L1 hits and one miss under a fresh Prometheus recorder, the cache built inside
+    /// the recorder's scope or (`inside` false) before it; returns the rendered L1 hits,
+    /// misses and timed misses.
     fn figures(inside: bool) -> (Option<f64>, Option<f64>, Option<f64>) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -322,5 +336,48 @@ mod tests {
     #[test]
     fn a_cache_built_before_the_recorder_still_counts_every_get_into_it() {
         assert_eq!(figures(false), (Some(3.0), Some(1.0), Some(1.0)));
+    }
+
+    /// A subscriber that wants only the `cache.get` span (an `EnvFilter` directive on the
+    /// span's name, nothing else on) gets one per get, with the tier that answered.
+    #[test]
+    fn a_filter_on_the_span_name_gets_the_cache_get_span() {
+        use std::sync::{Arc, Mutex};
+
+        use tracing_subscriber::layer::{Context, SubscriberExt};
+        use tracing_subscriber::Layer;
+
+        #[derive(Clone, Default)]
+        struct Seen(Arc<Mutex<Vec<String>>>);
+        impl<S: tracing::Subscriber> Layer<S> for Seen {
+            fn on_new_span(
+                &self,
+                attrs: &tracing::span::Attributes<'_>,
+                _: &tracing::span::Id,
+                _: Context<'_, S>,
+            ) {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push(attrs.metadata().name().to_owned());
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let cache = cache_holding_k(&rt);
+        let seen = Seen::default();
+        let filter = tracing_subscriber::EnvFilter::new("off,[cache.get]=info");
+        let subscriber = tracing_subscriber::registry().with(seen.clone().with_filter(filter));
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(cache.get::<u32>("k").now_or_never().flatten().is_some());
+            assert!(cache
+                .get::<u32>("absent")
+                .now_or_never()
+                .flatten()
+                .is_none());
+        });
+        assert_eq!(*seen.0.lock().unwrap(), ["cache.get", "cache.get"]);
     }
 }

@@ -224,65 +224,55 @@ impl TieredCache {
             }
         }
         get.past_l1();
-        let found = if self.inner.redis.is_some() {
-            Box::pin(self.fetch_shared::<T>(key)).await
-        } else {
-            None
-        };
-        match found {
-            Some(v) => {
-                c.l2_hits.fetch_add(1, Ordering::Relaxed);
-                get.done(Answered::L2, &self.inner.figures);
-                Some(v)
-            }
-            None => {
-                c.misses.fetch_add(1, Ordering::Relaxed);
-                get.done(Answered::Miss, &self.inner.figures);
-                None
-            }
+        if self.inner.redis.is_some() {
+            return Box::pin(self.fetch_shared::<T>(key, get)).await;
         }
+        c.misses.fetch_add(1, Ordering::Relaxed);
+        get.done(Answered::Miss, &self.inner.figures);
+        None
     }
 
-    /// [`fetch`](Self::fetch)'s read from Redis: the value decoded as a `T` and held in L1
-    /// for the rest of its Redis TTL (capped by `CACHE_L1_TTL`); `None` when Redis has none,
-    /// fails, or holds a payload that does not decode as `T` (counted in `type_mismatches`).
-    async fn fetch_shared<T>(&self, key: &str) -> Option<Arc<T>>
+    /// [`fetch`](Self::fetch)'s read from Redis, which ends `get`: the value decoded as a
+    /// `T` (an L2 hit, counted and timed before it is held in L1 for the rest of its Redis
+    /// TTL, capped by `CACHE_L1_TTL`), or `None` (a miss) when Redis has none, fails, or
+    /// holds a payload that does not decode as `T` (counted in `type_mismatches`).
+    async fn fetch_shared<T>(&self, key: &str, get: Get) -> Option<Arc<T>>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        let redis = self.inner.redis.as_ref()?;
-        // The key's epoch only: the tags of a value read from Redis are not known
-        // here, and a tag invalidation that removes it names the key.
-        let e0 = self.inner.watch(key, &[]);
-        match redis.get_with_ttl(key).await {
-            Ok(Some((bytes, ttl))) => match serde_json::from_slice::<T>(&bytes) {
-                Ok(v) => {
-                    let v = Arc::new(v);
-                    if let Some(l1) = &self.inner.l1 {
-                        let ttl = ttl.unwrap_or(self.inner.config.l1_ttl);
-                        l1.insert_if(key, v.clone(), bytes.len(), ttl, &[], || e0.unchanged());
+        let c = &self.inner.counters;
+        if let Some(redis) = &self.inner.redis {
+            // The key's epoch only: the tags of a value read from Redis are not known
+            // here, and a tag invalidation that removes it names the key.
+            let e0 = self.inner.watch(key, &[]);
+            match redis.get_with_ttl(key).await {
+                Ok(Some((bytes, ttl))) => match serde_json::from_slice::<T>(&bytes) {
+                    Ok(v) => {
+                        c.l2_hits.fetch_add(1, Ordering::Relaxed);
+                        get.done(Answered::L2, &self.inner.figures);
+                        let v = Arc::new(v);
+                        if let Some(l1) = &self.inner.l1 {
+                            let ttl = ttl.unwrap_or(self.inner.config.l1_ttl);
+                            l1.insert_if(key, v.clone(), bytes.len(), ttl, &[], || e0.unchanged());
+                        }
+                        return Some(v);
                     }
-                    Some(v)
-                }
-                Err(_) => {
-                    self.inner
-                        .counters
-                        .type_mismatches
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(
-                        target: "vitals_cache",
-                        "value in redis does not decode as the type asked for (another \
-                         type, or an older format): a miss"
-                    );
-                    None
-                }
-            },
-            Ok(None) => None,
-            Err(e) => {
-                log_redis_error("get", &e);
-                None
+                    Err(_) => {
+                        c.type_mismatches.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(
+                            target: "vitals_cache",
+                            "value in redis does not decode as the type asked for (another \
+                             type, or an older format): a miss"
+                        );
+                    }
+                },
+                Ok(None) => {}
+                Err(e) => log_redis_error("get", &e),
             }
         }
+        c.misses.fetch_add(1, Ordering::Relaxed);
+        get.done(Answered::Miss, &self.inner.figures);
+        None
     }
 
     /// The value of `key`, from L1 or Redis; `None` on a miss. The main read path: the
