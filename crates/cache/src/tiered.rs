@@ -216,8 +216,7 @@ impl TieredCache {
                 Lookup::Mismatch => {
                     get.past_l1();
                     c.type_mismatches.fetch_add(1, Ordering::Relaxed);
-                    c.misses.fetch_add(1, Ordering::Relaxed);
-                    get.done(Answered::Miss, &self.inner.figures);
+                    self.missed(get);
                     return None;
                 }
                 Lookup::Miss => {}
@@ -227,9 +226,14 @@ impl TieredCache {
         if self.inner.redis.is_some() {
             return Box::pin(self.fetch_shared::<T>(key, get)).await;
         }
-        c.misses.fetch_add(1, Ordering::Relaxed);
-        get.done(Answered::Miss, &self.inner.figures);
+        self.missed(get);
         None
+    }
+
+    /// Ends `get` as a miss: counted in the statistics and the get figures.
+    fn missed(&self, get: Get) {
+        self.inner.counters.misses.fetch_add(1, Ordering::Relaxed);
+        get.done(Answered::Miss, &self.inner.figures);
     }
 
     /// [`fetch`](Self::fetch)'s read from Redis, which ends `get`: the value decoded as a
@@ -270,8 +274,7 @@ impl TieredCache {
                 Err(e) => log_redis_error("get", &e),
             }
         }
-        c.misses.fetch_add(1, Ordering::Relaxed);
-        get.done(Answered::Miss, &self.inner.figures);
+        self.missed(get);
         None
     }
 
