@@ -19,7 +19,10 @@
 //! again). A failed refresh leaves the entry as it was (no retry until it expires; then
 //! fail-safe applies). L1's TTL cap (`CACHE_L1_TTL`) can make an entry's life shorter than
 //! its value's: such an entry is not armed (its value's age is unknown); an entry filled
-//! from Redis with the rest of its TTL is.
+//! from Redis with the rest of its TTL is. An entry stored by a load, or filled by another
+//! instance's load arriving (`load_lock.rs`), is armed without being claimed: a value that
+//! arrives past its refresh point is refreshed by its next hit, as its caller has no loader
+//! to run in the background.
 //!
 //! The refresh runs only if L1 still holds the value whose hit claimed it, and is counted in
 //! `eager_refreshes` then: concurrent reads from Redis fill an entry each, each claimed once,
@@ -144,14 +147,25 @@ fn same(a: &Value, b: &Value) -> bool {
     std::ptr::eq(Arc::as_ptr(a).cast::<()>(), Arc::as_ptr(b).cast::<()>())
 }
 
-/// Arms `e` once (a fail-safe horizon, a refresh time), then claims its refresh if due;
-/// true for the one caller that should reload.
+/// Whether a caller arming an entry may claim its eager refresh there and then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// A hit, which spawns the refresh it claims.
+    Now,
+    /// A value just stored or arrived, whose caller has no loader to refresh with: the
+    /// entry is armed, and a refresh already due is left to the entry's next hit.
+    Later,
+}
+
+/// Arms `e` once (a fail-safe horizon, a refresh time), then, with [`Claim::Now`], claims its
+/// refresh if due; true for the one caller that should reload.
 fn arm_and_claim(
     e: &Entry,
     max_ttl: Duration,
     ttl: Duration,
     options: &LoadOptions,
     fail_safe: bool,
+    claim: Claim,
 ) -> bool {
     let now = clock::now_ms();
     let mut at = e.refresh_at.load(Ordering::Acquire);
@@ -179,7 +193,8 @@ fn arm_and_claim(
             Err(current) => current,
         };
     }
-    at != NEVER
+    claim == Claim::Now
+        && at != NEVER
         && at <= now
         && e.refresh_at
             .compare_exchange(at, NEVER, Ordering::AcqRel, Ordering::Relaxed)
@@ -243,7 +258,7 @@ impl TieredCache {
         Fut: Future<Output = Result<Option<T>, E>> + Send + 'static,
     {
         if let Some(v) = self.fetch::<T>(key).await {
-            if self.arm(key, &v, ttl, tags, options) {
+            if self.arm(key, &v, ttl, tags, options, Claim::Now) {
                 self.refresh_in_background(key, &v, ttl, tags, *options, loader);
             }
             return Ok(Some(Loaded::fresh(v)));
@@ -253,7 +268,7 @@ impl TieredCache {
     }
 
     /// Arms the L1 entry of `key` for `options` if it holds `v` and is not armed yet; true
-    /// when this caller claimed its eager refresh.
+    /// when this caller claimed its eager refresh (only with [`Claim::Now`]).
     pub(crate) fn arm<T: Send + Sync + 'static>(
         &self,
         key: &str,
@@ -261,6 +276,7 @@ impl TieredCache {
         ttl: Duration,
         tags: &[&str],
         options: &LoadOptions,
+        claim: Claim,
     ) -> bool {
         let Some(l1) = self.inner.l1.as_ref().filter(|_| !options.is_off()) else {
             return false;
@@ -272,7 +288,7 @@ impl TieredCache {
             // expired the key would name no key and find no tagged entry, so the copy would
             // outlive the invalidation.
             let indexed = tags.iter().all(|t| e.tags.iter().any(|et| &**et == *t));
-            same(&e.value, &v) && arm_and_claim(e, l1.max_ttl(), ttl, options, indexed)
+            same(&e.value, &v) && arm_and_claim(e, l1.max_ttl(), ttl, options, indexed, claim)
         })
         .unwrap_or(false)
     }
@@ -419,6 +435,63 @@ mod tests {
         let code = CacheConfig::default().with_fail_safe(Duration::ZERO, Some(1.0));
         let err = code.validate().unwrap_err().to_string();
         assert!(err.contains("CACHE_EAGER_REFRESH"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_value_armed_past_its_refresh_point_is_refreshed_by_its_next_hit() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let cache = TieredCache::builder(CacheConfig::default())
+            .build()
+            .await
+            .unwrap();
+        let (key, ttl, tags) = ("student:9:allergies", Duration::from_secs(4), &[][..]);
+        let loads = Arc::new(AtomicUsize::new(0));
+        let loader = |v: &'static str| {
+            let loads = loads.clone();
+            move || async move {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, std::io::Error>(Some(v.to_owned()))
+            }
+        };
+        // Stored unarmed (options off), then its refresh point (1 % of the TTL: 40 ms) passes.
+        let first = cache
+            .get_or_load_with(key, ttl, tags, &LoadOptions::OFF, loader("v1"))
+            .await
+            .unwrap()
+            .unwrap();
+        let due = clock::now_ms() + 60;
+        while clock::now_ms() < due {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let o = LoadOptions::OFF.eager_refresh(Some(0.01));
+        // As a value arriving from another instance's load is armed: not claimed there.
+        assert!(!cache.arm(key, &first.value, ttl, tags, &o, Claim::Later));
+        // Its next hit claims the refresh, returns the old value and reloads once.
+        let hit = cache
+            .get_or_load_with(key, ttl, tags, &o, loader("v2"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*hit.value, "v1");
+        let mut refreshed = false;
+        for _ in 0..200 {
+            if cache
+                .get::<String>(key)
+                .await
+                .as_deref()
+                .map(String::as_str)
+                == Some("v2")
+            {
+                refreshed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(refreshed, "the next hit refreshed the value");
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+        assert_eq!(cache.stats().eager_refreshes, 1);
+        cache.shutdown().await;
     }
 
     #[test]

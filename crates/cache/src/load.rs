@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::fail_safe::{LoadOptions, Loaded};
+use crate::fail_safe::{Claim, LoadOptions, Loaded};
 use crate::flight::{Ended, FlightGuard, Role};
 use crate::l1::Lookup;
 use crate::tier::Tier as _;
@@ -186,7 +186,9 @@ impl TieredCache {
                 match load_across(&self.inner, key, tags, fetch, stale).await {
                     Across::Arrived(v) => {
                         guard.done(v.clone());
-                        self.arm(key, &v, ttl, tags, options);
+                        // From Redis with the rest of its TTL, it may be past its refresh
+                        // point already: its next hit refreshes it (no loader runs here).
+                        self.arm(key, &v, ttl, tags, options, Claim::Later);
                         return Ok(A::value(Loaded::fresh(v)));
                     }
                     // As a failed flight's: its waiters take the stale value too.
@@ -216,7 +218,7 @@ impl TieredCache {
                         self.store_loaded(key, v.clone(), bytes.into(), ttl, tags, gens, &e0)
                             .await;
                         // Arms the entry if it is this value (not one overwritten since).
-                        self.arm(key, &v, ttl, tags, options);
+                        self.arm(key, &v, ttl, tags, options, Claim::Later);
                     }
                     Ok(_) => {
                         c.stale_loads.fetch_add(1, Ordering::Relaxed);
