@@ -8,8 +8,10 @@
 //! ```
 //!
 //! It asserts no error of any kind, resident memory flat after warm-up (a generous bound,
-//! printed), and that after the load every cached summary equals the database's; it prints
-//! p50/p95/p99 per kind of operation.
+//! printed), the cached reads' hit rate (at least 0.7 over 60 s), and that after the load
+//! every cached entry equals the database's; it prints p50/p95/p99 per kind of operation.
+//! A write adds a vaccination and invalidates what that changes, the vaccinations and the
+//! summary (the report's `@InvalidateCache` on `addVaccination`).
 
 mod common;
 
@@ -25,11 +27,18 @@ use rand::{Rng, SeedableRng};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use uuid::Uuid;
 use vitals::cache::{EncryptionKey, Keyring};
-use vitals::health::queries;
+use vitals::health::{queries, HealthData};
 use vitals::import::{Format, ImportOptions, Source};
 use vitals::{Config, Vitals};
 
 const TASKS: usize = 200;
+
+/// What a write (a vaccination added) invalidates, as the report's `@InvalidateCache` on
+/// `addVaccination` does (`invalidateTypes: ['vaccinations', 'health-summary']`): the kinds of
+/// a cached read it changes, by their index in [`one_op`] (0 the summary, 1 the
+/// vaccinations). The allergies and conditions it does not change stay cached.
+const WRITE_INVALIDATES: [(usize, HealthData); 2] =
+    [(0, HealthData::Summary), (1, HealthData::Vaccinations)];
 
 fn soak_duration() -> Duration {
     let secs = std::env::var("SOAK_SECS")
@@ -156,16 +165,17 @@ impl Mix {
         std::array::from_fn(|k| entries.get(&(student, k)).is_some_and(|e| e.reading > 0))
     }
 
-    /// A write of `student` invalidated its entries; `before` is [`Mix::reading`] of just
-    /// before the invalidation (a load that ends during it was in progress then, one that
-    /// starts during it still is after).
+    /// A write of `student` invalidated its entries of [`WRITE_INVALIDATES`]; `before` is
+    /// [`Mix::reading`] of just before the invalidation (a load that ends during it was in
+    /// progress then, one that starts during it still is after).
     fn wrote(&self, student: Uuid, before: [bool; 4]) {
         let after = self.reading(student);
-        let overtakable = (0..4).filter(|&k| before[k] || after[k]).count();
+        let kinds = WRITE_INVALIDATES.map(|(k, _)| k);
+        let overtakable = kinds.iter().filter(|&&k| before[k] || after[k]).count();
         self.overtakable
             .fetch_add(overtakable as u64, Ordering::Relaxed);
         let mut entries = self.entries.lock().unwrap();
-        for kind in 0..4 {
+        for kind in kinds {
             entries.entry((student, kind)).or_default().written_since = true;
         }
     }
@@ -205,7 +215,9 @@ async fn one_op(
                 return Err(format!("write: {n} rows"));
             }
             let before = mix.reading(student);
-            v.health_cache().invalidate_student(student).await;
+            v.health_cache()
+                .invalidate(student, &WRITE_INVALIDATES.map(|(_, kind)| kind))
+                .await;
             mix.wrote(student, before);
             Ok(())
         }
@@ -482,6 +494,19 @@ async fn soak_through_the_facade_has_no_error_flat_memory_and_coherent_cache(
         ran_a_load,
         1.0 - mix_allows
     );
+    // The strict hit rate: at least 0.7 in the issue's soak (60 s: 0.75 measured, see
+    // docs/cache.md); the default 15 s run, whose first reads weigh more and whose machine
+    // is shared with the rest of CI, has a floor under its 0.73 that the writes' old
+    // invalidation of all four kinds (0.58) did not reach in most runs.
+    let floor = if duration >= Duration::from_secs(60) {
+        0.7
+    } else {
+        0.6
+    };
+    assert!(
+        cached_read_hit_rate >= floor,
+        "cached reads' hit rate {cached_read_hit_rate:.2} under {floor} (the mix allows {mix_allows:.2})"
+    );
 
     // Every write was announced: what the cache serves now equals the database.
     let (db, tables, cache) = (
@@ -499,6 +524,13 @@ async fn soak_through_the_facade_has_no_error_flat_memory_and_coherent_cache(
         let vaccinations = queries::vaccinations_postgres(db, tables, id);
         let cached = async { cache.vaccinations(id).await.map(|v| Vec::clone(&v)) };
         assert_fresh("vaccinations", cached, vaccinations).await;
+        // What the writes did not invalidate was not changed by them either.
+        let allergies = queries::allergies_postgres(db, tables, id);
+        let cached = async { cache.allergies(id).await.map(|v| Vec::clone(&v)) };
+        assert_fresh("allergies", cached, allergies).await;
+        let conditions = queries::chronic_conditions_postgres(db, tables, id);
+        let cached = async { cache.chronic_conditions(id).await.map(|v| Vec::clone(&v)) };
+        assert_fresh("conditions", cached, conditions).await;
     }
     vitals.shutdown().await;
 }
