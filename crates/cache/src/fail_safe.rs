@@ -437,6 +437,10 @@ mod tests {
         assert!(err.contains("CACHE_EAGER_REFRESH"), "{err}");
     }
 
+    /// Stands in for `load.rs`'s two `Claim::Later` call sites (a value another instance's
+    /// load made arrive, a value just loaded): an arrival past its refresh point is hard to
+    /// stage between instances (arrivals are almost always fresh), so the test arms the entry
+    /// as they do and checks that its next hit still refreshes it.
     #[tokio::test]
     async fn a_value_armed_past_its_refresh_point_is_refreshed_by_its_next_hit() {
         use std::sync::atomic::{AtomicUsize, Ordering};
