@@ -3,8 +3,8 @@
 //! Run (short, the machine is shared):
 //! `cargo bench -p vitals-benches --bench cache -- --warm-up-time 1 --measurement-time 3`
 //! Needs Redis at REDIS_URL (default redis://127.0.0.1:6379) for the L2 and
-//! coherence groups. The Zipf and scan hit rates of all three caches and the single-flight
-//! load counts are printed to stderr.
+//! coherence groups. The Zipf and scan hit rates of all three caches, the single-flight
+//! load counts and the interleaved L2 hits are printed to stderr.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,6 +29,10 @@ use redis_get::{get_raw, BareGet, Then};
 #[path = "common/setup.rs"]
 mod setup;
 use setup::{redis_url, runtime};
+// The L2 contenders interleaved get by get, shared with benches/benches/cache_cluster.rs.
+#[path = "common/interleaved.rs"]
+mod interleaved;
+use interleaved::Contenders;
 
 const KEYS: usize = 1000;
 const MIN: Duration = Duration::from_secs(60);
@@ -134,9 +138,11 @@ fn l1_hit(c: &mut Criterion) {
 }
 
 /// An L2 hit (L1 disabled) of the ~5 KB summary: vitals `RedisTier::get` (GET + header
-/// decode and lz4) and `TieredCache::get::<Summary>` (GET+PTTL pipeline, payload and JSON
-/// decode) beside a bare redis-rs `GET` of the same bytes on a multiplexed connection, alone
-/// and followed by the same decode (`Codec::decode` and `serde_json`).
+/// decode and lz4) and `TieredCache::get::<Summary>` (a GET, payload and JSON decode; with
+/// an L1 it would send GET + PTTL) beside a bare redis-rs `GET` of the same bytes on a
+/// multiplexed connection, alone and followed by the same decode (`Codec::decode` and
+/// `serde_json`). Then the same contenders interleaved get by get (`common/interleaved.rs`),
+/// their p50s and ratios printed to stderr.
 ///
 /// On a current-thread runtime, all four alike: on a multi-thread one the future is polled
 /// by criterion's `block_on` outside the workers, and every timer armed (vitals bounds each
@@ -164,7 +170,10 @@ fn l2_hit(c: &mut Criterion) {
         return;
     }
     const KEY: &str = "student:1:summary";
-    rt.block_on(cache.set(KEY, summary(1), MIN, &[])).unwrap();
+    // An hour, the copy under `raw_key` too: the group and the interleaved rounds take over
+    // a minute, and an entry that expired would turn every contender into a miss.
+    const HOUR: Duration = Duration::from_secs(3600);
+    rt.block_on(cache.set(KEY, summary(1), HOUR, &[])).unwrap();
     let tier = cache.redis().unwrap().clone();
     let data_key = tier.data_key(KEY);
     let codec = vitals_cache::Codec::new(cache.config().compress_threshold, None);
@@ -179,7 +188,7 @@ fn l2_hit(c: &mut Criterion) {
             .arg(&raw_key)
             .arg(&stored)
             .arg("EX")
-            .arg(60)
+            .arg(HOUR.as_secs())
             .query_async::<()>(&mut conn)
             .await
             .unwrap()
@@ -204,6 +213,16 @@ fn l2_hit(c: &mut Criterion) {
             .iter(|| async { black_box(cache.get::<Summary>(KEY).await.unwrap()) })
     });
     g.finish();
+    Contenders {
+        group: "cache/l2_hit",
+        peer: "redis_rs_bare",
+        conn: &conn,
+        bare_key: &raw_key,
+        codec: &codec,
+        cache: &cache,
+        key: KEY,
+    }
+    .run(&rt);
     rt.block_on(async {
         cache.delete(KEY).await;
         let _: () = cm.del(&raw_key).await.unwrap();

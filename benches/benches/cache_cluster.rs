@@ -48,7 +48,11 @@ mod redis_get;
 // Where Redis is, and the runtime, shared with benches/benches/cache.rs.
 #[path = "common/setup.rs"]
 mod setup;
+// The L2 contenders interleaved get by get, shared with benches/benches/cache.rs.
+#[path = "common/interleaved.rs"]
+mod interleaved;
 
+use interleaved::{get_pttl, histogram, micros, Contenders};
 use redis_cluster::TestCluster;
 use redis_get::{decode, get_raw, BareGet, Then};
 use setup::{redis_url, runtime};
@@ -204,7 +208,16 @@ fn l2_hit(c: &mut Criterion, seeds: &[String]) {
             .iter(|| async { black_box(cache.get::<Summary>(KEY).await) })
     });
     g.finish();
-    interleaved(&rt, &cache, &conn, &data_key, &codec, KEY);
+    Contenders {
+        group: "cache_cluster/l2_hit",
+        peer: "redis_rs_cluster",
+        conn: &conn,
+        bare_key: &data_key,
+        codec: &codec,
+        cache: &cache,
+        key: KEY,
+    }
+    .run(&rt);
     let stats = cache.stats();
     eprintln!(
         "cache_cluster/l2_hit: TieredCache l2_hits {}, misses {}, redis errors {}, cluster \
@@ -219,97 +232,6 @@ fn l2_hit(c: &mut Criterion, seeds: &[String]) {
         cache.delete(KEY).await;
         cache.shutdown().await;
     });
-}
-
-/// The GET + PTTL pipeline `TieredCache::get` sends for `data_key`, on the bare cluster
-/// connection: the stored bytes and their remaining life in ms.
-async fn get_pttl(
-    conn: &mut redis::cluster_async::ClusterConnection,
-    data_key: &str,
-) -> (Vec<u8>, i64) {
-    redis::pipe()
-        .cmd("GET")
-        .arg(data_key)
-        .cmd("PTTL")
-        .arg(data_key)
-        .query_async(conn)
-        .await
-        .unwrap()
-}
-
-/// Rounds of the interleaved comparison (one get of every contender each).
-const ROUNDS: usize = 10_000;
-
-/// The L2 contenders again, interleaved get by get: [`ROUNDS`] rounds, each timing one get of
-/// every contender in turn (the order rotated each round), so load that drifts (other builds
-/// on a shared machine) falls on all of them alike. Prints each one's median and p99 per-get
-/// time and its median's ratio to the bare GET + decode's. Besides the criterion group's
-/// contenders: the bare GET + PTTL pipeline without decode, and `RedisTier::get_with_ttl`
-/// (the pipeline and the entry's decode, no JSON), which `TieredCache::get` calls, to say
-/// where the time goes.
-fn interleaved(
-    rt: &tokio::runtime::Runtime,
-    cache: &TieredCache,
-    conn: &redis::cluster_async::ClusterConnection,
-    data_key: &str,
-    codec: &vitals_cache::Codec,
-    key: &str,
-) {
-    const NAMES: [&str; 7] = [
-        "redis_rs_cluster_get",
-        "redis_rs_cluster_get_and_decode",
-        "redis_rs_cluster_get_pttl_pipeline",
-        "redis_rs_cluster_get_pttl_pipeline_and_decode",
-        "vitals_redis_tier_get",
-        "vitals_redis_tier_get_with_ttl",
-        "vitals_tiered_get_l1_off",
-    ];
-    let tier = cache.redis().unwrap();
-    let mut hists: Vec<Histogram<u64>> = NAMES.iter().map(|_| histogram()).collect();
-    let get = |c: usize| {
-        let mut conn = conn.clone();
-        async move {
-            let t0 = Instant::now();
-            match c {
-                0 => drop(black_box(get_raw(&mut conn, data_key).await)),
-                1 => {
-                    let v = get_raw(&mut conn, data_key).await;
-                    black_box(decode(codec, key, &v));
-                }
-                2 | 3 => {
-                    let (v, ttl) = get_pttl(&mut conn, data_key).await;
-                    if c == 3 {
-                        black_box(decode(codec, key, &v));
-                    }
-                    black_box((v, ttl));
-                }
-                4 => drop(black_box(tier.get(key).await.ok())),
-                5 => drop(black_box(tier.get_with_ttl(key).await.ok())),
-                _ => drop(black_box(cache.get::<Summary>(key).await)),
-            }
-            t0.elapsed().as_nanos() as u64
-        }
-    };
-    rt.block_on(async {
-        for round in 0..ROUNDS {
-            for i in 0..NAMES.len() {
-                let c = (round + i) % NAMES.len();
-                let ns = get(c).await;
-                hists[c].saturating_record(ns);
-            }
-        }
-    });
-    let base = hists[1].value_at_quantile(0.5) as f64;
-    for (name, h) in NAMES.iter().zip(&hists) {
-        let p50 = h.value_at_quantile(0.5);
-        eprintln!(
-            "cache_cluster/l2_hit interleaved ({ROUNDS} rounds, one get each): {name}: p50 {} \
-             p99 {}; p50 {:.2}x the bare GET + decode's",
-            micros(p50),
-            micros(h.value_at_quantile(0.99)),
-            p50 as f64 / base
-        );
-    }
 }
 
 /// What A does to the key that B's L1 holds.
@@ -334,14 +256,6 @@ impl Op {
 }
 
 /// Nanoseconds, 1 ns to 100 s, three significant digits.
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 100_000_000_000, 3).unwrap()
-}
-
-fn micros(ns: u64) -> String {
-    format!("{:.1} µs", ns as f64 / 1000.0)
-}
-
 /// Puts `key` (with `tag`) in B's L1, starts `op` of A on a task of its own and polls B's
 /// L1 in a tight loop (yielding, no sleep) until it no longer holds the key, at most
 /// [`EVENT_LIMIT`].

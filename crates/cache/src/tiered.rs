@@ -238,7 +238,8 @@ impl TieredCache {
 
     /// [`fetch`](Self::fetch)'s read from Redis, which ends `get`: the value decoded as a
     /// `T` (an L2 hit, counted and timed before it is held in L1 for the rest of its Redis
-    /// TTL, capped by `CACHE_L1_TTL`), or `None` (a miss) when Redis has none, fails, or
+    /// TTL, capped by `CACHE_L1_TTL`; that TTL is read, in the same round trip, only when
+    /// there is an L1), or `None` (a miss) when Redis has none, fails, or
     /// holds a payload that does not decode as `T` (counted in `type_mismatches`).
     async fn fetch_shared<T>(&self, key: &str, get: Get) -> Option<Arc<T>>
     where
@@ -249,7 +250,12 @@ impl TieredCache {
             // The key's epoch only: the tags of a value read from Redis are not known
             // here, and a tag invalidation that removes it names the key.
             let e0 = self.inner.watch(key, &[]);
-            match redis.get_with_ttl(key).await {
+            // The rest of its TTL only bounds the L1 copy: without L1, a plain GET.
+            let read = match &self.inner.l1 {
+                Some(_) => redis.get_with_ttl(key).await,
+                None => redis.get(key).await.map(|v| v.map(|bytes| (bytes, None))),
+            };
+            match read {
                 Ok(Some((bytes, ttl))) => match serde_json::from_slice::<T>(&bytes) {
                     Ok(v) => {
                         c.l2_hits.fetch_add(1, Ordering::Relaxed);
