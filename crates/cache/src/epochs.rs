@@ -141,6 +141,19 @@ impl Snapshot<'_> {
     }
 }
 
+impl Snapshot<'_> {
+    /// Whether the key's epoch moved exactly once since the snapshot (the caller's own
+    /// store) and nothing else did: the tags' epochs unmoved and L1 not cleared.
+    #[inline]
+    pub(crate) fn moved_once(&self) -> bool {
+        self.epochs.all.load(Ordering::Acquire) == self.all
+            && self
+                .watched
+                .iter()
+                .all(|(tag, _, c, at)| c.load(Ordering::Acquire) == at + u64::from(!*tag))
+    }
+}
+
 impl Drop for Snapshot<'_> {
     fn drop(&mut self) {
         for (tag, name, counter, _) in self.watched.drain(..) {
@@ -158,6 +171,24 @@ impl Drop for Snapshot<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn moved_once_is_a_stores_own_change_and_nothing_else() {
+        let e = Epochs::default();
+        let own = e.watch("k", &["t"]);
+        e.bump_key("k");
+        assert!(own.moved_once() && !own.unchanged());
+        e.bump_key("k"); // another store of the key
+        assert!(!own.moved_once());
+        let tagged = e.watch("k", &["t"]);
+        e.bump_key("k");
+        e.bump_tag("t");
+        assert!(!tagged.moved_once());
+        let cleared = e.watch("k", &[]);
+        e.bump_key("k");
+        e.bump_all();
+        assert!(!cleared.moved_once());
+    }
 
     #[test]
     fn a_change_moves_only_the_snapshots_of_its_key_or_tag() {

@@ -17,7 +17,8 @@
 //! hits arrive at once), returns the value at once and spawns the reload, which joins the
 //! key's single flight like a miss (a miss meanwhile waits for it rather than loading
 //! again). A failed refresh leaves the entry as it was (no retry until it expires; then
-//! fail-safe applies). L1's TTL cap (`CACHE_L1_TTL`) can make an entry's life shorter than
+//! fail-safe applies); one still loading after 30 s is dropped, so a hung loader holds up
+//! the misses that follow it no longer than that. L1's TTL cap (`CACHE_L1_TTL`) can make an entry's life shorter than
 //! its value's: such an entry is not armed (its value's age is unknown); an entry filled
 //! from Redis with the rest of its TTL is. An entry stored by a load, or filled by another
 //! instance's load arriving (`load_lock.rs`), is armed without being claimed: a value that
@@ -53,6 +54,9 @@ const UNARMED: u64 = 0;
 const NEVER: u64 = u64::MAX;
 /// Slack of the coarse clock when telling an entry capped by L1's TTL from one that is not.
 const CAP_SLACK_MS: u64 = 5;
+/// The longest an eager refresh may load before it is dropped (its flight's followers then
+/// load themselves).
+const REFRESH_LIMIT: Duration = Duration::from_secs(30);
 
 /// How [`TieredCache::get_or_load_with`] treats a failed reload and a hit late in its TTL.
 /// [`TieredCache::load_options`] gives the configured defaults (`CACHE_FAIL_SAFE_MAX`,
@@ -356,7 +360,8 @@ impl TieredCache {
         let claimed: Value = claimed.clone();
         let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
         runtime.spawn(async move {
-            let Role::Lead(guard) = cache.inner.flights.join(&key) else {
+            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+            let Role::Lead(guard) = cache.inner.flights.join(&key, &tags) else {
                 return;
             };
             let held = cache
@@ -372,13 +377,16 @@ impl TieredCache {
                 .counters
                 .eager_refreshes
                 .fetch_add(1, Ordering::Relaxed);
-            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-            // Its outcome is counted (loads, load_errors) and cached; nobody waits for it.
-            let _ = cache
-                .lead::<T, Option<Loaded<T>>, E, F, Fut>(
-                    &key, ttl, &tags, &options, guard, loader, true,
-                )
-                .await;
+            // Its outcome is counted (loads, load_errors) and cached; no caller waits for
+            // it, only the misses that follow its flight, so it is bounded: a loader that
+            // hangs (a query with no statement timeout) is dropped after REFRESH_LIMIT, and
+            // they load themselves (a dropped leader's followers try again).
+            let refresh = cache.lead::<T, Option<Loaded<T>>, E, F, Fut>(
+                &key, ttl, &tags, &options, guard, loader, true,
+            );
+            if tokio::time::timeout(REFRESH_LIMIT, refresh).await.is_err() {
+                tracing::warn!(target: "vitals_cache", "eager refresh still loading after {REFRESH_LIMIT:?}: dropped");
+            }
         });
     }
 }

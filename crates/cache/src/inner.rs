@@ -116,29 +116,39 @@ impl Inner {
         self.epochs.bump_key(key);
     }
 
-    /// The local half of a delete: moves the epoch of `key`, then drops it
-    /// from L1; returns whether L1 held it.
-    pub(crate) fn forget_local(&self, key: &str) -> bool {
+    /// `key` was overwritten or deleted: moves its epoch (a load in flight is not cached)
+    /// and detaches its flight (a miss from now on does not wait for that load's value).
+    pub(crate) fn changed(&self, key: &str) {
         self.bump(key);
+        self.flights.detach(key);
+    }
+
+    /// The local half of a delete: moves the epoch of `key` and detaches its flight
+    /// ([`Inner::changed`]), then drops it from L1; returns whether L1 held it.
+    pub(crate) fn forget_local(&self, key: &str) -> bool {
+        self.changed(key);
         self.l1.as_ref().is_some_and(|l1| l1.remove(key))
     }
 
-    /// The local half of a tag invalidation: moves the epoch of `tag`, then drops
-    /// the entries of `tag` from L1; returns their keys. Entries of the tag that L1
+    /// The local half of a tag invalidation: moves the epoch of `tag` and detaches the
+    /// flights stored under it, then drops the entries of `tag` from L1; returns their keys. Entries of the tag that L1
     /// holds without it (filled from Redis, which knows their tags) and loads in
     /// flight that fill them are covered by their keys: Redis names the keys it
     /// removed, and each is forgotten with [`Inner::forget_local`].
     pub(crate) fn invalidate_tag_local(&self, tag: &str) -> Vec<String> {
         self.epochs.bump_tag(tag);
+        self.flights.detach_tagged(tag);
         self.l1
             .as_ref()
             .map(|l1| l1.invalidate_tag(tag))
             .unwrap_or_default()
     }
 
-    /// Drops every L1 entry of this instance, moving every epoch first.
+    /// Drops every L1 entry of this instance, moving every epoch and detaching every
+    /// flight first.
     pub(crate) fn clear_l1(&self) {
         self.epochs.bump_all();
+        self.flights.detach_all();
         if let Some(l1) = &self.l1 {
             l1.clear();
         }

@@ -111,7 +111,7 @@ impl TieredCache {
     {
         let c = &self.inner.counters;
         let guard = loop {
-            match self.inner.flights.join(key) {
+            match self.inner.flights.join(key, tags) {
                 Role::Lead(guard) => break guard,
                 Role::Follow(follower) => {
                     c.coalesced.fetch_add(1, Ordering::Relaxed);
@@ -181,7 +181,8 @@ impl TieredCache {
             true => (None, None),
             false => {
                 use crate::load_lock::{load_across, Across};
-                let fetch = || self.fetch::<T>(key);
+                // Uncounted: this lookup was counted (a miss) when it began.
+                let fetch = || Box::pin(self.fetch_shared::<T>(key, None));
                 let stale = || self.stale::<T>(key, options);
                 match load_across(&self.inner, key, tags, fetch, stale).await {
                     Across::Arrived(v) => {

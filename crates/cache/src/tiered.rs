@@ -224,7 +224,7 @@ impl TieredCache {
         }
         get.past_l1();
         if self.inner.redis.is_some() {
-            return Box::pin(self.fetch_shared::<T>(key, get)).await;
+            return Box::pin(self.fetch_shared::<T>(key, Some(get))).await;
         }
         self.missed(get);
         None
@@ -241,7 +241,10 @@ impl TieredCache {
     /// TTL, capped by `CACHE_L1_TTL`; that TTL is read, in the same round trip, only when
     /// there is an L1), or `None` (a miss) when Redis has none, fails, or
     /// holds a payload that does not decode as `T` (counted in `type_mismatches`).
-    async fn fetch_shared<T>(&self, key: &str, get: Get) -> Option<Arc<T>>
+    ///
+    /// With `get` `None` nothing is counted or timed: a read of the load path (another
+    /// instance's value arriving, `load_lock.rs`) whose lookup was counted already.
+    pub(crate) async fn fetch_shared<T>(&self, key: &str, get: Option<Get>) -> Option<Arc<T>>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
@@ -258,8 +261,10 @@ impl TieredCache {
             match read {
                 Ok(Some((bytes, ttl))) => match serde_json::from_slice::<T>(&bytes) {
                     Ok(v) => {
-                        c.l2_hits.fetch_add(1, Ordering::Relaxed);
-                        get.done(Answered::L2, &self.inner.figures);
+                        if let Some(get) = get {
+                            c.l2_hits.fetch_add(1, Ordering::Relaxed);
+                            get.done(Answered::L2, &self.inner.figures);
+                        }
                         let v = Arc::new(v);
                         if let Some(l1) = &self.inner.l1 {
                             let ttl = ttl.unwrap_or(self.inner.config.l1_ttl);
@@ -268,7 +273,9 @@ impl TieredCache {
                         return Some(v);
                     }
                     Err(_) => {
-                        c.type_mismatches.fetch_add(1, Ordering::Relaxed);
+                        if get.is_some() {
+                            c.type_mismatches.fetch_add(1, Ordering::Relaxed);
+                        }
                         tracing::debug!(
                             target: "vitals_cache",
                             "value in redis does not decode as the type asked for (another \
@@ -280,7 +287,9 @@ impl TieredCache {
                 Err(e) => log_redis_error("get", &e),
             }
         }
-        self.missed(get);
+        if let Some(get) = get {
+            self.missed(get);
+        }
         None
     }
 
@@ -348,6 +357,7 @@ impl TieredCache {
     ) {
         self.inner.counters.sets.fetch_add(1, Ordering::Relaxed);
         let weight = bytes.len();
+        let e0 = self.inner.watch(key, tags);
         if let Some(redis) = &self.inner.redis {
             if let Err(e) = redis.set(key, bytes, ttl, tags).await {
                 log_redis_error("set", &e);
@@ -355,9 +365,16 @@ impl TieredCache {
         }
         // After the Redis write, so a reader that got the old value from
         // Redis before it either sees the moved epoch or is overwritten below.
-        self.inner.bump(key);
+        self.inner.changed(key);
         if let Some(l1) = &self.inner.l1 {
-            l1.insert_if(key, value, weight, ttl, tags, || true);
+            // Only if nothing else changed the key or its tags since the write began: a
+            // concurrent store of the key here (whose Redis write may have landed after
+            // ours), a delete, an invalidation. Else the key leaves L1, so L1 never keeps a
+            // value Redis was given before another, and the next read takes Redis's.
+            let held = l1.insert_if(key, value, weight, ttl, tags, || e0.moved_once());
+            if held == Inserted::ConditionFailed {
+                l1.remove(key);
+            }
         }
     }
 
@@ -484,6 +501,11 @@ impl TieredCache {
                 }
                 Err(e) => {
                     log_redis_error("delete", &e);
+                    // Again as on success: a DEL that timed out may still run, after a read
+                    // here fetched the old value (the repair queue retries the DEL).
+                    for k in keys {
+                        self.inner.forget_local(k);
+                    }
                     local
                 }
             },

@@ -260,3 +260,53 @@ async fn a_waiter_on_the_load_lock_gets_the_stale_value_when_the_holders_load_fa
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A miss that begins after a delete of its key (here, or on another instance) loads for
+/// itself rather than wait for a load in flight since before the delete: that load may have
+/// read the row before the write the delete follows (a nurse's reload after her change must
+/// not get the list she just changed). The earlier read still gets what it loaded, uncached.
+#[tokio::test]
+async fn a_miss_after_a_delete_does_not_wait_for_a_load_begun_before_it() {
+    let (a, b) = own_pair("lp-after-delete").await;
+    let (ttl, o) = (Duration::from_secs(60), a.load_options());
+    for (key, deleter) in [("student:21:allergies", &a), ("student:22:allergies", &b)] {
+        let before = Gated::new();
+        let early = before.spawn(&a, (key, ttl, o), Ok(Some("peanut")));
+        let loading =
+            common::eventually(Duration::from_secs(5), || async { before.calls() == 1 }).await;
+        assert!(loading, "{key}: the first load runs");
+        let received = a.stats().invalidations_received;
+        // The write is committed, then its key deleted: by this instance or by the other,
+        // whose message this one applies.
+        assert!(!deleter.delete(key).await, "{key}: nothing was cached yet");
+        if std::ptr::eq(deleter, &b) {
+            let applied = common::eventually(Duration::from_secs(5), || async {
+                a.stats().invalidations_received > received
+            })
+            .await;
+            assert!(
+                applied,
+                "{key}: the other instance's delete reached this one"
+            );
+        }
+        let after = tokio::time::timeout(Duration::from_secs(5), load(&a, key, ttl, &o, "none"))
+            .await
+            .unwrap_or_else(|_| panic!("{key}: the miss waited for the load begun before"));
+        assert_eq!(*after.unwrap().unwrap().value, "none");
+        before.open();
+        let early = early.await.unwrap().unwrap().unwrap();
+        assert_eq!(
+            *early.value, "peanut",
+            "{key}: the earlier read gets its own load"
+        );
+        assert_eq!(
+            a.get::<String>(key).await.as_deref().map(String::as_str),
+            Some("none"),
+            "{key}: the value loaded before the delete is not cached over the new one"
+        );
+    }
+    let s = a.stats();
+    assert_eq!((s.loads, s.coalesced), (4, 0));
+    a.shutdown().await;
+    b.shutdown().await;
+}
