@@ -130,6 +130,14 @@ impl Inner {
         self.l1.as_ref().is_some_and(|l1| l1.remove(key))
     }
 
+    /// [`Inner::forget_local`] by the leader of the key's flight, whose load found the key
+    /// gone: the epoch moves and L1 drops it, the flight stays (its followers get "not
+    /// found", and a miss meanwhile follows it rather than load the deleted record again).
+    pub(crate) fn forget_local_in_flight(&self, key: &str) -> bool {
+        self.bump(key);
+        self.l1.as_ref().is_some_and(|l1| l1.remove(key))
+    }
+
     /// The local half of a tag invalidation: moves the epoch of `tag` and detaches the
     /// flights stored under it, then drops the entries of `tag` from L1; returns their keys. Entries of the tag that L1
     /// holds without it (filled from Redis, which knows their tags) and loads in
@@ -156,21 +164,23 @@ impl Inner {
 
     /// Applies another instance's invalidation to this one's L1.
     #[cfg(feature = "redis")]
+    /// Counted in `invalidations_received` once applied, so that a count seen means its
+    /// keys are forgotten and their flights detached.
     pub(crate) fn apply(&self, msg: Message) {
+        if msg.clear {
+            self.clear_l1();
+        } else {
+            if let Some(tag) = &msg.t {
+                self.invalidate_tag_local(tag);
+            }
+            for k in &msg.k {
+                self.forget_local(k);
+            }
+            // After the keys are forgotten: a waiter woken now reads past the moved epochs.
+            self.arrivals.wake(&msg);
+        }
         self.counters
             .received
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if msg.clear {
-            self.clear_l1();
-            return;
-        }
-        if let Some(tag) = &msg.t {
-            self.invalidate_tag_local(tag);
-        }
-        for k in &msg.k {
-            self.forget_local(k);
-        }
-        // After the keys are forgotten: a waiter woken now reads past the moved epochs.
-        self.arrivals.wake(&msg);
     }
 }

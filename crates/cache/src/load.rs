@@ -237,7 +237,7 @@ impl TieredCache {
                 // Gone: no copy of it may be served (fail-safe, a refresh's old value), here
                 // or on another instance (whose expired copy a failed reload would serve).
                 if e0.unchanged() {
-                    self.remove_many(&[key]).await;
+                    self.remove_many(&[key], true).await;
                 }
                 guard.done(Arc::new(NotFound));
                 Ok(A::absent(absent))

@@ -477,15 +477,21 @@ impl TieredCache {
             .counters
             .deletes
             .fetch_add(keys.len() as u64, Ordering::Relaxed);
-        self.remove_many(keys).await
+        self.remove_many(keys, false).await
     }
 
-    /// [`delete_many`](Self::delete_many) without counting `deletes`: for the cache's own
-    /// removals (a load that found its key gone), which are not the caller's deletes.
-    pub(crate) async fn remove_many(&self, keys: &[&str]) -> u64 {
+    /// [`delete_many`](Self::delete_many) without counting `deletes`, for the cache's own
+    /// removals: `leader` is the leader of the flight of each key, whose load found it gone
+    /// (its flight is kept: its followers get that answer, and a miss meanwhile waits for it
+    /// rather than load a deleted record again).
+    pub(crate) async fn remove_many(&self, keys: &[&str], leader: bool) -> u64 {
+        let forget = |k: &str| match leader {
+            true => self.inner.forget_local_in_flight(k),
+            false => self.inner.forget_local(k),
+        };
         let mut local = 0;
         for k in keys {
-            local += u64::from(self.inner.forget_local(k));
+            local += u64::from(forget(k));
         }
         match &self.inner.redis {
             Some(redis) => match redis.delete_many(keys).await {
@@ -495,7 +501,7 @@ impl TieredCache {
                     // it; this instance ignores its own message, so nothing else would
                     // drop it.
                     for k in keys {
-                        self.inner.forget_local(k);
+                        forget(k);
                     }
                     n.max(local)
                 }
@@ -504,7 +510,7 @@ impl TieredCache {
                     // Again as on success: a DEL that timed out may still run, after a read
                     // here fetched the old value (the repair queue retries the DEL).
                     for k in keys {
-                        self.inner.forget_local(k);
+                        forget(k);
                     }
                     local
                 }
