@@ -453,10 +453,7 @@ mod tests {
     async fn a_value_armed_past_its_refresh_point_is_refreshed_by_its_next_hit() {
         use std::sync::atomic::{AtomicUsize, Ordering};
 
-        let cache = TieredCache::builder(CacheConfig::default())
-            .build()
-            .await
-            .unwrap();
+        let cache = TieredCache::l1_only().await;
         let (key, ttl, tags) = ("student:9:allergies", Duration::from_secs(4), &[][..]);
         let loads = Arc::new(AtomicUsize::new(0));
         let loader = |v: &'static str| {

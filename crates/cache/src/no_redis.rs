@@ -117,10 +117,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_l1_only_cache_loads_once_serves_from_l1_and_invalidates() {
-        let cache = TieredCache::builder(CacheConfig::default())
-            .build()
-            .await
-            .unwrap();
+        let cache = TieredCache::l1_only().await;
         let loads = AtomicUsize::new(0);
         let tags = ["allergies", &TieredCache::group_tag("4f1c")];
         let load = || async {

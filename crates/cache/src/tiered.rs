@@ -658,3 +658,14 @@ fn log_redis_error(op: &'static str, e: &CacheError) {
         _ => tracing::debug!(target: "vitals_cache", op, error = %e, "redis call failed"),
     }
 }
+
+#[cfg(test)]
+impl TieredCache {
+    /// An L1-only cache of the default configuration (no Redis), for the unit tests.
+    pub(crate) async fn l1_only() -> Self {
+        Self::builder(CacheConfig::default())
+            .build()
+            .await
+            .expect("an L1-only cache of the defaults builds")
+    }
+}
