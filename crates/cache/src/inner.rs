@@ -139,10 +139,10 @@ impl Inner {
     }
 
     /// The local half of a tag invalidation: moves the epoch of `tag` and detaches the
-    /// flights stored under it, then drops the entries of `tag` from L1; returns their keys. Entries of the tag that L1
-    /// holds without it (filled from Redis, which knows their tags) and loads in
-    /// flight that fill them are covered by their keys: Redis names the keys it
-    /// removed, and each is forgotten with [`Inner::forget_local`].
+    /// flights stored under it, then drops the entries of `tag` from L1; returns their
+    /// keys. Entries of the tag that L1 holds without it (filled from Redis, which knows
+    /// their tags) and loads in flight that fill them are covered by their keys: Redis
+    /// names the keys it removed, and each is forgotten with [`Inner::forget_local`].
     pub(crate) fn invalidate_tag_local(&self, tag: &str) -> Vec<String> {
         self.epochs.bump_tag(tag);
         self.flights.detach_tagged(tag);
@@ -162,10 +162,10 @@ impl Inner {
         }
     }
 
-    /// Applies another instance's invalidation to this one's L1.
+    /// Applies another instance's invalidation to this one's L1. Counted in
+    /// `invalidations_received` once applied, so that a count seen means its keys are
+    /// forgotten and their flights detached.
     #[cfg(feature = "redis")]
-    /// Counted in `invalidations_received` once applied, so that a count seen means its
-    /// keys are forgotten and their flights detached.
     pub(crate) fn apply(&self, msg: Message) {
         if msg.clear {
             self.clear_l1();
