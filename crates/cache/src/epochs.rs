@@ -133,24 +133,24 @@ impl Snapshot<'_> {
     /// not cleared). Lock-free: callable under an L1 shard's lock.
     #[inline]
     pub(crate) fn unchanged(&self) -> bool {
-        self.epochs.all.load(Ordering::Acquire) == self.all
-            && self
-                .watched
-                .iter()
-                .all(|(_, _, c, at)| c.load(Ordering::Acquire) == *at)
+        self.key_moved(0)
     }
-}
 
-impl Snapshot<'_> {
     /// Whether the key's epoch moved exactly once since the snapshot (the caller's own
     /// store) and nothing else did: the tags' epochs unmoved and L1 not cleared.
     #[inline]
     pub(crate) fn moved_once(&self) -> bool {
+        self.key_moved(1)
+    }
+
+    /// Whether the key's epoch moved exactly `times` since the snapshot, and no tag's
+    /// epoch and no clear of L1 did.
+    #[inline]
+    fn key_moved(&self, times: u64) -> bool {
         self.epochs.all.load(Ordering::Acquire) == self.all
-            && self
-                .watched
-                .iter()
-                .all(|(tag, _, c, at)| c.load(Ordering::Acquire) == at + u64::from(!*tag))
+            && self.watched.iter().all(|(tag, _, c, at)| {
+                c.load(Ordering::Acquire) == if *tag { *at } else { at + times }
+            })
     }
 }
 

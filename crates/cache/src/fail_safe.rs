@@ -18,9 +18,9 @@
 //! key's single flight like a miss (a miss meanwhile waits for it rather than loading
 //! again). A failed refresh leaves the entry as it was (no retry until it expires; then
 //! fail-safe applies); one still loading after 30 s is dropped, so a hung loader holds up
-//! the misses that follow it no longer than that. L1's TTL cap (`CACHE_L1_TTL`) can make an entry's life shorter than
-//! its value's: such an entry is not armed (its value's age is unknown); an entry filled
-//! from Redis with the rest of its TTL is. An entry stored by a load, or filled by another
+//! the misses that follow it no longer than that. L1's TTL cap (`CACHE_L1_TTL`) can make
+//! an entry's life shorter than its value's: such an entry is not armed (its value's age is
+//! unknown); an entry filled from Redis with the rest of its TTL is. An entry stored by a load, or filled by another
 //! instance's load arriving (`load_lock.rs`), is armed without being claimed: a value that
 //! arrives past its refresh point is refreshed by its next hit, as its caller has no loader
 //! to run in the background.

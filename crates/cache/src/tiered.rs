@@ -493,29 +493,23 @@ impl TieredCache {
         for k in keys {
             local += u64::from(forget(k));
         }
-        match &self.inner.redis {
-            Some(redis) => match redis.delete_many(keys).await {
-                Ok(n) => {
-                    // Again after Redis: a read of this instance that fetched a key before
-                    // the DEL (and watched after the first clear) may have filled L1 with
-                    // it; this instance ignores its own message, so nothing else would
-                    // drop it.
-                    for k in keys {
-                        forget(k);
-                    }
-                    n.max(local)
-                }
-                Err(e) => {
-                    log_redis_error("delete", &e);
-                    // Again as on success: a DEL that timed out may still run, after a read
-                    // here fetched the old value (the repair queue retries the DEL).
-                    for k in keys {
-                        forget(k);
-                    }
-                    local
-                }
-            },
-            None => local,
+        let Some(redis) = &self.inner.redis else {
+            return local;
+        };
+        let deleted = redis.delete_many(keys).await;
+        // Again after Redis: a read of this instance that fetched a key before the DEL (and
+        // watched after the first forget) may have filled L1 with it, and this instance
+        // ignores its own message, so nothing else would drop it. So too when the DEL failed:
+        // one that timed out may still run (and the repair queue retries it).
+        for k in keys {
+            forget(k);
+        }
+        match deleted {
+            Ok(n) => n.max(local),
+            Err(e) => {
+                log_redis_error("delete", &e);
+                local
+            }
         }
     }
 
