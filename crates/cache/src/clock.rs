@@ -19,8 +19,22 @@ fn precise() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
-/// Milliseconds since the first use, at most `TICK` behind.
+/// Milliseconds since the first use, at most `TICK` behind. Inlined: once the clock ticks,
+/// two loads (an L1 hit reads it).
+#[inline]
 pub(crate) fn now_ms() -> u64 {
+    if TICKING.load(Ordering::Acquire) {
+        NOW.load(Ordering::Relaxed)
+    } else {
+        started_or_precise()
+    }
+}
+
+/// [`now_ms`] before the clock ticks: starts it (once), else the precise time (its thread
+/// could not be spawned).
+#[cold]
+#[inline(never)]
+fn started_or_precise() -> u64 {
     INIT.call_once(|| {
         NOW.store(precise(), Ordering::Relaxed);
         let spawned = std::thread::Builder::new()

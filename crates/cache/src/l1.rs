@@ -442,7 +442,8 @@ fn promote(lock: &RwLock<Shard>, hash: u64, key: &str) {
 }
 
 // A panic while holding a shard leaves a consistent LRU map (all updates are
-// single calls), so a poisoned lock is taken over.
+// single calls), so a poisoned lock is taken over. `read` is inlined: a hit takes it.
+#[inline]
 fn read(m: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
     m.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

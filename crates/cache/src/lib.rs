@@ -58,6 +58,7 @@ mod env;
 mod epochs;
 mod error;
 mod fail_safe;
+mod fetch;
 mod flight;
 mod fraction;
 mod inner;

@@ -98,6 +98,7 @@ struct Cached {
 /// The address of the recorder a `metrics` call would reach now (the thread's local one, else
 /// the global one, else the no-op): equal addresses, the same recorder.
 #[cfg(feature = "metrics")]
+#[inline]
 fn recorder_id() -> usize {
     metrics::with_recorder(|r| std::ptr::from_ref(r).cast::<()>() as usize)
 }
@@ -139,6 +140,19 @@ impl GetFigures {
         }
     }
 
+    /// The latency of a get answered by `tier` (out of line: one L1 hit in
+    /// [`L1_TIMED_ONE_IN`] is timed, and the hit path stays small enough to inline).
+    #[cfg(feature = "metrics")]
+    #[inline(never)]
+    fn time(&self, tier: Answered, started: Instant, current: bool) {
+        let elapsed = started.elapsed().as_secs_f64();
+        if current {
+            self.cached.seconds[tier as usize].record(elapsed);
+        } else {
+            seconds_histogram(tier).record(elapsed);
+        }
+    }
+
     /// One get answered by `tier`, timed from `started` if its clock was read.
     #[inline]
     fn record(&self, tier: Answered, started: Option<Instant>) {
@@ -146,12 +160,7 @@ impl GetFigures {
         {
             let current = self.cached.recorder == recorder_id();
             if let Some(started) = started {
-                let elapsed = started.elapsed().as_secs_f64();
-                if current {
-                    self.cached.seconds[tier as usize].record(elapsed);
-                } else {
-                    seconds_histogram(tier).record(elapsed);
-                }
+                self.time(tier, started, current);
             }
             if current {
                 self.cached.counts[tier as usize].increment(1);
@@ -172,7 +181,8 @@ impl GetFigures {
 /// yet, so every L2 hit and miss is timed (without the L1 lookup's tens of nanoseconds, for
 /// those not sampled).
 pub(crate) struct Get {
-    span: tracing::Span,
+    /// `None` without a subscriber: dropped inline, where a disabled `Span`'s drop is a call.
+    span: Option<tracing::Span>,
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))] // read by the metrics only
     started: Option<Instant>,
 }
@@ -185,15 +195,7 @@ impl Get {
         // span's fields and logs its drop. With one, the span's own callsite decides, so a
         // filter on its name or fields works as before. No field value is built here:
         // `cache.tier` is recorded by `done`.
-        let span = if tracing::level_enabled!(tracing::Level::INFO) {
-            tracing::info_span!(
-                target: "vitals_cache",
-                "cache.get",
-                cache.tier = tracing::field::Empty
-            )
-        } else {
-            tracing::Span::none()
-        };
+        let span = tracing::level_enabled!(tracing::Level::INFO).then(get_span);
         Self {
             span,
             started: sampled_now(),
@@ -215,10 +217,29 @@ impl Get {
     /// histogram (an L1 hit's only if its clock was read at the start), through `figures`.
     #[inline]
     pub(crate) fn done(self, tier: Answered, figures: &GetFigures) {
-        if !self.span.is_disabled() {
-            self.span.record("cache.tier", tier.label());
+        if let Some(span) = &self.span {
+            record_tier(span, tier);
         }
         figures.record(tier, self.started);
+    }
+}
+
+/// A get's `cache.get` span (out of line, as [`record_tier`]: the L1 hit path inlines
+/// [`Get::start`] and [`Get::done`], which call these only under a subscriber).
+#[inline(never)]
+fn get_span() -> tracing::Span {
+    tracing::info_span!(
+        target: "vitals_cache",
+        "cache.get",
+        cache.tier = tracing::field::Empty
+    )
+}
+
+/// Records the tier that answered in a get's span, unless the span is disabled.
+#[inline(never)]
+fn record_tier(span: &tracing::Span, tier: Answered) {
+    if !span.is_disabled() {
+        span.record("cache.tier", tier.label());
     }
 }
 

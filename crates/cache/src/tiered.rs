@@ -18,6 +18,7 @@ use crate::config::CacheConfig;
 use crate::epochs::Snapshot;
 use crate::error::CacheError;
 use crate::fail_safe::LoadOptions;
+use crate::fetch::Fetch;
 use crate::inner::{Inner, SharedTier};
 use crate::l1::{Inserted, L1Cache, Lookup, Value};
 use crate::metrics::{Answered, Get};
@@ -193,14 +194,19 @@ impl TieredCache {
         crate::poison::lock(&self.inner.tasks).push(task);
     }
 
-    /// The value of `key` as a `T` from L1, or from Redis (decoded, then held in L1).
-    ///
-    /// The Redis read is a boxed future of its own ([`fetch_shared`](Self::fetch_shared)),
-    /// made only when L1 did not answer: this future stays a few words, so an L1 hit neither
-    /// builds nor moves the Redis read's state (some hundreds of bytes, copied at each move of
-    /// the future: the caller's `.await`, `now_or_never`), and the allocation is paid on the
-    /// path that waits for a round trip anyway.
-    pub(crate) async fn fetch<T>(&self, key: &str) -> Option<Arc<T>>
+    /// The value of `key` as a `T` from L1, or from Redis (decoded, then held in L1): the
+    /// future of `fetch.rs`, which makes the Redis read ([`fetch_shared`](Self::fetch_shared),
+    /// a boxed future of its own) only when L1 did not answer.
+    pub(crate) fn fetch<'a, T>(&'a self, key: &'a str) -> Fetch<'a, T>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        Fetch::new(self, key)
+    }
+
+    /// [`fetch`](Self::fetch)'s L1 lookup: its answer (a hit; `None` for a value of another
+    /// type, or a miss with no Redis to ask), or the get to go on with in Redis.
+    pub(crate) fn fetch_l1<T>(&self, key: &str) -> Result<Option<Arc<T>>, Get>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
@@ -211,23 +217,23 @@ impl TieredCache {
                 Lookup::Hit(v) => {
                     c.l1_hits.add(1);
                     get.done(Answered::L1, &self.inner.figures);
-                    return Some(v);
+                    return Ok(Some(v));
                 }
                 Lookup::Mismatch => {
                     get.past_l1();
                     c.type_mismatches.fetch_add(1, Ordering::Relaxed);
                     self.missed(get);
-                    return None;
+                    return Ok(None);
                 }
                 Lookup::Miss => {}
             }
         }
         get.past_l1();
         if self.inner.redis.is_some() {
-            return Box::pin(self.fetch_shared::<T>(key, Some(get))).await;
+            return Err(get);
         }
         self.missed(get);
-        None
+        Ok(None)
     }
 
     /// Ends `get` as a miss: counted in the statistics and the get figures.
@@ -305,11 +311,11 @@ impl TieredCache {
     ///     cache.get("student:4f1c:allergies").await;
     /// # }
     /// ```
-    pub async fn get<T>(&self, key: &str) -> Option<Arc<T>>
+    pub fn get<'a, T>(&'a self, key: &'a str) -> impl Future<Output = Option<Arc<T>>> + Send + 'a
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        self.fetch(key).await
+        self.fetch(key)
     }
 
     /// [`TieredCache::get`], the value cloned out of its `Arc` (a clone of `T` per call:
