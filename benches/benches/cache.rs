@@ -36,6 +36,8 @@ use interleaved::Contenders;
 
 const KEYS: usize = 1000;
 const MIN: Duration = Duration::from_secs(60);
+/// The life of the entries the hit benches read: longer than a run.
+const HOUR: Duration = Duration::from_secs(3600);
 
 fn keys() -> Vec<String> {
     (0..KEYS)
@@ -77,19 +79,21 @@ fn l1_hit(c: &mut Criterion) {
     let values: Vec<Arc<Summary>> = (0..KEYS).map(|i| Arc::new(summary(i))).collect();
     let weight = serde_json::to_vec(&*values[0]).unwrap().len();
     eprintln!("l1_hit: a summary is {weight} bytes of JSON");
-    // Room for twice the keys, so that every one is held whatever its shard.
-    let l1 = L1Cache::new(2 * KEYS, MIN, 16);
+    // Entries live an hour (HOUR): the groups and the interleaved rounds take over a
+    // minute, and an entry that expired would make its contender time misses (checked at
+    // the end). Room for twice the keys, so that every one is held whatever its shard.
+    let l1 = L1Cache::new(2 * KEYS, HOUR, 16);
     let moka: moka::sync::Cache<String, Arc<Summary>> = moka::sync::Cache::new(2 * KEYS as u64);
     let quick: quick_cache::sync::Cache<String, Arc<Summary>> =
         quick_cache::sync::Cache::new(2 * KEYS);
     let rt = runtime();
-    let cfg = CacheConfig::default().with_l1(true, 2 * KEYS, MIN);
+    let cfg = CacheConfig::default().with_l1(true, 2 * KEYS, HOUR);
     let cache = rt.block_on(TieredCache::builder(cfg).build()).unwrap();
     for (k, v) in keys.iter().zip(&values) {
-        assert!(l1.insert(k, v.clone(), weight, MIN, &[]));
+        assert!(l1.insert(k, v.clone(), weight, HOUR, &[]));
         moka.insert(k.clone(), v.clone());
         quick.insert(k.clone(), v.clone());
-        rt.block_on(cache.set(k, Summary::clone(v), MIN, &[]))
+        rt.block_on(cache.set(k, Summary::clone(v), HOUR, &[]))
             .unwrap();
     }
     moka.run_pending_tasks();
@@ -129,12 +133,104 @@ fn l1_hit(c: &mut Criterion) {
         });
     }
     g.finish();
+    let get = |c: usize, key: &String| match c {
+        0 => drop(black_box(l1.get::<Summary>(key))),
+        1 => drop(black_box(cache.get::<Summary>(key).now_or_never())),
+        2 => drop(black_box(moka.get(key))),
+        _ => drop(black_box(quick.get(key))),
+    };
+    let names = ["vitals_l1", "vitals_tiered_get", "moka_sync", "quick_cache"];
+    for threads in [1usize, 2] {
+        l1_interleaved(threads, &names, |t, c, i| {
+            get(c, &keys[(i * 7 + t * 501) % KEYS])
+        });
+    }
     let s = cache.stats();
     eprintln!(
         "l1_hit: TieredCache l1_hits {}, misses {}, type_mismatches {}",
         s.l1_hits, s.misses, s.type_mismatches
     );
+    assert_eq!(
+        (s.misses, s.type_mismatches),
+        (0, 0),
+        "every TieredCache get a hit"
+    );
+    let held = keys.iter().filter(|k| l1.contains(k)).count();
+    assert_eq!(held, KEYS, "every L1Cache get a hit");
     rt.block_on(cache.shutdown());
+}
+
+/// Rounds of the interleaved L1 comparison, and the gets of one contender's batch in each.
+const L1_ROUNDS: usize = 1_000;
+const L1_BATCH: usize = 1_000;
+
+/// The L1 contenders interleaved batch by batch, beside criterion's one-after-another
+/// groups, whose medians drift with the shared machine's load from one contender to the next
+/// (the same binary measured 1.2x and 1.6x quick_cache in two runs): each of [`L1_ROUNDS`]
+/// rounds times a batch of [`L1_BATCH`] gets of every contender in turn (the order rotated
+/// each round; each batch after an untimed pass over the keys), `threads` threads running
+/// each batch at once (a barrier before and after it), so the load falls on all of them
+/// alike. `get(thread, contender, i)` makes the `i`th get. Prints each contender's median
+/// and p90 time per get (a thread's batch time over its gets) and its median's ratio to
+/// quick_cache's and to the faster peer's.
+fn l1_interleaved<F>(threads: usize, names: &[&str], get: F)
+where
+    F: Fn(usize, usize, usize) + Sync,
+{
+    let n = names.len();
+    let barrier = std::sync::Barrier::new(threads);
+    let per_thread: Vec<Vec<Vec<f64>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (get, barrier) = (&get, &barrier);
+                s.spawn(move || {
+                    let mut times = vec![Vec::with_capacity(L1_ROUNDS); n];
+                    for round in 0..L1_ROUNDS {
+                        for k in 0..n {
+                            let c = (round + k) % n;
+                            // Untimed, a pass over every key first: the batch is timed
+                            // warm, as criterion's steady state is, not after the other
+                            // contenders' batches pushed this one's entries out of the CPU's
+                            // caches.
+                            for j in 0..KEYS {
+                                get(t, c, j);
+                            }
+                            barrier.wait();
+                            let t0 = Instant::now();
+                            for j in 0..L1_BATCH {
+                                get(t, c, round * L1_BATCH + j);
+                            }
+                            let ns = t0.elapsed().as_nanos() as f64;
+                            times[c].push(ns / L1_BATCH as f64);
+                            // No thread's next warm pass runs beside another's timed batch.
+                            barrier.wait();
+                        }
+                    }
+                    times
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let quantile = |c: usize, q: f64| {
+        let mut all: Vec<f64> = per_thread.iter().flat_map(|t| t[c].clone()).collect();
+        all.sort_by(f64::total_cmp);
+        all[((all.len() - 1) as f64 * q) as usize]
+    };
+    let p50: Vec<f64> = (0..n).map(|c| quantile(c, 0.5)).collect();
+    let quick = p50[n - 1];
+    let faster_peer = p50[n - 2].min(quick);
+    for (c, name) in names.iter().enumerate() {
+        eprintln!(
+            "cache/l1_hit interleaved ({L1_ROUNDS} rounds of {L1_BATCH} gets, {threads} \
+             thread(s)): {name}: p50 {:.1} ns p90 {:.1} ns; p50 {:.2}x quick_cache's, {:.2}x \
+             the faster peer's",
+            p50[c],
+            quantile(c, 0.9),
+            p50[c] / quick,
+            p50[c] / faster_peer
+        );
+    }
 }
 
 /// An L2 hit (L1 disabled) of the ~5 KB summary: vitals `RedisTier::get` (GET + header
@@ -172,7 +268,6 @@ fn l2_hit(c: &mut Criterion) {
     const KEY: &str = "student:1:summary";
     // An hour, the copy under `raw_key` too: the group and the interleaved rounds take over
     // a minute, and an entry that expired would turn every contender into a miss.
-    const HOUR: Duration = Duration::from_secs(3600);
     rt.block_on(cache.set(KEY, summary(1), HOUR, &[])).unwrap();
     let tier = cache.redis().unwrap().clone();
     let data_key = tier.data_key(KEY);
