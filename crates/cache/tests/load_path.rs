@@ -212,6 +212,13 @@ async fn a_waiter_on_the_load_lock_gets_the_stale_value_when_the_holders_load_fa
     let ttl = Duration::from_millis(300);
     let key = "student:24:allergies";
     let (loaded_at, _) = first_load(load(&a, key, ttl, &o, "latex")).await;
+    // A's write tells B to drop its copy: heard first, so that it cannot arrive after B's
+    // read below and drop the copy B is to serve stale (a CI run saw that).
+    let told = common::eventually(Duration::from_secs(5), || async {
+        b.stats().invalidations_received >= 1
+    })
+    .await;
+    assert!(told, "B heard of A's write: {:?}", b.stats());
     // B reads it from Redis, untagged: its copy gets a horizon too.
     let on_b = fail(&b, key, ttl, &o).await.unwrap().unwrap();
     assert!(!on_b.stale && *on_b.value == "latex");
