@@ -64,7 +64,7 @@ where
                 let (cache, key) = (this.cache, this.key);
                 let shared = this
                     .shared
-                    .insert(Box::pin(cache.fetch_shared::<T>(key, Some(get))));
+                    .insert(Box::pin(cache.fetch_shared::<T>(key, Some(*get))));
                 shared.as_mut().poll(cx)
             }
         }

@@ -12,6 +12,7 @@ use crate::admission::MAX_COUNT;
 use crate::clock;
 use crate::error::CacheError;
 use crate::l1_hash::KeyHasher;
+use crate::l1_key::EntryKey;
 pub(crate) use crate::l1_shard::Value;
 use crate::l1_shard::{Entry, Shard};
 use crate::tier::Tier;
@@ -301,7 +302,7 @@ impl L1Cache {
                         hits: AtomicU8::new(0),
                         value,
                         weight: size,
-                        key: key.into(),
+                        key: EntryKey::new(key),
                         tags,
                     },
                 );

@@ -12,31 +12,37 @@ use lru::LruCache;
 use crate::admission::{Admission, VICTIMS};
 use crate::clock;
 use crate::l1_hash::PreHashed;
+use crate::l1_key::EntryKey;
 
 /// A decoded value as L1 holds it: shared, its type checked when it is read.
 pub(crate) type Value = Arc<dyn Any + Send + Sync>;
 
-/// An entry of a shard.
+/// An entry of a shard. The fields a hit reads come first, in declaration order
+/// (`repr(C)`), so that they share the fewest cache lines; the rest of the entry is read on
+/// inserts, evictions, invalidations and fail-safe only.
+#[repr(C)]
 pub(crate) struct Entry {
+    /// The full key: the maps are keyed by its 64-bit hash, so a hit compares it to the key
+    /// asked for (inline when short, `l1_key.rs`).
+    pub(crate) key: EntryKey,
+    pub(crate) value: Value,
     /// Expiry on the coarse clock ([`clock::now_ms`]).
     pub(crate) expires: u64,
+    /// The shard's insert count when this entry was last moved to the front.
+    pub(crate) promoted: u64,
+    /// Hits since admission (saturating at [`MAX_COUNT`], halved when the sketch ages): with
+    /// the sketch's count, the entry's frequency when admission weighs it as a victim.
+    ///
+    /// [`MAX_COUNT`]: crate::admission::MAX_COUNT
+    pub(crate) hits: AtomicU8,
     /// Fail-safe's horizon on the same clock: past `expires` the entry is a miss but stays
     /// (for a stale serve) until this; `expires` unless armed
     /// (`fail_safe.rs`).
     pub(crate) stale_until: AtomicU64,
     /// When a hit asks for an eager refresh: 0 not armed, `u64::MAX` none (or claimed).
     pub(crate) refresh_at: AtomicU64,
-    /// The shard's insert count when this entry was last moved to the front.
-    pub(crate) promoted: u64,
-    /// Hits since admission (saturating at [`MAX_COUNT`], halved when the sketch ages): with
-    /// the sketch's count, the entry's frequency when admission weighs it as a victim.
-    pub(crate) hits: AtomicU8,
-    pub(crate) value: Value,
     /// Bytes the entry is accounted for: its key and the encoded size of its value.
     pub(crate) weight: usize,
-    /// The full key: the maps are keyed by its 64-bit hash, so a hit compares
-    /// it to the key asked for.
-    pub(crate) key: Box<str>,
     pub(crate) tags: Box<[Arc<str>]>,
 }
 
@@ -90,7 +96,7 @@ impl Shard {
     /// with the same hash is not it.
     #[inline]
     pub(crate) fn peek(&self, hash: u64, key: &str) -> Option<&Entry> {
-        self.map.peek(&hash).filter(|e| *e.key == *key)
+        self.map.peek(&hash).filter(|e| e.key.is(key))
     }
 
     /// Removes the entry under `hash` (whatever its key), unindexing it.

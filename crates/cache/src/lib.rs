@@ -65,6 +65,7 @@ mod inner;
 mod keyring;
 mod l1;
 mod l1_hash;
+mod l1_key;
 mod l1_shard;
 mod load;
 pub mod metrics;

@@ -205,8 +205,10 @@ impl TieredCache {
     }
 
     /// [`fetch`](Self::fetch)'s L1 lookup: its answer (a hit; `None` for a value of another
-    /// type, or a miss with no Redis to ask), or the get to go on with in Redis.
-    pub(crate) fn fetch_l1<T>(&self, key: &str) -> Result<Option<Arc<T>>, Get>
+    /// type, or a miss with no Redis to ask), or the get to go on with in Redis, boxed: the
+    /// result of a hit is then two words, returned in registers, where a `Get` in it made
+    /// every hit write and copy its span and clock (a store-forwarding stall in a profile).
+    pub(crate) fn fetch_l1<T>(&self, key: &str) -> Result<Option<Arc<T>>, Box<Get>>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
@@ -230,7 +232,7 @@ impl TieredCache {
         }
         get.past_l1();
         if self.inner.redis.is_some() {
-            return Err(get);
+            return Err(Box::new(get));
         }
         self.missed(get);
         Ok(None)
