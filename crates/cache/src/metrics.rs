@@ -181,11 +181,11 @@ impl GetFigures {
 /// yet, so every L2 hit and miss is timed (without the L1 lookup's tens of nanoseconds, for
 /// those not sampled).
 pub(crate) struct Get {
-    /// `None` without a subscriber: dropped inline, where a disabled `Span`'s drop is a call.
-    /// Boxed, so that the get is three words a hit keeps in registers: built in place, a
-    /// `Span` (five words) made every hit write it and read it back whole (a stall on store
-    /// forwarding, a fifth of the hit's own time in a profile); with a subscriber, building
-    /// the span costs far more than the box.
+    /// `None` without a subscriber, or one that does not want it: dropped inline, where a
+    /// disabled `Span`'s drop is a call. Boxed, so that the get is three words a hit keeps in
+    /// registers: built in place, a `Span` (five words) made every hit write it and read it
+    /// back whole (a stall on store forwarding, a fifth of the hit's own time in a profile);
+    /// a span a subscriber records costs far more than the box.
     span: Option<Box<tracing::Span>>,
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))] // read by the metrics only
     started: Option<Instant>,
@@ -199,7 +199,9 @@ impl Get {
         // span's fields and logs its drop. With one, the span's own callsite decides, so a
         // filter on its name or fields works as before. No field value is built here:
         // `cache.tier` is recorded by `done`.
-        let span = tracing::level_enabled!(tracing::Level::INFO).then(get_span);
+        let span = tracing::level_enabled!(tracing::Level::INFO)
+            .then(get_span)
+            .flatten();
         Self {
             span,
             started: sampled_now(),
@@ -230,14 +232,17 @@ impl Get {
 }
 
 /// A get's `cache.get` span (out of line, as [`end_span`]: the L1 hit path inlines
-/// [`Get::start`] and [`Get::done`], which call these only under a subscriber).
+/// [`Get::start`] and [`Get::done`], which call these only under a subscriber), boxed, or
+/// `None` if the subscriber does not want it (a filter that leaves `vitals_cache` out): no
+/// box is allocated for a span that would record nothing.
 #[inline(never)]
-fn get_span() -> Box<tracing::Span> {
-    Box::new(tracing::info_span!(
+fn get_span() -> Option<Box<tracing::Span>> {
+    let span = tracing::info_span!(
         target: "vitals_cache",
         "cache.get",
         cache.tier = tracing::field::Empty
-    ))
+    );
+    (!span.is_disabled()).then(|| Box::new(span))
 }
 
 /// Records the tier that answered in a get's span, unless the span is disabled, and ends it.

@@ -311,17 +311,37 @@ impl PgStandby {
     }
 
     /// Delays the standby's replay of every commit by `delay` (`recovery_min_apply_delay`,
-    /// `ALTER SYSTEM` and a reload); zero removes the delay.
+    /// `ALTER SYSTEM` and a reload); zero removes the delay. Returns once a new session of
+    /// the standby sees the new value: the postmaster has then reloaded its configuration
+    /// and signalled its children, the replaying process among them. `pg_reload_conf()`
+    /// alone only sends the signal, and a commit made right after it was seen replayed at
+    /// once, before the delay took effect (a CI run failed so).
     ///
     /// # Errors
-    /// When `psql` fails.
+    /// When `psql` fails, or the value is not seen within 10 s.
     pub fn set_apply_delay(&self, delay: Duration) -> io::Result<()> {
+        let ms = delay.as_millis();
         self.server.psql(&format!(
-            "ALTER SYSTEM SET recovery_min_apply_delay = '{}ms'",
-            delay.as_millis()
+            "ALTER SYSTEM SET recovery_min_apply_delay = '{ms}ms'"
         ))?;
         self.server.psql("SELECT pg_reload_conf()")?;
-        Ok(())
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let expected = ms.to_string();
+        loop {
+            // `setting` is in the parameter's unit, milliseconds.
+            let seen = self
+                .server
+                .psql("SELECT setting FROM pg_settings WHERE name = 'recovery_min_apply_delay'")?;
+            if seen == expected {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "recovery_min_apply_delay still {seen} ms, not {expected}, 10 s after the reload"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
