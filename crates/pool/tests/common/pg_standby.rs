@@ -325,7 +325,7 @@ impl PgStandby {
             "ALTER SYSTEM SET recovery_min_apply_delay = '{ms}ms'"
         ))?;
         self.server.psql("SELECT pg_reload_conf()")?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(10);
         let expected = ms.to_string();
         loop {
             // `setting` is in the parameter's unit, milliseconds.
@@ -335,7 +335,7 @@ impl PgStandby {
             if seen == expected {
                 return Ok(());
             }
-            if std::time::Instant::now() > deadline {
+            if Instant::now() > deadline {
                 return Err(io::Error::other(format!(
                     "recovery_min_apply_delay still {seen} ms, not {expected}, 10 s after the reload"
                 )));
