@@ -72,8 +72,10 @@ where
 
 /// A typed L1 hit of a ~5 KB summary (1 000 entries, all present) at 1 and 2 threads:
 /// vitals `L1Cache::get::<Summary>` and the whole `TieredCache::get::<Summary>` path
-/// (polled once: an L1 hit never waits) beside moka's sync cache and quick_cache holding
-/// the same `Arc<Summary>` values. Every contender returns an `Arc<Summary>`.
+/// (polled once in place, as `.await` polls it: an L1 hit never waits; [`poll_in_place`])
+/// beside moka's sync cache and quick_cache holding the same `Arc<Summary>` values. Every
+/// contender returns an `Arc<Summary>`. The interleaved rounds also time the get polled by
+/// `now_or_never`, as this bench did before 2026-12-05.
 fn l1_hit(c: &mut Criterion) {
     let keys = keys();
     let values: Vec<Arc<Summary>> = (0..KEYS).map(|i| Arc::new(summary(i))).collect();
@@ -112,8 +114,7 @@ fn l1_hit(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("vitals_tiered_get", threads), |b| {
             b.iter_custom(|n| {
                 on_threads(threads, n, |t, i| {
-                    let hit = cache.get::<Summary>(&keys[idx(t, i)]).now_or_never();
-                    black_box(hit);
+                    black_box(poll_in_place(cache.get::<Summary>(&keys[idx(t, i)])));
                 })
             })
         });
@@ -135,11 +136,18 @@ fn l1_hit(c: &mut Criterion) {
     g.finish();
     let get = |c: usize, key: &String| match c {
         0 => drop(black_box(l1.get::<Summary>(key))),
-        1 => drop(black_box(cache.get::<Summary>(key).now_or_never())),
-        2 => drop(black_box(moka.get(key))),
+        1 => drop(black_box(poll_in_place(cache.get::<Summary>(key)))),
+        2 => drop(black_box(cache.get::<Summary>(key).now_or_never())),
+        3 => drop(black_box(moka.get(key))),
         _ => drop(black_box(quick.get(key))),
     };
-    let names = ["vitals_l1", "vitals_tiered_get", "moka_sync", "quick_cache"];
+    let names = [
+        "vitals_l1",
+        "vitals_tiered_get",
+        "vitals_tiered_get_now_or_never",
+        "moka_sync",
+        "quick_cache",
+    ];
     for threads in [1usize, 2] {
         l1_interleaved(threads, &names, |t, c, i| {
             get(c, &keys[(i * 7 + t * 501) % KEYS])
@@ -158,6 +166,22 @@ fn l1_hit(c: &mut Criterion) {
     let held = keys.iter().filter(|k| l1.contains(k)).count();
     assert_eq!(held, KEYS, "every L1Cache get a hit");
     rt.block_on(cache.shutdown());
+}
+
+/// The output of `f` if its first poll completes it: `f` polled where it stands, with the
+/// context of a no-op waker made once, as `.await` polls a get (in the caller's state,
+/// with the caller's context; `Fetch::poll` inlined into the caller). Inlined, so that the
+/// harness adds no call. `now_or_never` moves the future into a call of its own and makes
+/// and drops a waker per get: 1-5 ns more per L1 hit than this in the interleaved rounds
+/// (`vitals_tiered_get_now_or_never`), about 10 ns more before `Fetch::poll` was always
+/// inlined (docs/cache.md).
+#[inline(always)]
+fn poll_in_place<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+    match std::future::Future::poll(std::pin::pin!(f), &mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
 }
 
 /// Rounds of the interleaved L1 comparison, and the gets of one contender's batch in each.

@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 
 use serde::de::DeserializeOwned;
 
+use crate::metrics::Get;
 use crate::tiered::TieredCache;
 
 /// The Redis read of a get that L1 did not answer.
@@ -45,7 +46,11 @@ where
 {
     type Output = Option<Arc<T>>;
 
-    #[inline]
+    // Always inlined (the miss path is out of line, `shared_read`): a poll reached by a call,
+    // the future read back through a pointer (a get polled by `now_or_never`, or `poll` left
+    // out of line by the compiler), measured 5 ns more per L1 hit at 1 thread and 11 ns more
+    // at 2 (docs/cache.md).
+    #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         if let Some(shared) = &mut this.shared {
@@ -61,12 +66,22 @@ where
                 Poll::Ready(answer)
             }
             Err(get) => {
-                let (cache, key) = (this.cache, this.key);
-                let shared = this
-                    .shared
-                    .insert(Box::pin(cache.fetch_shared::<T>(key, Some(*get))));
+                let shared = this.shared.insert(shared_read(this.cache, this.key, get));
                 shared.as_mut().poll(cx)
             }
         }
     }
+}
+
+/// The Redis read of a get that L1 did not answer, boxed: out of line, so that
+/// [`Fetch::poll`] stays small enough to inline into its caller (the read's future, over
+/// 500 bytes, was built in the caller's frame). Takes the get as `fetch_l1` returns it,
+/// boxed, so that the caller does not move it out.
+#[allow(clippy::boxed_local)]
+#[inline(never)]
+fn shared_read<'a, T>(cache: &'a TieredCache, key: &'a str, get: Box<Get>) -> Shared<'a, T>
+where
+    T: DeserializeOwned + Send + Sync + 'static,
+{
+    Box::pin(cache.fetch_shared::<T>(key, Some(*get)))
 }
