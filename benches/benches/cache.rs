@@ -168,13 +168,13 @@ fn l1_hit(c: &mut Criterion) {
     rt.block_on(cache.shutdown());
 }
 
-/// The output of `f` if its first poll completes it: `f` polled where it stands, with the
-/// context of a no-op waker made once, as `.await` polls a get (in the caller's state,
-/// with the caller's context; `Fetch::poll` inlined into the caller). Inlined, so that the
-/// harness adds no call. `now_or_never` moves the future into a call of its own and makes
-/// and drops a waker per get: 1-5 ns more per L1 hit than this in the interleaved rounds
-/// (`vitals_tiered_get_now_or_never`), about 10 ns more before `Fetch::poll` was always
-/// inlined (docs/cache.md).
+/// The output of `f` if its first poll completes it: `f` polled where it stands, with a
+/// static no-op waker (nothing made or dropped per get), as `.await` polls a get (in the
+/// caller's state, with the caller's context; `Fetch::poll` inlined into the caller).
+/// Inlined, so that the harness adds no call. `now_or_never` moves the future into a call of
+/// its own and makes and drops a waker per get: 1-5 ns more per L1 hit than this in the
+/// interleaved rounds (`vitals_tiered_get_now_or_never`). Before `Fetch::poll` was always
+/// inlined, the two polled alike, both through a call (docs/cache.md).
 #[inline(always)]
 fn poll_in_place<F: std::future::Future>(f: F) -> Option<F::Output> {
     let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());

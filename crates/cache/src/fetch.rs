@@ -46,10 +46,9 @@ where
 {
     type Output = Option<Arc<T>>;
 
-    // Always inlined (the miss path is out of line, `shared_read`): a poll reached by a call,
-    // the future read back through a pointer (a get polled by `now_or_never`, or `poll` left
-    // out of line by the compiler), measured 5 ns more per L1 hit at 1 thread and 11 ns more
-    // at 2 (docs/cache.md).
+    // Always inlined (the miss path is out of line, `shared_read`): left out of line by the
+    // compiler, the poll was reached by a call that read the future back through a pointer,
+    // 5-6 ns more per L1 hit at 1 thread and 7-11 ns more at 2 (docs/cache.md).
     #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
@@ -75,7 +74,7 @@ where
 
 /// The Redis read of a get that L1 did not answer, boxed: out of line, so that
 /// [`Fetch::poll`] stays small enough to inline into its caller (the read's future, over
-/// 500 bytes, was built in the caller's frame). Takes the get as `fetch_l1` returns it,
+/// 500 bytes, would be built in the frame `poll` is inlined into). Takes the get as `fetch_l1` returns it,
 /// boxed, so that the caller does not move it out.
 #[allow(clippy::boxed_local)]
 #[inline(never)]
