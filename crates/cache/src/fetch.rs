@@ -74,8 +74,8 @@ where
 
 /// The Redis read of a get that L1 did not answer, boxed: out of line, so that
 /// [`Fetch::poll`] stays small enough to inline into its caller (the read's future, over
-/// 500 bytes, would be built in the frame `poll` is inlined into). Takes the get as `fetch_l1` returns it,
-/// boxed, so that the caller does not move it out.
+/// 500 bytes, would be built in the frame `poll` is inlined into). Takes the get as
+/// `fetch_l1` returns it, boxed, so that the caller does not move it out.
 #[allow(clippy::boxed_local)]
 #[inline(never)]
 fn shared_read<'a, T>(cache: &'a TieredCache, key: &'a str, get: Box<Get>) -> Shared<'a, T>
