@@ -10,7 +10,8 @@
 //! `get` (a logical expiry in the payload would change the codec's format for every reader).
 //! So a value is served stale by an instance that held it in L1; one restarted, or whose L1
 //! evicted it (a logically expired entry is among the first victims), or cleared it (a lost
-//! subscription), has nothing to serve and returns the error.
+//! subscription), has nothing to serve and returns the error. A read from Redis that refills
+//! an expired entry of the key keeps that entry's tags and horizon (`L1Cache::fill_if`).
 //!
 //! **Eager refresh.** A hit past `fraction × TTL` of its value's life claims the entry's
 //! refresh (one atomic compare-and-swap on the entry: one claim per entry, however many
@@ -20,7 +21,8 @@
 //! fail-safe applies); one still loading after 30 s is dropped, so a hung loader holds up
 //! the misses that follow it no longer than that. L1's TTL cap (`CACHE_L1_TTL`) can make
 //! an entry's life shorter than its value's: such an entry is not armed (its value's age is
-//! unknown); an entry filled from Redis with the rest of its TTL is. An entry stored by a load, or filled by another
+//! unknown; `Entry::capped`, set at its insert); an entry filled from Redis with the rest of
+//! its TTL is. An entry stored by a load, or filled by another
 //! instance's load arriving (`load_lock.rs`), is armed without being claimed: a value that
 //! arrives past its refresh point is refreshed by its next hit, as its caller has no loader
 //! to run in the background.
@@ -52,8 +54,6 @@ use crate::tiered::TieredCache;
 const UNARMED: u64 = 0;
 /// `Entry::refresh_at` of an entry with no refresh to run (none asked, or claimed).
 const NEVER: u64 = u64::MAX;
-/// Slack of the coarse clock when telling an entry capped by L1's TTL from one that is not.
-const CAP_SLACK_MS: u64 = 5;
 /// The longest an eager refresh may load before it is dropped (its flight's followers then
 /// load themselves).
 const REFRESH_LIMIT: Duration = Duration::from_secs(30);
@@ -165,7 +165,6 @@ pub(crate) enum Claim {
 /// refresh if due; true for the one caller that should reload.
 fn arm_and_claim(
     e: &Entry,
-    max_ttl: Duration,
     ttl: Duration,
     options: &LoadOptions,
     fail_safe: bool,
@@ -179,11 +178,10 @@ fn arm_and_claim(
             e.stale_until
                 .fetch_max(e.expires.saturating_add(horizon), Ordering::Relaxed);
         }
-        let max_ttl_ms = u64::try_from(max_ttl.as_millis()).unwrap_or(u64::MAX);
-        // An entry L1's cap cut short ends before its value: when that is due is unknown.
-        let capped = ttl > max_ttl && e.expires.saturating_sub(now) + CAP_SLACK_MS >= max_ttl_ms;
+        // An entry L1's cap cut short ends before its value: when that is due is unknown
+        // (told when it was inserted, however late it is armed).
         let want = match options.eager_refresh {
-            Some(f) if !capped => {
+            Some(f) if !e.capped => {
                 let tail = (ttl.as_millis() as f64 * (1.0 - f)) as u64;
                 e.expires.saturating_sub(tail).max(1)
             }
@@ -292,7 +290,7 @@ impl TieredCache {
             // expired the key would name no key and find no tagged entry, so the copy would
             // outlive the invalidation.
             let indexed = tags.iter().all(|t| e.tags.iter().any(|et| &**et == *t));
-            same(&e.value, &v) && arm_and_claim(e, l1.max_ttl(), ttl, options, indexed, claim)
+            same(&e.value, &v) && arm_and_claim(e, ttl, options, indexed, claim)
         })
         .unwrap_or(false)
     }
@@ -395,6 +393,47 @@ impl TieredCache {
 mod tests {
     use super::*;
     use crate::fraction::{parse_fraction, EAGER_EXPECTED};
+
+    /// An entry whose life L1's cap cut short is never due for an eager refresh, however
+    /// late it is first armed (it used to be judged by the life it had left when armed, so a
+    /// value stored, then hit 50 ms later, was refreshed at once); one the cap did not cut
+    /// is due at its point.
+    #[tokio::test]
+    async fn an_entry_capped_by_l1s_ttl_is_not_refreshed_when_armed_late() {
+        let cfg = CacheConfig::default().with_l1(true, 16, Duration::from_secs(10));
+        let cache = TieredCache::builder(cfg).build().await.unwrap();
+        let stored = tokio::time::Instant::now();
+        // 600 s, capped to L1's 10 s; 2 s, within it.
+        cache
+            .set("capped", 1_u32, Duration::from_secs(600), &[])
+            .await
+            .unwrap();
+        cache
+            .set("uncapped", 2_u32, Duration::from_secs(2), &[])
+            .await
+            .unwrap();
+        let arm = |key: &'static str, ttl: Duration, fraction: f64| {
+            let cache = &cache;
+            async move {
+                let v = cache.get::<u32>(key).await.unwrap();
+                let o = LoadOptions::OFF.eager_refresh(Some(fraction));
+                cache.arm(key, &v, ttl, &[], &o, Claim::Now)
+            }
+        };
+        tokio::time::sleep_until(stored + Duration::from_millis(50)).await;
+        assert!(!arm("capped", Duration::from_secs(600), 0.9).await);
+        assert!(
+            !arm("uncapped", Duration::from_secs(2), 0.5).await,
+            "not due before 1 s"
+        );
+        tokio::time::sleep_until(stored + Duration::from_millis(1200)).await;
+        assert!(!arm("capped", Duration::from_secs(600), 0.9).await);
+        assert!(
+            arm("uncapped", Duration::from_secs(2), 0.5).await,
+            "due past half its TTL"
+        );
+        cache.shutdown().await;
+    }
 
     #[test]
     fn eager_refresh_takes_a_fraction_or_a_percentage() {

@@ -17,6 +17,14 @@ pub(crate) use crate::l1_shard::Value;
 use crate::l1_shard::{Entry, Shard};
 use crate::tier::Tier;
 
+/// The tags of a value L1 is given ([`L1Cache::insert_if`]), or, for a value read from
+/// Redis, those of the entry of its key it replaces ([`L1Cache::fill_if`]).
+#[derive(Clone, Copy)]
+enum Tags<'a> {
+    Given(&'a [&'a str]),
+    OfReplaced,
+}
+
 /// What a conditional insert did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Inserted {
@@ -258,7 +266,39 @@ impl L1Cache {
         tags: &[&str],
         cond: impl FnOnce() -> bool,
     ) -> Inserted {
+        self.insert_with(key, value, weight, ttl, Tags::Given(tags), cond)
+    }
+
+    /// [`L1Cache::insert_if`] for a value read from Redis, whose tags are not known: an
+    /// entry of `key` it replaces (expired, or of another type) hands on its tags and its
+    /// fail-safe horizon (`fail_safe.rs`), so that a copy refilled after L1's TTL, shorter
+    /// than the value's, is still found by a tag invalidation and still served stale when
+    /// a reload fails. The replaced entry was indexed under those tags until now (a tag
+    /// invalidation would have removed it), so they are the value's.
+    pub(crate) fn fill_if(
+        &self,
+        key: &str,
+        value: Value,
+        weight: usize,
+        ttl: Duration,
+        cond: impl FnOnce() -> bool,
+    ) -> Inserted {
+        self.insert_with(key, value, weight, ttl, Tags::OfReplaced, cond)
+    }
+
+    fn insert_with(
+        &self,
+        key: &str,
+        value: Value,
+        weight: usize,
+        ttl: Duration,
+        tags: Tags<'_>,
+        cond: impl FnOnce() -> bool,
+    ) -> Inserted {
         let expires = clock::deadline_ms(ttl.min(self.max_ttl));
+        // L1's cap cut the entry's life short of its value's: when the value is due for an
+        // eager refresh is unknown (`fail_safe.rs`).
+        let capped = ttl > self.max_ttl;
         let size = key.len().saturating_add(weight);
         let hash = self.hash(key);
         let mut evicted = Vec::new();
@@ -283,11 +323,25 @@ impl L1Cache {
                 }
             };
             replaced_one = usize::from(replaced.is_some());
+            // What an entry of this very key hands on (not one of a colliding key).
+            let handed = match tags {
+                Tags::OfReplaced => replaced
+                    .as_ref()
+                    .filter(|e| e.key.is(key))
+                    .map(|e| (e.tags.clone(), e.stale_until.load(Ordering::Relaxed))),
+                Tags::Given(_) => None,
+            };
             evicted.extend(replaced);
             let fits = size <= shard.max_bytes && shard.make_room(size, freq, &mut evicted);
             if fits {
                 shard.inserts = shard.inserts.wrapping_add(1);
-                let tags: Box<[Arc<str>]> = tags.iter().map(|t| Arc::<str>::from(*t)).collect();
+                let (tags, stale_until) = match (handed, tags) {
+                    (Some((tags, horizon)), _) => (tags, horizon.max(expires)),
+                    (None, Tags::Given(tags)) => {
+                        (tags.iter().map(|t| Arc::<str>::from(*t)).collect(), expires)
+                    }
+                    (None, Tags::OfReplaced) => (Box::default(), expires),
+                };
                 for t in tags.iter() {
                     shard.tags.entry(t.clone()).or_default().insert(hash);
                 }
@@ -296,13 +350,14 @@ impl L1Cache {
                     hash,
                     Entry {
                         expires,
-                        stale_until: AtomicU64::new(expires),
+                        stale_until: AtomicU64::new(stale_until),
                         refresh_at: AtomicU64::new(0),
                         promoted: shard.inserts,
                         hits: AtomicU8::new(0),
                         value,
                         weight: size,
                         key: EntryKey::new(key),
+                        capped,
                         tags,
                     },
                 );
@@ -421,11 +476,6 @@ impl L1Cache {
         let hash = self.hash(key);
         let shard = read(self.shard_of(hash));
         shard.peek(hash, key).map(f)
-    }
-
-    /// The longest life of an entry (`CACHE_L1_TTL`).
-    pub(crate) fn max_ttl(&self) -> Duration {
-        self.max_ttl
     }
 }
 

@@ -44,6 +44,9 @@ pub(crate) struct Entry {
     pub(crate) refresh_at: AtomicU64,
     /// Bytes the entry is accounted for: its key and the encoded size of its value.
     pub(crate) weight: usize,
+    /// Whether L1's TTL cap made the entry's life shorter than its value's TTL (set when it
+    /// was inserted): its value's age, and so its eager refresh point, is unknown.
+    pub(crate) capped: bool,
     pub(crate) tags: Box<[Arc<str>]>,
 }
 
@@ -109,10 +112,12 @@ impl Shard {
     }
 
     /// Evicts until an entry of `size` bytes fits, into `evicted`. A newcomer (`freq`: its
-    /// estimate) must have been asked for more often than its victim, the least frequent of
-    /// the [`VICTIMS`] least recently used entries, else nothing is evicted and this returns
-    /// false; an expired entry among them goes first, unweighed. Further room (for a value
-    /// heavier than the one it replaced) comes in plain recency order.
+    /// estimate) must have been asked for more often than each of its victims, each the least
+    /// frequent of the [`VICTIMS`] least recently used entries then; an expired entry among
+    /// them goes first, unweighed. At the first victim it does not beat, this stops and
+    /// returns false: the newcomer is refused (any colder entries it pushed out before stay
+    /// out), so a heavy value asked for once cannot push out entries asked for more. A value
+    /// that replaces its key's own (`freq` `None`) makes its room in plain recency order.
     pub(crate) fn make_room(
         &mut self,
         size: usize,
@@ -120,13 +125,12 @@ impl Shard {
         evicted: &mut Vec<Entry>,
     ) -> bool {
         let now = clock::now_ms();
-        let mut weighed = freq.is_none();
         while self.map.len() >= self.cap || self.bytes + size > self.max_bytes {
             let Some((&lru_hash, _)) = self.map.peek_lru() else {
                 break;
             };
             let mut hash = lru_hash;
-            if !weighed {
+            if let Some(freq) = freq {
                 // The least frequent of the few least recently used entries (an expired
                 // one at once).
                 let mut best: Option<(u64, u8)> = None;
@@ -145,12 +149,11 @@ impl Shard {
                     }
                 }
                 if let Some((h, victim_freq)) = best {
-                    if freq.unwrap_or(0) <= victim_freq {
+                    if freq <= victim_freq {
                         return false;
                     }
                     hash = h;
                 }
-                weighed = true;
             }
             if let Some(e) = self.take(hash) {
                 self.admission.fold(hash, e.hits.load(Ordering::Relaxed));
@@ -233,6 +236,34 @@ mod tests {
             .filter_map(|i| c.got(&i.to_string()).map(|v| v.len() + 1))
             .sum();
         assert_eq!(c.bytes(), bytes);
+    }
+
+    #[test]
+    fn a_heavy_value_asked_for_once_does_not_push_out_hot_entries() {
+        // One shard of 1 000 bytes: an entry already expired (its TTL zero), then eight hot
+        // ones of 102 bytes each, read five times (919 bytes in all).
+        let c = L1Cache::with_max_bytes(100, 1000, Duration::from_secs(60), 1);
+        let ttl = Duration::from_secs(60);
+        let v = "x".repeat(100);
+        assert!(c.put("old", &v, Duration::ZERO, &[]));
+        let hot: Vec<String> = (0..8).map(|i| format!("h{i}")).collect();
+        for k in &hot {
+            assert!(c.put(k, &v, ttl, &[]));
+        }
+        for _ in 0..5 {
+            assert!(hot.iter().all(|k| c.got(k).is_some()));
+        }
+        // A 303-byte newcomer, asked for once, needs room for three entries: the expired
+        // one goes unweighed, then the first hot victim outweighs it, and it is refused.
+        assert!(!c.put("big", &"y".repeat(300), ttl, &[]));
+        let held = hot.iter().filter(|k| c.contains(k)).count();
+        assert_eq!(
+            held,
+            hot.len(),
+            "hot entries pushed out by a value read once"
+        );
+        assert!(!c.contains("big"));
+        assert_eq!(c.bytes(), 8 * 102);
     }
 
     #[test]

@@ -42,8 +42,9 @@ pub struct CacheStats {
     pub load_locks: u64,
     /// Misses that found another instance's load lock held and waited for its value.
     pub load_lock_waits: u64,
-    /// Misses that got the value another instance loaded, instead of loading (their read
-    /// of it from Redis counts as an L2 hit).
+    /// Misses that got the value another instance loaded, instead of loading (counted as
+    /// misses at their lookup; their read of it from Redis is not counted again, as an L2
+    /// hit or otherwise).
     pub coalesced_remote: u64,
     /// Misses that waited `CACHE_LOAD_LOCK_WAIT_MS` for another instance's load in vain,
     /// then loaded here.

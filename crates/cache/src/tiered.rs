@@ -276,7 +276,7 @@ impl TieredCache {
                         let v = Arc::new(v);
                         if let Some(l1) = &self.inner.l1 {
                             let ttl = ttl.unwrap_or(self.inner.config.l1_ttl);
-                            l1.insert_if(key, v.clone(), bytes.len(), ttl, &[], || e0.unchanged());
+                            l1.fill_if(key, v.clone(), bytes.len(), ttl, || e0.unchanged());
                         }
                         return Some(v);
                     }
@@ -417,11 +417,17 @@ impl TieredCache {
             }
         }
         self.inner.counters.sets.fetch_add(1, Ordering::Relaxed);
+        // After the Redis write and before the insert, as `store` does: a reader that got an
+        // older value from Redis before our write sees the moved epoch when it comes to fill
+        // L1, whether that is before or after our insert, and does not fill L1 with it (moved
+        // after the insert, a fill between the two would overwrite our value).
+        self.inner.bump(key);
         if let Some(l1) = &self.inner.l1 {
-            // Checked under the shard lock: an invalidation bumps the epoch before it
-            // removes from L1, so either this sees the bump or the removal comes after.
-            // A refusal (admission, size) is counted in `l1_rejected`, not as stale.
-            let inserted = l1.insert_if(key, value, weight, ttl, tags, || e0.unchanged());
+            // Checked under the shard lock: our own bump and nothing else (an invalidation
+            // bumps the epoch before it removes from L1, so either this sees the bump or the
+            // removal comes after). A refusal (admission, size) is counted in
+            // `l1_rejected`, not as stale.
+            let inserted = l1.insert_if(key, value, weight, ttl, tags, || e0.moved_once());
             if inserted == Inserted::ConditionFailed {
                 self.inner
                     .counters
@@ -429,9 +435,6 @@ impl TieredCache {
                     .fetch_add(1, Ordering::Relaxed);
             }
         }
-        // After the insert: a reader that got an older value from Redis before our
-        // write sees the moved epoch and does not fill L1 with it.
-        self.inner.bump(key);
     }
 
     /// The value of `key`, or the loader's, stored for `ttl` under `tags`: shared, as
@@ -479,7 +482,8 @@ impl TieredCache {
     }
 
     /// Removes `keys` from both tiers (and from the other instances' L1);
-    /// returns how many were held (Redis count, or L1 count without Redis).
+    /// returns how many were held: the larger of Redis's count and this instance's L1
+    /// count (L1's alone without Redis, or when Redis's DEL failed).
     pub async fn delete_many(&self, keys: &[&str]) -> u64 {
         self.inner
             .counters

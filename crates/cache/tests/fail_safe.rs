@@ -154,6 +154,45 @@ async fn a_copy_read_from_redis_is_not_served_stale_after_a_tag_invalidation() {
     b.shutdown().await;
 }
 
+/// A copy that L1's TTL (shorter than the value's) expired and that a read then refilled
+/// from Redis keeps its fail-safe horizon and its tags: once Redis has lost the key too and
+/// the database is down, the last value is served stale (the refill used to replace the
+/// armed entry with a bare one, so a hot key read again within its Redis TTL lost it).
+#[tokio::test]
+async fn a_copy_refilled_from_redis_after_l1s_ttl_keeps_its_fail_safe_horizon() {
+    let cfg = common::config("fs-refill", &common::redis_url()).with_l1(
+        true,
+        100,
+        Duration::from_millis(300),
+    );
+    let cache = common::build(cfg).await;
+    let o = cache.load_options().fail_safe(Duration::from_secs(30));
+    let (key, ttl) = ("student:13:allergies", Duration::from_secs(20));
+    let (loaded_at, _) = first_load(load(&cache, key, ttl, &o, "sesame")).await;
+    // Past L1's 300 ms, within Redis's 20 s: an L2 hit refills L1, the loader never runs.
+    tokio::time::sleep_until(loaded_at + Duration::from_millis(400)).await;
+    let l2_hits = cache.stats().l2_hits;
+    let refilled = fail(&cache, key, ttl, &o).await.unwrap().unwrap();
+    assert!(!refilled.stale && *refilled.value == "sesame");
+    assert_eq!(cache.stats().l2_hits, l2_hits + 1, "{:?}", cache.stats());
+    let refilled_at = tokio::time::Instant::now();
+    // Redis loses the key (as at its TTL's end: no invalidation), the refilled copy expires.
+    let mut conn = common::raw_conn(&common::redis_url()).await;
+    let _: () = redis::AsyncCommands::del(&mut conn, cache.redis().unwrap().data_key(key))
+        .await
+        .unwrap();
+    tokio::time::sleep_until(refilled_at + Duration::from_millis(400)).await;
+    let stale = fail(&cache, key, ttl, &o)
+        .await
+        .expect("served stale")
+        .unwrap();
+    assert!(stale.stale && *stale.value == "sesame");
+    // Its tags came along: the data type's invalidation still reaches it.
+    cache.invalidate_tag("allergies").await;
+    assert_eq!(fail(&cache, key, ttl, &o).await.unwrap_err(), DatabaseDown);
+    cache.shutdown().await;
+}
+
 #[tokio::test]
 async fn fifty_concurrent_hits_late_in_the_ttl_make_one_background_load_and_are_not_delayed() {
     let (key, ttl) = ("student:11:conditions", Duration::from_secs(20));
