@@ -149,6 +149,28 @@ async fn a_write_invalidates_after_success_only(pool: PgPool) {
     vitals.shutdown().await;
 }
 
+/// A student id the route accepts with white space around it (here `%20`, decoded) is the
+/// student the layer invalidates: the route and the layer share one parser (the layer's own
+/// parse used to refuse it, so the write answered 201 and the old summary stayed cached).
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn a_write_to_a_padded_student_id_invalidates_that_student(pool: PgPool) {
+    let (vitals, school) = vitals_on(pool, "padded").await;
+    let app = health::api::router(vitals.clone());
+    let student = school.students[2].id;
+    let uri = format!("/api/students/{student}/health-summary");
+    let doses = json(&app, &uri).await["vaccinations"]
+        .as_array()
+        .unwrap()
+        .len();
+    let post = format!("/api/students/%20{student}%20/vaccinations");
+    let good = r#"{"vaccine_name":"Rabies","dose_number":1,"administered_on":"2026-11-03"}"#;
+    let (status, body) = call(&app, "POST", &post, Some(("application/json", good.into()))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let after = json(&app, &uri).await;
+    assert_eq!(after["vaccinations"].as_array().unwrap().len(), doses + 1);
+    vitals.shutdown().await;
+}
+
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn an_import_upload_invalidates_every_student_it_names(pool: PgPool) {
     let (vitals, school) = vitals_on(pool, "import").await;

@@ -161,6 +161,24 @@ async fn a_query_parameter_is_refused_by_name_never_echoed(pool: PgPool) {
     vitals.shutdown().await;
 }
 
+/// An upload whose first line is data (no header row), one value twice, is refused as
+/// unreadable by its body, never with that line quoted (the importer's own message names the
+/// repeated "column", which is a value there).
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn an_upload_without_a_header_row_is_refused_without_its_first_row(pool: PgPool) {
+    let (app, vitals, _, _) = app_on(pool, "headerless").await;
+    let csv = Some(("text/csv", "qzorblitis,qzorblitis\n".to_owned()));
+    let answer = call(&app, "POST", "/api/import?type=vaccination", csv).await;
+    assert_refused(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "body",
+        "not readable as CSV",
+        &["qzorblitis"],
+    );
+    vitals.shutdown().await;
+}
+
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn a_json_body_is_refused_by_line_and_field_never_echoed(pool: PgPool) {
     let (app, vitals, pg, student) = app_on(pool, "json").await;

@@ -36,6 +36,7 @@ use uuid::Uuid;
 use vitals_import::{Format, Item, RawValue, Source, Value};
 
 use super::cache::HealthData;
+use super::invalidate::parse_student;
 use super::model::Vaccination;
 use super::records::{self, VACCINATION};
 use crate::http::{
@@ -92,9 +93,9 @@ impl<S: Send + Sync> FromRequestParts<S> for StudentPath {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let InputPath(raw) = InputPath::<String>::from_request_parts(parts, state).await?;
-        Uuid::parse_str(raw.trim())
+        parse_student(&raw)
             .map(Self)
-            .map_err(|_| InputRejection::new(StatusCode::BAD_REQUEST, "student_id", "not a uuid"))
+            .ok_or_else(|| InputRejection::new(StatusCode::BAD_REQUEST, "student_id", "not a uuid"))
     }
 }
 
@@ -233,7 +234,16 @@ async fn import(
             Some(t) => s.with_type(t),
             None => s,
         },
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        // A fixed text: the importer's error may quote the header line, which in a file
+        // sent without one is a row of data.
+        Err(_) => {
+            return InputRejection::new(
+                StatusCode::BAD_REQUEST,
+                "body",
+                "not readable as CSV: no header row, or a header naming a column twice",
+            )
+            .into_response()
+        }
     };
     let options = params
         .dry_run

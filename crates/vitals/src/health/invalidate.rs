@@ -32,6 +32,13 @@ pub enum StudentId {
     Header(&'static str),
 }
 
+/// A student id as a request spells it (a path segment, a header): a UUID, white space
+/// around it ignored. The one parser of the routes and of the invalidation layers, so that a
+/// write a route accepts is the write whose student the layer invalidates.
+pub(crate) fn parse_student(raw: &str) -> Option<Uuid> {
+    Uuid::parse_str(raw.trim()).ok()
+}
+
 impl StudentId {
     async fn find(&self, parts: &mut Parts) -> Option<Uuid> {
         match self {
@@ -40,13 +47,13 @@ impl StudentId {
                 params
                     .iter()
                     .find(|(k, _)| k == name)
-                    .and_then(|(_, v)| v.parse().ok())
+                    .and_then(|(_, v)| parse_student(v))
             }
             StudentId::Header(name) => parts
                 .headers
                 .get(*name)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok()),
+                .and_then(parse_student),
         }
     }
 }
