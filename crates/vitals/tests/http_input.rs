@@ -179,6 +179,40 @@ async fn an_upload_without_a_header_row_is_refused_without_its_first_row(pool: P
     vitals.shutdown().await;
 }
 
+/// While four uploads are being read (their bodies still arriving), a fifth is answered 503
+/// with `Retry-After` before its body is read; once they end, an upload goes through.
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn a_fifth_upload_at_once_is_told_to_come_back(pool: PgPool) {
+    use tower::ServiceExt as _;
+
+    let (app, vitals, _, _) = app_on(pool, "uploads").await;
+    let upload = |body: axum::body::Body| {
+        axum::http::Request::post("/api/import?type=vaccination")
+            .header("content-type", "text/csv")
+            .body(body)
+            .unwrap()
+    };
+    // Bodies that never arrive: each request, polled once, holds its place while it waits.
+    let mut reading = Vec::new();
+    for _ in 0..health::api::MAX_CONCURRENT_UPLOADS {
+        let never = futures::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+        let mut answer = Box::pin(
+            app.clone()
+                .oneshot(upload(axum::body::Body::from_stream(never))),
+        );
+        assert!(futures::poll!(answer.as_mut()).is_pending());
+        reading.push(answer);
+    }
+    let csv = || axum::body::Body::from("student_id,vaccine_name\n");
+    let busy = app.clone().oneshot(upload(csv())).await.unwrap();
+    assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    drop(reading);
+    let through = app.clone().oneshot(upload(csv())).await.unwrap();
+    assert_ne!(through.status(), StatusCode::SERVICE_UNAVAILABLE);
+    vitals.shutdown().await;
+}
+
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn a_json_body_is_refused_by_line_and_field_never_echoed(pool: PgPool) {
     let (app, vitals, pg, student) = app_on(pool, "json").await;

@@ -24,14 +24,17 @@
 //! for a body field that breaks a rule.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 use vitals_import::{Format, Item, RawValue, Source, Value};
 
@@ -47,6 +50,11 @@ use crate::{with_db, Vitals};
 
 /// The largest import upload accepted, bytes.
 pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
+
+/// Import uploads a router reads at once: their bodies, each up to [`MAX_UPLOAD_BYTES`], hold
+/// at most 256 MiB together, however many connections the server takes. One more is answered
+/// 503 with `Retry-After` before its body is read.
+pub const MAX_CONCURRENT_UPLOADS: usize = 4;
 
 /// The school-health API and the health endpoints, ready to serve. With the school-health
 /// domain off (`VITALS_HEALTH=false`), only the health endpoints.
@@ -68,10 +76,34 @@ pub fn router(vitals: Vitals) -> Router {
         // `Vitals::import` drops the cache of the students it wrote records of itself.
         .route(
             "/api/import",
-            post(import).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+            post(import)
+                .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+                .layer(middleware::from_fn_with_state(
+                    Arc::new(Semaphore::new(MAX_CONCURRENT_UPLOADS)),
+                    one_of_the_uploads,
+                )),
         )
         .with_state(vitals.clone());
     api.merge(crate::http::router(vitals))
+}
+
+/// Lets an upload through if fewer than [`MAX_CONCURRENT_UPLOADS`] are being read; else a
+/// 503 with `Retry-After: 1`, its body unread.
+async fn one_of_the_uploads(
+    State(uploads): State<Arc<Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Ok(_reading) = uploads.try_acquire() else {
+        let mut busy = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("busy: {MAX_CONCURRENT_UPLOADS} imports are being uploaded; try again"),
+        );
+        busy.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return busy;
+    };
+    next.run(request).await
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
