@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::chunk::Pipeline;
 use crate::error::ImportError;
 use crate::keys::{self, Hash128};
-use crate::options::ImportOptions;
+use crate::options::{ImportOptions, MAX_CHUNK_SIZE};
 use crate::reader::{self, Msg, ReadTask};
 use crate::report::{ImportReport, Warning};
 use crate::sink::Sink;
@@ -37,13 +37,16 @@ impl Importer {
     /// An importer of the types of `registry`.
     ///
     /// # Errors
-    /// [`ImportError::Options`] when the chunk size or the number of workers is 0.
+    /// [`ImportError::Options`] when the chunk size is 0 or above [`MAX_CHUNK_SIZE`], or the
+    /// number of workers is 0.
     pub fn new(
         registry: impl Into<Arc<Registry>>,
         options: ImportOptions,
     ) -> Result<Self, ImportError> {
-        if options.chunk_size == 0 {
-            return Err(ImportError::Options("chunk size must be above 0".into()));
+        if !(1..=MAX_CHUNK_SIZE).contains(&options.chunk_size) {
+            return Err(ImportError::Options(format!(
+                "chunk size must be from 1 to {MAX_CHUNK_SIZE}"
+            )));
         }
         if options.workers == 0 {
             return Err(ImportError::Options("workers must be above 0".into()));
@@ -269,6 +272,8 @@ mod tests {
         for options in [
             ImportOptions::new().workers(0),
             ImportOptions::new().chunk_size(0),
+            ImportOptions::new().chunk_size(MAX_CHUNK_SIZE + 1),
+            ImportOptions::new().chunk_size(1_000_000_000),
         ] {
             let registry = Registry::new([]).unwrap();
             assert!(matches!(
@@ -276,5 +281,7 @@ mod tests {
                 Err(ImportError::Options(_))
             ));
         }
+        let registry = Registry::new([]).unwrap();
+        assert!(Importer::new(registry, ImportOptions::new().chunk_size(MAX_CHUNK_SIZE)).is_ok());
     }
 }

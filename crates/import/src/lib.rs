@@ -96,6 +96,7 @@ pub use error::{ImportError, SpecError};
 pub use importer::Importer;
 pub use options::{
     ImportOptions, Progress, ProgressFn, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_LISTED, DEFAULT_WORKERS,
+    MAX_CHUNK_SIZE,
 };
 pub use report::{DuplicateOf, DuplicateRow, ImportReport, Rejection, TypeCounts, Warning};
 #[cfg(feature = "postgres")]

@@ -8,6 +8,10 @@ use vitals_env::{Env, Var};
 /// Default number of rows per chunk (and per transaction).
 pub const DEFAULT_CHUNK_SIZE: usize = 5000;
 
+/// Largest number of rows per chunk: a chunk is held in memory (up to three of them at once)
+/// and written in one transaction, so a larger one buys nothing and risks memory.
+pub const MAX_CHUNK_SIZE: usize = 100_000;
+
 /// Default number of chunks written at once (see [`ImportOptions::workers`]).
 pub const DEFAULT_WORKERS: usize = 2;
 
@@ -68,7 +72,7 @@ impl Default for ImportOptions {
 /// Every variable, in the crate's own words of what is expected (a blank one reads as unset,
 /// as in every other crate).
 const VARS: &[Var<ImportOptions>] = vitals_env::vars!(builder ImportOptions {
-    chunk_size: Described("VITALS_IMPORT_CHUNK_SIZE", "a whole number of rows above 0", 1),
+    chunk_size: UsizeIn("VITALS_IMPORT_CHUNK_SIZE", 1, MAX_CHUNK_SIZE),
     max_errors: Described("VITALS_IMPORT_MAX_ERRORS", "a whole number of rejected rows", 0)
         => |o, n| o.max_errors(n as u64),
     workers: Described("VITALS_IMPORT_WORKERS", "a whole number of connections above 0", 1),
@@ -103,7 +107,8 @@ impl ImportOptions {
     }
 
     vitals_env::setter!(
-        /// Rows per chunk: per round of queries and per transaction.
+        /// Rows per chunk: per round of queries and per transaction, from 1 to
+        /// [`MAX_CHUNK_SIZE`] (the [`Importer`](crate::Importer) refuses any other).
         chunk_size: usize
     );
 
@@ -224,7 +229,7 @@ mod tests {
         ]))
         .unwrap_err();
         let missing = e.unmentioned(&[
-            "import: VITALS_IMPORT_CHUNK_SIZE=\"0\": expected a whole number of rows above 0",
+            "import: VITALS_IMPORT_CHUNK_SIZE=\"0\": expected a whole number from 1 to 100000",
             "import: VITALS_IMPORT_MAX_ERRORS=\"many\": expected a whole number of rejected rows",
         ]);
         assert!(missing.is_empty(), "{missing:?} missing from {e}");
@@ -235,6 +240,24 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!((o.chunk_size, o.max_errors), (100, Some(0)));
+    }
+
+    #[test]
+    fn a_chunk_size_above_the_maximum_is_refused_by_name_and_range() {
+        let o =
+            ImportOptions::from_env_with(env(&[("VITALS_IMPORT_CHUNK_SIZE", "100000")])).unwrap();
+        assert_eq!(o.chunk_size, MAX_CHUNK_SIZE);
+        for bad in ["100001", "1000000000"] {
+            let e = ImportOptions::from_env_with(env(&[("VITALS_IMPORT_CHUNK_SIZE", bad)]))
+                .unwrap_err();
+            assert_eq!(e.problems().len(), 1, "{e}");
+            assert_eq!(e.problems()[0].variable, "VITALS_IMPORT_CHUNK_SIZE", "{e}");
+            assert!(
+                e.to_string()
+                    .contains("expected a whole number from 1 to 100000"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

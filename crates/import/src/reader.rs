@@ -23,6 +23,9 @@ pub(crate) enum Msg {
     Warnings(Vec<Warning>),
 }
 
+/// Most rows a new chunk reserves room for; it grows past that as rows come.
+const RESERVED_ROWS: usize = 1024;
+
 /// Consecutive records of the input, parsed: the valid rows and the refused ones.
 pub(crate) struct Chunk {
     /// The line of the chunk's first record.
@@ -34,10 +37,12 @@ pub(crate) struct Chunk {
 }
 
 impl Chunk {
+    /// A chunk with room for `n` rows, or for [`RESERVED_ROWS`] when `n` is larger: a
+    /// chunk of a small input then costs no more than its rows.
     fn with_capacity(n: usize) -> Self {
         Self {
             first_line: 0,
-            rows: Vec::with_capacity(n),
+            rows: Vec::with_capacity(n.min(RESERVED_ROWS)),
             invalid: Vec::new(),
         }
     }

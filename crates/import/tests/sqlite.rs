@@ -250,3 +250,80 @@ async fn csv_and_ndjson_give_the_same_report() {
         "{from_ndjson:#?}"
     );
 }
+
+/// The same rows, each line ended by `end`, with blank lines between them: an author, a
+/// book, a book with a bad year (line 6) and a book repeating line 4 (line 7).
+fn rows_with_blank_lines(end: &str) -> String {
+    [
+        "type,id,author_id,name,title,year",
+        "",
+        &format!("author,{AUTHOR_A},,Ann Oak,,"),
+        &format!("book,,{AUTHOR_A},,First Light,1999"),
+        "",
+        &format!("book,,{AUTHOR_A},,Bad Year,year-x"),
+        &format!("book,,{AUTHOR_A},,FIRST LIGHT,2000"),
+    ]
+    .iter()
+    .map(|l| format!("{l}{end}"))
+    .collect()
+}
+
+#[tokio::test]
+async fn csv_rows_are_reported_at_their_own_line_with_lf_crlf_and_blank_lines() {
+    for end in ["\n", "\r\n"] {
+        let (_dir, pool) = database().await;
+        let r = import(
+            &pool,
+            csv(&rows_with_blank_lines(end)),
+            ImportOptions::new(),
+        )
+        .await;
+        assert_eq!(
+            (r.total, r.imported, r.duplicates, r.rejected),
+            (4, 2, 1, 1),
+            "{end:?}: {r:#?}"
+        );
+        assert_eq!(
+            r.rejections,
+            [common::rejected(6, "book", "year", "not a whole number")],
+            "{end:?}"
+        );
+        assert_eq!(
+            r.duplicate_rows,
+            [DuplicateRow {
+                line: 7,
+                of: DuplicateOf::Line(4),
+            }],
+            "{end:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unterminated_quote_in_csv_is_rejected_at_its_line_and_no_row_is_lost_silently() {
+    let (_dir, pool) = database().await;
+    let mut input = format!(
+        "type,id,author_id,name,title,year\nauthor,{AUTHOR_A},,Ann Oak,,\n\
+         book,,{AUTHOR_A},,\"A12,1999\n"
+    );
+    for i in 4..=33 {
+        input.push_str(&format!("book,,{AUTHOR_A},,Title {i},2000\n"));
+    }
+    let r = import(&pool, csv(&input), ImportOptions::new()).await;
+    assert_eq!(
+        (r.total, r.imported, r.duplicates, r.rejected),
+        (2, 1, 0, 1),
+        "{r:#?}"
+    );
+    assert_eq!(r.total, r.imported + r.duplicates + r.rejected);
+    assert_eq!(r.rejections.len(), 1, "{r:#?}");
+    assert_eq!(r.rejections[0].line, 3);
+    assert_eq!(
+        r.rejections[0].reason,
+        "unterminated quoted field: its value runs to the end of the input, so lines 3 to 33 \
+         were not read as rows"
+    );
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(!json.contains("A12") && !json.contains("Title"), "{json}");
+    assert_eq!(count(&pool, "books").await, 0);
+}

@@ -35,6 +35,8 @@ pub(super) struct Csv<R> {
     /// Where each field of the current record ends in `out`.
     ends: Vec<usize>,
     headers: Vec<Arc<str>>,
+    /// The line of the next byte to read (1 + the `\n` bytes consumed so far).
+    line: u64,
 }
 
 /// One physical record, as `csv-core` split it.
@@ -50,6 +52,40 @@ struct Raw {
     bytes: usize,
     /// Whether its field data is longer than [`MAX_RECORD_BYTES`].
     too_long: bool,
+    /// Whether the input ended inside one of its quoted fields: everything from that
+    /// field's opening quote to the end of the input was read as its value.
+    unterminated: bool,
+    /// The line of its last byte.
+    last_line: u64,
+}
+
+/// Where a record's bytes leave the parser, with `csv-core`'s defaults (`,`, `"` quotes
+/// doubled inside a quoted field, no escape character, CR and LF terminators): enough to
+/// tell whether the input ended inside a quoted field, which `csv-core` reports as a normal
+/// record end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Quoting {
+    /// At the start of a field.
+    #[default]
+    FieldStart,
+    /// In a field that did not start with a quote (a quote in it is data).
+    Unquoted,
+    /// In a quoted field.
+    Quoted,
+    /// Just after a quote in a quoted field: its end, or the first of a doubled quote.
+    QuoteInQuoted,
+}
+
+impl Quoting {
+    fn step(self, b: u8) -> Self {
+        match (self, b) {
+            (Quoting::Quoted, b'"') => Quoting::QuoteInQuoted,
+            (Quoting::Quoted, _) => Quoting::Quoted,
+            (Quoting::QuoteInQuoted | Quoting::FieldStart, b'"') => Quoting::Quoted,
+            (_, b',' | b'\r' | b'\n') => Quoting::FieldStart,
+            _ => Quoting::Unquoted,
+        }
+    }
 }
 
 impl<R: Read> Csv<R> {
@@ -65,6 +101,7 @@ impl<R: Read> Csv<R> {
             out: vec![0; 1024],
             ends: vec![0; 16],
             headers: Vec::new(),
+            line: 1,
         };
         let read = |e| ImportError::Read {
             what: what.to_owned(),
@@ -73,6 +110,11 @@ impl<R: Read> Csv<R> {
         let Some(raw) = csv.read_raw(MAX_COLUMNS).map_err(read)? else {
             return Err(ImportError::Format(format!("{what} has no CSV header row")));
         };
+        if raw.unterminated {
+            return Err(ImportError::Format(format!(
+                "{what}: the CSV header row has a quoted field that is never closed"
+            )));
+        }
         if raw.too_long {
             return Err(ImportError::Format(format!(
                 "{what}: the CSV header row is longer than {MAX_RECORD_BYTES} bytes"
@@ -119,6 +161,20 @@ impl<R: Read> Csv<R> {
             }
         };
         let line = raw.line;
+        if raw.unterminated {
+            // Every byte after the opening quote went into that field: say which lines were
+            // not read as rows, so none is lost without a word.
+            let reason = if raw.last_line > line {
+                format!(
+                    "unterminated quoted field: its value runs to the end of the input, so \
+                     lines {line} to {} were not read as rows",
+                    raw.last_line
+                )
+            } else {
+                "unterminated quoted field".to_owned()
+            };
+            return Ok(Some(Item::Malformed { line, reason }));
+        }
         // The width first, as the csv crate did: a short row is reported as short.
         if raw.fields != width as u64 {
             return Ok(Some(Item::Malformed {
@@ -166,7 +222,27 @@ impl<R: Read> Csv<R> {
     /// Reads the next physical record, keeping its fields when it has at most `max_fields`
     /// of them and at most [`MAX_RECORD_BYTES`] of data; `None` at the end of the input.
     fn read_raw(&mut self, max_fields: usize) -> io::Result<Option<Raw>> {
-        let line = self.core.line();
+        // csv-core skips the line ends before a record (blank lines, and the `\n` of a CRLF
+        // it ended the previous record on); skip them here, so that the record's line is the
+        // line of its first byte. csv-core, between records, would discard them the same way.
+        loop {
+            if self.pos == self.len {
+                if self.eof {
+                    break;
+                }
+                self.fill()?;
+                continue;
+            }
+            match self.buf[self.pos] {
+                b'\n' => self.line += 1,
+                b'\r' => {}
+                _ => break,
+            }
+            self.pos += 1;
+        }
+        let line = self.line;
+        let mut quoting = Quoting::default();
+        let mut last = 0u8;
         let (mut bytes, mut kept_fields, mut fields) = (0usize, 0usize, 0u64);
         let (mut too_long, mut too_wide) = (false, false);
         loop {
@@ -178,6 +254,14 @@ impl<R: Read> Csv<R> {
             let (res, nin, nout, nend) =
                 self.core
                     .read_record(input, &mut self.out[bytes..], &mut self.ends[kept_fields..]);
+            let consumed = &input[..nin];
+            for &b in consumed {
+                quoting = quoting.step(b);
+                self.line += u64::from(b == b'\n');
+            }
+            if let Some(&b) = consumed.last() {
+                last = b;
+            }
             self.pos += nin;
             bytes += nout;
             kept_fields += nend;
@@ -213,6 +297,10 @@ impl<R: Read> Csv<R> {
                         kept: !too_long && !too_wide,
                         bytes,
                         too_long,
+                        // A terminator inside a quoted field is data: a record that ends
+                        // there ended with the input.
+                        unterminated: quoting == Quoting::Quoted,
+                        last_line: self.line - u64::from(last == b'\n'),
                     }));
                 }
                 ReadRecordResult::End => return Ok(None),
@@ -369,6 +457,70 @@ mod tests {
             matches!(&got[4], Item::Record(r) if r.get("b") == Some(&RawValue::Text("8".into())))
         );
         assert!(csv.out.len() <= MAX_RECORD_BYTES + 1, "{}", csv.out.len());
+    }
+
+    #[test]
+    fn an_unterminated_quote_is_a_rejection_naming_the_lines_it_swallowed() {
+        let mut input = String::from("a,b\n1,ok\n2,\"A12\n");
+        for i in 4..=33 {
+            input.push_str(&format!("{i},v{i}\n"));
+        }
+        let got = items(&input);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(matches!(&got[0], Item::Record(r) if r.line == 2));
+        match &got[1] {
+            Item::Malformed { line, reason } => {
+                assert_eq!(*line, 3);
+                assert_eq!(
+                    reason,
+                    "unterminated quoted field: its value runs to the end of the input, so \
+                     lines 3 to 33 were not read as rows"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unterminated_quote_on_the_last_line_is_a_rejection() {
+        let got = items("a,b\n1,2\n3,\"A12");
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            matches!(&got[1], Item::Malformed { line: 3, reason } if reason == "unterminated quoted field"),
+            "{got:?}"
+        );
+        let e = Csv::new(&b"a,\"b\n1,2\n"[..], "input").err().unwrap();
+        assert!(e.to_string().contains("never closed"), "{e}");
+    }
+
+    #[test]
+    fn quotes_inside_unquoted_and_doubled_inside_quoted_fields_are_no_rejection() {
+        let got = items("a,b\n1,x\"y\n2,\"p\"\"q\"\n3,\"\"\n");
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got.iter().all(|i| matches!(i, Item::Record(_))), "{got:?}");
+        assert!(
+            matches!(&got[1], Item::Record(r) if r.get("b") == Some(&RawValue::Text("p\"q".into())))
+        );
+    }
+
+    #[test]
+    fn crlf_rows_are_numbered_by_the_line_they_start_on() {
+        let got = items("a,b\r\n1,2\r\n3\r\n4,\"x\r\ny\"\r\n5,6\r\n");
+        assert_eq!(
+            got.iter().map(Item::line).collect::<Vec<_>>(),
+            vec![2, 3, 4, 6]
+        );
+        assert!(matches!(&got[1], Item::Malformed { .. }));
+    }
+
+    #[test]
+    fn rows_after_blank_lines_are_numbered_by_their_own_line() {
+        let got = items("a,b\n\n1,2\n\n\n3\n4,5\r\n\r\n6,\"x\r\ny\"\r\n7,8");
+        assert_eq!(
+            got.iter().map(Item::line).collect::<Vec<_>>(),
+            vec![3, 6, 7, 9, 11]
+        );
+        assert!(matches!(&got[1], Item::Malformed { .. }));
     }
 
     #[test]
