@@ -10,7 +10,8 @@
 //!
 //! Secrets never reach a problem: [`Env::secret_problem`] records a masked value, and
 //! [`mask_url`] hides the password of a URL (in its user information and in a `password=`
-//! query parameter) before a URL is shown.
+//! query parameter) before a URL is shown; a value that is not shaped like a URL is shown by
+//! [`mask_bad_url`] as its scheme at most, since a password in it cannot be found.
 //!
 //! The shapes every crate's configuration shares are here once: [`from_env_methods!`] writes
 //! a configuration's `from_env` and `from_env_with` over one read function, a table of
@@ -58,4 +59,4 @@ pub use problem::{ConfigError, Problem, Problems, MASK};
 pub use reader::{pairs, process_env, read, Env};
 pub use secret::Secret;
 pub use table::{Set, Var};
-pub use url::{encode_userinfo, mask_url};
+pub use url::{encode_userinfo, mask_bad_url, mask_url};

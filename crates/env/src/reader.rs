@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::problem::{ConfigError, Problem, Problems};
-use crate::url::mask_url;
+use crate::url::mask_bad_url;
 
 /// The process environment as a lookup: `std::env::var(name).ok()`.
 #[must_use]
@@ -240,14 +240,16 @@ impl<'a> Env<'a> {
     }
 
     /// A URL beginning with one of `prefixes` (`"postgres://"`, `"sqlite:"`). A bad one is
-    /// recorded with its password masked.
+    /// recorded with its password masked, or when it is not shaped like a URL (a libpq
+    /// `host=db password=...` string, a `postgres//` typo) with no more than its scheme
+    /// ([`mask_bad_url`](crate::mask_bad_url)).
     pub fn url(&mut self, name: &str, prefixes: &[&str]) -> Option<String> {
         let raw = self.string(name)?;
         if prefixes.iter().any(|p| raw.starts_with(p)) {
             return Some(raw);
         }
         let expected = format!("a URL beginning with {}", or_list(prefixes));
-        self.problem(name, &mask_url(&raw), expected);
+        self.problem(name, &mask_bad_url(&raw), expected);
         None
     }
 }
@@ -324,6 +326,28 @@ mod tests {
         assert!(missing.is_empty(), "{missing:?} missing from {err}");
         assert_eq!(err.unmentioned(&["hunter2"]), ["hunter2"], "{err}");
         assert_eq!(err.problems().len(), 8);
+    }
+
+    #[test]
+    fn a_bad_url_that_is_not_a_url_shows_no_password() {
+        for (raw, shown) in [
+            ("host=db user=app password=hunter2", "U=\"***\""),
+            ("postgres//app:hunter2@db/x", "U=\"***\""),
+        ] {
+            let lookup = pairs(&[("U", raw)]);
+            let mut env = Env::new("pool", &lookup);
+            assert_eq!(env.url("U", &["postgres://"]), None);
+            let err = env.finish(()).unwrap_err();
+            let (display, debug) = (err.to_string(), format!("{err:?}"));
+            assert!(!display.contains("hunter2"), "{display}");
+            assert!(!debug.contains("hunter2"), "{debug}");
+            assert!(
+                display.contains(&format!(
+                    "{shown}: expected a URL beginning with postgres://"
+                )),
+                "{display}"
+            );
+        }
     }
 
     #[test]

@@ -58,6 +58,71 @@ pub fn mask_url(url: &str) -> String {
     out
 }
 
+/// A value that was meant to be a URL, as it may be shown in a problem: [`mask_url`] of it
+/// when it is shaped like one (`scheme://`, no white space, and nothing after `://` that could
+/// be a password left unmasked), else only its scheme and `:***` when it begins with one
+/// (`sqlite:***`), else [`MASK`].
+///
+/// [`mask_url`] finds a password only where a well-formed URL puts one, and gives other text
+/// back as it is; a bad value (a libpq `host=db password=pw` string, a `postgres//app:pw@db`
+/// typo) is exactly what a problem shows, so it is treated as a secret here.
+///
+/// ```
+/// use vitals_env::mask_bad_url;
+/// assert_eq!(mask_bad_url("mysql://root:pw@h/x"), "mysql://root:***@h/x");
+/// assert_eq!(mask_bad_url("host=db user=app password=pw"), "***");
+/// assert_eq!(mask_bad_url("postgres//app:pw@db/x"), "***");
+/// assert_eq!(mask_bad_url("postgres:app:pw@db/x"), "postgres:***");
+/// ```
+#[must_use]
+pub fn mask_bad_url(raw: &str) -> String {
+    let Some(colon) = raw.find(':') else {
+        return MASK.to_owned();
+    };
+    let scheme = &raw[..colon];
+    let is_scheme = scheme
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    if !is_scheme {
+        return MASK.to_owned();
+    }
+    let masked = mask_url(raw);
+    if raw[colon..].starts_with("://")
+        && !raw.chars().any(char::is_whitespace)
+        && authority_is_safe(&masked[colon + 3..])
+    {
+        masked
+    } else {
+        format!("{scheme}:{MASK}")
+    }
+}
+
+/// Whether the authority at the start of `rest` (a masked URL after its `://`) shows no
+/// password: one in user information is masked already, so without an `@` it must be a
+/// plain `host`, `host:port` or `[v6]:port`, the port all digits.
+fn authority_is_safe(rest: &str) -> bool {
+    if rest.contains('@') {
+        return true;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let after_host = match authority.strip_prefix('[') {
+        Some(v6) => match v6.find(']') {
+            Some(close) => &v6[close + 1..],
+            None => return false,
+        },
+        None => authority.find(':').map_or("", |c| &authority[c..]),
+    };
+    match after_host.strip_prefix(':') {
+        Some(port) => port.bytes().all(|b| b.is_ascii_digit()),
+        None => after_host.is_empty(),
+    }
+}
+
 /// What must be escaped in a URL's user name or password (RFC 3986 `userinfo`: everything
 /// but the unreserved characters).
 const USERINFO: &AsciiSet = &CONTROLS
@@ -142,6 +207,29 @@ mod tests {
             ("sqlite://data/a@b.db", "sqlite://data/a@b.db"),
         ] {
             assert_eq!(mask_url(url), masked);
+        }
+    }
+
+    #[test]
+    fn mask_bad_url_shows_no_password_of_text_that_is_not_a_url() {
+        for (raw, shown) in [
+            ("host=db user=app password=hunter2", "***"),
+            ("postgres//app:hunter2@db/x", "***"),
+            ("postgres:/app:hunter2@db/x", "postgres:***"),
+            ("postgres://app:hunter2/db", "postgres:***"),
+            ("postgres://app:hunter2 @db/x", "postgres:***"),
+            ("postgres://[::1:hunter2/x", "postgres:***"),
+            ("hunter2", "***"),
+            // Well-formed URLs keep what tells an operator which server is meant.
+            ("mysql://root:hunter2@h/x", "mysql://root:***@h/x"),
+            (
+                "mysql://h:3306/x?password=hunter2",
+                "mysql://h:3306/x?password=***",
+            ),
+            ("mysql://[::1]:3306/x", "mysql://[::1]:3306/x"),
+            ("mysql://h/x", "mysql://h/x"),
+        ] {
+            assert_eq!(mask_bad_url(raw), shown, "{raw}");
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::classify::{error_kind, is_transient};
+use crate::classify::{error_kind, is_commit_outcome_unknown, is_transient};
 
 /// What can go wrong when connecting or acquiring through this crate.
 ///
@@ -78,8 +78,18 @@ impl PoolError {
         }
     }
 
+    /// True when a transaction may or may not have committed: a
+    /// [`CommitOutcomeUnknown`](crate::CommitOutcomeUnknown) (the connection broke during
+    /// `COMMIT`) or SQLSTATE `08007`. Never transient: find out what landed before running
+    /// the work again.
+    #[must_use]
+    pub fn is_commit_outcome_unknown(&self) -> bool {
+        self.as_sqlx().is_some_and(is_commit_outcome_unknown)
+    }
+
     /// True when the error is worth retrying: the acquire timeout, and the sqlx errors
-    /// [`is_transient`](crate::retry::is_transient) accepts; never a bad URL.
+    /// [`is_transient`](crate::retry::is_transient) accepts; never a bad URL, never a commit
+    /// whose outcome is unknown.
     #[must_use]
     pub fn is_transient(&self) -> bool {
         match self {

@@ -59,13 +59,16 @@
 //! ```
 //!
 //! # Example: retry a transaction
+//! The work must be safe to run again (here an absolute value, not `n = n - 1`). A commit
+//! whose reply was lost is never run again: it comes back as
+//! [`CommitOutcomeUnknown`] (SQLSTATE `08007`), since it may have landed.
 //! ```no_run
 //! # async fn example(pool: vitals_pool::MonitoredPool<sqlx::Postgres>) -> Result<(), vitals_pool::PoolError> {
 //! use vitals_pool::retry::{retry, RetryPolicy};
 //! let policy = RetryPolicy::new(3);
 //! retry(&policy, || async {
 //!     let mut tx = pool.begin().await?; // BEGIN, the UPDATE and COMMIT all reach the observer
-//!     sqlx::query("UPDATE stock SET n = n - 1 WHERE id = 1").execute(&mut *tx).await?;
+//!     sqlx::query("UPDATE stock SET n = 41 WHERE id = 1").execute(&mut *tx).await?;
 //!     tx.commit().await?;
 //!     Ok::<_, vitals_pool::PoolError>(())
 //! })
@@ -102,6 +105,7 @@ mod ticker;
 mod transaction;
 
 pub use builder::PoolConfigBuilder;
+pub use classify::{is_commit_outcome_unknown, CommitOutcomeUnknown};
 pub use config::{PoolConfig, Profile};
 pub use connection::{MonitoredConnection, ObservedConnection};
 pub use error::PoolError;

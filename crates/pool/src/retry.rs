@@ -14,6 +14,15 @@
 //! `COMMIT` was in flight, so the transaction may or may not have committed. Running it again
 //! may apply it twice (a second medication record, a second charge). Only the caller can check
 //! whether it landed (e.g. by an idempotency key) before trying again.
+//! [`MonitoredTransaction::commit`](crate::MonitoredTransaction::commit) turns an I/O error or
+//! a `57P01`/`57P02` that ends the connection during `COMMIT` into exactly this error
+//! ([`CommitOutcomeUnknown`](crate::CommitOutcomeUnknown), SQLSTATE `08007`), so a closure
+//! that commits a [`MonitoredPool`](crate::MonitoredPool) transaction is not run again when the
+//! commit's reply is lost. [`RetryPolicy::should_retry`] refuses it whatever
+//! [`retry_sqlstate`](RetryPolicy::retry_sqlstate) and
+//! [`retry_message`](RetryPolicy::retry_message) add; only a [classifier](RetryPolicy::classify)
+//! can override that. A plain sqlx transaction (`sqlx::PgPool::begin`) does not do this: its
+//! lost commit reply is an I/O error, which is transient, so retry only idempotent work in it.
 //!
 //! **Retry units of work, not statements, and only idempotent ones.** A retried statement in
 //! the middle of a transaction runs on a connection whose transaction has already been rolled
@@ -30,7 +39,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::classify::error_kind;
-pub use crate::classify::{is_transient, TRANSIENT_SQLSTATES};
+pub use crate::classify::{is_commit_outcome_unknown, is_transient, TRANSIENT_SQLSTATES};
 use crate::error::PoolError;
 
 /// An error [`retry`] can classify: it exposes the sqlx error inside, if any.
@@ -156,6 +165,10 @@ impl RetryPolicy {
         if let Some(verdict) = self.classifier.as_ref().and_then(|c| c(e)) {
             return verdict;
         }
+        // The work may be in the database already: never run it again by rule.
+        if is_commit_outcome_unknown(e) {
+            return false;
+        }
         if is_transient(e) || error.is_transient_other() {
             return true;
         }
@@ -194,24 +207,39 @@ impl RetryPolicy {
 /// `policy.max_attempts()` times; sleeps [`RetryPolicy::backoff`] between runs.
 ///
 /// `work` must be a whole unit of work (open a transaction, do it, commit) that is safe to
-/// run again; see the [module docs](self) for why.
+/// run again; see the [module docs](self) for why. A [`MonitoredTransaction`] whose commit
+/// reply is lost returns [`CommitOutcomeUnknown`](crate::CommitOutcomeUnknown), which is not
+/// retried: `retry` returns it, and the caller checks what landed.
 ///
 /// # Errors
 /// The last error of `work`.
 ///
 /// # Example
+/// Idempotent work: the dose has its own key, so a second run (after a failure the server
+/// reported, when nothing was committed) inserts nothing more.
 /// ```no_run
-/// # async fn example(pool: sqlx::PgPool) -> Result<(), sqlx::Error> {
+/// # async fn example(pool: vitals_pool::MonitoredPool<sqlx::Postgres>) -> Result<(), vitals_pool::PoolError> {
 /// use vitals_pool::retry::{retry, RetryPolicy};
 /// let policy = RetryPolicy::new(3);
-/// retry(&policy, || async {
+/// let outcome = retry(&policy, || async {
 ///     let mut tx = pool.begin().await?;
-///     sqlx::query("UPDATE counters SET n = n + 1 WHERE id = 1").execute(&mut *tx).await?;
-///     tx.commit().await
+///     sqlx::query("INSERT INTO doses (id, student_id) VALUES ($1, 7) ON CONFLICT (id) DO NOTHING")
+///         .bind(uuid_of_this_request())
+///         .execute(&mut *tx)
+///         .await?;
+///     tx.commit().await?;
+///     Ok::<_, vitals_pool::PoolError>(())
 /// })
-/// .await?;
+/// .await;
+/// match outcome {
+///     Err(e) if e.is_commit_outcome_unknown() => { /* read the dose back before anything else */ }
+///     other => other?,
+/// }
 /// # Ok(()) }
+/// # fn uuid_of_this_request() -> i64 { 1 }
 /// ```
+///
+/// [`MonitoredTransaction`]: crate::MonitoredTransaction
 pub async fn retry<T, E, F, Fut>(policy: &RetryPolicy, mut work: F) -> Result<T, E>
 where
     E: RetryableError,
@@ -283,6 +311,28 @@ mod tests {
         assert!(!RetryPolicy::default()
             .classify(never)
             .should_retry(&sqlx::Error::PoolTimedOut));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_commit_of_unknown_outcome_is_never_retried_by_rule() {
+        let policy = RetryPolicy::new(3)
+            .retry_sqlstate("08007")
+            .retry_message("connection");
+        let runs = AtomicU32::new(0);
+        let r: Result<(), PoolError> = retry(&policy, || async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            let lost = sqlx::Error::Io(ErrorKind::ConnectionReset.into());
+            Err(crate::CommitOutcomeUnknown::wrap(lost).into())
+        })
+        .await;
+        assert!(matches!(r, Err(ref e) if e.is_commit_outcome_unknown() && !e.is_transient()));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        // A classifier, the caller's own decision, still can.
+        let always: Classifier = Arc::new(|_| Some(true));
+        let lost = sqlx::Error::Io(ErrorKind::UnexpectedEof.into());
+        assert!(RetryPolicy::default()
+            .classify(always)
+            .should_retry(&crate::CommitOutcomeUnknown::wrap(lost)));
     }
 
     #[tokio::test(start_paused = true)]

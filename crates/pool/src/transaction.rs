@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use sqlx::{Database, TransactionManager};
 
+use crate::classify::{loses_commit_outcome, CommitOutcomeUnknown};
 use crate::connection::{MonitoredConnection, ObservedConnection};
 use crate::pgbouncer::wrap;
 
@@ -124,9 +125,18 @@ impl<'c, DB: Database> MonitoredTransaction<'c, DB> {
     ///
     /// # Errors
     /// The error of `COMMIT` (or `RELEASE SAVEPOINT`); the transaction is then rolled back
-    /// when dropped.
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.end(commit_sql, DB::TransactionManager::commit).await
+    /// when dropped. When the connection broke during `COMMIT` (an I/O error, the server's
+    /// `57P01`/`57P02`), the transaction may have committed before the reply was lost: the
+    /// error is then a [`CommitOutcomeUnknown`](crate::CommitOutcomeUnknown) (SQLSTATE
+    /// `08007`), which [`is_transient`](crate::is_transient) and
+    /// [`retry`](crate::retry::retry) never run again. A savepoint's release is not a commit:
+    /// its errors are returned as they are (the enclosing transaction is lost, not committed).
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let depth = DB::TransactionManager::get_transaction_depth(self.conn.split().0);
+        match self.end(commit_sql, DB::TransactionManager::commit).await {
+            Err(e) if depth <= 1 && loses_commit_outcome(&e) => Err(CommitOutcomeUnknown::wrap(e)),
+            other => other,
+        }
     }
 
     /// Rolls the transaction back (or back to the savepoint); reported as `ROLLBACK`, or for

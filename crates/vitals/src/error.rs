@@ -104,8 +104,13 @@ fn import_text(err: &vitals_import::ImportError) -> String {
 /// | `CheckViolation` | 23514 | 275 | |
 /// | `SerializationFailure` | 40001, 40P01 (deadlock) | | |
 /// | `Timeout` | 57014, 55P03 (lock timeout) | 5, 261, 517 (busy) | `PoolTimedOut`, the pool's acquire timeout |
-/// | `Connection` | class 08, 57P01-57P03, 53300 | | `Io`, `Tls`, `PoolClosed`, `WorkerCrashed` |
-/// | `Other` | anything else | | |
+/// | `Connection` | class 08 but 08007, 57P01-57P03, 53300 | | `Io`, `Tls`, `PoolClosed`, `WorkerCrashed` |
+/// | `Other` | 08007 (the commit may have landed), anything else | | |
+///
+/// 08007 (`transaction_resolution_unknown`) is not [`Connection`](DbErrorKind::Connection):
+/// the connection went away while the transaction was being committed, so its work may be
+/// in the database already, and running it again could do it twice. It is not retryable; the
+/// host finds out what landed before doing anything again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DbErrorKind {
@@ -173,6 +178,8 @@ impl DbErrorKind {
             "57014" | "55P03" | "5" | "261" | "517" => Self::Timeout,
             // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections.
             "57P01" | "57P02" | "57P03" | "53300" => Self::Connection,
+            // transaction_resolution_unknown: the commit may have landed, so not retryable.
+            "08007" => Self::Other,
             c if c.len() == 5 && c.starts_with("08") => Self::Connection,
             _ => Self::Other,
         }
@@ -382,12 +389,55 @@ mod tests {
             ("55P03", DbErrorKind::Timeout),
             ("5", DbErrorKind::Timeout),
             ("08006", DbErrorKind::Connection),
+            ("08000", DbErrorKind::Connection),
+            ("08007", DbErrorKind::Other),
             ("57P01", DbErrorKind::Connection),
             ("22P02", DbErrorKind::Other),
             // SQLite's SQLITE_IOERR_SHORT_READ is a number, not class 08.
             ("522", DbErrorKind::Other),
         ] {
             assert_eq!(DbErrorKind::of_code(code), kind, "{code}");
+        }
+    }
+
+    /// The pool's commit whose reply was lost (08007, the I/O error its source): not retried
+    /// by the pool, and not a 503 here either.
+    #[test]
+    fn a_commit_of_unknown_outcome_is_not_retryable() {
+        let lost = sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into());
+        let pool_err = vitals_pool::PoolError::from(vitals_pool::CommitOutcomeUnknown::wrap(lost));
+        assert!(pool_err.is_commit_outcome_unknown());
+        let err = Error::from(pool_err);
+        assert_eq!(err.code(), Some("08007"), "{err}");
+        assert_eq!(err.kind(), Some(DbErrorKind::Other), "{err}");
+        assert!(!err.is_retryable(), "{err}");
+    }
+
+    /// 08007 from a real server (raised by PL/pgSQL, as a server or a proxy would send it):
+    /// the commit may have landed, so it is neither retryable nor a 503 with `Retry-After`.
+    #[sqlx::test(migrations = false)]
+    async fn transaction_resolution_unknown_is_not_retryable(pool: sqlx::PgPool) {
+        let err = sqlx::query(
+            "DO $$ BEGIN RAISE EXCEPTION 'resolution unknown' USING ERRCODE = '08007'; END $$",
+        )
+        .execute(&pool)
+        .await
+        .unwrap_err();
+        let err = Error::from(err);
+        assert_eq!(err.code(), Some("08007"), "{err}");
+        assert_eq!(err.kind(), Some(DbErrorKind::Other), "{err}");
+        assert!(!err.is_retryable(), "{err}");
+        #[cfg(feature = "http")]
+        {
+            let response = axum::response::IntoResponse::into_response(err);
+            assert_eq!(
+                response.status(),
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR
+            );
+            assert!(response
+                .headers()
+                .get(axum::http::header::RETRY_AFTER)
+                .is_none());
         }
     }
 }
