@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use vitals_env::{mask_url, ConfigError, Problems};
+use vitals_env::{mask_bad_url, mask_url, ConfigError, Problems};
 
 use crate::cluster_config::{self, ClusterOptions};
 use crate::keyring::Keyring;
@@ -313,10 +313,14 @@ impl CacheConfig {
         if let Some(url) = &self.redis_url {
             #[cfg(feature = "redis")]
             if let Err(e) = redis::Client::open(url.as_str()) {
-                problems.bad("REDIS_URL", mask_url(url), format!("a redis URL ({e})"));
+                problems.bad("REDIS_URL", mask_bad_url(url), format!("a redis URL ({e})"));
             }
             #[cfg(not(feature = "redis"))]
-            problems.bad("REDIS_URL", mask_url(url), crate::error::NO_REDIS_FEATURE);
+            problems.bad(
+                "REDIS_URL",
+                mask_bad_url(url),
+                crate::error::NO_REDIS_FEATURE,
+            );
         }
         if let Some(f) = self.eager_refresh {
             if !(f > 0.0 && f < 1.0) {

@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 #[cfg(feature = "redis")]
-use vitals_env::{encode_userinfo, mask_url};
+use vitals_env::{encode_userinfo, mask_bad_url};
 use vitals_env::{Env, Var};
 
 use crate::config::CacheConfig;
@@ -135,7 +135,7 @@ fn redis_url(env: &mut Env<'_>) -> Option<String> {
         if let Err(e) = redis::Client::open(url.as_str()) {
             env.problem(
                 "REDIS_URL",
-                &mask_url(&url),
+                &mask_bad_url(&url),
                 format!("a redis:// URL ({e})"),
             );
             return None;
@@ -293,6 +293,25 @@ mod tests {
             !CacheConfig::default().refuses_plaintext(),
             "no Redis, nothing to refuse"
         );
+    }
+
+    /// A `REDIS_URL` that is not a URL is refused by name, its password never shown (a
+    /// key=value string, a typo that drops `:` after the scheme).
+    #[test]
+    #[cfg(feature = "redis")]
+    fn a_redis_url_that_is_no_url_never_shows_its_password() {
+        for bad in [
+            "host=r password=pwZq9Secret",
+            "redis//app:pwZq9Secret@r:6379",
+        ] {
+            let e = CacheConfig::from_env_with(env(&[("REDIS_URL", bad)])).unwrap_err();
+            let (shown, debug) = (e.to_string(), format!("{e:?}"));
+            assert!(shown.contains("REDIS_URL"), "{shown}");
+            assert!(
+                !shown.contains("pwZq9Secret") && !debug.contains("pwZq9Secret"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]
