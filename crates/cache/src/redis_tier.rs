@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use vitals_env::{mask_url, ConfigError, Problem};
+use vitals_env::{mask_bad_url, mask_url, ConfigError, Problem};
 
 use crate::breaker::Breaker;
 use crate::cluster_conn::{client as cluster_client, seed_infos, shown, Client, Cluster};
@@ -178,7 +178,7 @@ impl RedisTier {
             ConfigError::one(Problem::new(
                 "cache",
                 "REDIS_URL",
-                Some(mask_url(url)),
+                Some(mask_bad_url(url)),
                 format!("a redis URL ({e})"),
             ))
         })?;

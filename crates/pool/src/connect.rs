@@ -15,7 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 #[cfg(feature = "sqlite")]
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-use vitals_env::mask_url;
+use vitals_env::{mask_bad_url, mask_url};
 
 use crate::config::PoolConfig;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -76,7 +76,7 @@ impl PoolConfig {
     #[cfg(feature = "postgres")]
     pub async fn connect_postgres(&self, url: &str) -> Result<sqlx::PgPool, PoolError> {
         let options = PgConnectOptions::from_str(url).map_err(|source| PoolError::InvalidUrl {
-            url: mask_url(url),
+            url: mask_bad_url(url),
             source,
         })?;
         self.connect_postgres_with(options)
@@ -204,7 +204,7 @@ impl PoolConfig {
     pub async fn connect_sqlite(&self, url: &str) -> Result<sqlx::SqlitePool, PoolError> {
         let options =
             SqliteConnectOptions::from_str(url).map_err(|source| PoolError::InvalidUrl {
-                url: mask_url(url),
+                url: mask_bad_url(url),
                 source,
             })?;
         if let Some(dir) = Path::new(options.get_filename()).parent() {
@@ -239,5 +239,31 @@ impl PoolConfig {
             .benchmark(self.benchmark)
             .transaction_pooling(self.transaction_pooling::<DB>())
             .build()
+    }
+}
+
+#[cfg(all(test, feature = "postgres"))]
+mod tests {
+    use crate::{PoolConfig, PoolError};
+
+    /// A URL sqlx cannot parse is refused as `InvalidUrl` with no password in it: a libpq
+    /// key=value string, a scheme typo (`mask_url` gave such text back whole).
+    #[tokio::test]
+    async fn a_url_that_does_not_parse_is_refused_without_its_password() {
+        for bad in [
+            "host=db user=app password=pwZq9Secret",
+            "postgres//app:pwZq9Secret@db/x",
+        ] {
+            let e = PoolConfig::default()
+                .connect_postgres(bad)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, PoolError::InvalidUrl { .. }), "{e:?}");
+            let (shown, debug) = (e.to_string(), format!("{e:?}"));
+            assert!(
+                !shown.contains("pwZq9Secret") && !debug.contains("pwZq9Secret"),
+                "{shown}"
+            );
+        }
     }
 }

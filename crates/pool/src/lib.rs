@@ -135,7 +135,7 @@ pub use spans::{
 pub use stats::{HandleStats, LatencySummary};
 pub use transaction::MonitoredTransaction;
 /// Masks the password of a URL before it is logged or put in an error.
-pub use vitals_env::mask_url;
+pub use vitals_env::{mask_bad_url, mask_url};
 /// The configuration error of [`PoolConfig::from_env`] and [`PoolConfigBuilder::build`]
 /// (shared by every vitals crate), and one of its problems.
 pub use vitals_env::{ConfigError, Problem as ConfigProblem};

@@ -350,7 +350,7 @@ async fn probe_postgres(config: &Config, url: &str) -> Result<(), Error> {
     let options: sqlx::postgres::PgConnectOptions =
         url.parse()
             .map_err(|source| vitals_pool::PoolError::InvalidUrl {
-                url: masked.clone(),
+                url: vitals_pool::mask_bad_url(url),
                 source,
             })?;
     let options = config.pool.apply_pg_options(options);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Postgres, Row};
-use vitals_env::mask_url;
+use vitals_env::{mask_bad_url, mask_url};
 
 use crate::classify::error_kind;
 use crate::config::PoolConfig;
@@ -208,7 +208,7 @@ impl ReplicaRouter {
             let masked = mask_url(url);
             let options =
                 PgConnectOptions::from_str(url).map_err(|source| ReplicaError::InvalidUrl {
-                    url: masked.clone(),
+                    url: mask_bad_url(url),
                     source,
                 })?;
             let sqlx_pool = pool
