@@ -159,8 +159,8 @@ fn read(env: &mut Env<'_>) -> Option<LoggerConfig> {
     } else {
         ENV_N_PLUS_ONE_THRESHOLD_DB
     };
-    if let Some(n) = env.whole::<u64>(threshold_var, 0..) {
-        b = b.n_plus_one_threshold(u32::try_from(n).unwrap_or(u32::MAX));
+    if let Some(n) = env.whole::<u32>(threshold_var, 0..) {
+        b = b.n_plus_one_threshold(n);
     }
     if let Some(d) = env.secs(ENV_SUMMARY_SECS, 0) {
         // 0 turns the summary off.
@@ -197,7 +197,8 @@ fn env_name<'a>(setting: &'a str, threshold_var: &'a str) -> &'a str {
 
 fn parse_key(raw: &str) -> Option<[u8; 16]> {
     let raw = raw.trim();
-    if raw.len() != 32 || !raw.is_ascii() {
+    // Hex digits only: `from_str_radix` alone would take a pair such as `+f`.
+    if raw.len() != 32 || !raw.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut key = [0u8; 16];
@@ -312,6 +313,22 @@ mod tests {
         assert_eq!(c.n_plus_one_threshold(), 3);
         assert_eq!(c.summary_interval(), None);
         assert_eq!(c.fingerprint_key()[15], 15);
+    }
+
+    /// A key of 32 characters that `from_str_radix` would take pair by pair (`+0+1…`) is
+    /// no key; a threshold past `u32` is refused, not clamped.
+    #[test]
+    fn a_signed_hex_key_and_a_threshold_past_u32_are_refused() {
+        let key: String = (0..16).map(|i| format!("+{i:x}")).collect();
+        let err = LoggerConfig::from_env_with(|n| match n {
+            ENV_FINGERPRINT_KEY => Some(key.clone()),
+            ENV_N_PLUS_ONE_THRESHOLD => Some("4294967296".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        let vars: Vec<_> = err.problems().iter().map(|p| p.variable.as_str()).collect();
+        assert!(vars.contains(&ENV_FINGERPRINT_KEY), "{err}");
+        assert!(vars.contains(&ENV_N_PLUS_ONE_THRESHOLD), "{err}");
     }
 
     #[test]
