@@ -118,7 +118,7 @@ impl Pipeline<'_> {
                 }
             }
             part.rows = self
-                .deduplicate_existing(part.spec, part.rows, sink, state)
+                .deduplicate_existing(part.spec, part.rows, sink, state, &mut missing)
                 .await
                 .map_err(db)?;
             if part.rows.is_empty() {
@@ -313,13 +313,18 @@ impl Pipeline<'_> {
     }
 
     /// Marks the rows (all of type `si`) whose natural key is already in the database as
-    /// duplicates of it: one lookup.
+    /// duplicates of it: one lookup. Such a row is not inserted, so the values it brought
+    /// for other rows' foreign keys (an `id` when the natural key is another column) may not
+    /// exist: those not in the database either are forgotten and go to `missing`
+    /// ([`forget_absent`](Self::forget_absent)), unless a row still to be inserted brings
+    /// them too.
     async fn deduplicate_existing<S: Sink>(
         &self,
         si: usize,
         mut rows: Vec<PreparedRow>,
         sink: &mut S,
         state: &mut State,
+        missing: &mut HashedSet,
     ) -> Result<Vec<PreparedRow>, sqlx::Error> {
         let spec = &self.registry.specs()[si];
         let parts = spec
@@ -343,13 +348,95 @@ impl Pipeline<'_> {
             keys: &keys,
         };
         // Indices into `keys`, hence into `rows`.
+        let mut existing = false;
         for i in sink.find(&lookup).await? {
             if let Some(row) = rows.get_mut(i) {
                 row.outcome = Outcome::Duplicate(DuplicateOf::Existing);
+                existing = true;
             }
+        }
+        if existing {
+            let skipped = |r: &&PreparedRow| matches!(r.outcome, Outcome::Duplicate(_));
+            let kept = |r: &&PreparedRow| r.is_pending();
+            let skipped: Vec<&PreparedRow> = rows.iter().filter(skipped).collect();
+            let kept: Vec<&PreparedRow> = rows.iter().filter(kept).collect();
+            self.forget_absent(si, &skipped, &kept, true, sink, state, missing)
+                .await?;
         }
         state.keep_pending(&mut rows);
         Ok(rows)
+    }
+
+    /// Of the values the `skipped` rows (of type `si`, not inserted) brought for other rows'
+    /// foreign keys, those neither brought by a `kept` row of the same part nor in the
+    /// database: one lookup per referenced column of the type. They are forgotten from
+    /// [`State::brought`] (a later chunk's rows pointing at them look them up, and are
+    /// rejected as `unknown …`) and go to `missing` (this chunk's are rejected by
+    /// [`reject_orphans`](Self::reject_orphans)).
+    ///
+    /// `by_key`: the rows were skipped because an existing row has their natural key, so a
+    /// referenced column that is an exact part of that key holds a value that exists (the
+    /// common case, a student known by its `id`): no lookup for it.
+    #[allow(clippy::too_many_arguments)] // the stage's inputs, and the state it updates
+    async fn forget_absent<S: Sink>(
+        &self,
+        si: usize,
+        skipped: &[&PreparedRow],
+        kept: &[&PreparedRow],
+        by_key: bool,
+        sink: &mut S,
+        state: &mut State,
+        missing: &mut HashedSet,
+    ) -> Result<(), sqlx::Error> {
+        let spec = &self.registry.specs()[si];
+        for &(table, column) in self.referenced {
+            let Some(ci) = spec.column_index(column).filter(|_| table == spec.table()) else {
+                continue;
+            };
+            let in_key = spec
+                .key()
+                .iter()
+                .any(|k| k.column() == column && k.normalise() == Normalise::Exact);
+            if by_key && in_key {
+                continue;
+            }
+            let held: HashedSet = kept
+                .iter()
+                .map(|r| state.hasher.reference(table, column, &r.values[ci]))
+                .collect();
+            let mut wanted: Vec<Vec<Value>> = Vec::new();
+            let mut wanted_hashes: Vec<u128> = Vec::new();
+            let mut wanted_set = HashedSet::default();
+            for r in skipped {
+                let v = &r.values[ci];
+                let h = state.hasher.reference(table, column, v);
+                if !held.contains(&h) && wanted_set.insert(h) {
+                    wanted.push(vec![v.clone()]);
+                    wanted_hashes.push(h);
+                }
+            }
+            if wanted.is_empty() {
+                continue;
+            }
+            let lookup = Lookup {
+                table,
+                parts: vec![LookupPart::from_column(
+                    &spec.columns()[ci],
+                    Normalise::Exact,
+                    column,
+                )],
+                filter: None,
+                keys: &wanted,
+            };
+            let found: HashSet<usize> = sink.find(&lookup).await?.into_iter().collect();
+            for (i, h) in wanted_hashes.into_iter().enumerate() {
+                if !found.contains(&i) {
+                    state.brought.remove(&h);
+                    missing.insert(h);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Inserts `part` on `sink`, in the chunk's transaction, and counts its rows. A row the
@@ -364,39 +451,16 @@ impl Pipeline<'_> {
         missing: &mut HashedSet,
     ) -> Result<(), sqlx::Error> {
         writers::insert(sink, self.registry, &state.hasher, &mut part).await?;
-        // After an insert, a duplicate is a row the backstop skipped.
-        let skipped = |r: &&PreparedRow| matches!(r.outcome, Outcome::Duplicate(_));
-        if part.rows.iter().any(|r| skipped(&r)) {
-            let spec = &self.registry.specs()[part.spec];
-            for &(table, column) in self.referenced {
-                let Some(ci) = spec.column_index(column).filter(|_| table == spec.table()) else {
-                    continue;
-                };
-                let wanted: Vec<Vec<Value>> = part
-                    .rows
-                    .iter()
-                    .filter(skipped)
-                    .map(|r| vec![r.values[ci].clone()])
-                    .collect();
-                let lookup = Lookup {
-                    table,
-                    parts: vec![LookupPart::from_column(
-                        &spec.columns()[ci],
-                        Normalise::Exact,
-                        column,
-                    )],
-                    filter: None,
-                    keys: &wanted,
-                };
-                let found: HashSet<usize> = sink.find(&lookup).await?.into_iter().collect();
-                for (i, v) in wanted.iter().enumerate() {
-                    if !found.contains(&i) {
-                        let h = state.hasher.reference(table, column, &v[0]);
-                        state.brought.remove(&h);
-                        missing.insert(h);
-                    }
-                }
-            }
+        // After an insert, a duplicate is a row the backstop skipped. (A row inserted with
+        // the same value is in the database, so the lookup finds the value.)
+        let skipped: Vec<&PreparedRow> = part
+            .rows
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Duplicate(_)))
+            .collect();
+        if !skipped.is_empty() {
+            self.forget_absent(part.spec, &skipped, &[], false, sink, state, missing)
+                .await?;
         }
         for row in &mut part.rows {
             state.settle(row);

@@ -43,11 +43,18 @@ pub enum ImportError {
     Options(String),
     /// The database refused a statement; the current chunk (or, all-or-nothing, the whole
     /// import) was rolled back.
-    #[error("database error at chunk starting on line {line}: {source}")]
+    ///
+    /// Its text names only what cannot carry a row's value: the SQLSTATE (or SQLite's result
+    /// code) and the table, column and constraint the server names, or the kind of driver
+    /// failure. The server's message is left out: PostgreSQL quotes the offending value in
+    /// some (`invalid input value for enum mood: "…"`), and hosts log this text. The
+    /// driver's error, message and all, is the [`source`](std::error::Error::source), for a
+    /// host that must debug; it may hold a row's values, so treat it as patient data.
+    #[error("database error at chunk starting on line {line}: {}", database_text(.source))]
     Database {
         /// First line of the chunk being written.
         line: u64,
-        /// The driver's error.
+        /// The driver's error. Its text may quote a row's value.
         #[source]
         source: sqlx::Error,
     },
@@ -84,6 +91,52 @@ impl ImportError {
     }
 }
 
+/// What an sqlx error says that cannot be a row's value: the SQLSTATE and the schema names
+/// a server's error carries, or the kind of failure; never the server's message or detail.
+fn database_text(err: &sqlx::Error) -> String {
+    use std::fmt::Write as _;
+    match err {
+        sqlx::Error::Database(db) => {
+            let mut text = String::from("the database refused a statement");
+            if let Some(code) = db.code() {
+                let _ = write!(text, " (SQLSTATE {code})");
+            }
+            if let Some(table) = db.table() {
+                let _ = write!(text, ", table {table}");
+            }
+            #[cfg(feature = "postgres")]
+            if let Some(column) = db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(sqlx::postgres::PgDatabaseError::column)
+            {
+                let _ = write!(text, ", column {column}");
+            }
+            if let Some(constraint) = db.constraint() {
+                let _ = write!(text, ", constraint {constraint}");
+            }
+            text
+        }
+        sqlx::Error::Io(e) => format!("cannot talk to the database: {}", e.kind()),
+        sqlx::Error::Tls(_) => "TLS with the database failed".into(),
+        sqlx::Error::Protocol(_) => "unexpected data from the database".into(),
+        sqlx::Error::ColumnDecode { index, .. } => {
+            format!("cannot decode column {index} of a returned row")
+        }
+        sqlx::Error::Decode(_) => "cannot decode a returned value".into(),
+        sqlx::Error::Encode(_) => "cannot encode a value to send".into(),
+        // Fixed texts, or the names of types and columns: no value.
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::RowNotFound
+        | sqlx::Error::BeginFailed
+        | sqlx::Error::InvalidSavePointStatement
+        | sqlx::Error::TypeNotFound { .. }
+        | sqlx::Error::ColumnIndexOutOfBounds { .. } => err.to_string(),
+        _ => "database driver error".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +146,17 @@ mod tests {
         fn assert_send_sync<T: Send + Sync + 'static>() {}
         assert_send_sync::<ImportError>();
         assert_send_sync::<SpecError>();
+    }
+
+    #[test]
+    fn a_driver_error_is_described_without_its_message() {
+        let e = ImportError::Database {
+            line: 7,
+            source: sqlx::Error::Protocol("value Synthname-Oak".into()),
+        };
+        let text = e.to_string();
+        assert!(text.contains("line 7"), "{text}");
+        assert!(!text.contains("Synthname"), "{text}");
+        assert!(std::error::Error::source(&e).is_some());
     }
 }

@@ -13,9 +13,20 @@ use crate::spec::Registry;
 pub(crate) struct State {
     pub(crate) report: ImportReport,
     counts: Vec<TypeCounts>,
-    /// Natural key hash → first line, per type.
+    /// Natural key hash → first line, per type: one entry per valid row not a duplicate of
+    /// an earlier line, kept for the whole import (in-file de-duplication spans chunks).
+    ///
+    /// Memory grows with the input, not the chunk: an entry is a `(u128, u64)`, 32 bytes
+    /// (the `u128`'s 16-byte alignment pads the `u64`), plus std's one control byte per
+    /// bucket, in a power-of-two number of buckets kept at most 7/8 full: 33 bytes per
+    /// bucket, 38 to 75 bytes per row (8/7 to 16/7 buckets per entry). While a table grows
+    /// the old one, half the size, is held too. 50 million rows of a type: 2^26 buckets,
+    /// 2.06 GiB (see docs/import.md).
     pub(crate) seen: Vec<HashedMap<u64>>,
-    /// [`Hash128::reference`]s of the values brought by this import, for foreign keys.
+    /// [`Hash128::reference`]s of the values brought by this import, for foreign keys: one
+    /// `u128` per referenced value of a row kept (a student's `id`), for the whole import;
+    /// 17 bytes per bucket, 19 to 39 bytes per such row (50 million: 1.06 GiB), on top of
+    /// its [`seen`](Self::seen) entry.
     pub(crate) brought: HashedSet,
     pub(crate) hasher: Hash128,
     pub(crate) in_tx: bool,
