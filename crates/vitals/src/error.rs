@@ -282,12 +282,20 @@ impl Error {
     }
 
     /// What kind of database failure this is; `None` when it is not one (configuration,
-    /// migrations, cache, import, engine). The pool's acquire timeout is
-    /// [`DbErrorKind::Timeout`], and a pool error carrying an sqlx error has that error's kind.
+    /// migrations, cache, an import's own failure, engine). The pool's acquire timeout is
+    /// [`DbErrorKind::Timeout`], and a pool error carrying an sqlx error has that error's kind;
+    /// so has an import that the database failed ([`ImportError::Database`]: a lost
+    /// connection mid-import is [`DbErrorKind::Connection`], retryable, as running the import
+    /// again brings in the rest).
+    ///
+    /// [`ImportError::Database`]: vitals_import::ImportError::Database
     #[must_use]
     pub fn kind(&self) -> Option<DbErrorKind> {
         match self {
             Error::Database(db) => Some(db.kind()),
+            Error::Import(vitals_import::ImportError::Database { source, .. }) => {
+                Some(DbErrorKind::of(source))
+            }
             Error::Pool(vitals_pool::PoolError::AcquireTimeout { .. }) => {
                 Some(DbErrorKind::Timeout)
             }

@@ -7,8 +7,8 @@
 //! | error | status |
 //! |---|---|
 //! | unique violation | 409 Conflict |
-//! | foreign key, not null, check violation; SQLSTATE class 22 (data exception); an import | 422 Unprocessable Entity |
-//! | serialization failure, deadlock, timeout, lost connection | 503 Service Unavailable, `Retry-After: 1` |
+//! | foreign key, not null, check violation; SQLSTATE class 22 (data exception); a file an import cannot read | 422 Unprocessable Entity |
+//! | serialization failure, deadlock, timeout, lost connection (an import's too) | 503 Service Unavailable, `Retry-After: 1` |
 //! | anything else | 500 Internal Server Error |
 //!
 //! A request refused for its input is an [`InputRejection`]: the extractors [`InputPath`],
@@ -75,7 +75,18 @@ fn status(err: &Error) -> StatusCode {
         Some(kind) if kind.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
         _ if err.code().is_some_and(is_data_exception) => StatusCode::UNPROCESSABLE_ENTITY,
         _ => match err {
-            Error::Import(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            // The file: unreadable, not the format, a record type not known.
+            Error::Import(e) if e.is_input_error() => StatusCode::UNPROCESSABLE_ENTITY,
+            // A row's value the database refused (class 22, a cast); any other failure of
+            // the database, or of the import's own tasks or options, is the server's.
+            Error::Import(vitals_import::ImportError::Database { source, .. })
+                if source
+                    .as_database_error()
+                    .and_then(|db| db.code())
+                    .is_some_and(|c| is_data_exception(&c)) =>
+            {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         },
     }
@@ -494,6 +505,40 @@ mod tests {
     use super::*;
 
     const SSN: &str = "123-45-6789";
+
+    /// An import the database failed is answered by the failure: a lost connection 503 with
+    /// `Retry-After` (running it again brings in the rest), a failed writer task 500; a file
+    /// that cannot be read is the client's, 422 (every import error was a 422).
+    #[test]
+    fn an_import_error_is_answered_by_its_cause() {
+        use vitals_import::ImportError;
+        let lost = Error::Import(ImportError::Database {
+            line: 201,
+            source: sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()),
+        });
+        assert!(lost.is_retryable());
+        let answer = lost.into_response();
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(answer.headers().contains_key(header::RETRY_AFTER));
+        let writer = Error::Import(ImportError::Writer("the writer task panicked".into()));
+        assert_eq!(
+            writer.into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let pool_gone = Error::Import(ImportError::Database {
+            line: 1,
+            source: sqlx::Error::PoolClosed,
+        });
+        assert_eq!(
+            pool_gone.into_response().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let unreadable = Error::Import(ImportError::Format("input has no CSV header row".into()));
+        assert_eq!(
+            unreadable.into_response().status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
 
     #[derive(Deserialize)]
     struct Dose {

@@ -264,7 +264,7 @@ fn import_rows() -> Vec<Row> {
             "ndjson",
             || format!("{}\n", student_json(STUDENT_ID, NAME)).into(),
             2,
-            &["chunk size must be above 0"],
+            &["chunk size must be from 1 to 100000"],
             Some(NAME),
         ),
         row(
