@@ -82,6 +82,7 @@ mod importer;
 mod keys;
 pub mod metrics;
 mod options;
+mod pg_cast;
 mod reader;
 mod report;
 mod row;
