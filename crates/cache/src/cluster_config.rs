@@ -6,7 +6,7 @@ use std::time::Duration;
 
 #[cfg(feature = "redis")]
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _};
-use vitals_env::{mask_bad_url, mask_url, Env, Problems};
+use vitals_env::{mask_url, Env, Problems};
 
 /// The Redis Cluster the shared tier runs on, if any
 /// ([`CacheConfig::redis_cluster`](crate::CacheConfig::redis_cluster)).
@@ -132,7 +132,7 @@ pub(crate) fn validate(
         for (n, expected) in bad {
             problems.bad(
                 "REDIS_CLUSTER_NODES",
-                format_args!("node {n} {}", mask_bad_url(&nodes[n - 1])),
+                format_args!("node {n} {}", vitals_env::mask_bad_url(&nodes[n - 1])),
                 expected,
             );
         }
