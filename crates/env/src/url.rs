@@ -60,8 +60,9 @@ pub fn mask_url(url: &str) -> String {
 
 /// A value that was meant to be a URL, as it may be shown in a problem: [`mask_url`] of it
 /// when it is shaped like one (`scheme://`, no white space, and nothing after `://` that could
-/// be a password left unmasked), else only its scheme and `:***` when it begins with one
-/// (`sqlite:***`), else [`MASK`].
+/// be a password left unmasked), cut after the host to a plain path (`?***` for a query,
+/// `/***` for a path of other characters); else only its scheme and `:***` when it begins
+/// with one (`sqlite:***`), else [`MASK`].
 ///
 /// [`mask_url`] finds a password only where a well-formed URL puts one, and gives other text
 /// back as it is; a bad value (a libpq `host=db password=pw` string, a `postgres//app:pw@db`
@@ -73,6 +74,7 @@ pub fn mask_url(url: &str) -> String {
 /// assert_eq!(mask_bad_url("host=db user=app password=pw"), "***");
 /// assert_eq!(mask_bad_url("postgres//app:pw@db/x"), "***");
 /// assert_eq!(mask_bad_url("postgres:app:pw@db/x"), "postgres:***");
+/// assert_eq!(mask_bad_url("redis://h/0&password=pw"), "redis://h/***");
 /// ```
 #[must_use]
 pub fn mask_bad_url(raw: &str) -> String {
@@ -95,10 +97,64 @@ pub fn mask_bad_url(raw: &str) -> String {
         && !raw.chars().any(char::is_whitespace)
         && authority_is_safe(&masked[colon + 3..])
     {
-        masked
+        plain_tail(&masked, colon + 3)
     } else {
         format!("{scheme}:{MASK}")
     }
+}
+
+/// A masked URL whose path, query and fragment (after the authority that starts at
+/// `auth_start`) are cut to what cannot hold a secret: the path is kept when it is only
+/// letters, digits and `/._-~` (a database name or number), else shown as `/***`; a query
+/// and a fragment are shown as `?***` and `#***`. A value that failed to parse may put a
+/// password anywhere after the host (`redis://h/0&password=pw`), where [`mask_url`] does
+/// not look.
+fn plain_tail(masked: &str, auth_start: usize) -> String {
+    let rest = &masked[auth_start..];
+    let mut out = masked[..auth_start].to_owned();
+    // The user information ends at the last `@` (as in [`mask_url`]), its password masked
+    // already; a user name that holds a path or query character is shown as `***`.
+    let host_start = match rest.rfind('@') {
+        Some(at) => {
+            let user = &rest[..at];
+            if user.contains(['/', '?', '#', '&', ';', '=']) {
+                out.push_str(MASK);
+            } else {
+                out.push_str(user);
+            }
+            out.push('@');
+            at + 1
+        }
+        None => 0,
+    };
+    let tail_at = rest[host_start..]
+        .find(['/', '?', '#'])
+        .map_or(rest.len(), |i| host_start + i);
+    out.push_str(&rest[host_start..tail_at]);
+    let tail = &rest[tail_at..];
+    let path_end = tail.find(['?', '#']).unwrap_or(tail.len());
+    let path = &tail[..path_end];
+    if path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-~".contains(&b))
+    {
+        out.push_str(path);
+    } else {
+        out.push('/');
+        out.push_str(MASK);
+    }
+    let after = &tail[path_end..];
+    if let Some(q) = after.strip_prefix('?') {
+        if !q.is_empty() {
+            out.push('?');
+            out.push_str(MASK);
+        }
+    }
+    if after.contains('#') {
+        out.push('#');
+        out.push_str(MASK);
+    }
+    out
 }
 
 /// Whether the authority at the start of `rest` (a masked URL after its `://`) shows no
@@ -222,10 +278,14 @@ mod tests {
             ("hunter2", "***"),
             // Well-formed URLs keep what tells an operator which server is meant.
             ("mysql://root:hunter2@h/x", "mysql://root:***@h/x"),
-            (
-                "mysql://h:3306/x?password=hunter2",
-                "mysql://h:3306/x?password=***",
-            ),
+            // After the host, only a plain path: a bad value may put a password anywhere.
+            ("mysql://h:3306/x?password=hunter2", "mysql://h:3306/x?***"),
+            ("redis://h/0&password=hunter2", "redis://h/***"),
+            ("redis://h/0;hunter2", "redis://h/***"),
+            ("redis://:hunter2@h:1/x", "redis://:***@h:1/x"),
+            ("redis://h:1/0#hunter2", "redis://h:1/0#***"),
+            ("redis://h:1/0?sslmode=x#f", "redis://h:1/0?***#***"),
+            ("redis://h/0&password=hunter2@x", "redis://***@x"),
             ("mysql://[::1]:3306/x", "mysql://[::1]:3306/x"),
             ("mysql://h/x", "mysql://h/x"),
         ] {

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use vitals_env::{mask_url, Env};
+use vitals_env::{mask_bad_url, mask_url, Env};
 
 /// Where the read replicas are and how reads are routed to them.
 ///
@@ -173,10 +173,18 @@ fn read(env: &mut Env<'_>) -> Option<ReplicaConfig> {
     Some(config)
 }
 
-/// `raw` with each comma-separated entry masked on its own: [`mask_url`] of the whole list
-/// reads it as one URL and misses a later entry's `?password=`.
+/// `raw` with each comma-separated entry masked on its own, as a value that may not be a
+/// URL ([`mask_bad_url`]): [`mask_url`] of the whole list reads it as one URL and misses a
+/// later entry's `?password=`, and an entry that is not a URL (`host=h password=pw`) has no
+/// password [`mask_url`] could find. An empty entry stays empty, so its position shows.
 fn mask_each(raw: &str) -> String {
-    raw.split(',').map(mask_url).collect::<Vec<_>>().join(",")
+    raw.split(',')
+        .map(|entry| match entry.trim() {
+            "" => String::new(),
+            entry => mask_bad_url(entry),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -230,5 +238,23 @@ mod tests {
         assert!(shown.contains("entry 2 is empty"), "{shown}");
         assert!(!shown.contains("pw"), "{shown}");
         assert!(!debug.contains("pw"), "{debug}");
+    }
+
+    #[test]
+    fn an_entry_that_is_not_a_url_is_not_shown() {
+        for list in [
+            "postgres://h1/db,host=h2 user=app password=hunter2",
+            "postgres://h1/db,mysql://h2/0&password=hunter2",
+        ] {
+            let err = ReplicaConfig::from_env_with(env(&[(URLS, list)])).unwrap_err();
+            let (shown, debug) = (err.to_string(), format!("{err:?}"));
+            assert!(
+                shown.contains("entry 2 is not a postgres:// URL"),
+                "{shown}"
+            );
+            assert!(shown.contains("postgres://h1/db"), "{shown}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(!debug.contains("hunter2"), "{debug}");
+        }
     }
 }
