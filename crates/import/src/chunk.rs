@@ -288,12 +288,14 @@ impl Pipeline<'_> {
         for row in &mut rows {
             let spec = &self.registry.specs()[row.spec];
             let orphan = spec.foreign_keys().iter().find(|fk| {
+                // A NULL foreign key points nowhere: never an orphan.
                 spec.column_index(fk.column()).is_some_and(|ci| {
-                    missing.contains(&state.hasher.reference(
-                        fk.table(),
-                        fk.referenced(),
-                        &row.values[ci],
-                    ))
+                    row.values[ci] != Value::Null
+                        && missing.contains(&state.hasher.reference(
+                            fk.table(),
+                            fk.referenced(),
+                            &row.values[ci],
+                        ))
                 })
             });
             if let Some(fk) = orphan {
@@ -407,7 +409,9 @@ impl Pipeline<'_> {
             let mut wanted: Vec<Vec<Value>> = Vec::new();
             let mut wanted_hashes: Vec<u128> = Vec::new();
             let mut wanted_set = HashedSet::default();
-            for r in skipped {
+            // A NULL is no value another row can point at (a foreign key that is NULL
+            // points nowhere and is not checked), so it is never looked up nor missing.
+            for r in skipped.iter().filter(|r| r.values[ci] != Value::Null) {
                 let v = &r.values[ci];
                 let h = state.hasher.reference(table, column, v);
                 if !held.contains(&h) && wanted_set.insert(h) {

@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use uuid::Uuid;
 
 use crate::error::SpecError;
-use crate::pg_cast::{cast_length, longest_text};
+use crate::pg_cast::cast_length;
 
 /// Maximum length of a text column, in characters, unless a spec says otherwise.
 pub const DEFAULT_MAX_TEXT: usize = 1000;
@@ -456,13 +456,15 @@ impl RecordSpec {
                 }
             }
             if let Some((cast, kept)) = c.pg_type.and_then(|t| cast_length(t).map(|n| (t, n))) {
-                let longest = longest_text(&c.kind);
-                if longest > kept {
+                let longest = kept.longest(&c.kind);
+                if longest > kept.len() {
                     return bad(format!(
-                        "column {}: pg_type {cast} keeps {kept} characters but the column \
+                        "column {}: pg_type {cast} keeps {} {} but the column \
                          accepts values of up to {longest} (PostgreSQL would cut them short); \
                          narrow the column (max_chars, range) or widen the type",
-                        c.name
+                        c.name,
+                        kept.len(),
+                        kept.unit()
                     ));
                 }
             }

@@ -327,3 +327,42 @@ async fn an_unterminated_quote_in_csv_is_rejected_at_its_line_and_no_row_is_lost
     assert!(!json.contains("A12") && !json.contains("Title"), "{json}");
     assert_eq!(count(&pool, "books").await, 0);
 }
+
+/// A row skipped as a duplicate that brings no value (NULL) for a column other rows may point
+/// at makes no row whose reference to it is NULL (which points nowhere) an orphan. (The NULL
+/// was looked up, not found, and every NULL reference of the chunk rejected as unknown.)
+#[tokio::test]
+async fn a_null_brought_by_a_skipped_row_orphans_no_null_reference() {
+    let registry = || {
+        Registry::new([
+            RecordSpec::new("author", "authors")
+                .column(Column::uuid("id").required())
+                .column(Column::text("name").required())
+                .column(Column::text("code"))
+                .natural_key([KeyPart::exact("name")]),
+            RecordSpec::new("book", "books")
+                .column(Column::uuid("author_id").required())
+                .column(Column::text("author_code"))
+                .column(Column::text("title").required())
+                .natural_key([KeyPart::exact("title")])
+                .foreign_key("author_id", "authors", "id")
+                .foreign_key("author_code", "authors", "code"),
+        ])
+        .unwrap()
+    };
+    let (_dir, pool) = common::sqlite_file(&[
+        "CREATE TABLE authors (id BLOB PRIMARY KEY, name TEXT NOT NULL UNIQUE, code TEXT UNIQUE)",
+        "CREATE TABLE books (author_id BLOB NOT NULL REFERENCES authors (id), \
+         author_code TEXT REFERENCES authors (code), title TEXT NOT NULL UNIQUE)",
+    ])
+    .await;
+    let author = format!(r#"{{"type":"author","id":"{AUTHOR_A}","name":"Ann Oak"}}"#);
+    let first = ndjson(&format!("{author}\n"));
+    let first = common::import(registry(), &pool, first, ImportOptions::new()).await;
+    assert_eq!(first.imported, 1, "{first:#?}");
+    let book = format!(r#"{{"type":"book","author_id":"{AUTHOR_A}","title":"No Code"}}"#);
+    let again = ndjson(&format!("{author}\n{book}\n"));
+    let r = common::import(registry(), &pool, again, ImportOptions::new()).await;
+    assert_eq!((r.imported, r.duplicates, r.rejected), (1, 1, 0), "{r:#?}");
+    assert_eq!(count(&pool, "books").await, 1);
+}
