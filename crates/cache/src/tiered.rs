@@ -426,9 +426,12 @@ impl TieredCache {
             // Checked under the shard lock: our own bump and nothing else (an invalidation
             // bumps the epoch before it removes from L1, so either this sees the bump or the
             // removal comes after). A refusal (admission, size) is counted in
-            // `l1_rejected`, not as stale.
+            // `l1_rejected`, not as stale. On a refusal the key leaves L1, as in `store`: two
+            // overlapping stores of the key both see the other's bump and both refuse, and
+            // the entry they meant to replace may be older than what Redis holds now.
             let inserted = l1.insert_if(key, value, weight, ttl, tags, || e0.moved_once());
             if inserted == Inserted::ConditionFailed {
+                l1.remove(key);
                 self.inner
                     .counters
                     .stale_loads
