@@ -13,6 +13,10 @@ use crate::error::ConfigError;
 /// `DB_METRICS_FINGERPRINT` is on and `DB_METRICS_FINGERPRINT_MAX` is unset.
 pub const DEFAULT_METRICS_FINGERPRINT_MAX: u32 = 100;
 
+/// The longest an import upload's body may take to arrive when
+/// `VITALS_UPLOAD_READ_TIMEOUT_MS` is unset: 64 MiB at 20 Mbit/s, with room.
+pub const DEFAULT_UPLOAD_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Where the embedded SQLite database lives when `DATABASE_URL` is not set.
 pub const DEFAULT_SQLITE_URL: &str = "sqlite://vitals.sqlite";
 
@@ -62,6 +66,11 @@ pub struct Config {
     /// statements of an instance have a `fingerprint` label of their own; every later one is
     /// labelled `_other`. (The histogram's 256 series per process still bound it all.)
     pub metrics_fingerprint_max: u32,
+    /// `VITALS_UPLOAD_READ_TIMEOUT_MS` (default [`DEFAULT_UPLOAD_READ_TIMEOUT`], 30 s): the
+    /// longest an import upload's body may take to arrive, in all (feature `http`). A body
+    /// still arriving then is refused 408, so a client that stalls cannot keep one of the
+    /// [`MAX_CONCURRENT_UPLOADS`](crate::health::api::MAX_CONCURRENT_UPLOADS) places.
+    pub upload_read_timeout: std::time::Duration,
     /// The pool's (`DB_*`).
     pub pool: PoolConfig,
     /// The query logger's (`DB_SLOW_QUERY_*`, `DB_QUERYLOG_*`).
@@ -83,6 +92,7 @@ vitals_env::debug_fields!(Config as c {
     pg_schema,
     metrics_fingerprint,
     metrics_fingerprint_max,
+    upload_read_timeout,
     pool,
     querylog,
     cache,
@@ -137,6 +147,9 @@ fn read(env: &mut Env<'_>) -> Option<Config> {
     let metrics_fingerprint_max = env
         .whole("DB_METRICS_FINGERPRINT_MAX", 1..=256)
         .unwrap_or(DEFAULT_METRICS_FINGERPRINT_MAX);
+    let upload_read_timeout = env
+        .millis("VITALS_UPLOAD_READ_TIMEOUT_MS", 1)
+        .unwrap_or(DEFAULT_UPLOAD_READ_TIMEOUT);
     Some(Config {
         database_url,
         sqlite_url,
@@ -145,6 +158,7 @@ fn read(env: &mut Env<'_>) -> Option<Config> {
         pg_schema,
         metrics_fingerprint,
         metrics_fingerprint_max,
+        upload_read_timeout,
         pool: pool?,
         querylog: querylog?,
         cache: cache?,
@@ -181,6 +195,25 @@ mod tests {
             config.metrics_fingerprint_max,
             DEFAULT_METRICS_FINGERPRINT_MAX
         );
+        assert_eq!(config.upload_read_timeout, DEFAULT_UPLOAD_READ_TIMEOUT);
+    }
+
+    #[test]
+    fn the_upload_read_timeout_is_whole_milliseconds_of_at_least_one() {
+        let config =
+            Config::from_env_with(env(&[("VITALS_UPLOAD_READ_TIMEOUT_MS", "250")])).unwrap();
+        assert_eq!(
+            config.upload_read_timeout,
+            std::time::Duration::from_millis(250)
+        );
+        for bad in ["0", "soon", "-1"] {
+            let err =
+                Config::from_env_with(env(&[("VITALS_UPLOAD_READ_TIMEOUT_MS", bad)])).unwrap_err();
+            assert!(
+                err.problem("VITALS_UPLOAD_READ_TIMEOUT_MS").is_some(),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

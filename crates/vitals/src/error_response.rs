@@ -26,6 +26,7 @@
 //! | JSON of the wrong shape | 422 | `dose_number: not the expected type or value (line 1, column 40)` |
 //! | no `Content-Type: application/json` | 415 | `body: expected Content-Type: application/json` |
 //! | a body above the route's limit | 413 | `body: larger than this route accepts` |
+//! | an import upload not received in full in `VITALS_UPLOAD_READ_TIMEOUT_MS` | 408 | `body: not received in time` |
 //!
 //! axum's own rejection is never turned into a response, so its `TRACE` event (which holds
 //! the value) is never emitted; the refusal is logged once at `DEBUG` (target
@@ -46,6 +47,7 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::body_deadline::BodyTooSlow;
 use crate::error::{DbErrorKind, Error};
 
 /// Seconds a client waits before trying a retryable failure again: a serialization
@@ -430,6 +432,9 @@ where
 }
 
 fn bytes_rejection(rejection: &BytesRejection) -> InputRejection {
+    if find::<BodyTooSlow>(rejection).is_some() {
+        return InputRejection::new(StatusCode::REQUEST_TIMEOUT, "body", "not received in time");
+    }
     let status = rejection.status();
     let reason = match rejection {
         BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {

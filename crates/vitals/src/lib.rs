@@ -43,6 +43,8 @@ pub use vitals_import as import;
 pub use vitals_pool as pool;
 pub use vitals_querylog as querylog;
 
+#[cfg(feature = "http")]
+mod body_deadline;
 pub mod cache_history;
 mod config;
 mod db;
@@ -64,7 +66,9 @@ mod serve;
 mod telemetry;
 mod vitals;
 
-pub use config::{Config, DEFAULT_METRICS_FINGERPRINT_MAX, DEFAULT_SQLITE_URL};
+pub use config::{
+    Config, DEFAULT_METRICS_FINGERPRINT_MAX, DEFAULT_SQLITE_URL, DEFAULT_UPLOAD_READ_TIMEOUT,
+};
 pub use db::{Db, Engine, Reads};
 pub use error::{ConfigError, ConfigProblem, DatabaseError, DbErrorKind, Error};
 pub use importing::ImportOutcome;

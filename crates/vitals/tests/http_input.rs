@@ -213,6 +213,48 @@ async fn a_fifth_upload_at_once_is_told_to_come_back(pool: PgPool) {
     vitals.shutdown().await;
 }
 
+/// Uploads whose bodies stall (a first line, then nothing) are refused 408 once
+/// `VITALS_UPLOAD_READ_TIMEOUT_MS` has passed and give their places back: four clients that
+/// stop sending do not keep the next upload out.
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn uploads_that_stall_are_refused_and_give_their_places_back(pool: PgPool) {
+    use tower::ServiceExt as _;
+
+    captured();
+    let mut config = common::redis_config("hin-stall");
+    config.upload_read_timeout = std::time::Duration::from_millis(300);
+    let vitals = common::vitals_on_postgres(config, pool, None).await;
+    let app = health::api::router(vitals.clone());
+    let upload = |body: axum::body::Body| {
+        axum::http::Request::post("/api/import?type=vaccination")
+            .header("content-type", "text/csv")
+            .body(body)
+            .unwrap()
+    };
+    let stalled = (0..health::api::MAX_CONCURRENT_UPLOADS).map(|_| {
+        let first = futures::stream::iter([Ok::<_, std::io::Error>(format!("student_id\n{SSN}"))]);
+        let body = axum::body::Body::from_stream(futures::StreamExt::chain(
+            first,
+            futures::stream::pending(),
+        ));
+        app.clone().oneshot(upload(body))
+    });
+    for answer in futures::future::join_all(stalled).await {
+        let answer = answer.unwrap();
+        assert_eq!(answer.status(), StatusCode::REQUEST_TIMEOUT);
+        let body = axum::body::to_bytes(answer.into_body(), 4096)
+            .await
+            .unwrap();
+        let error: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(error["error"], "body: not received in time");
+        assert_no_echo(&String::from_utf8_lossy(&body), &[SSN]);
+    }
+    let csv = axum::body::Body::from("student_id,vaccine_name\n");
+    let through = app.oneshot(upload(csv)).await.unwrap();
+    assert_eq!(through.status(), StatusCode::OK);
+    vitals.shutdown().await;
+}
+
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn a_json_body_is_refused_by_line_and_field_never_echoed(pool: PgPool) {
     let (app, vitals, pg, student) = app_on(pool, "json").await;

@@ -25,6 +25,7 @@
 
 use std::io::Cursor;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -42,6 +43,7 @@ use super::cache::HealthData;
 use super::invalidate::parse_student;
 use super::model::Vaccination;
 use super::records::{self, VACCINATION};
+use crate::body_deadline::with_deadline;
 use crate::http::{
     ErrorBody, InputBytes, InputJson, InputPath, InputQuery, InputRejection, InvalidateCacheLayer,
     StudentId,
@@ -51,9 +53,13 @@ use crate::{with_db, Vitals};
 /// The largest import upload accepted, bytes.
 pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 
-/// Import uploads a router reads at once: their bodies, each up to [`MAX_UPLOAD_BYTES`], hold
-/// at most 256 MiB together, however many connections the server takes. One more is answered
-/// 503 with `Retry-After` before its body is read.
+/// Import uploads a router reads or imports at once: their bodies, each up to
+/// [`MAX_UPLOAD_BYTES`], hold at most 256 MiB together, however many connections the server
+/// takes. One more is answered 503 with `Retry-After` before its body is read. A body must
+/// arrive within `VITALS_UPLOAD_READ_TIMEOUT_MS` ([`Config::upload_read_timeout`]), else it
+/// is refused 408 and its place given back, so clients that stall cannot hold all four.
+///
+/// [`Config::upload_read_timeout`]: crate::Config::upload_read_timeout
 pub const MAX_CONCURRENT_UPLOADS: usize = 4;
 
 /// The school-health API and the health endpoints, ready to serve. With the school-health
@@ -79,7 +85,10 @@ pub fn router(vitals: Vitals) -> Router {
             post(import)
                 .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
                 .layer(middleware::from_fn_with_state(
-                    Arc::new(Semaphore::new(MAX_CONCURRENT_UPLOADS)),
+                    Uploads {
+                        places: Arc::new(Semaphore::new(MAX_CONCURRENT_UPLOADS)),
+                        read_timeout: vitals.config().upload_read_timeout,
+                    },
                     one_of_the_uploads,
                 )),
         )
@@ -87,14 +96,23 @@ pub fn router(vitals: Vitals) -> Router {
     api.merge(crate::http::router(vitals))
 }
 
-/// Lets an upload through if fewer than [`MAX_CONCURRENT_UPLOADS`] are being read; else a
-/// 503 with `Retry-After: 1`, its body unread.
+/// The import route's places and how long a body may take to arrive.
+#[derive(Clone)]
+struct Uploads {
+    places: Arc<Semaphore>,
+    read_timeout: Duration,
+}
+
+/// Lets an upload through if fewer than [`MAX_CONCURRENT_UPLOADS`] are being read or
+/// imported; else a 503 with `Retry-After: 1`, its body unread. The place is held until the
+/// import's answer (its body is in memory until then); a body not received in full within
+/// `VITALS_UPLOAD_READ_TIMEOUT_MS` is refused 408, its place given back.
 async fn one_of_the_uploads(
-    State(uploads): State<Arc<Semaphore>>,
+    State(uploads): State<Uploads>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Ok(_reading) = uploads.try_acquire() else {
+    let Ok(_place) = uploads.places.try_acquire() else {
         let mut busy = error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("busy: {MAX_CONCURRENT_UPLOADS} imports are being uploaded; try again"),
@@ -103,6 +121,7 @@ async fn one_of_the_uploads(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return busy;
     };
+    let request = request.map(|body| with_deadline(body, uploads.read_timeout));
     next.run(request).await
 }
 
