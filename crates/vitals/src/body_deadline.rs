@@ -44,7 +44,9 @@ mod tests {
         // axum wraps a stream's error once more.
         let chain = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source());
         assert!(
-            chain.take(4).any(|e| e.downcast_ref::<BodyTooSlow>().is_some()),
+            chain
+                .take(4)
+                .any(|e| e.downcast_ref::<BodyTooSlow>().is_some()),
             "{err:?}"
         );
     }

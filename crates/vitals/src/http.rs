@@ -6,7 +6,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /api/health/database/pool` | pool metrics now, the monitor's summary, a health check |
+//! | `GET /api/health/database/pool` | pool metrics now, the monitor's summary, a health check (503 when it is `unhealthy`) |
 //! | `GET /api/health/cache/stats` | the cache's statistics |
 //! | `GET /api/health/database/performance` | the query performance report (sanitised) |
 //! | `GET /api/health/database/slow-queries?limit=N` | the last slow queries (sanitised) |
@@ -47,7 +47,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -102,14 +102,24 @@ pub struct PoolHealth {
     pub replicas: Vec<vitals_pool::ReplicaReport>,
 }
 
-async fn pool(State(vitals): State<Vitals>) -> Json<PoolHealth> {
-    Json(PoolHealth {
+/// 200, or 503 when the primary's check is `unhealthy` (its `SELECT 1` failed or timed out),
+/// with the same body: a load balancer or a readiness probe can read the status alone.
+/// `degraded` stays 200 (the database answers), and so does a replica's failure (its reads go
+/// to the primary).
+async fn pool(State(vitals): State<Vitals>) -> (StatusCode, Json<PoolHealth>) {
+    let body = PoolHealth {
         engine: vitals.engine(),
         metrics: vitals.pool_metrics(),
         summary: vitals.pool_summary(),
         health: vitals.pool_health(HEALTH_CHECK_TIMEOUT).await,
         replicas: vitals.replica_reports(HEALTH_CHECK_TIMEOUT).await,
-    })
+    };
+    let status = if body.health.status == vitals_pool::HealthStatus::Unhealthy {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body))
 }
 
 async fn cache_stats(State(vitals): State<Vitals>) -> Json<vitals_cache::CacheStats> {

@@ -302,3 +302,47 @@ async fn metrics_say_when_values_are_kept_out_of_redis(pool: PgPool) {
     // One pool behind both: shut down once.
     plain.shutdown().await;
 }
+
+/// `/api/health/database/pool` answers 503 while its `SELECT 1` fails (the test's database
+/// refuses new connections and every other backend of it is terminated: a real outage), with
+/// the same JSON saying `unhealthy` and why; 200 again once the database takes connections.
+#[sqlx::test(migrations = "migrations/postgres")]
+async fn the_pool_endpoint_answers_503_while_the_database_is_down(pool: PgPool) {
+    use sqlx::Executor as _;
+
+    let (vitals, _) = vitals_on(pool.clone(), "down").await;
+    let app = health::api::router(vitals.clone());
+    let up = json(&app, "/api/health/database/pool").await;
+    assert_ne!(up["health"]["status"], "unhealthy", "{up}");
+
+    // A connection to the server's main database (`DATABASE_URL`) turns the test's own off
+    // and on again (PostgreSQL refuses to do it from inside).
+    let db: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let main = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&main)
+        .await
+        .unwrap();
+    let allow = |on: bool| format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS {on}");
+    admin.execute(allow(false).as_str()).await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&db)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    let (status, body) = call(&app, "GET", "/api/health/database/pool", None).await;
+    admin.execute(allow(true).as_str()).await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let down: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(down["health"]["status"], "unhealthy", "{down}");
+    assert!(down["health"]["reason"].is_string(), "{down}");
+    assert!(down["metrics"].is_object(), "{down}");
+
+    let again = json(&app, "/api/health/database/pool").await;
+    assert_ne!(again["health"]["status"], "unhealthy", "{again}");
+    vitals.shutdown().await;
+}
