@@ -56,7 +56,7 @@ mod table;
 mod url;
 
 pub use problem::{ConfigError, Problem, Problems, MASK};
-pub use reader::{pairs, process_env, read, Env};
+pub use reader::{pairs, process_env, read, Env, NOT_UTF8};
 pub use secret::Secret;
 pub use table::{Set, Var};
 pub use url::{encode_userinfo, mask_bad_url, mask_url};

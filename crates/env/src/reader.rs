@@ -8,10 +8,21 @@ use std::time::Duration;
 use crate::problem::{ConfigError, Problem, Problems};
 use crate::url::mask_bad_url;
 
-/// The process environment as a lookup: `std::env::var(name).ok()`.
+/// What [`process_env`] gives for a variable whose value is not valid UTF-8: a NUL, which no
+/// value of the process environment can hold, so [`Env`] tells it from any real value and
+/// records a problem (the value unshown) instead of reading the variable as unset.
+pub const NOT_UTF8: &str = "\0not UTF-8";
+
+/// The process environment as a lookup: the value of `name`, [`NOT_UTF8`] for one that is
+/// not valid UTF-8 (which `std::env::var(name).ok()` would read as unset, so a bad value
+/// would silently give the default).
 #[must_use]
 pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
+    match std::env::var(name) {
+        Ok(value) => Some(value),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => Some(NOT_UTF8.to_owned()),
+    }
 }
 
 /// A lookup over fixed name/value pairs (a test's variables, a host's map); the first pair of
@@ -96,18 +107,26 @@ impl<'a> Env<'a> {
         self.lookup
     }
 
-    /// The trimmed value of `name`; `None` when unset or blank.
-    #[must_use]
-    pub fn string(&self, name: &str) -> Option<String> {
-        (self.lookup)(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
+    /// The trimmed value of `name`; `None` when unset or blank. A value that is not valid
+    /// UTF-8 ([`NOT_UTF8`]) is `None` too, after a problem naming the variable (its value
+    /// unshown: it may be a secret).
+    pub fn string(&mut self, name: &str) -> Option<String> {
+        let value = (self.lookup)(name)?;
+        if value.starts_with('\0') {
+            // Once, however often the variable is read.
+            if !self.problems.as_slice().iter().any(|p| p.variable == name) {
+                self.problems.secret(name, "a value of valid UTF-8");
+            }
+            return None;
+        }
+        Some(value.trim().to_owned()).filter(|v| !v.is_empty())
     }
 
-    /// Whether `name` is set to something other than blanks.
+    /// Whether `name` is set to something other than blanks (a value that is not valid UTF-8
+    /// is set).
     #[must_use]
     pub fn is_set(&self, name: &str) -> bool {
-        self.string(name).is_some()
+        (self.lookup)(name).is_some_and(|v| !v.trim().is_empty())
     }
 
     /// Records that `name` held `value`, where `expected` was expected.
@@ -277,6 +296,33 @@ fn describe<T: Display>(range: &impl RangeBounds<T>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_a_problem_not_unset() {
+        let lookup = pairs(&[("DB_POOL_MAX", NOT_UTF8), ("DB_POOL_MIN", "2")]);
+        let mut env = Env::new("pool", &lookup);
+        assert_eq!(env.whole::<u32>("DB_POOL_MAX", 1..), None);
+        assert_eq!(env.string("DB_POOL_MAX"), None);
+        assert!(env.is_set("DB_POOL_MAX"));
+        assert_eq!(env.whole::<u32>("DB_POOL_MIN", 0..), Some(2));
+        let problems = env.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].variable, "DB_POOL_MAX");
+        assert_eq!(problems[0].value.as_deref(), Some("***"));
+        assert!(problems[0].expected.contains("UTF-8"), "{problems:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_process_environment_tells_a_value_that_is_not_utf8_from_an_unset_one() {
+        use std::os::unix::ffi::OsStrExt as _;
+        // A name no other test reads; the test's own process.
+        let name = "VITALS_ENV_TEST_NOT_UTF8";
+        std::env::set_var(name, std::ffi::OsStr::from_bytes(b"\xff\xfe20"));
+        assert_eq!(process_env(name).as_deref(), Some(NOT_UTF8));
+        std::env::remove_var(name);
+        assert_eq!(process_env(name), None);
+    }
 
     #[test]
     fn unset_and_blank_read_as_none_and_values_are_trimmed() {
