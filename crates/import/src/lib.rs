@@ -90,6 +90,7 @@ mod sink;
 mod source;
 mod spec;
 mod state;
+mod unknown_fields;
 mod validate;
 mod writers;
 

@@ -9,6 +9,7 @@ use crate::report::{Rejection, Warning};
 use crate::row::PreparedRow;
 use crate::source::{Item, Source};
 use crate::spec::Registry;
+use crate::unknown_fields::UnknownFields;
 use crate::validate::validate;
 
 /// What the reading thread sends.
@@ -109,6 +110,8 @@ pub(crate) fn read(task: ReadTask, registry: &Registry, tx: &mpsc::Sender<Msg>) 
     } = task;
     let mut chunk = Chunk::with_capacity(chunk_size);
     let mut rejected = 0u64;
+    // A CSV input's unknown columns are warned from its header; a JSON record's are its own.
+    let mut unknown = source.headers().is_none().then(UnknownFields::default);
     loop {
         let item = match source.next_item() {
             Ok(Some(item)) => item,
@@ -130,6 +133,9 @@ pub(crate) fn read(task: ReadTask, registry: &Registry, tx: &mpsc::Sender<Msg>) 
         };
         if chunk.is_empty() {
             chunk.first_line = item.line();
+        }
+        if let (Some(unknown), Item::Record(record)) = (&mut unknown, &item) {
+            unknown.note(registry, record);
         }
         match parse(registry, &hasher, item) {
             Ok(row) => chunk.rows.push(row),
@@ -153,7 +159,12 @@ pub(crate) fn read(task: ReadTask, registry: &Registry, tx: &mpsc::Sender<Msg>) 
     if !chunk.is_empty() && tx.blocking_send(Msg::Chunk(chunk)).is_err() {
         return;
     }
-    let warnings = source.take_warnings();
+    let mut warnings = source.take_warnings();
+    warnings.extend(
+        unknown
+            .map(UnknownFields::into_warnings)
+            .unwrap_or_default(),
+    );
     if !warnings.is_empty() {
         let _ = tx.blocking_send(Msg::Warnings(warnings));
     }

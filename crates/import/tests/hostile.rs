@@ -287,6 +287,66 @@ async fn a_csv_header_naming_a_column_twice_is_an_input_error_naming_it() {
     );
 }
 
+/// A JSON or NDJSON record's field that its type has no column for is warned once per type
+/// and name, at its first line, never with a value; a key that may itself be a value (not a
+/// lowercase identifier) is not named; past the listed bound one more warning says so. (Such
+/// fields were dropped in silence; CSV warned.)
+#[tokio::test]
+async fn an_unknown_json_field_is_a_warning_listed_once_without_its_values() {
+    let _serial = serial().await;
+    let (_dir, pool) = database().await;
+    let dose = |i: usize, extra: &str| {
+        format!(
+            r#"{{"type":"vaccination","student_id":"{STUDENT}","vaccine_name":"MMR {i}","administered_on":"2024-01-01"{extra}}}"#
+        )
+    };
+    let ndjson = [
+        dose(1, r#","ssn":"123-45-6789""#),
+        dose(2, r#","ssn":"987-65-4321""#),
+        dose(3, r#","123-45-6789":"x""#),
+    ]
+    .join("\n");
+    for format in [Format::Ndjson, Format::Json] {
+        let text = match format {
+            Format::Json => format!("[{}]", ndjson.replace('\n', ",\n")),
+            _ => ndjson.clone(),
+        };
+        let r = import(
+            &pool,
+            from_text(text, format),
+            ImportOptions::new().dry_run(true),
+        )
+        .await;
+        assert_eq!(r.imported, 3, "{r:#?}");
+        let warned: Vec<(u64, Option<&str>)> = r
+            .warnings
+            .iter()
+            .map(|w| (w.line, w.field.as_deref()))
+            .collect();
+        assert_eq!(warned, [(1, Some("ssn")), (3, None)], "{r:#?}");
+        assert_eq!(
+            r.warnings[0].reason,
+            "unknown field of vaccination: its values are ignored"
+        );
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(!text.contains("6789") && !text.contains("4321"), "{text}");
+    }
+
+    // Past the bound: the first 32 names, then one warning for the rest.
+    let many: String = (0..40)
+        .map(|i| dose(i, &format!(r#","extra_{i}":1"#)) + "\n")
+        .collect();
+    let r = import(
+        &pool,
+        from_text(many, Format::Ndjson),
+        ImportOptions::new().dry_run(true),
+    )
+    .await;
+    assert_eq!(r.warnings.len(), 33, "{r:#?}");
+    assert_eq!(r.warnings[32].line, 33);
+    assert!(r.warnings[32].reason.contains("not listed"), "{r:#?}");
+}
+
 #[tokio::test]
 async fn an_unknown_csv_column_is_a_warning_listed_once_without_its_values() {
     let _serial = serial().await;

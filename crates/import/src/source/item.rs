@@ -79,6 +79,11 @@ impl RawRecord {
             .map(|(_, v)| v)
     }
 
+    /// The names of the record's fields, in the order read.
+    pub(crate) fn field_names(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().map(|(n, _)| &**n)
+    }
+
     /// Takes the value of field `name` out of the record.
     pub(crate) fn take(&mut self, name: &str) -> Option<RawValue> {
         self.fields
