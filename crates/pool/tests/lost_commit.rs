@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use vitals_pool::retry::{retry, RetryPolicy};
-use vitals_pool::{MonitoredPool, PoolError};
+use vitals_pool::{MonitoredPool, MonitoredTransaction, PoolError};
 
 mod common;
 
@@ -19,6 +19,8 @@ use common::{config, TestResult};
 
 const TABLE: &str = "CREATE TABLE doses (id serial PRIMARY KEY, student_id int NOT NULL)";
 const INSERT: &str = "INSERT INTO doses (student_id) VALUES (7)";
+
+type Transaction = MonitoredTransaction<'static, sqlx::Postgres>;
 
 /// Three attempts with short waits: the test is about whether a second one happens.
 fn policy() -> RetryPolicy {
@@ -37,6 +39,37 @@ async fn doses(opts: &PgConnectOptions) -> Result<i64, sqlx::Error> {
         .await
 }
 
+/// Inserts a dose and commits, retried under [`policy`], the first attempt running
+/// `before_commit` on its transaction; then checks that the commit's outcome was unknown: an
+/// error that says so and is not transient (`succeeded` is the message if there is none), a
+/// closure that ran once, and `landed` doses in the table.
+async fn commit_once_with_unknown_outcome(
+    pool: &MonitoredPool<sqlx::Postgres>,
+    before_commit: impl AsyncFn(&mut Transaction) -> Result<(), PoolError>,
+    succeeded: &str,
+    opts: &PgConnectOptions,
+    landed: i64,
+) -> TestResult {
+    let runs = AtomicU32::new(0);
+    let outcome = retry(&policy(), || async {
+        let run = runs.fetch_add(1, Ordering::SeqCst);
+        let mut tx = pool.begin().await?;
+        sqlx::query(INSERT).execute(&mut *tx).await?;
+        if run == 0 {
+            before_commit(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok::<_, PoolError>(())
+    })
+    .await;
+    let err = outcome.expect_err(succeeded);
+    assert!(err.is_commit_outcome_unknown(), "{err} ({err:?})");
+    assert!(!err.is_transient(), "{err}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the closure ran again");
+    assert_eq!(doses(opts).await?, landed);
+    Ok(())
+}
+
 #[sqlx::test]
 async fn a_commit_on_a_terminated_backend_is_outcome_unknown_and_not_run_again(
     _: PgPoolOptions,
@@ -48,33 +81,27 @@ async fn a_commit_on_a_terminated_backend_is_outcome_unknown_and_not_run_again(
         .max_connections(1)
         .connect_with(opts.clone())
         .await?;
-    let runs = AtomicU32::new(0);
-    let outcome = retry(&policy(), || async {
-        let run = runs.fetch_add(1, Ordering::SeqCst);
-        let mut tx = pool.begin().await?;
-        sqlx::query(INSERT).execute(&mut *tx).await?;
-        if run == 0 {
-            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-                .fetch_one(&mut *tx)
-                .await?;
-            // The two-argument form returns once the backend has exited (PostgreSQL 14+).
-            let gone: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 10000)")
-                .bind(pid)
-                .fetch_one(&killer)
-                .await?;
-            assert!(gone, "backend {pid} still there");
-        }
-        tx.commit().await?;
-        Ok::<_, PoolError>(())
-    })
-    .await;
-    let err = outcome.expect_err("the commit on a terminated backend succeeded");
-    assert!(err.is_commit_outcome_unknown(), "{err} ({err:?})");
-    assert!(!err.is_transient(), "{err}");
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "the closure ran again");
+    let terminate = async |tx: &mut Transaction| {
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut **tx)
+            .await?;
+        // The two-argument form returns once the backend has exited (PostgreSQL 14+).
+        let gone: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 10000)")
+            .bind(pid)
+            .fetch_one(&killer)
+            .await?;
+        assert!(gone, "backend {pid} still there");
+        Ok(())
+    };
     // The backend died before COMMIT, so nothing landed; the client could not know that.
-    assert_eq!(doses(&opts).await?, 0);
-    Ok(())
+    commit_once_with_unknown_outcome(
+        &pool,
+        terminate,
+        "the commit on a terminated backend succeeded",
+        &opts,
+        0,
+    )
+    .await
 }
 
 /// A TCP proxy to the server that, once armed, forwards the next `COMMIT` to the server and
@@ -186,20 +213,13 @@ async fn a_commit_whose_reply_is_lost_is_not_run_again(
         MonitoredPool::builder(config(2).connect_postgres_with(through_proxy).await?).build();
     sqlx::query(TABLE).execute(&pool).await?;
     proxy.arm();
-    let runs = AtomicU32::new(0);
-    let outcome = retry(&policy(), || async {
-        runs.fetch_add(1, Ordering::SeqCst);
-        let mut tx = pool.begin().await?;
-        sqlx::query(INSERT).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok::<_, PoolError>(())
-    })
-    .await;
-    let err = outcome.expect_err("the COMMIT's reply reached the client");
-    assert!(err.is_commit_outcome_unknown(), "{err} ({err:?})");
-    assert!(!err.is_transient(), "{err}");
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "the closure ran again");
     // The COMMIT landed: one dose. Running the closure again would have recorded a second.
-    assert_eq!(doses(&opts).await?, 1);
-    Ok(())
+    commit_once_with_unknown_outcome(
+        &pool,
+        async |_: &mut Transaction| Ok(()),
+        "the COMMIT's reply reached the client",
+        &opts,
+        1,
+    )
+    .await
 }
