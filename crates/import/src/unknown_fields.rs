@@ -9,21 +9,19 @@
 //! At most [`MAX_LISTED`] are listed, then one more says where the others begin: memory stays
 //! bounded whatever the input.
 
-use std::collections::HashSet;
-use std::sync::Arc;
-
 use crate::report::Warning;
 use crate::source::RawRecord;
 use crate::spec::{shown_name, Registry};
 
-/// Distinct unknown fields listed; those after are counted in one warning.
+/// Distinct unknown fields listed; those after are said in one warning.
 pub(crate) const MAX_LISTED: usize = 32;
 
 /// What was seen so far.
 #[derive(Debug, Default)]
 pub(crate) struct UnknownFields {
-    /// (type index, the key when shown) already warned of.
-    seen: HashSet<(usize, Option<Arc<str>>)>,
+    /// (type index, the key when shown) already warned of: at most [`MAX_LISTED`], so a
+    /// scan finds one without a key allocated for each field of each record.
+    seen: Vec<(usize, Option<Box<str>>)>,
     warnings: Vec<Warning>,
     /// The line of the first field not listed (past [`MAX_LISTED`]).
     unlisted: Option<u64>,
@@ -40,8 +38,12 @@ impl UnknownFields {
             if spec.column_index(name).is_some() {
                 continue;
             }
-            let shown = shown_name(name).map(Arc::from);
-            if self.seen.contains(&(si, shown.clone())) {
+            let shown = shown_name(name);
+            if self
+                .seen
+                .iter()
+                .any(|(s, n)| *s == si && n.as_deref() == shown)
+            {
                 continue;
             }
             if self.seen.len() >= MAX_LISTED {
@@ -50,8 +52,8 @@ impl UnknownFields {
             }
             self.warnings.push(Warning {
                 line: record.line(),
-                field: shown.as_deref().map(str::to_owned),
-                reason: match &shown {
+                field: shown.map(str::to_owned),
+                reason: match shown {
                     Some(_) => format!("unknown field of {}: its values are ignored", spec.name()),
                     None => format!(
                         "a field of {} that is no column (its name is not shown): its values \
@@ -60,7 +62,7 @@ impl UnknownFields {
                     ),
                 },
             });
-            self.seen.insert((si, shown));
+            self.seen.push((si, shown.map(Box::from)));
         }
     }
 
