@@ -400,7 +400,10 @@ mod tests {
     /// is due at its point.
     #[tokio::test]
     async fn an_entry_capped_by_l1s_ttl_is_not_refreshed_when_armed_late() {
-        let cfg = CacheConfig::default().with_l1(true, 16, Duration::from_secs(10));
+        let mut cfg = CacheConfig::default().with_l1(true, 16, Duration::from_secs(10));
+        // One shard, so both keys fit whatever the hasher's seed (16 entries over 16 shards
+        // is one a shard: two keys of one shard, 1 run in 16, left one of them out).
+        cfg.l1_shards = 1;
         let cache = TieredCache::builder(cfg).build().await.unwrap();
         let stored = tokio::time::Instant::now();
         // 600 s, capped to L1's 10 s; 2 s, within it.
