@@ -47,6 +47,21 @@ pub(crate) enum Lookup<T> {
     Miss,
 }
 
+/// A shard's lock on cache lines of its own: a `RwLock<Shard>` is 224 bytes, so unpadded
+/// two shards' lock words could share a line, and a hit in one (its read lock and unlock
+/// write the lock word) would evict the line from the core hitting the other. 128 bytes:
+/// the line pair that x86's adjacent-line prefetch brings in together.
+#[repr(align(128))]
+struct ShardLock(RwLock<Shard>);
+
+impl std::ops::Deref for ShardLock {
+    type Target = RwLock<Shard>;
+
+    fn deref(&self) -> &RwLock<Shard> {
+        &self.0
+    }
+}
+
 /// A bounded in-process cache of decoded values: `shards` maps, each behind its own
 /// read-write lock, with a TTL per entry (expired entries are dropped when met), at most
 /// `max_size` entries and `max_bytes` bytes (keys plus the encoded size of each value, the
@@ -84,7 +99,7 @@ pub(crate) enum Lookup<T> {
 /// `L1Cache` is `Send + Sync`; share it by `Arc` (or through a
 /// [`TieredCache`](crate::TieredCache), which is cheap to clone).
 pub struct L1Cache {
-    shards: Box<[RwLock<Shard>]>,
+    shards: Box<[ShardLock]>,
     mask: usize,
     hasher: KeyHasher,
     max_ttl: Duration,
@@ -134,7 +149,7 @@ impl L1Cache {
                 // `cap` >= 1 because n <= max_size.
                 let cap = base + usize::from(i < extra);
                 let shard_bytes = byte_base + usize::from(i < byte_extra);
-                RwLock::new(Shard::new(cap, shard_bytes))
+                ShardLock(RwLock::new(Shard::new(cap, shard_bytes)))
             })
             .collect();
         Self {
@@ -161,7 +176,7 @@ impl L1Cache {
     /// control byte.
     #[inline]
     fn shard_of(&self, hash: u64) -> &RwLock<Shard> {
-        &self.shards[(hash >> 32) as usize & self.mask]
+        &self.shards[(hash >> 32) as usize & self.mask].0
     }
 
     fn account_remove(&self, e: &Entry) {
