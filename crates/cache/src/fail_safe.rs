@@ -146,6 +146,38 @@ impl<T> Loaded<T> {
     }
 }
 
+/// What one load is of: the key, the TTL and tags its value is stored with, and the
+/// fail-safe and eager-refresh options its entry is armed with. A miss's load and an eager
+/// refresh carry one through the load path.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Load<'a> {
+    /// The key loaded.
+    pub(crate) key: &'a str,
+    /// How long its value lives.
+    pub(crate) ttl: Duration,
+    /// The tags its value is indexed under.
+    pub(crate) tags: &'a [&'a str],
+    /// Fail-safe and eager refresh ([`LoadOptions::OFF`] for `get_or_load`).
+    pub(crate) options: &'a LoadOptions,
+}
+
+impl<'a> Load<'a> {
+    /// A load of `key`, stored for `ttl` under `tags`, its entry armed with `options`.
+    pub(crate) fn new(
+        key: &'a str,
+        ttl: Duration,
+        tags: &'a [&'a str],
+        options: &'a LoadOptions,
+    ) -> Self {
+        Self {
+            key,
+            ttl,
+            tags,
+            options,
+        }
+    }
+}
+
 /// Whether `a` and `b` are one allocation (the data pointers; vtables may differ).
 fn same(a: &Value, b: &Value) -> bool {
     std::ptr::eq(Arc::as_ptr(a).cast::<()>(), Arc::as_ptr(b).cast::<()>())
@@ -259,27 +291,31 @@ impl TieredCache {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<T>, E>> + Send + 'static,
     {
+        let load = Load::new(key, ttl, tags, options);
         if let Some(v) = self.fetch::<T>(key).await {
-            if self.arm(key, &v, ttl, tags, options, Claim::Now) {
-                self.refresh_in_background(key, &v, ttl, tags, *options, loader);
+            if self.arm(&load, &v, Claim::Now) {
+                self.refresh_in_background(&load, &v, loader);
             }
             return Ok(Some(Loaded::fresh(v)));
         }
-        self.load_miss::<T, Option<Loaded<T>>, E, F, Fut>(key, ttl, tags, options, loader)
+        self.load_miss::<T, Option<Loaded<T>>, E, F>(load, loader)
             .await
     }
 
-    /// Arms the L1 entry of `key` for `options` if it holds `v` and is not armed yet; true
-    /// when this caller claimed its eager refresh (only with [`Claim::Now`]).
+    /// Arms the L1 entry of `load.key` for `load.options` if it holds `v` and is not armed
+    /// yet; true when this caller claimed its eager refresh (only with [`Claim::Now`]).
     pub(crate) fn arm<T: Send + Sync + 'static>(
         &self,
-        key: &str,
+        load: &Load<'_>,
         v: &Arc<T>,
-        ttl: Duration,
-        tags: &[&str],
-        options: &LoadOptions,
         claim: Claim,
     ) -> bool {
+        let Load {
+            key,
+            ttl,
+            tags,
+            options,
+        } = *load;
         let Some(l1) = self.inner.l1.as_ref().filter(|_| !options.is_off()) else {
             return false;
         };
@@ -329,21 +365,14 @@ impl TieredCache {
         Some(Loaded { value, stale })
     }
 
-    /// Spawns the eager refresh of `key`, claimed by a hit on `claimed` (on the current tokio
-    /// runtime; skipped outside one). It leads the key's flight and runs if L1 still holds
+    /// Spawns the eager refresh of `load.key`, claimed by a hit on `claimed` (on the current
+    /// tokio runtime; skipped outside one). It leads the key's flight and runs if L1 still holds
     /// `claimed`: not when a load of the key is up (another refresh, or a miss), nor when the
     /// value was replaced or dropped meanwhile (an earlier refresh ran, a write, a delete).
     /// Counted in `eager_refreshes` when it runs: once however many hits claimed (concurrent
     /// reads from Redis fill an entry each, each claimed once).
-    fn refresh_in_background<T, E, F, Fut>(
-        &self,
-        key: &str,
-        claimed: &Arc<T>,
-        ttl: Duration,
-        tags: &[&str],
-        options: LoadOptions,
-        loader: F,
-    ) where
+    fn refresh_in_background<T, E, F, Fut>(&self, load: &Load<'_>, claimed: &Arc<T>, loader: F)
+    where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         E: Send + 'static,
         F: FnOnce() -> Fut + Send + 'static,
@@ -354,9 +383,9 @@ impl TieredCache {
             return;
         };
         let cache = self.clone();
-        let key = key.to_owned();
+        let (key, ttl, options) = (load.key.to_owned(), load.ttl, *load.options);
         let claimed: Value = claimed.clone();
-        let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
+        let tags: Vec<String> = load.tags.iter().map(|t| (*t).to_owned()).collect();
         runtime.spawn(async move {
             let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
             let Role::Lead(guard) = cache.inner.flights.join(&key, &tags) else {
@@ -379,9 +408,8 @@ impl TieredCache {
             // it, only the misses that follow its flight, so it is bounded: a loader that
             // hangs (a query with no statement timeout) is dropped after REFRESH_LIMIT, and
             // they load themselves (a dropped leader's followers try again).
-            let refresh = cache.lead::<T, Option<Loaded<T>>, E, F, Fut>(
-                &key, ttl, &tags, &options, guard, loader, true,
-            );
+            let load = Load::new(&key, ttl, &tags, &options);
+            let refresh = cache.lead::<T, Option<Loaded<T>>, E, F>(load, guard, loader, true);
             if tokio::time::timeout(REFRESH_LIMIT, refresh).await.is_err() {
                 tracing::warn!(target: "vitals_cache", "eager refresh still loading after {REFRESH_LIMIT:?}: dropped");
             }
@@ -420,7 +448,7 @@ mod tests {
             async move {
                 let v = cache.get::<u32>(key).await.unwrap();
                 let o = LoadOptions::OFF.eager_refresh(Some(fraction));
-                cache.arm(key, &v, ttl, &[], &o, Claim::Now)
+                cache.arm(&Load::new(key, ttl, &[], &o), &v, Claim::Now)
             }
         };
         tokio::time::sleep_until(stored + Duration::from_millis(50)).await;
@@ -517,7 +545,8 @@ mod tests {
         }
         let o = LoadOptions::OFF.eager_refresh(Some(0.01));
         // As a value arriving from another instance's load is armed: not claimed there.
-        assert!(!cache.arm(key, &first.value, ttl, tags, &o, Claim::Later));
+        let load = Load::new(key, ttl, tags, &o);
+        assert!(!cache.arm(&load, &first.value, Claim::Later));
         // Its next hit claims the refresh, returns the old value and reloads once.
         let hit = cache
             .get_or_load_with(key, ttl, tags, &o, loader("v2"))

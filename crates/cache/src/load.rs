@@ -1,9 +1,9 @@
 //! The load path of a miss, one implementation for [`TieredCache::get_or_load`] and
-//! [`TieredCache::get_or_load_with`] (`get_or_load` is the latter with [`LoadOptions::OFF`]
-//! and a loader that always finds its value): the follower loop of the key's single flight
-//! (`flight.rs`), and the leader's load (the load lock across instances, the generations,
-//! the loader, storing its value, handing the outcome to the waiters). The eager refresh of
-//! `fail_safe.rs` runs the same leader.
+//! [`TieredCache::get_or_load_with`] (`get_or_load` is the latter with
+//! [`LoadOptions::OFF`](crate::LoadOptions::OFF) and a loader that always finds its value):
+//! the follower loop of the key's single flight (`flight.rs`), and the leader's load (the
+//! load lock across instances, the generations, the loader, storing its value, handing the
+//! outcome to the waiters). The eager refresh of `fail_safe.rs` runs the same leader.
 //!
 //! **Not found.** A loader of `get_or_load_with` that returns `Ok(None)`: not cached,
 //! counted in `not_found` (never in `load_errors` nor `type_mismatches`), shared with the
@@ -17,12 +17,11 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::fail_safe::{Claim, LoadOptions, Loaded};
+use crate::fail_safe::{Claim, Load, Loaded};
 use crate::flight::{Ended, FlightGuard, Role};
 use crate::l1::Lookup;
 use crate::tier::Tier as _;
@@ -30,6 +29,29 @@ use crate::tiered::TieredCache;
 
 /// What a flight hands its waiters when the loader found nothing.
 struct NotFound;
+
+/// What the load path runs: the caller's closure, whose future gives the loader's result
+/// (`Answer::Found`) or its error. Implemented for every such closure; it names the two
+/// type parameters (the closure, its future) once.
+pub(crate) trait Loader<T, A: Answer<T>, E> {
+    /// The future of the load.
+    type Fut: Future<Output = Result<A::Found, E>>;
+    /// Starts the load.
+    fn start(self) -> Self::Fut;
+}
+
+impl<T, A, E, F, Fut> Loader<T, A, E> for F
+where
+    A: Answer<T>,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<A::Found, E>>,
+{
+    type Fut = Fut;
+
+    fn start(self) -> Fut {
+        self()
+    }
+}
 
 /// What a caller of the load path gets back, and what its loader returns: `get_or_load`'s
 /// `Arc<T>` (its loader returns a `T`: never "not found"), or `get_or_load_with`'s
@@ -93,25 +115,17 @@ impl<T> Answer<T> for Option<Loaded<T>> {
 }
 
 impl TieredCache {
-    /// A miss of `key`: follows the flight of the key (its value, or on its failure the
-    /// stale value of `options`' fail-safe) or leads it.
-    pub(crate) async fn load_miss<T, A, E, F, Fut>(
-        &self,
-        key: &str,
-        ttl: Duration,
-        tags: &[&str],
-        options: &LoadOptions,
-        loader: F,
-    ) -> Result<A, E>
+    /// A miss of `load.key`: follows the flight of the key (its value, or on its failure the
+    /// stale value of `load.options`' fail-safe) or leads it.
+    pub(crate) async fn load_miss<T, A, E, L>(&self, load: Load<'_>, loader: L) -> Result<A, E>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         A: Answer<T>,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<A::Found, E>>,
+        L: Loader<T, A, E>,
     {
         let c = &self.inner.counters;
         let guard = loop {
-            match self.inner.flights.join(key, tags) {
+            match self.inner.flights.join(load.key, load.tags) {
                 Role::Lead(guard) => break guard,
                 Role::Follow(follower) => {
                     c.coalesced.fetch_add(1, Ordering::Relaxed);
@@ -133,7 +147,7 @@ impl TieredCache {
                         // The leader failed: its stale value, if any, at once rather than a
                         // load of our own that would likely fail too.
                         Ended::Failed => {
-                            if let Some(l) = self.stale::<T>(key, options) {
+                            if let Some(l) = self.stale::<T>(load.key, load.options) {
                                 return Ok(A::value(l));
                             }
                         }
@@ -141,30 +155,25 @@ impl TieredCache {
                 }
             }
         };
-        self.lead::<T, A, E, F, Fut>(key, ttl, tags, options, guard, loader, false)
-            .await
+        self.lead::<T, A, E, L>(load, guard, loader, false).await
     }
 
-    /// The leader's load: the loader, then storing its value, arming its entry (`options`),
-    /// and handing the outcome to the flight's waiters. `refresh`: an eager refresh, which
-    /// must load although L1 holds the (old) value.
-    #[allow(clippy::too_many_arguments)] // the steps of one load: a miss's and a refresh's
-    pub(crate) async fn lead<T, A, E, F, Fut>(
+    /// The leader's load: the loader, then storing its value, arming its entry
+    /// (`load.options`), and handing the outcome to the flight's waiters. `refresh`: an eager
+    /// refresh, which must load although L1 holds the (old) value.
+    pub(crate) async fn lead<T, A, E, L>(
         &self,
-        key: &str,
-        ttl: Duration,
-        tags: &[&str],
-        options: &LoadOptions,
+        load: Load<'_>,
         guard: FlightGuard<'_>,
-        loader: F,
+        loader: L,
         refresh: bool,
     ) -> Result<A, E>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         A: Answer<T>,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<A::Found, E>>,
+        L: Loader<T, A, E>,
     {
+        let Load { key, tags, .. } = load;
         let c = &self.inner.counters;
         if !refresh {
             // A flight that ended just before we led may have filled L1.
@@ -183,13 +192,13 @@ impl TieredCache {
                 use crate::load_lock::{load_across, Across};
                 // Uncounted: this lookup was counted (a miss) when it began.
                 let fetch = || Box::pin(self.fetch_shared::<T>(key, None));
-                let stale = || self.stale::<T>(key, options);
+                let stale = || self.stale::<T>(key, load.options);
                 match load_across(&self.inner, key, tags, fetch, stale).await {
                     Across::Arrived(v) => {
                         guard.done(v.clone());
                         // From Redis with the rest of its TTL, it may be past its refresh
                         // point already: its next hit refreshes it (no loader runs here).
-                        self.arm(key, &v, ttl, tags, options, Claim::Later);
+                        self.arm(&load, &v, Claim::Later);
                         return Ok(A::value(Loaded::fresh(v)));
                     }
                     // As a failed flight's: its waiters take the stale value too.
@@ -211,15 +220,15 @@ impl TieredCache {
         };
         c.loads.fetch_add(1, Ordering::Relaxed);
         crate::metrics::load();
-        match loader().await.map(A::split) {
+        match loader.start().await.map(A::split) {
             Ok(Ok(v)) => {
                 let v = Arc::new(v);
                 match serde_json::to_vec(&*v) {
                     Ok(bytes) if e0.unchanged() => {
-                        self.store_loaded(key, v.clone(), bytes.into(), ttl, tags, gens, &e0)
+                        self.store_loaded(&load, v.clone(), bytes.into(), gens, &e0)
                             .await;
                         // Arms the entry if it is this value (not one overwritten since).
-                        self.arm(key, &v, ttl, tags, options, Claim::Later);
+                        self.arm(&load, &v, Claim::Later);
                     }
                     Ok(_) => {
                         c.stale_loads.fetch_add(1, Ordering::Relaxed);
@@ -255,7 +264,7 @@ impl TieredCache {
                 if refresh {
                     return Err(e);
                 }
-                match self.stale::<T>(key, options) {
+                match self.stale::<T>(key, load.options) {
                     Some(l) => {
                         tracing::warn!(
                             target: "vitals_cache",

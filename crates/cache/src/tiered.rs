@@ -17,7 +17,7 @@ use crate::coherence;
 use crate::config::CacheConfig;
 use crate::epochs::Snapshot;
 use crate::error::CacheError;
-use crate::fail_safe::LoadOptions;
+use crate::fail_safe::{Load, LoadOptions};
 use crate::fetch::Fetch;
 use crate::inner::{Inner, SharedTier};
 use crate::l1::{Inserted, L1Cache, Lookup, Value};
@@ -386,22 +386,20 @@ impl TieredCache {
         }
     }
 
-    /// Stores a loader's result: in Redis only if no overwrite, delete or
-    /// invalidation of the key or its tags happened since `gens` were read
-    /// (on any instance); in L1 only if Redis took it (or is unavailable) and
-    /// no local invalidation moved the epoch of the key or of its tags since `e0`
+    /// Stores a loader's result (`value` and its JSON, `bytes`) under `load.key`: in Redis
+    /// only if no overwrite, delete or invalidation of the key or its tags happened since
+    /// `gens` were read (on any instance); in L1 only if Redis took it (or is unavailable)
+    /// and no local invalidation moved the epoch of the key or of its tags since `e0`
     /// meanwhile (the Redis write is an await: a delete can land between it and L1).
-    #[allow(clippy::too_many_arguments)] // one call site, the steps of one load
     pub(crate) async fn store_loaded(
         &self,
-        key: &str,
+        load: &Load<'_>,
         value: Value,
         bytes: Arc<[u8]>,
-        ttl: Duration,
-        tags: &[&str],
         gens: Option<Generations>,
         e0: &Snapshot<'_>,
     ) {
+        let Load { key, ttl, tags, .. } = *load;
         let weight = bytes.len();
         if let (Some(redis), Some(gens)) = (&self.inner.redis, &gens) {
             // Misplaced (kept out of the cluster by its layout): not stale, L1 takes it.
@@ -474,8 +472,8 @@ impl TieredCache {
             return Ok(v);
         }
         // `get_or_load_with`'s load with its options off (`load.rs`).
-        self.load_miss::<T, Arc<T>, E, F, Fut>(key, ttl, tags, &LoadOptions::OFF, loader)
-            .await
+        let load = Load::new(key, ttl, tags, &LoadOptions::OFF);
+        self.load_miss::<T, Arc<T>, E, F>(load, loader).await
     }
 
     /// Removes `key` from both tiers (and from the other instances' L1);

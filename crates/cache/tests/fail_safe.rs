@@ -14,8 +14,8 @@ use tokio::sync::{oneshot, Notify};
 use vitals_cache::{LoadOptions, TieredCache};
 
 use common::loaders::{
-    fail_safe_cache, fail_safe_pair, first_load, in_redis, load_answering, telling, DatabaseDown,
-    Gated, Got,
+    fail_safe_cache, fail_safe_pair, first_load, hit_telling, in_redis, load_answering,
+    DatabaseDown, Gated, Got,
 };
 use common::own_cache;
 
@@ -270,12 +270,7 @@ async fn a_failed_eager_refresh_does_not_evict() {
     let (key, ttl) = ("student:12:conditions", Duration::from_secs(1));
     // Past half the TTL: at 0.6 s.
     let (cache, o) = late_in_the_ttl("fs-eager-fail", key, ttl, 0.5, "epilepsy", 0.6).await;
-    let (loader, ran) = telling(Err(DatabaseDown));
-    let got = cache
-        .get_or_load_with(key, ttl, &[], &o, loader)
-        .await
-        .unwrap()
-        .unwrap();
+    let (got, ran) = hit_telling(&cache, (key, ttl, &o), Err(DatabaseDown)).await;
     assert_eq!(*got.value, "epilepsy");
     ran.await.unwrap();
     let failed = common::eventually(Duration::from_secs(5), || async {

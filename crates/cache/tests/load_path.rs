@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
 use vitals_cache::{LoadOptions, TieredCache};
 
 use common::loaders::{
-    fail_safe_cache, fail_safe_pair, first_load, in_redis, load_answering, telling, DatabaseDown,
-    Gated, Got,
+    fail_safe_cache, first_load, hit_telling, in_redis, load_answering, DatabaseDown, Gated, Got,
 };
 use common::{own_cache, own_pair};
 
@@ -35,6 +35,31 @@ async fn fail(cache: &TieredCache, key: &str, ttl: Duration, o: &LoadOptions) ->
 /// A load whose loader finds nothing: the record was deleted in the database.
 async fn find_nothing(cache: &TieredCache, key: &str, ttl: Duration, o: &LoadOptions) -> Got {
     load_answering(cache, key, ttl, TAGS, o, Ok(None)).await
+}
+
+/// Two instances of the cache of test `name` (as [`own_pair`]), their load options
+/// `options` made of the configured ones, once A loaded `v` under `key` for `ttl`: the
+/// instances, the options, and when that load began.
+async fn pair_after_a_load(
+    name: &str,
+    options: impl FnOnce(LoadOptions) -> LoadOptions,
+    (key, ttl): (&str, Duration),
+    v: &str,
+) -> (TieredCache, TieredCache, LoadOptions, Instant) {
+    let (a, b) = own_pair(name).await;
+    let o = options(a.load_options());
+    let (loaded_at, _) = first_load(load(&a, key, ttl, &o, v)).await;
+    (a, b, o, loaded_at)
+}
+
+/// Fail-safe serving a value up to 30 s past its TTL.
+fn fail_safe_30s(o: LoadOptions) -> LoadOptions {
+    o.fail_safe(Duration::from_secs(30))
+}
+
+/// Eager refresh past 5 % of the TTL.
+fn eager_at_5_percent(o: LoadOptions) -> LoadOptions {
+    o.eager_refresh(Some(0.05))
 }
 
 /// A `get_or_load` that follows a flight whose loader found nothing loads for itself: not a
@@ -102,10 +127,9 @@ async fn a_value_whose_reload_found_nothing_is_not_served_stale_afterwards() {
 /// of the fix dropped only the finding instance's copy).
 #[tokio::test]
 async fn a_reload_that_found_nothing_drops_the_other_instances_stale_copy() {
-    let (a, b, o) = fail_safe_pair("lp-none-both", Duration::from_secs(30)).await;
-    let ttl = Duration::from_millis(300);
-    let key = "student:23:allergies";
-    let (loaded_at, _) = first_load(load(&a, key, ttl, &o, "peanut")).await;
+    let (key, ttl) = ("student:23:allergies", Duration::from_millis(300));
+    let (a, b, o, loaded_at) =
+        pair_after_a_load("lp-none-both", fail_safe_30s, (key, ttl), "peanut").await;
     // B holds its own copy (from Redis), armed for fail-safe by its call.
     let held = load(&b, key, ttl, &o, "not loaded: B reads Redis").await;
     assert_eq!(held.unwrap().unwrap().value.as_str(), "peanut");
@@ -135,11 +159,9 @@ async fn a_reload_that_found_nothing_drops_the_other_instances_stale_copy() {
 /// other instances (the old code kept serving it until its TTL).
 #[tokio::test]
 async fn an_eager_refresh_that_finds_nothing_drops_the_value_everywhere() {
-    let (a, b) = own_pair("lp-eager-none").await;
-    let ttl = Duration::from_secs(20);
-    let o = a.load_options().eager_refresh(Some(0.05));
-    let key = "student:22:conditions";
-    let (loaded_at, _) = first_load(load(&a, key, ttl, &o, "asthma")).await;
+    let (key, ttl) = ("student:22:conditions", Duration::from_secs(20));
+    let (a, b, o, loaded_at) =
+        pair_after_a_load("lp-eager-none", eager_at_5_percent, (key, ttl), "asthma").await;
     assert_eq!(
         b.get::<String>(key).await.as_deref().map(String::as_str),
         Some("asthma"),
@@ -147,12 +169,7 @@ async fn an_eager_refresh_that_finds_nothing_drops_the_value_everywhere() {
     );
     // Past 5 % of the TTL (1 s): a hit claims the refresh; the record was deleted meanwhile.
     tokio::time::sleep_until(loaded_at + Duration::from_millis(1100)).await;
-    let (loader, ran) = telling(Ok(None));
-    let hit = a
-        .get_or_load_with(key, ttl, &[], &o, loader)
-        .await
-        .unwrap()
-        .unwrap();
+    let (hit, ran) = hit_telling(&a, (key, ttl, &o), Ok(None)).await;
     assert_eq!(*hit.value, "asthma", "the hit returns what it found");
     tokio::time::timeout(Duration::from_secs(5), ran)
         .await
@@ -175,11 +192,14 @@ async fn an_eager_refresh_that_finds_nothing_drops_the_value_everywhere() {
 /// code counted every claim, though the refreshes after the first found its flight up).
 #[tokio::test]
 async fn concurrent_hits_read_from_redis_count_the_one_refresh_they_run() {
-    let (a, b) = own_pair("lp-eager-count").await;
-    let ttl = Duration::from_secs(20);
-    let o = a.load_options().eager_refresh(Some(0.05));
-    let key = "student:23:conditions";
-    let (loaded_at, _) = first_load(load(&a, key, ttl, &o, "diabetes v1")).await;
+    let (key, ttl) = ("student:23:conditions", Duration::from_secs(20));
+    let (a, b, o, loaded_at) = pair_after_a_load(
+        "lp-eager-count",
+        eager_at_5_percent,
+        (key, ttl),
+        "diabetes v1",
+    )
+    .await;
     tokio::time::sleep_until(loaded_at + Duration::from_millis(1100)).await;
     let refresh = Gated::new();
     let hits = (0..30).map(|_| refresh.spawn(&b, (key, ttl, o), Ok(Some("diabetes v2"))));
@@ -208,10 +228,9 @@ async fn concurrent_hits_read_from_redis_count_the_one_refresh_they_run() {
 /// A's release and loaded: each instance in turn, one after another).
 #[tokio::test]
 async fn a_waiter_on_the_load_lock_gets_the_stale_value_when_the_holders_load_fails() {
-    let (a, b, o) = fail_safe_pair("lp-lock-stale", Duration::from_secs(30)).await;
-    let ttl = Duration::from_millis(300);
-    let key = "student:24:allergies";
-    let (loaded_at, _) = first_load(load(&a, key, ttl, &o, "latex")).await;
+    let (key, ttl) = ("student:24:allergies", Duration::from_millis(300));
+    let (a, b, o, loaded_at) =
+        pair_after_a_load("lp-lock-stale", fail_safe_30s, (key, ttl), "latex").await;
     // A's write tells B to drop its copy: heard first, so that it cannot arrive after B's
     // read below and drop the copy B is to serve stale (a CI run saw that).
     let told = common::eventually(Duration::from_secs(5), || async {

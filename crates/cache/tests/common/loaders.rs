@@ -78,6 +78,23 @@ pub fn telling(
     (loader, ran)
 }
 
+/// A hit of `key` through `get_or_load_with` (no tag) that finds its value, with a loader
+/// answering `answer` as [`telling`]'s: the value it returned, and the receiver told when the
+/// loader runs (the eager refresh the hit claimed).
+pub async fn hit_telling(
+    cache: &TieredCache,
+    (key, ttl, o): (&str, Duration, &LoadOptions),
+    answer: Result<Option<&str>, DatabaseDown>,
+) -> (Loaded<String>, oneshot::Receiver<()>) {
+    let (loader, ran) = telling(answer);
+    let hit = cache
+        .get_or_load_with(key, ttl, &[], o, loader)
+        .await
+        .unwrap()
+        .unwrap();
+    (hit, ran)
+}
+
 /// A first load (`load`, not yet begun) that finds its value: that value, and when the load
 /// began.
 pub async fn first_load(load: impl Future<Output = Got>) -> (Instant, Loaded<String>) {
