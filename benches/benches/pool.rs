@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use vitals_pool::{MonitoredPool, QueryObserver};
 
 #[path = "common/runtime.rs"]
@@ -30,6 +30,22 @@ mod runtime;
 fn database_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Pool options of exactly `size` connections, all opened by [`connect`] and kept, so no
+/// connect falls inside a measurement.
+fn sized(size: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .min_connections(size)
+        .max_connections(size)
+}
+
+/// A pool with `options` on `DATABASE_URL`.
+async fn connect(options: PgPoolOptions) -> PgPool {
+    options
+        .connect(&database_url())
+        .await
+        .expect("connect to DATABASE_URL")
 }
 
 fn multi_thread_runtime() -> tokio::runtime::Runtime {
@@ -46,15 +62,7 @@ fn multi_thread_runtime() -> tokio::runtime::Runtime {
 fn acquire_release(c: &mut Criterion) {
     let rt = runtime::current_thread();
     for ping in [true, false] {
-        let pool = rt.block_on(async {
-            PgPoolOptions::new()
-                .min_connections(4)
-                .max_connections(4)
-                .test_before_acquire(ping)
-                .connect(&database_url())
-                .await
-                .expect("connect to DATABASE_URL")
-        });
+        let pool = rt.block_on(connect(sized(4).test_before_acquire(ping)));
         let monitored = MonitoredPool::new(pool.clone());
         let label = if ping { "ping" } else { "no_ping" };
         let mut group = c.benchmark_group(format!("pool/acquire_release/{label}"));
@@ -111,14 +119,7 @@ macro_rules! statements_in_one_transaction {
 /// and rolled back after it, so only the statement is timed. Current-thread runtime, as above.
 fn transaction(c: &mut Criterion) {
     let rt = runtime::current_thread();
-    let pool = rt.block_on(async {
-        PgPoolOptions::new()
-            .min_connections(2)
-            .max_connections(2)
-            .connect(&database_url())
-            .await
-            .expect("connect to DATABASE_URL")
-    });
+    let pool = rt.block_on(connect(sized(2)));
     let observed = Arc::new(Count::default());
     let monitored = MonitoredPool::builder(pool.clone())
         .observer(observed.clone())
@@ -180,12 +181,7 @@ fn transaction_paired(_c: &mut Criterion) {
     }
     let rt = runtime::current_thread();
     rt.block_on(async {
-        let pool = PgPoolOptions::new()
-            .min_connections(2)
-            .max_connections(2)
-            .connect(&database_url())
-            .await
-            .expect("connect to DATABASE_URL");
+        let pool = connect(sized(2)).await;
         let observed = Arc::new(Count::default());
         let monitored = MonitoredPool::builder(pool.clone())
             .observer(observed.clone())
@@ -245,13 +241,7 @@ struct Cell {
 }
 
 async fn run_cell(size: u32, sql: &'static str, clients: usize, run_for: Duration) -> Cell {
-    let pool = PgPoolOptions::new()
-        .min_connections(size)
-        .max_connections(size)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect(&database_url())
-        .await
-        .expect("connect to DATABASE_URL");
+    let pool = connect(sized(size).acquire_timeout(Duration::from_secs(30))).await;
     let pool = MonitoredPool::new(pool);
     let start = Instant::now();
     let deadline = start + run_for;

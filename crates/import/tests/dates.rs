@@ -7,12 +7,9 @@
 
 mod common;
 
-use std::io::Cursor;
-
 use chrono::{Duration, Utc};
 use vitals_import::{
-    validate, Column, Format, ImportOptions, KeyPart, RawRecord, RawValue, RecordSpec, Registry,
-    Source,
+    validate, Column, ImportOptions, KeyPart, RawRecord, RawValue, RecordSpec, Registry,
 };
 
 /// People with a birth date that cannot be in the future and a review date that may be.
@@ -83,7 +80,7 @@ async fn an_import_rejects_year_0000_and_future_birth_dates_by_field() {
          {{\"type\":\"person\",\"id\":\"d\",\"born\":\"{today}\"}}\n",
         today = day(0),
     );
-    let source = Source::from_reader(Cursor::new(ndjson), Format::Ndjson).unwrap();
+    let source = common::ndjson(&ndjson);
     let report = common::import(registry(), &pool, source, ImportOptions::new()).await;
     assert_eq!((report.imported, report.rejected), (2, 2), "{report:#?}");
     assert_eq!(

@@ -11,6 +11,7 @@ mod common;
 use std::io::{Cursor, Read};
 use std::time::{Duration, Instant};
 
+use common::from_text;
 use sqlx::sqlite::SqlitePool;
 use vitals_import::{
     Column, Format, ImportError, ImportOptions, ImportReport, Importer, KeyPart, RecordSpec,
@@ -69,17 +70,6 @@ async fn database() -> (tempfile::TempDir, SqlitePool) {
 
 async fn import(pool: &SqlitePool, source: Source, options: ImportOptions) -> ImportReport {
     common::import(registry(), pool, source, options).await
-}
-
-fn from_text(text: impl Into<String>, format: Format) -> Source {
-    Source::from_reader(Cursor::new(text.into()), format).unwrap()
-}
-
-async fn count(pool: &SqlitePool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM vaccinations")
-        .fetch_one(pool)
-        .await
-        .unwrap()
 }
 
 /// The report's one warning (read from its JSON, as a host reads it): line, field, reason.
@@ -246,7 +236,7 @@ async fn a_nul_character_is_a_rejection_of_its_field_not_a_failed_chunk() {
         (2, Some("vaccine_name"))
     );
     assert!(!serde_json::to_string(&r).unwrap().contains("SECRET"));
-    assert_eq!(count(&pool).await, 2);
+    assert_eq!(common::count(&pool, "vaccinations").await, 2);
 }
 
 #[tokio::test]
@@ -271,7 +261,7 @@ async fn a_5_mib_csv_field_is_rejected_by_line_and_reading_goes_on() {
     assert_eq!(r.rejections[0].reason, "record longer than 1048576 bytes");
     // One record buffer of at most 1 MiB, not the field read whole (and copied).
     assert!(growth < 4 * 1024, "peak resident size grew by {growth} KiB");
-    assert_eq!(count(&pool).await, 2);
+    assert_eq!(common::count(&pool, "vaccinations").await, 2);
 }
 
 #[tokio::test]

@@ -5,13 +5,15 @@
 //!
 //! Run with `cargo test -p vitals-import --test postgres`.
 
-use std::io::Cursor;
+mod common;
+
 use std::str::FromStr as _;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use common::{count, ndjson};
+use sqlx::postgres::{PgConnectOptions, PgPool};
 use vitals_import::{
-    Column, DuplicateOf, Format, ImportError, ImportOptions, Importer, KeyPart, PgSink, RecordSpec,
-    Registry, Rejection, Source,
+    Column, DuplicateOf, ImportError, ImportOptions, Importer, KeyPart, PgSink, RecordSpec,
+    Registry,
 };
 
 /// A schema of its own for one test: the pool's connections find its tables first.
@@ -36,14 +38,7 @@ impl Schema {
         let options = PgConnectOptions::from_str(&url)
             .unwrap()
             .options([("search_path", name.as_str())]);
-        let pool = PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(options)
-            .await
-            .unwrap();
-        for statement in ddl {
-            sqlx::query(statement).execute(&pool).await.unwrap();
-        }
+        let pool = common::pool_after(2, options, ddl).await;
         Self { name, pool }
     }
 
@@ -54,17 +49,6 @@ impl Schema {
             .unwrap();
         self.pool.close().await;
     }
-}
-
-fn ndjson(text: &str) -> Source {
-    Source::from_reader(Cursor::new(text.to_owned()), Format::Ndjson).unwrap()
-}
-
-async fn count(pool: &PgPool, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-        .fetch_one(pool)
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -176,12 +160,7 @@ async fn a_child_of_a_parent_skipped_as_existing_is_rejected_not_a_database_erro
         assert_eq!(r.duplicate_rows[0].of, DuplicateOf::Existing);
         assert_eq!(
             r.rejections,
-            [Rejection {
-                line: 2,
-                type_name: Some("vaccination".into()),
-                field: Some("student_id".into()),
-                reason: reason.into(),
-            }],
+            [common::rejected(2, "vaccination", "student_id", reason)],
             "chunks of {chunk_size}"
         );
         assert_eq!(count(&schema.pool, "students").await, 1);

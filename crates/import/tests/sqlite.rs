@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::io::Cursor;
-
+use common::{count, csv, ndjson};
 use sqlx::sqlite::SqlitePool;
 use vitals_import::{
-    Column, DuplicateOf, DuplicateRow, Format, ImportOptions, ImportReport, KeyPart, RecordSpec,
-    Registry, Source,
+    Column, DuplicateOf, DuplicateRow, ImportOptions, ImportReport, KeyPart, RecordSpec, Registry,
+    Source,
 };
 
 const AUTHOR_A: &str = "5a1c0e3e-0000-4000-8000-00000000000a";
@@ -49,21 +48,6 @@ async fn database() -> (tempfile::TempDir, SqlitePool) {
 
 async fn import(pool: &SqlitePool, source: Source, options: ImportOptions) -> ImportReport {
     common::import(registry(), pool, source, options).await
-}
-
-fn ndjson(text: &str) -> Source {
-    Source::from_reader(Cursor::new(text.to_owned()), Format::Ndjson).unwrap()
-}
-
-fn csv(text: &str) -> Source {
-    Source::from_reader(Cursor::new(text.to_owned()), Format::Csv).unwrap()
-}
-
-async fn count(pool: &SqlitePool, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
-        .fetch_one(pool)
-        .await
-        .unwrap()
 }
 
 /// Two authors, then three books (one without a year, one with its year as text).

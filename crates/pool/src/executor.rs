@@ -129,7 +129,8 @@ where
         let (raw, reporter) = self.split();
         let obs = Observation::start(reporter, sql);
         Box::pin(ObservedStream::<DB> {
-            inner: wrap::fetch_many::<DB, _>(reporter.shared.pooling.as_ref(), raw, query),
+            inner: wrap::Run::<DB, _>::new(reporter.shared.pooling.as_ref(), raw, query)
+                .fetch_many(),
             obs,
         })
     }
@@ -146,8 +147,9 @@ where
         let (raw, reporter) = self.split();
         let mut obs = Observation::start(reporter, sql);
         Box::pin(async move {
-            let result =
-                wrap::fetch_optional::<DB, _>(reporter.shared.pooling.as_ref(), raw, query).await;
+            let result = wrap::Run::<DB, _>::new(reporter.shared.pooling.as_ref(), raw, query)
+                .fetch_optional()
+                .await;
             obs.returned = u64::from(matches!(result, Ok(Some(_))));
             obs.finish(result.as_ref().err());
             result

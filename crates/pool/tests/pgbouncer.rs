@@ -55,7 +55,17 @@ async fn handle(
     opts: &PgConnectOptions,
     timeout: Duration,
 ) -> Result<MonitoredPool<sqlx::Postgres>, PoolError> {
-    config(PgBouncerMode::Transaction, timeout)
+    handle_in(PgBouncerMode::Transaction, bouncer, opts, timeout).await
+}
+
+/// A monitored pool through `bouncer` with `DB_PGBOUNCER` set to `mode` and `timeout`.
+async fn handle_in(
+    mode: PgBouncerMode,
+    bouncer: &TestPgBouncer,
+    opts: &PgConnectOptions,
+    timeout: Duration,
+) -> Result<MonitoredPool<sqlx::Postgres>, PoolError> {
+    config(mode, timeout)
         .connect_postgres_monitored(&url(bouncer, opts))
         .await
 }
@@ -406,9 +416,7 @@ async fn the_pooling_mode_is_checked_at_start(
     assert!(err.to_string().contains("DB_PGBOUNCER=session"), "{err}");
 
     // Transaction rules over session mode: correct, only without the pooling.
-    let pool = config(PgBouncerMode::Transaction, Duration::from_secs(5))
-        .connect_postgres_monitored(&url(&session, &opts))
-        .await?;
+    let pool = handle(&session, &opts, Duration::from_secs(5)).await?;
     assert_eq!(bound(&pool, true, 1).await?, 2);
     Ok(())
 }
@@ -421,9 +429,13 @@ async fn session_mode_sets_the_timeouts_per_connection(
     opts: PgConnectOptions,
 ) -> TestResult {
     let bouncer = TestPgBouncer::start(Mode::Session, 2);
-    let pool = config(PgBouncerMode::Session, Duration::from_millis(1234))
-        .connect_postgres_monitored(&url(&bouncer, &opts))
-        .await?;
+    let pool = handle_in(
+        PgBouncerMode::Session,
+        &bouncer,
+        &opts,
+        Duration::from_millis(1234),
+    )
+    .await?;
     let timeout: String = common::scalar(&pool, "SHOW statement_timeout").await?;
     assert_eq!(timeout, "1234ms");
     Ok(())

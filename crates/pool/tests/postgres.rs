@@ -1,6 +1,7 @@
 //! vitals-pool against real PostgreSQL: timeouts on every connection, exact waiters and
 //! alerts, cancellation, 60 tasks on 50 connections, killed backends, retry, the executor
-//! seam and the bb8 probe. Each test gets a fresh database from `#[sqlx::test]`.
+//! seam and the bb8 probe. Each test gets a fresh database from `#[sqlx::test]`, with its tables
+//! from `tests/fixtures/` where it needs any.
 //! Run with `DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo test -p vitals-pool`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -20,18 +21,15 @@ mod common;
 
 use common::{config, wait_until, Alerts, Seen, TestResult};
 
-/// A monitored pool of at most `max` connections on the test's database, after running
-/// `statements` on it (through the handle, as the test's own statements run).
-async fn monitored_after(
+/// A monitored pool of at most `max` connections on the test's database (its tables, if
+/// any, from the test's fixtures in `tests/fixtures/`).
+async fn monitored(
     max: u32,
     opts: PgConnectOptions,
-    statements: &[&str],
-) -> Result<MonitoredPool<sqlx::Postgres>, Box<dyn std::error::Error>> {
-    let pool = MonitoredPool::new(config(max).connect_postgres_with(opts).await?);
-    for sql in statements {
-        sqlx::query(sql).execute(&pool).await?;
-    }
-    Ok(pool)
+) -> Result<MonitoredPool<sqlx::Postgres>, PoolError> {
+    Ok(MonitoredPool::new(
+        config(max).connect_postgres_with(opts).await?,
+    ))
 }
 
 #[sqlx::test]
@@ -74,8 +72,7 @@ async fn twenty_holders_on_a_pool_of_ten_show_ten_waiting_and_alerts_clear(
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) -> TestResult {
-    let pool = config(10).connect_postgres_with(opts).await?;
-    let pool = MonitoredPool::new(pool);
+    let pool = monitored(10, opts).await?;
     let sink = Arc::new(Alerts::default());
     let monitor = PoolMonitor::manual(pool.clone(), MonitorConfig::default(), sink.clone());
 
@@ -148,7 +145,7 @@ async fn a_cancelled_acquire_leaves_waiting_at_zero(
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) -> TestResult {
-    let pool = MonitoredPool::new(config(1).connect_postgres_with(opts).await?);
+    let pool = monitored(1, opts).await?;
     let held = pool.acquire().await?;
     let waiter = {
         let pool = pool.clone();
@@ -196,7 +193,7 @@ async fn sixty_tasks_on_a_pool_of_fifty_finish_without_a_timeout(
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) -> TestResult {
-    let pool = MonitoredPool::new(config(50).connect_postgres_with(opts).await?);
+    let pool = monitored(50, opts).await?;
     let tasks: Vec<_> = (0..60)
         .map(|_| {
             let pool = pool.clone();
@@ -224,7 +221,7 @@ async fn after_every_backend_is_terminated_later_queries_succeed(
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) -> TestResult {
-    let pool = MonitoredPool::new(config(4).connect_postgres_with(opts.clone()).await?);
+    let pool = monitored(4, opts.clone()).await?;
     let policy = RetryPolicy::new(3).base_delay(Duration::from_millis(10));
     // Open several connections.
     let warm: Vec<_> = (0..4)
@@ -303,20 +300,12 @@ async fn serializable_sum(
     Ok((tx, sum))
 }
 
-#[sqlx::test]
+#[sqlx::test(fixtures("doses"))]
 async fn a_serialization_failure_is_retried_and_succeeds(
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) -> TestResult {
-    let pool = monitored_after(
-        3,
-        opts,
-        &[
-            "CREATE TABLE doses (id int PRIMARY KEY, mg int NOT NULL)",
-            "INSERT INTO doses VALUES (1, 10), (2, 20)",
-        ],
-    )
-    .await?;
+    let pool = monitored(3, opts).await?;
     let policy = RetryPolicy::new(3).base_delay(Duration::from_millis(5));
     let attempts = AtomicU32::new(0);
     let failures = Mutex::new(Vec::new());
@@ -361,20 +350,12 @@ async fn a_serialization_failure_is_retried_and_succeeds(
     Ok(())
 }
 
-#[sqlx::test]
+#[sqlx::test(fixtures("students"))]
 async fn syntax_errors_and_unique_violations_come_back_untried(
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) -> TestResult {
-    let pool = monitored_after(
-        2,
-        opts,
-        &[
-            "CREATE TABLE students (id int PRIMARY KEY)",
-            "INSERT INTO students VALUES (1)",
-        ],
-    )
-    .await?;
+    let pool = monitored(2, opts).await?;
     let policy = RetryPolicy::new(5).base_delay(Duration::from_millis(1));
     for (sql, code) in [
         ("SELEC 1", "42601"),
@@ -400,7 +381,7 @@ async fn a_refused_statement_shows_its_sqlstate_not_the_quoted_value(
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) -> TestResult {
-    let pool = monitored_after(1, opts, &[]).await?;
+    let pool = monitored(1, opts).await?;
     let run = async {
         let mut tx = pool.begin().await?;
         sqlx::query("SELECT 'Ann Lee'::int")
@@ -496,7 +477,7 @@ async fn health_check_grades_a_live_pool_and_a_dead_one(
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) -> TestResult {
-    let pool = MonitoredPool::new(config(2).connect_postgres_with(opts.clone()).await?);
+    let pool = monitored(2, opts.clone()).await?;
     let report = health_check(&pool, Duration::from_secs(5)).await;
     assert_eq!(report.status, HealthStatus::Healthy, "{report:?}");
     assert!(report.latency_ms > 0.0);

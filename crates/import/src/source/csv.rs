@@ -374,6 +374,7 @@ fn repeated_column(what: &str, headers: &[Arc<str>]) -> Option<ImportError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::item::lines;
     use super::*;
 
     fn items(input: &str) -> Vec<Item> {
@@ -384,10 +385,7 @@ mod tests {
     #[test]
     fn csv_lines_count_the_header_and_multiline_fields() {
         let got = items("a,b\n1,\"x\ny\"\n2,z\n3\n4,w\n");
-        assert_eq!(
-            got.iter().map(Item::line).collect::<Vec<_>>(),
-            vec![2, 4, 5, 6]
-        );
+        assert_eq!(lines(&got), vec![2, 4, 5, 6]);
         match &got[0] {
             Item::Record(r) => {
                 assert_eq!(r.get("b"), Some(&RawValue::Text("x\ny".into())));
@@ -442,10 +440,7 @@ mod tests {
         let input = format!("a,b\n1,2\n3,\"{huge}\nmore\"\n4,5\n6,{huge}\n7,8\n");
         let mut csv = Csv::new(input.as_bytes(), "input").unwrap();
         let got: Vec<Item> = std::iter::from_fn(|| csv.next_item("input").unwrap()).collect();
-        assert_eq!(
-            got.iter().map(Item::line).collect::<Vec<_>>(),
-            vec![2, 3, 5, 6, 7]
-        );
+        assert_eq!(lines(&got), vec![2, 3, 5, 6, 7]);
         for i in [1, 3] {
             assert!(
                 matches!(&got[i], Item::Malformed { reason, .. } if reason == "record longer than 1048576 bytes"),
@@ -506,20 +501,14 @@ mod tests {
     #[test]
     fn crlf_rows_are_numbered_by_the_line_they_start_on() {
         let got = items("a,b\r\n1,2\r\n3\r\n4,\"x\r\ny\"\r\n5,6\r\n");
-        assert_eq!(
-            got.iter().map(Item::line).collect::<Vec<_>>(),
-            vec![2, 3, 4, 6]
-        );
+        assert_eq!(lines(&got), vec![2, 3, 4, 6]);
         assert!(matches!(&got[1], Item::Malformed { .. }));
     }
 
     #[test]
     fn rows_after_blank_lines_are_numbered_by_their_own_line() {
         let got = items("a,b\n\n1,2\n\n\n3\n4,5\r\n\r\n6,\"x\r\ny\"\r\n7,8");
-        assert_eq!(
-            got.iter().map(Item::line).collect::<Vec<_>>(),
-            vec![3, 6, 7, 9, 11]
-        );
+        assert_eq!(lines(&got), vec![3, 6, 7, 9, 11]);
         assert!(matches!(&got[1], Item::Malformed { .. }));
     }
 

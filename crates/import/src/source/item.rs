@@ -117,3 +117,9 @@ impl Item {
         }
     }
 }
+
+/// The line each of `items` starts on: what the sources' tests compare.
+#[cfg(test)]
+pub(super) fn lines(items: &[Item]) -> Vec<u64> {
+    items.iter().map(Item::line).collect()
+}

@@ -344,11 +344,8 @@ impl<R: Read> JsonArray<R> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::item::lines;
     use super::*;
-
-    fn lines(items: &[Item]) -> Vec<u64> {
-        items.iter().map(Item::line).collect()
-    }
 
     fn ndjson(input: &str) -> Vec<Item> {
         let mut reader = Ndjson::new(input.as_bytes());

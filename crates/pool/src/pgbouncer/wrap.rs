@@ -49,90 +49,84 @@ pub(crate) fn refuse_named(pooling: Option<&TransactionPooling>) -> Result<(), s
     }
 }
 
-/// How one statement runs: `query` as given without transaction pooling; under it on the
-/// unnamed statement, and, outside a transaction, in one of its own begun by the `Some`.
-fn plan<'p, 'q, DB, E>(
-    pooling: Option<&'p TransactionPooling>,
-    raw: &mut DB::Connection,
-    query: E,
-) -> (Option<&'p TransactionPooling>, Unnamed<E>)
-where
-    DB: Database,
-    E: Execute<'q, DB>,
-{
-    let own = pooling.filter(|_| DB::TransactionManager::get_transaction_depth(raw) == 0);
-    let query = Unnamed {
-        query,
-        unnamed: pooling.is_some(),
-    };
-    (own, query)
+/// One statement as the handle runs it on a driver connection, under its handle's
+/// transaction pooling (`Shared::pooling`): `query` as given without transaction pooling;
+/// under it on the unnamed statement and, outside a transaction, in one of its own. The
+/// handle's executors build one per statement and call [`fetch_many`](Self::fetch_many) or
+/// [`fetch_optional`](Self::fetch_optional): one line each there, the rules here.
+pub(crate) struct Run<'e, DB: Database, E> {
+    raw: &'e mut DB::Connection,
+    query: Unnamed<E>,
+    /// The pooling whose `BEGIN; SET LOCAL …` opens the statement's own transaction; `None`
+    /// when it runs directly (no transaction pooling, or inside a transaction already).
+    own: Option<&'e TransactionPooling>,
 }
 
-// The handle's executors and transactions call these three with their handle's transaction
-// pooling (`Shared::pooling`): one line each there, the rules here.
-
-/// `raw.fetch_many(query)`, under `pooling` when the handle has it. Streams: in a
-/// transaction of its own, rows reach the caller as they come (through a channel of 8).
-pub(crate) fn fetch_many<'e, 'q: 'e, DB, E>(
-    pooling: Option<&'e TransactionPooling>,
-    raw: &'e mut DB::Connection,
-    query: E,
-) -> BoxStream<'e, Item<DB>>
+impl<'e, 'q: 'e, DB, E> Run<'e, DB, E>
 where
     DB: Database,
     for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
     E: 'q + Execute<'q, DB>,
 {
-    let (own, query) = plan::<DB, E>(pooling, raw, query);
-    let Some(pooling) = own else {
-        return raw.fetch_many(query);
-    };
-    stream::produced(move |mut tx| async move {
-        let mut own = match OwnTransaction::<DB>::begin(raw, pooling).await {
-            Ok(own) => own,
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
+    /// `query` on `raw`, under `pooling` when the handle has it.
+    pub(crate) fn new(
+        pooling: Option<&'e TransactionPooling>,
+        raw: &'e mut DB::Connection,
+        query: E,
+    ) -> Self {
+        let own = pooling.filter(|_| DB::TransactionManager::get_transaction_depth(raw) == 0);
+        let query = Unnamed {
+            query,
+            unnamed: pooling.is_some(),
         };
-        let mut failed = false;
-        {
-            let mut rows = (&mut *own.conn).fetch_many(query);
-            while let Some(item) = rows.next().await {
-                failed |= item.is_err();
-                if tx.send(item).await.is_err() {
-                    return; // the caller dropped the stream: `own` rolls back
+        Self { raw, query, own }
+    }
+
+    /// `raw.fetch_many(query)`. Streams: in a transaction of its own, rows reach the caller
+    /// as they come (through a channel of 8).
+    pub(crate) fn fetch_many(self) -> BoxStream<'e, Item<DB>> {
+        let Self { raw, query, own } = self;
+        let Some(pooling) = own else {
+            return raw.fetch_many(query);
+        };
+        stream::produced(move |mut tx| async move {
+            let mut own = match OwnTransaction::<DB>::begin(raw, pooling).await {
+                Ok(own) => own,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            let mut failed = false;
+            {
+                let mut rows = (&mut *own.conn).fetch_many(query);
+                while let Some(item) = rows.next().await {
+                    failed |= item.is_err();
+                    if tx.send(item).await.is_err() {
+                        return; // the caller dropped the stream: `own` rolls back
+                    }
                 }
             }
-        }
-        if let Err(e) = own.end(failed).await {
-            let _ = tx.send(Err(e)).await;
-        }
-    })
-}
-
-/// `raw.fetch_optional(query)`, under `pooling` when the handle has it.
-pub(crate) fn fetch_optional<'e, 'q: 'e, DB, E>(
-    pooling: Option<&'e TransactionPooling>,
-    raw: &'e mut DB::Connection,
-    query: E,
-) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
-where
-    DB: Database,
-    for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
-    E: 'q + Execute<'q, DB>,
-{
-    let (own, query) = plan::<DB, E>(pooling, raw, query);
-    let Some(pooling) = own else {
-        return raw.fetch_optional(query);
-    };
-    async move {
-        let mut own = OwnTransaction::<DB>::begin(raw, pooling).await?;
-        let result = (&mut *own.conn).fetch_optional(query).await;
-        own.end(result.is_err()).await?;
-        result
+            if let Err(e) = own.end(failed).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        })
     }
-    .boxed()
+
+    /// `raw.fetch_optional(query)`.
+    pub(crate) fn fetch_optional(self) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>> {
+        let Self { raw, query, own } = self;
+        let Some(pooling) = own else {
+            return raw.fetch_optional(query);
+        };
+        async move {
+            let mut own = OwnTransaction::<DB>::begin(raw, pooling).await?;
+            let result = (&mut *own.conn).fetch_optional(query).await;
+            own.end(result.is_err()).await?;
+            result
+        }
+        .boxed()
+    }
 }
 
 /// The statement that begins a transaction at `depth` (sqlx's own when `None`): under
