@@ -222,17 +222,20 @@ pub(crate) async fn row_by_row(
 }
 
 pub(crate) async fn measure_import(
-    args: &Args,
-    vitals: &Vitals,
-    school: &School,
+    m: &mut Measure<'_>,
     n: usize,
     index: usize,
-    notes: &mut Vec<String>,
 ) -> Result<ImportRow, BoxError> {
+    let Measure {
+        args,
+        vitals,
+        school,
+        ..
+    } = *m;
     let before = import_records(school, n, &format!("row-{index}"));
     let row = row_by_row(vitals.db(), &before, args.row_by_row_budget).await?;
     if let Some(from) = row.extrapolated_from {
-        notes.push(format!(
+        m.notes.push(format!(
             "Import {n} records, one row at a time: stopped after {from} rows at the {:.0} s \
              budget; its time and statements are extrapolated linearly from those rows.",
             args.row_by_row_budget.as_secs_f64()

@@ -34,12 +34,10 @@ where
     Ok(out)
 }
 
-pub(crate) async fn measure_summary(
-    args: &Args,
-    vitals: &Vitals,
-    ids: &Arc<Vec<Uuid>>,
-    notes: &mut Vec<String>,
-) -> Result<SummarySection, BoxError> {
+pub(crate) async fn measure_summary(m: &mut Measure<'_>) -> Result<SummarySection, BoxError> {
+    let Measure {
+        args, vitals, ids, ..
+    } = *m;
     let n = args.summary_samples.min(ids.len()).max(1);
     // Spread the sample over the school.
     let step = (ids.len() / n).max(1);
@@ -57,7 +55,7 @@ pub(crate) async fn measure_summary(
         let l2 = time_each(&sample, 1, |id| health.student_health_summary(id)).await?;
         let counted = vitals.cache_stats().l2_hits - before;
         if counted < sample.len() as u64 {
-            notes.push(format!(
+            m.notes.push(format!(
                 "Health summary, L2: only {counted} of {} reads were L2 hits; the L2 figure \
                  mixes in other paths.",
                 sample.len()

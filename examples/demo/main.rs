@@ -289,7 +289,16 @@ pub async fn run(args: Args) -> Result<Report, BoxError> {
     );
     let ids: Arc<Vec<Uuid>> = Arc::new(school.students.iter().map(|s| s.id).collect());
 
-    let result = measure_all(&args, &vitals, &target, &school, &ids, &mut notes).await;
+    let mut measure = Measure {
+        args: &args,
+        vitals: &vitals,
+        target: &target,
+        school: &school,
+        ids: &ids,
+        notes,
+    };
+    let result = measure_all(&mut measure).await;
+    let notes = measure.notes;
     let report = match result {
         Ok((concurrent, import, summary_section, dashboard, recent)) => {
             vitals.sample_pool_now();
@@ -353,30 +362,40 @@ pub(crate) type Sections = (
     Comparison,
 );
 
-pub(crate) async fn measure_all(
-    args: &Args,
-    vitals: &Vitals,
-    target: &Target,
-    school: &School,
-    ids: &Arc<Vec<Uuid>>,
-    notes: &mut Vec<String>,
-) -> Result<Sections, BoxError> {
+/// What every section measures on, and the notes the sections add to.
+pub(crate) struct Measure<'a> {
+    /// What to run, and how big.
+    pub(crate) args: &'a Args,
+    /// The facade on the target database, with the school loaded.
+    pub(crate) vitals: &'a Vitals,
+    /// The target database.
+    pub(crate) target: &'a Target,
+    /// The synthetic school.
+    pub(crate) school: &'a School,
+    /// Its students' ids.
+    pub(crate) ids: &'a Arc<Vec<Uuid>>,
+    /// Plain statements about what contradicts or qualifies the report ([`Report::notes`]).
+    pub(crate) notes: Vec<String>,
+}
+
+pub(crate) async fn measure_all(m: &mut Measure<'_>) -> Result<Sections, BoxError> {
+    let args = m.args;
     say(
         args,
         "1/5 concurrent requests: pool of 10 against pool of 50",
     );
-    let concurrent = measure_pools(args, target, ids, notes).await?;
+    let concurrent = measure_pools(m).await?;
     say(args, "2/5 imports: one row at a time against the importer");
     let mut import = Vec::new();
     for (i, &n) in args.import_sizes.iter().enumerate() {
-        import.push(measure_import(args, vitals, school, n, i, notes).await?);
+        import.push(measure_import(m, n, i).await?);
     }
     say(args, "3/5 a student's health summary: uncached, L1, L2");
-    let summary = measure_summary(args, vitals, ids, notes).await?;
+    let summary = measure_summary(m).await?;
     say(args, "4/5 the dashboard: sequential against parallel");
-    let dashboard = measure_dashboard(args, vitals).await?;
+    let dashboard = measure_dashboard(m).await?;
     say(args, "5/5 recent activities: sequential against parallel");
-    let recent = measure_recent(args, vitals).await?;
+    let recent = measure_recent(m).await?;
     Ok((concurrent, import, summary, dashboard, recent))
 }
 

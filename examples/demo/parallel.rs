@@ -31,13 +31,10 @@ where
     Ok((percentiles(&mut a), percentiles(&mut b)))
 }
 
-pub(crate) async fn measure_dashboard(
-    args: &Args,
-    vitals: &Vitals,
-) -> Result<Comparison, BoxError> {
-    let d = vitals.dashboard();
+pub(crate) async fn measure_dashboard(m: &Measure<'_>) -> Result<Comparison, BoxError> {
+    let d = m.vitals.dashboard();
     let (sequential, parallel) = alternate(
-        args.dashboard_samples,
+        m.args.dashboard_samples,
         || async {
             d.chart_data(true).await?;
             d.activity_counts(true).await?;
@@ -63,10 +60,10 @@ pub(crate) async fn measure_dashboard(
     })
 }
 
-pub(crate) async fn measure_recent(args: &Args, vitals: &Vitals) -> Result<Comparison, BoxError> {
-    let d = vitals.dashboard();
+pub(crate) async fn measure_recent(m: &Measure<'_>) -> Result<Comparison, BoxError> {
+    let d = m.vitals.dashboard();
     let (sequential, parallel) = alternate(
-        args.dashboard_samples * 2,
+        m.args.dashboard_samples * 2,
         || async {
             d.recent_activities_sequential(RECENT_LIMIT).await?;
             Ok(())

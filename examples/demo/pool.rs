@@ -99,13 +99,10 @@ pub(crate) async fn pool_round(
     (started.elapsed(), lat, errors)
 }
 
-pub(crate) async fn pool_run(
-    args: &Args,
-    target: &Target,
-    size: u32,
-    load: Load,
-    ids: &Arc<Vec<Uuid>>,
-) -> Result<PoolRun, BoxError> {
+pub(crate) async fn pool_run(m: &Measure<'_>, size: u32, load: Load) -> Result<PoolRun, BoxError> {
+    let Measure {
+        args, target, ids, ..
+    } = *m;
     let pool = open_cmp_pool(target, size).await?;
     // Warm-up: open the connections before timing, as a running service has them.
     pool_round(
@@ -200,18 +197,14 @@ pub(crate) fn monitor_for<DB: sqlx::Database>(pool: MonitoredPool<DB>) -> PoolMo
     PoolMonitor::spawn(pool, config, Arc::new(TracingAlertSink))
 }
 
-pub(crate) async fn measure_pools(
-    args: &Args,
-    target: &Target,
-    ids: &Arc<Vec<Uuid>>,
-    notes: &mut Vec<String>,
-) -> Result<ConcurrentSection, BoxError> {
+pub(crate) async fn measure_pools(m: &mut Measure<'_>) -> Result<ConcurrentSection, BoxError> {
+    let Measure { args, target, .. } = *m;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (small, large) = args.pools;
     let mut loads = Vec::new();
     for load in [Load::Latency, Load::Cpu] {
-        let s = pool_run(args, target, small, load, ids).await?;
-        let l = pool_run(args, target, large, load, ids).await?;
+        let s = pool_run(m, small, load).await?;
+        let l = pool_run(m, large, load).await?;
         let ratio = l.throughput_rps / s.throughput_rps;
         let (name, request) = match (load, target) {
             (Load::Latency, Target::Postgres(_)) => (
@@ -240,7 +233,7 @@ pub(crate) async fn measure_pools(
                  ({ratio:.2}x the throughput) for {name} requests: the database's CPU, not the \
                  pool, is the limit, and more connections only queue inside it"
             );
-            notes.push(format!("Concurrent requests ({name}): {v}."));
+            m.notes.push(format!("Concurrent requests ({name}): {v}."));
             v
         } else if load == Load::Cpu {
             format!("{large} connections carried {ratio:.2}x the throughput of {small}")
@@ -251,7 +244,7 @@ pub(crate) async fn measure_pools(
             )
         };
         if s.errors + l.errors > 0 {
-            notes.push(format!(
+            m.notes.push(format!(
                 "Concurrent requests ({name}): {} requests failed (pool of {small}: {}, pool of {large}: {}).",
                 s.errors + l.errors,
                 s.errors,

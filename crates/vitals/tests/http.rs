@@ -16,8 +16,10 @@ use uuid::Uuid;
 use vitals::health;
 use vitals::Vitals;
 
-async fn vitals_on(pool: PgPool, test: &str) -> (Vitals, health::School) {
-    common::host_on_postgres(pool, &format!("http-{test}"), 60, 21).await
+/// The school-health router on a facade with a school of 60 students.
+async fn app_on(pool: PgPool, test: &str) -> (axum::Router, Vitals, health::School) {
+    let (vitals, school) = common::host_on_postgres(pool, &format!("http-{test}"), 60, 21).await;
+    (health::api::router(vitals.clone()), vitals, school)
 }
 
 async fn json(app: &axum::Router, uri: &str) -> Value {
@@ -26,10 +28,30 @@ async fn json(app: &axum::Router, uri: &str) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// `POST uri` with the JSON `body`: the status and the body's text.
+async fn post_json(app: &axum::Router, uri: &str, body: &str) -> (StatusCode, String) {
+    call(app, "POST", uri, Some(("application/json", body.into()))).await
+}
+
+/// How many vaccinations the health summary at `uri` lists.
+async fn doses(app: &axum::Router, uri: &str) -> usize {
+    json(app, uri).await["vaccinations"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+/// Posts the vaccination `dose` to `post` (201); the health summary at `uri` then lists one
+/// vaccination more than `before` (the write dropped the cached one).
+async fn assert_dose_added(app: &axum::Router, post: &str, dose: &str, uri: &str, before: usize) {
+    let (status, body) = post_json(app, post, dose).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(doses(app, uri).await, before + 1);
+}
+
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn health_endpoints_return_the_documented_json(pool: PgPool) {
-    let (vitals, school) = vitals_on(pool, "endpoints").await;
-    let app = health::api::router(vitals.clone());
+    let (app, vitals, school) = app_on(pool, "endpoints").await;
     // Some traffic first, so every figure has something to say.
     let student = school.students[0].id;
     for _ in 0..2 {
@@ -109,17 +131,15 @@ async fn health_endpoints_return_the_documented_json(pool: PgPool) {
 
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn a_write_invalidates_after_success_only(pool: PgPool) {
-    let (vitals, school) = vitals_on(pool, "write").await;
-    let app = health::api::router(vitals.clone());
+    let (app, vitals, school) = app_on(pool, "write").await;
     let student = school.students[1].id;
     let uri = format!("/api/students/{student}/health-summary");
-    let before: Value = json(&app, &uri).await;
-    let doses = before["vaccinations"].as_array().unwrap().len();
+    let before = doses(&app, &uri).await;
 
     // A refused write (dose 0) leaves the cache as it was: the next read is an L1 hit.
     let post = format!("/api/students/{student}/vaccinations");
     let bad = r#"{"vaccine_name":"Rabies","dose_number":0,"administered_on":"2026-11-02"}"#;
-    let (status, _) = call(&app, "POST", &post, Some(("application/json", bad.into()))).await;
+    let (status, _) = post_json(&app, &post, bad).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let hits = vitals.cache_stats().l1_hits;
     json(&app, &uri).await;
@@ -130,21 +150,12 @@ async fn a_write_invalidates_after_success_only(pool: PgPool) {
     );
 
     let good = r#"{"vaccine_name":"Rabies","dose_number":1,"administered_on":"2026-11-02"}"#;
-    let (status, body) = call(&app, "POST", &post, Some(("application/json", good.into()))).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let after = json(&app, &uri).await;
-    assert_eq!(after["vaccinations"].as_array().unwrap().len(), doses + 1);
+    assert_dose_added(&app, &post, good, &uri, before).await;
 
-    let (status, _) = call(&app, "POST", &post, Some(("application/json", good.into()))).await;
+    let (status, _) = post_json(&app, &post, good).await;
     assert_eq!(status, StatusCode::CONFLICT, "the same dose twice");
     let nobody = format!("/api/students/{}/vaccinations", Uuid::new_v4());
-    let (status, _) = call(
-        &app,
-        "POST",
-        &nobody,
-        Some(("application/json", good.into())),
-    )
-    .await;
+    let (status, _) = post_json(&app, &nobody, good).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     vitals.shutdown().await;
 }
@@ -154,27 +165,19 @@ async fn a_write_invalidates_after_success_only(pool: PgPool) {
 /// parse used to refuse it, so the write answered 201 and the old summary stayed cached).
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn a_write_to_a_padded_student_id_invalidates_that_student(pool: PgPool) {
-    let (vitals, school) = vitals_on(pool, "padded").await;
-    let app = health::api::router(vitals.clone());
+    let (app, vitals, school) = app_on(pool, "padded").await;
     let student = school.students[2].id;
     let uri = format!("/api/students/{student}/health-summary");
-    let doses = json(&app, &uri).await["vaccinations"]
-        .as_array()
-        .unwrap()
-        .len();
+    let before = doses(&app, &uri).await;
     let post = format!("/api/students/%20{student}%20/vaccinations");
     let good = r#"{"vaccine_name":"Rabies","dose_number":1,"administered_on":"2026-11-03"}"#;
-    let (status, body) = call(&app, "POST", &post, Some(("application/json", good.into()))).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let after = json(&app, &uri).await;
-    assert_eq!(after["vaccinations"].as_array().unwrap().len(), doses + 1);
+    assert_dose_added(&app, &post, good, &uri, before).await;
     vitals.shutdown().await;
 }
 
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn an_import_upload_invalidates_every_student_it_names(pool: PgPool) {
-    let (vitals, school) = vitals_on(pool, "import").await;
-    let app = health::api::router(vitals.clone());
+    let (app, vitals, school) = app_on(pool, "import").await;
     let students = [school.students[2].id, school.students[3].id];
     for s in students {
         json(&app, &format!("/api/students/{s}/health-summary")).await;
@@ -224,8 +227,7 @@ async fn get_status(addr: std::net::SocketAddr, path: &str) -> std::io::Result<u
 
 #[sqlx::test(migrations = "migrations/postgres")]
 async fn two_hundred_concurrent_requests_on_loopback_all_succeed(pool: PgPool) {
-    let (vitals, school) = vitals_on(pool, "load").await;
-    let app = health::api::router(vitals.clone());
+    let (app, vitals, school) = app_on(pool, "load").await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -310,8 +312,7 @@ async fn metrics_say_when_values_are_kept_out_of_redis(pool: PgPool) {
 async fn the_pool_endpoint_answers_503_while_the_database_is_down(pool: PgPool) {
     use sqlx::Executor as _;
 
-    let (vitals, _) = vitals_on(pool.clone(), "down").await;
-    let app = health::api::router(vitals.clone());
+    let (app, vitals, _) = app_on(pool.clone(), "down").await;
     let up = json(&app, "/api/health/database/pool").await;
     assert_ne!(up["health"]["status"], "unhealthy", "{up}");
 
