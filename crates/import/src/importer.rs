@@ -158,7 +158,6 @@ impl Importer {
                     }
                 }
                 Msg::Stopped => state.report.stopped_early = true,
-                Msg::Warnings(w) => state.warn(w),
                 Msg::Failed(e) => {
                     result = Err(e);
                     break;
@@ -166,9 +165,11 @@ impl Importer {
             }
         }
         drop(rx);
-        // The reader ends as soon as its channel closes; its errors came through the channel.
-        if let Err(e) = reader.await {
-            result = result.and(Err(ImportError::Reader(e.to_string())));
+        // The reader ends as soon as its channel closes; its errors came through the channel,
+        // its warnings (of what it read, however far) come back with it.
+        match reader.await {
+            Ok(warnings) => state.warn(warnings),
+            Err(e) => result = result.and(Err(ImportError::Reader(e.to_string()))),
         }
         // Chunks still being written finish (those before a failure commit); a failure among
         // them came before anything the loop met, so it is the one reported.

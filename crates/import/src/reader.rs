@@ -20,8 +20,6 @@ pub(crate) enum Msg {
     Stopped,
     /// The input could not be read further; nothing follows.
     Failed(ImportError),
-    /// What the source noticed without refusing a row; sent after the last chunk.
-    Warnings(Vec<Warning>),
 }
 
 /// Most rows a new chunk reserves room for; it grows past that as rows come.
@@ -100,18 +98,39 @@ pub(crate) struct ReadTask {
     pub(crate) max_errors: Option<u64>,
 }
 
-/// The reading thread: parse, send chunks, stop when the receiver is gone.
-pub(crate) fn read(task: ReadTask, registry: &Registry, tx: &mpsc::Sender<Msg>) {
-    let ReadTask {
-        mut source,
-        hasher,
-        chunk_size,
-        max_errors,
-    } = task;
+/// The reading thread: parse, send chunks, stop when the receiver is gone. Returns what the
+/// source noticed without refusing a row, however it ended: at the end of the input, stopped
+/// past `max_errors`, failed, or with the receiver gone (the database loop stopped first), so
+/// a report of an import that stopped early still lists the warnings of what was read.
+pub(crate) fn read(
+    mut task: ReadTask,
+    registry: &Registry,
+    tx: &mpsc::Sender<Msg>,
+) -> Vec<Warning> {
+    // A CSV input's unknown columns are warned from its header; a JSON record's are its own.
+    let mut unknown = task.source.headers().is_none().then(UnknownFields::default);
+    send_chunks(&mut task, &mut unknown, registry, tx);
+    let mut warnings = task.source.take_warnings();
+    warnings.extend(
+        unknown
+            .map(UnknownFields::into_warnings)
+            .unwrap_or_default(),
+    );
+    warnings
+}
+
+/// [`read`]'s loop: every item of the task's source parsed, in chunks of its `chunk_size`,
+/// until the input's end, a failure, more than `max_errors` rejections, or the receiver gone.
+fn send_chunks(
+    task: &mut ReadTask,
+    unknown: &mut Option<UnknownFields>,
+    registry: &Registry,
+    tx: &mpsc::Sender<Msg>,
+) {
+    let (chunk_size, max_errors) = (task.chunk_size, task.max_errors);
+    let (source, hasher) = (&mut task.source, &task.hasher);
     let mut chunk = Chunk::with_capacity(chunk_size);
     let mut rejected = 0u64;
-    // A CSV input's unknown columns are warned from its header; a JSON record's are its own.
-    let mut unknown = source.headers().is_none().then(UnknownFields::default);
     loop {
         let item = match source.next_item() {
             Ok(Some(item)) => item,
@@ -134,10 +153,10 @@ pub(crate) fn read(task: ReadTask, registry: &Registry, tx: &mpsc::Sender<Msg>) 
         if chunk.is_empty() {
             chunk.first_line = item.line();
         }
-        if let (Some(unknown), Item::Record(record)) = (&mut unknown, &item) {
+        if let (Some(unknown), Item::Record(record)) = (&mut *unknown, &item) {
             unknown.note(registry, record);
         }
-        match parse(registry, &hasher, item) {
+        match parse(registry, hasher, item) {
             Ok(row) => chunk.rows.push(row),
             Err(invalid) => {
                 rejected += 1;
@@ -156,16 +175,7 @@ pub(crate) fn read(task: ReadTask, registry: &Registry, tx: &mpsc::Sender<Msg>) 
             }
         }
     }
-    if !chunk.is_empty() && tx.blocking_send(Msg::Chunk(chunk)).is_err() {
-        return;
-    }
-    let mut warnings = source.take_warnings();
-    warnings.extend(
-        unknown
-            .map(UnknownFields::into_warnings)
-            .unwrap_or_default(),
-    );
-    if !warnings.is_empty() {
-        let _ = tx.blocking_send(Msg::Warnings(warnings));
+    if !chunk.is_empty() {
+        let _ = tx.blocking_send(Msg::Chunk(chunk));
     }
 }

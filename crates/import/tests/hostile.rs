@@ -337,6 +337,42 @@ async fn an_unknown_json_field_is_a_warning_listed_once_without_its_values() {
     assert!(r.warnings[32].reason.contains("not listed"), "{r:#?}");
 }
 
+/// An import stopped past `max_errors` still reports the warnings of what it read: the
+/// reader hands them back however it ends (they were sent after its last chunk, and lost
+/// when the database loop stopped first).
+#[tokio::test]
+async fn an_import_stopped_early_still_lists_the_warnings_of_what_it_read() {
+    let _serial = serial().await;
+    let (_dir, pool) = database().await;
+    let dose = |name: &str, on: &str, extra: &str| {
+        format!(
+            r#"{{"type":"vaccination","student_id":"{STUDENT}","vaccine_name":"{name}","administered_on":"{on}"{extra}}}"#
+        )
+    };
+    // The second record is refused (its date), which is past `max_errors(0)`.
+    let ndjson = [
+        dose("MMR", "2024-01-01", r#","ssn":"123-45-6789""#),
+        dose("Flu", "not a date", ""),
+        dose("Tdap", "2024-01-03", ""),
+    ]
+    .join("\n");
+    let r = import(
+        &pool,
+        from_text(ndjson, Format::Ndjson),
+        ImportOptions::new().max_errors(0),
+    )
+    .await;
+    assert!(r.stopped_early, "{r:#?}");
+    let (line, field, reason) = only_warning(&r);
+    assert_eq!((line, field.as_deref()), (1, Some("ssn")), "{r:#?}");
+    assert_eq!(
+        reason,
+        "unknown field of vaccination: its values are ignored"
+    );
+    let text = serde_json::to_string(&r).unwrap();
+    assert!(!text.contains("6789"), "{text}");
+}
+
 #[tokio::test]
 async fn an_unknown_csv_column_is_a_warning_listed_once_without_its_values() {
     let _serial = serial().await;
