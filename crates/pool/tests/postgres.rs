@@ -1,7 +1,8 @@
 //! vitals-pool against real PostgreSQL: timeouts on every connection, exact waiters and
 //! alerts, cancellation, 60 tasks on 50 connections, killed backends, retry, the executor
-//! seam and the bb8 probe. Each test gets a fresh database from `#[sqlx::test]`, with its tables
-//! from `tests/fixtures/` where it needs any.
+//! seam and the bb8 probe. Each test gets a fresh database from `#[sqlx::test]`, with the
+//! tables it only uses from `tests/fixtures/` (the observer's test creates its own through the
+//! handle, which must see that statement).
 //! Run with `DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo test -p vitals-pool`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
