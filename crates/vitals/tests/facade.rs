@@ -170,3 +170,37 @@ async fn on_sqlite_with_no_configuration_the_facade_works_end_to_end() {
     assert!(vitals.query_logger().statistics().total_queries > 0);
     vitals.shutdown().await;
 }
+
+/// SQLite reads a double-quoted token as a string when no column has its name, so a host
+/// can send a name in one: the statement the query log records has it masked, as a
+/// single-quoted one would be (`querylog`'s `sanitize/quoted_value.rs`).
+#[tokio::test]
+async fn a_double_quoted_string_on_sqlite_is_masked_in_the_query_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let vitals = common::vitals_on_sqlite_file(&dir, "quoted.sqlite", None).await;
+    let db = vitals.db().sqlite().unwrap();
+    sqlx::query("CREATE TABLE pupils (id INTEGER PRIMARY KEY, last_name TEXT NOT NULL)")
+        .execute(db)
+        .await
+        .unwrap();
+    sqlx::query(r#"INSERT INTO pupils (id, last_name) VALUES (1, "Núñez")"#)
+        .execute(db)
+        .await
+        .unwrap();
+    let found: i64 = sqlx::query_scalar(r#"SELECT count(*) FROM pupils WHERE last_name = "Núñez""#)
+        .fetch_one(db)
+        .await
+        .unwrap();
+    assert_eq!(found, 1, "SQLite read the double-quoted token as a string");
+    let recorded = vitals.query_logger().recent_queries(10);
+    let texts: Vec<&str> = recorded.iter().map(|r| r.sql.as_str()).collect();
+    assert!(
+        texts.iter().all(|t| !t.contains("Núñez")),
+        "a name in the log: {texts:?}"
+    );
+    assert!(
+        texts.contains(&"SELECT count(*) FROM pupils WHERE last_name = ?"),
+        "{texts:?}"
+    );
+    vitals.shutdown().await;
+}

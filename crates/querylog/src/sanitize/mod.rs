@@ -9,10 +9,12 @@
 //! sanitiser fails closed.
 
 pub(crate) mod lexer;
+pub(crate) mod quoted_value;
 #[cfg(test)]
 mod tests;
 
 use lexer::{Kind, Lexer};
+use quoted_value::QuotedValues;
 
 thread_local! {
     /// How many times [`sanitize_sql`] ran on this thread (one add on a thread-local).
@@ -466,9 +468,21 @@ pub fn sanitize_sql(sql: &str) -> String {
     let b = sql.as_bytes();
     let mut w = Writer::new(b.len().min(4096));
     let mut kw = [0u8; 16];
+    let mut quoted = QuotedValues::new();
     for t in Lexer::new(sql) {
+        if matches!(t.kind, Kind::Space | Kind::Comment) {
+            continue;
+        }
+        // Token boundaries are at ASCII bytes (see `lexer::Token`).
+        let text = sql.get(t.start..t.end).unwrap_or(MASK);
+        let value_here = quoted.value_here();
+        quoted.see(t.kind, text);
         match t.kind {
-            Kind::Space | Kind::Comment => continue,
+            // SQLite's double-quoted string where a value stands (`quoted_value.rs`).
+            Kind::QuotedIdent if value_here => {
+                w.value(MASK, true);
+                continue;
+            }
             Kind::Str => {
                 w.value(MASK, true);
                 continue;
@@ -479,8 +493,6 @@ pub fn sanitize_sql(sql: &str) -> String {
             }
             _ => {}
         }
-        // Token boundaries are at ASCII bytes (see `lexer::Token`).
-        let text = sql.get(t.start..t.end).unwrap_or(MASK);
         match t.kind {
             Kind::Space | Kind::Comment | Kind::Str | Kind::Number => {}
             Kind::Param => w.value(text, false),

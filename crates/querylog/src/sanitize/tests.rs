@@ -116,6 +116,32 @@ fn quoted_identifiers_stay() {
     )]);
 }
 
+/// SQLite reads a double-quoted token as a string when no column has its name: where a
+/// value stands (after a comparison, in an `IN` list, in a `VALUES` row) it is masked, and a
+/// quoted name anywhere else is kept (`quoted_value.rs`).
+#[test]
+fn double_quoted_strings_where_a_value_stands_are_masked() {
+    each(&[
+        (
+            r#"SELECT "id" FROM "students" WHERE "last_name" = "Núñez" AND dob <> "2011-02-03""#,
+            r#"SELECT "id" FROM "students" WHERE "last_name" = ? AND dob <> ?"#,
+        ),
+        (
+            r#"SELECT * FROM students WHERE name LIKE "Ann%" AND id IN ("a1", "b2")"#,
+            "SELECT * FROM students WHERE name LIKE ? AND id IN (?)",
+        ),
+        // As `VALUES ('x1', 'Ann Lee')` is written.
+        (
+            r#"INSERT INTO "students" ("id", "name") VALUES ("x1", "Ann Lee")"#,
+            &s(r#"INSERT INTO "students" ("id", "name") VALUES ('x1', 'Ann Lee')"#),
+        ),
+        (
+            r#"SELECT s."id" FROM "students" s JOIN v ON s."id" = v."student_id""#,
+            r#"SELECT s."id" FROM "students" s JOIN v ON s."id" = v."student_id""#,
+        ),
+    ]);
+}
+
 #[test]
 fn fails_closed_on_unterminated_constructs() {
     each(&[

@@ -4,6 +4,7 @@
 use super::held::Held;
 use super::rules::scrub_typed;
 use crate::sanitize::lexer::{is, Kind, Lexer, IDENT_CONT};
+use crate::sanitize::quoted_value::QuotedValues;
 
 /// Words that make an apostrophe glued to them a quote (`LIKE'%x%'`), and that
 /// start a SQL region of a log line.
@@ -97,10 +98,15 @@ pub(super) fn mask_sql_region(sql: &str, out: &mut String, held: &mut Held) {
     // Where the last string's mask ended, while only blanks and comments follow:
     // `'a'\n'b'` is one continued string, one mask.
     let mut str_end: Option<usize> = None;
+    let mut quoted = QuotedValues::new();
     for t in Lexer::new(sql) {
         let text = &sql[t.start..t.end];
         if t.kind != Kind::Space {
             dropped_comment = false;
+        }
+        let value_here = quoted.value_here();
+        if !matches!(t.kind, Kind::Space | Kind::Comment) {
+            quoted.see(t.kind, text);
         }
         match (t.kind, str_end) {
             (Kind::Str, Some(end)) => {
@@ -132,6 +138,8 @@ pub(super) fn mask_sql_region(sql: &str, out: &mut String, held: &mut Held) {
             {
                 mask(out, t.end);
             }
+            // SQLite's double-quoted string where a value stands (`quoted_value.rs`).
+            Kind::QuotedIdent if value_here => mask(out, t.end),
             Kind::QuotedIdent => held.hold(scrub_typed(text), out),
             Kind::Unterminated => {
                 mask(out, t.end);

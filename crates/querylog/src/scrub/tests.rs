@@ -135,6 +135,15 @@ fn log_line_masks_sql_literals_and_keeps_layout() {
             ("x = E'ann\\'s' , $$lee$$", "x = ? , ?"),
             ("x = 'ann lee", "x = ?"),
             ("it's /* ann */ fine", "it's  fine"),
+            // SQLite's double-quoted strings where a value stands (`quoted_value.rs`).
+            (
+                r#"LOG:  statement: SELECT "id" FROM "students" WHERE "last_name" = "Núñez""#,
+                r#"LOG:  statement: SELECT "id" FROM "students" WHERE "last_name" = ?"#,
+            ),
+            (
+                r#"INSERT INTO t ("id", "name") VALUES ("x1", "Ann Lee"), ("x2", "Bo")"#,
+                r#"INSERT INTO t ("id", "name") VALUES (?, ?), (?, ?)"#,
+            ),
         ],
     );
 }
