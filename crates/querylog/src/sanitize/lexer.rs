@@ -60,7 +60,9 @@ pub(crate) struct Token {
     pub(crate) end: usize,
 }
 
-/// The tokens of a text, in order; every byte belongs to exactly one token.
+/// The tokens of a text, in order; every byte belongs to exactly one token. A clone reads on
+/// from where the original stands (a look ahead).
+#[derive(Clone)]
 pub(crate) struct Lexer<'a> {
     b: &'a [u8],
     i: usize,

@@ -469,7 +469,8 @@ pub fn sanitize_sql(sql: &str) -> String {
     let mut w = Writer::new(b.len().min(4096));
     let mut kw = [0u8; 16];
     let mut quoted = QuotedValues::new();
-    for t in Lexer::new(sql) {
+    let mut lexer = Lexer::new(sql);
+    while let Some(t) = lexer.next() {
         if matches!(t.kind, Kind::Space | Kind::Comment) {
             continue;
         }
@@ -479,7 +480,7 @@ pub fn sanitize_sql(sql: &str) -> String {
         quoted.see(t.kind, text);
         match t.kind {
             // SQLite's double-quoted string where a value stands (`quoted_value.rs`).
-            Kind::QuotedIdent if value_here => {
+            Kind::QuotedIdent if QuotedValues::masks(value_here, sql, &lexer) => {
                 w.value(MASK, true);
                 continue;
             }

@@ -3,13 +3,14 @@
 //! host on SQLite writing `WHERE last_name = "Núñez"` sends a name in a token that PostgreSQL,
 //! and this lexer, call a quoted identifier. Such a token is masked where a value stands:
 //! right after a comparison (`=`, `<>`, `!=`, `<`, `>`, `<=`, `>=`, `LIKE`, `ILIKE`, `GLOB`),
-//! and as an item of a list opened by `IN (` or of a row of `VALUES (…), (…)`. A quoted name
-//! anywhere else (a column, a table, an alias, `a."b" = c."d"`) is kept. In PostgreSQL a
+//! and as an item of a list opened by `IN (` or of a row of `VALUES (…), (…)`, unless a `.`
+//! follows it (`= "vaccinations"."student_id"`: a qualifier, as ORMs write joins). A quoted
+//! name anywhere else (a column, a table, an alias) is kept. In PostgreSQL a
 //! quoted identifier in those places is a column compared or listed: masking it loses a name,
 //! never a value. [`crate::sanitize_sql`] and the log scrubber (`scrub/sql.rs`) both ask this
 //! one tracker, so the log path masks at least what the sanitiser does.
 
-use super::lexer::Kind;
+use super::lexer::{Kind, Lexer};
 
 /// What the last significant token (not a blank or a comment) was, as far as a quoted token
 /// that follows it is concerned.
@@ -60,6 +61,17 @@ impl QuotedValues {
             Last::Open | Last::Comma => self.in_list(),
             _ => false,
         }
+    }
+
+    /// Whether the quoted token just read, `rest` reading on after it, is a value to mask: it
+    /// stands where a value does ([`QuotedValues::value_here`], asked before it was seen) and
+    /// no `.` follows it.
+    pub(crate) fn masks(value_here: bool, sql: &str, rest: &Lexer<'_>) -> bool {
+        value_here
+            && rest
+                .clone()
+                .find(|t| !matches!(t.kind, Kind::Space | Kind::Comment))
+                .is_none_or(|t| sql.get(t.start..t.end) != Some("."))
     }
 
     fn in_list(&self) -> bool {
@@ -131,12 +143,13 @@ mod tests {
     fn values(sql: &str) -> Vec<&str> {
         let mut q = QuotedValues::new();
         let mut found = Vec::new();
-        for t in Lexer::new(sql) {
+        let mut lexer = Lexer::new(sql);
+        while let Some(t) = lexer.next() {
             if matches!(t.kind, Kind::Space | Kind::Comment) {
                 continue;
             }
             let text = &sql[t.start..t.end];
-            if t.kind == Kind::QuotedIdent && q.value_here() {
+            if t.kind == Kind::QuotedIdent && QuotedValues::masks(q.value_here(), sql, &lexer) {
                 found.push(text);
             }
             q.see(t.kind, text);
@@ -164,9 +177,14 @@ mod tests {
             ),
             [r#""x""#, r#""Ann""#, r#""y""#]
         );
-        // Names only: a join, an alias, a qualified column, a subquery's list.
+        // Names only: a join, an alias, a qualified column, a subquery's list, a qualifier
+        // after `=` and in a list (as ORMs write them).
         assert!(values(
             r#"SELECT s."id" AS "Student" FROM "students" s JOIN v ON s."id" = v."student_id" WHERE s.id IN (SELECT "id" FROM t)"#
+        )
+        .is_empty());
+        assert!(values(
+            r#"SELECT "students"."id" FROM "students" INNER JOIN "vaccinations" ON "students"."id" = "vaccinations" . "student_id" WHERE "students"."id" IN ("vaccinations"."id")"#
         )
         .is_empty());
         // A statement's end resets the clause.

@@ -139,6 +139,11 @@ fn double_quoted_strings_where_a_value_stands_are_masked() {
             r#"SELECT s."id" FROM "students" s JOIN v ON s."id" = v."student_id""#,
             r#"SELECT s."id" FROM "students" s JOIN v ON s."id" = v."student_id""#,
         ),
+        // A qualifier after `=`, as ORMs write a join, is a name.
+        (
+            r#"SELECT "s"."id" FROM "s" JOIN "v" ON "s"."id" = "v"."student_id""#,
+            r#"SELECT "s"."id" FROM "s" JOIN "v" ON "s"."id" = "v"."student_id""#,
+        ),
     ]);
 }
 

@@ -99,7 +99,8 @@ pub(super) fn mask_sql_region(sql: &str, out: &mut String, held: &mut Held) {
     // `'a'\n'b'` is one continued string, one mask.
     let mut str_end: Option<usize> = None;
     let mut quoted = QuotedValues::new();
-    for t in Lexer::new(sql) {
+    let mut lexer = Lexer::new(sql);
+    while let Some(t) = lexer.next() {
         let text = &sql[t.start..t.end];
         if t.kind != Kind::Space {
             dropped_comment = false;
@@ -139,7 +140,7 @@ pub(super) fn mask_sql_region(sql: &str, out: &mut String, held: &mut Held) {
                 mask(out, t.end);
             }
             // SQLite's double-quoted string where a value stands (`quoted_value.rs`).
-            Kind::QuotedIdent if value_here => mask(out, t.end),
+            Kind::QuotedIdent if QuotedValues::masks(value_here, sql, &lexer) => mask(out, t.end),
             Kind::QuotedIdent => held.hold(scrub_typed(text), out),
             Kind::Unterminated => {
                 mask(out, t.end);
