@@ -60,9 +60,7 @@ pub(crate) struct Token {
     pub(crate) end: usize,
 }
 
-/// The tokens of a text, in order; every byte belongs to exactly one token. A clone reads on
-/// from where the original stands (a look ahead).
-#[derive(Clone)]
+/// The tokens of a text, in order; every byte belongs to exactly one token.
 pub(crate) struct Lexer<'a> {
     b: &'a [u8],
     i: usize,

@@ -468,22 +468,20 @@ pub fn sanitize_sql(sql: &str) -> String {
     let b = sql.as_bytes();
     let mut w = Writer::new(b.len().min(4096));
     let mut kw = [0u8; 16];
-    let mut quoted = QuotedValues::new();
-    let mut lexer = Lexer::new(sql);
-    while let Some(t) = lexer.next() {
+    let mut quoted = QuotedValues::for_sql(sql);
+    for t in Lexer::new(sql) {
         if matches!(t.kind, Kind::Space | Kind::Comment) {
+            continue;
+        }
+        // SQLite's double-quoted string where a value stands (`quoted_value.rs`); the
+        // tracker takes in every token.
+        if quoted.masks(&t, sql) {
+            w.value(MASK, true);
             continue;
         }
         // Token boundaries are at ASCII bytes (see `lexer::Token`).
         let text = sql.get(t.start..t.end).unwrap_or(MASK);
-        let value_here = quoted.value_here();
-        quoted.see(t.kind, text);
         match t.kind {
-            // SQLite's double-quoted string where a value stands (`quoted_value.rs`).
-            Kind::QuotedIdent if QuotedValues::masks(value_here, sql, &lexer) => {
-                w.value(MASK, true);
-                continue;
-            }
             Kind::Str => {
                 w.value(MASK, true);
                 continue;

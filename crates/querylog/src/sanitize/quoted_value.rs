@@ -10,7 +10,7 @@
 //! never a value. [`crate::sanitize_sql`] and the log scrubber (`scrub/sql.rs`) both ask this
 //! one tracker, so the log path masks at least what the sanitiser does.
 
-use super::lexer::{Kind, Lexer};
+use super::lexer::{Kind, Token};
 
 /// What the last significant token (not a blank or a comment) was, as far as a quoted token
 /// that follows it is concerned.
@@ -32,9 +32,12 @@ enum Last {
     Other,
 }
 
-/// The tracker: fed every significant token in order ([`QuotedValues::see`]), it tells
-/// whether a quoted token met next stands for a value ([`QuotedValues::value_here`]).
+/// The tracker: fed every token in order ([`QuotedValues::masks`]), it tells whether each is
+/// a double-quoted token standing for a value.
 pub(crate) struct QuotedValues {
+    /// Whether the text holds a `"` at all: if not, nothing is tracked (the sanitiser's hot
+    /// path pays one byte scan, not a match per token).
+    active: bool,
     last: Last,
     /// Parenthesis depth (saturating).
     depth: u32,
@@ -45,8 +48,17 @@ pub(crate) struct QuotedValues {
 }
 
 impl QuotedValues {
-    pub(crate) fn new() -> Self {
+    /// A tracker for `sql`.
+    pub(crate) fn for_sql(sql: &str) -> Self {
         Self {
+            active: sql.as_bytes().contains(&b'"'),
+            ..Self::new()
+        }
+    }
+
+    fn new() -> Self {
+        Self {
+            active: true,
             last: Last::Other,
             depth: 0,
             lists: 0,
@@ -54,24 +66,27 @@ impl QuotedValues {
         }
     }
 
-    /// Whether a quoted token at this point stands where a value does.
-    pub(crate) fn value_here(&self) -> bool {
-        match self.last {
+    /// Takes in the next token of `sql` and says whether it is a double-quoted token to mask:
+    /// one where a value stands, no `.` after it (blanks aside; a comment there counts as no
+    /// `.`, so the token is masked). Blanks and comments are passed over (false).
+    #[inline]
+    pub(crate) fn masks(&mut self, t: &Token, sql: &str) -> bool {
+        if !self.active || matches!(t.kind, Kind::Space | Kind::Comment) {
+            return false;
+        }
+        let value_here = match self.last {
             Last::Compare => true,
             Last::Open | Last::Comma => self.in_list(),
             _ => false,
-        }
-    }
-
-    /// Whether the quoted token just read, `rest` reading on after it, is a value to mask: it
-    /// stands where a value does ([`QuotedValues::value_here`], asked before it was seen) and
-    /// no `.` follows it.
-    pub(crate) fn masks(value_here: bool, sql: &str, rest: &Lexer<'_>) -> bool {
-        value_here
-            && rest
-                .clone()
-                .find(|t| !matches!(t.kind, Kind::Space | Kind::Comment))
-                .is_none_or(|t| sql.get(t.start..t.end) != Some("."))
+        };
+        self.see(t.kind, sql.get(t.start..t.end).unwrap_or_default());
+        t.kind == Kind::QuotedIdent
+            && value_here
+            && sql
+                .as_bytes()
+                .get(t.end..)
+                .and_then(|rest| rest.iter().find(|c| !c.is_ascii_whitespace()))
+                != Some(&b'.')
     }
 
     fn in_list(&self) -> bool {
@@ -79,7 +94,7 @@ impl QuotedValues {
     }
 
     /// Takes in the next significant token.
-    pub(crate) fn see(&mut self, kind: Kind, text: &str) {
+    fn see(&mut self, kind: Kind, text: &str) {
         self.last = match (kind, text) {
             (Kind::Punct, "(") => {
                 let row = self.values_at == Some(self.depth)
@@ -112,9 +127,14 @@ impl QuotedValues {
                 Last::Other
             }
             (Kind::Op, "=" | "<>" | "!=" | "<" | ">" | "<=" | ">=" | "==") => Last::Compare,
-            (Kind::Word, w) if is_any(w, &["LIKE", "ILIKE", "GLOB"]) => Last::Compare,
-            (Kind::Word, w) if w.eq_ignore_ascii_case("IN") => Last::In,
-            (Kind::Word, w) if w.eq_ignore_ascii_case("VALUES") => {
+            // By length first: most words are none of these.
+            (Kind::Word, w) if w.len() == 2 && w.eq_ignore_ascii_case("IN") => Last::In,
+            (Kind::Word, w)
+                if matches!(w.len(), 4 | 5) && is_any(w, &["LIKE", "ILIKE", "GLOB"]) =>
+            {
+                Last::Compare
+            }
+            (Kind::Word, w) if w.len() == 6 && w.eq_ignore_ascii_case("VALUES") => {
                 self.values_at = Some(self.depth);
                 Last::Values
             }
@@ -141,18 +161,12 @@ mod tests {
 
     /// The quoted tokens of `sql` that stand for values.
     fn values(sql: &str) -> Vec<&str> {
-        let mut q = QuotedValues::new();
+        let mut q = QuotedValues::for_sql(sql);
         let mut found = Vec::new();
-        let mut lexer = Lexer::new(sql);
-        while let Some(t) = lexer.next() {
-            if matches!(t.kind, Kind::Space | Kind::Comment) {
-                continue;
+        for t in Lexer::new(sql) {
+            if q.masks(&t, sql) {
+                found.push(&sql[t.start..t.end]);
             }
-            let text = &sql[t.start..t.end];
-            if t.kind == Kind::QuotedIdent && QuotedValues::masks(q.value_here(), sql, &lexer) {
-                found.push(text);
-            }
-            q.see(t.kind, text);
         }
         found
     }

@@ -98,17 +98,13 @@ pub(super) fn mask_sql_region(sql: &str, out: &mut String, held: &mut Held) {
     // Where the last string's mask ended, while only blanks and comments follow:
     // `'a'\n'b'` is one continued string, one mask.
     let mut str_end: Option<usize> = None;
-    let mut quoted = QuotedValues::new();
-    let mut lexer = Lexer::new(sql);
-    while let Some(t) = lexer.next() {
+    let mut quoted = QuotedValues::for_sql(sql);
+    for t in Lexer::new(sql) {
         let text = &sql[t.start..t.end];
         if t.kind != Kind::Space {
             dropped_comment = false;
         }
-        let value_here = quoted.value_here();
-        if !matches!(t.kind, Kind::Space | Kind::Comment) {
-            quoted.see(t.kind, text);
-        }
+        let quoted_value = quoted.masks(&t, sql);
         match (t.kind, str_end) {
             (Kind::Str, Some(end)) => {
                 out.truncate(end);
@@ -140,7 +136,7 @@ pub(super) fn mask_sql_region(sql: &str, out: &mut String, held: &mut Held) {
                 mask(out, t.end);
             }
             // SQLite's double-quoted string where a value stands (`quoted_value.rs`).
-            Kind::QuotedIdent if QuotedValues::masks(value_here, sql, &lexer) => mask(out, t.end),
+            Kind::QuotedIdent if quoted_value => mask(out, t.end),
             Kind::QuotedIdent => held.hold(scrub_typed(text), out),
             Kind::Unterminated => {
                 mask(out, t.end);
