@@ -48,6 +48,7 @@ use crate::config::CacheConfig;
 use crate::flight::Role;
 use crate::l1::{L1Cache, Value};
 use crate::l1_shard::Entry;
+use crate::tier::Placement;
 use crate::tiered::TieredCache;
 
 /// `Entry::refresh_at` of an entry not armed yet.
@@ -151,12 +152,8 @@ impl<T> Loaded<T> {
 /// refresh carry one through the load path.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Load<'a> {
-    /// The key loaded.
-    pub(crate) key: &'a str,
-    /// How long its value lives.
-    pub(crate) ttl: Duration,
-    /// The tags its value is indexed under.
-    pub(crate) tags: &'a [&'a str],
+    /// The key loaded, and the life and tags its value is stored with.
+    pub(crate) at: Placement<'a>,
     /// Fail-safe and eager refresh ([`LoadOptions::OFF`] for `get_or_load`).
     pub(crate) options: &'a LoadOptions,
 }
@@ -170,9 +167,7 @@ impl<'a> Load<'a> {
         options: &'a LoadOptions,
     ) -> Self {
         Self {
-            key,
-            ttl,
-            tags,
+            at: Placement::new(key, ttl, tags),
             options,
         }
     }
@@ -311,9 +306,7 @@ impl TieredCache {
         claim: Claim,
     ) -> bool {
         let Load {
-            key,
-            ttl,
-            tags,
+            at: Placement { key, ttl, tags },
             options,
         } = *load;
         let Some(l1) = self.inner.l1.as_ref().filter(|_| !options.is_off()) else {
@@ -383,9 +376,9 @@ impl TieredCache {
             return;
         };
         let cache = self.clone();
-        let (key, ttl, options) = (load.key.to_owned(), load.ttl, *load.options);
+        let (key, ttl, options) = (load.at.key.to_owned(), load.at.ttl, *load.options);
         let claimed: Value = claimed.clone();
-        let tags: Vec<String> = load.tags.iter().map(|t| (*t).to_owned()).collect();
+        let tags: Vec<String> = load.at.tags.iter().map(|t| (*t).to_owned()).collect();
         runtime.spawn(async move {
             let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
             let Role::Lead(guard) = cache.inner.flights.join(&key, &tags) else {

@@ -15,7 +15,7 @@ use crate::l1_hash::KeyHasher;
 use crate::l1_key::EntryKey;
 pub(crate) use crate::l1_shard::Value;
 use crate::l1_shard::{Entry, Shard};
-use crate::tier::Tier;
+use crate::tier::{Placement, Tier};
 
 /// The tags of a value L1 is given ([`L1Cache::insert_if`]), or, for a value read from
 /// Redis, those of the entry of its key it replaces ([`L1Cache::fill_if`]).
@@ -524,15 +524,9 @@ impl Tier for L1Cache {
         Ok(L1Cache::get::<Arc<[u8]>>(self, key).map(|b| Arc::clone(&*b)))
     }
 
-    async fn set(
-        &self,
-        key: &str,
-        value: Arc<[u8]>,
-        ttl: Duration,
-        tags: &[&str],
-    ) -> Result<(), CacheError> {
+    async fn set(&self, at: Placement<'_>, value: Arc<[u8]>) -> Result<(), CacheError> {
         let weight = value.len();
-        self.insert(key, Arc::new(value), weight, ttl, tags);
+        self.insert(at.key, Arc::new(value), weight, at.ttl, at.tags);
         Ok(())
     }
 

@@ -128,7 +128,7 @@ pub use l1::L1Cache;
 #[cfg(feature = "redis")]
 pub use redis_tier::RedisTier;
 pub use stats::{BreakerState, CacheStats};
-pub use tier::{Generations, Tier};
+pub use tier::{Generations, Placement, Tier};
 pub use tiered::{TieredCache, TieredCacheBuilder};
 /// The configuration error and its problems are `vitals-env`'s, shared by every vitals
 /// crate; `mask_url` is its URL masking (the password of the user information and of a

@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::fail_safe::{Claim, Load, Loaded};
 use crate::flight::{Ended, FlightGuard, Role};
 use crate::l1::Lookup;
-use crate::tier::Tier as _;
+use crate::tier::{Placement, Tier as _};
 use crate::tiered::TieredCache;
 
 /// What a flight hands its waiters when the loader found nothing.
@@ -125,7 +125,7 @@ impl TieredCache {
     {
         let c = &self.inner.counters;
         let guard = loop {
-            match self.inner.flights.join(load.key, load.tags) {
+            match self.inner.flights.join(load.at.key, load.at.tags) {
                 Role::Lead(guard) => break guard,
                 Role::Follow(follower) => {
                     c.coalesced.fetch_add(1, Ordering::Relaxed);
@@ -147,7 +147,7 @@ impl TieredCache {
                         // The leader failed: its stale value, if any, at once rather than a
                         // load of our own that would likely fail too.
                         Ended::Failed => {
-                            if let Some(l) = self.stale::<T>(load.key, load.options) {
+                            if let Some(l) = self.stale::<T>(load.at.key, load.options) {
                                 return Ok(A::value(l));
                             }
                         }
@@ -173,7 +173,7 @@ impl TieredCache {
         A: Answer<T>,
         L: Loader<T, A, E>,
     {
-        let Load { key, tags, .. } = load;
+        let Placement { key, tags, .. } = load.at;
         let c = &self.inner.counters;
         if !refresh {
             // A flight that ended just before we led may have filled L1.

@@ -4,14 +4,13 @@
 //! names Redis is refused by the configuration's checks before a cache is built.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use vitals_env::{ConfigError, Problem};
 
 use crate::config::CacheConfig;
 use crate::error::{CacheError, NO_REDIS_FEATURE};
 use crate::stats::BreakerState;
-use crate::tier::{Generations, Tier, Written};
+use crate::tier::{Generations, Placement, Tier, Written};
 
 /// No shared tier: a type without values (it can never be made).
 #[derive(Debug)]
@@ -31,10 +30,8 @@ impl NoRedis {
 
     pub(crate) async fn set_loaded(
         &self,
-        _key: &str,
+        _at: Placement<'_>,
         _value: &[u8],
-        _ttl: Duration,
-        _tags: &[&str],
         _since: &Generations,
     ) -> Result<Written, CacheError> {
         match *self {}
@@ -78,13 +75,7 @@ impl Tier for NoRedis {
         match *self {}
     }
 
-    async fn set(
-        &self,
-        _key: &str,
-        _value: Arc<[u8]>,
-        _ttl: Duration,
-        _tags: &[&str],
-    ) -> Result<(), CacheError> {
+    async fn set(&self, _at: Placement<'_>, _value: Arc<[u8]>) -> Result<(), CacheError> {
         match *self {}
     }
 

@@ -10,7 +10,7 @@ use crate::error::CacheError;
 use crate::message::Message;
 use crate::redis_tier::RedisTier;
 use crate::scripts::SET_SCRIPT;
-use crate::tier::{Generations, Tier, Written};
+use crate::tier::{Generations, Placement, Tier, Written};
 
 impl RedisTier {
     /// An invalidation of `keys` (and `tag`) from this instance, as published.
@@ -31,16 +31,15 @@ impl RedisTier {
     }
 
     /// Stores the encoded value and broadcasts the overwrite so other
-    /// instances drop `key` from their L1. With `expected` generations (from
+    /// instances drop `at.key` from their L1. With `expected` generations (from
     /// [`Tier::generations`]), writes only if they did not move; says which way it went.
     async fn set_inner(
         &self,
-        key: &str,
+        at: Placement<'_>,
         plain: &[u8],
-        ttl: Duration,
-        tags: &[&str],
         expected: Option<&[String]>,
     ) -> Result<Written, CacheError> {
+        let Placement { key, ttl, tags } = at;
         let store = !self.inner.refuse_values;
         let payload = if store {
             self.inner.codec.encode(key, plain)?
@@ -93,16 +92,12 @@ impl RedisTier {
     /// out of Redis.
     pub(crate) async fn set_loaded(
         &self,
-        key: &str,
+        at: Placement<'_>,
         value: &[u8],
-        ttl: Duration,
-        tags: &[&str],
         since: &Generations,
     ) -> Result<Written, CacheError> {
-        let r = self
-            .set_inner(key, value, ttl, tags, Some(since.values()))
-            .await;
-        self.repair_on_error(r, &[key], None)
+        let r = self.set_inner(at, value, Some(since.values())).await;
+        self.repair_on_error(r, &[at.key], None)
     }
 
     /// Runs a script's `EVALSHA` (loading the script once if Redis lacks it) and, on a
@@ -214,15 +209,9 @@ impl Tier for RedisTier {
         self.decode(key, &raw).map(Some)
     }
 
-    async fn set(
-        &self,
-        key: &str,
-        value: Arc<[u8]>,
-        ttl: Duration,
-        tags: &[&str],
-    ) -> Result<(), CacheError> {
-        let r = self.set_inner(key, &value, ttl, tags, None).await;
-        self.repair_on_error(r, &[key], None).map(drop)
+    async fn set(&self, at: Placement<'_>, value: Arc<[u8]>) -> Result<(), CacheError> {
+        let r = self.set_inner(at, &value, None).await;
+        self.repair_on_error(r, &[at.key], None).map(drop)
     }
 
     async fn delete(&self, key: &str) -> Result<bool, CacheError> {
@@ -283,12 +272,10 @@ impl Tier for RedisTier {
     /// atomically with the write.
     async fn set_if_unchanged(
         &self,
-        key: &str,
+        at: Placement<'_>,
         value: Arc<[u8]>,
-        ttl: Duration,
-        tags: &[&str],
         since: &Generations,
     ) -> Result<bool, CacheError> {
-        Ok(self.set_loaded(key, &value, ttl, tags, since).await? == Written::Stored)
+        Ok(self.set_loaded(at, &value, since).await? == Written::Stored)
     }
 }

@@ -27,6 +27,35 @@ impl Generations {
     }
 }
 
+/// Where a tier keeps a value and for how long: its key, its life and the tags it is indexed
+/// under (data types like `"allergies"`, and group tags). Keys and tags carry ids, never
+/// names or other PHI.
+///
+/// ```
+/// use std::time::Duration;
+/// use vitals_cache::Placement;
+///
+/// let at = Placement::new("student:42:allergies", Duration::from_secs(300), &["allergies"]);
+/// assert_eq!(at.ttl, Duration::from_secs(300));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement<'a> {
+    /// The key.
+    pub key: &'a str,
+    /// How long the value lives.
+    pub ttl: Duration,
+    /// The tags it is indexed under.
+    pub tags: &'a [&'a str],
+}
+
+impl<'a> Placement<'a> {
+    /// `key`, kept for `ttl` under `tags`.
+    #[must_use]
+    pub fn new(key: &'a str, ttl: Duration, tags: &'a [&'a str]) -> Self {
+        Self { key, ttl, tags }
+    }
+}
+
 /// What a write of a value to Redis did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(not(feature = "redis"), allow(dead_code))] // made by the Redis tier only
@@ -55,13 +84,11 @@ pub trait Tier: Send + Sync {
     /// The value of `key`, if present.
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Arc<[u8]>>, CacheError>> + Send;
 
-    /// Stores `value` under `key` for `ttl`, indexed under `tags`.
+    /// Stores `value` under `at.key` for `at.ttl`, indexed under `at.tags`.
     fn set(
         &self,
-        key: &str,
+        at: Placement<'_>,
         value: Arc<[u8]>,
-        ttl: Duration,
-        tags: &[&str],
     ) -> impl Future<Output = Result<(), CacheError>> + Send;
 
     /// Removes `key`; true if it was present.
@@ -98,17 +125,15 @@ pub trait Tier: Send + Sync {
     }
 
     /// Stores `value` as [`Tier::set`] does, but only if no write, delete or invalidation
-    /// of `key` or of `tags` moved their generations from `since`; returns whether it
+    /// of `at.key` or of `at.tags` moved their generations from `since`; returns whether it
     /// stored. A tier that keeps no generations always stores.
     fn set_if_unchanged(
         &self,
-        key: &str,
+        at: Placement<'_>,
         value: Arc<[u8]>,
-        ttl: Duration,
-        tags: &[&str],
         since: &Generations,
     ) -> impl Future<Output = Result<bool, CacheError>> + Send {
         let _ = since;
-        async move { self.set(key, value, ttl, tags).await.map(|()| true) }
+        async move { self.set(at, value).await.map(|()| true) }
     }
 }

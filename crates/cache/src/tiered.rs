@@ -25,7 +25,7 @@ use crate::metrics::{Answered, Get};
 #[cfg(feature = "redis")]
 use crate::redis_tier::RedisTier;
 use crate::stats::CacheStats;
-use crate::tier::{Generations, Tier, Written};
+use crate::tier::{Generations, Placement, Tier, Written};
 
 /// A two-tier cache: a bounded in-process LRU ([`L1Cache`]) over Redis
 /// (`RedisTier`, feature `redis`), kept coherent across instances by pub/sub. Without the
@@ -350,24 +350,19 @@ impl TieredCache {
         T: Serialize + Send + Sync + 'static,
     {
         let bytes: Arc<[u8]> = serde_json::to_vec(&value)?.into();
-        self.store(key, Arc::new(value), bytes, ttl, tags).await;
+        let at = Placement::new(key, ttl, tags);
+        self.store(at, Arc::new(value), bytes).await;
         Ok(())
     }
 
     /// Stores a value and its JSON (`bytes`, also its weight in L1).
-    pub(crate) async fn store(
-        &self,
-        key: &str,
-        value: Value,
-        bytes: Arc<[u8]>,
-        ttl: Duration,
-        tags: &[&str],
-    ) {
+    pub(crate) async fn store(&self, at: Placement<'_>, value: Value, bytes: Arc<[u8]>) {
+        let Placement { key, ttl, tags } = at;
         self.inner.counters.sets.fetch_add(1, Ordering::Relaxed);
         let weight = bytes.len();
         let e0 = self.inner.watch(key, tags);
         if let Some(redis) = &self.inner.redis {
-            if let Err(e) = redis.set(key, bytes, ttl, tags).await {
+            if let Err(e) = redis.set(at, bytes).await {
                 log_redis_error("set", &e);
             }
         }
@@ -399,11 +394,11 @@ impl TieredCache {
         gens: Option<Generations>,
         e0: &Snapshot<'_>,
     ) {
-        let Load { key, ttl, tags, .. } = *load;
+        let Placement { key, ttl, tags } = load.at;
         let weight = bytes.len();
         if let (Some(redis), Some(gens)) = (&self.inner.redis, &gens) {
             // Misplaced (kept out of the cluster by its layout): not stale, L1 takes it.
-            match redis.set_loaded(key, &bytes, ttl, tags, gens).await {
+            match redis.set_loaded(load.at, &bytes, gens).await {
                 Ok(Written::Stored | Written::Misplaced) => {}
                 Ok(Written::Stale) => {
                     let c = &self.inner.counters;

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::error::CacheError;
 use crate::l1::Value;
+use crate::tier::Placement;
 use crate::tiered::TieredCache;
 
 /// The error a [`Warmer`] may return; logged and skipped.
@@ -190,7 +191,9 @@ async fn warm<W: Warmer>(cache: &TieredCache, warmer: &W) -> WarmSummary {
             match r {
                 Ok(e) => {
                     let tags: Vec<&str> = e.tags.iter().map(String::as_str).collect();
-                    cache.store(&key, e.value, e.bytes, e.ttl, &tags).await;
+                    cache
+                        .store(Placement::new(&key, e.ttl, &tags), e.value, e.bytes)
+                        .await;
                     summary.warmed += 1;
                 }
                 Err(e) => {

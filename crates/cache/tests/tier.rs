@@ -7,21 +7,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{config, redis_url};
-use vitals_cache::{L1Cache, RedisTier, Tier, TieredCache};
+use vitals_cache::{L1Cache, Placement, RedisTier, Tier, TieredCache};
 
 const MIN: Duration = Duration::from_secs(60);
 
 async fn contract<T: Tier>(tier: &T) {
     let v: Arc<[u8]> = Arc::from(&b"{\"dose\":2}"[..]);
     assert_eq!(tier.get("a").await.unwrap(), None);
-    tier.set("a", v.clone(), MIN, &["vaccinations", "group:1"])
+    let at = |key, tags| Placement::new(key, MIN, tags);
+    tier.set(at("a", &["vaccinations", "group:1"]), v.clone())
         .await
         .unwrap();
-    tier.set("b", v.clone(), MIN, &["vaccinations"])
+    tier.set(at("b", &["vaccinations"]), v.clone())
         .await
         .unwrap();
-    tier.set("c", v.clone(), MIN, &["group:1"]).await.unwrap();
-    tier.set("d", v.clone(), MIN, &[]).await.unwrap();
+    tier.set(at("c", &["group:1"]), v.clone()).await.unwrap();
+    tier.set(at("d", &[]), v.clone()).await.unwrap();
     assert_eq!(tier.get("a").await.unwrap().as_deref(), Some(&v[..]));
     let mut gone = tier.invalidate_tag("vaccinations").await.unwrap();
     gone.sort();
@@ -65,18 +66,13 @@ async fn with_l1_off_every_read_goes_to_redis() {
 async fn loaded_writes<T: Tier>(tier: &T, keeps_generations: bool) {
     let v: Arc<[u8]> = Arc::from(&b"1"[..]);
     let w: Arc<[u8]> = Arc::from(&b"2"[..]);
+    let at = Placement::new("l", MIN, &["t"]);
     let since = tier.generations("l", &["t"]).await.unwrap();
-    tier.set("l", w.clone(), MIN, &["t"]).await.unwrap();
-    let stored = tier
-        .set_if_unchanged("l", v.clone(), MIN, &["t"], &since)
-        .await
-        .unwrap();
+    tier.set(at, w.clone()).await.unwrap();
+    let stored = tier.set_if_unchanged(at, v.clone(), &since).await.unwrap();
     assert_eq!(stored, !keeps_generations);
     let since = tier.generations("l", &["t"]).await.unwrap();
-    assert!(tier
-        .set_if_unchanged("l", v.clone(), MIN, &["t"], &since)
-        .await
-        .unwrap());
+    assert!(tier.set_if_unchanged(at, v.clone(), &since).await.unwrap());
     let (got, ttl) = tier.get_with_ttl("l").await.unwrap().unwrap();
     assert_eq!(&got[..], &v[..]);
     if keeps_generations {
