@@ -58,6 +58,18 @@ async fn handle(
     handle_in(PgBouncerMode::Transaction, bouncer, opts, timeout).await
 }
 
+/// A transaction-mode PgBouncer with two server connections, started for this test, and a
+/// monitored pool through it (`handle`) with `timeout`. Keep the bouncer while the pool is in
+/// use: dropping it kills PgBouncer.
+async fn transaction_bouncer(
+    opts: &PgConnectOptions,
+    timeout: Duration,
+) -> Result<(TestPgBouncer, MonitoredPool<sqlx::Postgres>), PoolError> {
+    let bouncer = TestPgBouncer::start(Mode::Transaction, 2);
+    let pool = handle(&bouncer, opts, timeout).await?;
+    Ok((bouncer, pool))
+}
+
 /// A monitored pool through `bouncer` with `DB_PGBOUNCER` set to `mode` and `timeout`.
 async fn handle_in(
     mode: PgBouncerMode,
@@ -147,8 +159,7 @@ async fn bound_statements_through_the_handle_are_all_right(
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) -> TestResult {
-    let bouncer = TestPgBouncer::start(Mode::Transaction, 2);
-    let pool = handle(&bouncer, &opts, Duration::from_secs(10)).await?;
+    let (_bouncer, pool) = transaction_bouncer(&opts, Duration::from_secs(10)).await?;
     let (errors, wrong) = bound_load::<MonitoredPool<sqlx::Postgres>>(pool.clone()).await;
     assert_eq!((errors, wrong), (0, 0));
     // Streams too (fetch_many through the channel), and on an acquired connection.
@@ -203,11 +214,9 @@ async fn transactions_through_the_monitored_handle(
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) -> TestResult {
-    let bouncer = TestPgBouncer::start(Mode::Transaction, 2);
+    let (bouncer, pool) = transaction_bouncer(&opts, Duration::from_millis(4321)).await?;
     let seen = Arc::new(Seen::default());
-    let pool = handle(&bouncer, &opts, Duration::from_millis(4321))
-        .await?
-        .with_observer(seen.clone());
+    let pool = pool.with_observer(seen.clone());
     sqlx::query("CREATE TABLE doses (id int8 PRIMARY KEY, note text NOT NULL)")
         .execute(&pool)
         .await?;
@@ -269,8 +278,7 @@ async fn prepare_and_describe_are_refused_under_transaction_pooling(
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) -> TestResult {
-    let bouncer = TestPgBouncer::start(Mode::Transaction, 2);
-    let pool = handle(&bouncer, &opts, Duration::from_secs(5)).await?;
+    let (_bouncer, pool) = transaction_bouncer(&opts, Duration::from_secs(5)).await?;
     let refused = |r: Result<(), sqlx::Error>| match r {
         Err(sqlx::Error::Configuration(e)) => {
             assert!(e.to_string().contains("DB_PGBOUNCER"), "{e}")
@@ -299,8 +307,7 @@ async fn acquire_begin_sets_the_timeouts_local(
     _: PgPoolOptions,
     opts: PgConnectOptions,
 ) -> TestResult {
-    let bouncer = TestPgBouncer::start(Mode::Transaction, 2);
-    let pool = handle(&bouncer, &opts, Duration::from_millis(4321)).await?;
+    let (_bouncer, pool) = transaction_bouncer(&opts, Duration::from_millis(4321)).await?;
     let mut tx = sqlx::Acquire::begin(&pool).await?;
     let row = (&mut *tx).fetch_one("SHOW statement_timeout").await?;
     assert_eq!(row.try_get::<String, _>(0)?, "4321ms");
@@ -321,8 +328,7 @@ async fn acquire_begin_sets_the_timeouts_local(
 /// transaction alike; the pool goes on.
 #[sqlx::test]
 async fn statement_timeout_is_enforced(_: PgPoolOptions, opts: PgConnectOptions) -> TestResult {
-    let bouncer = TestPgBouncer::start(Mode::Transaction, 2);
-    let pool = handle(&bouncer, &opts, Duration::from_millis(200)).await?;
+    let (_bouncer, pool) = transaction_bouncer(&opts, Duration::from_millis(200)).await?;
     let code = |e: sqlx::Error| {
         e.as_database_error()
             .and_then(|d| d.code().map(|c| c.into_owned()))

@@ -123,9 +123,7 @@ async fn assert_each_side_reaches_its_tables(vitals: &Vitals) {
 
 #[sqlx::test(migrations = false)]
 async fn host_then_vitals_three_times_each_migration_once(pool: PgPool) {
-    let config = Config::defaults().unwrap();
-    let check = async || assert_side_by_side(&pool).await;
-    let vitals = common::host_then_vitals(&pool, &HOST, &config, 3, check).await;
+    let vitals = common::host_then_vitals(&pool, &HOST, 3, assert_side_by_side).await;
     assert_each_side_reaches_its_tables(&vitals).await;
     vitals.shutdown().await;
     HOST.run(&pool).await.unwrap();

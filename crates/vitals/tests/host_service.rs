@@ -93,9 +93,7 @@ async fn new_clinic(app: &axum::Router, name: &str) -> i64 {
 
 #[sqlx::test(migrations = false)]
 async fn host_then_vitals_twice_then_the_service_works(pool: PgPool) {
-    let config = Config::defaults().unwrap();
-    let check = async || assert_side_by_side(&pool).await;
-    let vitals = common::host_then_vitals(&pool, &MIGRATOR, &config, 2, check).await;
+    let vitals = common::host_then_vitals(&pool, &MIGRATOR, 2, assert_side_by_side).await;
     exercise(&vitals).await;
     vitals.shutdown().await;
 }

@@ -273,16 +273,16 @@ pub async fn start_on_own_pool(pool: &PgPool, config: Config) -> Result<Vitals, 
         .await
 }
 
-/// A rolling restart, `rounds` times: the host's migrations run, then the facade starts on a
-/// pool of its own and the one before it shuts down (the two overlap), then `check`. Returns
-/// the last start, still running.
+/// A rolling restart, `rounds` times: the host's migrations run, then the facade starts with
+/// the default configuration on a pool of its own and the one before it shuts down (the two
+/// overlap), then `check` on `pool`. Returns the last start, still running.
 pub async fn host_then_vitals(
     pool: &PgPool,
     host: &Migrator,
-    config: &Config,
     rounds: usize,
-    check: impl AsyncFn(),
+    check: impl AsyncFn(&PgPool),
 ) -> Vitals {
+    let config = Config::defaults().unwrap();
     let mut last: Option<Vitals> = None;
     for _ in 0..rounds {
         host.run(pool).await.unwrap();
@@ -290,7 +290,7 @@ pub async fn host_then_vitals(
         if let Some(previous) = last.replace(vitals) {
             previous.shutdown().await;
         }
-        check().await;
+        check(pool).await;
     }
     last.expect("at least one round")
 }
