@@ -132,33 +132,27 @@ fn read(env: &mut Env<'_>) -> Option<Config> {
     let import = env.adopt(ImportOptions::from_env_with(lookup));
     let replicas = env.adopt(vitals_pool::ReplicaConfig::from_env_with(lookup));
 
-    let database_url = env.url("DATABASE_URL", DATABASE_URL_PREFIXES);
-    let sqlite_url = env
-        .url("VITALS_SQLITE_URL", &[SQLITE_PREFIX])
-        .unwrap_or_else(|| DEFAULT_SQLITE_URL.into());
-    let migrate = env.boolean("VITALS_MIGRATE").unwrap_or(true);
-    let health = env.boolean("VITALS_HEALTH").unwrap_or(true);
-    let pg_schema = env.parse(
-        "VITALS_PG_SCHEMA",
-        "a schema name: 1 to 63 lowercase letters, digits and _, not starting with a digit or pg_",
-        |s| crate::health::is_schema_name(s).then(|| s.to_owned()),
-    );
-    let metrics_fingerprint = env.boolean("DB_METRICS_FINGERPRINT").unwrap_or(false);
-    let metrics_fingerprint_max = env
-        .whole("DB_METRICS_FINGERPRINT_MAX", 1..=256)
-        .unwrap_or(DEFAULT_METRICS_FINGERPRINT_MAX);
-    let upload_read_timeout = env
-        .millis("VITALS_UPLOAD_READ_TIMEOUT_MS", 1)
-        .unwrap_or(DEFAULT_UPLOAD_READ_TIMEOUT);
+    // The facade's own variables are all read before the crates' `?`s, so a crate's problem
+    // still leaves the facade's listed.
     Some(Config {
-        database_url,
-        sqlite_url,
-        migrate,
-        health,
-        pg_schema,
-        metrics_fingerprint,
-        metrics_fingerprint_max,
-        upload_read_timeout,
+        database_url: env.url("DATABASE_URL", DATABASE_URL_PREFIXES),
+        sqlite_url: env
+            .url("VITALS_SQLITE_URL", &[SQLITE_PREFIX])
+            .unwrap_or_else(|| DEFAULT_SQLITE_URL.into()),
+        migrate: env.boolean("VITALS_MIGRATE").unwrap_or(true),
+        health: env.boolean("VITALS_HEALTH").unwrap_or(true),
+        pg_schema: env.parse(
+            "VITALS_PG_SCHEMA",
+            "a schema name: 1 to 63 lowercase letters, digits and _, not starting with a digit or pg_",
+            |s| crate::health::is_schema_name(s).then(|| s.to_owned()),
+        ),
+        metrics_fingerprint: env.boolean("DB_METRICS_FINGERPRINT").unwrap_or(false),
+        metrics_fingerprint_max: env
+            .whole("DB_METRICS_FINGERPRINT_MAX", 1..=256)
+            .unwrap_or(DEFAULT_METRICS_FINGERPRINT_MAX),
+        upload_read_timeout: env
+            .millis("VITALS_UPLOAD_READ_TIMEOUT_MS", 1)
+            .unwrap_or(DEFAULT_UPLOAD_READ_TIMEOUT),
         pool: pool?,
         querylog: querylog?,
         cache: cache?,

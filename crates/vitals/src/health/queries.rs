@@ -242,7 +242,7 @@ per_engine! {
     ///
     /// # Errors
     /// The first database error.
-    fn recent_activities_either_postgres / recent_activities_either_sqlite <Db> (db: Executor + Copy, tables: &Tables, now: DateTime<Utc>, limit: i64, sequential: bool) -> Result<RecentActivities, sqlx::Error> {
+    pub(crate) fn recent_activities_either_postgres / recent_activities_either_sqlite <Db> (db: Executor + Copy, tables: &Tables, now: DateTime<Utc>, limit: i64, sequential: bool) -> Result<RecentActivities, sqlx::Error> {
         let (m, i, a) = (tables.sql(RECENT_MEDICATIONS), tables.sql(RECENT_INCIDENTS), tables.sql(UPCOMING_APPOINTMENTS));
         let medications = sqlx::query_as::<_, MedicationLog>(&m).bind(now).bind(limit).fetch_all(db);
         let incidents = sqlx::query_as::<_, IncidentReport>(&i).bind(now).bind(limit).fetch_all(db);
@@ -290,7 +290,7 @@ per_engine! {
 
 /// Each read under its plain name, for PostgreSQL executors.
 pub mod postgres {
-    pub(super) use super::recent_activities_either_postgres as recent_activities_either;
+    pub(crate) use super::recent_activities_either_postgres as recent_activities_either;
     pub use super::{
         activity_counts_postgres as activity_counts, allergies_postgres as allergies,
         chart_data_postgres as chart_data, chronic_conditions_postgres as chronic_conditions,
@@ -303,7 +303,7 @@ pub mod postgres {
 
 /// Each read under its plain name, for SQLite executors.
 pub mod sqlite {
-    pub(super) use super::recent_activities_either_sqlite as recent_activities_either;
+    pub(crate) use super::recent_activities_either_sqlite as recent_activities_either;
     pub use super::{
         activity_counts_sqlite as activity_counts, allergies_sqlite as allergies,
         chart_data_sqlite as chart_data, chronic_conditions_sqlite as chronic_conditions,

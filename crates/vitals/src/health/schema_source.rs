@@ -123,89 +123,48 @@ impl VitalsSchema {
     }
 }
 
-/// A read of the health cache or the dashboard: the engine's query of that name over vitals'
-/// tables, with the method's arguments.
-macro_rules! read {
-    ($self:ident, $db:ident, $query:ident($($arg:expr),*)) => {{
-        let t = &$self.tables;
-        Box::pin(async move {
-            Ok(crate::with_db!(@call $db, super::queries => $query(t, $($arg),*))?)
-        })
-    }};
+/// The methods of a source that are each a read over vitals' tables, with the method's
+/// arguments: `name(arg: Type, ...) -> Output` generates
+/// `fn name<'a>(&'a self, db: &'a Db, arg: Type, ...) -> SourceFuture<'a, Output>` calling the
+/// engine's query `name` in [`queries`](super::queries) (`with_db!`'s `@call`, the tables
+/// first), or the query named after `by`, or, after `by self.`, this type's own method (given
+/// `db` first).
+macro_rules! reads {
+    ($($name:ident ( $($arg:ident : $ty:ty),* ) -> $out:ty $(, by $($by:ident).+)?;)+) => {$(
+        reads!(@by $name $($($by).+)?; ($($arg: $ty),*) -> $out);
+    )+};
+    (@by $name:ident; $($sig:tt)*) => { reads!(@by $name $name; $($sig)*); };
+    (@by $name:ident self . $method:ident; ($($arg:ident: $ty:ty),*) -> $out:ty) => {
+        fn $name<'a>(&'a self, db: &'a Db $(, $arg: $ty)*) -> SourceFuture<'a, $out> {
+            Box::pin(async move { Ok(self.$method(db $(, $arg)*).await?) })
+        }
+    };
+    (@by $name:ident $query:ident; ($($arg:ident: $ty:ty),*) -> $out:ty) => {
+        fn $name<'a>(&'a self, db: &'a Db $(, $arg: $ty)*) -> SourceFuture<'a, $out> {
+            let t = &self.tables;
+            Box::pin(async move {
+                Ok(crate::with_db!(@call db, super::queries => $query(t $(, $arg)*))?)
+            })
+        }
+    };
 }
 
 impl HealthSource for VitalsSchema {
-    fn health_summary<'a>(
-        &'a self,
-        db: &'a Db,
-        student: Uuid,
-    ) -> SourceFuture<'a, Option<HealthSummary>> {
-        read!(self, db, health_summary(student))
-    }
-
-    fn vaccinations<'a>(&'a self, db: &'a Db, student: Uuid) -> SourceFuture<'a, Vec<Vaccination>> {
-        read!(self, db, vaccinations(student))
-    }
-
-    fn allergies<'a>(&'a self, db: &'a Db, student: Uuid) -> SourceFuture<'a, Vec<Allergy>> {
-        read!(self, db, allergies(student))
-    }
-
-    fn chronic_conditions<'a>(
-        &'a self,
-        db: &'a Db,
-        student: Uuid,
-    ) -> SourceFuture<'a, Vec<ChronicCondition>> {
-        read!(self, db, chronic_conditions(student))
-    }
-
-    fn warm_plan<'a>(
-        &'a self,
-        db: &'a Db,
-        now: DateTime<Utc>,
-        recent: i64,
-    ) -> SourceFuture<'a, WarmPlan> {
-        Box::pin(async move { Ok(self.plan(db, now, recent).await?) })
+    reads! {
+        health_summary(student: Uuid) -> Option<HealthSummary>;
+        vaccinations(student: Uuid) -> Vec<Vaccination>;
+        allergies(student: Uuid) -> Vec<Allergy>;
+        chronic_conditions(student: Uuid) -> Vec<ChronicCondition>;
+        warm_plan(now: DateTime<Utc>, recent: i64) -> WarmPlan, by self.plan;
     }
 }
 
 impl DashboardSource for VitalsSchema {
-    fn recent_activities<'a>(
-        &'a self,
-        db: &'a Db,
-        now: DateTime<Utc>,
-        limit: i64,
-        sequential: bool,
-    ) -> SourceFuture<'a, RecentActivities> {
-        let t = &self.tables;
-        Box::pin(async move {
-            Ok(if sequential {
-                crate::with_db!(@call db, super::queries => recent_activities_sequential(t, now, limit))?
-            } else {
-                crate::with_db!(@call db, super::queries => recent_activities(t, now, limit))?
-            })
-        })
-    }
-
-    fn chart_data<'a>(
-        &'a self,
-        db: &'a Db,
-        now: DateTime<Utc>,
-        sequential: bool,
-    ) -> SourceFuture<'a, ChartData> {
-        read!(self, db, chart_data(now, sequential))
-    }
-
-    fn activity_counts<'a>(
-        &'a self,
-        db: &'a Db,
-        now: DateTime<Utc>,
-        sequential: bool,
-    ) -> SourceFuture<'a, ActivityCounts> {
-        read!(self, db, activity_counts(now, sequential))
-    }
-
-    fn stat<'a>(&'a self, db: &'a Db, stat: Stat, now: DateTime<Utc>) -> SourceFuture<'a, i64> {
-        Box::pin(async move { Ok(self.count(db, stat, now).await?) })
+    reads! {
+        recent_activities(now: DateTime<Utc>, limit: i64, sequential: bool) -> RecentActivities,
+            by recent_activities_either;
+        chart_data(now: DateTime<Utc>, sequential: bool) -> ChartData;
+        activity_counts(now: DateTime<Utc>, sequential: bool) -> ActivityCounts;
+        stat(stat: Stat, now: DateTime<Utc>) -> i64, by self.count;
     }
 }
