@@ -171,36 +171,65 @@ async fn on_sqlite_with_no_configuration_the_facade_works_end_to_end() {
     vitals.shutdown().await;
 }
 
-/// SQLite reads a double-quoted token as a string when no column has its name, so a host
-/// can send a name in one: the statement the query log records has it masked, as a
-/// single-quoted one would be (`querylog`'s `sanitize/quoted_value.rs`).
-#[tokio::test]
-async fn a_double_quoted_string_on_sqlite_is_masked_in_the_query_log() {
+/// On a fresh SQLite file with a `pupils` table holding one (synthetic) pupil, Núñez,
+/// written by `insert`: runs each of `reads` (a count that finds the pupil only if SQLite
+/// read its double-quoted token as a string), then checks that no statement the query log
+/// recorded holds the name and that `expected` is one of them.
+async fn assert_masked_on_sqlite(file: &str, insert: &str, reads: &[&str], expected: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let vitals = common::vitals_on_sqlite_file(&dir, "quoted.sqlite", None).await;
+    let vitals = common::vitals_on_sqlite_file(&dir, file, None).await;
     let db = vitals.db().sqlite().unwrap();
     sqlx::query("CREATE TABLE pupils (id INTEGER PRIMARY KEY, last_name TEXT NOT NULL)")
         .execute(db)
         .await
         .unwrap();
-    sqlx::query(r#"INSERT INTO pupils (id, last_name) VALUES (1, "Núñez")"#)
-        .execute(db)
-        .await
-        .unwrap();
-    let found: i64 = sqlx::query_scalar(r#"SELECT count(*) FROM pupils WHERE last_name = "Núñez""#)
-        .fetch_one(db)
-        .await
-        .unwrap();
-    assert_eq!(found, 1, "SQLite read the double-quoted token as a string");
+    sqlx::query(insert).execute(db).await.unwrap();
+    for sql in reads {
+        let found: i64 = sqlx::query_scalar(sql).fetch_one(db).await.unwrap();
+        assert_eq!(
+            found, 1,
+            "SQLite read the double-quoted token as a string: {sql}"
+        );
+    }
     let recorded = vitals.query_logger().recent_queries(10);
     let texts: Vec<&str> = recorded.iter().map(|r| r.sql.as_str()).collect();
     assert!(
         texts.iter().all(|t| !t.contains("Núñez")),
         "a name in the log: {texts:?}"
     );
-    assert!(
-        texts.contains(&"SELECT count(*) FROM pupils WHERE last_name = ?"),
-        "{texts:?}"
-    );
+    assert!(texts.contains(&expected), "{texts:?}");
     vitals.shutdown().await;
+}
+
+/// SQLite reads a double-quoted token as a string when no column has its name, so a host
+/// can send a name in one: the statement the query log records has it masked, as a
+/// single-quoted one would be (`querylog`'s `sanitize/quoted_value.rs`).
+#[tokio::test]
+async fn a_double_quoted_string_on_sqlite_is_masked_in_the_query_log() {
+    assert_masked_on_sqlite(
+        "quoted.sqlite",
+        r#"INSERT INTO pupils (id, last_name) VALUES (1, "Núñez")"#,
+        &[r#"SELECT count(*) FROM pupils WHERE last_name = "Núñez""#],
+        "SELECT count(*) FROM pupils WHERE last_name = ?",
+    )
+    .await;
+}
+
+/// The same string as a function's argument, a `BETWEEN` bound and a `CASE` result: SQLite
+/// reads each as a string, and the query log records each masked (the tracker masked only
+/// comparisons, `IN` lists and `VALUES` rows before; these were recorded with the name).
+#[tokio::test]
+async fn a_double_quoted_string_passed_to_a_function_on_sqlite_is_masked_in_the_query_log() {
+    assert_masked_on_sqlite(
+        "quoted_call.sqlite",
+        "INSERT INTO pupils (id, last_name) VALUES (1, 'Núñez')",
+        &[
+            r#"SELECT count(*) FROM pupils WHERE lower(last_name) = lower("Núñez")"#,
+            r#"SELECT count(*) FROM pupils WHERE instr(last_name, "Núñez") > 0"#,
+            r#"SELECT count(*) FROM pupils WHERE last_name BETWEEN "Núñez" AND "Núñez""#,
+            r#"SELECT count(*) FROM pupils WHERE CASE WHEN id = 1 THEN "Núñez" END = last_name"#,
+        ],
+        "SELECT count(*) FROM pupils WHERE instr(last_name, ?) > ?",
+    )
+    .await;
 }

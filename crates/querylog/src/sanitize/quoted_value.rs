@@ -2,13 +2,18 @@
 //! column has that name (its "double-quoted string literal" misfeature, on by default), so a
 //! host on SQLite writing `WHERE last_name = "Núñez"` sends a name in a token that PostgreSQL,
 //! and this lexer, call a quoted identifier. Such a token is masked where a value stands:
-//! right after a comparison (`=`, `<>`, `!=`, `<`, `>`, `<=`, `>=`, `LIKE`, `ILIKE`, `GLOB`),
-//! and as an item of a list opened by `IN (` or of a row of `VALUES (…), (…)`, unless a `.`
-//! follows it (`= "vaccinations"."student_id"`: a qualifier, as ORMs write joins). A quoted
-//! name anywhere else (a column, a table, an alias) is kept. In PostgreSQL a
-//! quoted identifier in those places is a column compared or listed: masking it loses a name,
-//! never a value. [`crate::sanitize_sql`] and the log scrubber (`scrub/sql.rs`) both ask this
-//! one tracker, so the log path masks at least what the sanitiser does.
+//! right after a comparison (`=`, `<>`, `!=`, `<`, `>`, `<=`, `>=`, `LIKE`, `ILIKE`, `GLOB`,
+//! `IS`, `IS NOT`, `IS DISTINCT FROM`), an arithmetic or string operator (`+`, `-`, `*`, `/`,
+//! `%`, `||`, `->`, `->>`), `BETWEEN` and its `AND`, `WHEN`, `THEN` and `ELSE`; and as an item
+//! of a list opened by `IN (`, of a row of `VALUES (…), (…)`, of a function's arguments
+//! (`lower("Ann")`), or of a parenthesis opened where a value stands (`= ("Ann")`); unless a
+//! `.` follows it (`= "vaccinations"."student_id"`: a qualifier, as ORMs write joins). A
+//! quoted name anywhere else (a column selected, a table, an alias, the column list of
+//! `INSERT INTO t (…)`, `CREATE TABLE t (…)`, `REFERENCES t (…)`, `USING (…)`,
+//! `ON CONFLICT (…)`, a key) is kept. In PostgreSQL a quoted identifier in those places is a
+//! column compared, listed or passed: masking it loses a name, never a value.
+//! [`crate::sanitize_sql`] and the log scrubber (`scrub/sql.rs`) both ask this one tracker, so
+//! the log path masks at least what the sanitiser does.
 
 use super::lexer::{Kind, Token};
 
@@ -28,6 +33,12 @@ enum Last {
     Comma,
     /// `)`.
     Close,
+    /// A word that may name a function: a `(` after it opens its arguments.
+    Callee,
+    /// `INTO`, `TABLE`, `REFERENCES`, `EXISTS`, `WITH`, `RECURSIVE` or `.`: the word after
+    /// it names a table (or a column, a function of a schema), and a `(` after that word
+    /// opens a list of names.
+    NameNext,
     /// Anything else.
     Other,
 }
@@ -45,6 +56,8 @@ pub(crate) struct QuotedValues {
     lists: u64,
     /// The depth a `VALUES` clause stands at, while its rows go on.
     values_at: Option<u32>,
+    /// A `BETWEEN` seen whose `AND` has not come yet.
+    between: bool,
 }
 
 impl QuotedValues {
@@ -63,6 +76,7 @@ impl QuotedValues {
             depth: 0,
             lists: 0,
             values_at: None,
+            between: false,
         }
     }
 
@@ -74,11 +88,7 @@ impl QuotedValues {
         if !self.active || matches!(t.kind, Kind::Space | Kind::Comment) {
             return false;
         }
-        let value_here = match self.last {
-            Last::Compare => true,
-            Last::Open | Last::Comma => self.in_list(),
-            _ => false,
-        };
+        let value_here = self.value_here();
         self.see(t.kind, sql.get(t.start..t.end).unwrap_or_default());
         t.kind == Kind::QuotedIdent
             && value_here
@@ -87,6 +97,15 @@ impl QuotedValues {
                 .get(t.end..)
                 .and_then(|rest| rest.iter().find(|c| !c.is_ascii_whitespace()))
                 != Some(&b'.')
+    }
+
+    /// Whether a value stands at the next token.
+    fn value_here(&self) -> bool {
+        match self.last {
+            Last::Compare => true,
+            Last::Open | Last::Comma => self.in_list(),
+            _ => false,
+        }
     }
 
     fn in_list(&self) -> bool {
@@ -99,7 +118,7 @@ impl QuotedValues {
             (Kind::Punct, "(") => {
                 let row = self.values_at == Some(self.depth)
                     && matches!(self.last, Last::Values | Last::Comma);
-                let list = self.last == Last::In || row;
+                let list = matches!(self.last, Last::In | Last::Callee) || row || self.value_here();
                 self.depth = self.depth.saturating_add(1);
                 if self.depth < 64 {
                     let bit = 1u64 << self.depth;
@@ -122,33 +141,107 @@ impl QuotedValues {
                 Last::Close
             }
             (Kind::Punct, ",") => Last::Comma,
+            (Kind::Punct, ".") => Last::NameNext,
             (Kind::Punct, ";") => {
                 *self = Self::new();
                 Last::Other
             }
-            (Kind::Op, "=" | "<>" | "!=" | "<" | ">" | "<=" | ">=" | "==") => Last::Compare,
-            // By length first: most words are none of these.
-            (Kind::Word, w) if w.len() == 2 && w.eq_ignore_ascii_case("IN") => Last::In,
-            (Kind::Word, w)
-                if matches!(w.len(), 4 | 5) && is_any(w, &["LIKE", "ILIKE", "GLOB"]) =>
-            {
-                Last::Compare
-            }
-            (Kind::Word, w) if w.len() == 6 && w.eq_ignore_ascii_case("VALUES") => {
-                self.values_at = Some(self.depth);
-                Last::Values
-            }
-            (Kind::Word, _) => {
-                // A word at the clause's own depth (`ON CONFLICT`, `RETURNING`) ends it.
-                if self.values_at == Some(self.depth) {
-                    self.values_at = None;
-                }
-                Last::Other
-            }
+            (
+                Kind::Op,
+                "=" | "<>" | "!=" | "<" | ">" | "<=" | ">=" | "==" | "+" | "-" | "*" | "/" | "%"
+                | "||" | "->" | "->>",
+            ) => Last::Compare,
+            (Kind::Word, w) => self.word(w),
             _ => Last::Other,
         };
     }
+
+    /// What a word makes of the next token.
+    fn word(&mut self, w: &str) -> Last {
+        if w.len() == 6 && w.eq_ignore_ascii_case("VALUES") {
+            self.values_at = Some(self.depth);
+            return Last::Values;
+        }
+        // A word at the clause's own depth (`ON CONFLICT`, `RETURNING`) ends it.
+        if self.values_at == Some(self.depth) {
+            self.values_at = None;
+        }
+        // `IS NOT`, `IS DISTINCT FROM`: still a comparison.
+        if self.last == Last::Compare && is_any(w, &["NOT", "DISTINCT", "FROM"]) {
+            return Last::Compare;
+        }
+        if self.between && w.eq_ignore_ascii_case("AND") {
+            self.between = false;
+            return Last::Compare;
+        }
+        if w.eq_ignore_ascii_case("BETWEEN") {
+            self.between = true;
+            return Last::Compare;
+        }
+        if w.len() == 2 && w.eq_ignore_ascii_case("IN") {
+            return Last::In;
+        }
+        if is_any(w, &["LIKE", "ILIKE", "GLOB", "IS", "WHEN", "THEN", "ELSE"]) {
+            return Last::Compare;
+        }
+        if is_any(w, NAME_NEXT) {
+            return Last::NameNext;
+        }
+        if self.last == Last::NameNext || is_any(w, NOT_CALLEES) {
+            return Last::Other;
+        }
+        Last::Callee
+    }
 }
+
+/// Words after which the next word names a table, a CTE or a schema's member.
+const NAME_NEXT: &[&str] = &["INTO", "TABLE", "REFERENCES", "EXISTS", "WITH", "RECURSIVE"];
+
+/// Keywords a `(` may follow that open no function's arguments: a subquery, an expression
+/// in parentheses, a list of names (`USING`, `ON CONFLICT`, `PRIMARY KEY`, `UNIQUE`), a
+/// window or a filter.
+const NOT_CALLEES: &[&str] = &[
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "AND",
+    "OR",
+    "NOT",
+    "ON",
+    "JOIN",
+    "AS",
+    "USING",
+    "CONFLICT",
+    "KEY",
+    "UNIQUE",
+    "OVER",
+    "FILTER",
+    "CHECK",
+    "CASE",
+    "BY",
+    "HAVING",
+    "LATERAL",
+    "RETURNING",
+    "SET",
+    "UNION",
+    "ALL",
+    "EXCEPT",
+    "INTERSECT",
+    "DISTINCT",
+    "MATERIALIZED",
+    "END",
+    "ANY",
+    "SOME",
+    "ARRAY",
+    "ROW",
+    "DO",
+    "UPDATE",
+    "DELETE",
+    "INSERT",
+    "CREATE",
+    "INDEX",
+    "VIEW",
+];
 
 fn is_any(word: &str, of: &[&str]) -> bool {
     of.iter().any(|k| word.eq_ignore_ascii_case(k))
@@ -183,13 +276,13 @@ mod tests {
         );
         assert_eq!(
             values(r#"SELECT * FROM t WHERE "id" IN ("a", "b") AND f("c", "d") > 0"#),
-            [r#""a""#, r#""b""#]
+            [r#""a""#, r#""b""#, r#""c""#, r#""d""#]
         );
         assert_eq!(
             values(
                 r#"INSERT INTO "t" ("id", "name") VALUES ("x", "Ann"), ("y", lower("Bo")) ON CONFLICT ("id") DO NOTHING"#
             ),
-            [r#""x""#, r#""Ann""#, r#""y""#]
+            [r#""x""#, r#""Ann""#, r#""y""#, r#""Bo""#]
         );
         // Names only: a join, an alias, a qualified column, a subquery's list, a qualifier
         // after `=` and in a list (as ORMs write them).
@@ -203,5 +296,46 @@ mod tests {
         .is_empty());
         // A statement's end resets the clause.
         assert!(values(r#"INSERT INTO t VALUES (1); SELECT ("a") FROM t"#).is_empty());
+    }
+
+    #[test]
+    fn every_other_place_a_value_stands_is_found() {
+        let found = |sql| values(sql).len();
+        // A function's arguments, nested calls and a parenthesis where a value stands.
+        assert_eq!(
+            found(r#"SELECT * FROM t WHERE lower(name) = lower("Ann")"#),
+            1
+        );
+        assert_eq!(found(r#"SELECT coalesce("Ann", upper(trim("Bo")))"#), 2);
+        assert_eq!(found(r#"SELECT * FROM t WHERE name = ("Ann")"#), 1);
+        assert_eq!(found(r#"SELECT CAST("1990-04-01" AS DATE)"#), 1);
+        // Operators, BETWEEN ... AND, IS [NOT | DISTINCT FROM], CASE.
+        assert_eq!(found(r#"SELECT name || "Ann", n + "1", j ->> "name""#), 3);
+        assert_eq!(
+            found(r#"SELECT * FROM t WHERE born BETWEEN "2010-01-01" AND "2012-12-31" AND "ok""#),
+            2
+        );
+        assert_eq!(
+            found(r#"SELECT * FROM t WHERE a IS "x" OR b IS NOT "y" OR c IS DISTINCT FROM "z""#),
+            3
+        );
+        assert_eq!(
+            found(r#"SELECT CASE "status" WHEN "active" THEN "Ann" ELSE "Bo" END FROM t"#),
+            3
+        );
+    }
+
+    #[test]
+    fn lists_of_names_stay_names() {
+        for sql in [
+            r#"INSERT INTO t ("id", "name") SELECT "id", "name" FROM u"#,
+            r#"INSERT INTO app.t ("id") VALUES ($1) ON CONFLICT ("id") DO NOTHING"#,
+            r#"CREATE TABLE IF NOT EXISTS t ("id" INT PRIMARY KEY, "sid" INT REFERENCES s ("id"), UNIQUE ("sid"))"#,
+            r#"SELECT "id" FROM a JOIN b USING ("id") WHERE EXISTS (SELECT "id" FROM c)"#,
+            r#"WITH w ("id") AS (SELECT "id" FROM t) SELECT rank() OVER (PARTITION BY "sid" ORDER BY "id") FROM w"#,
+            r#"SELECT count(*) FILTER (WHERE "ok") FROM t GROUP BY "sid" ORDER BY "sid""#,
+        ] {
+            assert!(values(sql).is_empty(), "{sql}: {:?}", values(sql));
+        }
     }
 }
