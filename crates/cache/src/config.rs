@@ -205,63 +205,47 @@ impl CacheConfig {
         self.uses_redis() && self.encryption.is_none() && !self.allow_plaintext
     }
 
-    /// Sets the Redis command timeout, the connect timeout and the pause
-    /// between reconnection attempts.
-    #[must_use]
-    pub fn with_redis_timeouts(
-        mut self,
-        command: Duration,
-        connect: Duration,
-        reconnect_interval: Duration,
-    ) -> Self {
-        self.redis_timeout = command;
-        self.connect_timeout = connect;
-        self.reconnect_interval = reconnect_interval;
-        self
-    }
-
-    /// Sets the circuit breaker: failures that open it, and its cool-down.
-    #[must_use]
-    pub fn with_breaker(mut self, threshold: u32, cooldown: Duration) -> Self {
-        self.breaker_threshold = threshold;
-        self.breaker_cooldown = cooldown;
-        self
-    }
-
-    /// Sets the lock of one load across instances: on or off, its life, and the longest
-    /// wait for another instance's load.
-    #[must_use]
-    pub fn with_load_lock(mut self, enabled: bool, ttl: Duration, wait: Duration) -> Self {
-        self.load_lock = enabled;
-        self.load_lock_ttl = ttl;
-        self.load_lock_wait = wait;
-        self
-    }
-
-    /// Sets L1: enabled, maximum entries and maximum entry life.
-    #[must_use]
-    pub fn with_l1(mut self, enabled: bool, max_size: usize, ttl: Duration) -> Self {
-        self.l1_enabled = enabled;
-        self.l1_max_size = max_size;
-        self.l1_ttl = ttl;
-        self
-    }
-
-    /// Sets fail-safe's longest serve past a TTL (zero: off) and eager refresh's fraction
-    /// of the TTL (`None`: off), the defaults of [`LoadOptions`](crate::LoadOptions).
-    #[must_use]
-    pub fn with_fail_safe(mut self, max: Duration, eager_refresh: Option<f64>) -> Self {
-        self.fail_safe_max = max;
-        self.eager_refresh = eager_refresh;
-        self
-    }
-
-    /// Sets L1's bound in bytes (keys plus encoded values).
-    #[must_use]
-    pub fn with_l1_max_bytes(mut self, max_bytes: usize) -> Self {
-        self.l1_max_bytes = max_bytes;
-        self
-    }
+    vitals_env::setter!(
+        /// Sets the Redis command timeout, the connect timeout and the pause
+        /// between reconnection attempts.
+        #[must_use]
+        with_redis_timeouts(
+            command: Duration => redis_timeout,
+            connect: Duration => connect_timeout,
+            reconnect_interval: Duration => reconnect_interval,
+        );
+        /// Sets the circuit breaker: failures that open it, and its cool-down.
+        #[must_use]
+        with_breaker(
+            threshold: u32 => breaker_threshold,
+            cooldown: Duration => breaker_cooldown,
+        );
+        /// Sets the lock of one load across instances: on or off, its life, and the longest
+        /// wait for another instance's load.
+        #[must_use]
+        with_load_lock(
+            enabled: bool => load_lock,
+            ttl: Duration => load_lock_ttl,
+            wait: Duration => load_lock_wait,
+        );
+        /// Sets L1: enabled, maximum entries and maximum entry life.
+        #[must_use]
+        with_l1(
+            enabled: bool => l1_enabled,
+            max_size: usize => l1_max_size,
+            ttl: Duration => l1_ttl,
+        );
+        /// Sets fail-safe's longest serve past a TTL (zero: off) and eager refresh's fraction
+        /// of the TTL (`None`: off), the defaults of [`LoadOptions`](crate::LoadOptions).
+        #[must_use]
+        with_fail_safe(
+            max: Duration => fail_safe_max,
+            eager_refresh: Option<f64> => eager_refresh,
+        );
+        /// Sets L1's bound in bytes (keys plus encoded values).
+        #[must_use]
+        with_l1_max_bytes(max_bytes: usize => l1_max_bytes)
+    );
 
     /// Checks what the setters cannot: every bad field at once, each named by the variable
     /// it is read from (component `cache`), so [`CacheConfig::from_env_with`] reports these

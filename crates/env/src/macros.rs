@@ -110,9 +110,29 @@ macro_rules! from_env_methods {
 ///     );
 /// }
 /// assert_eq!(Options::default().with_rows(2).rows, 2);
+///
+/// impl Options {
+///     vitals_env::setter!(
+///         /// Rows written at once, and whether a bad row stops the export.
+///         #[must_use]
+///         with_batch(rows: usize => rows, strict: bool => strict)
+///     );
+/// }
+/// let o = Options::default().with_batch(4, true);
+/// assert_eq!((o.rows, o.strict), (4, true));
 /// ```
 #[macro_export]
 macro_rules! setter {
+    // Several fields at once: `fn(arg: Type => field, ...)`.
+    ($($(#[$doc:meta])* $fn:ident ( $($arg:ident : $ty:ty => $field:ident),+ $(,)? ));+ $(;)?) => {
+        $(
+            $(#[$doc])*
+            pub fn $fn(mut self, $($arg: $ty),+) -> Self {
+                $(self.$field = $arg;)+
+                self
+            }
+        )+
+    };
     ($($(#[$doc:meta])* $inner:ident . $name:ident : $ty:ty);+ $(;)?) => {
         $($crate::__setter!($(#[$doc])* $name(value: $ty) => $inner.$name = value);)+
     };
