@@ -37,6 +37,36 @@ const CORPUS: &[(&str, &[&str])] = &[
     ("SELECT id FROM insurance WHERE member_id = 'W123456789' AND group_no = 'GRP-0042'", &["W123456789", "GRP-0042"]),
 ];
 
+/// Statements as ORMs write them (every name double-quoted, SeaORM and Diesel alike), and one
+/// SQLite host passing a double-quoted string: the statements for which the sanitiser's
+/// double-quoted value tracker (`sanitize/quoted_value.rs`) runs, with their literals.
+const QUOTED_CORPUS: &[(&str, &[&str])] = &[
+    (
+        r#"SELECT "students"."id", "students"."first_name", "students"."last_name" FROM "students" WHERE "students"."last_name" = 'Núñez' AND "students"."active" = TRUE ORDER BY "students"."last_name" ASC LIMIT 50"#,
+        &["Núñez"],
+    ),
+    (
+        r#"SELECT "vaccinations"."id", "vaccinations"."vaccine_name", "vaccinations"."administered_on" FROM "vaccinations" INNER JOIN "students" ON "students"."id" = "vaccinations"."student_id" WHERE "students"."id" IN (1017, 1018, 1019) AND "vaccinations"."administered_on" > '2023-09-01'"#,
+        &["1019", "2023-09-01"],
+    ),
+    (
+        r#"INSERT INTO "allergies" ("student_id", "allergen", "severity", "reaction", "active") VALUES ($1, $2, $3, $4, $5) RETURNING "id""#,
+        &[],
+    ),
+    (
+        r#"UPDATE "students" SET "first_name" = 'josé', "updated_at" = CURRENT_TIMESTAMP WHERE "students"."id" = 55501"#,
+        &["josé", "55501"],
+    ),
+    (
+        r#"SELECT COUNT(*) AS "num_items" FROM (SELECT "incidents"."id" FROM "incidents" WHERE "incidents"."description" ILIKE '%broken arm%' AND "incidents"."student_id" = $1) AS "sub_query""#,
+        &["broken arm"],
+    ),
+    (
+        r#"SELECT "id" FROM "students" WHERE lower("last_name") = lower("Núñez") AND "born" BETWEEN "2011-01-01" AND "2011-12-31""#,
+        &["Núñez", "2011-01-01"],
+    ),
+];
+
 /// The performance report's four regexes, applied in its order.
 struct ReportRegexes([(Regex, &'static str); 4]);
 
@@ -60,9 +90,9 @@ impl ReportRegexes {
     }
 }
 
-/// Literal values of the corpus that survive in a sanitiser's output.
-fn leaks(sanitize: impl Fn(&str) -> String) -> usize {
-    CORPUS
+/// Literal values of `corpus` that survive in a sanitiser's output.
+fn leaks(corpus: &[(&str, &[&str])], sanitize: impl Fn(&str) -> String) -> usize {
+    corpus
         .iter()
         .map(|(sql, secrets)| {
             let out = sanitize(sql);
@@ -81,48 +111,66 @@ fn pg_normalize(sql: &str) -> String {
 /// statements/s of the same input.
 fn sanitize(c: &mut Criterion) {
     let regexes = ReportRegexes::new();
-    assert_eq!(
-        leaks(sanitize_sql),
-        0,
-        "vitals sanitiser leaks a corpus literal"
-    );
-    eprintln!(
-        "corpus: {} statements, {} bytes; literals left: vitals 0, report regexes {}",
-        CORPUS.len(),
-        CORPUS.iter().map(|(s, _)| s.len()).sum::<usize>(),
-        leaks(|s| regexes.sanitize(s)),
-    );
-    #[cfg(feature = "pg-query")]
-    eprintln!("literals left: pg_query::normalize {}", leaks(pg_normalize));
+    for (corpus_name, corpus) in [("corpus", CORPUS), ("quoted", QUOTED_CORPUS)] {
+        assert_eq!(
+            leaks(corpus, sanitize_sql),
+            0,
+            "vitals sanitiser leaks a literal of the {corpus_name} corpus"
+        );
+        eprintln!(
+            "{corpus_name}: {} statements, {} bytes; literals left: vitals 0, report regexes {}",
+            corpus.len(),
+            corpus.iter().map(|(s, _)| s.len()).sum::<usize>(),
+            leaks(corpus, |s| regexes.sanitize(s)),
+        );
+        #[cfg(feature = "pg-query")]
+        eprintln!(
+            "{corpus_name}: literals left: pg_query::normalize {}",
+            leaks(corpus, pg_normalize)
+        );
+    }
 
-    let bytes: u64 = CORPUS.iter().map(|(s, _)| s.len() as u64).sum();
-    for (name, throughput) in [
-        ("querylog/sanitize_bytes", Throughput::Bytes(bytes)),
+    let bytes = |corpus: &[(&str, &[&str])]| corpus.iter().map(|(s, _)| s.len() as u64).sum();
+    for (name, corpus_name, corpus, throughput) in [
+        (
+            "querylog/sanitize_bytes",
+            "corpus",
+            CORPUS,
+            Throughput::Bytes(bytes(CORPUS)),
+        ),
         (
             "querylog/sanitize_statements",
+            "corpus",
+            CORPUS,
             Throughput::Elements(CORPUS.len() as u64),
+        ),
+        (
+            "querylog/sanitize_quoted_bytes",
+            "quoted",
+            QUOTED_CORPUS,
+            Throughput::Bytes(bytes(QUOTED_CORPUS)),
         ),
     ] {
         let mut g = c.benchmark_group(name);
         g.throughput(throughput);
-        g.bench_function(BenchmarkId::new("vitals_sanitize_sql", "corpus"), |b| {
+        g.bench_function(BenchmarkId::new("vitals_sanitize_sql", corpus_name), |b| {
             b.iter(|| {
-                for (sql, _) in CORPUS {
+                for (sql, _) in corpus {
                     black_box(sanitize_sql(black_box(sql)));
                 }
             })
         });
-        g.bench_function(BenchmarkId::new("report_four_regexes", "corpus"), |b| {
+        g.bench_function(BenchmarkId::new("report_four_regexes", corpus_name), |b| {
             b.iter(|| {
-                for (sql, _) in CORPUS {
+                for (sql, _) in corpus {
                     black_box(regexes.sanitize(black_box(sql)));
                 }
             })
         });
         #[cfg(feature = "pg-query")]
-        g.bench_function(BenchmarkId::new("pg_query_normalize", "corpus"), |b| {
+        g.bench_function(BenchmarkId::new("pg_query_normalize", corpus_name), |b| {
             b.iter(|| {
-                for (sql, _) in CORPUS {
+                for (sql, _) in corpus {
                     black_box(pg_normalize(black_box(sql)));
                 }
             })

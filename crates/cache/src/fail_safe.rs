@@ -297,7 +297,7 @@ impl TieredCache {
             .await
     }
 
-    /// Arms the L1 entry of `load.key` for `load.options` if it holds `v` and is not armed
+    /// Arms the L1 entry of `load.at.key` for `load.options` if it holds `v` and is not armed
     /// yet; true when this caller claimed its eager refresh (only with [`Claim::Now`]).
     pub(crate) fn arm<T: Send + Sync + 'static>(
         &self,
@@ -358,7 +358,7 @@ impl TieredCache {
         Some(Loaded { value, stale })
     }
 
-    /// Spawns the eager refresh of `load.key`, claimed by a hit on `claimed` (on the current
+    /// Spawns the eager refresh of `load.at.key`, claimed by a hit on `claimed` (on the current
     /// tokio runtime; skipped outside one). It leads the key's flight and runs if L1 still holds
     /// `claimed`: not when a load of the key is up (another refresh, or a miss), nor when the
     /// value was replaced or dropped meanwhile (an earlier refresh ran, a write, a delete).

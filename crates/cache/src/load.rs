@@ -115,7 +115,7 @@ impl<T> Answer<T> for Option<Loaded<T>> {
 }
 
 impl TieredCache {
-    /// A miss of `load.key`: follows the flight of the key (its value, or on its failure the
+    /// A miss of `load.at.key`: follows the flight of the key (its value, or on its failure the
     /// stale value of `load.options`' fail-safe) or leads it.
     pub(crate) async fn load_miss<T, A, E, L>(&self, load: Load<'_>, loader: L) -> Result<A, E>
     where

@@ -381,7 +381,7 @@ impl TieredCache {
         }
     }
 
-    /// Stores a loader's result (`value` and its JSON, `bytes`) under `load.key`: in Redis
+    /// Stores a loader's result (`value` and its JSON, `bytes`) under `load.at.key`: in Redis
     /// only if no overwrite, delete or invalidation of the key or its tags happened since
     /// `gens` were read (on any instance); in L1 only if Redis took it (or is unavailable)
     /// and no local invalidation moved the epoch of the key or of its tags since `e0`

@@ -61,8 +61,9 @@ macro_rules! from_env_methods {
 /// `self.inner.name` (a builder that wraps the configuration it builds); `name: Some(Type)` sets
 /// `self.name = Some(value)` (a builder whose unset fields take defaults decided at `build`);
 /// `with_name => name: Type` (or `with_name => name: Some(Type)`) names the setter otherwise
-/// than its field. Rows are separated by `;`, each with its docs and attributes; one call's
-/// rows are all of one form.
+/// than its field; `with_name(a: A => field_a, b: B => field_b)` sets several plain fields
+/// at once (`self.field_a = a; ...`: no `inner.`, no `Some`). Rows are separated by `;`, each
+/// with its docs and attributes; one call's rows are all of one form.
 ///
 /// ```
 /// #[derive(Default)]

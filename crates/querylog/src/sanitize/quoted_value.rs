@@ -3,17 +3,19 @@
 //! host on SQLite writing `WHERE last_name = "Núñez"` sends a name in a token that PostgreSQL,
 //! and this lexer, call a quoted identifier. Such a token is masked where a value stands:
 //! right after a comparison (`=`, `<>`, `!=`, `<`, `>`, `<=`, `>=`, `LIKE`, `ILIKE`, `GLOB`,
-//! `IS`, `IS NOT`, `IS DISTINCT FROM`), an arithmetic or string operator (`+`, `-`, `*`, `/`,
-//! `%`, `||`, `->`, `->>`), `BETWEEN` and its `AND`, `WHEN`, `THEN` and `ELSE`; and as an item
-//! of a list opened by `IN (`, of a row of `VALUES (…), (…)`, of a function's arguments
-//! (`lower("Ann")`), or of a parenthesis opened where a value stands (`= ("Ann")`); unless a
-//! `.` follows it (`= "vaccinations"."student_id"`: a qualifier, as ORMs write joins). A
-//! quoted name anywhere else (a column selected, a table, an alias, the column list of
-//! `INSERT INTO t (…)`, `CREATE TABLE t (…)`, `REFERENCES t (…)`, `USING (…)`,
-//! `ON CONFLICT (…)`, a key) is kept. In PostgreSQL a quoted identifier in those places is a
-//! column compared, listed or passed: masking it loses a name, never a value.
-//! [`crate::sanitize_sql`] and the log scrubber (`scrub/sql.rs`) both ask this one tracker, so
-//! the log path masks at least what the sanitiser does.
+//! `MATCH`, `REGEXP`, `IS`, `IS NOT`, `IS DISTINCT FROM`), an arithmetic or string operator
+//! (`+`, `-`, `*` after an operand, `/`, `%`, `||`, `->`, `->>`), `BETWEEN` and its own `AND`,
+//! `WHEN`, `THEN` and `ELSE`; and as an item of a list opened by `IN (`, of a row of
+//! `VALUES (…), (…)`, of a function's arguments (`lower("Ann")`), of a parenthesis opened where
+//! a value stands (`= ("Ann")`), or of any group more than 63 deep (fail closed); unless a `.`
+//! follows it (`= "vaccinations"."student_id"`: a qualifier, as ORMs write joins). A quoted
+//! name anywhere else (a table, after `SELECT *` too, a column selected, an alias, the lists of
+//! `INSERT INTO t (…)`, `CREATE TABLE t (…)`, `CREATE VIEW v (…)`, `REFERENCES t (…)`,
+//! `USING (…)`, `ON CONFLICT (…)`, a key) is kept. In PostgreSQL a quoted identifier in a
+//! value's place is a column compared, listed or passed: masking it loses a name, never a
+//! value. docs/querylog.md lists what is still kept. [`crate::sanitize_sql`] and the log
+//! scrubber (`scrub/sql.rs`) both ask this one tracker, so the log path masks at least what
+//! the sanitiser does.
 
 use super::lexer::{Kind, Token};
 
@@ -35,6 +37,11 @@ enum Last {
     Close,
     /// A word that may name a function: a `(` after it opens its arguments.
     Callee,
+    /// The end of an operand that is not a word: a quoted name, a literal, a parameter (a
+    /// `*` after it multiplies; elsewhere `*` is a wildcard).
+    Operand,
+    /// `IS`, `IS NOT`, `IS DISTINCT`: a value stands next, or `NOT`, `DISTINCT`, `FROM`.
+    Is,
     /// `INTO`, `TABLE`, `REFERENCES`, `EXISTS`, `WITH`, `RECURSIVE` or `.`: the word after
     /// it names a table (or a column, a function of a schema), and a `(` after that word
     /// opens a list of names.
@@ -56,8 +63,9 @@ pub(crate) struct QuotedValues {
     lists: u64,
     /// The depth a `VALUES` clause stands at, while its rows go on.
     values_at: Option<u32>,
-    /// A `BETWEEN` seen whose `AND` has not come yet.
-    between: bool,
+    /// The depth of a `BETWEEN` whose `AND` has not come yet (an `AND` deeper down, in a
+    /// subquery of its lower bound, is not it).
+    between_at: Option<u32>,
 }
 
 impl QuotedValues {
@@ -76,7 +84,7 @@ impl QuotedValues {
             depth: 0,
             lists: 0,
             values_at: None,
-            between: false,
+            between_at: None,
         }
     }
 
@@ -102,14 +110,16 @@ impl QuotedValues {
     /// Whether a value stands at the next token.
     fn value_here(&self) -> bool {
         match self.last {
-            Last::Compare => true,
+            Last::Compare | Last::Is => true,
             Last::Open | Last::Comma => self.in_list(),
             _ => false,
         }
     }
 
+    /// Whether the group open at this depth is a value list; past 63 groups deep, always
+    /// (fail closed: a name lost, never a value).
     fn in_list(&self) -> bool {
-        self.depth < 64 && self.lists & (1u64 << self.depth) != 0
+        self.depth >= 64 || self.lists & (1u64 << self.depth) != 0
     }
 
     /// Takes in the next significant token.
@@ -138,6 +148,9 @@ impl QuotedValues {
                 if self.values_at.is_some_and(|d| d > self.depth) {
                     self.values_at = None;
                 }
+                if self.between_at.is_some_and(|d| d > self.depth) {
+                    self.between_at = None;
+                }
                 Last::Close
             }
             (Kind::Punct, ",") => Last::Comma,
@@ -146,12 +159,19 @@ impl QuotedValues {
                 *self = Self::new();
                 Last::Other
             }
-            (
-                Kind::Op,
-                "=" | "<>" | "!=" | "<" | ">" | "<=" | ">=" | "==" | "+" | "-" | "*" | "/" | "%"
-                | "||" | "->" | "->>",
-            ) => Last::Compare,
+            // A backtick glued to an operator (``a`="x"``, MySQL's quoting) is the lexer's
+            // operator run; the operator is what is left.
+            (Kind::Op, op) => match op.trim_matches('`') {
+                // A wildcard (`SELECT *`, `t.*`, `count(*)`) unless it follows an operand.
+                "*" if !matches!(self.last, Last::Operand | Last::Callee | Last::Close) => {
+                    Last::Other
+                }
+                "=" | "<>" | "!=" | "<" | ">" | "<=" | ">=" | "==" | "+" | "-" | "*" | "/"
+                | "%" | "||" | "->" | "->>" => Last::Compare,
+                _ => Last::Other,
+            },
             (Kind::Word, w) => self.word(w),
+            (Kind::QuotedIdent | Kind::Str | Kind::Number | Kind::Param, _) => Last::Operand,
             _ => Last::Other,
         };
     }
@@ -167,21 +187,34 @@ impl QuotedValues {
             self.values_at = None;
         }
         // `IS NOT`, `IS DISTINCT FROM`: still a comparison.
-        if self.last == Last::Compare && is_any(w, &["NOT", "DISTINCT", "FROM"]) {
-            return Last::Compare;
+        if self.last == Last::Is {
+            if is_any(w, &["NOT", "DISTINCT"]) {
+                return Last::Is;
+            }
+            if w.eq_ignore_ascii_case("FROM") {
+                return Last::Compare;
+            }
         }
-        if self.between && w.eq_ignore_ascii_case("AND") {
-            self.between = false;
+        if w.eq_ignore_ascii_case("IS") {
+            return Last::Is;
+        }
+        if self.between_at == Some(self.depth) && w.eq_ignore_ascii_case("AND") {
+            self.between_at = None;
             return Last::Compare;
         }
         if w.eq_ignore_ascii_case("BETWEEN") {
-            self.between = true;
+            self.between_at = Some(self.depth);
             return Last::Compare;
         }
         if w.len() == 2 && w.eq_ignore_ascii_case("IN") {
             return Last::In;
         }
-        if is_any(w, &["LIKE", "ILIKE", "GLOB", "IS", "WHEN", "THEN", "ELSE"]) {
+        if is_any(
+            w,
+            &[
+                "LIKE", "ILIKE", "GLOB", "MATCH", "REGEXP", "WHEN", "THEN", "ELSE",
+            ],
+        ) {
             return Last::Compare;
         }
         if is_any(w, NAME_NEXT) {
@@ -195,7 +228,15 @@ impl QuotedValues {
 }
 
 /// Words after which the next word names a table, a CTE or a schema's member.
-const NAME_NEXT: &[&str] = &["INTO", "TABLE", "REFERENCES", "EXISTS", "WITH", "RECURSIVE"];
+const NAME_NEXT: &[&str] = &[
+    "INTO",
+    "TABLE",
+    "REFERENCES",
+    "EXISTS",
+    "WITH",
+    "RECURSIVE",
+    "VIEW",
+];
 
 /// Keywords a `(` may follow that open no function's arguments: a subquery, an expression
 /// in parentheses, a list of names (`USING`, `ON CONFLICT`, `PRIMARY KEY`, `UNIQUE`), a
@@ -323,6 +364,21 @@ mod tests {
             found(r#"SELECT CASE "status" WHEN "active" THEN "Ann" ELSE "Bo" END FROM t"#),
             3
         );
+        // MATCH, REGEXP; a backtick glued to the operator; a BETWEEN whose lower bound is a
+        // subquery with an AND of its own; lists nested past 63 groups (fail closed).
+        assert_eq!(
+            found(r#"SELECT * FROM notes WHERE notes MATCH "Ann" OR b REGEXP "B.*""#),
+            2
+        );
+        assert_eq!(found(r#"SELECT * FROM t WHERE `last_name`="Ann""#), 1);
+        assert_eq!(
+            found(r#"SELECT * FROM t WHERE d BETWEEN (SELECT 1 WHERE a = 1 AND b = 2) AND "Ann""#),
+            1
+        );
+        let deep = format!("SELECT {}\"Ann\"{}", "f(".repeat(70), ")".repeat(70));
+        assert_eq!(found(&deep), 1);
+        // `*` multiplies after an operand.
+        assert_eq!(found(r#"SELECT 2 * "3", "a" * "4", f(x) * "5""#), 3);
     }
 
     #[test]
@@ -334,6 +390,12 @@ mod tests {
             r#"SELECT "id" FROM a JOIN b USING ("id") WHERE EXISTS (SELECT "id" FROM c)"#,
             r#"WITH w ("id") AS (SELECT "id" FROM t) SELECT rank() OVER (PARTITION BY "sid" ORDER BY "id") FROM w"#,
             r#"SELECT count(*) FILTER (WHERE "ok") FROM t GROUP BY "sid" ORDER BY "sid""#,
+            // A wildcard is no operator: the table after it stays a name.
+            r#"SELECT * FROM "students" WHERE "id" = $1"#,
+            r#"SELECT "t".* FROM "t"; INSERT INTO "a" SELECT * FROM "u""#,
+            r#"SELECT * FROM (SELECT "id", "name" FROM "s") AS "x""#,
+            r#"SELECT * FROM t WHERE a IS NULL AND "b" IS NOT NULL"#,
+            r#"CREATE VIEW v ("a", "b") AS SELECT "a", "b" FROM t"#,
         ] {
             assert!(values(sql).is_empty(), "{sql}: {:?}", values(sql));
         }
