@@ -176,9 +176,21 @@ impl QuotedValues {
         };
     }
 
-    /// What a word makes of the next token.
+    /// What a word makes of the next token. One match on the word upper-cased (compiled to a
+    /// dispatch on its length), not a scan of keyword lists: ORM statements, every name
+    /// quoted, run this for each of their words.
     fn word(&mut self, w: &str) -> Last {
-        if w.len() == 6 && w.eq_ignore_ascii_case("VALUES") {
+        let mut buf = [0u8; 12];
+        let kw: &[u8] = match buf.get_mut(..w.len()) {
+            Some(b) => {
+                b.copy_from_slice(w.as_bytes());
+                b.make_ascii_uppercase();
+                b
+            }
+            // Longer than every keyword below.
+            None => b"",
+        };
+        if kw == b"VALUES" {
             self.values_at = Some(self.depth);
             return Last::Values;
         }
@@ -186,106 +198,44 @@ impl QuotedValues {
         if self.values_at == Some(self.depth) {
             self.values_at = None;
         }
-        // `IS NOT`, `IS DISTINCT FROM`: still a comparison.
-        if self.last == Last::Is {
-            if is_any(w, &["NOT", "DISTINCT"]) {
-                return Last::Is;
+        match (self.last, kw) {
+            // `IS NOT`, `IS DISTINCT FROM`: still a comparison.
+            (Last::Is, b"NOT" | b"DISTINCT") => return Last::Is,
+            (Last::Is, b"FROM") => return Last::Compare,
+            _ => {}
+        }
+        match kw {
+            b"IS" => Last::Is,
+            // Only a BETWEEN's own AND (not one in a subquery of its lower bound).
+            b"AND" if self.between_at == Some(self.depth) => {
+                self.between_at = None;
+                Last::Compare
             }
-            if w.eq_ignore_ascii_case("FROM") {
-                return Last::Compare;
+            b"BETWEEN" => {
+                self.between_at = Some(self.depth);
+                Last::Compare
             }
+            b"IN" => Last::In,
+            b"LIKE" | b"ILIKE" | b"GLOB" | b"MATCH" | b"REGEXP" | b"WHEN" | b"THEN" | b"ELSE" => {
+                Last::Compare
+            }
+            // The next word names a table, a CTE or a view.
+            b"INTO" | b"TABLE" | b"REFERENCES" | b"EXISTS" | b"WITH" | b"RECURSIVE" | b"VIEW" => {
+                Last::NameNext
+            }
+            _ if self.last == Last::NameNext => Last::Other,
+            // Keywords a `(` may follow that open no function's arguments: a subquery, an
+            // expression in parentheses, a list of names (`USING`, `ON CONFLICT`, `PRIMARY
+            // KEY`, `UNIQUE`), a window or a filter.
+            b"SELECT" | b"FROM" | b"WHERE" | b"AND" | b"OR" | b"NOT" | b"ON" | b"JOIN" | b"AS"
+            | b"USING" | b"CONFLICT" | b"KEY" | b"UNIQUE" | b"OVER" | b"FILTER" | b"CHECK"
+            | b"CASE" | b"BY" | b"HAVING" | b"LATERAL" | b"RETURNING" | b"SET" | b"UNION"
+            | b"ALL" | b"EXCEPT" | b"INTERSECT" | b"DISTINCT" | b"MATERIALIZED" | b"END"
+            | b"ANY" | b"SOME" | b"ARRAY" | b"ROW" | b"DO" | b"UPDATE" | b"DELETE" | b"INSERT"
+            | b"CREATE" | b"INDEX" => Last::Other,
+            _ => Last::Callee,
         }
-        if w.eq_ignore_ascii_case("IS") {
-            return Last::Is;
-        }
-        if self.between_at == Some(self.depth) && w.eq_ignore_ascii_case("AND") {
-            self.between_at = None;
-            return Last::Compare;
-        }
-        if w.eq_ignore_ascii_case("BETWEEN") {
-            self.between_at = Some(self.depth);
-            return Last::Compare;
-        }
-        if w.len() == 2 && w.eq_ignore_ascii_case("IN") {
-            return Last::In;
-        }
-        if is_any(
-            w,
-            &[
-                "LIKE", "ILIKE", "GLOB", "MATCH", "REGEXP", "WHEN", "THEN", "ELSE",
-            ],
-        ) {
-            return Last::Compare;
-        }
-        if is_any(w, NAME_NEXT) {
-            return Last::NameNext;
-        }
-        if self.last == Last::NameNext || is_any(w, NOT_CALLEES) {
-            return Last::Other;
-        }
-        Last::Callee
     }
-}
-
-/// Words after which the next word names a table, a CTE or a schema's member.
-const NAME_NEXT: &[&str] = &[
-    "INTO",
-    "TABLE",
-    "REFERENCES",
-    "EXISTS",
-    "WITH",
-    "RECURSIVE",
-    "VIEW",
-];
-
-/// Keywords a `(` may follow that open no function's arguments: a subquery, an expression
-/// in parentheses, a list of names (`USING`, `ON CONFLICT`, `PRIMARY KEY`, `UNIQUE`), a
-/// window or a filter.
-const NOT_CALLEES: &[&str] = &[
-    "SELECT",
-    "FROM",
-    "WHERE",
-    "AND",
-    "OR",
-    "NOT",
-    "ON",
-    "JOIN",
-    "AS",
-    "USING",
-    "CONFLICT",
-    "KEY",
-    "UNIQUE",
-    "OVER",
-    "FILTER",
-    "CHECK",
-    "CASE",
-    "BY",
-    "HAVING",
-    "LATERAL",
-    "RETURNING",
-    "SET",
-    "UNION",
-    "ALL",
-    "EXCEPT",
-    "INTERSECT",
-    "DISTINCT",
-    "MATERIALIZED",
-    "END",
-    "ANY",
-    "SOME",
-    "ARRAY",
-    "ROW",
-    "DO",
-    "UPDATE",
-    "DELETE",
-    "INSERT",
-    "CREATE",
-    "INDEX",
-    "VIEW",
-];
-
-fn is_any(word: &str, of: &[&str]) -> bool {
-    of.iter().any(|k| word.eq_ignore_ascii_case(k))
 }
 
 #[cfg(test)]
