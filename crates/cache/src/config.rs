@@ -263,22 +263,15 @@ impl CacheConfig {
                 "1 to 64 characters without spaces",
             );
         }
-        if self.l1_max_size == 0 || self.l1_max_size > MAX_L1_SIZE {
-            problems.bad(
-                "CACHE_L1_MAX_SIZE",
-                self.l1_max_size,
-                "1 to 10000000 entries",
-            );
+        let (size, shards) = (self.l1_max_size, self.l1_shards);
+        if size == 0 || size > MAX_L1_SIZE {
+            problems.bad("CACHE_L1_MAX_SIZE", size, "1 to 10000000 entries");
         }
         if self.l1_max_bytes == 0 {
             problems.bad("CACHE_L1_MAX_BYTES", 0, "at least 1");
         }
-        if !self.l1_shards.is_power_of_two() || self.l1_shards > 1024 {
-            problems.bad(
-                "CACHE_L1_SHARDS",
-                self.l1_shards,
-                "a power of two up to 1024",
-            );
+        if !shards.is_power_of_two() || shards > 1024 {
+            problems.bad("CACHE_L1_SHARDS", shards, "a power of two up to 1024");
         }
         if self.breaker_threshold == 0 {
             problems.bad("CACHE_BREAKER_THRESHOLD", 0, "at least 1");
