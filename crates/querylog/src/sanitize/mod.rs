@@ -301,19 +301,26 @@ fn collapse_cast_items(out: &mut String, from: usize) {
     }
 }
 
+/// `word` upper-cased (ASCII letters only) into `buf`; `None` when it is longer than `buf`,
+/// and so than every keyword.
+#[inline]
+pub(crate) fn upper<'b>(word: &[u8], buf: &'b mut [u8; 16]) -> Option<&'b [u8]> {
+    let up = buf.get_mut(..word.len())?;
+    for (d, s) in up.iter_mut().zip(word) {
+        *d = s.to_ascii_uppercase();
+    }
+    Some(up)
+}
+
 /// Upper-cases `word` into `buf` and says whether it is a keyword we write in
 /// upper case. Words that are not keywords are identifiers (folded to lower case,
 /// as PostgreSQL folds them).
 fn keyword(word: &[u8], buf: &mut [u8; 16]) -> bool {
-    if word.len() > buf.len() {
+    let Some(up) = upper(word, buf) else {
         return false;
-    }
-    let up = &mut buf[..word.len()];
-    for (d, s) in up.iter_mut().zip(word) {
-        *d = s.to_ascii_uppercase();
-    }
+    };
     matches!(
-        &*up,
+        up,
         b"SELECT"
             | b"FROM"
             | b"WHERE"

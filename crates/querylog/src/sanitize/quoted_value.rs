@@ -180,16 +180,9 @@ impl QuotedValues {
     /// dispatch on its length), not a scan of keyword lists: ORM statements, every name
     /// quoted, run this for each of their words.
     fn word(&mut self, w: &str) -> Last {
-        let mut buf = [0u8; 12];
-        let kw: &[u8] = match buf.get_mut(..w.len()) {
-            Some(b) => {
-                b.copy_from_slice(w.as_bytes());
-                b.make_ascii_uppercase();
-                b
-            }
-            // Longer than every keyword below.
-            None => b"",
-        };
+        let mut buf = [0u8; 16];
+        // Longer than every keyword below: `b""`.
+        let kw = super::upper(w.as_bytes(), &mut buf).unwrap_or_default();
         if kw == b"VALUES" {
             self.values_at = Some(self.depth);
             return Last::Values;
